@@ -1,0 +1,299 @@
+//! Statistics: the counters and gauges of PROTOCOL.md section 7.
+//!
+//! The engine counts what it decides; the host counts what only it sees
+//! (connections, bytes on the wire, failed authentication) through
+//! [`Stats::add`]. Names are JackrabbitDLM's, so its chart tool reads our
+//! log lines; the extensions are marked below.
+
+use core::fmt;
+
+macro_rules! stats {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $gauge:literal; )*) => {
+        /// One statistic. Variants are declared in the byte order of their
+        /// names, which is the order of the log line and the `Stats` reply.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum Stat {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Stat {
+            /// Every statistic, sorted by name.
+            pub const ALL: &'static [Stat] = &[$(Stat::$variant),*];
+
+            /// The statistic's name on the wire and in the log.
+            pub const fn name(self) -> &'static str {
+                match self { $(Stat::$variant => $name,)* }
+            }
+
+            /// Whether this is a gauge (a current level, never reset)
+            /// rather than a counter.
+            pub const fn is_gauge(self) -> bool {
+                match self { $(Stat::$variant => $gauge,)* }
+            }
+        }
+    };
+}
+
+stats! {
+    /// Gauge: open connections (host). Extension.
+    AConn = "AConn", true;
+    /// Gauge: live data entries.
+    AData = "AData", true;
+    /// Gauge: live locks.
+    ALock = "ALock", true;
+    /// Gauge: queued waiters. Extension.
+    AWait = "AWait", true;
+    /// Requests refused because authentication failed (host).
+    AuthFailed = "AuthFailed", false;
+    /// Requests with an unknown `Action`.
+    BadAction = "BadAction", false;
+    /// Malformed requests and limit violations.
+    BadPayload = "BadPayload", false;
+    /// Compare-and-set `Put`s that found another revision. Extension.
+    Conflict = "Conflict", false;
+    /// Connections closed at once because the server was full (host). Extension.
+    ConnRefused = "ConnRefused", false;
+    /// Connections accepted (host).
+    Connections = "Connections", false;
+    /// `DataStore` bytes stored by `Put`.
+    DataIn = "DataIn", false;
+    /// `DataStore` bytes returned by `Get`.
+    DataOut = "DataOut", false;
+    /// Request lines over the line limit (host).
+    DataOverrun = "DataOverrun", false;
+    /// `Erase` of a missing entry.
+    EraseNF = "EraseNF", false;
+    /// Entries erased.
+    Erased = "Erased", false;
+    /// Data entries that expired.
+    ExpiredData = "ExpiredData", false;
+    /// Locks that expired.
+    ExpiredLock = "ExpiredLock", false;
+    /// Successful `Get`s.
+    Get = "Get", false;
+    /// `Get` of a missing entry.
+    GetNF = "GetNF", false;
+    /// Connections closed for idling mid-line (host). Extension.
+    IdleTimeout = "IdleTimeout", false;
+    /// Request lines received (host).
+    In = "In", false;
+    /// Locks granted (new grants, including hand-overs to waiters).
+    Lock = "Lock", false;
+    /// Gauge: bytes the engine holds, as charged to its memory budget. Extension.
+    Memory = "Memory", true;
+    /// Requests refused for lack of memory (`NO`). Extension.
+    NoMemory = "NoMemory", false;
+    /// Requests answered `NotOwner`.
+    NotOwner = "NotOwner", false;
+    /// Response lines sent (host).
+    Out = "Out", false;
+    /// `Put`s that created an entry.
+    PutNew = "PutNew", false;
+    /// `Put`s that replaced an entry.
+    PutUpdate = "PutUpdate", false;
+    /// Locks extended by their owner.
+    Relock = "Relock", false;
+    /// `Stats` requests. Extension.
+    Stats = "Stats", false;
+    /// `TestLock`s that found a live lock.
+    TestLock = "TestLock", false;
+    /// `TestLock`s that found none.
+    TestLockNF = "TestLockNF", false;
+    /// Locks released.
+    Unlock = "Unlock", false;
+    /// `Unlock`s that found no live lock.
+    UnlockNF = "UnlockNF", false;
+    /// `Version` requests. Extension.
+    Version = "Version", false;
+    /// Lock requests that joined a wait queue. Extension.
+    Wait = "Wait", false;
+    /// Waiters removed because their connection closed. Extension.
+    WaitCancel = "WaitCancel", false;
+    /// Waiters granted the lock. Extension.
+    WaitGranted = "WaitGranted", false;
+    /// Waiters whose wait ran out. Extension.
+    WaitTimeout = "WaitTimeout", false;
+}
+
+impl Stat {
+    /// Number of statistics.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The statistic with this exact name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .binary_search_by(|s| s.name().as_bytes().cmp(name.as_bytes()))
+            .ok()
+            .map(|i| Self::ALL[i])
+    }
+}
+
+impl fmt::Display for Stat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of statistics: counters since the last reset, and gauges.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Stats {
+    values: [u64; Stat::COUNT],
+}
+
+impl Stats {
+    /// All zero.
+    pub const fn new() -> Self {
+        Self {
+            values: [0; Stat::COUNT],
+        }
+    }
+
+    /// The current value of `stat`.
+    #[inline]
+    pub fn get(&self, stat: Stat) -> u64 {
+        self.values[stat as usize]
+    }
+
+    /// Adds `n` to a counter (or a gauge), saturating.
+    #[inline]
+    pub fn add(&mut self, stat: Stat, n: u64) {
+        let v = &mut self.values[stat as usize];
+        *v = v.saturating_add(n);
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn incr(&mut self, stat: Stat) {
+        self.add(stat, 1);
+    }
+
+    /// Sets a gauge (or a counter).
+    #[inline]
+    pub fn set(&mut self, stat: Stat, value: u64) {
+        self.values[stat as usize] = value;
+    }
+
+    /// Subtracts `n` from a gauge, saturating at zero.
+    #[inline]
+    pub fn sub(&mut self, stat: Stat, n: u64) {
+        let v = &mut self.values[stat as usize];
+        *v = v.saturating_sub(n);
+    }
+
+    /// Zeroes every counter; gauges keep their level. This is what the
+    /// periodic log line does after writing.
+    pub fn reset_counters(&mut self) {
+        for &s in Stat::ALL {
+            if !s.is_gauge() {
+                self.values[s as usize] = 0;
+            }
+        }
+    }
+
+    /// Every statistic with its value, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (Stat, u64)> + '_ {
+        Stat::ALL.iter().map(|&s| (s, self.get(s)))
+    }
+
+    /// Writes the body of JackrabbitDLM's periodic log line:
+    /// `Key: value` pairs sorted by key, comma-separated, non-zero only.
+    /// The host prefixes the timestamp.
+    pub fn write_log_line(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        let mut first = true;
+        for (stat, value) in self.iter().filter(|&(_, v)| v != 0) {
+            if !first {
+                out.write_str(", ")?;
+            }
+            first = false;
+            write!(out, "{}: {value}", stat.name())?;
+        }
+        Ok(())
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(s, v)| (s.name(), v)))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+
+    #[test]
+    fn names_are_sorted_and_unique() {
+        for pair in Stat::ALL.windows(2) {
+            assert!(
+                pair[0].name().as_bytes() < pair[1].name().as_bytes(),
+                "{} must sort before {}",
+                pair[0],
+                pair[1]
+            );
+        }
+        for (i, s) in Stat::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i);
+            assert_eq!(Stat::from_name(s.name()), Some(*s));
+        }
+        assert_eq!(Stat::from_name("Nope"), None);
+    }
+
+    #[test]
+    fn protocol_statistics_are_all_present() {
+        for name in [
+            "Lock",
+            "Relock",
+            "Unlock",
+            "UnlockNF",
+            "TestLock",
+            "TestLockNF",
+            "Get",
+            "GetNF",
+            "PutNew",
+            "PutUpdate",
+            "Erased",
+            "EraseNF",
+            "NotOwner",
+            "BadPayload",
+            "BadAction",
+            "AuthFailed",
+            "DataOverrun",
+            "DataIn",
+            "DataOut",
+            "Connections",
+            "In",
+            "Out",
+            "ExpiredLock",
+            "ExpiredData",
+            "ALock",
+            "AData",
+        ] {
+            assert!(Stat::from_name(name).is_some(), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn log_line_is_sorted_nonzero_and_reset_keeps_gauges() {
+        let mut s = Stats::new();
+        s.incr(Stat::Lock);
+        s.add(Stat::DataIn, 12);
+        s.set(Stat::ALock, 3);
+        let mut line = String::new();
+        s.write_log_line(&mut line).unwrap();
+        assert_eq!(line, "ALock: 3, DataIn: 12, Lock: 1");
+        s.reset_counters();
+        line.clear();
+        s.write_log_line(&mut line).unwrap();
+        assert_eq!(line, "ALock: 3");
+    }
+}
