@@ -1,0 +1,259 @@
+//! Typed errors for every way a request or a response can be malformed.
+
+use core::fmt;
+
+use super::Status;
+use super::json::JsonError;
+use crate::codec::DecodeError;
+use crate::time::Ttl;
+
+/// A field of a request or response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// `Action`.
+    Action,
+    /// `FileName`: the lock name or data key.
+    FileName,
+    /// `ID`: the owner.
+    Id,
+    /// `Expire`: the TTL in seconds.
+    Expire,
+    /// `DataStore`: the opaque value.
+    DataStore,
+    /// `Name`: the identity name.
+    Name,
+    /// `Identity`: the identity secret.
+    Identity,
+    /// `Wait`: how long to queue for a lock, in seconds.
+    Wait,
+    /// `Revision`: compare-and-set revision.
+    Revision,
+    /// `Token`: fencing token.
+    Token,
+    /// `Status` (responses).
+    Status,
+    /// `Error` (responses).
+    Error,
+    /// `Stats` (responses).
+    Stats,
+}
+
+impl Field {
+    /// The field's name on the wire.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Action => "Action",
+            Self::FileName => "FileName",
+            Self::Id => "ID",
+            Self::Expire => "Expire",
+            Self::DataStore => "DataStore",
+            Self::Name => "Name",
+            Self::Identity => "Identity",
+            Self::Wait => "Wait",
+            Self::Revision => "Revision",
+            Self::Token => "Token",
+            Self::Status => "Status",
+            Self::Error => "Error",
+            Self::Stats => "Stats",
+        }
+    }
+
+    pub(crate) fn of_request_key(key: &[u8]) -> Option<Self> {
+        Some(match key {
+            b"Action" => Self::Action,
+            b"FileName" => Self::FileName,
+            b"ID" => Self::Id,
+            b"Expire" => Self::Expire,
+            b"DataStore" => Self::DataStore,
+            b"Name" => Self::Name,
+            b"Identity" => Self::Identity,
+            b"Wait" => Self::Wait,
+            b"Revision" => Self::Revision,
+            b"Token" => Self::Token,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything that can be wrong with a request. Each maps to a protocol
+/// [`Status`] (`BadPayload`, or `BadAction` for an unknown action) and its
+/// `Display` text is the response's `Error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// The line is longer than the limit.
+    LineTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The line is blank.
+    Empty,
+    /// A legacy line is not a valid table encoding.
+    Encoding(DecodeError),
+    /// The JSON text is not valid UTF-8.
+    InvalidUtf8,
+    /// The JSON is malformed.
+    Json(JsonError),
+    /// A known field appears twice.
+    DuplicateField(Field),
+    /// A field the action needs is absent (or null).
+    MissingField(Field),
+    /// A field has the wrong JSON type.
+    WrongType {
+        /// The field.
+        field: Field,
+        /// What was found, such as "an object".
+        found: &'static str,
+    },
+    /// A name or ID is the empty string.
+    EmptyField(Field),
+    /// A name or ID is longer than the limit.
+    TooLong {
+        /// The field.
+        field: Field,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A number that does not parse.
+    InvalidNumber(Field),
+    /// A negative TTL, wait, token or revision.
+    Negative(Field),
+    /// `NaN` or an infinity.
+    NotFinite(Field),
+    /// `Expire` of zero on `Lock` or `Put`: it would expire at once.
+    ZeroTtl,
+    /// A TTL or wait over the limit that applies to this request.
+    OverLimit {
+        /// `Expire` or `Wait`.
+        field: Field,
+        /// The limit.
+        limit: Ttl,
+    },
+    /// A token or revision that is not an integer in 0..2^64.
+    NotAnInteger(Field),
+    /// `DataStore` larger than allowed for this request.
+    DataTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The `Action` is not one the server knows.
+    UnknownAction,
+    /// `Name`/`Identity` did not authenticate. Deliberately says nothing
+    /// about whether the name exists.
+    AuthFailed,
+}
+
+impl RequestError {
+    /// The status a response to this error carries.
+    pub const fn status(&self) -> Status {
+        match self {
+            Self::UnknownAction => Status::BadAction,
+            _ => Status::BadPayload,
+        }
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::LineTooLong { limit } => write!(f, "request line longer than {limit} bytes"),
+            Self::Empty => f.write_str("empty request"),
+            Self::Encoding(e) => write!(f, "bad table encoding: {e}"),
+            Self::InvalidUtf8 => f.write_str("request is not valid UTF-8"),
+            Self::Json(e) => write!(f, "malformed JSON: {e}"),
+            Self::DuplicateField(field) => write!(f, "duplicate field {field}"),
+            Self::MissingField(field) => write!(f, "missing field {field}"),
+            Self::WrongType { field, found } => write!(f, "field {field} must not be {found}"),
+            Self::EmptyField(field) => write!(f, "field {field} is empty"),
+            Self::TooLong { field, limit } => {
+                write!(f, "field {field} is longer than {limit} bytes")
+            }
+            Self::InvalidNumber(field) => write!(f, "field {field} is not a number"),
+            Self::Negative(field) => write!(f, "field {field} is negative"),
+            Self::NotFinite(field) => write!(f, "field {field} is not finite"),
+            Self::ZeroTtl => f.write_str("field Expire must be positive"),
+            Self::OverLimit { field, limit } => {
+                write!(f, "field {field} is over the limit of {limit} s")
+            }
+            Self::NotAnInteger(field) => {
+                write!(f, "field {field} must be an integer from 0 to 2^64-1")
+            }
+            Self::DataTooLarge { limit } => write!(f, "DataStore larger than {limit} bytes"),
+            Self::UnknownAction => f.write_str("unknown Action"),
+            Self::AuthFailed => f.write_str("authentication failed"),
+        }
+    }
+}
+
+impl core::error::Error for RequestError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Encoding(e) => Some(e),
+            Self::Json(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<JsonError> for RequestError {
+    fn from(e: JsonError) -> Self {
+        Self::Json(e)
+    }
+}
+
+/// Everything that can be wrong with a response line (client side).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseError {
+    /// The line is blank.
+    Empty,
+    /// A legacy line is not a valid table encoding.
+    Encoding(DecodeError),
+    /// The JSON text is not valid UTF-8.
+    InvalidUtf8,
+    /// The JSON is malformed.
+    Json(JsonError),
+    /// A field appears twice.
+    DuplicateField(Field),
+    /// The `Status` field is absent.
+    MissingStatus,
+    /// A `Status` this client does not know.
+    UnknownStatus,
+    /// A field has the wrong JSON type or an unparsable value.
+    BadField(Field),
+}
+
+impl fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("empty response"),
+            Self::Encoding(e) => write!(f, "bad table encoding in response: {e}"),
+            Self::InvalidUtf8 => f.write_str("response is not valid UTF-8"),
+            Self::Json(e) => write!(f, "malformed JSON in response: {e}"),
+            Self::DuplicateField(field) => write!(f, "duplicate field {field} in response"),
+            Self::MissingStatus => f.write_str("response has no Status"),
+            Self::UnknownStatus => f.write_str("response has an unknown Status"),
+            Self::BadField(field) => write!(f, "response field {field} is malformed"),
+        }
+    }
+}
+
+impl core::error::Error for ResponseError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Encoding(e) => Some(e),
+            Self::Json(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<JsonError> for ResponseError {
+    fn from(e: JsonError) -> Self {
+        Self::Json(e)
+    }
+}

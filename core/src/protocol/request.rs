@@ -1,0 +1,618 @@
+//! Requests: parsing (server side) and writing (client side).
+
+use core::fmt;
+use core::ops::Deref;
+
+use super::error::{Field, RequestError};
+use super::json::{self, Scanner, Span, Value};
+use super::out::{BufferTooSmall, Legacy, Out};
+use super::{Framing, NumError, Revision, Token, parse_seconds_ms, parse_u64, unframe};
+use crate::limits::Limits;
+use crate::time::Ttl;
+
+macro_rules! str_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name<'a>(pub &'a str);
+
+        impl<'a> $name<'a> {
+            /// The text.
+            pub const fn as_str(&self) -> &'a str {
+                self.0
+            }
+        }
+
+        impl Deref for $name<'_> {
+            type Target = str;
+            fn deref(&self) -> &str {
+                self.0
+            }
+        }
+
+        impl PartialEq<&str> for $name<'_> {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl fmt::Debug for $name<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self.0, f)
+            }
+        }
+
+        impl fmt::Display for $name<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+    };
+}
+
+str_newtype!(
+    /// A resource: a lock name or a data key (`FileName` on the wire).
+    Resource
+);
+str_newtype!(
+    /// An owner ID (`ID` on the wire).
+    Owner
+);
+
+/// `Name` and `Identity`: a claim to be an identity, not yet verified.
+/// The server checks the secret; the engine only ever sees the result.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Credentials<'a> {
+    /// The identity's name (`Name`).
+    pub name: &'a str,
+    /// The secret (`Identity`). Never logged: `Debug` redacts it.
+    pub secret: &'a str,
+}
+
+impl fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("name", &self.name)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What a request asks for, with exactly the fields its action needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// Acquire or extend a lock.
+    Lock {
+        /// The lock.
+        name: Resource<'a>,
+        /// Who asks.
+        owner: Owner<'a>,
+        /// How long to hold it from now.
+        ttl: Ttl,
+        /// Queue for up to this long if another owner holds it.
+        wait: Option<Ttl>,
+        /// Only extend the live grant with this token; never acquire.
+        token: Option<Token>,
+    },
+    /// Release a lock.
+    Unlock {
+        /// The lock.
+        name: Resource<'a>,
+        /// Who asks.
+        owner: Owner<'a>,
+        /// Only release the grant with this token.
+        token: Option<Token>,
+    },
+    /// Ask whether a lock is held, without acquiring it.
+    TestLock {
+        /// The lock.
+        name: Resource<'a>,
+        /// Who asks.
+        owner: Owner<'a>,
+    },
+    /// Store a value.
+    Put {
+        /// The data key.
+        name: Resource<'a>,
+        /// Who asks.
+        owner: Owner<'a>,
+        /// How long to keep it from now.
+        ttl: Ttl,
+        /// The opaque, already-encoded value.
+        data: &'a str,
+        /// Compare-and-set: only if the stored revision is this (0: absent).
+        revision: Option<Revision>,
+    },
+    /// Read a value.
+    Get {
+        /// The data key.
+        name: Resource<'a>,
+        /// Who asks.
+        owner: Owner<'a>,
+    },
+    /// Delete a value.
+    Erase {
+        /// The data key.
+        name: Resource<'a>,
+        /// Who asks.
+        owner: Owner<'a>,
+    },
+    /// Ask for the server's version.
+    Version,
+    /// Ask for the server's statistics (extension).
+    Stats,
+}
+
+impl<'a> Command<'a> {
+    /// The action's name on the wire.
+    pub const fn action(&self) -> &'static str {
+        match self {
+            Self::Lock { .. } => "Lock",
+            Self::Unlock { .. } => "Unlock",
+            Self::TestLock { .. } => "TestLock",
+            Self::Put { .. } => "Put",
+            Self::Get { .. } => "Get",
+            Self::Erase { .. } => "Erase",
+            Self::Version => "Version",
+            Self::Stats => "Stats",
+        }
+    }
+
+    /// The resource and owner, for actions that have them.
+    pub const fn target(&self) -> Option<(Resource<'a>, Owner<'a>)> {
+        match *self {
+            Self::Lock { name, owner, .. }
+            | Self::Unlock { name, owner, .. }
+            | Self::TestLock { name, owner }
+            | Self::Put { name, owner, .. }
+            | Self::Get { name, owner }
+            | Self::Erase { name, owner } => Some((name, owner)),
+            Self::Version | Self::Stats => None,
+        }
+    }
+
+    /// Checks every limit that applies to this command for a caller who is
+    /// anonymous (`identity_max_data` is `None`) or authenticated with an
+    /// identity allowed `DataStore`s of up to `identity_max_data` bytes.
+    ///
+    /// The parser calls this for anonymous callers and the engine calls it
+    /// again with the verified principal, so a command built by hand is
+    /// held to the same rules as one read from the wire.
+    pub fn check(
+        &self,
+        limits: &Limits,
+        identity_max_data: Option<usize>,
+    ) -> Result<(), RequestError> {
+        let limits = limits.clamped();
+        let max_ttl = if identity_max_data.is_some() {
+            limits.max_ttl
+        } else {
+            limits.max_ttl_anonymous
+        };
+        let ttl_ok = |field, ttl: Ttl| {
+            if ttl > max_ttl {
+                Err(RequestError::OverLimit {
+                    field,
+                    limit: max_ttl,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        if let Some((name, owner)) = self.target() {
+            check_name(Field::FileName, &name, limits.max_name)?;
+            check_name(Field::Id, &owner, limits.max_id)?;
+        }
+        match *self {
+            Self::Lock { ttl, wait, .. } => {
+                if ttl.is_zero() {
+                    return Err(RequestError::ZeroTtl);
+                }
+                ttl_ok(Field::Expire, ttl)?;
+                if let Some(wait) = wait {
+                    ttl_ok(Field::Wait, wait)?;
+                }
+            }
+            Self::Put { ttl, data, .. } => {
+                if ttl.is_zero() {
+                    return Err(RequestError::ZeroTtl);
+                }
+                ttl_ok(Field::Expire, ttl)?;
+                let limit = identity_max_data.unwrap_or(limits.max_data_anonymous);
+                if data.len() > limit {
+                    return Err(RequestError::DataTooLarge { limit });
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn check_name(field: Field, s: &str, limit: usize) -> Result<(), RequestError> {
+    if s.is_empty() {
+        Err(RequestError::EmptyField(field))
+    } else if s.len() > limit {
+        Err(RequestError::TooLong { field, limit })
+    } else {
+        Ok(())
+    }
+}
+
+/// One parsed request line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The framing the line used; the response must use the same.
+    pub framing: Framing,
+    /// What is asked.
+    pub command: Command<'a>,
+    /// `Name`/`Identity`, if the request carries them (not yet verified).
+    pub credentials: Option<Credentials<'a>>,
+}
+
+/// A request that could not be parsed: why, and the framing to answer in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// The framing the line appeared to use.
+    pub framing: Framing,
+    /// What was wrong.
+    pub error: RequestError,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl core::error::Error for Rejected {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Number of request fields the parser tracks (the first ten [`Field`]s).
+const REQUEST_FIELDS: usize = 10;
+
+struct Fields<'b> {
+    buf: &'b [u8],
+    values: [Option<Value>; REQUEST_FIELDS],
+}
+
+impl<'b> Fields<'b> {
+    fn get(&self, field: Field) -> Option<Value> {
+        match self.values[field as usize] {
+            None | Some(Value::Null) => None,
+            v => v,
+        }
+    }
+
+    fn text(&self, span: Span) -> Result<&'b str, RequestError> {
+        core::str::from_utf8(span.of(self.buf)).map_err(|_| RequestError::InvalidUtf8)
+    }
+
+    fn string(&self, field: Field) -> Result<Option<&'b str>, RequestError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Str(span)) => self.text(span).map(Some),
+            Some(v) => Err(RequestError::WrongType {
+                field,
+                found: v.kind(),
+            }),
+        }
+    }
+
+    fn required(&self, field: Field) -> Result<&'b str, RequestError> {
+        self.string(field)?.ok_or(RequestError::MissingField(field))
+    }
+
+    fn seconds(&self, field: Field) -> Result<Option<Ttl>, RequestError> {
+        let span = match self.get(field) {
+            None => return Ok(None),
+            Some(Value::Str(span) | Value::Num(span)) => span,
+            Some(v) => {
+                return Err(RequestError::WrongType {
+                    field,
+                    found: v.kind(),
+                });
+            }
+        };
+        match parse_seconds_ms(span.of(self.buf)) {
+            Ok(ms) => Ok(Some(Ttl::from_millis(ms))),
+            Err(NumError::Invalid) => Err(RequestError::InvalidNumber(field)),
+            Err(NumError::Negative) => Err(RequestError::Negative(field)),
+            Err(NumError::NotFinite) => Err(RequestError::NotFinite(field)),
+            Err(NumError::TooLarge) => Err(RequestError::OverLimit {
+                field,
+                limit: Ttl::from_millis(u64::MAX),
+            }),
+        }
+    }
+
+    fn integer(&self, field: Field) -> Result<Option<u64>, RequestError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Num(span)) => match parse_u64(span.of(self.buf)) {
+                Ok(v) => Ok(Some(v)),
+                Err(NumError::Negative) => Err(RequestError::Negative(field)),
+                Err(_) => Err(RequestError::NotAnInteger(field)),
+            },
+            Some(v) => Err(RequestError::WrongType {
+                field,
+                found: v.kind(),
+            }),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Lock,
+    Unlock,
+    TestLock,
+    Put,
+    Get,
+    Erase,
+    Version,
+    Stats,
+}
+
+impl Action {
+    fn from_wire(s: &str) -> Option<Self> {
+        const NAMES: [(&str, Action); 8] = [
+            ("lock", Action::Lock),
+            ("unlock", Action::Unlock),
+            ("testlock", Action::TestLock),
+            ("put", Action::Put),
+            ("get", Action::Get),
+            ("erase", Action::Erase),
+            ("version", Action::Version),
+            ("stats", Action::Stats),
+        ];
+        NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(s))
+            .map(|&(_, a)| a)
+    }
+}
+
+impl<'a> Request<'a> {
+    /// Parses one request line in place (either framing; the trailing
+    /// `\n` or `\r\n` may be included). Strings in the result borrow from
+    /// `line`, whose contents are rewritten by decoding. Allocates nothing.
+    pub fn parse(line: &'a mut [u8], limits: &Limits) -> Result<Self, Rejected> {
+        if line.len() > limits.max_line {
+            return Err(Rejected {
+                framing: Framing::detect(line),
+                error: RequestError::LineTooLong {
+                    limit: limits.max_line,
+                },
+            });
+        }
+        let (framing, text) = unframe(line);
+        let reject = |error| Rejected { framing, error };
+        let text = text.map_err(|e| reject(RequestError::Encoding(e)))?;
+        Self::parse_json(text, framing, limits).map_err(reject)
+    }
+
+    fn parse_json(
+        text: &'a mut [u8],
+        framing: Framing,
+        limits: &Limits,
+    ) -> Result<Self, RequestError> {
+        if text.is_empty() {
+            return Err(RequestError::Empty);
+        }
+        if core::str::from_utf8(text).is_err() {
+            return Err(RequestError::InvalidUtf8);
+        }
+        let mut scanner = Scanner::new(text);
+        scanner.begin_object()?;
+        let mut values = [None; REQUEST_FIELDS];
+        while let Some((key, value)) = scanner.next_member()? {
+            if let Some(field) = Field::of_request_key(scanner.bytes(key)) {
+                let slot = &mut values[field as usize];
+                if slot.is_some() {
+                    return Err(RequestError::DuplicateField(field));
+                }
+                *slot = Some(value);
+            }
+        }
+        let fields = Fields {
+            buf: scanner.finish()?,
+            values,
+        };
+
+        let action = fields.required(Field::Action)?;
+        let action = Action::from_wire(action).ok_or(RequestError::UnknownAction)?;
+        let credentials = match (fields.string(Field::Name)?, fields.string(Field::Identity)?) {
+            (None, None) => None,
+            (Some(name), Some(secret)) => Some(Credentials { name, secret }),
+            (Some(_), None) => return Err(RequestError::MissingField(Field::Identity)),
+            (None, Some(_)) => return Err(RequestError::MissingField(Field::Name)),
+        };
+        let target = || -> Result<(Resource<'a>, Owner<'a>), RequestError> {
+            Ok((
+                Resource(fields.required(Field::FileName)?),
+                Owner(fields.required(Field::Id)?),
+            ))
+        };
+        let ttl = || {
+            fields
+                .seconds(Field::Expire)?
+                .ok_or(RequestError::MissingField(Field::Expire))
+        };
+        let command = match action {
+            Action::Lock => {
+                let (name, owner) = target()?;
+                Command::Lock {
+                    name,
+                    owner,
+                    ttl: ttl()?,
+                    wait: fields.seconds(Field::Wait)?.filter(|w| !w.is_zero()),
+                    token: fields.integer(Field::Token)?.map(Token),
+                }
+            }
+            Action::Unlock => {
+                let (name, owner) = target()?;
+                Command::Unlock {
+                    name,
+                    owner,
+                    token: fields.integer(Field::Token)?.map(Token),
+                }
+            }
+            Action::TestLock => {
+                let (name, owner) = target()?;
+                Command::TestLock { name, owner }
+            }
+            Action::Put => {
+                let (name, owner) = target()?;
+                Command::Put {
+                    name,
+                    owner,
+                    ttl: ttl()?,
+                    data: fields.required(Field::DataStore)?,
+                    revision: fields.integer(Field::Revision)?.map(Revision),
+                }
+            }
+            Action::Get => {
+                let (name, owner) = target()?;
+                Command::Get { name, owner }
+            }
+            Action::Erase => {
+                let (name, owner) = target()?;
+                Command::Erase { name, owner }
+            }
+            Action::Version => Command::Version,
+            Action::Stats => Command::Stats,
+        };
+        if credentials.is_none() {
+            command.check(limits, None)?;
+        } else {
+            // The identity's data limit is only known once it is verified;
+            // everything else is checked now.
+            command.check(limits, Some(usize::MAX))?;
+        }
+        Ok(Request {
+            framing,
+            command,
+            credentials,
+        })
+    }
+
+    /// Writes this request as one line (with its `\n`) in its framing.
+    pub fn write<O: Out + ?Sized>(&self, out: &mut O) -> Result<(), BufferTooSmall> {
+        match self.framing {
+            Framing::Plain => self.write_json(out)?,
+            Framing::Legacy => self.write_json(&mut Legacy(out))?,
+        }
+        out.put(b"\n")
+    }
+
+    fn write_json<O: Out + ?Sized>(&self, out: &mut O) -> Result<(), BufferTooSmall> {
+        let legacy = self.framing == Framing::Legacy;
+        out.put(b"{\"Action\":\"")?;
+        out.put(self.command.action().as_bytes())?;
+        out.put(b"\"")?;
+        let string = |out: &mut O, key: &str, value: &str| {
+            out.put(b",\"")?;
+            out.put(key.as_bytes())?;
+            out.put(b"\":\"")?;
+            json::put_escaped(out, value)?;
+            out.put(b"\"")
+        };
+        let number = |out: &mut O, key: &str, value: u64| {
+            out.put(b",\"")?;
+            out.put(key.as_bytes())?;
+            out.put(b"\":")?;
+            json::put_u64(out, value)
+        };
+        let seconds = |out: &mut O, key: &str, ttl: Ttl| {
+            out.put(b",\"")?;
+            out.put(key.as_bytes())?;
+            out.put(b"\":")?;
+            put_seconds(out, ttl)
+        };
+        match self.command.target() {
+            Some((name, owner)) => {
+                string(out, "FileName", &name)?;
+                string(out, "ID", &owner)?;
+            }
+            // JackrabbitDLM requires these on every request.
+            None if legacy => {
+                string(out, "FileName", "-")?;
+                string(out, "ID", "-")?;
+            }
+            None => {}
+        }
+        match self.command {
+            Command::Lock {
+                ttl, wait, token, ..
+            } => {
+                seconds(out, "Expire", ttl)?;
+                if let Some(wait) = wait {
+                    seconds(out, "Wait", wait)?;
+                }
+                if let Some(token) = token {
+                    number(out, "Token", token.0)?;
+                }
+            }
+            Command::Unlock { token, .. } => {
+                if legacy {
+                    number(out, "Expire", 0)?;
+                }
+                if let Some(token) = token {
+                    number(out, "Token", token.0)?;
+                }
+            }
+            Command::Put {
+                ttl,
+                data,
+                revision,
+                ..
+            } => {
+                seconds(out, "Expire", ttl)?;
+                string(out, "DataStore", data)?;
+                if let Some(revision) = revision {
+                    number(out, "Revision", revision.0)?;
+                }
+            }
+            _ => {
+                if legacy {
+                    number(out, "Expire", 0)?;
+                }
+            }
+        }
+        if let Some(c) = self.credentials {
+            string(out, "Name", c.name)?;
+            string(out, "Identity", c.secret)?;
+        }
+        out.put(b"}")
+    }
+}
+
+/// Writes a TTL as seconds with up to three decimals.
+pub(crate) fn put_seconds<O: Out + ?Sized>(out: &mut O, ttl: Ttl) -> Result<(), BufferTooSmall> {
+    let ms = ttl.as_millis();
+    json::put_u64(out, ms / 1000)?;
+    let frac = ms % 1000;
+    if frac != 0 {
+        // `frac < 1000`, so each digit fits a byte.
+        #[allow(clippy::cast_possible_truncation)]
+        let digits = [
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ];
+        let len = if frac % 100 == 0 {
+            2
+        } else if frac % 10 == 0 {
+            3
+        } else {
+            4
+        };
+        out.put(&digits[..len])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! Responses: writing (server side) and parsing (client side).
+
+use core::fmt::{self, Write as _};
+
+use super::error::{Field, RequestError, ResponseError};
+use super::json::{self, EscapingWriter, Scanner, Value};
+use super::out::{BufferTooSmall, Legacy, Out};
+use super::request::put_seconds;
+use super::{Framing, Revision, Status, Token, parse_seconds_ms, parse_u64, unframe};
+use crate::stats::{Stat, Stats};
+use crate::time::Ttl;
+
+/// The `Error` text of a response: a typed error when written by the
+/// server, the received text when parsed by a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Text as received.
+    Text(&'a str),
+    /// A request error, rendered with its `Display`.
+    Request(RequestError),
+}
+
+impl fmt::Display for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Text(t) => f.write_str(t),
+            Self::Request(e) => e.fmt(f),
+        }
+    }
+}
+
+/// One response. Fields that are `None` are not written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Response<'a> {
+    /// The outcome.
+    pub status: Status,
+    /// The entry's owner (on success only; never another owner's).
+    pub id: Option<&'a str>,
+    /// The stored value (`Get`).
+    pub data: Option<&'a str>,
+    /// The fencing token (`Locked`).
+    pub token: Option<Token>,
+    /// Remaining time to live.
+    pub expire: Option<Ttl>,
+    /// The value's revision (`Put`, `Get`, `Conflict`).
+    pub revision: Option<Revision>,
+    /// Why a request was refused (`BadPayload`, `BadAction`).
+    pub error: Option<Message<'a>>,
+    /// Statistics (`Stats`). Only written; [`Response::parse_stats`] reads them.
+    pub stats: Option<&'a Stats>,
+}
+
+impl<'a> Response<'a> {
+    /// A response with only a status.
+    pub const fn new(status: Status) -> Self {
+        Self {
+            status,
+            id: None,
+            data: None,
+            token: None,
+            expire: None,
+            revision: None,
+            error: None,
+            stats: None,
+        }
+    }
+
+    /// The response to a refused request.
+    pub const fn rejected(error: RequestError) -> Self {
+        let mut r = Self::new(error.status());
+        r.error = Some(Message::Request(error));
+        r
+    }
+
+    /// Writes this response as one line (with its `\n`) in `framing`.
+    pub fn write<O: Out + ?Sized>(
+        &self,
+        framing: Framing,
+        out: &mut O,
+    ) -> Result<(), BufferTooSmall> {
+        match framing {
+            Framing::Plain => self.write_json(out)?,
+            Framing::Legacy => self.write_json(&mut Legacy(out))?,
+        }
+        out.put(b"\n")
+    }
+
+    fn write_json<O: Out + ?Sized>(&self, out: &mut O) -> Result<(), BufferTooSmall> {
+        out.put(b"{\"Status\":\"")?;
+        out.put(self.status.as_str().as_bytes())?;
+        out.put(b"\"")?;
+        if let Some(id) = self.id {
+            out.put(b",\"ID\":\"")?;
+            json::put_escaped(out, id)?;
+            out.put(b"\"")?;
+        }
+        if let Some(data) = self.data {
+            out.put(b",\"DataStore\":\"")?;
+            json::put_escaped(out, data)?;
+            out.put(b"\"")?;
+        }
+        if let Some(token) = self.token {
+            out.put(b",\"Token\":")?;
+            json::put_u64(out, token.0)?;
+        }
+        if let Some(expire) = self.expire {
+            out.put(b",\"Expire\":")?;
+            put_seconds(out, expire)?;
+        }
+        if let Some(revision) = self.revision {
+            out.put(b",\"Revision\":")?;
+            json::put_u64(out, revision.0)?;
+        }
+        if let Some(error) = &self.error {
+            out.put(b",\"Error\":\"")?;
+            let mut w = EscapingWriter {
+                out: &mut *out,
+                overflow: false,
+            };
+            if write!(w, "{error}").is_err() {
+                return Err(BufferTooSmall);
+            }
+            out.put(b"\"")?;
+        }
+        if let Some(stats) = self.stats {
+            out.put(b",\"Stats\":{")?;
+            for (i, (stat, value)) in stats.iter().enumerate() {
+                if i > 0 {
+                    out.put(b",")?;
+                }
+                out.put(b"\"")?;
+                out.put(stat.name().as_bytes())?;
+                out.put(b"\":")?;
+                json::put_u64(out, value)?;
+            }
+            out.put(b"}")?;
+        }
+        out.put(b"}")
+    }
+
+    /// Parses one response line in place (either framing). Strings borrow
+    /// from `line`. `Stats` are skipped; see [`Response::parse_stats`].
+    pub fn parse(line: &'a mut [u8]) -> Result<(Framing, Self), ResponseError> {
+        let (framing, text) = unframe(line);
+        let text = text.map_err(ResponseError::Encoding)?;
+        parse_json(text, |_, _| Ok(())).map(|r| (framing, r))
+    }
+
+    /// Parses the reply to a `Stats` request into counters. Names this
+    /// client does not know are ignored.
+    pub fn parse_stats(line: &mut [u8]) -> Result<Stats, ResponseError> {
+        let (_, text) = unframe(line);
+        let text = text.map_err(ResponseError::Encoding)?;
+        let mut stats = Stats::new();
+        let mut seen = false;
+        let r = parse_json(text, |scanner, span| {
+            seen = true;
+            scanner.for_each_nested(span, |key, value, buf| {
+                let (Some(stat), Value::Num(n)) = (
+                    core::str::from_utf8(key).ok().and_then(Stat::from_name),
+                    value,
+                ) else {
+                    return Ok(());
+                };
+                let v = parse_u64(n.of(buf)).map_err(|_| ResponseError::BadField(Field::Stats))?;
+                stats.set(stat, v);
+                Ok::<(), ResponseError>(())
+            })
+        })?;
+        if r.status != Status::Done || !seen {
+            return Err(ResponseError::BadField(Field::Stats));
+        }
+        Ok(stats)
+    }
+}
+
+fn parse_json<'a>(
+    text: &'a mut [u8],
+    mut on_stats: impl FnMut(&mut Scanner<'_>, json::Span) -> Result<(), ResponseError>,
+) -> Result<Response<'a>, ResponseError> {
+    const FIELDS: [(&[u8], Field); 7] = [
+        (b"Status", Field::Status),
+        (b"ID", Field::Id),
+        (b"DataStore", Field::DataStore),
+        (b"Token", Field::Token),
+        (b"Expire", Field::Expire),
+        (b"Revision", Field::Revision),
+        (b"Error", Field::Error),
+    ];
+    if text.is_empty() {
+        return Err(ResponseError::Empty);
+    }
+    if core::str::from_utf8(text).is_err() {
+        return Err(ResponseError::InvalidUtf8);
+    }
+    let mut scanner = Scanner::new(text);
+    scanner.begin_object()?;
+    let mut values = [None; FIELDS.len()];
+    let mut stats_seen = false;
+    while let Some((key, value)) = scanner.next_member()? {
+        let key = scanner.bytes(key);
+        if key == b"Stats" {
+            if stats_seen {
+                return Err(ResponseError::DuplicateField(Field::Stats));
+            }
+            stats_seen = true;
+            match value {
+                Value::Object(span) => on_stats(&mut scanner, span)?,
+                _ => return Err(ResponseError::BadField(Field::Stats)),
+            }
+            continue;
+        }
+        if let Some(i) = FIELDS.iter().position(|(k, _)| *k == key) {
+            if values[i].is_some() {
+                return Err(ResponseError::DuplicateField(FIELDS[i].1));
+            }
+            values[i] = Some(value);
+        }
+    }
+    let buf = scanner.finish()?;
+    let get = |i: usize| match values[i] {
+        None | Some(Value::Null) => None,
+        v => v,
+    };
+    let string = |i: usize| -> Result<Option<&'a str>, ResponseError> {
+        match get(i) {
+            None => Ok(None),
+            Some(Value::Str(span)) => core::str::from_utf8(span.of(buf))
+                .map(Some)
+                .map_err(|_| ResponseError::InvalidUtf8),
+            Some(_) => Err(ResponseError::BadField(FIELDS[i].1)),
+        }
+    };
+    let integer = |i: usize| -> Result<Option<u64>, ResponseError> {
+        match get(i) {
+            None => Ok(None),
+            Some(Value::Num(span)) => parse_u64(span.of(buf))
+                .map(Some)
+                .map_err(|_| ResponseError::BadField(FIELDS[i].1)),
+            Some(_) => Err(ResponseError::BadField(FIELDS[i].1)),
+        }
+    };
+    let status = string(0)?.ok_or(ResponseError::MissingStatus)?;
+    let status = Status::from_wire(status).ok_or(ResponseError::UnknownStatus)?;
+    let expire = match get(4) {
+        None => None,
+        Some(Value::Num(span) | Value::Str(span)) => Some(Ttl::from_millis(
+            parse_seconds_ms(span.of(buf)).map_err(|_| ResponseError::BadField(Field::Expire))?,
+        )),
+        Some(_) => return Err(ResponseError::BadField(Field::Expire)),
+    };
+    Ok(Response {
+        status,
+        id: string(1)?,
+        data: string(2)?,
+        token: integer(3)?.map(Token),
+        expire,
+        revision: integer(5)?.map(Revision),
+        error: string(6)?.map(Message::Text),
+        stats: None,
+    })
+}
