@@ -1,0 +1,421 @@
+//! Snapshots: the whole engine state as bytes, and back.
+//!
+//! A snapshot holds locks, data, wait queues (in order), identities, the
+//! token and waiter counters and the statistics. Deadlines are stored as
+//! time remaining at the engine's current instant, so restoring at instant
+//! `t` rebases them onto `t`; restoring at the snapshot's own instant gives
+//! back the same state. This is the base a write-ahead log or replication
+//! can build on.
+//!
+//! Format (little-endian): magic `DLMSNAP\0`, version `u32`, then the
+//! sections below, then an FNV-1a 64 checksum of everything before it.
+//! Strings are a `u32` length and the bytes.
+
+use core::fmt;
+
+use super::store::sealed::{Pair as _, Value as _};
+use super::wheel::{Kind, Link, NONE, TimerRef};
+use super::{
+    DataSlot, Engine, KeyHasher, LockSlot, QueueSlot, Storage, WaiterSlot, overhead, widen,
+};
+use crate::protocol::{BufferTooSmall, Out};
+use crate::stats::Stat;
+use crate::time::Instant;
+
+const MAGIC: &[u8; 8] = b"DLMSNAP\0";
+const VERSION: u32 = 1;
+
+/// Why a snapshot could not be restored. The engine is left empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// The bytes end early.
+    Truncated,
+    /// Not a dlm snapshot.
+    BadMagic,
+    /// A snapshot format this version does not read.
+    UnsupportedVersion(u32),
+    /// The checksum does not match: the bytes were damaged.
+    Checksum,
+    /// The content is inconsistent.
+    Corrupt(&'static str),
+    /// The engine's storage cannot hold the snapshot.
+    Full,
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated => f.write_str("snapshot is truncated"),
+            Self::BadMagic => f.write_str("not a dlm snapshot"),
+            Self::UnsupportedVersion(v) => write!(f, "unsupported snapshot version {v}"),
+            Self::Checksum => f.write_str("snapshot checksum mismatch"),
+            Self::Corrupt(what) => write!(f, "corrupt snapshot: {what}"),
+            Self::Full => f.write_str("snapshot does not fit in this engine's storage"),
+        }
+    }
+}
+
+impl core::error::Error for SnapshotError {}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+struct Writer<'o, O: Out + ?Sized> {
+    out: &'o mut O,
+    sum: u64,
+}
+
+impl<O: Out + ?Sized> Writer<'_, O> {
+    fn bytes(&mut self, b: &[u8]) -> Result<(), BufferTooSmall> {
+        self.sum = fnv(self.sum, b);
+        self.out.put(b)
+    }
+    fn u16(&mut self, v: u16) -> Result<(), BufferTooSmall> {
+        self.bytes(&v.to_le_bytes())
+    }
+    fn u32(&mut self, v: u32) -> Result<(), BufferTooSmall> {
+        self.bytes(&v.to_le_bytes())
+    }
+    fn u64(&mut self, v: u64) -> Result<(), BufferTooSmall> {
+        self.bytes(&v.to_le_bytes())
+    }
+    fn len(&mut self, n: usize) -> Result<(), BufferTooSmall> {
+        self.u64(n as u64)
+    }
+    fn str(&mut self, s: &[u8]) -> Result<(), BufferTooSmall> {
+        self.u32(u32::try_from(s.len()).map_err(|_| BufferTooSmall)?)?;
+        self.bytes(s)
+    }
+}
+
+struct Reader<'b> {
+    buf: &'b [u8],
+}
+
+impl<'b> Reader<'b> {
+    fn take(&mut self, n: usize) -> Result<&'b [u8], SnapshotError> {
+        if self.buf.len() < n {
+            return Err(SnapshotError::Truncated);
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    fn u16(&mut self) -> Result<u16, SnapshotError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, SnapshotError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, SnapshotError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn len(&mut self) -> Result<usize, SnapshotError> {
+        usize::try_from(self.u64()?).map_err(|_| SnapshotError::Corrupt("count"))
+    }
+    fn str(&mut self) -> Result<&'b str, SnapshotError> {
+        let n = self.u32()? as usize;
+        core::str::from_utf8(self.take(n)?).map_err(|_| SnapshotError::Corrupt("string"))
+    }
+}
+
+impl<S: Storage> Engine<S> {
+    /// Writes the whole state. Deadlines are written relative to the
+    /// engine's current instant (the last `now` it saw).
+    pub fn snapshot<O: Out + ?Sized>(&self, out: &mut O) -> Result<(), BufferTooSmall> {
+        let now = self.wheel.elapsed();
+        let left = |link: &Link| link.when.saturating_sub(now);
+        let mut w = Writer {
+            out,
+            sum: FNV_OFFSET,
+        };
+        w.bytes(MAGIC)?;
+        w.u32(VERSION)?;
+        w.u64(now)?;
+        w.u64(self.next_token)?;
+        w.u64(self.next_waiter)?;
+
+        w.len(Stat::COUNT)?;
+        for (stat, value) in self.stats.iter() {
+            w.str(stat.name().as_bytes())?;
+            w.u64(value)?;
+        }
+
+        w.len(self.identities.live)?;
+        for (slot, i) in self.identities.iter() {
+            w.u32(slot)?;
+            w.str(i.name.parts().0)?;
+            w.u64(i.max_data as u64)?;
+        }
+
+        w.len(self.timed.locks.live)?;
+        for (_, l) in self.timed.locks.iter() {
+            let (name, owner) = l.key.parts();
+            w.str(name)?;
+            w.str(owner)?;
+            w.u16(l.ident)?;
+            w.u64(l.token)?;
+            w.u64(left(&l.link))?;
+        }
+
+        w.len(self.timed.data.live)?;
+        for (_, d) in self.timed.data.iter() {
+            let (name, owner) = d.key.parts();
+            w.str(name)?;
+            w.str(owner)?;
+            w.u16(d.ident)?;
+            w.u64(d.revision)?;
+            w.u64(left(&d.link))?;
+            w.str(d.value.as_str().as_bytes())?;
+        }
+
+        w.len(self.queues.live)?;
+        for (_, q) in self.queues.iter() {
+            w.str(self.timed.locks.get(q.lock).key.parts().0)?;
+            w.u32(q.len)?;
+            let mut at = q.head;
+            while at != NONE {
+                let wt = self.timed.waiters.get(at);
+                w.str(wt.owner.parts().0)?;
+                w.u16(wt.ident)?;
+                w.u64(wt.id)?;
+                w.u64(wt.tag)?;
+                w.u64(wt.ttl)?;
+                w.u64(left(&wt.link))?;
+                at = wt.next;
+            }
+        }
+        let sum = w.sum;
+        w.out.put(&sum.to_le_bytes())
+    }
+
+    /// The snapshot as a new vector.
+    #[cfg(feature = "alloc")]
+    pub fn snapshot_to_vec(&self) -> alloc::vec::Vec<u8> {
+        let mut v = alloc::vec::Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = self.snapshot(&mut v);
+        v
+    }
+
+    /// Replaces the whole state with a snapshot's, rebasing its deadlines
+    /// onto `now`. The configuration (limits, budget, hash key) stays the
+    /// engine's own. On error the engine is left empty.
+    pub fn restore(&mut self, now: Instant, bytes: &[u8]) -> Result<(), SnapshotError> {
+        self.clear(now);
+        let r = self.restore_inner(now.as_millis(), bytes);
+        if r.is_err() {
+            self.clear(now);
+        }
+        r
+    }
+
+    fn clear(&mut self, now: Instant) {
+        self.timed.locks.clear();
+        self.timed.data.clear();
+        self.timed.waiters.clear();
+        self.queues.clear();
+        self.identities.clear();
+        self.wheel = super::Wheel::new(now.as_millis());
+        self.bytes = 0;
+        self.stats = crate::stats::Stats::new();
+    }
+
+    fn restore_inner(&mut self, now: u64, bytes: &[u8]) -> Result<(), SnapshotError> {
+        if bytes.len() < MAGIC.len() + 4 + 8 {
+            return Err(SnapshotError::Truncated);
+        }
+        if &bytes[..MAGIC.len()] != MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 8);
+        let mut r = Reader { buf: body };
+        r.take(MAGIC.len())?;
+        let version = r.u32()?;
+        if version != VERSION {
+            return Err(SnapshotError::UnsupportedVersion(version));
+        }
+        if fnv(FNV_OFFSET, body).to_le_bytes() != sum {
+            return Err(SnapshotError::Checksum);
+        }
+        let when = |left: u64| -> Result<u64, SnapshotError> {
+            if left == 0 || left > crate::limits::TTL_CEILING.as_millis() {
+                return Err(SnapshotError::Corrupt("deadline"));
+            }
+            Ok(now + left)
+        };
+        let _snapshot_now = r.u64()?;
+        self.next_token = r.u64()?;
+        self.next_waiter = r.u64()?;
+
+        for _ in 0..r.len()? {
+            let name = r.str()?;
+            let value = r.u64()?;
+            if let Some(stat) = Stat::from_name(name) {
+                self.stats.set(stat, value);
+            }
+        }
+
+        for _ in 0..r.len()? {
+            let slot = r.u32()?;
+            let name = r.str()?;
+            let max_data = usize::try_from(r.u64()?).unwrap_or(usize::MAX);
+            let id = self
+                .register_identity(name, max_data)
+                .map_err(|_| SnapshotError::Full)?;
+            if id.slot() != slot {
+                return Err(SnapshotError::Corrupt("identity numbering"));
+            }
+        }
+        let known_ident = |this: &Self, ident: u16| {
+            ident == 0 || (u32::from(ident) as usize) <= this.identities.live
+        };
+
+        for _ in 0..r.len()? {
+            let (name, owner, ident) = (r.str()?, r.str()?, r.u16()?);
+            let (token, left) = (r.u64()?, r.u64()?);
+            if !known_ident(self, ident) || token >= self.next_token {
+                return Err(SnapshotError::Corrupt("lock"));
+            }
+            let (h, found) = self.find_lock(name);
+            if found.is_some() {
+                return Err(SnapshotError::Corrupt("duplicate lock"));
+            }
+            let key = S::Pair::new(name.as_bytes(), owner.as_bytes()).ok_or(SnapshotError::Full)?;
+            let entry = LockSlot {
+                key,
+                token,
+                link: Link::new(when(left)?),
+                hash: h,
+                ident,
+            };
+            let slot = self
+                .timed
+                .locks
+                .insert(entry, widen(h), |l| widen(l.hash))
+                .map_err(|_| SnapshotError::Full)?;
+            self.wheel
+                .insert(&mut self.timed, TimerRef::new(Kind::Lock, slot));
+            self.bytes += name.len() + owner.len() + overhead::<LockSlot<S>>();
+        }
+
+        for _ in 0..r.len()? {
+            let (name, owner, ident) = (r.str()?, r.str()?, r.u16()?);
+            let (revision, left, value) = (r.u64()?, r.u64()?, r.str()?);
+            if !known_ident(self, ident) || revision == 0 {
+                return Err(SnapshotError::Corrupt("data"));
+            }
+            let (h, found) = self.find_data(name);
+            if found.is_some() {
+                return Err(SnapshotError::Corrupt("duplicate data"));
+            }
+            let key = S::Pair::new(name.as_bytes(), owner.as_bytes()).ok_or(SnapshotError::Full)?;
+            let value_owned = S::Value::new(value).ok_or(SnapshotError::Full)?;
+            let entry = DataSlot {
+                key,
+                value: value_owned,
+                revision,
+                link: Link::new(when(left)?),
+                hash: h,
+                ident,
+            };
+            let slot = self
+                .timed
+                .data
+                .insert(entry, widen(h), |d| widen(d.hash))
+                .map_err(|_| SnapshotError::Full)?;
+            self.wheel
+                .insert(&mut self.timed, TimerRef::new(Kind::Data, slot));
+            self.bytes += Self::data_charge(name.len() + owner.len(), value.len());
+        }
+
+        for _ in 0..r.len()? {
+            let name = r.str()?;
+            let (_, Some(lock)) = self.find_lock(name) else {
+                return Err(SnapshotError::Corrupt("queue without lock"));
+            };
+            if self.find_queue(lock).1.is_some() {
+                return Err(SnapshotError::Corrupt("duplicate queue"));
+            }
+            let count = r.u32()?;
+            if count == 0 {
+                return Err(SnapshotError::Corrupt("empty queue"));
+            }
+            let mut tail = NONE;
+            for _ in 0..count {
+                let (owner, ident, id) = (r.str()?, r.u16()?, r.u64()?);
+                let (tag, ttl, left) = (r.u64()?, r.u64()?, r.u64()?);
+                if !known_ident(self, ident) || id >= self.next_waiter || ttl == 0 {
+                    return Err(SnapshotError::Corrupt("waiter"));
+                }
+                let h = KeyHasher::int(id);
+                if self.timed.waiters.find(widen(h), |w| w.id == id).is_some() {
+                    return Err(SnapshotError::Corrupt("duplicate waiter"));
+                }
+                let key = S::Pair::new(owner.as_bytes(), b"").ok_or(SnapshotError::Full)?;
+                let entry = WaiterSlot {
+                    owner: key,
+                    id,
+                    tag,
+                    ttl,
+                    lock,
+                    prev: tail,
+                    next: NONE,
+                    link: Link::new(when(left)?),
+                    ident,
+                };
+                let w = self
+                    .timed
+                    .waiters
+                    .insert(entry, widen(h), |w| widen(KeyHasher::int(w.id)))
+                    .map_err(|_| SnapshotError::Full)?;
+                if tail == NONE {
+                    let qh = KeyHasher::int(u64::from(lock));
+                    let q = QueueSlot {
+                        lock,
+                        head: w,
+                        tail: w,
+                        len: 1,
+                    };
+                    if self
+                        .queues
+                        .insert(q, widen(qh), |q| widen(KeyHasher::int(u64::from(q.lock))))
+                        .is_err()
+                    {
+                        // Keep the tables consistent for `clear`.
+                        self.timed.waiters.remove(w, widen(h));
+                        return Err(SnapshotError::Full);
+                    }
+                } else {
+                    self.timed.waiters.get_mut(tail).next = w;
+                    let (_, Some(q)) = self.find_queue(lock) else {
+                        return Err(SnapshotError::Corrupt("queue"));
+                    };
+                    let q = self.queues.get_mut(q);
+                    q.tail = w;
+                    q.len += 1;
+                }
+                self.wheel
+                    .insert(&mut self.timed, TimerRef::new(Kind::Waiter, w));
+                self.bytes += owner.len() + overhead::<WaiterSlot<S>>();
+                tail = w;
+            }
+        }
+        if !r.buf.is_empty() {
+            return Err(SnapshotError::Corrupt("trailing bytes"));
+        }
+        Ok(())
+    }
+}
