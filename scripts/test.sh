@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every check and every test of every language. `make test` calls this;
+# so does CI (.ci/run). It sets up what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step setup
+scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "feature matrix of dlm-core"
+cargo check -p dlm-core --locked --no-default-features
+cargo check -p dlm-core --locked --no-default-features --features alloc
+cargo check -p dlm-core --locked --all-features
+
+step "no_std build for a target without std"
+cargo build -p dlm-core --locked --no-default-features --target thumbv7em-none-eabihf
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "cargo doc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "all tests passed"
