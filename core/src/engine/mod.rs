@@ -160,6 +160,8 @@ pub enum Outcome<'e> {
 pub struct Event<'e> {
     /// The waiter.
     pub waiter: WaiterId,
+    /// The lock it waited for.
+    pub name: &'e str,
     /// The host's tag given when it was queued.
     pub tag: u64,
     /// The response to send it.
@@ -576,11 +578,13 @@ impl<S: Storage> Engine<S> {
                     self.remove_data_unlinked(r.slot());
                 }
                 Kind::Waiter => {
+                    let lock = self.timed.waiters.get(r.slot()).lock;
                     let w = self.take_waiter_unlinked(r.slot());
                     self.stats.incr(Stat::WaitTimeout);
                     self.stats.incr(Stat::NotOwner);
                     events(Event {
                         waiter: WaiterId(w.id),
+                        name: as_str(self.timed.locks.get(lock).key.parts().0),
                         tag: w.tag,
                         response: Response::new(Status::NotOwner),
                     });
@@ -930,6 +934,7 @@ impl<S: Storage> Engine<S> {
                 self.stats.incr(Stat::NoMemory);
                 events(Event {
                     waiter: WaiterId(w.id),
+                    name: as_str(name),
                     tag: w.tag,
                     response: Response::new(Status::No),
                 });
@@ -950,11 +955,12 @@ impl<S: Storage> Engine<S> {
                 .insert(&mut self.timed, TimerRef::new(Kind::Lock, slot));
             self.stats.incr(Stat::Lock);
             self.stats.incr(Stat::WaitGranted);
-            let owner = as_str(self.timed.locks.get(slot).key.parts().1);
+            let (name, owner) = self.timed.locks.get(slot).key.parts();
             events(Event {
                 waiter: WaiterId(w.id),
+                name: as_str(name),
                 tag: w.tag,
-                response: locked(owner, token, Ttl::from_millis(w.ttl)),
+                response: locked(as_str(owner), token, Ttl::from_millis(w.ttl)),
             });
             self.grant_same_owner(slot, now, events);
             return;
@@ -985,11 +991,12 @@ impl<S: Storage> Engine<S> {
             );
             self.stats.incr(Stat::Relock);
             self.stats.incr(Stat::WaitGranted);
-            let owner = as_str(self.timed.locks.get(slot).key.parts().1);
+            let (name, owner) = self.timed.locks.get(slot).key.parts();
             events(Event {
                 waiter: WaiterId(w.id),
+                name: as_str(name),
                 tag: w.tag,
-                response: locked(owner, token, Ttl::from_millis(w.ttl)),
+                response: locked(as_str(owner), token, Ttl::from_millis(w.ttl)),
             });
         }
     }
