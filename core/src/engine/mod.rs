@@ -687,6 +687,32 @@ impl<S: Storage> Engine<S> {
         true
     }
 
+    /// Releases the live grant of `name` that carries `token`, whoever
+    /// holds it, handing the lock to its next waiter. For a host that
+    /// could not deliver a grant (the waiter's connection closed just as
+    /// it was granted). Returns whether a grant was released.
+    pub fn revoke(
+        &mut self,
+        now: Instant,
+        name: &str,
+        token: Token,
+        events: &mut impl FnMut(Event<'_>),
+    ) -> bool {
+        let now = now.as_millis().max(self.wheel.elapsed());
+        self.advance(Instant::from_millis(now), events);
+        let (_, Some(slot)) = self.find_lock(name) else {
+            return false;
+        };
+        if self.timed.locks.get(slot).token != token.0 {
+            return false;
+        }
+        self.wheel
+            .remove(&mut self.timed, TimerRef::new(Kind::Lock, slot));
+        self.release_unlinked(slot, now, events);
+        self.stats.incr(Stat::Unlock);
+        true
+    }
+
     // -- locks --------------------------------------------------------------
 
     fn find_lock(&self, name: &str) -> (u32, Option<u32>) {
