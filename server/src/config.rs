@@ -1,0 +1,428 @@
+//! Configuration: command line (clap), `DLM_*` environment variables and an
+//! optional TOML file, merged in that order of precedence over defaults.
+//!
+//! `dlm-server [HOST] [PORT]` takes its address as JackrabbitDLM does; every
+//! other setting is a flag. Sizes accept `K`/`KiB`, `M`/`MiB`, `G`/`GiB`
+//! suffixes; durations accept `ms`, `s`, `m`, `h` (bare numbers are seconds).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use dlm_core::limits::{self, Limits};
+use dlm_core::time::Ttl;
+use serde::Deserialize;
+
+/// The default port (JackrabbitDLM's).
+pub const DEFAULT_PORT: u16 = 37373;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dlm-server",
+    version,
+    about = "dlm: a distributed lock manager and volatile state coordinator",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// A subcommand instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Server settings.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage identities (named secrets for authenticated requests).
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+}
+
+/// `identity` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Create `<dir>/<NAME>.cfg` with a new random secret (mode 0600).
+    New {
+        /// The identity's name: letters, digits, `-`, `_`, `.`.
+        name: String,
+        /// Where identities live.
+        #[arg(long, env = "DLM_IDENTITY_DIR", default_value = ".")]
+        identity_dir: PathBuf,
+        /// Largest `DataStore` the identity may put, in bytes.
+        #[arg(long, value_parser = parse_size)]
+        max_size: Option<u64>,
+    },
+}
+
+/// Settings for serving; every one may also come from the environment or
+/// the config file.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1; give 0.0.0.0 for all
+    /// interfaces).
+    #[arg(value_name = "HOST")]
+    pub host_pos: Option<String>,
+    /// Port to listen on (default 37373; 0 picks a free one).
+    #[arg(value_name = "PORT")]
+    pub port_pos: Option<u16>,
+    /// TOML config file.
+    #[arg(short, long, env = "DLM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (same as HOST).
+    #[arg(long, env = "DLM_HOST")]
+    pub host: Option<String>,
+    /// Port to listen on (same as PORT).
+    #[arg(long, env = "DLM_PORT")]
+    pub port: Option<u16>,
+    /// Longest request line, enforced while reading [default: 1MiB].
+    #[arg(long, env = "DLM_MAX_LINE", value_parser = parse_size)]
+    pub max_line: Option<u64>,
+    /// Largest anonymous `DataStore` [default: 16KiB].
+    #[arg(long, env = "DLM_MAX_DATA", value_parser = parse_size)]
+    pub max_data: Option<u64>,
+    /// Longest anonymous `Expire`/`Wait` [default: 3543s].
+    #[arg(long, env = "DLM_MAX_TTL_ANONYMOUS", value_parser = parse_duration)]
+    pub max_ttl_anonymous: Option<Duration>,
+    /// Longest `Expire`/`Wait` for identities [default: 366 days].
+    #[arg(long, env = "DLM_MAX_TTL", value_parser = parse_duration)]
+    pub max_ttl: Option<Duration>,
+    /// Most open connections; more are closed at once [default: 4096].
+    #[arg(long, env = "DLM_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Close a connection that stalls this long in the middle of a line
+    /// [default: 10s].
+    #[arg(long, env = "DLM_IDLE_TIMEOUT", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Most memory for locks, data and waiters; past it, new entries are
+    /// refused with `NO` [default: 1GiB].
+    #[arg(long, env = "DLM_MEMORY_BUDGET", value_parser = parse_size)]
+    pub memory_budget: Option<u64>,
+    /// Directory of `<Name>.cfg` identity files.
+    #[arg(long, env = "DLM_IDENTITY_DIR")]
+    pub identity_dir: Option<PathBuf>,
+    /// How often to append the statistics line to the log file [default: 1h].
+    #[arg(long, env = "DLM_STATS_INTERVAL", value_parser = parse_duration)]
+    pub stats_interval: Option<Duration>,
+    /// File the statistics lines are appended to (JackrabbitDLM's format).
+    #[arg(long, env = "DLM_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Worker threads [default: the number of CPUs].
+    #[arg(long, env = "DLM_THREADS")]
+    pub threads: Option<usize>,
+}
+
+/// The TOML config file: the same settings, in `snake_case`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    host: Option<String>,
+    port: Option<u16>,
+    max_line: Option<SizeOrText>,
+    max_data: Option<SizeOrText>,
+    max_ttl_anonymous: Option<SizeOrText>,
+    max_ttl: Option<SizeOrText>,
+    max_connections: Option<usize>,
+    idle_timeout: Option<SizeOrText>,
+    memory_budget: Option<SizeOrText>,
+    identity_dir: Option<PathBuf>,
+    stats_interval: Option<SizeOrText>,
+    log_file: Option<PathBuf>,
+    threads: Option<usize>,
+}
+
+/// A number, or text with a unit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeOrText {
+    Number(f64),
+    Text(String),
+}
+
+impl SizeOrText {
+    fn size(&self) -> Result<u64, String> {
+        match self {
+            Self::Text(t) => parse_size(t),
+            Self::Number(n) if *n >= 0.0 && n.fract() == 0.0 && *n < 1.8e19 =>
+            {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Ok(*n as u64)
+            }
+            Self::Number(n) => Err(format!("{n} is not a size in bytes")),
+        }
+    }
+
+    fn duration(&self) -> Result<Duration, String> {
+        match self {
+            Self::Text(t) => parse_duration(t),
+            Self::Number(n) => Duration::try_from_secs_f64(*n).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The merged settings the server runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Protocol limits.
+    pub limits: Limits,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Stall allowed mid-line.
+    pub idle_timeout: Duration,
+    /// Engine memory budget in bytes.
+    pub memory_budget: usize,
+    /// Identity files.
+    pub identity_dir: Option<PathBuf>,
+    /// Statistics line period.
+    pub stats_interval: Duration,
+    /// Statistics log file.
+    pub log_file: Option<PathBuf>,
+    /// Worker threads (0: one per CPU).
+    pub threads: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+            limits: Limits::DEFAULT,
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(10),
+            memory_budget: 1 << 30,
+            identity_dir: None,
+            stats_interval: Duration::from_secs(3600),
+            log_file: None,
+            threads: 0,
+        }
+    }
+}
+
+/// A configuration problem, reported before the server starts.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn usize_of(v: u64, what: &str) -> Result<usize, ConfigError> {
+    usize::try_from(v).map_err(|_| ConfigError(format!("{what} {v} is too large")))
+}
+
+fn ttl_of(d: Duration) -> Ttl {
+    Ttl::from(d)
+}
+
+impl ServeArgs {
+    /// Merges command line (and environment, which clap folds in), the
+    /// config file it names, and the defaults.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let d = Settings::default();
+        let bad = |key: &str, e: String| ConfigError(format!("config file: {key}: {e}"));
+        let size = |cli: Option<u64>, file: &Option<SizeOrText>, key: &str| {
+            cli.map(Ok)
+                .or_else(|| file.as_ref().map(|v| v.size().map_err(|e| bad(key, e))))
+                .transpose()
+        };
+        let duration = |cli: Option<Duration>, file: &Option<SizeOrText>, key: &str| {
+            cli.map(Ok)
+                .or_else(|| file.as_ref().map(|v| v.duration().map_err(|e| bad(key, e))))
+                .transpose()
+        };
+
+        let host = self
+            .host_pos
+            .clone()
+            .or_else(|| self.host.clone())
+            .or(file.host);
+        let port = self
+            .port_pos
+            .or(self.port)
+            .or(file.port)
+            .unwrap_or(DEFAULT_PORT);
+        let listen = match host {
+            None => SocketAddr::new(d.listen.ip(), port),
+            Some(h) => resolve(&h, port)?,
+        };
+
+        let mut limits = d.limits;
+        if let Some(v) = size(self.max_line, &file.max_line, "max_line")? {
+            limits.max_line = usize_of(v, "max line")?;
+        }
+        if let Some(v) = size(self.max_data, &file.max_data, "max_data")? {
+            limits.max_data_anonymous = usize_of(v, "max data")?;
+        }
+        if let Some(v) = duration(
+            self.max_ttl_anonymous,
+            &file.max_ttl_anonymous,
+            "max_ttl_anonymous",
+        )? {
+            limits.max_ttl_anonymous = ttl_of(v);
+        }
+        if let Some(v) = duration(self.max_ttl, &file.max_ttl, "max_ttl")? {
+            limits.max_ttl = ttl_of(v);
+        }
+        if limits.max_ttl > limits::TTL_CEILING {
+            return Err(ConfigError(format!(
+                "max TTL is above the ceiling of {} s",
+                limits::TTL_CEILING
+            )));
+        }
+        if limits.max_line < 64 {
+            return Err(ConfigError("max line must be at least 64 bytes".into()));
+        }
+
+        Ok(Settings {
+            listen,
+            limits,
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            idle_timeout: duration(self.idle_timeout, &file.idle_timeout, "idle_timeout")?
+                .unwrap_or(d.idle_timeout),
+            memory_budget: match size(self.memory_budget, &file.memory_budget, "memory_budget")? {
+                Some(v) => usize_of(v, "memory budget")?,
+                None => d.memory_budget,
+            },
+            identity_dir: self.identity_dir.clone().or(file.identity_dir),
+            stats_interval: duration(self.stats_interval, &file.stats_interval, "stats_interval")?
+                .unwrap_or(d.stats_interval)
+                .max(Duration::from_millis(10)),
+            log_file: self.log_file.clone().or(file.log_file),
+            threads: self.threads.or(file.threads).unwrap_or(d.threads),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| ConfigError(format!("cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| ConfigError(format!("{host} has no address")))
+}
+
+/// Parses a byte size: `1048576`, `16KiB`, `1M`, `2 GiB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (try 1048576 or 1MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{text:?}: unknown size unit")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Parses a duration: `30` (seconds), `1.5`, `250ms`, `10s`, `5m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 30, 250ms, 5m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return Err(format!("{text:?}: unknown duration unit")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("16KiB"), Ok(16 << 10));
+        assert_eq!(parse_size("1 M"), Ok(1 << 20));
+        assert!(parse_size("1 parsec").is_err());
+        assert!(parse_size("-1").is_err());
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn positional_address_like_jackrabbit() {
+        let cli = Cli::try_parse_from(["dlm-server", "0.0.0.0", "4000"]).unwrap();
+        let s = cli.serve.settings().unwrap();
+        assert_eq!(s.listen, "0.0.0.0:4000".parse().unwrap());
+        let cli = Cli::try_parse_from(["dlm-server"]).unwrap();
+        assert_eq!(
+            cli.serve.settings().unwrap().listen,
+            "127.0.0.1:37373".parse().unwrap()
+        );
+        let cli = Cli::try_parse_from(["dlm-server", "identity", "new", "alice"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Identity(_))));
+    }
+
+    #[test]
+    fn file_settings_apply_under_flags() {
+        let dir = std::env::temp_dir().join(format!("dlm-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dlm.toml");
+        std::fs::write(
+            &path,
+            "port = 4100\nmax_line = \"64KiB\"\nidle_timeout = 2\nmax_ttl_anonymous = \"1m\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "dlm-server",
+            "--config",
+            path.to_str().unwrap(),
+            "--idle-timeout",
+            "3s",
+        ])
+        .unwrap();
+        let s = cli.serve.settings().unwrap();
+        assert_eq!(s.listen.port(), 4100);
+        assert_eq!(s.limits.max_line, 64 << 10);
+        assert_eq!(s.idle_timeout, Duration::from_secs(3));
+        assert_eq!(s.limits.max_ttl_anonymous, Ttl::from_secs(60));
+        std::fs::write(&path, "bogus = 1\n").unwrap();
+        let cli = Cli::try_parse_from(["dlm-server", "--config", path.to_str().unwrap()]).unwrap();
+        assert!(cli.serve.settings().is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,257 @@
+//! Identities: named secrets in a directory of `<Name>.cfg` files
+//! (PROTOCOL.md section 6).
+//!
+//! Each file is `{"Identity": "<secret of at least 1023 characters>",
+//! "MaxSize": <bytes, optional>}`. The directory is read at start (and again
+//! on `SIGHUP`). A request's secret is compared in constant time, and a
+//! failure never says whether the name exists: an unknown name is compared
+//! against a dummy secret so it costs the same.
+//!
+//! Secrets never reach a log line: [`Identities`] has no `Debug` output of
+//! them and errors name files, not contents.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use dlm_core::engine::{Engine, IdentityId};
+use dlm_core::limits::DEFAULT_MAX_DATA;
+use serde::{Deserialize, Serialize};
+
+/// The shortest secret JackrabbitDLM accepts.
+pub const MIN_SECRET: usize = 1023;
+/// Length of the secrets `identity new` creates.
+pub const NEW_SECRET: usize = 1024;
+
+#[derive(Deserialize, Serialize)]
+struct IdentityFile {
+    #[serde(rename = "Identity")]
+    identity: String,
+    #[serde(rename = "MaxSize", default, skip_serializing_if = "Option::is_none")]
+    max_size: Option<u64>,
+}
+
+struct Entry {
+    secret: Box<[u8]>,
+    id: IdentityId,
+}
+
+/// The loaded identities.
+#[derive(Default)]
+pub struct Identities {
+    by_name: HashMap<String, Entry>,
+    dummy: Box<[u8]>,
+}
+
+impl std::fmt::Debug for Identities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identities")
+            .field("count", &self.by_name.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `name` may be an identity name (it becomes a file name).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Compares in time that depends only on the lengths.
+fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+    let mut diff = u8::from(left.len() != right.len());
+    for i in 0..left.len().max(right.len()) {
+        let l = left.get(i).copied().unwrap_or(0);
+        let r = right.get(i).copied().unwrap_or(0xFF);
+        diff |= l ^ r;
+    }
+    // Keep the optimiser from short-circuiting the loop above.
+    std::hint::black_box(diff) == 0
+}
+
+impl Identities {
+    /// No identities: every request with `Name` fails authentication.
+    pub fn none() -> Self {
+        Self {
+            by_name: HashMap::new(),
+            dummy: vec![0u8; NEW_SECRET].into_boxed_slice(),
+        }
+    }
+
+    /// Reads every `<Name>.cfg` in `dir` and registers it with the engine.
+    /// Invalid files are skipped and returned as warnings (file names only).
+    pub fn load<S: dlm_core::engine::Storage>(
+        dir: &Path,
+        engine: &mut Engine<S>,
+        max_data_default: usize,
+    ) -> io::Result<(Self, Vec<String>)> {
+        let mut ids = Self::none();
+        let mut warnings = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".cfg"))
+            else {
+                continue;
+            };
+            if !valid_name(name) {
+                warnings.push(format!("{}: not a valid identity name", path.display()));
+                continue;
+            }
+            let file: IdentityFile = match fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    warnings.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            if file.identity.chars().count() < MIN_SECRET {
+                warnings.push(format!(
+                    "{}: secret shorter than {MIN_SECRET} characters",
+                    path.display()
+                ));
+                continue;
+            }
+            let max = file
+                .max_size
+                .and_then(|m| usize::try_from(m).ok())
+                .unwrap_or(max_data_default);
+            let Ok(id) = engine.register_identity(name, max) else {
+                warnings.push(format!("{}: too many identities", path.display()));
+                continue;
+            };
+            ids.by_name.insert(
+                name.to_owned(),
+                Entry {
+                    secret: file.identity.into_bytes().into_boxed_slice(),
+                    id,
+                },
+            );
+        }
+        Ok((ids, warnings))
+    }
+
+    /// Number of identities.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// The identity `name` if `secret` is its secret.
+    pub fn verify(&self, name: &str, secret: &str) -> Option<IdentityId> {
+        match self.by_name.get(name) {
+            Some(e) => constant_time_eq(&e.secret, secret.as_bytes()).then_some(e.id),
+            None => {
+                let _ = constant_time_eq(&self.dummy, secret.as_bytes());
+                None
+            }
+        }
+    }
+}
+
+/// Creates `<dir>/<name>.cfg` with a fresh secret of [`NEW_SECRET`]
+/// URL-safe characters from the OS RNG, readable by the owner only.
+/// Refuses to overwrite an existing file.
+pub fn create(dir: &Path, name: &str, max_size: Option<u64>) -> io::Result<PathBuf> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    if !valid_name(name) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "identity names are letters, digits, '-', '_' and '.', not starting with '.'",
+        ));
+    }
+    let mut raw = [0u8; NEW_SECRET];
+    getrandom::fill(&mut raw).map_err(io::Error::other)?;
+    let secret: String = raw
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(b & 63)]))
+        .collect();
+    let body = serde_json::to_string(&IdentityFile {
+        identity: secret,
+        max_size: max_size.or(Some(DEFAULT_MAX_DATA as u64)),
+    })
+    .map_err(io::Error::other)?;
+    fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{name}.cfg"));
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut f = options.open(&path)?;
+    f.write_all(body.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dlm_core::engine::Config;
+
+    #[test]
+    fn names_cannot_escape_the_directory() {
+        assert!(valid_name("alice"));
+        assert!(valid_name("svc-1.prod_2"));
+        for bad in ["", "../x", "a/b", ".hidden", "a b", "é"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"\xff"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn create_then_load_then_verify() {
+        let dir = std::env::temp_dir().join(format!("dlm-ident-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = create(&dir, "alice", Some(1 << 20)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(create(&dir, "alice", None).is_err(), "must not overwrite");
+        fs::write(dir.join("short.cfg"), r#"{"Identity":"tooshort"}"#).unwrap();
+        fs::write(dir.join("broken.cfg"), "{").unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let file: IdentityFile = serde_json::from_str(&text).unwrap();
+        assert_eq!(file.identity.len(), NEW_SECRET);
+        assert_eq!(file.max_size, Some(1 << 20));
+
+        let mut engine = Engine::new(Config::default());
+        let (ids, warnings) = Identities::load(&dir, &mut engine, DEFAULT_MAX_DATA).unwrap();
+        assert_eq!(ids.len(), 1);
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings.iter().all(|w| !w.contains("tooshort")));
+        let id = ids.verify("alice", &file.identity).unwrap();
+        assert_eq!(engine.identity("alice"), Some(id));
+        assert_eq!(ids.verify("alice", "wrong"), None);
+        assert_eq!(ids.verify("bob", &file.identity), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,132 @@
+//! `dlm-server`: run the lock server, or manage identities.
+//!
+//! ```text
+//! dlm-server [HOST] [PORT] [OPTIONS]       serve (default 127.0.0.1 37373)
+//! dlm-server identity new NAME             create an identity file
+//! ```
+
+// A std crate: the no_std discipline lints of the workspace are for dlm-core.
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use dlm_server::config::{Cli, Command, IdentityCommand};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("DLM_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    if let Some(Command::Identity(IdentityCommand::New {
+        name,
+        identity_dir,
+        max_size,
+    })) = cli.command
+    {
+        return match dlm_server::identity::create(&identity_dir, &name, max_size) {
+            Ok(path) => {
+                println!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("dlm-server: cannot create identity {name}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    let settings = match cli.serve.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dlm-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    raise_fd_limit();
+
+    let mut runtime = if settings.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if settings.threads > 1 {
+        runtime.worker_threads(settings.threads);
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dlm-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+        let addr = listener.local_addr()?;
+        // The one line tests (and people) wait for.
+        println!("dlm-server listening on {addr}");
+        let _ = std::io::stdout().flush();
+        tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "dlm-server started");
+        dlm_server::run(listener, settings, shutdown_signal()).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dlm-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Raises the soft open-files limit to the hard one, so the connection cap
+/// rather than the descriptor limit decides how many clients fit.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+        #[allow(unsafe_code)]
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) == 0
+                && lim.rlim_cur < lim.rlim_max
+            {
+                lim.rlim_cur = lim.rlim_max;
+                let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim);
+            }
+        }
+    }
+}
