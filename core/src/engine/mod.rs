@@ -781,7 +781,9 @@ impl<S: Storage> Engine<S> {
             return Outcome::Reply(locked(owner, current, ttl));
         }
         match wait {
-            Some(wait) if token.is_none() => {
+            // A zero wait is one attempt (PROTOCOL.md section 3), as when
+            // the parser drops it.
+            Some(wait) if token.is_none() && !wait.is_zero() => {
                 self.enqueue(now, slot, name, owner, ident, ttl, wait, tag)
             }
             _ => Outcome::Reply(self.not_owner(None)),
