@@ -577,18 +577,7 @@ impl<S: Storage> Engine<S> {
                     self.stats.incr(Stat::ExpiredData);
                     self.remove_data_unlinked(r.slot());
                 }
-                Kind::Waiter => {
-                    let lock = self.timed.waiters.get(r.slot()).lock;
-                    let w = self.take_waiter_unlinked(r.slot());
-                    self.stats.incr(Stat::WaitTimeout);
-                    self.stats.incr(Stat::NotOwner);
-                    events(Event {
-                        waiter: WaiterId(w.id),
-                        name: as_str(self.timed.locks.get(lock).key.parts().0),
-                        tag: w.tag,
-                        response: Response::new(Status::NotOwner),
-                    });
-                }
+                Kind::Waiter => self.time_out_unlinked(r.slot(), events),
             }
         }
     }
@@ -908,6 +897,21 @@ impl<S: Storage> Engine<S> {
         (qh, self.queues.find(widen(qh), |q| q.lock == lock))
     }
 
+    /// Answers `NotOwner` to a waiter, no longer in the wheel, whose wait
+    /// ran out, and removes it.
+    fn time_out_unlinked(&mut self, slot: u32, events: &mut impl FnMut(Event<'_>)) {
+        let lock = self.timed.waiters.get(slot).lock;
+        let w = self.take_waiter_unlinked(slot);
+        self.stats.incr(Stat::WaitTimeout);
+        self.stats.incr(Stat::NotOwner);
+        events(Event {
+            waiter: WaiterId(w.id),
+            name: as_str(self.timed.locks.get(lock).key.parts().0),
+            tag: w.tag,
+            response: Response::new(Status::NotOwner),
+        });
+    }
+
     /// Detaches a waiter that is no longer in the wheel from its queue and
     /// its table, and returns it.
     fn take_waiter_unlinked(&mut self, slot: u32) -> WaiterSlot<S> {
@@ -941,6 +945,8 @@ impl<S: Storage> Engine<S> {
     /// Releases a lock that is no longer in the wheel: hands it to its
     /// first waiter, or removes it.
     fn release_unlinked(&mut self, slot: u32, now: u64, events: &mut impl FnMut(Event<'_>)) {
+        // The instant the lock came free: its expiry, or now if released.
+        let free_at = self.timed.locks.get(slot).link.when.min(now);
         loop {
             let (_, queue) = self.find_queue(slot);
             let Some(q) = queue else {
@@ -954,6 +960,12 @@ impl<S: Storage> Engine<S> {
             let head = self.queues.get(q).head;
             self.wheel
                 .remove(&mut self.timed, TimerRef::new(Kind::Waiter, head));
+            if self.timed.waiters.get(head).link.when <= free_at {
+                // Its wait ran out by then: it is not granted, whichever
+                // of the two the wheel happened to hold first.
+                self.time_out_unlinked(head, events);
+                continue;
+            }
             let w = self.take_waiter_unlinked(head);
             let lock = self.timed.locks.get(slot);
             let (name, old_owner) = lock.key.parts();
@@ -990,14 +1002,21 @@ impl<S: Storage> Engine<S> {
                 tag: w.tag,
                 response: locked(as_str(owner), token, Ttl::from_millis(w.ttl)),
             });
-            self.grant_same_owner(slot, now, events);
+            self.grant_same_owner(slot, now, free_at, events);
             return;
         }
     }
 
     /// Waiters queued behind the new holder with the same owner already
-    /// hold the lock: answer them as re-locks.
-    fn grant_same_owner(&mut self, slot: u32, now: u64, events: &mut impl FnMut(Event<'_>)) {
+    /// hold the lock: answer them as re-locks. Waiters whose wait ran out
+    /// by `free_at`, when the lock came free, time out on the way.
+    fn grant_same_owner(
+        &mut self,
+        slot: u32,
+        now: u64,
+        free_at: u64,
+        events: &mut impl FnMut(Event<'_>),
+    ) {
         loop {
             let (_, Some(q)) = self.find_queue(slot) else {
                 return;
@@ -1005,6 +1024,12 @@ impl<S: Storage> Engine<S> {
             let head = self.queues.get(q).head;
             let lock = self.timed.locks.get(slot);
             let w = self.timed.waiters.get(head);
+            if w.link.when <= free_at {
+                self.wheel
+                    .remove(&mut self.timed, TimerRef::new(Kind::Waiter, head));
+                self.time_out_unlinked(head, events);
+                continue;
+            }
             if w.owner.parts().0 != lock.key.parts().1 || w.ident != lock.ident {
                 return;
             }
