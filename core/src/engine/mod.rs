@@ -565,13 +565,43 @@ impl<S: Storage> Engine<S> {
     /// first waiter and timing out waiters), reporting waiters' answers to
     /// `events`. Called by [`handle`](Self::handle) first; the host also
     /// calls it at [`next_deadline`](Self::next_deadline).
+    ///
+    /// Locks that expire at the same instant and have waiters are handed
+    /// over once everything due at that instant is out of the wheel, in
+    /// the order of their grants (their tokens): the new tokens never
+    /// depend on the order the wheel holds entries in, which differs
+    /// between an engine and one restored from its snapshot.
     pub fn advance(&mut self, now: Instant, events: &mut impl FnMut(Event<'_>)) {
         let now = now.as_millis();
-        while let Some(r) = self.wheel.pop_expired(&mut self.timed, now) {
+        // Expired locks with waiters, all due at one instant, chained
+        // through their (detached) timer links.
+        let mut due = NONE;
+        loop {
+            if due != NONE {
+                // Once nothing else is due at that instant, hand them over
+                // (before any later entry, maybe one of their waiters,
+                // leaves the wheel).
+                let at = self.timed.locks.get(due).link.when;
+                if self.wheel.next_deadline().is_none_or(|d| d > at) {
+                    self.hand_over(due, now, events);
+                    due = NONE;
+                }
+            }
+            let Some(r) = self.wheel.pop_expired(&mut self.timed, now) else {
+                break;
+            };
+            debug_assert!(
+                due == NONE || self.timed.link(r).when == self.timed.locks.get(due).link.when
+            );
             match r.kind() {
                 Kind::Lock => {
                     self.stats.incr(Stat::ExpiredLock);
-                    self.release_unlinked(r.slot(), now, events);
+                    if self.find_queue(r.slot()).1.is_some() {
+                        self.timed.locks.get_mut(r.slot()).link.chain(due);
+                        due = r.slot();
+                    } else {
+                        self.release_unlinked(r.slot(), now, events);
+                    }
                 }
                 Kind::Data => {
                     self.stats.incr(Stat::ExpiredData);
@@ -580,6 +610,58 @@ impl<S: Storage> Engine<S> {
                 Kind::Waiter => self.time_out_unlinked(r.slot(), events),
             }
         }
+        self.hand_over(due, now, events);
+    }
+
+    /// Releases the chained expired locks from `due` in token order.
+    fn hand_over(&mut self, due: u32, now: u64, events: &mut impl FnMut(Event<'_>)) {
+        let mut at = self.sort_chain(due);
+        while at != NONE {
+            let next = self.timed.locks.get(at).link.chained();
+            self.release_unlinked(at, now, events);
+            at = next;
+        }
+    }
+
+    /// Sorts a chain of detached locks by token (merge sort: a burst of
+    /// locks expiring together costs n log n, not n squared).
+    fn sort_chain(&mut self, head: u32) -> u32 {
+        let next = |this: &Self, s: u32| this.timed.locks.get(s).link.chained();
+        if head == NONE || next(self, head) == NONE {
+            return head;
+        }
+        // Split in the middle.
+        let (mut slow, mut fast) = (head, next(self, head));
+        while fast != NONE && next(self, fast) != NONE {
+            slow = next(self, slow);
+            fast = next(self, next(self, fast));
+        }
+        let second = next(self, slow);
+        self.timed.locks.get_mut(slow).link.chain(NONE);
+        let (mut a, mut b) = (self.sort_chain(head), self.sort_chain(second));
+        // Merge.
+        let (mut first, mut tail) = (NONE, NONE);
+        while a != NONE && b != NONE {
+            let take = if self.timed.locks.get(a).token < self.timed.locks.get(b).token {
+                let n = next(self, a);
+                core::mem::replace(&mut a, n)
+            } else {
+                let n = next(self, b);
+                core::mem::replace(&mut b, n)
+            };
+            if tail == NONE {
+                first = take;
+            } else {
+                self.timed.locks.get_mut(tail).link.chain(take);
+            }
+            tail = take;
+        }
+        let rest = if a == NONE { b } else { a };
+        if tail == NONE {
+            return rest;
+        }
+        self.timed.locks.get_mut(tail).link.chain(rest);
+        first
     }
 
     /// Applies one command at `now` on behalf of `principal`.

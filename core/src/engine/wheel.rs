@@ -79,6 +79,18 @@ impl Link {
             next: NONE,
         }
     }
+
+    /// While its entry is out of the wheel, a link may chain the entry into
+    /// a list of the caller's: the next entry's slot, or [`NONE`].
+    pub(crate) fn chained(&self) -> u32 {
+        self.next
+    }
+
+    /// Sets the next entry of the caller's list (see [`chained`](Self::chained)).
+    /// Inserting the entry into the wheel again overwrites it.
+    pub(crate) fn chain(&mut self, next: u32) {
+        self.next = next;
+    }
 }
 
 /// Gives the wheel access to the links stored in the engine's tables.
