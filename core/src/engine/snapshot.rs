@@ -212,12 +212,16 @@ impl<S: Storage> Engine<S> {
 
     /// Replaces the whole state with a snapshot's, rebasing its deadlines
     /// onto `now`. The configuration (limits, budget, hash key) stays the
-    /// engine's own. On error the engine is left empty.
+    /// engine's own. On error the engine is left empty, with its own token
+    /// and waiter counters (never a damaged snapshot's, so no token or
+    /// waiter ID is handed out twice).
     pub fn restore(&mut self, now: Instant, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let counters = (self.next_token, self.next_waiter);
         self.clear(now);
         let r = self.restore_inner(now.as_millis(), bytes);
         if r.is_err() {
             self.clear(now);
+            (self.next_token, self.next_waiter) = counters;
         }
         r
     }
