@@ -820,6 +820,11 @@ fn expire_limits<S: Storage>() {
     // An identity may go beyond, up to the server's limit.
     let long = 100 * 24 * 3600 * 1000;
     assert_eq!(h.as_(alice).lock(0, "m", "a", long).expire, Some(long));
+    // An identity may wait longer too (here for alice's "a" lock).
+    assert!(matches!(
+        h.as_(alice).wait(0, "m", "d", 10, MAX_ANON + 1, 0),
+        Out::Queued(_)
+    ));
     assert_eq!(h.as_(alice).put(0, "j", "a", long, "v").expire, Some(long));
     let max = h.e.limits().max_ttl.as_millis();
     assert_eq!(max, 366 * 24 * 3600 * 1000);
@@ -838,7 +843,7 @@ fn expire_limits<S: Storage>() {
         (Stat::Lock, 3),
         (Stat::PutNew, 2),
         (Stat::DataIn, 2),
-        (Stat::Wait, 1),
+        (Stat::Wait, 2),
         (Stat::BadPayload, 7),
         (Stat::TestLock, 1),
         (Stat::TestLockNF, 1),
@@ -846,9 +851,10 @@ fn expire_limits<S: Storage>() {
         (Stat::DataOut, 1),
         (Stat::ExpiredLock, 2),
         (Stat::ExpiredData, 2),
-        // The waiter's wait ends as the lock expires: it times out.
-        (Stat::WaitTimeout, 1),
-        (Stat::NotOwner, 1),
+        // One wait ends as the lock expires, the other before its lock
+        // does: both time out.
+        (Stat::WaitTimeout, 2),
+        (Stat::NotOwner, 2),
     ]);
 }
 
@@ -2018,6 +2024,49 @@ fn too_small_is_full() {
 #[test]
 fn too_small_is_full_fixed() {
     too_small_is_full();
+}
+
+/// Section 8, `NO` to a waiter: if the lock cannot be stored for the
+/// waiter at hand-over, that waiter is answered `NO` and the next one is
+/// tried. Queueing checks that it will fit, so only a snapshot restored
+/// into smaller fixed storage gets there: the waiter's ID fits a slot on
+/// its own, but not with the lock's name.
+fn no_to_a_waiter_at_hand_over() {
+    let mut big = H::<Heap>::new();
+    big.lock(0, "eight-ch", "a", 100);
+    let b = big.queue(0, "eight-ch", "ten-chars!", 50, 1000, 1);
+    let c = big.queue(0, "eight-ch", "c", 50, 1000, 2);
+    let bytes = big.e.snapshot_to_vec();
+    let mut h = H::<Fixed<4, 12, 8>>::new();
+    h.e.restore(at(0), &bytes).unwrap();
+    h.seen = h.e.stats();
+    h.advance(100);
+    assert_eq!(
+        h.take(),
+        [
+            granted(b, "eight-ch", 1, no()),
+            granted(c, "eight-ch", 2, locked("c", 2, 50)),
+        ]
+    );
+    h.moved(&[
+        (Stat::ExpiredLock, 1),
+        (Stat::NoMemory, 1),
+        (Stat::Lock, 1),
+        (Stat::WaitGranted, 1),
+    ]);
+    // With nobody left to try, the lock is simply gone.
+    let mut h = H::<Fixed<4, 12, 8>>::new();
+    h.e.restore(at(0), &bytes).unwrap();
+    assert!(h.e.cancel(c));
+    h.advance(100);
+    assert_eq!(h.take(), [granted(b, "eight-ch", 1, no())]);
+    assert_eq!(h.e.lock_count(), 0);
+    assert_eq!(h.e.memory_used(), 0);
+}
+
+#[test]
+fn no_to_a_waiter_at_hand_over_fixed() {
+    no_to_a_waiter_at_hand_over();
 }
 
 /// Regression: locks that expire in the same millisecond with waiters
