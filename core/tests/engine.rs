@@ -2133,3 +2133,25 @@ on_both!(
     failed_restore_keeps_the_token_counter,
     same_instant_hand_overs_follow_grant_order,
 );
+
+/// A restore never lowers the token counter below what the engine was
+/// seeded with: a host that seeds tokens from the clock and then restores
+/// an old snapshot must still never repeat a token.
+#[test]
+fn restore_never_lowers_the_token_counter() {
+    let mut old = Engine::new(Config::default());
+    let lock = dlm_core::protocol::Command::Lock {
+        name: dlm_core::protocol::Resource("l"),
+        owner: dlm_core::protocol::Owner("a"),
+        ttl: dlm_core::time::Ttl::from_secs(10),
+        wait: None,
+        token: None,
+    };
+    let _ = old.handle(at(0), &lock, Principal::Anonymous, 0, &mut |_| {});
+    let bytes = old.snapshot_to_vec();
+    let mut seeded = Engine::new(Config::default());
+    seeded.seed_tokens(5000);
+    seeded.restore(at(0), &bytes).unwrap();
+    assert_eq!(seeded.lock_count(), 1);
+    assert!(seeded.next_token().0 > 5000);
+}

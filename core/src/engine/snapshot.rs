@@ -212,7 +212,9 @@ impl<S: Storage> Engine<S> {
 
     /// Replaces the whole state with a snapshot's, rebasing its deadlines
     /// onto `now`. The configuration (limits, budget, hash key) stays the
-    /// engine's own. On error the engine is left empty, with its own token
+    /// engine's own, and the token and waiter counters only ever go up
+    /// (to the snapshot's, or stay the engine's if higher, as after
+    /// [`seed_tokens`](Self::seed_tokens)). On error the engine is left empty, with its own token
     /// and waiter counters (never a damaged snapshot's, so no token or
     /// waiter ID is handed out twice).
     pub fn restore(&mut self, now: Instant, bytes: &[u8]) -> Result<(), SnapshotError> {
@@ -261,8 +263,11 @@ impl<S: Storage> Engine<S> {
             Ok(now + left)
         };
         let _snapshot_now = r.u64()?;
-        self.next_token = r.u64()?;
-        self.next_waiter = r.u64()?;
+        // Never lower the counters: a host may have seeded tokens above an
+        // old snapshot's, and a token must never be handed out twice.
+        let (snap_token, snap_waiter) = (r.u64()?, r.u64()?);
+        self.next_token = self.next_token.max(snap_token);
+        self.next_waiter = self.next_waiter.max(snap_waiter);
 
         for _ in 0..r.len()? {
             let name = r.str()?;
@@ -290,7 +295,7 @@ impl<S: Storage> Engine<S> {
         for _ in 0..r.len()? {
             let (name, owner, ident) = (r.str()?, r.str()?, r.u16()?);
             let (token, left) = (r.u64()?, r.u64()?);
-            if !known_ident(self, ident) || token >= self.next_token {
+            if !known_ident(self, ident) || token >= snap_token {
                 return Err(SnapshotError::Corrupt("lock"));
             }
             let (h, found) = self.find_lock(name);
@@ -361,7 +366,7 @@ impl<S: Storage> Engine<S> {
             for _ in 0..count {
                 let (owner, ident, id) = (r.str()?, r.u16()?, r.u64()?);
                 let (tag, ttl, left) = (r.u64()?, r.u64()?, r.u64()?);
-                if !known_ident(self, ident) || id >= self.next_waiter || ttl == 0 {
+                if !known_ident(self, ident) || id >= snap_waiter || ttl == 0 {
                     return Err(SnapshotError::Corrupt("waiter"));
                 }
                 let h = KeyHasher::int(id);
