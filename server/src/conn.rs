@@ -114,7 +114,6 @@ struct Conn {
     out: Output,
     /// Waiters' answers, once this connection has queued one.
     rx: Option<mpsc::UnboundedReceiver<Delivery>>,
-    eof: bool,
 }
 
 /// Serves one connection until it ends.
@@ -134,7 +133,6 @@ pub(crate) async fn serve(
         partial_since: None,
         out: Output::default(),
         rx: None,
-        eof: false,
     };
     let end = conn.run(&cancel).await;
     conn.finish(end).await;
@@ -160,9 +158,6 @@ impl Conn {
             if let Err(end) = self.flush().await {
                 return end;
             }
-            if self.eof && self.out.held.is_empty() {
-                return End::Closed;
-            }
             let limit = self.shared.limits.max_line;
             // Never hold more than one line's limit (+1 to detect overrun).
             let room = (limit + 1)
@@ -176,7 +171,7 @@ impl Conn {
                     biased;
                     () = cancel.cancelled() => Wake::Shutdown,
                     d = recv(rx), if has_rx => Wake::Delivery(d),
-                    r = async { stream.read_buf(&mut (&mut *inbuf).limit(room)).await }, if !self.eof => Wake::Read(r),
+                    r = async { stream.read_buf(&mut (&mut *inbuf).limit(room)).await } => Wake::Read(r),
                     () = sleep_until(idle_at), if idle_at.is_some() => Wake::Idle,
                 }
             };
@@ -186,7 +181,6 @@ impl Conn {
                 Wake::Delivery(Some(d)) => self.deliver(d),
                 Wake::Delivery(None) => self.rx = None,
                 Wake::Read(Ok(0)) => {
-                    self.eof = true;
                     if !self.inbuf.is_empty() {
                         // A last line without its newline still counts.
                         self.inbuf.push(b'\n');
@@ -194,6 +188,9 @@ impl Conn {
                             return end;
                         }
                     }
+                    // A client that closed cannot be waiting any more:
+                    // its waiters leave their queues now (see `finish`).
+                    return End::Closed;
                 }
                 Wake::Read(Ok(_)) => {
                     if let Err(end) = self.process() {
@@ -310,15 +307,21 @@ impl Conn {
         let now = self.shared.clock.now();
         {
             let mut st = self.shared.lock();
-            let held = std::mem::take(&mut self.out.held);
-            for h in held {
+            // Answers stay in request order: behind a waiter that gets no
+            // answer, nothing more is written.
+            let mut blocked = false;
+            for h in std::mem::take(&mut self.out.held) {
                 match h {
-                    Held::Ready(line) => self.out.ready.extend_from_slice(&line),
+                    Held::Ready(line) if !blocked => self.out.ready.extend_from_slice(&line),
+                    Held::Ready(_) => {}
                     Held::Waiting(w, framing) => {
-                        if st.engine.cancel(w) && shutdown {
+                        st.engine.cancel(w);
+                        if shutdown {
                             // The server is going away: this wait is over.
                             let _ =
                                 Response::new(Status::NotOwner).write(framing, &mut self.out.ready);
+                        } else {
+                            blocked = true;
                         }
                     }
                 }

@@ -1,0 +1,79 @@
+//! The `dlm-server` binary's command line. (Also makes `cargo test` build
+//! the real binary, which the end-to-end tests in `tests/` start.)
+
+use std::process::Command;
+
+fn server() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dlm-server"))
+}
+
+#[test]
+fn help_lists_the_settings() {
+    let out = server().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--max-line",
+        "--max-data",
+        "--max-ttl-anonymous",
+        "--max-connections",
+        "--idle-timeout",
+        "--memory-budget",
+        "--identity-dir",
+        "--stats-interval",
+        "--log-file",
+        "[HOST]",
+        "[PORT]",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn bad_settings_exit_2_with_a_message() {
+    let out = server().args(["--max-line", "lots"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = server()
+        .env("DLM_MAX_TTL", "1000d")
+        .arg("127.0.0.1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ceiling"));
+}
+
+#[test]
+fn identity_new_writes_a_private_file_and_refuses_bad_names() {
+    let dir = std::env::temp_dir().join(format!("dlm-cli-ident-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = server()
+        .args(["identity", "new", "svc", "--identity-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = dir.join("svc.cfg");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        path.display().to_string()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let out = server()
+        .args(["identity", "new", "../evil", "--identity-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,319 @@
+//! Support for dlm's end-to-end tests: start the real `dlm-server` binary
+//! on an ephemeral port, talk to it over real sockets with requests built by
+//! `dlm-core`'s sans-I/O client, and stop it.
+//!
+//! Every test starts its own server, so tests run in parallel and never
+//! share state.
+
+// A std test crate: the workspace's no_std lints are for dlm-core.
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+#![allow(clippy::missing_panics_doc)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use dlm_core::protocol::{Framing, Request, Response, Status};
+use dlm_core::stats::{Stat, Stats};
+
+/// Where cargo puts binaries for the running test executable
+/// (`target/<profile>`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .to_path_buf()
+}
+
+/// The path of a workspace binary, building it if it is missing (when a
+/// test crate runs alone; `make test` builds everything first).
+pub fn binary(package: &str, name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", package, "--bin", name])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p {package} failed");
+    }
+    path
+}
+
+/// A fresh, empty scratch directory.
+pub fn scratch_dir(what: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "dlm-test-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// A running `dlm-server`, stopped when dropped.
+pub struct Server {
+    child: Child,
+    addr: SocketAddr,
+    /// The server's stderr (operational logs).
+    pub stderr: PathBuf,
+    /// A scratch directory for this server's files.
+    pub dir: PathBuf,
+}
+
+impl Server {
+    /// Starts a server with default settings on a free port.
+    pub fn start() -> Self {
+        Self::with_args(&[])
+    }
+
+    /// Starts a server with extra command-line arguments.
+    pub fn with_args(args: &[&str]) -> Self {
+        Self::with_command(|_| {}, args)
+    }
+
+    /// Starts a server, letting `setup` adjust the command (environment).
+    pub fn with_command(setup: impl FnOnce(&mut Command), args: &[&str]) -> Self {
+        let dir = scratch_dir("server");
+        let stderr = dir.join("stderr.log");
+        let mut cmd = Command::new(binary("dlm-server", "dlm-server"));
+        cmd.args(["127.0.0.1", "0"])
+            .args(args)
+            .env("DLM_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        setup(&mut cmd);
+        let mut child = cmd.spawn().expect("start dlm-server");
+        let stdout = child.stdout.take().expect("server stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+                panic!("server did not report its address: {line:?}\n{log}")
+            });
+        Self {
+            child,
+            addr,
+            stderr,
+            dir,
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A new connection.
+    pub fn connect(&self) -> Conn {
+        Conn::open(self.addr)
+    }
+
+    /// Current statistics, through the `Stats` action.
+    pub fn stats(&self) -> Stats {
+        self.connect().stats()
+    }
+
+    /// Sends SIGTERM and waits for the exit, returning its status and how
+    /// long it took.
+    pub fn terminate(&mut self) -> (ExitStatus, Duration) {
+        self.signal(libc::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for server") {
+                return (status, start.elapsed());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "server ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends a signal to the server process.
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
+    }
+
+    /// The server's log output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A parsed response with owned fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// Framing of the response line.
+    pub framing: Framing,
+    /// `Status`.
+    pub status: Status,
+    /// `ID`.
+    pub id: Option<String>,
+    /// `DataStore`.
+    pub data: Option<String>,
+    /// `Token`.
+    pub token: Option<u64>,
+    /// `Expire` in milliseconds.
+    pub expire_ms: Option<u64>,
+    /// `Revision`.
+    pub revision: Option<u64>,
+    /// `Error`.
+    pub error: Option<String>,
+}
+
+impl Reply {
+    /// Parses one response line.
+    pub fn parse(line: &[u8]) -> Self {
+        let mut buf = line.to_vec();
+        let (framing, r) = Response::parse(&mut buf)
+            .unwrap_or_else(|e| panic!("bad response {:?}: {e}", String::from_utf8_lossy(line)));
+        Self {
+            framing,
+            status: r.status,
+            id: r.id.map(str::to_owned),
+            data: r.data.map(str::to_owned),
+            token: r.token.map(|t| t.0),
+            expire_ms: r.expire.map(dlm_core::time::Ttl::as_millis),
+            revision: r.revision.map(|r| r.0),
+            error: r.error.map(|e| e.to_string()),
+        }
+    }
+}
+
+/// A blocking client connection.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Conn {
+    /// Connects to `addr`.
+    pub fn open(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect to dlm-server");
+        stream.set_nodelay(true).expect("nodelay");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("read timeout");
+        Self {
+            writer: stream.try_clone().expect("clone stream"),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// The socket, for options and shutdown.
+    pub fn stream(&self) -> &TcpStream {
+        &self.writer
+    }
+
+    /// Sends a request line.
+    pub fn send(&mut self, req: &Request<'_>) {
+        let mut line = Vec::new();
+        req.write(&mut line).expect("write request");
+        self.send_raw(&line);
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("send to dlm-server");
+    }
+
+    /// Sends raw bytes, reporting failure instead of panicking.
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes)
+    }
+
+    /// The next response line, or `None` at end of stream (or reset).
+    pub fn recv_line(&mut self) -> Option<Vec<u8>> {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line),
+        }
+    }
+
+    /// The next response.
+    pub fn recv(&mut self) -> Reply {
+        let line = self.recv_line().expect("server closed the connection");
+        Reply::parse(&line)
+    }
+
+    /// Sends a request and reads its response.
+    pub fn call(&mut self, req: &Request<'_>) -> Reply {
+        self.send(req);
+        self.recv()
+    }
+
+    /// Whether the server closed the connection (reads EOF or a reset
+    /// within `within`).
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        let _ = self.reader.get_ref().set_read_timeout(Some(within));
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// The server's statistics.
+    pub fn stats(&mut self) -> Stats {
+        let client = dlm_core::client::Client::new("stats");
+        self.send(&client.stats());
+        let mut line = self.recv_line().expect("stats reply");
+        Response::parse_stats(&mut line).expect("parse stats")
+    }
+}
+
+/// Reads one statistic.
+pub fn stat(stats: &Stats, s: Stat) -> u64 {
+    stats.get(s)
+}
