@@ -23,8 +23,14 @@ cargo check -p dlm-core --locked --all-features
 step "no_std build for a target without std"
 cargo build -p dlm-core --locked --no-default-features --target thumbv7em-none-eabihf
 
+step "build binaries (the end-to-end tests start them)"
+cargo build --workspace --bins --locked
+
 step "cargo test"
 cargo test --workspace --locked
+
+step "Python: a JackrabbitDLM-style client against dlm-server"
+python3 -m pytest -q tests/python
 
 step "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -2,6 +2,13 @@
 //! mutual exclusion checked through fencing tokens and hold intervals,
 //! fair queues, and waiters that disconnect.
 
+// Test code: panicking on a broken expectation is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc
+)]
+
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};

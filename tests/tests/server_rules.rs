@@ -1,6 +1,13 @@
 //! Every rule of PROTOCOL.md section 5, end to end against the real server,
 //! once in each framing (plain JSON and JackrabbitDLM's table-encoded lines).
 
+// Test code: panicking on a broken expectation is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc
+)]
+
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
