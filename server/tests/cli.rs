@@ -1,6 +1,13 @@
 //! The `dlm-server` binary's command line. (Also makes `cargo test` build
 //! the real binary, which the end-to-end tests in `tests/` start.)
 
+// Test code: panicking on a broken expectation is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc
+)]
+
 use std::process::Command;
 
 fn server() -> Command {
