@@ -18,16 +18,19 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "feature matrix of dlm-core"
 cargo check -p dlm-core --locked --no-default-features
 cargo check -p dlm-core --locked --no-default-features --features alloc
+cargo check -p dlm-core --locked --no-default-features --features seal
 cargo check -p dlm-core --locked --all-features
 
 step "no_std build for a target without std"
 cargo build -p dlm-core --locked --no-default-features --target thumbv7em-none-eabihf
+cargo build -p dlm-core --locked --no-default-features --features seal --target thumbv7em-none-eabihf
 
 step "build binaries (the end-to-end tests start them)"
 cargo build --workspace --bins --locked
 
 step "cargo test"
 cargo test --workspace --locked
+cargo test -p dlm-core --locked --all-features --lib
 
 step "Python: a JackrabbitDLM-style client against dlm-server"
 python3 -m pytest -q tests/python

@@ -19,5 +19,7 @@ pub mod codec;
 pub mod engine;
 pub mod limits;
 pub mod protocol;
+#[cfg(feature = "seal")]
+pub mod seal;
 pub mod stats;
 pub mod time;
