@@ -79,12 +79,21 @@ impl Server {
         Self::with_command(|_| {}, args)
     }
 
+    /// Starts a server on a given port (to restart one where it was).
+    pub fn on_port(port: u16, args: &[&str]) -> Self {
+        Self::spawn(port, |_| {}, args)
+    }
+
     /// Starts a server, letting `setup` adjust the command (environment).
     pub fn with_command(setup: impl FnOnce(&mut Command), args: &[&str]) -> Self {
+        Self::spawn(0, setup, args)
+    }
+
+    fn spawn(port: u16, setup: impl FnOnce(&mut Command), args: &[&str]) -> Self {
         let dir = scratch_dir("server");
         let stderr = dir.join("stderr.log");
         let mut cmd = Command::new(binary("dlm-server", "dlm-server"));
-        cmd.args(["127.0.0.1", "0"])
+        cmd.args(["127.0.0.1", &port.to_string()])
             .args(args)
             .env("DLM_LOG", "debug")
             .stdin(Stdio::null())

@@ -1,0 +1,3 @@
+//! The `dlm` command (being built).
+
+fn main() {}

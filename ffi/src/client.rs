@@ -1,0 +1,499 @@
+//! The blocking client: a small pool of persistent connections to one
+//! server, over dlm-core's sans-I/O client.
+//!
+//! A [`Client`] is cheap to clone and safe to share between threads: each
+//! call takes an idle connection from the pool (or opens one), so calls
+//! from several threads run side by side, and a lock that waits in the
+//! server's queue occupies only its own connection. A pooled connection the
+//! server has closed meanwhile is replaced transparently; connecting is
+//! retried a bounded number of times with backoff.
+
+use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use dlm_core::client::{self as core_client, Refusal};
+use dlm_core::protocol::{Credentials, Framing, Request, Response, Revision};
+use dlm_core::stats::Stats;
+use dlm_core::time::Ttl;
+
+use crate::cancel::CancelToken;
+use crate::encoder::{Encoder, TableEncoder};
+use crate::error::{Error, Result};
+use crate::lock::{LockBuilder, LockState};
+
+/// Longest response line accepted from a server.
+const MAX_RESPONSE: u64 = 64 << 20;
+
+/// How to connect and behave.
+#[derive(Clone)]
+pub struct Options {
+    /// How long to wait for a TCP connection.
+    pub connect_timeout: Duration,
+    /// How long to wait for an answer (beyond a lock's own wait).
+    pub io_timeout: Duration,
+    /// The owner ID; random (48 URL-safe characters from the OS RNG) if
+    /// `None`.
+    pub client_id: Option<String>,
+    /// The framing to send (plain JSON unless talking to JackrabbitDLM).
+    pub framing: Framing,
+    /// `Name` and `Identity` for every request.
+    pub credentials: Option<(String, String)>,
+    /// How values are encoded (the table codec by default).
+    pub encoder: Arc<dyn Encoder>,
+    /// How many times to try connecting before giving up.
+    pub connect_attempts: u32,
+    /// How many idle connections to keep.
+    pub max_idle: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(10),
+            client_id: None,
+            framing: Framing::Plain,
+            credentials: None,
+            encoder: Arc::new(TableEncoder),
+            connect_attempts: 3,
+            max_idle: 4,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("client_id", &self.client_id)
+            .field("framing", &self.framing)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(n, _)| (n, "<redacted>")),
+            )
+            .field("connect_attempts", &self.connect_attempts)
+            .field("max_idle", &self.max_idle)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A random owner ID: 48 URL-safe characters from the OS RNG.
+pub fn random_id() -> Result<String> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut raw = [0u8; 48];
+    getrandom::fill(&mut raw).map_err(|e| Error::Unavailable(e.into()))?;
+    Ok(raw
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(b & 63)]))
+        .collect())
+}
+
+/// One connection: a socket and its read buffer.
+struct Conn {
+    reader: BufReader<TcpStream>,
+    line: Vec<u8>,
+    out: Vec<u8>,
+}
+
+/// Where the time limit of a call comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// An ordinary request.
+    None,
+    /// A lock request that may queue this long in the server.
+    Queue(Duration),
+}
+
+pub(crate) struct Shared {
+    addrs: Vec<SocketAddr>,
+    id: String,
+    framing: Framing,
+    credentials: Option<(String, String)>,
+    pub(crate) encoder: Arc<dyn Encoder>,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    connect_attempts: u32,
+    max_idle: usize,
+    pool: Mutex<Vec<Conn>>,
+}
+
+/// A connection to a dlm server. Cheap to clone; all clones share one pool.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.shared.addrs)
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn refusal(r: Refusal<'_>) -> Error {
+    match r {
+        Refusal::NotOwner => Error::NotOwner,
+        Refusal::Conflict(current) => Error::Conflict { current },
+        Refusal::BadRequest(m) => Error::BadRequest(m.map_or_else(String::new, |m| m.to_string())),
+        Refusal::NoMemory => Error::NoMemory,
+        Refusal::Unexpected(s) => Error::Protocol(format!("unexpected status {s}")),
+    }
+}
+
+/// Whether an error on a reused connection means it had gone stale (the
+/// server closed it while it sat idle), so a fresh one may be tried.
+fn stale(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
+impl Client {
+    /// Connects to `addr` with default options.
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Self> {
+        Self::connect_with(addr, Options::default())
+    }
+
+    /// Connects to `addr`. One connection is opened now, so an unreachable
+    /// server is reported here.
+    pub fn connect_with(addr: impl ToSocketAddrs, options: Options) -> Result<Self> {
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(Error::Unavailable)?
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::InvalidArgument(
+                "the server address resolves to nothing",
+            ));
+        }
+        let id = match options.client_id {
+            Some(id) if id.is_empty() => return Err(Error::InvalidArgument("empty client ID")),
+            Some(id) => id,
+            None => random_id()?,
+        };
+        let client = Self {
+            shared: Arc::new(Shared {
+                addrs,
+                id,
+                framing: options.framing,
+                credentials: options.credentials,
+                encoder: options.encoder,
+                connect_timeout: options.connect_timeout,
+                io_timeout: options.io_timeout,
+                connect_attempts: options.connect_attempts.max(1),
+                max_idle: options.max_idle,
+                pool: Mutex::new(Vec::new()),
+            }),
+        };
+        let conn = client.shared.open()?;
+        client.shared.checkin(conn);
+        Ok(client)
+    }
+
+    /// The owner ID this client uses.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// Starts a lock request for `name`; see [`LockBuilder`].
+    pub fn lock(&self, name: &str) -> LockBuilder<'_> {
+        LockBuilder::new(self, name)
+    }
+
+    /// One attempt at `name` for `ttl`: the lock, or `None` if another
+    /// owner holds it.
+    pub fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<crate::Lock>> {
+        match self.lock(name).ttl(ttl).acquire() {
+            Ok(lock) => Ok(Some(lock)),
+            Err(Error::NotOwner) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `name` is locked, and by whom (never acquires).
+    pub fn test_lock(&self, name: &str) -> Result<LockState> {
+        check_name(name)?;
+        let req = self.shared.core().test_lock(name);
+        self.shared.call(&req, Wait::None, None, |r| {
+            r.lock_state().map_err(refusal).map(|s| match s {
+                core_client::LockState::Free => LockState::Free,
+                core_client::LockState::Mine(g) => LockState::Mine {
+                    token: g.token,
+                    remaining: g.ttl.into(),
+                },
+                core_client::LockState::Taken(left) => LockState::Taken {
+                    remaining: left.map(Into::into),
+                },
+            })
+        })
+    }
+
+    /// Releases `name` if this client holds it (optionally only the grant
+    /// `token`). Returns whether a lock was released. Prefer [`crate::Lock`]'s
+    /// own release; this is for tools that know a name and token.
+    pub fn unlock(&self, name: &str, token: Option<dlm_core::protocol::Token>) -> Result<bool> {
+        check_name(name)?;
+        let req = self.shared.core().unlock(name, token);
+        self.shared
+            .call(&req, Wait::None, None, |r| r.released().map_err(refusal))
+    }
+
+    /// Stores `value` under `name` for `ttl`, returning its new revision.
+    pub fn put(&self, name: &str, value: &[u8], ttl: Duration) -> Result<Revision> {
+        self.put_inner(name, value, ttl, None)
+    }
+
+    /// Compare-and-set: stores `value` only if the stored revision is
+    /// `expected` (`Revision(0)`: only if there is none). On a mismatch,
+    /// [`Error::Conflict`] carries the current revision.
+    pub fn put_if(
+        &self,
+        name: &str,
+        value: &[u8],
+        ttl: Duration,
+        expected: Revision,
+    ) -> Result<Revision> {
+        self.put_inner(name, value, ttl, Some(expected))
+    }
+
+    fn put_inner(
+        &self,
+        name: &str,
+        value: &[u8],
+        ttl: Duration,
+        revision: Option<Revision>,
+    ) -> Result<Revision> {
+        check_name(name)?;
+        let ttl = check_ttl(ttl)?;
+        let encoded = self.shared.encoder.encode(name, value)?;
+        let req = self.shared.core().put(name, ttl, &encoded, revision);
+        self.shared.call(&req, Wait::None, None, |r| {
+            r.stored().map(|s| s.revision).map_err(refusal)
+        })
+    }
+
+    /// Reads `name`: its value (decoded), revision and remaining TTL, or
+    /// `None` if there is no such entry.
+    pub fn get(&self, name: &str) -> Result<Option<Value>> {
+        check_name(name)?;
+        let req = self.shared.core().get(name);
+        let fetched = self.shared.call(&req, Wait::None, None, |r| {
+            r.fetched().map_err(refusal).map(|f| {
+                f.map(|f| {
+                    (
+                        f.data.to_owned(),
+                        f.revision.unwrap_or(Revision(0)),
+                        f.ttl.unwrap_or(Ttl::ZERO),
+                    )
+                })
+            })
+        })?;
+        let Some((stored, revision, ttl)) = fetched else {
+            return Ok(None);
+        };
+        Ok(Some(Value {
+            data: self.shared.encoder.decode(name, &stored)?,
+            revision,
+            ttl: ttl.into(),
+        }))
+    }
+
+    /// Deletes `name`; whether there was an entry.
+    pub fn erase(&self, name: &str) -> Result<bool> {
+        check_name(name)?;
+        let req = self.shared.core().erase(name);
+        self.shared
+            .call(&req, Wait::None, None, |r| r.erased().map_err(refusal))
+    }
+
+    /// The server's version string (it contains "JackrabbitDLM").
+    pub fn version(&self) -> Result<String> {
+        let req = self.shared.core().version();
+        self.shared.call(&req, Wait::None, None, |r| {
+            r.version().map(str::to_owned).map_err(refusal)
+        })
+    }
+
+    /// The server's statistics.
+    pub fn stats(&self) -> Result<Stats> {
+        let req = self.shared.core().stats();
+        self.shared.call_raw(&req, Wait::None, None, |line| {
+            Response::parse_stats(line).map_err(|e| Error::Protocol(e.to_string()))
+        })
+    }
+}
+
+/// A value read by [`Client::get`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Value {
+    /// The decoded bytes.
+    pub data: Vec<u8>,
+    /// The entry's revision.
+    pub revision: Revision,
+    /// Its remaining time to live when the server answered.
+    pub ttl: Duration,
+}
+
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        Err(Error::InvalidArgument("empty name"))
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn check_ttl(ttl: Duration) -> Result<Ttl> {
+    let ttl = Ttl::from(ttl);
+    if ttl.is_zero() {
+        Err(Error::InvalidArgument("a TTL must be positive"))
+    } else {
+        Ok(ttl)
+    }
+}
+
+impl Shared {
+    /// dlm-core's request builder for this client.
+    pub(crate) fn core(&self) -> core_client::Client<'_> {
+        let c = core_client::Client::new(&self.id).with_framing(self.framing);
+        match &self.credentials {
+            Some((name, secret)) => c.with_credentials(Credentials { name, secret }),
+            None => c,
+        }
+    }
+
+    fn open(&self) -> Result<Conn> {
+        let mut last = None;
+        for attempt in 0..self.connect_attempts {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(50) * (1 << (attempt - 1).min(5)));
+            }
+            for addr in &self.addrs {
+                match TcpStream::connect_timeout(addr, self.connect_timeout) {
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        return Ok(Conn {
+                            reader: BufReader::new(s),
+                            line: Vec::new(),
+                            out: Vec::new(),
+                        });
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+        }
+        Err(Error::Unavailable(last.unwrap_or_else(|| {
+            io::Error::other("no address to connect to")
+        })))
+    }
+
+    fn checkout(&self) -> Result<(Conn, bool)> {
+        let pooled = self
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match pooled {
+            Some(c) => Ok((c, true)),
+            None => Ok((self.open()?, false)),
+        }
+    }
+
+    fn checkin(&self, conn: Conn) {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < self.max_idle {
+            pool.push(conn);
+        }
+    }
+
+    /// Sends `req` and hands the parsed answer to `f`.
+    pub(crate) fn call<T>(
+        &self,
+        req: &Request<'_>,
+        wait: Wait,
+        cancel: Option<&CancelToken>,
+        f: impl FnOnce(&Response<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.call_raw(req, wait, cancel, |line| {
+            let (_, r) = Response::parse(line).map_err(|e| Error::Protocol(e.to_string()))?;
+            f(&r)
+        })
+    }
+
+    /// Sends `req` and hands the raw answer line to `f`. A reused connection
+    /// that turns out to be closed is replaced once.
+    pub(crate) fn call_raw<T>(
+        &self,
+        req: &Request<'_>,
+        wait: Wait,
+        cancel: Option<&CancelToken>,
+        f: impl FnOnce(&mut [u8]) -> Result<T>,
+    ) -> Result<T> {
+        let limit = match wait {
+            Wait::None => self.io_timeout,
+            Wait::Queue(w) => self.io_timeout.saturating_add(w),
+        };
+        let mut retried = false;
+        loop {
+            let (mut conn, reused) = self.checkout()?;
+            let _registration = match cancel {
+                Some(c) => Some(c.register(conn.reader.get_ref())?),
+                None => None,
+            };
+            match conn.round_trip(req, limit) {
+                Ok(()) => {
+                    let r = f(&mut conn.line);
+                    // A connection that carried a cancellable wait may have
+                    // been shut down by the cancel; never reuse it.
+                    if cancel.is_none() {
+                        self.checkin(conn);
+                    }
+                    return r;
+                }
+                Err(e) => {
+                    if let Some(c) = cancel
+                        && c.is_cancelled()
+                    {
+                        return Err(Error::Cancelled);
+                    }
+                    if reused && !retried && stale(&e) {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(Error::Unavailable(e));
+                }
+            }
+        }
+    }
+}
+
+impl Conn {
+    fn round_trip(&mut self, req: &Request<'_>, limit: Duration) -> io::Result<()> {
+        self.out.clear();
+        // Writing to a Vec cannot fail.
+        let _ = req.write(&mut self.out);
+        let stream = self.reader.get_ref();
+        stream.set_write_timeout(Some(limit))?;
+        stream.set_read_timeout(Some(limit))?;
+        (&*stream).write_all(&self.out)?;
+        self.line.clear();
+        let n = (&mut self.reader)
+            .take(MAX_RESPONSE)
+            .read_until(b'\n', &mut self.line)?;
+        if n == 0 || self.line.last() != Some(&b'\n') {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before a complete answer",
+            ));
+        }
+        Ok(())
+    }
+}

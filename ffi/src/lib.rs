@@ -1,0 +1,49 @@
+//! # dlm
+//!
+//! The client library of dlm, a distributed lock manager and volatile state
+//! coordinator: a blocking Rust API, the C ABI (`libdlm`, header
+//! `include/dlm.h`), and the `dlm` command-line tool. It wraps dlm-core's
+//! sans-I/O client with blocking sockets.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! # fn main() -> dlm::Result<()> {
+//! let client = dlm::Client::connect("127.0.0.1:37373")?;
+//! // Wait up to 10 s in the server's fair queue; renew in the background.
+//! let lock = client
+//!     .lock("nightly-report")
+//!     .ttl(Duration::from_secs(30))
+//!     .wait(Duration::from_secs(10))
+//!     .auto_renew(true)
+//!     .acquire()?;
+//! // Hand the fencing token to whatever the lock protects.
+//! println!("holding with token {}", lock.token());
+//! client.put("report-status", b"running", Duration::from_secs(300))?;
+//! lock.unlock()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Values go through an [`Encoder`]: the table codec by default (readable
+//! by every binding and by JackrabbitDLM's Python client), or
+//! [`SealedEncoder`] so the server only ever stores ciphertext.
+
+// A std crate: the workspace's no_std discipline lints are for dlm-core.
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+#![deny(missing_docs)]
+
+mod cancel;
+pub mod capi;
+mod client;
+mod encoder;
+mod error;
+mod lock;
+
+pub use cancel::CancelToken;
+pub use client::{Client, Options, Value, random_id};
+pub use dlm_core::protocol::{Framing, Revision, Token};
+pub use dlm_core::stats::{Stat, Stats};
+pub use encoder::{Encoder, SealedEncoder, TableEncoder};
+pub use error::{Error, ErrorKind, Result};
+pub use lock::{DEFAULT_TTL, Lock, LockBuilder, LockState, LostCallback};
