@@ -1,7 +1,11 @@
 # The two commands a user needs are in README.md; everything else is here.
-.PHONY: test setup bench fuzz
+.PHONY: test setup bench fuzz header
 test:
 	scripts/test.sh
 
 setup:
 	scripts/setup.sh
+
+# Regenerate ffi/include/dlm.h from ffi/src/capi (cbindgen, pinned version).
+header:
+	DLM_BLESS=1 cargo test -p dlm --test header

@@ -1,0 +1,433 @@
+//! `dlm_client`: a connection (pool) to one server, and every call that
+//! does not need a held lock.
+
+use std::ffi::c_char;
+use std::time::Duration;
+
+use super::options::dlm_options;
+use super::{LastError, boundary, bytes, dlm_status, put, text, try_status, write_text};
+use crate::error::Error;
+use crate::{Client, LockState, Revision, Token};
+
+/// A client of one dlm server. **Thread-safe**: every function taking a
+/// `dlm_client` may be called from several threads at once (calls run side
+/// by side on a small pool of connections). Error messages are kept per
+/// thread.
+pub struct dlm_client {
+    pub(crate) client: Client,
+    pub(crate) errors: LastError,
+}
+
+/// What `dlm_client_test_lock` found.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum dlm_lock_state {
+    /// Nobody holds the lock.
+    DLM_LOCK_FREE = 0,
+    /// This client holds it.
+    DLM_LOCK_MINE = 1,
+    /// Another owner holds it.
+    DLM_LOCK_TAKEN = 2,
+}
+
+/// Borrows the client behind `client`.
+///
+/// # Safety
+/// `client` must be NULL or a live pointer from `dlm_client_new`.
+pub(crate) unsafe fn client_ref<'a>(
+    client: *const dlm_client,
+) -> Result<&'a dlm_client, dlm_status> {
+    // SAFETY: per the caller's contract.
+    unsafe { client.as_ref() }.ok_or(dlm_status::DLM_ERR_NULL_PARAMETER)
+}
+
+/// Connects to `addr` (`host:port`) with `opts` (NULL for defaults). One
+/// connection is opened now, so an unreachable server is reported here
+/// (`DLM_ERR_UNAVAILABLE`). `opts` may be freed afterwards.
+///
+/// # Safety
+/// `addr` must point to `addr_len` readable bytes; `opts` must be NULL or a
+/// live pointer from `dlm_options_new`; `out` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_new(
+    addr: *const u8,
+    addr_len: usize,
+    opts: *const dlm_options,
+    out: *mut *mut dlm_client,
+) -> dlm_status {
+    boundary(|| {
+        if out.is_null() {
+            return dlm_status::DLM_ERR_NULL_PARAMETER;
+        }
+        // SAFETY: per the contract.
+        let addr = try_status!(unsafe { text(addr, addr_len) });
+        if addr.is_empty() {
+            return dlm_status::DLM_ERR_INVALID_ARGUMENT;
+        }
+        // SAFETY: per the contract.
+        let options = unsafe { opts.as_ref() }
+            .map(|o| o.options.clone())
+            .unwrap_or_default();
+        match Client::connect_with(addr, options) {
+            Ok(client) => {
+                let handle = Box::new(dlm_client {
+                    client,
+                    errors: LastError::default(),
+                });
+                // SAFETY: `out` is non-null and writable.
+                unsafe { *out = Box::into_raw(handle) };
+                dlm_status::DLM_OK
+            }
+            Err(e) => (&e).into(),
+        }
+    })
+}
+
+/// Frees a client. Locks made by it must be freed first. NULL is accepted.
+///
+/// # Safety
+/// `client` must be NULL or a pointer from `dlm_client_new` not yet freed,
+/// with no call on it still running.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_free(client: *mut dlm_client) {
+    if !client.is_null() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: created by Box::into_raw in dlm_client_new.
+            drop(unsafe { Box::from_raw(client) });
+        }));
+    }
+}
+
+/// Copies the calling thread's last error message on this client
+/// (NUL-terminated; empty if none) into `buf`.
+///
+/// # Safety
+/// `client` must be a live client; `buf` must hold `len` writable bytes;
+/// `out_n` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_last_error(
+    client: *const dlm_client,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> dlm_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let c = try_status!(unsafe { client_ref(client) });
+        // SAFETY: per the contract.
+        unsafe { write_text(&c.errors.get(), buf, len, out_n) }
+    })
+}
+
+/// Copies the client's owner ID (NUL-terminated) into `buf`.
+///
+/// # Safety
+/// As for `dlm_client_last_error`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_id(
+    client: *const dlm_client,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> dlm_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let c = try_status!(unsafe { client_ref(client) });
+        // SAFETY: per the contract.
+        unsafe { write_text(c.client.id(), buf, len, out_n) }
+    })
+}
+
+/// Runs `f` on the client, recording a failure's message for this thread.
+///
+/// # Safety
+/// `client` must be NULL or a live client.
+unsafe fn call(
+    client: *const dlm_client,
+    f: impl FnOnce(&dlm_client) -> Result<dlm_status, Error>,
+) -> dlm_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let c = try_status!(unsafe { client_ref(client) });
+        match f(c) {
+            Ok(s) => s,
+            Err(e) => c.errors.fail(&e),
+        }
+    })
+}
+
+/// A name argument: UTF-8, not empty.
+///
+/// # Safety
+/// `ptr` must point to `len` readable bytes.
+unsafe fn name_arg<'a>(ptr: *const u8, len: usize) -> Result<&'a str, Error> {
+    // SAFETY: forwarded contract.
+    match unsafe { text(ptr, len) } {
+        Ok("") => Err(Error::InvalidArgument("empty name")),
+        Ok(s) => Ok(s),
+        Err(dlm_status::DLM_ERR_NULL_PARAMETER) => Err(Error::InvalidArgument("NULL name")),
+        Err(_) => Err(Error::InvalidArgument("name is not UTF-8")),
+    }
+}
+
+/// Asks whether `name` is locked, without acquiring it. Writes the state,
+/// and (each may be NULL) the token if this client holds it and the
+/// remaining milliseconds if anyone does.
+///
+/// # Safety
+/// `client` must be a live client; `name` must point to `name_len` readable
+/// bytes; out-pointers must be writable (or NULL where allowed).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_test_lock(
+    client: *const dlm_client,
+    name: *const u8,
+    name_len: usize,
+    out_state: *mut dlm_lock_state,
+    out_token: *mut u64,
+    out_remaining_ms: *mut u64,
+) -> dlm_status {
+    if out_state.is_null() {
+        return dlm_status::DLM_ERR_NULL_PARAMETER;
+    }
+    // SAFETY: forwarded contract.
+    unsafe {
+        call(client, |c| {
+            let name = name_arg(name, name_len)?;
+            let (state, token, left) = match c.client.test_lock(name)? {
+                LockState::Free => (dlm_lock_state::DLM_LOCK_FREE, None, None),
+                LockState::Mine { token, remaining } => {
+                    (dlm_lock_state::DLM_LOCK_MINE, Some(token), Some(remaining))
+                }
+                LockState::Taken { remaining } => (dlm_lock_state::DLM_LOCK_TAKEN, None, remaining),
+            };
+            put(out_state, state);
+            if let Some(Token(t)) = token {
+                put(out_token, t);
+            }
+            if let Some(left) = left {
+                put(
+                    out_remaining_ms,
+                    u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+                );
+            }
+            Ok(dlm_status::DLM_OK)
+        })
+    }
+}
+
+/// Releases `name` if this client holds it; with `token` > 0, only the
+/// grant with that token. `DLM_ERR_NOT_FOUND` if no lock was live,
+/// `DLM_ERR_NOT_OWNER` if another owner (or grant) holds it. Prefer
+/// `dlm_lock_release` on a lock handle; this is for recovering by name.
+///
+/// # Safety
+/// `client` must be a live client; `name` must point to `name_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_unlock(
+    client: *const dlm_client,
+    name: *const u8,
+    name_len: usize,
+    token: u64,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        call(client, |c| {
+            let name = name_arg(name, name_len)?;
+            let token = (token > 0).then_some(Token(token));
+            if c.client.unlock(name, token)? {
+                Ok(dlm_status::DLM_OK)
+            } else {
+                Err(Error::NotFound)
+            }
+        })
+    }
+}
+
+/// Stores `value` under `name` for `ttl_ms` milliseconds, encoded by the
+/// client's encoder. Writes the new revision to `out_revision` (may be
+/// NULL).
+///
+/// # Safety
+/// `client` must be a live client; `name` and `value` must point to their
+/// lengths in readable bytes; `out_revision` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_put(
+    client: *const dlm_client,
+    name: *const u8,
+    name_len: usize,
+    value: *const u8,
+    value_len: usize,
+    ttl_ms: u64,
+    out_revision: *mut u64,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        call(client, |c| {
+            let name = name_arg(name, name_len)?;
+            let value =
+                bytes(value, value_len).map_err(|_| Error::InvalidArgument("NULL value"))?;
+            let Revision(r) = c.client.put(name, value, Duration::from_millis(ttl_ms))?;
+            put(out_revision, r);
+            Ok(dlm_status::DLM_OK)
+        })
+    }
+}
+
+/// Compare-and-set: stores `value` only if the stored revision is
+/// `expected` (0: only if there is no entry). On `DLM_OK`, the new revision
+/// goes to `out_revision`; on `DLM_ERR_CONFLICT`, the *current* revision
+/// does (0 if there is no entry) — the one exception to out-parameters
+/// being written only on success.
+///
+/// # Safety
+/// As for `dlm_client_put`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_put_if(
+    client: *const dlm_client,
+    name: *const u8,
+    name_len: usize,
+    value: *const u8,
+    value_len: usize,
+    ttl_ms: u64,
+    expected: u64,
+    out_revision: *mut u64,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        call(client, |c| {
+            let name = name_arg(name, name_len)?;
+            let value =
+                bytes(value, value_len).map_err(|_| Error::InvalidArgument("NULL value"))?;
+            match c.client.put_if(
+                name,
+                value,
+                Duration::from_millis(ttl_ms),
+                Revision(expected),
+            ) {
+                Ok(Revision(r)) => {
+                    put(out_revision, r);
+                    Ok(dlm_status::DLM_OK)
+                }
+                Err(Error::Conflict { current }) => {
+                    put(out_revision, current.0);
+                    Err(Error::Conflict { current })
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+/// Reads `name` into `buf` (decoded by the client's encoder; not
+/// NUL-terminated), its length into `out_len`, and (if not NULL) its
+/// revision into `out_revision`. `DLM_ERR_NOT_FOUND` if there is no entry.
+/// If `buf` is too small, returns `DLM_ERR_BUFFER_TOO_SMALL` with the
+/// needed length in `out_len` and nothing else written.
+///
+/// # Safety
+/// `client` must be a live client; `name` must point to `name_len` bytes;
+/// `buf` to `buf_len` writable bytes (or NULL with 0); `out_len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_get(
+    client: *const dlm_client,
+    name: *const u8,
+    name_len: usize,
+    buf: *mut u8,
+    buf_len: usize,
+    out_len: *mut usize,
+    out_revision: *mut u64,
+) -> dlm_status {
+    if out_len.is_null() || (buf.is_null() && buf_len > 0) {
+        return dlm_status::DLM_ERR_NULL_PARAMETER;
+    }
+    // SAFETY: forwarded contract.
+    unsafe {
+        call(client, |c| {
+            let name = name_arg(name, name_len)?;
+            let value = c.client.get(name)?.ok_or(Error::NotFound)?;
+            put(out_len, value.data.len());
+            if value.data.len() > buf_len {
+                return Ok(dlm_status::DLM_ERR_BUFFER_TOO_SMALL);
+            }
+            std::ptr::copy_nonoverlapping(value.data.as_ptr(), buf, value.data.len());
+            put(out_revision, value.revision.0);
+            Ok(dlm_status::DLM_OK)
+        })
+    }
+}
+
+/// Deletes `name`. `DLM_ERR_NOT_FOUND` if there was no entry.
+///
+/// # Safety
+/// `client` must be a live client; `name` must point to `name_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_erase(
+    client: *const dlm_client,
+    name: *const u8,
+    name_len: usize,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        call(client, |c| {
+            let name = name_arg(name, name_len)?;
+            if c.client.erase(name)? {
+                Ok(dlm_status::DLM_OK)
+            } else {
+                Err(Error::NotFound)
+            }
+        })
+    }
+}
+
+/// Copies the server's version string (NUL-terminated; it contains
+/// "JackrabbitDLM") into `buf`.
+///
+/// # Safety
+/// As for `dlm_client_last_error`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_server_version(
+    client: *const dlm_client,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        call(client, |c| {
+            let v = c.client.version()?;
+            Ok(write_text(&v, buf, len, out_n))
+        })
+    }
+}
+
+/// Copies the server's statistics as a JSON object (NUL-terminated), e.g.
+/// `{"ALock":3,"Lock":12,...}`, into `buf`.
+///
+/// # Safety
+/// As for `dlm_client_last_error`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_stats_json(
+    client: *const dlm_client,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        call(client, |c| {
+            let stats = c.client.stats()?;
+            let mut json = String::from("{");
+            for (i, (stat, value)) in stats.iter().enumerate() {
+                if i > 0 {
+                    json.push(',');
+                }
+                json.push('"');
+                json.push_str(stat.name());
+                json.push_str("\":");
+                json.push_str(&value.to_string());
+            }
+            json.push('}');
+            Ok(write_text(&json, buf, len, out_n))
+        })
+    }
+}

@@ -1,0 +1,257 @@
+//! `dlm_lock`: a held lock.
+
+use std::ffi::{c_char, c_void};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use super::cancel::dlm_cancel;
+use super::client::{client_ref, dlm_client};
+use super::{LastError, boundary, dlm_status, text, try_status, write_text};
+use crate::Lock;
+use crate::error::Error;
+
+/// Flag for `dlm_client_lock`: extend the lock in the background every
+/// third of its TTL until it is released or freed.
+pub const DLM_LOCK_AUTO_RENEW: u32 = 1;
+
+/// Called once, on libdlm's renewal thread, when an auto-renewed lock is
+/// lost. Must not call back into the same `dlm_lock`.
+pub type dlm_lost_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
+
+/// A held lock. **Thread-safe**: its functions may be called from several
+/// threads (they take turns). Freeing it releases the lock if still held.
+pub struct dlm_lock {
+    lock: Mutex<Lock>,
+    errors: LastError,
+}
+
+struct Callback {
+    f: unsafe extern "C" fn(*mut c_void),
+    userdata: *mut c_void,
+}
+
+impl Callback {
+    fn call(&self) {
+        // SAFETY: the caller of dlm_client_lock promised the callback may be
+        // called from this thread with this userdata.
+        unsafe { (self.f)(self.userdata) };
+    }
+}
+
+// SAFETY: the C caller promises (dlm_client_lock's contract) that the
+// callback and its userdata may be used from libdlm's renewal thread.
+unsafe impl Send for Callback {}
+// SAFETY: as above.
+unsafe impl Sync for Callback {}
+
+/// Acquires `name` for `ttl_ms` milliseconds.
+///
+/// With `wait_ms` 0, one attempt: `DLM_ERR_NOT_OWNER` if another owner
+/// holds it. Otherwise the call waits in the server's first-come,
+/// first-served queue up to `wait_ms`, then fails with `DLM_ERR_TIMEOUT`;
+/// another thread can abort the wait with `dlm_cancel_trigger` on `cancel`
+/// (`DLM_ERR_CANCELLED`). `flags` may hold `DLM_LOCK_AUTO_RENEW`; then
+/// `on_lost(userdata)` (may be NULL) runs if renewal fails for good.
+///
+/// # Safety
+/// `client` must be a live client; `name` must point to `name_len` bytes;
+/// `cancel` NULL or a live cancel handle; `on_lost` and `userdata` usable
+/// from another thread until the lock is freed; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_lock(
+    client: *const dlm_client,
+    name: *const u8,
+    name_len: usize,
+    ttl_ms: u64,
+    wait_ms: u64,
+    flags: u32,
+    cancel: *const dlm_cancel,
+    on_lost: dlm_lost_fn,
+    userdata: *mut c_void,
+    out: *mut *mut dlm_lock,
+) -> dlm_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let c = try_status!(unsafe { client_ref(client) });
+        if out.is_null() {
+            return dlm_status::DLM_ERR_NULL_PARAMETER;
+        }
+        if flags & !DLM_LOCK_AUTO_RENEW != 0 {
+            c.errors.set("unknown flags".into());
+            return dlm_status::DLM_ERR_INVALID_ARGUMENT;
+        }
+        // SAFETY: per the contract.
+        let name = match unsafe { text(name, name_len) } {
+            Ok(n) if !n.is_empty() => n,
+            _ => {
+                return c
+                    .errors
+                    .fail(&Error::InvalidArgument("name must be non-empty UTF-8"));
+            }
+        };
+        let mut req = c
+            .client
+            .lock(name)
+            .ttl(Duration::from_millis(ttl_ms))
+            .wait(Duration::from_millis(wait_ms))
+            .auto_renew(flags & DLM_LOCK_AUTO_RENEW != 0);
+        // SAFETY: per the contract.
+        if let Some(cancel) = unsafe { cancel.as_ref() } {
+            req = req.cancel(&cancel.token);
+        }
+        if let Some(f) = on_lost {
+            let cb = Callback { f, userdata };
+            req = req.on_lost(move || cb.call());
+        }
+        match req.acquire() {
+            Ok(lock) => {
+                let handle = Box::new(dlm_lock {
+                    lock: Mutex::new(lock),
+                    errors: LastError::default(),
+                });
+                // SAFETY: `out` is non-null and writable.
+                unsafe { *out = Box::into_raw(handle) };
+                dlm_status::DLM_OK
+            }
+            Err(e) => c.errors.fail(&e),
+        }
+    })
+}
+
+/// Runs `f` on the lock, recording a failure's message for this thread.
+///
+/// # Safety
+/// `lock` must be NULL or a live lock.
+unsafe fn with(
+    lock: *const dlm_lock,
+    f: impl FnOnce(&mut Lock) -> Result<(), Error>,
+) -> dlm_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let Some(l) = (unsafe { lock.as_ref() }) else {
+            return dlm_status::DLM_ERR_NULL_PARAMETER;
+        };
+        let mut guard = l.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        match f(&mut guard) {
+            Ok(()) => dlm_status::DLM_OK,
+            Err(e) => l.errors.fail(&e),
+        }
+    })
+}
+
+/// The grant's fencing token: pass it to whatever the lock protects.
+///
+/// # Safety
+/// `lock` must be a live lock; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_token(lock: *const dlm_lock, out: *mut u64) -> dlm_status {
+    if out.is_null() {
+        return dlm_status::DLM_ERR_NULL_PARAMETER;
+    }
+    // SAFETY: forwarded contract; `out` is non-null.
+    unsafe {
+        with(lock, |l| {
+            *out = l.token().0;
+            Ok(())
+        })
+    }
+}
+
+/// Milliseconds left before the lock expires unless extended, by this
+/// process's clock; 0 once lost or released.
+///
+/// # Safety
+/// `lock` must be a live lock; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_remaining_ms(lock: *const dlm_lock, out: *mut u64) -> dlm_status {
+    if out.is_null() {
+        return dlm_status::DLM_ERR_NULL_PARAMETER;
+    }
+    // SAFETY: forwarded contract; `out` is non-null.
+    unsafe {
+        with(lock, |l| {
+            *out = u64::try_from(l.remaining().as_millis()).unwrap_or(u64::MAX);
+            Ok(())
+        })
+    }
+}
+
+/// Whether the lock is known lost (an extension or release found it gone,
+/// or auto-renewal failed past its deadline).
+///
+/// # Safety
+/// `lock` must be a live lock; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_is_lost(lock: *const dlm_lock, out: *mut bool) -> dlm_status {
+    if out.is_null() {
+        return dlm_status::DLM_ERR_NULL_PARAMETER;
+    }
+    // SAFETY: forwarded contract; `out` is non-null.
+    unsafe {
+        with(lock, |l| {
+            *out = l.is_lost();
+            Ok(())
+        })
+    }
+}
+
+/// Extends this grant to `ttl_ms` from now. Never re-acquires: a lock that
+/// expired or was released gives `DLM_ERR_LOCK_LOST`.
+///
+/// # Safety
+/// `lock` must be a live lock.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_extend(lock: *const dlm_lock, ttl_ms: u64) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe { with(lock, |l| l.extend(Duration::from_millis(ttl_ms))) }
+}
+
+/// Releases the lock. Idempotent: releasing again returns `DLM_OK`.
+/// `DLM_ERR_LOCK_LOST` if it had expired before this release.
+///
+/// # Safety
+/// `lock` must be a live lock.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_release(lock: *const dlm_lock) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe { with(lock, Lock::release) }
+}
+
+/// Copies the calling thread's last error message on this lock
+/// (NUL-terminated; empty if none) into `buf`.
+///
+/// # Safety
+/// `lock` must be a live lock; `buf` must hold `len` writable bytes;
+/// `out_n` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_last_error(
+    lock: *const dlm_lock,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> dlm_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let Some(l) = (unsafe { lock.as_ref() }) else {
+            return dlm_status::DLM_ERR_NULL_PARAMETER;
+        };
+        // SAFETY: per the contract.
+        unsafe { write_text(&l.errors.get(), buf, len, out_n) }
+    })
+}
+
+/// Frees the lock handle, releasing the lock first if still held (best
+/// effort; use `dlm_lock_release` to learn the outcome). NULL is accepted.
+///
+/// # Safety
+/// `lock` must be NULL or a pointer from `dlm_client_lock` not yet freed,
+/// with no call on it still running.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_free(lock: *mut dlm_lock) {
+    if !lock.is_null() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: created by Box::into_raw in dlm_client_lock.
+            drop(unsafe { Box::from_raw(lock) });
+        }));
+    }
+}

@@ -1,0 +1,335 @@
+//! `dlm_options`: how a client connects and encodes values.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{UserData, boundary, bytes, dlm_status, text, try_status};
+use crate::encoder::{Encoder, SealedEncoder};
+use crate::error::{Error, Result};
+use crate::{Framing, Options};
+
+/// Options for `dlm_client_new`. Not thread-safe: set it up on one thread,
+/// then it may be used (read-only) by `dlm_client_new` from any thread.
+pub struct dlm_options {
+    pub(crate) options: Options,
+}
+
+/// A custom value encoder or decoder. libdlm calls it with the data key
+/// `name`, the input bytes, and an output buffer of `out_cap` bytes. It
+/// writes the output and its length to `*out_len` and returns `DLM_OK`; if
+/// the buffer is too small it sets `*out_len` to the size it needs and
+/// returns `DLM_ERR_BUFFER_TOO_SMALL` (libdlm calls again with a larger
+/// buffer); any other status fails the call with `DLM_ERR_ENCODING`. An
+/// encoder's output must be printable text (it is stored as a JSON
+/// string). It may be called from several threads at once.
+pub type dlm_encode_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut std::ffi::c_void,
+        name: *const u8,
+        name_len: usize,
+        input: *const u8,
+        input_len: usize,
+        out: *mut u8,
+        out_cap: usize,
+        out_len: *mut usize,
+    ) -> u32,
+>;
+
+/// A custom decoder; same contract as [`dlm_encode_fn`].
+pub type dlm_decode_fn = dlm_encode_fn;
+
+/// Most output a custom encoder may ask for.
+const MAX_CODED: usize = 64 << 20;
+
+/// The non-optional form of [`dlm_encode_fn`].
+type Codec = unsafe extern "C" fn(
+    *mut std::ffi::c_void,
+    *const u8,
+    usize,
+    *const u8,
+    usize,
+    *mut u8,
+    usize,
+    *mut usize,
+) -> u32;
+
+struct CEncoder {
+    encode: Codec,
+    decode: Codec,
+    userdata: UserData,
+}
+
+// SAFETY: the C caller promises (in dlm_options_set_encoder's contract) that
+// the callbacks and userdata may be used from any thread.
+unsafe impl Send for CEncoder {}
+// SAFETY: as above.
+unsafe impl Sync for CEncoder {}
+
+impl CEncoder {
+    fn run(&self, f: Codec, name: &str, input: &[u8]) -> Result<Vec<u8>> {
+        let mut cap = (input.len() * 2).max(64);
+        for _ in 0..4 {
+            let mut out = vec![0u8; cap];
+            let mut len = 0usize;
+            // SAFETY: every pointer is valid for the lengths given, and the
+            // callback's own contract is the caller's responsibility.
+            let status = unsafe {
+                f(
+                    self.userdata,
+                    name.as_ptr(),
+                    name.len(),
+                    input.as_ptr(),
+                    input.len(),
+                    out.as_mut_ptr(),
+                    out.len(),
+                    &raw mut len,
+                )
+            };
+            match dlm_status::from_u32(status) {
+                dlm_status::DLM_OK if len <= out.len() => {
+                    out.truncate(len);
+                    return Ok(out);
+                }
+                dlm_status::DLM_ERR_BUFFER_TOO_SMALL if len > cap && len <= MAX_CODED => cap = len,
+                _ => break,
+            }
+        }
+        Err(Error::Encoding(format!(
+            "custom encoder failed for {name:?}"
+        )))
+    }
+}
+
+impl Encoder for CEncoder {
+    fn encode(&self, name: &str, plain: &[u8]) -> Result<String> {
+        let out = self.run(self.encode, name, plain)?;
+        String::from_utf8(out)
+            .map_err(|_| Error::Encoding("custom encoder output is not UTF-8".into()))
+    }
+
+    fn decode(&self, name: &str, stored: &str) -> Result<Vec<u8>> {
+        self.run(self.decode, name, stored.as_bytes())
+    }
+}
+
+/// Creates options with the defaults: 5 s connect timeout, 10 s I/O
+/// timeout, a random client ID, plain JSON framing, the table encoder.
+///
+/// # Safety
+/// `out` must be NULL or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_options_new(out: *mut *mut dlm_options) -> dlm_status {
+    boundary(|| {
+        if out.is_null() {
+            return dlm_status::DLM_ERR_NULL_PARAMETER;
+        }
+        let opts = Box::new(dlm_options {
+            options: Options::default(),
+        });
+        // SAFETY: `out` is non-null and writable.
+        unsafe { *out = Box::into_raw(opts) };
+        dlm_status::DLM_OK
+    })
+}
+
+/// Frees options. NULL is accepted.
+///
+/// # Safety
+/// `opts` must be NULL or a pointer from `dlm_options_new` not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_options_free(opts: *mut dlm_options) {
+    if !opts.is_null() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: created by Box::into_raw in dlm_options_new.
+            drop(unsafe { Box::from_raw(opts) });
+        }));
+    }
+}
+
+/// Applies `f` to the options behind `opts`.
+///
+/// # Safety
+/// `opts` must be NULL or a live pointer from `dlm_options_new`.
+unsafe fn with(opts: *mut dlm_options, f: impl FnOnce(&mut Options) -> dlm_status) -> dlm_status {
+    boundary(|| {
+        // SAFETY: per the caller's contract.
+        match unsafe { opts.as_mut() } {
+            Some(o) => f(&mut o.options),
+            None => dlm_status::DLM_ERR_NULL_PARAMETER,
+        }
+    })
+}
+
+/// How long to wait for a TCP connection, in milliseconds (> 0).
+///
+/// # Safety
+/// `opts` must be a live pointer from `dlm_options_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_options_set_connect_timeout_ms(
+    opts: *mut dlm_options,
+    ms: u64,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with(opts, |o| {
+            if ms == 0 {
+                return dlm_status::DLM_ERR_INVALID_ARGUMENT;
+            }
+            o.connect_timeout = Duration::from_millis(ms);
+            dlm_status::DLM_OK
+        })
+    }
+}
+
+/// How long to wait for an answer, in milliseconds (> 0), beyond a lock's
+/// own wait.
+///
+/// # Safety
+/// `opts` must be a live pointer from `dlm_options_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_options_set_io_timeout_ms(
+    opts: *mut dlm_options,
+    ms: u64,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with(opts, |o| {
+            if ms == 0 {
+                return dlm_status::DLM_ERR_INVALID_ARGUMENT;
+            }
+            o.io_timeout = Duration::from_millis(ms);
+            dlm_status::DLM_OK
+        })
+    }
+}
+
+/// The owner ID to use (UTF-8, not empty), instead of a random one.
+///
+/// # Safety
+/// `opts` must be a live pointer from `dlm_options_new`; `id` must point
+/// to `id_len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_options_set_client_id(
+    opts: *mut dlm_options,
+    id: *const u8,
+    id_len: usize,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with(opts, |o| {
+            let id = try_status!(text(id, id_len));
+            if id.is_empty() {
+                return dlm_status::DLM_ERR_INVALID_ARGUMENT;
+            }
+            o.client_id = Some(id.to_owned());
+            dlm_status::DLM_OK
+        })
+    }
+}
+
+/// Sends JackrabbitDLM's table-encoded framing instead of plain JSON (for
+/// talking to a JackrabbitDLM server).
+///
+/// # Safety
+/// `opts` must be a live pointer from `dlm_options_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_options_set_legacy_framing(
+    opts: *mut dlm_options,
+    legacy: bool,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with(opts, |o| {
+            o.framing = if legacy {
+                Framing::Legacy
+            } else {
+                Framing::Plain
+            };
+            dlm_status::DLM_OK
+        })
+    }
+}
+
+/// Authenticates every request as the identity `name` with `secret`.
+///
+/// # Safety
+/// `opts` must be a live pointer from `dlm_options_new`; the strings must
+/// point to their lengths in readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_options_set_credentials(
+    opts: *mut dlm_options,
+    name: *const u8,
+    name_len: usize,
+    secret: *const u8,
+    secret_len: usize,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with(opts, |o| {
+            let name = try_status!(text(name, name_len));
+            let secret = try_status!(text(secret, secret_len));
+            if name.is_empty() || secret.is_empty() {
+                return dlm_status::DLM_ERR_INVALID_ARGUMENT;
+            }
+            o.credentials = Some((name.to_owned(), secret.to_owned()));
+            dlm_status::DLM_OK
+        })
+    }
+}
+
+/// Seals values with XChaCha20-Poly1305 under this 32-byte key (the server
+/// then stores only ciphertext). The key is copied.
+///
+/// # Safety
+/// `opts` must be a live pointer from `dlm_options_new`; `key` must point
+/// to `key_len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_options_set_sealed_key(
+    opts: *mut dlm_options,
+    key: *const u8,
+    key_len: usize,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with(opts, |o| {
+            let key = try_status!(bytes(key, key_len));
+            match SealedEncoder::from_slice(key) {
+                Ok(e) => {
+                    o.encoder = Arc::new(e);
+                    dlm_status::DLM_OK
+                }
+                Err(_) => dlm_status::DLM_ERR_INVALID_ARGUMENT,
+            }
+        })
+    }
+}
+
+/// Encodes values with your own functions (see [`dlm_encode_fn`]).
+/// `userdata` is passed to both and must stay valid, and usable from any
+/// thread, for as long as any client made with these options exists.
+///
+/// # Safety
+/// `opts` must be a live pointer from `dlm_options_new`; the functions must
+/// follow the [`dlm_encode_fn`] contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_options_set_encoder(
+    opts: *mut dlm_options,
+    encode: dlm_encode_fn,
+    decode: dlm_decode_fn,
+    userdata: *mut std::ffi::c_void,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with(opts, |o| {
+            let (Some(encode), Some(decode)) = (encode, decode) else {
+                return dlm_status::DLM_ERR_NULL_PARAMETER;
+            };
+            o.encoder = Arc::new(CEncoder {
+                encode,
+                decode,
+                userdata,
+            });
+            dlm_status::DLM_OK
+        })
+    }
+}
