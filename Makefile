@@ -9,3 +9,8 @@ setup:
 # Regenerate ffi/include/dlm.h from ffi/src/capi (cbindgen, pinned version).
 header:
 	DLM_BLESS=1 cargo test -p dlm --test header
+
+# dlm-server against Redis and the floor server, one table (needs redis-server;
+# scripts/bench.sh installs it).
+bench:
+	scripts/bench.sh

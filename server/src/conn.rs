@@ -28,6 +28,8 @@ use crate::server::{Delivery, Shared, State, tag};
 
 /// Most bytes asked of one `read`.
 const READ_CHUNK: usize = 64 * 1024;
+/// Least room offered to one `read`.
+const MIN_READ: usize = 4096;
 /// After an oversized line: how long and how much input to discard before
 /// closing, so the client can read the error instead of a reset.
 const LINGER: Duration = Duration::from_secs(1);
@@ -163,6 +165,12 @@ impl Conn {
             let room = (limit + 1)
                 .saturating_sub(self.inbuf.len())
                 .clamp(1, READ_CHUNK);
+            // Read as much as is there (a pipelined batch in one call), in
+            // at least 4 KiB, more while a long line is arriving.
+            let want = room.min(self.inbuf.len().max(MIN_READ));
+            if self.inbuf.capacity() - self.inbuf.len() < want {
+                self.inbuf.reserve(want);
+            }
             let idle_at = self.partial_since.map(|t| t + self.shared.idle_timeout);
             let has_rx = self.rx.is_some();
             let event = {
