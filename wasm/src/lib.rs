@@ -1,0 +1,41 @@
+//! # dlm-wasm
+//!
+//! WebAssembly bindings of dlm-core's sans-I/O client, the engine room of
+//! the Node.js package in `wasm/js/`. WebAssembly cannot open sockets, so
+//! this module only turns calls into request lines and answer lines into
+//! typed results; the package's JavaScript moves the bytes with `node:net`.
+//!
+//! ```text
+//!  index.js: client.lock(..) ──▶ RequestWriter.lock() ──▶ Uint8Array line ──▶ net.Socket ──▶ dlm-server
+//!  index.js: Lock { token } ◀── parseGrant(line) ◀── Uint8Array line ◀── net.Socket ◀── dlm-server
+//! ```
+//!
+//! Values go through the table codec ([`encode_table`](bindings::encode_table))
+//! or a [`Sealer`](bindings::Sealer) (XChaCha20-Poly1305 from dlm-core's
+//! `seal`), so every byte written from Node reads back identically from
+//! Rust, C, Go and Python, and the reverse.
+//!
+//! Randomness comes from JavaScript: the package draws sealing nonces, keys
+//! and client IDs with `crypto.getRandomValues` and passes nonces in, so
+//! this module imports nothing but the error constructor and stays a pure
+//! function of its inputs (see `wasm/README.md` for why).
+//!
+//! Errors: every export returns `Result<_, `[`Error`]`>`, thrown in
+//! JavaScript as a `DlmError` subclass with a `code`. No export unwraps or
+//! indexes unchecked input, so no panic reaches JavaScript.
+//!
+//! The pure half, [`wire`], is ordinary Rust and tested on the host; the
+//! Node tests in `wasm/js/test/` drive the built package against a real
+//! `dlm-server`.
+
+// A std crate: the workspace's no_std discipline lints are for dlm-core.
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod bindings;
+mod error;
+pub mod wire;
+
+pub use error::Error;
