@@ -5,7 +5,9 @@ use std::ffi::c_char;
 use std::time::Duration;
 
 use super::options::dlm_options;
-use super::{LastError, boundary, bytes, dlm_status, put, text, try_status, write_text};
+use super::{
+    LastError, boundary, bytes, dlm_status, null_with_len, put, text, try_status, write_text,
+};
 use crate::error::Error;
 use crate::{Client, LockState, Revision, Token};
 
@@ -156,7 +158,8 @@ unsafe fn call(
     })
 }
 
-/// A name argument: UTF-8, not empty.
+/// A name argument: UTF-8, not empty. (The callers first turn a NULL
+/// pointer with a length into `DLM_ERR_NULL_PARAMETER`.)
 ///
 /// # Safety
 /// `ptr` must point to `len` readable bytes.
@@ -186,7 +189,7 @@ pub unsafe extern "C" fn dlm_client_test_lock(
     out_token: *mut u64,
     out_remaining_ms: *mut u64,
 ) -> dlm_status {
-    if out_state.is_null() {
+    if out_state.is_null() || null_with_len(name, name_len) {
         return dlm_status::DLM_ERR_NULL_PARAMETER;
     }
     // SAFETY: forwarded contract.
@@ -229,6 +232,9 @@ pub unsafe extern "C" fn dlm_client_unlock(
     name_len: usize,
     token: u64,
 ) -> dlm_status {
+    if null_with_len(name, name_len) {
+        return dlm_status::DLM_ERR_NULL_PARAMETER;
+    }
     // SAFETY: forwarded contract.
     unsafe {
         call(client, |c| {
@@ -260,6 +266,9 @@ pub unsafe extern "C" fn dlm_client_put(
     ttl_ms: u64,
     out_revision: *mut u64,
 ) -> dlm_status {
+    if null_with_len(name, name_len) || null_with_len(value, value_len) {
+        return dlm_status::DLM_ERR_NULL_PARAMETER;
+    }
     // SAFETY: forwarded contract.
     unsafe {
         call(client, |c| {
@@ -292,6 +301,9 @@ pub unsafe extern "C" fn dlm_client_put_if(
     expected: u64,
     out_revision: *mut u64,
 ) -> dlm_status {
+    if null_with_len(name, name_len) || null_with_len(value, value_len) {
+        return dlm_status::DLM_ERR_NULL_PARAMETER;
+    }
     // SAFETY: forwarded contract.
     unsafe {
         call(client, |c| {
@@ -337,7 +349,7 @@ pub unsafe extern "C" fn dlm_client_get(
     out_len: *mut usize,
     out_revision: *mut u64,
 ) -> dlm_status {
-    if out_len.is_null() || (buf.is_null() && buf_len > 0) {
+    if out_len.is_null() || (buf.is_null() && buf_len > 0) || null_with_len(name, name_len) {
         return dlm_status::DLM_ERR_NULL_PARAMETER;
     }
     // SAFETY: forwarded contract.
@@ -366,6 +378,9 @@ pub unsafe extern "C" fn dlm_client_erase(
     name: *const u8,
     name_len: usize,
 ) -> dlm_status {
+    if null_with_len(name, name_len) {
+        return dlm_status::DLM_ERR_NULL_PARAMETER;
+    }
     // SAFETY: forwarded contract.
     unsafe {
         call(client, |c| {

@@ -83,6 +83,7 @@ pub unsafe extern "C" fn dlm_client_lock(
         // SAFETY: per the contract.
         let name = match unsafe { text(name, name_len) } {
             Ok(n) if !n.is_empty() => n,
+            Err(dlm_status::DLM_ERR_NULL_PARAMETER) => return dlm_status::DLM_ERR_NULL_PARAMETER,
             _ => {
                 return c
                     .errors

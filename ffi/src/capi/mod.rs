@@ -179,6 +179,13 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], d
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// Whether a byte string given as pointer and length is a NULL pointer
+/// with a non-zero length, which is `DLM_ERR_NULL_PARAMETER` (NULL with
+/// length 0 is the empty string).
+pub(crate) fn null_with_len(ptr: *const u8, len: usize) -> bool {
+    ptr.is_null() && len > 0
+}
+
 /// Borrows a UTF-8 string given as pointer and length.
 ///
 /// # Safety
