@@ -168,7 +168,14 @@ impl Client {
     pub fn connect_with(addr: impl ToSocketAddrs, options: Options) -> Result<Self> {
         let addrs: Vec<SocketAddr> = addr
             .to_socket_addrs()
-            .map_err(Error::Unavailable)?
+            .map_err(|e| match e.kind() {
+                // Not `host:port`, or a bad port: the caller's mistake. A
+                // failed name lookup stays `Unavailable`.
+                io::ErrorKind::InvalidInput => {
+                    Error::InvalidArgument("the server address is not host:port")
+                }
+                _ => Error::Unavailable(e),
+            })?
             .collect();
         if addrs.is_empty() {
             return Err(Error::InvalidArgument(
