@@ -13,12 +13,11 @@ use std::io;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use bytes::BufMut as _;
 use dlm_core::engine::{Outcome, Principal, WaiterId};
 use dlm_core::protocol::{Framing, Request, RequestError, Response, Status};
 use dlm_core::stats::Stat;
 use dlm_core::time::Instant;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +29,8 @@ use crate::server::{Delivery, Shared, State, tag};
 const READ_CHUNK: usize = 64 * 1024;
 /// Least room offered to one `read`.
 const MIN_READ: usize = 4096;
+/// Most answers held behind queued waiters before reading pauses.
+const MAX_HELD: usize = 1024;
 /// After an oversized line: how long and how much input to discard before
 /// closing, so the client can read the error instead of a reset.
 const LINGER: Duration = Duration::from_secs(1);
@@ -54,7 +55,7 @@ enum Wake {
     Shutdown,
     Idle,
     Delivery(Option<Delivery>),
-    Read(io::Result<usize>),
+    Readable(io::Result<()>),
 }
 
 /// An answer waiting for an earlier queued lock request to be answered.
@@ -107,8 +108,10 @@ struct Conn {
     shared: Arc<Shared>,
     id: u64,
     stream: TcpStream,
-    /// Unanswered input: at most one partial line after each read.
+    /// Input storage (initialized, reused); `inbuf[..filled]` is unanswered
+    /// input, at most one partial line after each read.
     inbuf: Vec<u8>,
+    filled: usize,
     /// Bytes at the start of `inbuf` known to hold no newline.
     scanned: usize,
     /// When the current partial line began.
@@ -131,6 +134,7 @@ pub(crate) async fn serve(
         id,
         stream,
         inbuf: Vec::new(),
+        filled: 0,
         scanned: 0,
         partial_since: None,
         out: Output::default(),
@@ -160,54 +164,104 @@ impl Conn {
             if let Err(end) = self.flush().await {
                 return end;
             }
-            let limit = self.shared.limits.max_line;
-            // Never hold more than one line's limit (+1 to detect overrun).
-            let room = (limit + 1)
-                .saturating_sub(self.inbuf.len())
-                .clamp(1, READ_CHUNK);
-            // Read as much as is there (a pipelined batch in one call), in
-            // at least 4 KiB, more while a long line is arriving.
-            let want = room.min(self.inbuf.len().max(MIN_READ));
-            if self.inbuf.capacity() - self.inbuf.len() < want {
-                self.inbuf.reserve(want);
-            }
             let idle_at = self.partial_since.map(|t| t + self.shared.idle_timeout);
             let has_rx = self.rx.is_some();
+            // Answers held behind a waiter take memory: stop reading until
+            // the waiter is answered rather than hold an unbounded backlog.
+            let blocked = self.out.held.len() >= MAX_HELD;
             let event = {
-                let (stream, inbuf, rx) = (&mut self.stream, &mut self.inbuf, &mut self.rx);
+                let (stream, rx) = (&self.stream, &mut self.rx);
                 tokio::select! {
                     biased;
                     () = cancel.cancelled() => Wake::Shutdown,
                     d = recv(rx), if has_rx => Wake::Delivery(d),
-                    r = async { stream.read_buf(&mut (&mut *inbuf).limit(room)).await } => Wake::Read(r),
+                    r = stream.readable(), if !blocked => Wake::Readable(r),
                     () = sleep_until(idle_at), if idle_at.is_some() => Wake::Idle,
                 }
             };
             match event {
                 Wake::Shutdown => return End::Shutdown,
                 Wake::Idle => return End::Idle,
-                Wake::Delivery(Some(d)) => self.deliver(d),
+                Wake::Delivery(Some(d)) => {
+                    if let Err(end) = self.deliver(d) {
+                        return end;
+                    }
+                }
                 Wake::Delivery(None) => self.rx = None,
-                Wake::Read(Ok(0)) => {
-                    if !self.inbuf.is_empty() {
-                        // A last line without its newline still counts.
-                        self.inbuf.push(b'\n');
+                Wake::Readable(Err(e)) => return End::Error(e),
+                Wake::Readable(Ok(())) => match self.read() {
+                    Ok(None) => {}
+                    Ok(Some(0)) => {
+                        if self.filled > 0 {
+                            // A last line without its newline still counts.
+                            self.reserve(1);
+                            self.inbuf[self.filled] = b'\n';
+                            self.filled += 1;
+                            if let Err(end) = self.process() {
+                                return end;
+                            }
+                        }
+                        // A client that closed cannot be waiting any more:
+                        // its waiters leave their queues now (see `finish`).
+                        return End::Closed;
+                    }
+                    Ok(Some(_)) => {
                         if let Err(end) = self.process() {
                             return end;
                         }
                     }
-                    // A client that closed cannot be waiting any more:
-                    // its waiters leave their queues now (see `finish`).
-                    return End::Closed;
-                }
-                Wake::Read(Ok(_)) => {
-                    if let Err(end) = self.process() {
-                        return end;
-                    }
-                }
-                Wake::Read(Err(e)) => return End::Error(e),
+                    Err(e) => return End::Error(e),
+                },
             }
         }
+    }
+
+    /// Makes `inbuf` hold at least `n` bytes past the data.
+    fn reserve(&mut self, n: usize) {
+        if self.inbuf.len() < self.filled + n {
+            self.inbuf.resize(self.filled + n, 0);
+        }
+    }
+
+    /// Reads what the socket holds: `Some(0)` at end of stream, `None` if
+    /// the readiness was stale.
+    ///
+    /// A read that returns less than it was offered drained the socket, so
+    /// the readiness is cleared right away (by answering `WouldBlock` to
+    /// `try_io`): the next wait goes straight to epoll instead of costing
+    /// another read(2) that would only say "would block". tokio's readiness
+    /// ticks keep this race-free: data that arrives meanwhile raises a new
+    /// edge that this clear cannot erase.
+    fn read(&mut self) -> io::Result<Option<usize>> {
+        let limit = self.shared.limits.max_line;
+        // Never hold more than one line's limit (+1 to detect an overrun);
+        // offer at least 4 KiB (a pipelined batch in one call), more while
+        // a long line is arriving.
+        let room = (limit + 1).saturating_sub(self.filled).clamp(1, READ_CHUNK);
+        let want = room.min(self.filled.max(MIN_READ));
+        self.reserve(want);
+        let (stream, buf) = (
+            &self.stream,
+            &mut self.inbuf[self.filled..self.filled + want],
+        );
+        let mut got = 0;
+        let r = stream.try_io(Interest::READABLE, || {
+            let n = io::Read::read(&mut &*socket2::SockRef::from(stream), buf)?;
+            got = n;
+            if n > 0 && n < buf.len() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        let n = match r {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => got,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        self.filled += n;
+        Ok(Some(n))
     }
 
     /// Writes what is ready. A client that does not read for the idle
@@ -236,14 +290,39 @@ impl Conn {
         Ok(())
     }
 
-    fn deliver(&mut self, d: Delivery) {
-        if !self.out.fill(d.waiter, d.line) {
-            // Not ours any more (already answered at shutdown): release.
+    /// Puts a waiter's answer in its place. A grant for a client that has
+    /// already closed its end is not written into the void: it is released
+    /// for the next waiter, and the connection ends.
+    fn deliver(&mut self, d: Delivery) -> Result<(), End> {
+        let gone = d.grant.is_some() && self.peer_closed();
+        if gone {
+            debug!(
+                conn = self.id,
+                "client left as its wait was granted; releasing"
+            );
+        }
+        if gone || !self.out.fill(d.waiter, d.line) {
+            // The client left, or the wait was already answered (at
+            // shutdown): release the grant.
             if let Some(grant) = d.grant {
                 let now = self.shared.clock.now();
                 let mut st = self.shared.lock();
                 st.orphan(grant);
                 st.release_orphans(now);
+            }
+        }
+        if gone { Err(End::Closed) } else { Ok(()) }
+    }
+
+    /// Whether the client has closed its end (or reset it), judged without
+    /// consuming anything it sent.
+    fn peer_closed(&self) -> bool {
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(&self.stream).peek(&mut probe) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => {
+                e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted
             }
         }
     }
@@ -256,11 +335,11 @@ impl Conn {
         let mut guard = None;
         let mut start = 0;
         let mut from = self.scanned;
-        while let Some(i) = memchr::memchr(b'\n', &self.inbuf[from..]) {
+        while let Some(i) = memchr::memchr(b'\n', &self.inbuf[from..self.filled]) {
             let end = from + i;
             if end - start > limit {
                 drop(guard);
-                self.inbuf.drain(..start);
+                self.consume(start);
                 return Err(self.overrun());
             }
             let st = guard.get_or_insert_with(|| shared.lock());
@@ -273,15 +352,16 @@ impl Conn {
             shared.poke_timer(st);
         }
         drop(guard);
-        self.inbuf.drain(..start);
-        self.scanned = self.inbuf.len();
-        if self.inbuf.len() > limit {
+        self.consume(start);
+        self.scanned = self.filled;
+        if self.filled > limit {
             return Err(self.overrun());
         }
-        if self.inbuf.is_empty() {
+        if self.filled == 0 {
             self.partial_since = None;
-            if self.inbuf.capacity() > READ_CHUNK {
-                self.inbuf.shrink_to(4096);
+            if self.inbuf.len() > READ_CHUNK {
+                self.inbuf.truncate(MIN_READ);
+                self.inbuf.shrink_to_fit();
             }
         } else if self.partial_since.is_none() {
             self.partial_since = Some(tokio::time::Instant::now());
@@ -289,9 +369,15 @@ impl Conn {
         Ok(())
     }
 
+    /// Drops the first `n` bytes of data (answered lines).
+    fn consume(&mut self, n: usize) {
+        self.inbuf.copy_within(n..self.filled, 0);
+        self.filled -= n;
+    }
+
     /// A line over the limit: answer `BadPayload` in its framing, and end.
     fn overrun(&mut self) -> End {
-        let head = &self.inbuf[..self.inbuf.len().min(64)];
+        let head = &self.inbuf[..self.filled.min(64)];
         let framing = Framing::detect(head);
         {
             let mut st = self.shared.lock();
@@ -307,6 +393,7 @@ impl Conn {
             framing,
         );
         self.inbuf = Vec::new();
+        self.filled = 0;
         End::Overrun
     }
 

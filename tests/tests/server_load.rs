@@ -200,12 +200,14 @@ fn waiters_vanishing_at_the_moment_of_grant_never_strand_the_lock() {
         .map(|i| {
             let mut c = server.connect();
             c.send(&Client::new(&format!("w{i}")).lock_wait("q", TTL, Ttl::from_secs(30)));
+            // Queue in index order: connections are served independently,
+            // so sending in order alone does not fix the arrival order.
+            while stats.stats().get(Stat::AWait) < i + 1 {
+                thread::sleep(Duration::from_millis(1));
+            }
             c
         })
         .collect();
-    while stats.stats().get(Stat::AWait) < 20 {
-        thread::sleep(Duration::from_millis(2));
-    }
     let survivors: Vec<_> = conns
         .drain(..)
         .enumerate()
