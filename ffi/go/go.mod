@@ -1,0 +1,3 @@
+module dlm.example/dlm
+
+go 1.22
