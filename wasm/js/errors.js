@@ -1,0 +1,162 @@
+'use strict';
+// The package's errors: one Error subclass per code. The WebAssembly module
+// builds them too (through fromWasm, imported by the generated glue from
+// this very file), so `instanceof` and `err.code` work whichever side failed.
+
+/** Base class of every error this package throws or rejects with. */
+class DlmError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {ErrorOptions} [options]
+   */
+  constructor(code, message, options) {
+    super(message, options);
+    this.code = code;
+  }
+
+  get name() {
+    return this.constructor.name;
+  }
+}
+
+/** Another owner holds the lock or entry (or a fencing token was stale). */
+class NotOwnerError extends DlmError {
+  constructor(message = 'held by another owner', options) {
+    super('NotOwner', message, options);
+  }
+}
+
+/** No such entry. `get` answers null and `erase` false instead, as the
+ * Rust client does; kept so every binding has the same codes. */
+class NotFoundError extends DlmError {
+  constructor(message = 'no such entry', options) {
+    super('NotFound', message, options);
+  }
+}
+
+/** A compare-and-set put found another revision; `revision` is the stored
+ * one (0n: there is no entry). */
+class ConflictError extends DlmError {
+  constructor(message = 'revision conflict', revision = 0n, options) {
+    super('Conflict', message, options);
+    this.revision = revision;
+  }
+}
+
+/** A waiting lock's wait ran out. */
+class TimeoutError extends DlmError {
+  constructor(message = 'timed out waiting for the lock', options) {
+    super('Timeout', message, options);
+  }
+}
+
+/** The lock was lost: it expired or was taken before it could be extended
+ * or released. */
+class LockLostError extends DlmError {
+  constructor(message = 'the lock was lost', options) {
+    super('LockLost', message, options);
+  }
+}
+
+/** A waiting call was aborted through its AbortSignal. Its `name` is
+ * 'AbortError', as Node's own aborted calls; `cause` is the signal's reason. */
+class CancelledError extends DlmError {
+  constructor(message = 'the wait was aborted', options) {
+    super('Cancelled', message, options);
+  }
+
+  get name() {
+    return 'AbortError';
+  }
+}
+
+/** The server refused the request as malformed or over one of its limits. */
+class BadRequestError extends DlmError {
+  constructor(message = 'bad request', options) {
+    super('BadRequest', message, options);
+  }
+}
+
+/** The server is out of memory for new entries (its memory budget). */
+class NoMemoryError extends DlmError {
+  constructor(message = 'server out of memory', options) {
+    super('NoMemory', message, options);
+  }
+}
+
+/** The server could not be reached, the connection failed or closed, no
+ * answer came in time, or the client was closed. */
+class UnavailableError extends DlmError {
+  constructor(message = 'server unavailable', options) {
+    super('Unavailable', message, options);
+  }
+}
+
+/** The server answered something that makes no sense. */
+class ProtocolError extends DlmError {
+  constructor(message = 'protocol error', options) {
+    super('Protocol', message, options);
+  }
+}
+
+/** A stored value could not be decoded (another encoder or key wrote it). */
+class EncodingError extends DlmError {
+  constructor(message = 'cannot decode value', options) {
+    super('Encoding', message, options);
+  }
+}
+
+/** An argument was invalid; nothing was sent. */
+class InvalidArgumentError extends DlmError {
+  constructor(message = 'invalid argument', options) {
+    super('InvalidArgument', message, options);
+  }
+}
+
+const byCode = {
+  NotOwner: NotOwnerError,
+  NotFound: NotFoundError,
+  Conflict: ConflictError,
+  Timeout: TimeoutError,
+  LockLost: LockLostError,
+  Cancelled: CancelledError,
+  BadRequest: BadRequestError,
+  NoMemory: NoMemoryError,
+  Unavailable: UnavailableError,
+  Protocol: ProtocolError,
+  Encoding: EncodingError,
+  InvalidArgument: InvalidArgumentError,
+};
+
+/**
+ * Called by the WebAssembly module for every error it returns.
+ * @param {string} code
+ * @param {string} message
+ * @param {bigint | undefined} current the stored revision of a Conflict
+ * @returns {DlmError}
+ */
+function fromWasm(code, message, current) {
+  if (code === 'Conflict') {
+    return new ConflictError(message, current ?? 0n);
+  }
+  const Class = byCode[code];
+  return Class ? new Class(message) : new DlmError(code, message);
+}
+
+module.exports = {
+  DlmError,
+  NotOwnerError,
+  NotFoundError,
+  ConflictError,
+  TimeoutError,
+  LockLostError,
+  CancelledError,
+  BadRequestError,
+  NoMemoryError,
+  UnavailableError,
+  ProtocolError,
+  EncodingError,
+  InvalidArgumentError,
+  fromWasm,
+};

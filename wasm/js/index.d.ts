@@ -1,0 +1,239 @@
+// Type declarations of the dlm Node.js client (hand-written; the generated
+// declarations of the WebAssembly glue in ./pkg are internal).
+
+/** Turns the bytes you put into the string the server stores, and back.
+ * `name` is the data key, so an encoder can bind a value to its key. */
+export interface Encoder {
+  encode(name: string, bytes: Uint8Array): string;
+  decode(name: string, stored: string): Uint8Array;
+}
+
+/** JackrabbitDLM's table codec, the default: readable by every binding. */
+export declare const tableEncoder: Encoder;
+
+/** XChaCha20-Poly1305 with a 32-byte key, a random nonce per value and the
+ * data key's name as associated data; interoperates with the Rust, C and Go
+ * clients' sealed encoder under the same key. Throws InvalidArgumentError
+ * if the key is not 32 bytes. */
+export declare function sealedEncoder(key: Uint8Array): Encoder;
+
+/** A fresh random 32-byte key for `sealedEncoder`. */
+export declare function generateKey(): Uint8Array;
+
+/** A random owner ID: 48 URL-safe characters. */
+export declare function randomId(): string;
+
+/** The server's default port, 37373. */
+export declare const DEFAULT_PORT: number;
+/** A lock's default time to live, 30 000 ms. */
+export declare const DEFAULT_TTL_MS: number;
+
+export interface ConnectOptions {
+  /** Default "127.0.0.1". */
+  host?: string;
+  /** Default 37373. */
+  port?: number;
+  /** The owner ID sent with every request; random (48 URL-safe characters)
+   * if not given. Locks and values belong to the ID that made them. */
+  clientId?: string;
+  /** How long to wait for a connection and for each answer (a waiting lock
+   * adds its wait). Default 10 000. */
+  timeoutMs?: number;
+  /** How values are encoded. Default `tableEncoder`. */
+  encoder?: Encoder;
+  /** Send JackrabbitDLM's table-encoded framing (for an original server). */
+  legacy?: boolean;
+  /** Authenticate every request as a server identity. */
+  identity?: { name: string; secret: string };
+}
+
+export interface LockOptions {
+  /** How long the server keeps the lock unless extended. Default 30 000. */
+  ttlMs?: number;
+  /** Wait up to this long in the server's fair queue if another owner holds
+   * it (TimeoutError when it runs out). Default 0: one attempt
+   * (NotOwnerError). */
+  waitMs?: number;
+  /** Aborts the call at once (CancelledError); a waiter leaves the
+   * server's queue. */
+  signal?: AbortSignal;
+  /** Extend the lock every third of its TTL until it is released; if that
+   * fails for good, `lock.signal` aborts. Default false (true in
+   * `withLock`). */
+  autoRenew?: boolean;
+}
+
+export interface PutOptions {
+  /** How long the server keeps the value. Required. */
+  ttlMs: number;
+  /** Compare-and-set: store only if the stored revision is this (0: only if
+   * there is none); otherwise ConflictError. */
+  revision?: bigint | number;
+}
+
+export interface Value {
+  /** The decoded bytes. */
+  value: Uint8Array;
+  /** The entry's revision: 1 on first put, +1 on each put after. */
+  revision: bigint;
+  /** Its remaining time to live when the server answered. */
+  ttlMs: number;
+}
+
+export type LockState =
+  | { state: 'free' }
+  | { state: 'mine'; token: bigint; ttlMs: number }
+  | { state: 'taken'; ttlMs?: number };
+
+/** The server's counters and gauges by name (`Lock`, `AWait`, `AConn`, ...). */
+export type Stats = Record<string, number>;
+
+/** A held lock. */
+export declare class Lock implements AsyncDisposable {
+  private constructor();
+  /** The lock's name. */
+  readonly name: string;
+  /** The fencing token of this grant. */
+  readonly token: bigint;
+  /** Milliseconds left before it expires unless extended (by this
+   * process's clock, never more than the server's); 0 once lost or
+   * released. */
+  readonly expiresInMs: number;
+  /** Whether the lock is lost (`signal.aborted`). */
+  readonly lost: boolean;
+  /** Aborts, with a LockLostError reason, once the lock is lost or can no
+   * longer be assumed held. */
+  readonly signal: AbortSignal;
+  /** Extends this grant to `ttlMs` from now (default: its current TTL).
+   * Never re-acquires: rejects with LockLostError if it is gone. */
+  extend(ttlMs?: number): Promise<void>;
+  /** Releases it; rejects with LockLostError if it had already expired.
+   * Later calls resolve. */
+  unlock(): Promise<void>;
+  /** Releases it at the end of an `await using` scope (best effort). */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A connection to a dlm server; see `connect`. */
+export declare class Client implements AsyncDisposable {
+  private constructor();
+  /** The owner ID this client sends. */
+  readonly id: string;
+  /** Acquires `name` (NotOwnerError, TimeoutError, CancelledError). */
+  lock(name: string, options?: LockOptions): Promise<Lock>;
+  /** One attempt: the lock, or null if another owner holds it. */
+  tryLock(name: string, options?: Omit<LockOptions, 'waitMs'>): Promise<Lock | null>;
+  /** Runs `fn` holding `name` and releases it afterwards, even on throw. */
+  withLock<T>(
+    name: string,
+    options: LockOptions | undefined,
+    fn: (signal: AbortSignal, lock: Lock) => T | Promise<T>,
+  ): Promise<T>;
+  withLock<T>(name: string, fn: (signal: AbortSignal, lock: Lock) => T | Promise<T>): Promise<T>;
+  /** Whether `name` is locked, and by whom. Never acquires. */
+  testLock(name: string): Promise<LockState>;
+  /** Releases `name` if this client's ID holds it (only grant `token` if
+   * given); whether a lock was released. */
+  unlock(name: string, options?: { token?: bigint | number }): Promise<boolean>;
+  /** Stores `value` (a string is stored as UTF-8); the new revision. */
+  put(name: string, value: Uint8Array | string, options: PutOptions): Promise<bigint>;
+  /** Reads `name`, or null if there is no entry. */
+  get(name: string): Promise<Value | null>;
+  /** Deletes `name`; whether there was an entry. */
+  erase(name: string): Promise<boolean>;
+  /** The server's version string. */
+  version(): Promise<string>;
+  /** The server's statistics. */
+  stats(): Promise<Stats>;
+  /** Releases held locks, then closes every connection. Idempotent. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Connects (one connection is opened now: UnavailableError if the server
+ * cannot be reached). */
+export declare function connect(options?: ConnectOptions): Promise<Client>;
+
+export type ErrorCode =
+  | 'NotOwner'
+  | 'NotFound'
+  | 'Conflict'
+  | 'Timeout'
+  | 'LockLost'
+  | 'Cancelled'
+  | 'BadRequest'
+  | 'NoMemory'
+  | 'Unavailable'
+  | 'Protocol'
+  | 'Encoding'
+  | 'InvalidArgument';
+
+/** Base class of every error this package throws or rejects with. */
+export declare class DlmError extends Error {
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions);
+  readonly code: ErrorCode;
+}
+/** Another owner holds the lock or entry. */
+export declare class NotOwnerError extends DlmError {
+  constructor(message?: string, options?: ErrorOptions);
+  readonly code: 'NotOwner';
+}
+/** No such entry (reserved: `get` answers null, `erase` false). */
+export declare class NotFoundError extends DlmError {
+  constructor(message?: string, options?: ErrorOptions);
+  readonly code: 'NotFound';
+}
+/** A compare-and-set put found another revision. */
+export declare class ConflictError extends DlmError {
+  constructor(message?: string, revision?: bigint, options?: ErrorOptions);
+  readonly code: 'Conflict';
+  /** The stored revision (0n: there is no entry). */
+  readonly revision: bigint;
+}
+/** A waiting lock's wait ran out. */
+export declare class TimeoutError extends DlmError {
+  constructor(message?: string, options?: ErrorOptions);
+  readonly code: 'Timeout';
+}
+/** The lock was lost before it could be extended or released. */
+export declare class LockLostError extends DlmError {
+  constructor(message?: string, options?: ErrorOptions);
+  readonly code: 'LockLost';
+}
+/** A call was aborted through its AbortSignal; `name` is 'AbortError' and
+ * `cause` the signal's reason. */
+export declare class CancelledError extends DlmError {
+  constructor(message?: string, options?: ErrorOptions);
+  readonly code: 'Cancelled';
+}
+/** The server refused the request as malformed or over a limit. */
+export declare class BadRequestError extends DlmError {
+  constructor(message?: string, options?: ErrorOptions);
+  readonly code: 'BadRequest';
+}
+/** The server is out of memory for new entries. */
+export declare class NoMemoryError extends DlmError {
+  constructor(message?: string, options?: ErrorOptions);
+  readonly code: 'NoMemory';
+}
+/** The server could not be reached, the connection failed, no answer came
+ * in time, or the client is closed. */
+export declare class UnavailableError extends DlmError {
+  constructor(message?: string, options?: ErrorOptions);
+  readonly code: 'Unavailable';
+}
+/** The server answered something that makes no sense. */
+export declare class ProtocolError extends DlmError {
+  constructor(message?: string, options?: ErrorOptions);
+  readonly code: 'Protocol';
+}
+/** A stored value could not be decoded (another encoder or key). */
+export declare class EncodingError extends DlmError {
+  constructor(message?: string, options?: ErrorOptions);
+  readonly code: 'Encoding';
+}
+/** An argument was invalid; nothing was sent. */
+export declare class InvalidArgumentError extends DlmError {
+  constructor(message?: string, options?: ErrorOptions);
+  readonly code: 'InvalidArgument';
+}

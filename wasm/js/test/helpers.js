@@ -1,0 +1,89 @@
+'use strict';
+// Test support: start a real dlm-server on a free port, and find the Rust
+// interop helper. `scripts/test-wasm.sh` builds both before the tests run;
+// DLM_SERVER and DLM_INTEROP override where they are.
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const readline = require('node:readline');
+
+const repo = path.resolve(__dirname, '..', '..', '..');
+const serverPath = process.env.DLM_SERVER ?? path.join(repo, 'target', 'debug', 'dlm-server');
+const interopPath =
+  process.env.DLM_INTEROP ?? path.join(repo, 'target', 'debug', 'examples', 'interop');
+
+/**
+ * Starts `dlm-server 127.0.0.1 0 ...args` and resolves once it prints its
+ * address. `stop()` sends SIGTERM and waits for the exit.
+ */
+function startServer(args = []) {
+  if (!fs.existsSync(serverPath)) {
+    throw new Error(`${serverPath} is missing: run cargo build --workspace --bins first`);
+  }
+  const proc = spawn(serverPath, ['127.0.0.1', '0', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  proc.stderr.on('data', (d) => {
+    stderr += d;
+  });
+  const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  return new Promise((resolve, reject) => {
+    const lines = readline.createInterface({ input: proc.stdout });
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`dlm-server did not start: ${stderr}`));
+    }, 10_000);
+    lines.once('line', (line) => {
+      clearTimeout(timer);
+      const m = /listening on (.+):(\d+)$/.exec(line.trim());
+      if (!m) {
+        proc.kill('SIGKILL');
+        reject(new Error(`unexpected first line ${JSON.stringify(line)}: ${stderr}`));
+        return;
+      }
+      resolve({
+        host: m[1],
+        port: Number(m[2]),
+        proc,
+        exited,
+        get log() {
+          return stderr;
+        },
+        async stop(signal = 'SIGTERM') {
+          if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+          return exited;
+        },
+      });
+    });
+    proc.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+/** A fresh empty directory. */
+function tempDir(what) {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `dlm-js-${what}-`));
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves with the first value `fn` returns that `ok` accepts, polling
+ * every 10 ms for up to `withinMs`; rejects with the last value otherwise. */
+async function eventually(fn, ok, withinMs = 2000) {
+  const start = performance.now();
+  for (;;) {
+    const v = await fn();
+    if (ok(v)) return v;
+    if (performance.now() - start > withinMs) {
+      throw new Error(`condition not met within ${withinMs} ms: last ${JSON.stringify(v)}`);
+    }
+    await sleep(10);
+  }
+}
+
+module.exports = { startServer, tempDir, sleep, eventually, serverPath, interopPath, repo };
