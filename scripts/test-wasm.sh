@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the WebAssembly module and the Node.js package on top of it, then
+# tests them: the TypeScript declarations, `node --test` against real
+# dlm-servers (including values exchanged with the Rust client), and a smoke
+# test of the packed tarball installed into an empty folder.
+# scripts/test.sh runs it last; alone, run scripts/setup-wasm.sh first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+start=$SECONDS
+target=${CARGO_TARGET_DIR:-target}
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+
+step "wasm: build dlm-wasm for wasm32, generate wasm/js/pkg with wasm-bindgen"
+cargo build -p dlm-wasm --target wasm32-unknown-unknown --release --locked
+# Generated, never committed (wasm/.gitignore): always made afresh.
+rm -rf wasm/js/pkg
+wasm-bindgen --target nodejs --typescript --weak-refs \
+  --out-dir wasm/js/pkg "$target/wasm32-unknown-unknown/release/dlm_wasm.wasm"
+
+step "wasm: dlm-server and the Rust interop helper for the tests"
+cargo build -p dlm-server --bins --locked
+cargo build -p dlm-wasm --example interop --locked
+export DLM_SERVER="$target/debug/dlm-server"
+export DLM_INTEROP="$target/debug/examples/interop"
+
+step "wasm: type-check index.d.ts (an example program) and index.js (against the generated glue)"
+(cd wasm/js && node_modules/.bin/tsc -p test/tsconfig.json && node_modules/.bin/tsc -p test/tsconfig.glue.json)
+
+step "wasm: node --test"
+(cd wasm/js && node --test test/*.test.js)
+
+step "wasm: the packed package, installed into an empty folder"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+(cd wasm/js && npm pack --silent --pack-destination "$scratch" >/dev/null)
+tarball=$(ls "$scratch"/*.tgz)
+contents=$(tar -tzf "$tarball")
+for file in index.js index.d.ts errors.js pkg/dlm_wasm.js pkg/dlm_wasm_bg.wasm; do
+  grep -qx "package/$file" <<<"$contents" || { echo "test-wasm: $file is missing from the package" >&2; exit 1; }
+done
+mkdir "$scratch/app"
+cp wasm/js/test/smoke.mjs "$scratch/app/"
+(
+  cd "$scratch/app"
+  echo '{ "private": true }' >package.json
+  npm install --offline --no-audit --no-fund --loglevel=error "$tarball"
+  node smoke.mjs
+)
+
+step "wasm: done in $((SECONDS - start)) s"
