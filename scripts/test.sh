@@ -38,4 +38,6 @@ python3 -m pytest -q tests/python
 step "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
+step "Go: package dlm over libdlm (ffi/go)"; scripts/test-go.sh
+
 step "all tests passed"
