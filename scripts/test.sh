@@ -40,4 +40,6 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "Go: package dlm over libdlm (ffi/go)"; scripts/test-go.sh
 
+step "WebAssembly module and Node.js package (wasm/)"; scripts/test-wasm.sh
+
 step "all tests passed"
