@@ -77,3 +77,25 @@ func TestLinkFlagsPointAtTheCargoBuild(t *testing.T) {
 		}
 	}
 }
+
+// ffi/native-static-libs.txt records the same list for the C side (cgo
+// cannot read a file, so link_static.go carries its own copy): the two
+// must agree.
+func TestNativeStaticLibsMatchTheRecordedList(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("ffi/native-static-libs.txt is for Linux")
+	}
+	text, err := os.ReadFile(filepath.Join(repoRoot, "ffi", "native-static-libs.txt"))
+	if err != nil {
+		t.Skip("no ffi/native-static-libs.txt:", err)
+	}
+	var recorded []string
+	for _, line := range strings.Split(string(text), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			recorded = append(recorded, strings.Fields(line)...)
+		}
+	}
+	if listed := cgoLDFLAGS(t, "link_static.go", "linux"); !slices.Equal(listed, recorded) {
+		t.Fatalf("link_static.go lists %v, ffi/native-static-libs.txt %v", listed, recorded)
+	}
+}
