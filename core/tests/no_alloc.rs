@@ -339,11 +339,11 @@ fn engine(report: &mut Report) {
         owner: Owner(owner),
         token: None,
     };
+    let others: Vec<String> = (0..32).map(|i| format!("other-{i}")).collect();
     let mut eng = Engine::new(Config::default());
     // Warm up: other locks around, and one lock taken, released and taken
     // again, so the tables and the free list have their capacity.
-    for i in 0..32 {
-        let name: &'static str = format!("other-{i}").leak();
+    for name in &others {
         status_of(&mut eng, 0, &lock(name, "someone"));
     }
     status_of(&mut eng, 0, &lock("jobs", "w1"));
