@@ -310,6 +310,7 @@ const (
 	LockTaken
 )
 
+// String is "free", "mine" or "taken".
 func (s LockStatus) String() string {
 	switch s {
 	case LockFree:

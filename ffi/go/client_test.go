@@ -417,6 +417,12 @@ func TestInvalidArguments(t *testing.T) {
 	check("UnlockByName", c.UnlockByName(ctx, "", 0))
 	_, err = c.Lock(ctx, "not\xffutf8")
 	check("Lock bad UTF-8", err)
+	l, err := c.Lock(ctx, unique(t, "l"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(ctx)
+	check("Extend 0", l.Extend(ctx, 0))
 }
 
 // Calls with a context that is already done do nothing.

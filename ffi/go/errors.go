@@ -75,6 +75,8 @@ type Error struct {
 	cause error
 }
 
+// Error says what failed and why, e.g.
+// `dlm: lock "backup": held by another owner`.
 func (e *Error) Error() string {
 	what := e.Op
 	if e.Name != "" {

@@ -35,6 +35,9 @@ func cgoLDFLAGS(t *testing.T, file, goos string) []string {
 // linking libdlm.a needs, in the same order; a change on Rust's side fails
 // here instead of as undefined symbols in someone's build.
 func TestNativeStaticLibs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs cargo (and may wait for its lock); skipped with -short")
+	}
 	if _, err := exec.LookPath("cargo"); err != nil {
 		t.Skip("cargo is not installed")
 	}
