@@ -9,5 +9,18 @@ rustup target add thumbv7em-none-eabihf wasm32-unknown-unknown >/dev/null
 # The JackrabbitDLM-compatibility tests run under pytest.
 python3 -m pytest --version >/dev/null 2>&1 || python3 -m pip install --quiet pytest
 
+# libdlm's C and C++ tests (ffi/tests/c_programs.rs) need gcc/g++, binutils
+# (nm, readelf) and pkg-config; valgrind is their leak checker where ASAN's
+# does not work.
+need=()
+for tool in pkg-config:pkg-config gcc:gcc g++:g++ nm:binutils readelf:binutils valgrind:valgrind; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
 # The WebAssembly module and the Node.js package (wasm/).
 scripts/setup-wasm.sh
