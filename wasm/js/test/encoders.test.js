@@ -107,3 +107,79 @@ test('every error class has its code, its name and is a DlmError', () => {
   assert.equal(new dlm.DlmError('Custom', 'm').code, 'Custom');
   assert.equal(dlm.fromWasm, undefined, 'the WebAssembly hook is not exported');
 });
+
+test('no input makes the WebAssembly module trap: garbage is a DlmError', () => {
+  const wasm = require('../pkg/dlm_wasm.js');
+  const parsers = [
+    (l) => wasm.parseGrant(l, false),
+    (l) => wasm.parseGrant(l, true),
+    wasm.parseExtended,
+    wasm.parseLockReleased,
+    wasm.parseReleased,
+    wasm.parseLockState,
+    wasm.parseStored,
+    wasm.parseFetched,
+    wasm.parseErased,
+    wasm.parseVersion,
+    wasm.parseStats,
+  ];
+  const valid = [
+    '{"Status":"Locked","ID":"a","Token":18446744073709551615,"Expire":30}',
+    '{"Status":"Done","DataStore":"a^","Revision":3,"Expire":"1.5"}',
+    '{"Status":"Done","Stats":{"AWait":1,"Lock":2}}',
+    '{"Status":"Conflict","Revision":2}',
+    '{"Status":"BadPayload","Error":"x\\u00e9"}',
+    'a^1laBaMagaMa$am1l1t1l1za@a8aJaHah1laP',
+  ].map((s) => te.encode(s));
+  const sealer = new wasm.Sealer(new Uint8Array(32));
+  const sealed = sealer.seal(new Uint8Array(24), 'k', te.encode('value'));
+  // A small deterministic generator, so a failure is reproducible.
+  let seed = 0x2545f491;
+  const next = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return seed >>> 0;
+  };
+  const mutate = (bytes) => {
+    const out = Uint8Array.from(bytes);
+    for (let k = next() % 4; k >= 0 && out.length > 0; k -= 1) out[next() % out.length] = next() & 255;
+    return next() % 5 === 0 ? out.subarray(0, next() % (out.length + 1)) : out;
+  };
+  let threw = 0;
+  for (let i = 0; i < 3000; i += 1) {
+    const line =
+      i % 3 === 0
+        ? Uint8Array.from({ length: next() % 64 }, () => next() & 255)
+        : mutate(valid[i % valid.length]);
+    for (const parse of parsers) {
+      try {
+        parse(line);
+      } catch (e) {
+        assert.ok(e instanceof dlm.DlmError, `${e?.constructor?.name}: ${e?.message}`);
+        threw += 1;
+      }
+    }
+    const text = new TextDecoder().decode(mutate(te.encode(i % 2 ? sealed : 'a^1128')));
+    for (const f of [() => wasm.decodeTable(text), () => sealer.open('k', text)]) {
+      try {
+        f();
+      } catch (e) {
+        assert.ok(e instanceof dlm.DlmError, `${e?.constructor?.name}: ${e?.message}`);
+      }
+    }
+  }
+  assert.ok(threw > 1000, 'garbage was refused');
+  for (const bad of [[new Uint8Array(31)], [new Uint8Array(33)]]) {
+    assert.throws(() => new wasm.Sealer(...bad), dlm.InvalidArgumentError);
+  }
+  assert.throws(() => sealer.seal(new Uint8Array(23), 'k', new Uint8Array()), dlm.InvalidArgumentError);
+  assert.throws(() => new wasm.RequestWriter('', false), dlm.InvalidArgumentError);
+  assert.throws(() => new wasm.RequestWriter('a', false, 'name'), dlm.InvalidArgumentError);
+  const w = new wasm.RequestWriter('a', false);
+  for (const ms of [0, -1, NaN, Infinity, 2 ** 54]) {
+    assert.throws(() => w.lock('x', ms, 0), dlm.InvalidArgumentError, String(ms));
+    assert.throws(() => w.put('x', ms, '', undefined), dlm.InvalidArgumentError, String(ms));
+  }
+  assert.equal(new TextDecoder().decode(w.lock('x', 1, 0)), '{"Action":"Lock","FileName":"x","ID":"a","Expire":0.001}\n');
+});
