@@ -107,8 +107,10 @@ typedef struct dlm_lock dlm_lock;
 // then it may be used (read-only) by `dlm_client_new` from any thread.
 typedef struct dlm_options dlm_options;
 
-// Called once, on libdlm's renewal thread, when an auto-renewed lock is
-// lost. Must not call back into the same `dlm_lock`.
+// Called once when the lock is found lost: on libdlm's renewal thread when
+// auto-renewal fails for good, or on the calling thread inside the
+// `dlm_lock_extend` that finds the lock gone. Must not call back into the
+// same `dlm_lock`.
 typedef void (*dlm_lost_fn)(void *userdata);
 
 // A custom value encoder or decoder. libdlm calls it with the data key
@@ -312,8 +314,9 @@ dlm_status dlm_client_stats_json(const struct dlm_client *client,
 // holds it. Otherwise the call waits in the server's first-come,
 // first-served queue up to `wait_ms`, then fails with `DLM_ERR_TIMEOUT`;
 // another thread can abort the wait with `dlm_cancel_trigger` on `cancel`
-// (`DLM_ERR_CANCELLED`). `flags` may hold `DLM_LOCK_AUTO_RENEW`; then
-// `on_lost(userdata)` (may be NULL) runs if renewal fails for good.
+// (`DLM_ERR_CANCELLED`). `flags` may hold `DLM_LOCK_AUTO_RENEW`.
+// `on_lost(userdata)` (may be NULL) runs once if the lock is found lost
+// (see [`dlm_lost_fn`]).
 //
 // # Safety
 // `client` must be a live client; `name` must point to `name_len` bytes;

@@ -14,8 +14,10 @@ use crate::error::Error;
 /// third of its TTL until it is released or freed.
 pub const DLM_LOCK_AUTO_RENEW: u32 = 1;
 
-/// Called once, on libdlm's renewal thread, when an auto-renewed lock is
-/// lost. Must not call back into the same `dlm_lock`.
+/// Called once when the lock is found lost: on libdlm's renewal thread when
+/// auto-renewal fails for good, or on the calling thread inside the
+/// `dlm_lock_extend` that finds the lock gone. Must not call back into the
+/// same `dlm_lock`.
 pub type dlm_lost_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
 /// A held lock. **Thread-safe**: its functions may be called from several
@@ -50,8 +52,9 @@ unsafe impl Sync for Callback {}
 /// holds it. Otherwise the call waits in the server's first-come,
 /// first-served queue up to `wait_ms`, then fails with `DLM_ERR_TIMEOUT`;
 /// another thread can abort the wait with `dlm_cancel_trigger` on `cancel`
-/// (`DLM_ERR_CANCELLED`). `flags` may hold `DLM_LOCK_AUTO_RENEW`; then
-/// `on_lost(userdata)` (may be NULL) runs if renewal fails for good.
+/// (`DLM_ERR_CANCELLED`). `flags` may hold `DLM_LOCK_AUTO_RENEW`.
+/// `on_lost(userdata)` (may be NULL) runs once if the lock is found lost
+/// (see [`dlm_lost_fn`]).
 ///
 /// # Safety
 /// `client` must be a live client; `name` must point to `name_len` bytes;

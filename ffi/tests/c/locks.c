@@ -139,19 +139,33 @@ static void unlock_by_token(void) {
   dlm_client_free(a);
 }
 
+struct lost_call {
+  int calls;
+  pthread_t thread;
+};
+
+static void record_lost(void *userdata) {
+  struct lost_call *c = userdata;
+  c->calls++;
+  c->thread = pthread_self();
+}
+
 static void expiry_loses_the_lock(void) {
   dlm_client *a = connect_as(addr, "expiry-a");
   dlm_client *b = connect_as(addr, "expiry-b");
   dlm_lock *l = NULL;
   uint64_t u = 99;
   bool lost = false;
+  struct lost_call lost_call = {0, pthread_self()};
   CHECK(a != NULL && b != NULL);
-  if (!CHECK_OK(dlm_client_lock(a, S("short"), 100, 0, 0, NULL, NULL, NULL, &l))) {
+  if (!CHECK_OK(dlm_client_lock(a, S("short"), 100, 0, 0, NULL, record_lost, &lost_call, &l))) {
     return;
   }
   sleep_ms(250);
   CHECK_STATUS(dlm_lock_extend(l, 10000), DLM_ERR_LOCK_LOST);
   CHECK_CONTAINS(lock_error(l), "lost");
+  /* The extension that found the lock gone ran the callback, here. */
+  CHECK(lost_call.calls == 1 && pthread_equal(lost_call.thread, pthread_self()));
   CHECK_OK(dlm_lock_is_lost(l, &lost));
   CHECK(lost);
   CHECK_OK(dlm_lock_remaining_ms(l, &u));
@@ -159,6 +173,7 @@ static void expiry_loses_the_lock(void) {
   CHECK_STATUS(dlm_lock_extend(l, 10000), DLM_ERR_LOCK_LOST); /* never resurrected */
   CHECK_STATUS(dlm_lock_release(l), DLM_ERR_LOCK_LOST);
   CHECK_OK(dlm_lock_release(l));
+  CHECK(lost_call.calls == 1); /* once */
   dlm_lock_state state = DLM_LOCK_TAKEN;
   CHECK_OK(dlm_client_test_lock(b, S("short"), &state, NULL, NULL));
   CHECK(state == DLM_LOCK_FREE);
