@@ -29,6 +29,8 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -103,8 +105,11 @@ enum Lang {
 enum Setup {
     /// Nothing.
     Plain,
-    /// Cargo's version of this crate, to compare with the header's macros.
-    CargoVersion,
+    /// Cargo's version of this crate, to compare with the header's macros,
+    /// and the address of a peer that answers nonsense.
+    CargoVersionAndGarbage,
+    /// The address of a second server with a memory budget of 4 KiB.
+    TightBudget,
     /// The server's pid, to stop it midway.
     ServerPid,
     /// A server with an identity; the identity's name and secret.
@@ -116,7 +121,7 @@ enum Setup {
 enum Expect {
     /// A test program: `NAME: N checks, 0 failed`.
     Tally,
-    /// An example: these lines, among others.
+    /// An example: lines starting with these, among others.
     Prints(&'static [&'static str]),
 }
 
@@ -135,7 +140,7 @@ const PROGRAMS: &[Program] = &[
         name: "basics",
         source: "tests/c/basics.c",
         lang: Lang::C,
-        setup: Setup::CargoVersion,
+        setup: Setup::CargoVersionAndGarbage,
         expect: Expect::Tally,
     },
     Program {
@@ -149,7 +154,7 @@ const PROGRAMS: &[Program] = &[
         name: "values",
         source: "tests/c/values.c",
         lang: Lang::C,
-        setup: Setup::Plain,
+        setup: Setup::TightBudget,
         expect: Expect::Tally,
     },
     Program {
@@ -165,6 +170,13 @@ const PROGRAMS: &[Program] = &[
         lang: Lang::C,
         setup: Setup::Identity,
         expect: Expect::Tally,
+    },
+    Program {
+        name: "first",
+        source: "examples/first.c",
+        lang: Lang::C,
+        setup: Setup::Plain,
+        expect: Expect::Prints(&["holding backup with fencing token "]),
     },
     Program {
         name: "lock_and_share",
@@ -313,13 +325,46 @@ fn server_with_identity(dir: &Path) -> (Server, String) {
     (server, secret)
 }
 
+/// A TCP peer that answers every line with something that is not a dlm
+/// answer. Its thread lives as long as the test process.
+fn garbage_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                for line in BufReader::new(stream).lines() {
+                    if line.is_err() || writer.write_all(b"not a dlm answer\n").is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// Runs one program against a server of its own and checks its output;
 /// returns how many checks it made (0 for the examples).
 fn run_program(program: &Program, exe: &Path, runner: &Runner<'_>, dir: &Path) -> u32 {
     let identities = dir.join("identities");
+    let mut second = None;
     let (server, extra) = match program.setup {
         Setup::Plain => (Server::start(), vec![]),
-        Setup::CargoVersion => (Server::start(), vec![env!("CARGO_PKG_VERSION").to_owned()]),
+        Setup::CargoVersionAndGarbage => (
+            Server::start(),
+            vec![
+                env!("CARGO_PKG_VERSION").to_owned(),
+                garbage_server().to_string(),
+            ],
+        ),
+        Setup::TightBudget => {
+            let tight = Server::with_args(&["--memory-budget", "4KiB"]);
+            let addr = tight.addr().to_string();
+            second = Some(tight);
+            (Server::start(), vec![addr])
+        }
         Setup::ServerPid => {
             let server = Server::start();
             let pid = server.pid().to_string();
@@ -350,7 +395,7 @@ fn run_program(program: &Program, exe: &Path, runner: &Runner<'_>, dir: &Path) -
         r.stderr,
         server.log()
     );
-    drop(server);
+    drop((server, second));
     let _ = fs::remove_dir_all(&identities);
     assert!(r.status.success(), "{report}");
     assert!(r.stderr.is_empty(), "{what} wrote to stderr:\n{report}");
@@ -358,7 +403,7 @@ fn run_program(program: &Program, exe: &Path, runner: &Runner<'_>, dir: &Path) -
         Expect::Prints(lines) => {
             for line in lines {
                 assert!(
-                    r.stdout.lines().any(|l| l == *line),
+                    r.stdout.lines().any(|l| l.starts_with(line)),
                     "no {line:?}:\n{report}"
                 );
             }

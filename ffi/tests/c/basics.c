@@ -1,9 +1,10 @@
 /*
  * libdlm's C ABI without locks or values: status strings, versions, NULL
  * and invalid arguments to every function, the `_free(NULL)`s, option
- * validation, text out-parameters and their BUFFER_TOO_SMALL protocol.
+ * validation, text out-parameters and their BUFFER_TOO_SMALL protocol, and
+ * a peer that is not a dlm server (PROTOCOL).
  *
- * Usage: basics ADDR CARGO_VERSION
+ * Usage: basics ADDR CARGO_VERSION GARBAGE_ADDR
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -290,9 +291,30 @@ static void server_info(const char *addr) {
   dlm_client_free(c);
 }
 
+/* A peer that answers every request with something that is not a dlm
+ * answer: connecting works (it is only TCP), every call is a PROTOCOL
+ * error. */
+static void not_a_server(const char *garbage) {
+  dlm_client *c = connect_as(garbage, "garbage");
+  dlm_lock *l = SENTINEL;
+  char buf[64];
+  size_t n = 0;
+  uint64_t rev = 77;
+  if (!CHECK(c != NULL)) {
+    return;
+  }
+  CHECK_STATUS(dlm_client_server_version(c, buf, sizeof buf, &n), DLM_ERR_PROTOCOL);
+  CHECK_CONTAINS(client_error(c), "protocol error");
+  CHECK_STATUS(dlm_client_lock(c, S("x"), 1000, 0, 0, NULL, NULL, NULL, &l), DLM_ERR_PROTOCOL);
+  CHECK(l == SENTINEL);
+  CHECK_STATUS(dlm_client_put(c, S("x"), S("v"), 1000, &rev), DLM_ERR_PROTOCOL);
+  CHECK(rev == 77);
+  dlm_client_free(c);
+}
+
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s ADDR CARGO_VERSION\n", argv[0]);
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s ADDR CARGO_VERSION GARBAGE_ADDR\n", argv[0]);
     return 2;
   }
   statuses();
@@ -302,5 +324,6 @@ int main(int argc, char **argv) {
   connecting(argv[1]);
   null_arguments(argv[1]);
   server_info(argv[1]);
+  not_a_server(argv[3]);
   return checks_done("basics");
 }

@@ -3,10 +3,10 @@
  * (CONFLICT writes the current revision), BUFFER_TOO_SMALL with the needed
  * size, NOT_FOUND, another owner's entry, server limits, the sealed
  * encoder, a custom encoder given as function pointers (an XOR-and-hex
- * codec that makes libdlm retry with a larger buffer), and the legacy
- * framing.
+ * codec that makes libdlm retry with a larger buffer), the legacy
+ * framing, and a server out of memory.
  *
- * Usage: values ADDR
+ * Usage: values ADDR TIGHT_ADDR   (a second server with a 4 KiB memory budget)
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -356,9 +356,29 @@ static void legacy_framing(void) {
   dlm_client_free(c);
 }
 
+/* A server whose memory budget (4 KiB) holds one such value, not two. */
+static void out_of_memory(const char *tight) {
+  dlm_client *c = connect_as(tight, "tight");
+  static uint8_t value[1500];
+  uint64_t rev = 77;
+  memset(value, 'm', sizeof value);
+  if (!CHECK(c != NULL)) {
+    return;
+  }
+  CHECK_OK(dlm_client_put(c, S("first"), value, sizeof value, 10000, NULL));
+  CHECK_STATUS(dlm_client_put(c, S("second"), value, sizeof value, 10000, &rev),
+               DLM_ERR_NO_MEMORY);
+  CHECK(rev == 77);
+  CHECK_CONTAINS(client_error(c), "out of memory");
+  /* Room again once the first is gone. */
+  CHECK_OK(dlm_client_erase(c, S("first")));
+  CHECK_OK(dlm_client_put(c, S("second"), value, sizeof value, 10000, &rev));
+  dlm_client_free(c);
+}
+
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s ADDR\n", argv[0]);
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s ADDR TIGHT_ADDR\n", argv[0]);
     return 2;
   }
   addr = argv[1];
@@ -366,5 +386,6 @@ int main(int argc, char **argv) {
   sealed();
   custom_encoder();
   legacy_framing();
+  out_of_memory(argv[2]);
   return checks_done("values");
 }
