@@ -527,6 +527,16 @@ fn c_programs_leak_free() {
 }
 
 #[test]
+fn the_readme_shows_examples_first_c() {
+    let readme = fs::read_to_string(ffi_dir().join("README.md")).unwrap();
+    let first = fs::read_to_string(ffi_dir().join("examples/first.c")).unwrap();
+    assert!(
+        readme.contains(&format!("```c\n{first}```\n")),
+        "ffi/README.md's first program differs from ffi/examples/first.c"
+    );
+}
+
+#[test]
 fn the_header_alone_compiles_as_c11_and_cpp17() {
     let dir = scratch_dir("c-header");
     let source = ffi_dir().join("tests/c/include_only.c");
