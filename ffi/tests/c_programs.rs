@@ -47,7 +47,8 @@ fn ffi_dir() -> &'static Path {
 
 /// `target/<profile>` with a fresh `libdlm.so` and `libdlm.a`. When cargo
 /// builds the library for the tests it leaves them under `deps/` only, so
-/// build it once as `cargo build` does (a no-op after `make test`'s own).
+/// build it once as `cargo build` does (a relink at most, when the library
+/// is up to date).
 fn lib_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
