@@ -115,10 +115,11 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	type result struct {
 		ptr *C.dlm_client
 		s   C.dlm_status
+		err C.gdlm_err
 	}
 	connect := func() result {
 		var r result
-		r.s = C.dlm_client_new(bytesOf(addr), C.size_t(len(addr)), o, &r.ptr)
+		r.s = C.gdlm_client_new(bytesOf(addr), C.size_t(len(addr)), o, &r.ptr, &r.err)
 		C.dlm_options_free(o)
 		return r
 	}
@@ -134,6 +135,8 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 			go func() {
 				if r := <-done; r.s == C.DLM_OK {
 					C.dlm_client_free(r.ptr)
+				} else if r.err.msg != nil {
+					C.free(unsafe.Pointer(r.err.msg))
 				}
 				if encHandle != 0 {
 					encHandle.Delete()
@@ -146,7 +149,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		if encHandle != 0 {
 			encHandle.Delete()
 		}
-		e := statusError("dial", "", r.s, nil)
+		e := statusError("dial", "", r.s, &r.err)
 		e.Message = fmt.Sprintf("%s (%s)", e.Message, addr)
 		return nil, e
 	}

@@ -57,6 +57,10 @@ func TestDialFailures(t *testing.T) {
 	if !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Errorf("%q does not name the address", err)
 	}
+	// libdlm says why (through dlm_options_last_error).
+	if !strings.Contains(err.Error(), "refused") {
+		t.Errorf("%q does not say why", err)
+	}
 	if time.Since(start) > 5*time.Second {
 		t.Errorf("refused connections took %v", time.Since(start))
 	}

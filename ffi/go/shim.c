@@ -51,6 +51,19 @@ static dlm_status fail(dlm_status s, const void *h, last_error_fn get,
     return s;
 }
 
+static dlm_status options_last_error(const void *h, char *buf, size_t len,
+                                     size_t *out_n) {
+    return dlm_options_last_error((const dlm_options *)h, buf, len, out_n);
+}
+
+dlm_status gdlm_client_new(const uint8_t *addr, size_t addr_len,
+                           const dlm_options *opts, dlm_client **out,
+                           gdlm_err *err) {
+    // libdlm keeps why the connection failed on the options.
+    return fail(dlm_client_new(addr, addr_len, opts, out), opts,
+                options_last_error, err);
+}
+
 #define CLIENT(c, err, call) fail((call), (c), client_last_error, (err))
 #define LOCK(l, err, call) fail((call), (l), lock_last_error, (err))
 

@@ -20,6 +20,10 @@ typedef struct {
     uintptr_t thread;
 } gdlm_err;
 
+/* dlm_client_new, with the reason for a failure read off the options. */
+dlm_status gdlm_client_new(const uint8_t *addr, size_t addr_len,
+                           const dlm_options *opts, dlm_client **out,
+                           gdlm_err *err);
 dlm_status gdlm_client_test_lock(const dlm_client *c, const uint8_t *name,
                                  size_t name_len, dlm_lock_state *state,
                                  uint64_t *token, uint64_t *remaining_ms,

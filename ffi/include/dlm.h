@@ -468,6 +468,18 @@ dlm_status dlm_options_set_encoder(struct dlm_options *opts,
                                    dlm_decode_fn decode,
                                    void *userdata);
 
+// Copies the message of the calling thread's last failed `dlm_client_new`
+// with these options (NUL-terminated; empty if none) into `buf`: why the
+// server could not be reached, for example.
+//
+// # Safety
+// `opts` must be a live pointer from `dlm_options_new`; `buf` must hold
+// `len` writable bytes; `out_n` must be writable.
+dlm_status dlm_options_last_error(const struct dlm_options *opts,
+                                  char *buf,
+                                  size_t len,
+                                  size_t *out_n);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -451,16 +451,18 @@ impl Shared {
         let mut retried = false;
         loop {
             let (mut conn, reused) = self.checkout()?;
-            let _registration = match cancel {
+            let registration = match cancel {
                 Some(c) => Some(c.register(conn.reader.get_ref())?),
                 None => None,
             };
             match conn.round_trip(req, limit) {
                 Ok(()) => {
                     let r = f(&mut conn.line);
-                    // A connection that carried a cancellable wait may have
-                    // been shut down by the cancel; never reuse it.
-                    if cancel.is_none() {
+                    // Reuse the connection unless a cancel may have shut it
+                    // down: once the registration is gone, a later cancel
+                    // no longer reaches it.
+                    drop(registration);
+                    if !cancel.is_some_and(CancelToken::is_cancelled) {
                         self.checkin(conn);
                     }
                     return r;

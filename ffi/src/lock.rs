@@ -207,8 +207,11 @@ impl Inner {
         }
     }
 
+    /// Releases the grant. Callers take turns (`&mut Lock`, or the C
+    /// handle's mutex). Only a definite answer marks it released: after a
+    /// connection failure it may be tried again (and `Drop` will).
     fn release(&self) -> Result<()> {
-        if self.released.swap(true, Ordering::SeqCst) {
+        if self.released.load(Ordering::SeqCst) {
             return Ok(());
         }
         let shared = &self.client.shared;
@@ -220,9 +223,13 @@ impl Inner {
             })
         });
         match released {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                self.released.store(true, Ordering::SeqCst);
+                Ok(())
+            }
             // Nothing was live: it had expired before we released it.
             Ok(false) | Err(Error::LockLost) => {
+                self.released.store(true, Ordering::SeqCst);
                 self.lost.store(true, Ordering::SeqCst);
                 Err(Error::LockLost)
             }

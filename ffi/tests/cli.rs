@@ -142,14 +142,26 @@ fn a_lost_lock_stops_the_command() {
 fn signals_are_forwarded_and_the_lock_released() {
     let server = Server::start();
     let mut holder = dlm(&server)
-        .args(["lock", "sig", "--", "sleep", "30"])
+        .args([
+            "lock",
+            "sig",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 30",
+        ])
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !stdout(&run(dlm(&server).args(["test", "sig"]))).starts_with("taken") {
-        assert!(Instant::now() < deadline);
-        thread::sleep(Duration::from_millis(20));
-    }
+    // Once the command runs, dlm holds the lock and forwards signals.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "started");
+    assert!(stdout(&run(dlm(&server).args(["test", "sig"]))).starts_with("taken"));
     let pid = i32::try_from(holder.id()).unwrap();
     // SAFETY: signalling our own child.
     #[allow(unsafe_code)]

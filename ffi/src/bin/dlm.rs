@@ -254,6 +254,8 @@ fn run(client: &Client, command: Cmd) -> Result<ExitCode, Error> {
 
 /// The running command's PID, for the signal handler to forward to.
 static CHILD: AtomicI32 = AtomicI32::new(0);
+/// A signal that arrived before the command was started.
+static PENDING: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn forward(sig: libc::c_int) {
     let pid = CHILD.load(Ordering::SeqCst);
@@ -263,6 +265,8 @@ extern "C" fn forward(sig: libc::c_int) {
         unsafe {
             libc::kill(-pid, sig);
         }
+    } else {
+        PENDING.store(sig, Ordering::SeqCst);
     }
 }
 
@@ -346,6 +350,11 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
     };
     let pid = i32::try_from(child.id()).unwrap_or(0);
     CHILD.store(pid, Ordering::SeqCst);
+    // A signal that came while CMD was starting is passed on now.
+    let early = PENDING.swap(0, Ordering::SeqCst);
+    if early != 0 {
+        signal(pid, early);
+    }
     std::thread::spawn(move || {
         if let Ok(status) = child.wait() {
             let _ = tx.send(Event::Exited(status));

@@ -80,7 +80,14 @@ pub unsafe extern "C" fn dlm_client_new(
                 unsafe { *out = Box::into_raw(handle) };
                 dlm_status::DLM_OK
             }
-            Err(e) => (&e).into(),
+            Err(e) => {
+                // SAFETY: per the contract.
+                if let Some(o) = unsafe { opts.as_ref() } {
+                    o.errors.fail(&e)
+                } else {
+                    (&e).into()
+                }
+            }
         }
     })
 }
@@ -152,7 +159,7 @@ unsafe fn call(
         // SAFETY: per the contract.
         let c = try_status!(unsafe { client_ref(client) });
         match f(c) {
-            Ok(s) => s,
+            Ok(s) => c.errors.record(s),
             Err(e) => c.errors.fail(&e),
         }
     })

@@ -137,7 +137,7 @@ unsafe fn with(
         };
         let mut guard = l.lock.lock().unwrap_or_else(PoisonError::into_inner);
         match f(&mut guard) {
-            Ok(()) => dlm_status::DLM_OK,
+            Ok(()) => l.errors.record(dlm_status::DLM_OK),
             Err(e) => l.errors.fail(&e),
         }
     })

@@ -14,7 +14,9 @@
 //! - Text written into a caller's buffer is NUL-terminated; the reported
 //!   length excludes the NUL, so the buffer needs one byte more.
 //! - A failed call on a client or lock leaves a message for the calling
-//!   thread, read with `dlm_client_last_error` / `dlm_lock_last_error`.
+//!   thread, read with `dlm_client_last_error` / `dlm_lock_last_error`; a
+//!   successful call clears it. `dlm_client_new` leaves its message on the
+//!   options (`dlm_options_last_error`), there being no client yet.
 //! - No panic ever crosses the ABI: every function catches them and returns
 //!   `DLM_ERR_PANIC`. (The release profile keeps `panic = "unwind"` for this.)
 
@@ -254,6 +256,19 @@ impl LastError {
     pub(crate) fn fail(&self, e: &Error) -> dlm_status {
         self.set(e.to_string());
         e.into()
+    }
+
+    /// Records the outcome of a call that ended with `status`: a success
+    /// clears the thread's message, a failure without more detail leaves
+    /// the status's own description.
+    pub(crate) fn record(&self, status: dlm_status) -> dlm_status {
+        if status == dlm_status::DLM_OK {
+            let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            m.remove(&std::thread::current().id());
+        } else {
+            self.set(status.text().to_string_lossy().into_owned());
+        }
+        status
     }
 
     pub(crate) fn get(&self) -> String {

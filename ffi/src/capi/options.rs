@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{UserData, boundary, bytes, dlm_status, text, try_status};
+use super::{LastError, UserData, boundary, bytes, dlm_status, text, try_status, write_text};
 use crate::encoder::{Encoder, SealedEncoder};
 use crate::error::{Error, Result};
 use crate::{Framing, Options};
@@ -12,6 +12,8 @@ use crate::{Framing, Options};
 /// then it may be used (read-only) by `dlm_client_new` from any thread.
 pub struct dlm_options {
     pub(crate) options: Options,
+    /// Why `dlm_client_new` failed with these options, per thread.
+    pub(crate) errors: LastError,
 }
 
 /// A custom value encoder or decoder. libdlm calls it with the data key
@@ -125,6 +127,7 @@ pub unsafe extern "C" fn dlm_options_new(out: *mut *mut dlm_options) -> dlm_stat
         }
         let opts = Box::new(dlm_options {
             options: Options::default(),
+            errors: LastError::default(),
         });
         // SAFETY: `out` is non-null and writable.
         unsafe { *out = Box::into_raw(opts) };
@@ -332,4 +335,28 @@ pub unsafe extern "C" fn dlm_options_set_encoder(
             dlm_status::DLM_OK
         })
     }
+}
+
+/// Copies the message of the calling thread's last failed `dlm_client_new`
+/// with these options (NUL-terminated; empty if none) into `buf`: why the
+/// server could not be reached, for example.
+///
+/// # Safety
+/// `opts` must be a live pointer from `dlm_options_new`; `buf` must hold
+/// `len` writable bytes; `out_n` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_options_last_error(
+    opts: *const dlm_options,
+    buf: *mut std::ffi::c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> dlm_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let Some(o) = (unsafe { opts.as_ref() }) else {
+            return dlm_status::DLM_ERR_NULL_PARAMETER;
+        };
+        // SAFETY: per the contract.
+        unsafe { write_text(&o.errors.get(), buf, len, out_n) }
+    })
 }

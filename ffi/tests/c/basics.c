@@ -127,6 +127,15 @@ static void connecting(const char *addr) {
   CHECK_OK(dlm_options_new(&fast));
   CHECK_OK(dlm_options_set_connect_timeout_ms(fast, 500));
   CHECK_STATUS(dlm_client_new(S("127.0.0.1:1"), fast, &c), DLM_ERR_UNAVAILABLE);
+  {
+    /* Why: kept on the options, there being no client. */
+    char why[256];
+    size_t wn = 0;
+    CHECK_OK(dlm_options_last_error(fast, why, sizeof why, &wn));
+    CHECK(wn > 0 && strlen(why) == wn);
+    CHECK_CONTAINS(why, "unavailable");
+    CHECK_STATUS(dlm_options_last_error(NULL, why, sizeof why, &wn), DLM_ERR_NULL_PARAMETER);
+  }
   dlm_options_free(fast);
   CHECK(c == SENTINEL); /* out-parameters only on success */
 
@@ -267,6 +276,13 @@ static void server_info(const char *addr) {
   /* The server's version, after asking for the size. */
   CHECK_STATUS(dlm_client_server_version(c, small, sizeof small, &n), DLM_ERR_BUFFER_TOO_SMALL);
   CHECK(n > sizeof small);
+  {
+    /* That failure left its message; the next success clears it. */
+    char why[64];
+    size_t wn = 0;
+    CHECK_OK(dlm_client_last_error(c, why, sizeof why, &wn));
+    CHECK_CONTAINS(why, "buffer too small");
+  }
   char *version = malloc(n + 1);
   size_t m = 0;
   CHECK_OK(dlm_client_server_version(c, version, n + 1, &m));
