@@ -98,6 +98,9 @@ fn start_dlm(bin: &PathBuf) -> io::Result<Proc> {
         "--max-connections",
         "10000",
     ]);
+    if let Ok(extra) = std::env::var("DLM_BENCH_SERVER_ARGS") {
+        cmd.args(extra.split_whitespace());
+    }
     Proc::announced(cmd)
 }
 

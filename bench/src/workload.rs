@@ -138,6 +138,7 @@ impl Conn {
             c.out.clear();
             redis_command(&mut c.out, &[b"SCRIPT", b"LOAD", UNLOCK_SCRIPT.as_bytes()]);
             c.writer.write_all(&c.out).await?;
+            c.out.clear();
             c.line.clear();
             c.reader.read_until(b'\n', &mut c.line).await?; // $40
             c.line.clear();
