@@ -16,6 +16,8 @@ pub enum Target {
     Dlm,
     /// dlm-server, JackrabbitDLM's table-encoded lines.
     DlmLegacy,
+    /// dlm-server started with `--busy-poll 100us`, plain JSON.
+    DlmBusyPoll,
     /// Redis: `SET k owner NX PX ttl`, unlock by compare-and-delete script.
     Redis,
     /// The floor: a trivial server that answers every line with a constant.
@@ -28,6 +30,7 @@ impl Target {
         match self {
             Self::Dlm => "dlm",
             Self::DlmLegacy => "dlm-legacy",
+            Self::DlmBusyPoll => "dlm busy-poll",
             Self::Redis => "redis",
             Self::Floor => "floor",
         }
@@ -114,7 +117,7 @@ impl Target {
     /// SHA for Redis.
     pub fn encode(self, op: Op<'_>, script: &str, out: &mut Vec<u8>) {
         match self {
-            Self::Dlm | Self::DlmLegacy | Self::Floor => {
+            Self::Dlm | Self::DlmLegacy | Self::DlmBusyPoll | Self::Floor => {
                 let framing = if self == Self::DlmLegacy {
                     Framing::Legacy
                 } else {
@@ -197,7 +200,7 @@ impl Target {
         }
         match self {
             Self::Floor => Ok(Outcome::Ok),
-            Self::Dlm | Self::DlmLegacy => Ok(match Response::parse(line) {
+            Self::Dlm | Self::DlmLegacy | Self::DlmBusyPoll => Ok(match Response::parse(line) {
                 Ok((_, resp)) => match resp.status {
                     Status::Locked | Status::Unlocked | Status::Done => Outcome::Ok,
                     Status::NotOwner | Status::NotFound => Outcome::Refused,

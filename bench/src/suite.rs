@@ -89,6 +89,10 @@ fn start_redis(bin: &PathBuf) -> io::Result<Proc> {
 }
 
 fn start_dlm(bin: &PathBuf) -> io::Result<Proc> {
+    start_dlm_with(bin, &[])
+}
+
+fn start_dlm_with(bin: &PathBuf, args: &[&str]) -> io::Result<Proc> {
     let mut cmd = Command::new(bin);
     cmd.args([
         "127.0.0.1",
@@ -98,6 +102,7 @@ fn start_dlm(bin: &PathBuf) -> io::Result<Proc> {
         "--max-connections",
         "10000",
     ]);
+    cmd.args(args);
     if let Ok(extra) = std::env::var("DLM_BENCH_SERVER_ARGS") {
         cmd.args(extra.split_whitespace());
     }
@@ -139,12 +144,14 @@ impl Suite {
         let started = Instant::now();
         let redis = start_redis(&self.redis_server)?;
         let dlm = start_dlm(&self.dlm_server)?;
+        let spinning = start_dlm_with(&self.dlm_server, &["--busy-poll", "100us"])?;
         let floor = start_floor(&self.self_exe)?;
         let server = |t: Target| -> &Proc {
             match t {
                 Target::Redis => &redis,
                 Target::Floor => &floor,
                 Target::Dlm | Target::DlmLegacy => &dlm,
+                Target::DlmBusyPoll => &spinning,
             }
         };
         let measure = |target: Target, workload: Workload, clients: usize, pipeline: usize| {
@@ -203,8 +210,16 @@ impl Suite {
                 Target::Dlm,
                 measure(Target::Dlm, w, clients, 1)?,
             );
+            // Latency-bound rows again, with the server polling briefly
+            // before it sleeps (an option, off by default).
+            let t = Target::DlmBusyPoll;
+            push(w, clients, 1, t, measure(t, w, clients, 1)?);
+            if clients == 1 {
+                let w = Workload::Uncontended;
+                push(w, clients, 1, t, measure(t, w, clients, 1)?);
+            }
         }
-        drop((redis, dlm, floor));
+        drop((redis, dlm, spinning, floor));
 
         // Ratios: each dlm row against the Redis row of the same workload
         // (contended waits against Redis polling).

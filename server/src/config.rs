@@ -111,9 +111,15 @@ pub struct ServeArgs {
     /// File the statistics lines are appended to (JackrabbitDLM's format).
     #[arg(long, env = "DLM_LOG_FILE")]
     pub log_file: Option<PathBuf>,
-    /// Worker threads [default: the number of CPUs].
+    /// Worker threads of the runtime around the connection loop
+    /// [default: 1].
     #[arg(long, env = "DLM_THREADS")]
     pub threads: Option<usize>,
+    /// After serving a burst, keep polling this long before sleeping: lower
+    /// latency for lone clients and lock hand-overs, for CPU spent waiting
+    /// [default: 0, off].
+    #[arg(long, env = "DLM_BUSY_POLL", value_parser = parse_duration)]
+    pub busy_poll: Option<Duration>,
 }
 
 /// The TOML config file: the same settings, in `snake_case`.
@@ -133,6 +139,7 @@ pub struct FileConfig {
     stats_interval: Option<SizeOrText>,
     log_file: Option<PathBuf>,
     threads: Option<usize>,
+    busy_poll: Option<SizeOrText>,
 }
 
 /// A number, or text with a unit.
@@ -183,8 +190,10 @@ pub struct Settings {
     pub stats_interval: Duration,
     /// Statistics log file.
     pub log_file: Option<PathBuf>,
-    /// Worker threads (0: one per CPU).
+    /// Runtime worker threads (the connections run on their own loop).
     pub threads: usize,
+    /// How long the connection loop polls before sleeping.
+    pub busy_poll: Duration,
 }
 
 impl Default for Settings {
@@ -198,7 +207,8 @@ impl Default for Settings {
             identity_dir: None,
             stats_interval: Duration::from_secs(3600),
             log_file: None,
-            threads: 0,
+            threads: 1,
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -305,6 +315,9 @@ impl ServeArgs {
                 .max(Duration::from_millis(10)),
             log_file: self.log_file.clone().or(file.log_file),
             threads: self.threads.or(file.threads).unwrap_or(d.threads),
+            busy_poll: duration(self.busy_poll, &file.busy_poll, "busy_poll")?
+                .unwrap_or(d.busy_poll)
+                .min(Duration::from_millis(10)),
         })
     }
 }
@@ -345,7 +358,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// Parses a duration: `30` (seconds), `1.5`, `250ms`, `10s`, `5m`, `1h`.
+/// Parses a duration: `30` (seconds), `1.5`, `250ms`, `100us`, `10s`, `5m`, `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
@@ -358,6 +371,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let secs = match unit.trim() {
         "" | "s" => n,
         "ms" => n / 1000.0,
+        "us" => n / 1_000_000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86400.0,
@@ -379,6 +393,7 @@ mod tests {
         assert!(parse_size("-1").is_err());
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("soon").is_err());
     }

@@ -22,7 +22,7 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 pub mod config;
-mod conn;
+mod eventloop;
 pub mod identity;
 mod server;
 pub mod statslog;

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+        let listener = listen(settings.listen)?;
         let addr = listener.local_addr()?;
         // The one line tests (and people) wait for.
         println!("dlm-server listening on {addr}");
@@ -84,6 +84,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Binds with a deep accept queue: a burst of connections waits in the
+/// kernel instead of having its handshakes dropped (tokio's default is 1024;
+/// the kernel caps it at `net.core.somaxconn`).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(8192)?;
+    tokio::net::TcpListener::from_std(socket.into())
 }
 
 /// Completes on SIGINT or SIGTERM.

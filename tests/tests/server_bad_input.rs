@@ -357,14 +357,21 @@ fn connections_beyond_the_limit_are_closed_at_once() {
         s.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let mut b = [0u8; 1];
-        if matches!(s.read(&mut b), Ok(0) | Err(_)) {
-            closed += 1;
+        // EOF or a reset; a read timeout means the server left it open.
+        match s.read(&mut b) {
+            Ok(0) => closed += 1,
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                closed += 1;
+            }
+            _ => {}
         }
     }
-    assert!(
-        closed >= 1700,
-        "only {closed} of 1800 extra connections closed"
-    );
+    assert_eq!(closed, 1800, "extra connections left open");
     // No room for newcomers, but the victim's own connection is served.
     victim.check_own();
     drop(held);
