@@ -42,4 +42,7 @@ step "Go: package dlm over libdlm (ffi/go)"; scripts/test-go.sh
 
 step "WebAssembly module and Node.js package (wasm/)"; scripts/test-wasm.sh
 
+step "benchmark smoke run (dlm-server, Redis and the floor, a few seconds)"
+scripts/bench.sh --quick
+
 step "all tests passed"

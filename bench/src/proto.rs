@@ -20,8 +20,11 @@ pub enum Target {
     DlmBusyPoll,
     /// Redis: `SET k owner NX PX ttl`, unlock by compare-and-delete script.
     Redis,
-    /// The floor: a trivial server that answers every line with a constant.
+    /// The floor: a trivial tokio server that answers every line with a
+    /// constant.
     Floor,
+    /// The same trivial server as a single-threaded epoll loop.
+    FloorEpoll,
 }
 
 impl Target {
@@ -33,6 +36,7 @@ impl Target {
             Self::DlmBusyPoll => "dlm busy-poll",
             Self::Redis => "redis",
             Self::Floor => "floor",
+            Self::FloorEpoll => "floor (epoll)",
         }
     }
 }
@@ -117,7 +121,7 @@ impl Target {
     /// SHA for Redis.
     pub fn encode(self, op: Op<'_>, script: &str, out: &mut Vec<u8>) {
         match self {
-            Self::Dlm | Self::DlmLegacy | Self::DlmBusyPoll | Self::Floor => {
+            Self::Dlm | Self::DlmLegacy | Self::DlmBusyPoll | Self::Floor | Self::FloorEpoll => {
                 let framing = if self == Self::DlmLegacy {
                     Framing::Legacy
                 } else {
@@ -199,7 +203,7 @@ impl Target {
             ));
         }
         match self {
-            Self::Floor => Ok(Outcome::Ok),
+            Self::Floor | Self::FloorEpoll => Ok(Outcome::Ok),
             Self::Dlm | Self::DlmLegacy | Self::DlmBusyPoll => Ok(match Response::parse(line) {
                 Ok((_, resp)) => match resp.status {
                     Status::Locked | Status::Unlocked | Status::Done => Outcome::Ok,

@@ -109,9 +109,12 @@ fn start_dlm_with(bin: &PathBuf, args: &[&str]) -> io::Result<Proc> {
     Proc::announced(cmd)
 }
 
-fn start_floor(me: &PathBuf) -> io::Result<Proc> {
+fn start_floor(me: &PathBuf, epoll: bool) -> io::Result<Proc> {
     let mut cmd = Command::new(me);
     cmd.arg("floor");
+    if epoll {
+        cmd.arg("--epoll");
+    }
     Proc::announced(cmd)
 }
 
@@ -145,11 +148,13 @@ impl Suite {
         let redis = start_redis(&self.redis_server)?;
         let dlm = start_dlm(&self.dlm_server)?;
         let spinning = start_dlm_with(&self.dlm_server, &["--busy-poll", "100us"])?;
-        let floor = start_floor(&self.self_exe)?;
+        let floor = start_floor(&self.self_exe, false)?;
+        let floor_epoll = start_floor(&self.self_exe, true)?;
         let server = |t: Target| -> &Proc {
             match t {
                 Target::Redis => &redis,
                 Target::Floor => &floor,
+                Target::FloorEpoll => &floor_epoll,
                 Target::Dlm | Target::DlmLegacy => &dlm,
                 Target::DlmBusyPoll => &spinning,
             }
@@ -196,8 +201,9 @@ impl Suite {
                     push(w, clients, pipeline, t, measure(t, w, clients, pipeline)?);
                 }
                 if w == Workload::Uncontended && pipeline == 1 {
-                    let t = Target::Floor;
-                    push(w, clients, pipeline, t, measure(t, w, clients, pipeline)?);
+                    for t in [Target::Floor, Target::FloorEpoll] {
+                        push(w, clients, pipeline, t, measure(t, w, clients, pipeline)?);
+                    }
                     let t = Target::DlmLegacy;
                     push(w, clients, pipeline, t, measure(t, w, clients, pipeline)?);
                 }
@@ -219,7 +225,7 @@ impl Suite {
                 push(w, clients, 1, t, measure(t, w, clients, 1)?);
             }
         }
-        drop((redis, dlm, spinning, floor));
+        drop((redis, dlm, spinning, floor, floor_epoll));
 
         // Ratios: each dlm row against the Redis row of the same workload
         // (contended waits against Redis polling).
@@ -265,27 +271,110 @@ impl Suite {
             self.fill,
             dlm_bytes / redis_bytes.max(1e-9)
         );
-        let floor_cpu: Vec<(usize, f64)> = rows
-            .iter()
-            .filter(|r| r.target == "floor")
-            .map(|r| (r.clients, r.report.server_cpu_us))
-            .collect();
-        for r in rows
-            .iter()
-            .filter(|r| r.target == "dlm" && r.workload == "uncontended" && r.pipeline == 1)
-        {
-            if let Some((_, f)) = floor_cpu.iter().find(|(c, _)| *c == r.clients) {
-                println!(
-                    "server CPU per request, uncontended, {} clients: dlm {:.2} us, floor {f:.2} us, ratio {:.2}",
-                    r.clients,
-                    r.report.server_cpu_us,
-                    r.report.server_cpu_us / f.max(1e-9)
-                );
-            }
-        }
+        print_targets(&rows, dlm_bytes / redis_bytes.max(1e-9));
         println!("suite took {:.0} s", started.elapsed().as_secs_f64());
         Ok(())
     }
+}
+
+fn find<'r>(
+    rows: &'r [Row],
+    workload: &str,
+    clients: usize,
+    pipeline: usize,
+    target: &str,
+) -> Option<&'r Row> {
+    rows.iter().find(|r| {
+        r.workload == workload
+            && r.clients == clients
+            && r.pipeline == pipeline
+            && r.target == target
+    })
+}
+
+/// The targets, each with what this run measured.
+fn print_targets(rows: &[Row], memory_ratio: f64) {
+    println!();
+    println!("| target | measured | met |");
+    println!("|---|---|---|");
+    let mark = |ok: bool| if ok { "yes" } else { "no" };
+    for clients in [16, 64] {
+        let (Some(d), Some(f)) = (
+            find(rows, "uncontended", clients, 1, "dlm"),
+            find(rows, "uncontended", clients, 1, "floor"),
+        ) else {
+            continue;
+        };
+        let ratio = d.report.server_cpu_us / f.report.server_cpu_us.max(1e-9);
+        println!(
+            "| server CPU/request <= 1.15x floor, uncontended, {clients} clients | {:.2} vs {:.2} us ({ratio:.2}x) | {} |",
+            d.report.server_cpu_us,
+            f.report.server_cpu_us,
+            mark(ratio <= 1.15)
+        );
+    }
+    let ratio_row = |w: &str, c: usize, p: usize, t: &str, want: f64, what: &str| {
+        if let Some(r) = find(rows, w, c, p, t)
+            && let Some(x) = r.ratio
+        {
+            println!("| {what} | {x:.2}x | {} |", mark(x >= want));
+        }
+    };
+    for c in [16, 64] {
+        ratio_row(
+            "uncontended",
+            c,
+            1,
+            "dlm",
+            1.1,
+            &format!("uncontended cycles/s >= 1.1x Redis, {c} clients"),
+        );
+    }
+    for c in [16, 64] {
+        ratio_row(
+            "uncontended",
+            c,
+            16,
+            "dlm",
+            1.5,
+            &format!("16 pipelined >= 1.5x Redis pipelined, {c} clients"),
+        );
+    }
+    ratio_row(
+        "kv",
+        64,
+        1,
+        "dlm",
+        1.2,
+        "kv put+get cycles/s >= 1.2x Redis, 64 clients",
+    );
+    for t in ["dlm", "dlm busy-poll"] {
+        if let Some(r) = find(rows, "contended/wait", 64, 1, t)
+            && let Some(x) = r.ratio
+        {
+            println!(
+                "| contended, 64 clients: {t} Wait acquisitions/s >= 20x Redis polling | {x:.2}x, per client {}-{} | {} |",
+                r.report.spread.0,
+                r.report.spread.1,
+                mark(x >= 20.0)
+            );
+        }
+    }
+    if let (Some(d), Some(r)) = (
+        find(rows, "uncontended", 16, 1, "dlm"),
+        find(rows, "uncontended", 16, 1, "redis"),
+    ) {
+        println!(
+            "| p99 at 16 clients, uncontended, no worse than Redis | {:.0} vs {:.0} us | {} |",
+            d.report.p99_us,
+            r.report.p99_us,
+            mark(d.report.p99_us <= r.report.p99_us)
+        );
+    }
+    println!(
+        "| memory per live lock <= 0.8x Redis | {memory_ratio:.2}x | {} |",
+        mark(memory_ratio <= 0.8)
+    );
 }
 
 fn print_table(rows: &[Row]) {
