@@ -924,27 +924,40 @@ impl<S: Storage> Engine<S> {
             return Outcome::Reply(self.no_memory());
         };
         let id = self.next_waiter;
-        let h = KeyHasher::int(id);
-        let (qh, queue) = self.find_queue(lock);
-        let tail = queue.map_or(NONE, |q| self.queues.get(q).tail);
         let entry = WaiterSlot {
             owner: key,
             id,
             tag,
             ttl: ttl.as_millis(),
             lock,
-            prev: tail,
+            prev: NONE,
             next: NONE,
             link: Link::new(now + wait.as_millis()),
             ident,
         };
-        let Ok(w) = self
+        if self.append_waiter(entry).is_err() {
+            return Outcome::Reply(self.no_memory());
+        }
+        self.next_waiter += 1;
+        self.bytes += charge;
+        self.stats.incr(Stat::Wait);
+        Outcome::Queued(WaiterId(id))
+    }
+
+    /// Puts a waiter at the tail of its lock's queue (making the queue if
+    /// it is the first) and arms its timer. Used by `enqueue` and `restore`.
+    fn append_waiter(&mut self, mut entry: WaiterSlot<S>) -> Result<u32, Full> {
+        let lock = entry.lock;
+        let (qh, queue) = self.find_queue(lock);
+        let tail = queue.map_or(NONE, |q| self.queues.get(q).tail);
+        entry.prev = tail;
+        entry.next = NONE;
+        let h = KeyHasher::int(entry.id);
+        let w = self
             .timed
             .waiters
             .insert(entry, widen(h), |w| widen(KeyHasher::int(w.id)))
-        else {
-            return Outcome::Reply(self.no_memory());
-        };
+            .map_err(|_| Full)?;
         if let Some(q) = queue {
             self.timed.waiters.get_mut(tail).next = w;
             let q = self.queues.get_mut(q);
@@ -963,15 +976,12 @@ impl<S: Storage> Engine<S> {
                 .is_err()
             {
                 self.timed.waiters.remove(w, widen(h));
-                return Outcome::Reply(self.no_memory());
+                return Err(Full);
             }
         }
-        self.next_waiter += 1;
         self.wheel
             .insert(&mut self.timed, TimerRef::new(Kind::Waiter, w));
-        self.bytes += charge;
-        self.stats.incr(Stat::Wait);
-        Outcome::Queued(WaiterId(id))
+        Ok(w)
     }
 
     fn find_queue(&self, lock: u32) -> (u32, Option<u32>) {

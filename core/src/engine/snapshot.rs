@@ -15,9 +15,7 @@ use core::fmt;
 
 use super::store::sealed::{Pair as _, Value as _};
 use super::wheel::{Kind, Link, NONE, TimerRef};
-use super::{
-    DataSlot, Engine, KeyHasher, LockSlot, QueueSlot, Storage, WaiterSlot, overhead, widen,
-};
+use super::{DataSlot, Engine, KeyHasher, LockSlot, Storage, WaiterSlot, overhead, widen};
 use crate::protocol::{BufferTooSmall, Out};
 use crate::stats::Stat;
 use crate::time::Instant;
@@ -362,7 +360,6 @@ impl<S: Storage> Engine<S> {
             if count == 0 {
                 return Err(SnapshotError::Corrupt("empty queue"));
             }
-            let mut tail = NONE;
             for _ in 0..count {
                 let (owner, ident, id) = (r.str()?, r.u16()?, r.u64()?);
                 let (tag, ttl, left) = (r.u64()?, r.u64()?, r.u64()?);
@@ -380,46 +377,13 @@ impl<S: Storage> Engine<S> {
                     tag,
                     ttl,
                     lock,
-                    prev: tail,
+                    prev: NONE,
                     next: NONE,
                     link: Link::new(when(left)?),
                     ident,
                 };
-                let w = self
-                    .timed
-                    .waiters
-                    .insert(entry, widen(h), |w| widen(KeyHasher::int(w.id)))
-                    .map_err(|_| SnapshotError::Full)?;
-                if tail == NONE {
-                    let qh = KeyHasher::int(u64::from(lock));
-                    let q = QueueSlot {
-                        lock,
-                        head: w,
-                        tail: w,
-                        len: 1,
-                    };
-                    if self
-                        .queues
-                        .insert(q, widen(qh), |q| widen(KeyHasher::int(u64::from(q.lock))))
-                        .is_err()
-                    {
-                        // Keep the tables consistent for `clear`.
-                        self.timed.waiters.remove(w, widen(h));
-                        return Err(SnapshotError::Full);
-                    }
-                } else {
-                    self.timed.waiters.get_mut(tail).next = w;
-                    let (_, Some(q)) = self.find_queue(lock) else {
-                        return Err(SnapshotError::Corrupt("queue"));
-                    };
-                    let q = self.queues.get_mut(q);
-                    q.tail = w;
-                    q.len += 1;
-                }
-                self.wheel
-                    .insert(&mut self.timed, TimerRef::new(Kind::Waiter, w));
+                self.append_waiter(entry).map_err(|_| SnapshotError::Full)?;
                 self.bytes += owner.len() + overhead::<WaiterSlot<S>>();
-                tail = w;
             }
         }
         if !r.buf.is_empty() {
