@@ -50,6 +50,10 @@ const READ_CHUNK: usize = 64 * 1024;
 const MIN_READ: usize = 4096;
 /// Most answers held behind queued waiters before reading pauses.
 const MAX_HELD: usize = 1024;
+/// Most answer bytes waiting for a client to read them before reading from
+/// it pauses: a client that pipelines without reading cannot make the
+/// server buffer without bound.
+const MAX_UNSENT: usize = 1 << 20;
 /// After an oversized line: how long and how much input to discard before
 /// closing, so the client can read the error instead of a reset.
 const LINGER: Duration = Duration::from_secs(1);
@@ -169,6 +173,12 @@ impl Conn {
 
     fn pending_output(&self) -> bool {
         self.written < self.out.len()
+    }
+
+    /// Whether enough answers wait (unsent, or held behind a waiter) that
+    /// reading more requests must pause.
+    fn backlogged(&self) -> bool {
+        self.held.len() >= MAX_HELD || self.out.len() - self.written >= MAX_UNSENT
     }
 }
 
@@ -491,9 +501,9 @@ impl EventLoop {
         if conn.closing != Closing::No {
             return;
         }
-        if conn.held.len() >= MAX_HELD {
-            // Too many answers held behind a waiter: leave the input in the
-            // socket until they go out (`flush` reads on).
+        if conn.backlogged() {
+            // Too many answers waiting: leave the input in the socket until
+            // they go out (`flush` reads on).
             conn.paused = true;
             return;
         }
@@ -525,7 +535,7 @@ impl EventLoop {
                         break;
                     }
                     match self.conns.get_mut(slot).and_then(Option::as_mut) {
-                        Some(c) if c.closing == Closing::No && c.held.len() < MAX_HELD => {}
+                        Some(c) if c.closing == Closing::No && !c.backlogged() => {}
                         Some(c) if c.closing == Closing::No => {
                             c.paused = true;
                             break;
@@ -785,20 +795,23 @@ impl EventLoop {
 
     /// Writes every connection's ready answers.
     fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
-        for &slot in &dirty {
-            self.flush(slot);
+        // Flushing may read on (a paused connection resumes), which makes
+        // more answers: go round until nothing is left to write.
+        while !self.dirty.is_empty() {
+            let mut dirty = std::mem::take(&mut self.dirty);
+            dirty.sort_unstable();
+            dirty.dedup();
+            for slot in dirty {
+                self.flush(slot);
+            }
         }
-        dirty.clear();
-        self.dirty = dirty;
     }
 
     fn flush(&mut self, slot: usize) {
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
+        let before = conn.written;
         while conn.pending_output() {
             match conn.stream.write(&conn.out[conn.written..]) {
                 Ok(n) => conn.written += n,
@@ -812,6 +825,11 @@ impl EventLoop {
             }
         }
         let blocked = conn.pending_output();
+        if conn.written > before {
+            // Progress: only a client that reads nothing for the idle
+            // timeout is dropped, not one that reads slowly.
+            conn.blocked_since = None;
+        }
         if blocked {
             if conn.blocked_since.is_none() {
                 let at = Instant::now();
@@ -851,7 +869,7 @@ impl EventLoop {
                 conn.write_shut = true;
                 let _ = conn.stream.shutdown(std::net::Shutdown::Write);
             }
-            Closing::No if conn.paused && conn.held.len() < MAX_HELD => {
+            Closing::No if conn.paused && !conn.backlogged() => {
                 // Input was left in the socket while answers were held.
                 conn.paused = false;
                 self.readable(slot);

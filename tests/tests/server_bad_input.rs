@@ -330,6 +330,44 @@ fn a_client_that_never_reads_is_dropped() {
 }
 
 #[test]
+fn a_client_that_pipelines_without_reading_costs_bounded_memory() {
+    // 10,000 requests (~0.5 MB) whose answers are ~80 MB, sent without
+    // reading a single one.
+    const N: usize = 10_000;
+    let server = Server::start();
+    let mut victim = Victim::new(&server);
+    let me = Client::new("reader");
+    let mut c = server.connect();
+    let big = "b".repeat(8 * 1024);
+    assert_eq!(c.call(&me.put("big", TTL, &big, None)).status, Status::Done);
+    let mut one = Vec::new();
+    me.get("big").write(&mut one).unwrap();
+    let peak_before = peak_rss_kib(&server);
+    let writer = {
+        let mut s = c.stream().try_clone().unwrap();
+        let batch = one.repeat(100);
+        thread::spawn(move || {
+            for _ in 0..N / 100 {
+                s.write_all(&batch).unwrap();
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(1500));
+    let grown = peak_rss_kib(&server) - peak_before;
+    assert!(
+        grown < 16 * 1024,
+        "server buffered {grown} KiB for a client that does not read"
+    );
+    victim.check(&server);
+    // Once the client reads, every answer arrives, in order.
+    for i in 0..N {
+        let r = c.recv();
+        assert_eq!(r.data.as_deref(), Some(big.as_str()), "answer {i}");
+    }
+    writer.join().unwrap();
+}
+
+#[test]
 fn connections_beyond_the_limit_are_closed_at_once() {
     let server = Server::with_args(&["--max-connections", "100"]);
     let mut victim = Victim::new(&server);
