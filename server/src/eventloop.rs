@@ -98,6 +98,8 @@ enum Closing {
     Linger { until: Instant },
 }
 
+// Independent per-connection flags, not a state in disguise.
+#[allow(clippy::struct_excessive_bools)]
 struct Conn {
     stream: TcpStream,
     /// Slot generation: a waiter's tag names slot and generation, so a
@@ -123,6 +125,9 @@ struct Conn {
     paused: bool,
     /// The write side was shut down (after an overrun's answer went out).
     write_shut: bool,
+    /// Whether a deadline of this connection is in the heap (at most one
+    /// is, so the heap never outgrows the connections).
+    armed: bool,
     closing: Closing,
     discarded: usize,
 }
@@ -471,6 +476,7 @@ impl EventLoop {
             writable_interest: false,
             paused: false,
             write_shut: false,
+            armed: false,
             closing: Closing::No,
             discarded: 0,
         };
@@ -616,11 +622,8 @@ impl EventLoop {
                 conn.inbuf.shrink_to_fit();
             }
         } else if conn.partial_since.is_none() {
-            let at = Instant::now();
-            conn.partial_since = Some(at);
-            let g = conn.generation;
-            self.deadlines
-                .push(Deadline(std::cmp::Reverse(at + self.idle_timeout), slot, g));
+            conn.partial_since = Some(Instant::now());
+            self.arm(slot);
         }
         self.mark_dirty(slot);
     }
@@ -757,16 +760,51 @@ impl EventLoop {
         }
     }
 
+    /// The earliest deadline a connection is subject to, if any.
+    fn next_deadline_of(&self, conn: &Conn) -> Option<Instant> {
+        let idle = self.idle_timeout;
+        [
+            conn.partial_since.map(|t| t + idle),
+            conn.blocked_since.map(|t| t + idle),
+            match conn.closing {
+                Closing::Linger { until } => Some(until),
+                _ => None,
+            },
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Puts the connection's next deadline in the heap unless one is there.
+    fn arm(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
+        if conn.armed {
+            return;
+        }
+        if let Some(at) = self.next_deadline_of(conn) {
+            let g = conn.generation;
+            self.deadlines
+                .push(Deadline(std::cmp::Reverse(at), slot, g));
+            if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+                conn.armed = true;
+            }
+        }
+    }
+
     /// Acts on a connection deadline, if it still applies.
     fn deadline(&mut self, slot: usize, generation: u32, now: Instant) {
         let Some(conn) = self
             .conns
-            .get(slot)
-            .and_then(Option::as_ref)
+            .get_mut(slot)
+            .and_then(Option::as_mut)
             .filter(|c| c.generation == generation)
         else {
             return;
         };
+        conn.armed = false;
         let idle = self.idle_timeout;
         let stalled_line = conn.partial_since.is_some_and(|t| now >= t + idle);
         let stalled_write = conn.blocked_since.is_some_and(|t| now >= t + idle);
@@ -778,18 +816,8 @@ impl EventLoop {
         } else if linger_over {
             self.close(slot, false);
         } else {
-            // Still pending: look again at its current deadline.
-            let next = [
-                conn.partial_since.map(|t| t + idle),
-                conn.blocked_since.map(|t| t + idle),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            if let Some(next) = next {
-                self.deadlines
-                    .push(Deadline(std::cmp::Reverse(next), slot, generation));
-            }
+            // Still pending (or pending again): look at its current deadline.
+            self.arm(slot);
         }
     }
 
@@ -830,15 +858,11 @@ impl EventLoop {
             // timeout is dropped, not one that reads slowly.
             conn.blocked_since = None;
         }
-        if blocked {
-            if conn.blocked_since.is_none() {
-                let at = Instant::now();
-                conn.blocked_since = Some(at);
-                let g = conn.generation;
-                self.deadlines
-                    .push(Deadline(std::cmp::Reverse(at + self.idle_timeout), slot, g));
-            }
-        } else {
+        let arm = blocked && conn.blocked_since.is_none();
+        if arm {
+            conn.blocked_since = Some(Instant::now());
+        }
+        if !blocked {
             conn.out.clear();
             conn.written = 0;
             conn.blocked_since = None;
@@ -847,6 +871,12 @@ impl EventLoop {
             }
         }
         let closing = conn.closing;
+        if arm {
+            self.arm(slot);
+        }
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
         if blocked != conn.writable_interest {
             conn.writable_interest = blocked;
             let interest = if blocked {
@@ -902,6 +932,8 @@ impl EventLoop {
         conn.partial_since = None;
         let until = Instant::now() + LINGER;
         conn.closing = Closing::Linger { until };
+        // The linger's end comes before any idle deadline already armed;
+        // a second entry for this connection is harmless and bounded.
         let g = conn.generation;
         self.deadlines
             .push(Deadline(std::cmp::Reverse(until), slot, g));
