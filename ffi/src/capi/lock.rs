@@ -143,22 +143,35 @@ unsafe fn with(
     })
 }
 
-/// The grant's fencing token: pass it to whatever the lock protects.
+/// Writes what `f` reads from the lock to `out`, which must not be NULL.
 ///
 /// # Safety
-/// `lock` must be a live lock; `out` writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn dlm_lock_token(lock: *const dlm_lock, out: *mut u64) -> dlm_status {
+/// `lock` must be NULL or a live lock; `out` NULL or writable.
+unsafe fn read_into<T>(
+    lock: *const dlm_lock,
+    out: *mut T,
+    f: impl FnOnce(&Lock) -> T,
+) -> dlm_status {
     if out.is_null() {
         return dlm_status::DLM_ERR_NULL_PARAMETER;
     }
     // SAFETY: forwarded contract; `out` is non-null.
     unsafe {
         with(lock, |l| {
-            *out = l.token().0;
+            *out = f(l);
             Ok(())
         })
     }
+}
+
+/// The grant's fencing token: pass it to whatever the lock protects.
+///
+/// # Safety
+/// `lock` must be a live lock; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_token(lock: *const dlm_lock, out: *mut u64) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe { read_into(lock, out, |l| l.token().0) }
 }
 
 /// Milliseconds left before the lock expires unless extended, by this
@@ -168,14 +181,10 @@ pub unsafe extern "C" fn dlm_lock_token(lock: *const dlm_lock, out: *mut u64) ->
 /// `lock` must be a live lock; `out` writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_lock_remaining_ms(lock: *const dlm_lock, out: *mut u64) -> dlm_status {
-    if out.is_null() {
-        return dlm_status::DLM_ERR_NULL_PARAMETER;
-    }
-    // SAFETY: forwarded contract; `out` is non-null.
+    // SAFETY: forwarded contract.
     unsafe {
-        with(lock, |l| {
-            *out = u64::try_from(l.remaining().as_millis()).unwrap_or(u64::MAX);
-            Ok(())
+        read_into(lock, out, |l| {
+            u64::try_from(l.remaining().as_millis()).unwrap_or(u64::MAX)
         })
     }
 }
@@ -187,16 +196,8 @@ pub unsafe extern "C" fn dlm_lock_remaining_ms(lock: *const dlm_lock, out: *mut 
 /// `lock` must be a live lock; `out` writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_lock_is_lost(lock: *const dlm_lock, out: *mut bool) -> dlm_status {
-    if out.is_null() {
-        return dlm_status::DLM_ERR_NULL_PARAMETER;
-    }
-    // SAFETY: forwarded contract; `out` is non-null.
-    unsafe {
-        with(lock, |l| {
-            *out = l.is_lost();
-            Ok(())
-        })
-    }
+    // SAFETY: forwarded contract.
+    unsafe { read_into(lock, out, Lock::is_lost) }
 }
 
 /// Extends this grant to `ttl_ms` from now. Never re-acquires: a lock that

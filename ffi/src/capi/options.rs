@@ -163,6 +163,27 @@ unsafe fn with(opts: *mut dlm_options, f: impl FnOnce(&mut Options) -> dlm_statu
     })
 }
 
+/// Sets the timeout `field` selects to `ms` milliseconds, which must be > 0.
+///
+/// # Safety
+/// As for [`with`].
+unsafe fn set_timeout(
+    opts: *mut dlm_options,
+    ms: u64,
+    field: impl FnOnce(&mut Options) -> &mut Duration,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with(opts, |o| {
+            if ms == 0 {
+                return dlm_status::DLM_ERR_INVALID_ARGUMENT;
+            }
+            *field(o) = Duration::from_millis(ms);
+            dlm_status::DLM_OK
+        })
+    }
+}
+
 /// How long to wait for a TCP connection, in milliseconds (> 0).
 ///
 /// # Safety
@@ -173,15 +194,7 @@ pub unsafe extern "C" fn dlm_options_set_connect_timeout_ms(
     ms: u64,
 ) -> dlm_status {
     // SAFETY: forwarded contract.
-    unsafe {
-        with(opts, |o| {
-            if ms == 0 {
-                return dlm_status::DLM_ERR_INVALID_ARGUMENT;
-            }
-            o.connect_timeout = Duration::from_millis(ms);
-            dlm_status::DLM_OK
-        })
-    }
+    unsafe { set_timeout(opts, ms, |o| &mut o.connect_timeout) }
 }
 
 /// How long to wait for an answer, in milliseconds (> 0), beyond a lock's
@@ -195,15 +208,7 @@ pub unsafe extern "C" fn dlm_options_set_io_timeout_ms(
     ms: u64,
 ) -> dlm_status {
     // SAFETY: forwarded contract.
-    unsafe {
-        with(opts, |o| {
-            if ms == 0 {
-                return dlm_status::DLM_ERR_INVALID_ARGUMENT;
-            }
-            o.io_timeout = Duration::from_millis(ms);
-            dlm_status::DLM_OK
-        })
-    }
+    unsafe { set_timeout(opts, ms, |o| &mut o.io_timeout) }
 }
 
 /// The owner ID to use (UTF-8, not empty), instead of a random one.
