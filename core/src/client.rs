@@ -96,8 +96,14 @@ impl<'a> Client<'a> {
         }
     }
 
-    /// `Lock`: acquire `name` for `ttl`, one attempt.
-    pub fn lock<'r>(&self, name: &'r str, ttl: Ttl) -> Request<'r>
+    /// A `Lock` of `name` by this client's owner.
+    fn lock_request<'r>(
+        &self,
+        name: &'r str,
+        ttl: Ttl,
+        wait: Option<Ttl>,
+        token: Option<Token>,
+    ) -> Request<'r>
     where
         'a: 'r,
     {
@@ -105,9 +111,17 @@ impl<'a> Client<'a> {
             name: Resource(name),
             owner: Owner(self.id),
             ttl,
-            wait: None,
-            token: None,
+            wait,
+            token,
         })
+    }
+
+    /// `Lock`: acquire `name` for `ttl`, one attempt.
+    pub fn lock<'r>(&self, name: &'r str, ttl: Ttl) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.lock_request(name, ttl, None, None)
     }
 
     /// `Lock` with `Wait`: queue for up to `wait` if another owner holds it.
@@ -115,13 +129,7 @@ impl<'a> Client<'a> {
     where
         'a: 'r,
     {
-        self.request(Command::Lock {
-            name: Resource(name),
-            owner: Owner(self.id),
-            ttl,
-            wait: (!wait.is_zero()).then_some(wait),
-            token: None,
-        })
+        self.lock_request(name, ttl, (!wait.is_zero()).then_some(wait), None)
     }
 
     /// `Lock` with `Token`: extend the grant `token` to `ttl` from now;
@@ -130,13 +138,7 @@ impl<'a> Client<'a> {
     where
         'a: 'r,
     {
-        self.request(Command::Lock {
-            name: Resource(name),
-            owner: Owner(self.id),
-            ttl,
-            wait: None,
-            token: Some(token),
-        })
+        self.lock_request(name, ttl, None, Some(token))
     }
 
     /// `Unlock`, optionally fenced to one grant.

@@ -1087,16 +1087,22 @@ impl<S: Storage> Engine<S> {
                 .insert(&mut self.timed, TimerRef::new(Kind::Lock, slot));
             self.stats.incr(Stat::Lock);
             self.stats.incr(Stat::WaitGranted);
-            let (name, owner) = self.timed.locks.get(slot).key.parts();
-            events(Event {
-                waiter: WaiterId(w.id),
-                name: as_str(name),
-                tag: w.tag,
-                response: locked(as_str(owner), token, Ttl::from_millis(w.ttl)),
-            });
+            self.announce_grant(slot, &w, events);
             self.grant_same_owner(slot, now, free_at, events);
             return;
         }
+    }
+
+    /// Tells waiter `w` it now holds the lock in `slot`.
+    fn announce_grant(&self, slot: u32, w: &WaiterSlot<S>, events: &mut impl FnMut(Event<'_>)) {
+        let lock = self.timed.locks.get(slot);
+        let (name, owner) = lock.key.parts();
+        events(Event {
+            waiter: WaiterId(w.id),
+            name: as_str(name),
+            tag: w.tag,
+            response: locked(as_str(owner), lock.token, Ttl::from_millis(w.ttl)),
+        });
     }
 
     /// Waiters queued behind the new holder with the same owner already
@@ -1125,7 +1131,6 @@ impl<S: Storage> Engine<S> {
             if w.owner.parts().0 != lock.key.parts().1 || w.ident != lock.ident {
                 return;
             }
-            let token = lock.token;
             self.wheel
                 .remove(&mut self.timed, TimerRef::new(Kind::Waiter, head));
             let w = self.take_waiter_unlinked(head);
@@ -1136,13 +1141,7 @@ impl<S: Storage> Engine<S> {
             );
             self.stats.incr(Stat::Relock);
             self.stats.incr(Stat::WaitGranted);
-            let (name, owner) = self.timed.locks.get(slot).key.parts();
-            events(Event {
-                waiter: WaiterId(w.id),
-                name: as_str(name),
-                tag: w.tag,
-                response: locked(as_str(owner), token, Ttl::from_millis(w.ttl)),
-            });
+            self.announce_grant(slot, &w, events);
         }
     }
 
