@@ -25,7 +25,7 @@ mod proto;
 mod suite;
 mod workload;
 
-use std::io::Write as _;
+use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -92,42 +92,8 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Cmd::Floor { epoll: true } => {
-            let r = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| {
-                println!("floor listening on {}", l.local_addr()?);
-                std::io::stdout().flush()?;
-                epoll_floor::serve(l)
-            });
-            if let Err(e) = r {
-                eprintln!("dlm-bench floor: {e}");
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
-        }
-        Cmd::Floor { epoll: false } => {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("dlm-bench: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let r = rt.block_on(async {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                println!("floor listening on {}", l.local_addr()?);
-                std::io::stdout().flush()?;
-                floor::serve(l).await
-            });
-            if let Err(e) = r {
-                eprintln!("dlm-bench floor: {e}");
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
-        }
+    let r = match Cli::parse().command {
+        Cmd::Floor { epoll } => floor(epoll),
         Cmd::Run {
             target,
             addr,
@@ -142,22 +108,16 @@ fn main() -> ExitCode {
                 "dlm-legacy" => proto::Target::DlmLegacy,
                 "redis" => proto::Target::Redis,
                 "floor" => proto::Target::Floor,
-                other => {
-                    eprintln!("dlm-bench: unknown target {other}");
-                    return ExitCode::from(2);
-                }
+                other => return usage(&format!("unknown target {other}")),
             };
             let workload = match workload.as_str() {
                 "uncontended" => workload::Workload::Uncontended,
                 "kv" => workload::Workload::Kv,
                 "contended-poll" => workload::Workload::ContendedPoll,
                 "contended-wait" => workload::Workload::ContendedWait,
-                other => {
-                    eprintln!("dlm-bench: unknown workload {other}");
-                    return ExitCode::from(2);
-                }
+                other => return usage(&format!("unknown workload {other}")),
             };
-            let run = workload::Run {
+            run_one(workload::Run {
                 target,
                 addr,
                 pid,
@@ -165,36 +125,7 @@ fn main() -> ExitCode {
                 clients,
                 pipeline,
                 duration: Duration::from_secs_f64(duration),
-            };
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("dlm-bench: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(workload::run(run)) {
-                Ok(r) => {
-                    println!(
-                        "{:.0} ops/s, {:.0} cycles/s, p50 {:.0} us, p99 {:.0} us, server {:.2} us/op, loadgen {:.2} us/op, errors {}",
-                        r.ops_per_s(),
-                        r.cycles_per_s(),
-                        r.p50_us,
-                        r.p99_us,
-                        r.server_cpu_us,
-                        r.loadgen_cpu_us,
-                        r.errors
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("dlm-bench: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            })
         }
         Cmd::Suite {
             duration,
@@ -205,21 +136,69 @@ fn main() -> ExitCode {
         } => {
             let me = std::env::current_exe().unwrap_or_else(|_| "dlm-bench".into());
             let dlm_server = dlm_server.unwrap_or_else(|| me.with_file_name("dlm-server"));
-            let suite = suite::Suite {
+            suite::Suite {
                 duration: Duration::from_secs_f64(if quick { 0.3 } else { duration }),
                 clients: if quick { vec![1, 4] } else { vec![1, 16, 64] },
                 fill: if quick { 10_000 } else { fill },
                 dlm_server,
                 redis_server,
                 self_exe: me,
-            };
-            match suite.run() {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("dlm-bench: {e}");
-                    ExitCode::FAILURE
-                }
             }
+            .run()
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dlm-bench: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// A command line that names something unknown.
+fn usage(message: &str) -> ExitCode {
+    eprintln!("dlm-bench: {message}");
+    ExitCode::from(2)
+}
+
+/// Serves the floor on an ephemeral loopback port until killed, after
+/// printing the address for the suite to read.
+fn floor(epoll: bool) -> io::Result<()> {
+    fn announce(addr: std::net::SocketAddr) -> io::Result<()> {
+        println!("floor listening on {addr}");
+        std::io::stdout().flush()
+    }
+    if epoll {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        announce(l.local_addr()?)?;
+        return epoll_floor::serve(l);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            announce(l.local_addr()?)?;
+            floor::serve(l).await
+        })
+}
+
+/// Runs one workload against one target and prints its figures.
+fn run_one(run: workload::Run) -> io::Result<()> {
+    let r = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(workload::run(run))?;
+    println!(
+        "{:.0} ops/s, {:.0} cycles/s, p50 {:.0} us, p99 {:.0} us, server {:.2} us/op, loadgen {:.2} us/op, errors {}",
+        r.ops_per_s(),
+        r.cycles_per_s(),
+        r.p50_us,
+        r.p99_us,
+        r.server_cpu_us,
+        r.loadgen_cpu_us,
+        r.errors
+    );
+    Ok(())
 }
