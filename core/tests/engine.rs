@@ -15,11 +15,12 @@
 use dlm_core::engine::{
     Config, Engine, Event, Fixed, Heap, Outcome, Principal, SnapshotError, Storage, WaiterId,
 };
-use dlm_core::protocol::{
-    Command, Owner, Resource, Response, Revision, Status, Token, VERSION_STRING,
-};
+use dlm_core::protocol::{Command, Owner, Resource, Revision, Status, Token, VERSION_STRING};
 use dlm_core::stats::{Stat, Stats};
 use dlm_core::time::{Instant, Ttl};
+
+mod common;
+use common::{ENGINE_COUNTERS, Reply, locked};
 
 /// The fixed-capacity storage most tests run on besides the heap.
 type Small = Fixed<64, 256, 1024>;
@@ -42,66 +43,6 @@ macro_rules! on_both {
 
 // ---------------------------------------------------------------------------
 // Harness
-
-/// An owned copy of a [`Response`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Reply {
-    status: Status,
-    id: Option<String>,
-    data: Option<String>,
-    token: Option<u64>,
-    expire: Option<u64>,
-    revision: Option<u64>,
-    error: Option<String>,
-}
-
-impl Reply {
-    fn of(r: &Response<'_>) -> Self {
-        Self {
-            status: r.status,
-            id: r.id.map(str::to_owned),
-            data: r.data.map(str::to_owned),
-            token: r.token.map(|t| t.0),
-            expire: r.expire.map(Ttl::as_millis),
-            revision: r.revision.map(|r| r.0),
-            error: r.error.map(|e| e.to_string()),
-        }
-    }
-
-    /// Only a status.
-    fn bare(status: Status) -> Self {
-        Self {
-            status,
-            id: None,
-            data: None,
-            token: None,
-            expire: None,
-            revision: None,
-            error: None,
-        }
-    }
-
-    fn id(mut self, id: &str) -> Self {
-        self.id = Some(id.to_owned());
-        self
-    }
-
-    fn expire(mut self, ms: u64) -> Self {
-        self.expire = Some(ms);
-        self
-    }
-
-    fn revision(mut self, rev: u64) -> Self {
-        self.revision = Some(rev);
-        self
-    }
-}
-
-fn locked(id: &str, token: u64, expire: u64) -> Reply {
-    let mut r = Reply::bare(Status::Locked).id(id).expire(expire);
-    r.token = Some(token);
-    r
-}
 
 fn unlocked(id: &str) -> Reply {
     Reply::bare(Status::Unlocked).id(id)
@@ -166,36 +107,6 @@ fn ttl(ms: u64) -> Ttl {
 fn at(ms: u64) -> Instant {
     Instant::from_millis(ms)
 }
-
-/// Counters the engine maintains (the rest are the host's).
-const ENGINE_COUNTERS: &[Stat] = &[
-    Stat::BadPayload,
-    Stat::Conflict,
-    Stat::DataIn,
-    Stat::DataOut,
-    Stat::EraseNF,
-    Stat::Erased,
-    Stat::ExpiredData,
-    Stat::ExpiredLock,
-    Stat::Get,
-    Stat::GetNF,
-    Stat::Lock,
-    Stat::NoMemory,
-    Stat::NotOwner,
-    Stat::PutNew,
-    Stat::PutUpdate,
-    Stat::Relock,
-    Stat::Stats,
-    Stat::TestLock,
-    Stat::TestLockNF,
-    Stat::Unlock,
-    Stat::UnlockNF,
-    Stat::Version,
-    Stat::Wait,
-    Stat::WaitCancel,
-    Stat::WaitGranted,
-    Stat::WaitTimeout,
-];
 
 /// An engine, the events it produced, and the counters last checked.
 struct H<S: Storage> {

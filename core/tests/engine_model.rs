@@ -39,6 +39,9 @@ use dlm_core::stats::Stat;
 use dlm_core::time::{Instant, Ttl};
 use proptest::prelude::*;
 
+mod common;
+use common::{ENGINE_COUNTERS, Reply, locked};
+
 const NAMES: [&str; 3] = ["n0", "n1", "n2"];
 const OWNERS: [&str; 3] = ["o0", "o1", "o2"];
 /// Waiters a `Fixed<WAITERS, ..>` engine can hold.
@@ -48,52 +51,6 @@ type Tiny = Fixed<WAITERS, 16, 32>;
 // ---------------------------------------------------------------------------
 // Owned responses and events
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Reply {
-    status: Status,
-    id: Option<String>,
-    data: Option<String>,
-    token: Option<u64>,
-    expire: Option<u64>,
-    revision: Option<u64>,
-}
-
-impl Reply {
-    fn of(r: &Response<'_>) -> Self {
-        Self {
-            status: r.status,
-            id: r.id.map(str::to_owned),
-            data: r.data.map(str::to_owned),
-            token: r.token.map(|t| t.0),
-            expire: r.expire.map(Ttl::as_millis),
-            revision: r.revision.map(|r| r.0),
-        }
-    }
-
-    fn bare(status: Status) -> Self {
-        Self {
-            status,
-            id: None,
-            data: None,
-            token: None,
-            expire: None,
-            revision: None,
-        }
-    }
-
-    fn id(mut self, id: &str) -> Self {
-        self.id = Some(id.to_owned());
-        self
-    }
-}
-
-fn locked(id: &str, token: u64, expire: u64) -> Reply {
-    let mut r = Reply::bare(Status::Locked).id(id);
-    r.token = Some(token);
-    r.expire = Some(expire);
-    r
-}
-
 /// An event's waiter, lock and tag; its response is kept beside it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Ev {
@@ -102,8 +59,16 @@ struct Ev {
     tag: u64,
 }
 
+/// The model speaks no error texts: a response without its own.
+fn reply(r: &Response<'_>) -> Reply {
+    Reply {
+        error: None,
+        ..Reply::of(r)
+    }
+}
+
 fn ev(e: &Event<'_>) -> (Ev, Reply) {
-    let r = Reply::of(&e.response);
+    let r = reply(&e.response);
     (
         Ev {
             waiter: e.waiter.get(),
@@ -676,36 +641,6 @@ enum Cmd {
     Version,
 }
 
-/// Counters the engine maintains.
-const ENGINE_COUNTERS: &[Stat] = &[
-    Stat::BadPayload,
-    Stat::Conflict,
-    Stat::DataIn,
-    Stat::DataOut,
-    Stat::EraseNF,
-    Stat::Erased,
-    Stat::ExpiredData,
-    Stat::ExpiredLock,
-    Stat::Get,
-    Stat::GetNF,
-    Stat::Lock,
-    Stat::NoMemory,
-    Stat::NotOwner,
-    Stat::PutNew,
-    Stat::PutUpdate,
-    Stat::Relock,
-    Stat::Stats,
-    Stat::TestLock,
-    Stat::TestLockNF,
-    Stat::Unlock,
-    Stat::UnlockNF,
-    Stat::Version,
-    Stat::Wait,
-    Stat::WaitCancel,
-    Stat::WaitGranted,
-    Stat::WaitTimeout,
-];
-
 /// An engine and what has been learned from its answers.
 struct Driver<S: Storage> {
     e: Engine<S>,
@@ -822,7 +757,7 @@ impl<S: Storage> Driver<S> {
         let principal = self.who[usize::from(principal)];
         let out = match self.e.handle(now, &command, principal, tag, &mut sink) {
             Outcome::Reply(r) => {
-                let mut reply = Reply::of(&r);
+                let mut reply = reply(&r);
                 if let Some(s) = r.stats {
                     // Checked against the model with the other counters;
                     // here only that the reply is the engine's state.
