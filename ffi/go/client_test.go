@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -320,26 +321,41 @@ func TestServerVersionAndStats(t *testing.T) {
 	}
 }
 
-// A server that accepts and never answers: calls fail with ErrUnavailable
-// once the I/O timeout passes.
-func TestIOTimeout(t *testing.T) {
+// fakeServer listens on a loopback port until the test ends and runs serve
+// on each connection it accepts, closing the connection after. It returns
+// the address.
+func fakeServer(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
 			conn, err := l.Accept()
 			if err != nil {
 				return
 			}
-			defer conn.Close()
+			go func() {
+				defer conn.Close()
+				serve(conn)
+			}()
 		}
 	}()
-	c := dialAt(t, l.Addr().String(), dlm.WithIOTimeout(200*time.Millisecond))
+	return l.Addr().String()
+}
+
+// A server that accepts and never answers: calls fail with ErrUnavailable
+// once the I/O timeout passes.
+func TestIOTimeout(t *testing.T) {
+	addr := fakeServer(t, func(conn net.Conn) {
+		// Read, never answer, until the client goes.
+		_, _ = io.Copy(io.Discard, conn)
+	})
+	c := dialAt(t, addr, dlm.WithIOTimeout(200*time.Millisecond))
 	start := time.Now()
-	_, err = c.Put(context.Background(), "k", []byte("v"), time.Second)
+	_, err := c.Put(context.Background(), "k", []byte("v"), time.Second)
 	took := time.Since(start)
 	mustIs(t, err, dlm.ErrUnavailable)
 	if took < 150*time.Millisecond || took > 3*time.Second {
@@ -349,31 +365,17 @@ func TestIOTimeout(t *testing.T) {
 
 // A server that answers nonsense: ErrProtocol.
 func TestProtocolError(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
+	addr := fakeServer(t, func(conn net.Conn) {
+		r := bufio.NewReader(conn)
 		for {
-			conn, err := l.Accept()
-			if err != nil {
+			if _, err := r.ReadString('\n'); err != nil {
 				return
 			}
-			go func() {
-				defer conn.Close()
-				r := bufio.NewReader(conn)
-				for {
-					if _, err := r.ReadString('\n'); err != nil {
-						return
-					}
-					fmt.Fprintln(conn, `{"Status":"Bananas"}`)
-				}
-			}()
+			fmt.Fprintln(conn, `{"Status":"Bananas"}`)
 		}
-	}()
-	c := dialAt(t, l.Addr().String())
-	_, err = c.Put(context.Background(), "k", []byte("v"), time.Second)
+	})
+	c := dialAt(t, addr)
+	_, err := c.Put(context.Background(), "k", []byte("v"), time.Second)
 	mustIs(t, err, dlm.ErrProtocol)
 	if e := err.(*dlm.Error); e.Op != "put" || e.Name != "k" || e.Message == "" {
 		t.Fatalf("error %#v lacks its details", e)
