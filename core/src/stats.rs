@@ -112,6 +112,8 @@ stats! {
     WaitCancel = "WaitCancel", false;
     /// Waiters granted the lock. Extension.
     WaitGranted = "WaitGranted", false;
+    /// Grants to waiters whose connection had closed, taken back. Extension.
+    WaitOrphaned = "WaitOrphaned", false;
     /// Waiters whose wait ran out. Extension.
     WaitTimeout = "WaitTimeout", false;
 }

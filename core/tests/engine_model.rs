@@ -212,6 +212,10 @@ struct MLock {
     who: u8,
     token: u64,
     until: u64,
+    /// Waiters told `Locked` with this token, or `None` once a request
+    /// was answered directly: an orphaned grant frees the lock only when
+    /// it takes back the last waiter who was told.
+    told: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -310,6 +314,7 @@ impl Model {
                     who: w.who,
                     token,
                     until: now + w.ttl,
+                    told: Some(1),
                 },
             );
             self.count(Stat::Lock);
@@ -321,7 +326,9 @@ impl Model {
                     self.time_out(&next);
                 } else if next.owner == w.owner && next.who == w.who {
                     self.pop_waiter(name);
-                    self.locks.get_mut(&name).unwrap().until = now + next.ttl;
+                    let l = self.locks.get_mut(&name).unwrap();
+                    l.until = now + next.ttl;
+                    l.told = l.told.map(|n| n + 1);
                     self.count(Stat::Relock);
                     self.count(Stat::WaitGranted);
                     self.event(&next, locked(OWNERS[w.owner], token, next.ttl));
@@ -410,6 +417,7 @@ impl Model {
                     who,
                     token: t,
                     until: now + ttl,
+                    told: None,
                 },
             );
             self.count(Stat::Lock);
@@ -420,6 +428,7 @@ impl Model {
                 return Out::Reply(self.not_owner());
             }
             l.until = now + ttl;
+            l.told = None;
             let t = l.token;
             self.count(Stat::Relock);
             return Out::Reply(locked(OWNERS[owner], t, ttl));
@@ -574,13 +583,22 @@ impl Model {
         true
     }
 
-    fn revoke(&mut self, name: usize, token: u64) -> bool {
-        match self.locks.get(&name) {
+    fn orphaned(&mut self, name: usize, token: u64) -> bool {
+        match self.locks.get_mut(&name) {
             Some(l) if l.token == token => {
-                let now = self.now;
-                self.release(name, now, now);
-                self.count(Stat::Unlock);
-                true
+                let free = match &mut l.told {
+                    None => false,
+                    Some(n) => {
+                        *n = n.saturating_sub(1);
+                        *n == 0
+                    }
+                };
+                self.count(Stat::WaitOrphaned);
+                if free {
+                    let now = self.now;
+                    self.release(name, now, now);
+                }
+                free
             }
             _ => false,
         }
@@ -744,7 +762,7 @@ impl<S: Storage> Driver<S> {
                 return (Out::Bool(done), evs);
             }
             Cmd::Revoke { name, token } => {
-                let done = self.e.revoke(now, NAMES[name], Token(token), &mut sink);
+                let done = self.e.orphaned(now, NAMES[name], Token(token), &mut sink);
                 return (Out::Bool(done), evs);
             }
             Cmd::Advance => {
@@ -831,7 +849,7 @@ fn model_step(
         Cmd::Get { name, owner, who } => Out::Reply(m.get(name, owner, who)),
         Cmd::Erase { name, owner, who } => Out::Reply(m.erase(name, owner, who)),
         Cmd::Cancel(i) => Out::Bool(i.is_some_and(|i| m.cancel(waiters[i]))),
-        Cmd::Revoke { name, token } => Out::Bool(m.revoke(name, token)),
+        Cmd::Revoke { name, token } => Out::Bool(m.orphaned(name, token)),
         Cmd::Advance => Out::None,
         Cmd::Stats => {
             m.count(Stat::Stats);

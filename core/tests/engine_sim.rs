@@ -5,7 +5,8 @@
 //! asks for the lock with a TTL and a wait; once granted it works for a
 //! while and unlocks with its token, or crashes and lets the lock expire.
 //! Some clients' connections close at some point (the host cancels their
-//! wait, or revokes their grant if they already hold the lock); some
+//! wait, or reports their grant orphaned if they already hold it, which
+//! frees it only if it went to a waiter); some
 //! waits are too short and run out.
 //!
 //! The host loop is the one a server runs: it sleeps until the earlier of
@@ -376,9 +377,13 @@ impl<S: Storage> Sim<S> {
                     self.resolved[c] = Some(self.now);
                 }
                 State::Holding { token } => {
-                    let live = self.e.revoke(now, LOCK, Token(token), &mut sink);
-                    writeln!(self.log, "{} c{c} closed while holding: {live}", self.now).unwrap();
-                    if live {
+                    // The grant was delivered: closing does not end it (a
+                    // lock outlives its connection until its TTL), and
+                    // taking it back as undeliverable frees nothing once a
+                    // request was answered `Locked` directly.
+                    let freed = self.e.orphaned(now, LOCK, Token(token), &mut sink);
+                    writeln!(self.log, "{} c{c} closed while holding: {freed}", self.now).unwrap();
+                    if freed {
                         self.released(c);
                     }
                     self.state[c] = State::Served;

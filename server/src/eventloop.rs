@@ -296,6 +296,8 @@ impl EventLoop {
             memory_budget: settings.memory_budget,
             hash_key: random_key(),
             first_token: token_floor(),
+            // The clock below truncates to whole milliseconds.
+            deadline_slack: dlm_core::time::Ttl::from_millis(1),
         });
         let identities = match &settings.identity_dir {
             Some(dir) => {
@@ -730,7 +732,7 @@ impl EventLoop {
             let Self {
                 engine, deliveries, ..
             } = self;
-            engine.revoke(now, &name, token, &mut |ev| deliveries.push(delivery(&ev)));
+            engine.orphaned(now, &name, token, &mut |ev| deliveries.push(delivery(&ev)));
         }
     }
 

@@ -88,7 +88,18 @@ pub struct Config {
     /// directory can seed it from the wall clock so tokens keep increasing
     /// across restarts.
     pub first_token: u64,
+    /// Added to every deadline (lock and data expiry, end of a wait), and
+    /// left out of the remaining time reported. A host whose clock
+    /// truncates to whole milliseconds sets one millisecond: a request
+    /// handled at 10.9 ms is seen at 10, and without the slack a 5 ms lock
+    /// would end at 15, 4.1 ms after it was granted; with it, at 16, never
+    /// less than asked. Zero for a host whose `now` is exact (a simulated
+    /// clock). At most [`MAX_DEADLINE_SLACK`].
+    pub deadline_slack: Ttl,
 }
+
+/// The most [`Config::deadline_slack`] may be.
+pub const MAX_DEADLINE_SLACK: Ttl = Ttl::from_millis(1000);
 
 impl Config {
     /// The defaults: protocol limits, 1 GiB budget, a fixed hash key (set
@@ -98,6 +109,7 @@ impl Config {
         memory_budget: 1 << 30,
         hash_key: [0x6463_6c6d_2d6b_6579, 0x7365_6564_2d30_3031],
         first_token: 0,
+        deadline_slack: Ttl::ZERO,
     };
 }
 
@@ -168,6 +180,24 @@ pub struct Event<'e> {
     pub response: Response<'e>,
 }
 
+/// A live lock, as [`Engine::locks`] and [`Engine::lock_info`] show it (to
+/// an operator or a test; values are never shown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockInfo<'e> {
+    /// The lock's name.
+    pub name: &'e str,
+    /// The holder's owner ID.
+    pub owner: &'e str,
+    /// The holder's identity, if it used one.
+    pub identity: Option<IdentityId>,
+    /// The current grant's fencing token.
+    pub token: Token,
+    /// Time left at the engine's current instant.
+    pub remaining: Ttl,
+    /// Waiters queued for it.
+    pub waiters: usize,
+}
+
 /// The table has no room (fixed capacity, or the allocator failed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Full;
@@ -190,6 +220,49 @@ struct LockSlot<S: sealed::Storage> {
     link: Link,
     hash: u32,
     ident: u16,
+    /// Who was told `Locked` for this token: see [`Told`].
+    told: Told,
+}
+
+/// Who was told `Locked` for a lock's current token, so that taking back
+/// one undeliverable grant ([`Engine::orphaned`]) never frees a lock that
+/// someone else of the same owner was told it holds.
+///
+/// A grant made to waiters (the one the lock was handed to, and the waiters
+/// of the same owner answered with it) counts them; each orphaned grant
+/// takes one back, and the lock is freed only when none is left. Once a
+/// request is answered `Locked` directly (a new lock, a re-lock, an
+/// extension), the grant is no longer the waiters' alone and an orphan
+/// never frees it (it runs out, or its owner unlocks it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Told(u16);
+
+impl Told {
+    /// A request was answered directly.
+    const DIRECT: Self = Self(u16::MAX);
+    /// Handed to one waiter.
+    const ONE_WAITER: Self = Self(1);
+
+    /// One more waiter was answered with this grant. Past what the count
+    /// holds it becomes [`DIRECT`](Self::DIRECT): never freed by orphans,
+    /// which errs on the safe side.
+    fn add_waiter(self) -> Self {
+        if self.0 >= u16::MAX - 1 {
+            Self::DIRECT
+        } else {
+            Self(self.0 + 1)
+        }
+    }
+
+    /// One waiter's grant could not be delivered: the count left, and
+    /// whether nobody is left who was told.
+    fn take_back(self) -> (Self, bool) {
+        match self {
+            Self::DIRECT => (self, false),
+            Self(0 | 1) => (Self(0), true),
+            Self(n) => (Self(n - 1), false),
+        }
+    }
 }
 
 struct DataSlot<S: sealed::Storage> {
@@ -381,6 +454,7 @@ macro_rules! engine_struct {
         pub struct Engine<S: Storage $(= $default)?> {
             limits: Limits,
             budget: usize,
+            slack: u64,
             hasher: KeyHasher,
             timed: Timed<S>,
             queues: Table<S, QueueSlot>,
@@ -438,6 +512,7 @@ impl<S: Storage> Engine<S> {
         Self {
             limits: config.limits.clamped(),
             budget: config.memory_budget,
+            slack: config.deadline_slack.min(MAX_DEADLINE_SLACK).as_millis(),
             hasher: KeyHasher(config.hash_key),
             timed: Timed {
                 locks: Table::new(),
@@ -477,6 +552,37 @@ impl<S: Storage> Engine<S> {
     /// Bytes charged against the memory budget.
     pub fn memory_used(&self) -> usize {
         self.bytes
+    }
+
+    /// Every live lock (as of the last instant the engine saw), in no
+    /// particular order.
+    pub fn locks(&self) -> impl Iterator<Item = LockInfo<'_>> {
+        self.timed
+            .locks
+            .iter()
+            .map(move |(slot, l)| self.lock_info_of(slot, l))
+    }
+
+    /// The live lock `name`, if any (as of the last instant the engine saw).
+    pub fn lock_info(&self, name: &str) -> Option<LockInfo<'_>> {
+        let (_, slot) = self.find_lock(name);
+        slot.map(|s| self.lock_info_of(s, self.timed.locks.get(s)))
+    }
+
+    fn lock_info_of<'e>(&'e self, slot: u32, l: &'e LockSlot<S>) -> LockInfo<'e> {
+        let (name, owner) = l.key.parts();
+        let waiters = self
+            .find_queue(slot)
+            .1
+            .map_or(0, |q| self.queues.get(q).len as usize);
+        LockInfo {
+            name: as_str(name),
+            owner: as_str(owner),
+            identity: NonZeroU16::new(l.ident).map(IdentityId),
+            token: Token(l.token),
+            remaining: self.remaining(&l.link),
+            waiters,
+        }
     }
 
     /// The token the next grant will get.
@@ -758,11 +864,17 @@ impl<S: Storage> Engine<S> {
         true
     }
 
-    /// Releases the live grant of `name` that carries `token`, whoever
-    /// holds it, handing the lock to its next waiter. For a host that
-    /// could not deliver a grant (the waiter's connection closed just as
-    /// it was granted). Returns whether a grant was released.
-    pub fn revoke(
+    /// Takes back one waiter's grant that the host could not deliver (the
+    /// waiter's connection closed as it was granted): the host calls it
+    /// once for each such [`Event`] carrying `Locked` with `token`.
+    ///
+    /// The lock is freed (and handed to its next waiter) only if nobody
+    /// else was told it holds this grant: not a waiter of the same owner
+    /// answered with it, nor a request answered directly since (a re-lock
+    /// or an extension). Otherwise the grant stays with its owner, who was
+    /// told. Returns whether the lock was freed; nothing happens if `name`
+    /// no longer carries `token`.
+    pub fn orphaned(
         &mut self,
         now: Instant,
         name: &str,
@@ -774,13 +886,19 @@ impl<S: Storage> Engine<S> {
         let (_, Some(slot)) = self.find_lock(name) else {
             return false;
         };
-        if self.timed.locks.get(slot).token != token.0 {
+        let lock = self.timed.locks.get_mut(slot);
+        if lock.token != token.0 {
+            return false;
+        }
+        self.stats.incr(Stat::WaitOrphaned);
+        let (left, free) = lock.told.take_back();
+        lock.told = left;
+        if !free {
             return false;
         }
         self.wheel
             .remove(&mut self.timed, TimerRef::new(Kind::Lock, slot));
         self.release_unlinked(slot, now, events);
-        self.stats.incr(Stat::Unlock);
         true
     }
 
@@ -813,8 +931,11 @@ impl<S: Storage> Engine<S> {
             .is_some_and(|total| total <= self.budget)
     }
 
+    /// Time left as reported to clients: without the slack, but at least
+    /// 1 ms while the entry lives (it is live until its deadline).
     fn remaining(&self, link: &Link) -> Ttl {
-        Ttl::from_millis(link.when.saturating_sub(self.wheel.elapsed()))
+        let left = link.when.saturating_sub(self.wheel.elapsed());
+        Ttl::from_millis(left.saturating_sub(self.slack).max(left.min(1)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -846,8 +967,11 @@ impl<S: Storage> Engine<S> {
             self.wheel.rearm(
                 &mut self.timed,
                 TimerRef::new(Kind::Lock, slot),
-                now + ttl.as_millis(),
+                now + ttl.as_millis() + self.slack,
             );
+            // Answered directly: from now on no orphaned waiter's grant
+            // frees it.
+            self.timed.locks.get_mut(slot).told = Told::DIRECT;
             self.stats.incr(Stat::Relock);
             return Outcome::Reply(locked(owner, current, ttl));
         }
@@ -887,9 +1011,10 @@ impl<S: Storage> Engine<S> {
         let entry = LockSlot {
             key,
             token,
-            link: Link::new(now + ttl.as_millis()),
+            link: Link::new(now + ttl.as_millis() + self.slack),
             hash: h,
             ident,
+            told: Told::DIRECT,
         };
         let Ok(slot) = self.timed.locks.insert(entry, widen(h), |l| widen(l.hash)) else {
             return self.no_memory();
@@ -932,7 +1057,7 @@ impl<S: Storage> Engine<S> {
             lock,
             prev: NONE,
             next: NONE,
-            link: Link::new(now + wait.as_millis()),
+            link: Link::new(now + wait.as_millis() + self.slack),
             ident,
         };
         if self.append_waiter(entry).is_err() {
@@ -1080,7 +1205,8 @@ impl<S: Storage> Engine<S> {
                 lock.key = key;
                 lock.token = token;
                 lock.ident = w.ident;
-                lock.link.when = now + w.ttl;
+                lock.told = Told::ONE_WAITER;
+                lock.link.when = now + w.ttl + self.slack;
             }
             self.bytes = self.bytes + new_len - old_len;
             self.wheel
@@ -1137,8 +1263,10 @@ impl<S: Storage> Engine<S> {
             self.wheel.rearm(
                 &mut self.timed,
                 TimerRef::new(Kind::Lock, slot),
-                now + w.ttl,
+                now + w.ttl + self.slack,
             );
+            let lock = self.timed.locks.get_mut(slot);
+            lock.told = lock.told.add_waiter();
             self.stats.incr(Stat::Relock);
             self.stats.incr(Stat::WaitGranted);
             self.announce_grant(slot, &w, events);
@@ -1225,7 +1353,7 @@ impl<S: Storage> Engine<S> {
         revision: Option<Revision>,
     ) -> Response<'s> {
         let (h, found) = self.find_data(name);
-        let when = now + ttl.as_millis();
+        let when = now + ttl.as_millis() + self.slack;
         let done = |rev: u64| {
             let mut r = Response::new(Status::Done);
             r.id = Some(owner);

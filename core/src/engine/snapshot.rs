@@ -15,13 +15,13 @@ use core::fmt;
 
 use super::store::sealed::{Pair as _, Value as _};
 use super::wheel::{Kind, Link, NONE, TimerRef};
-use super::{DataSlot, Engine, KeyHasher, LockSlot, Storage, WaiterSlot, overhead, widen};
+use super::{DataSlot, Engine, KeyHasher, LockSlot, Storage, Told, WaiterSlot, overhead, widen};
 use crate::protocol::{BufferTooSmall, Out};
 use crate::stats::Stat;
 use crate::time::Instant;
 
 const MAGIC: &[u8; 8] = b"DLMSNAP\0";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// Why a snapshot could not be restored. The engine is left empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +166,7 @@ impl<S: Storage> Engine<S> {
             w.u16(l.ident)?;
             w.u64(l.token)?;
             w.u64(left(&l.link))?;
+            w.u16(l.told.0)?;
         }
 
         w.len(self.timed.data.live)?;
@@ -255,7 +256,10 @@ impl<S: Storage> Engine<S> {
             return Err(SnapshotError::Checksum);
         }
         let when = |left: u64| -> Result<u64, SnapshotError> {
-            if left == 0 || left > crate::limits::TTL_CEILING.as_millis() {
+            if left == 0
+                || left
+                    > crate::limits::TTL_CEILING.as_millis() + super::MAX_DEADLINE_SLACK.as_millis()
+            {
                 return Err(SnapshotError::Corrupt("deadline"));
             }
             Ok(now + left)
@@ -292,7 +296,7 @@ impl<S: Storage> Engine<S> {
 
         for _ in 0..r.len()? {
             let (name, owner, ident) = (r.str()?, r.str()?, r.u16()?);
-            let (token, left) = (r.u64()?, r.u64()?);
+            let (token, left, told) = (r.u64()?, r.u64()?, r.u16()?);
             if !known_ident(self, ident) || token >= snap_token {
                 return Err(SnapshotError::Corrupt("lock"));
             }
@@ -307,6 +311,7 @@ impl<S: Storage> Engine<S> {
                 link: Link::new(when(left)?),
                 hash: h,
                 ident,
+                told: Told(told),
             };
             let slot = self
                 .timed

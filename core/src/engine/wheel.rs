@@ -151,7 +151,10 @@ impl Wheel {
             "deadline {when} not after {}",
             self.elapsed
         );
-        debug_assert!(when - self.elapsed <= TTL_CEILING.as_millis());
+        debug_assert!(
+            when - self.elapsed
+                <= TTL_CEILING.as_millis() + super::MAX_DEADLINE_SLACK.as_millis()
+        );
         self.place(links, r);
     }
 

@@ -94,5 +94,6 @@ pub(crate) const ENGINE_COUNTERS: &[Stat] = &[
     Stat::Wait,
     Stat::WaitCancel,
     Stat::WaitGranted,
+    Stat::WaitOrphaned,
     Stat::WaitTimeout,
 ];
