@@ -52,7 +52,14 @@ stats! {
     BadPayload = "BadPayload", false;
     /// Compare-and-set `Put`s that found another revision. Extension.
     Conflict = "Conflict", false;
-    /// Connections closed at once because the server was full (host). Extension.
+    /// Idle connections closed to make room for a new one when the server
+    /// was full (host). Extension.
+    ConnEvicted = "ConnEvicted", false;
+    /// Gauge: bytes connections make the server hold: partial lines,
+    /// answers unsent or held behind a queued request (host). Extension.
+    ConnMemory = "ConnMemory", true;
+    /// Connections refused (with an error line) because the server was
+    /// full (host). Extension.
     ConnRefused = "ConnRefused", false;
     /// Connections accepted (host).
     Connections = "Connections", false;

@@ -1512,9 +1512,8 @@ fn orphaned_frees_only_a_waiters_grant<S: Storage>() {
 /// Takes back a grant as a host does that could not deliver it.
 fn orphan<S: Storage>(h: &mut H<S>, t: u64, name: &str, token: u64) -> bool {
     let mut evs = Vec::new();
-    let done = h
-        .e
-        .orphaned(at(t), name, Token(token), &mut |e| evs.push(Ev::of(&e)));
+    let done =
+        h.e.orphaned(at(t), name, Token(token), &mut |e| evs.push(Ev::of(&e)));
     h.events.extend(evs);
     done
 }
@@ -1606,7 +1605,14 @@ fn lock_table_is_visible<S: Storage>() {
     h.advance(10);
     let info = h.e.lock_info("l").unwrap();
     assert_eq!(
-        (info.name, info.owner, info.token, info.remaining, info.waiters, info.identity),
+        (
+            info.name,
+            info.owner,
+            info.token,
+            info.remaining,
+            info.waiters,
+            info.identity
+        ),
         ("l", "a", Token(t), ttl(90), 1, None)
     );
     let mut all: Vec<_> = h.e.locks().map(|l| (l.name, l.owner)).collect();

@@ -91,13 +91,21 @@ pub struct ServeArgs {
     /// Longest `Expire`/`Wait` for identities [default: 366 days].
     #[arg(long, env = "DLM_MAX_TTL", value_parser = parse_duration)]
     pub max_ttl: Option<Duration>,
-    /// Most open connections; more are closed at once [default: 4096].
+    /// Most open connections; when full, the connection idle longest
+    /// (and at least the idle timeout) makes room, or the newcomer is
+    /// refused with an error line [default: 4096].
     #[arg(long, env = "DLM_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Close a connection that stalls this long in the middle of a line
-    /// [default: 10s].
+    /// Close a connection that stalls this long in the middle of a line,
+    /// sends nothing this long after connecting, or does not read its
+    /// answers for this long [default: 10s].
     #[arg(long, env = "DLM_IDLE_TIMEOUT", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
+    /// Most memory all connections together may hold beyond 32 KiB each
+    /// (partial lines, answers unsent or held behind a wait); past it,
+    /// reading pauses until answers drain [default: 256MiB].
+    #[arg(long, env = "DLM_CONNECTION_MEMORY", value_parser = parse_size)]
+    pub connection_memory: Option<u64>,
     /// Most memory for locks, data and waiters; past it, new entries are
     /// refused with `NO` [default: 1GiB].
     #[arg(long, env = "DLM_MEMORY_BUDGET", value_parser = parse_size)]
@@ -134,6 +142,7 @@ pub struct FileConfig {
     max_ttl: Option<SizeOrText>,
     max_connections: Option<usize>,
     idle_timeout: Option<SizeOrText>,
+    connection_memory: Option<SizeOrText>,
     memory_budget: Option<SizeOrText>,
     identity_dir: Option<PathBuf>,
     stats_interval: Option<SizeOrText>,
@@ -180,8 +189,10 @@ pub struct Settings {
     pub limits: Limits,
     /// Most open connections.
     pub max_connections: usize,
-    /// Stall allowed mid-line.
+    /// Stall allowed mid-line, before the first line, or writing.
     pub idle_timeout: Duration,
+    /// Bytes all connections may hold beyond their base.
+    pub connection_memory: usize,
     /// Engine memory budget in bytes.
     pub memory_budget: usize,
     /// Identity files.
@@ -203,6 +214,7 @@ impl Default for Settings {
             limits: Limits::DEFAULT,
             max_connections: 4096,
             idle_timeout: Duration::from_secs(10),
+            connection_memory: 256 << 20,
             memory_budget: 1 << 30,
             identity_dir: None,
             stats_interval: Duration::from_secs(3600),
@@ -295,8 +307,14 @@ impl ServeArgs {
         if limits.max_line < 64 {
             return Err(ConfigError("max line must be at least 64 bytes".into()));
         }
+        if limits.max_line > MAX_LINE_CEILING {
+            return Err(ConfigError(format!(
+                "max line must be at most {} MiB",
+                MAX_LINE_CEILING >> 20
+            )));
+        }
 
-        Ok(Settings {
+        let settings = Settings {
             listen,
             limits,
             max_connections: self
@@ -305,20 +323,80 @@ impl ServeArgs {
                 .unwrap_or(d.max_connections),
             idle_timeout: duration(self.idle_timeout, &file.idle_timeout, "idle_timeout")?
                 .unwrap_or(d.idle_timeout),
+            connection_memory: match size(
+                self.connection_memory,
+                &file.connection_memory,
+                "connection_memory",
+            )? {
+                Some(v) => usize_of(v, "connection memory")?,
+                None => d.connection_memory,
+            },
             memory_budget: match size(self.memory_budget, &file.memory_budget, "memory_budget")? {
                 Some(v) => usize_of(v, "memory budget")?,
                 None => d.memory_budget,
             },
             identity_dir: self.identity_dir.clone().or(file.identity_dir),
             stats_interval: duration(self.stats_interval, &file.stats_interval, "stats_interval")?
-                .unwrap_or(d.stats_interval)
-                .max(Duration::from_millis(10)),
+                .unwrap_or(d.stats_interval),
             log_file: self.log_file.clone().or(file.log_file),
             threads: self.threads.or(file.threads).unwrap_or(d.threads),
             busy_poll: duration(self.busy_poll, &file.busy_poll, "busy_poll")?
                 .unwrap_or(d.busy_poll)
                 .min(Duration::from_millis(10)),
-        })
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+}
+
+/// The longest request line a server may be configured for.
+pub const MAX_LINE_CEILING: usize = 1 << 30;
+
+impl Settings {
+    /// Refuses settings that cannot work, each with a reason.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let fail = |m: &str| Err(ConfigError(m.to_owned()));
+        if self.max_connections == 0 {
+            return fail("max connections must be at least 1");
+        }
+        if self.memory_budget < 1024 {
+            return fail("memory budget must be at least 1KiB");
+        }
+        if self.connection_memory < 1 << 20 {
+            return fail("connection memory must be at least 1MiB");
+        }
+        if self.idle_timeout < Duration::from_millis(100) {
+            return fail(
+                "idle timeout must be at least 100ms (a request split across two TCP segments would be cut)",
+            );
+        }
+        if self.stats_interval < Duration::from_millis(100) {
+            return fail("stats interval must be at least 100ms");
+        }
+        if self.threads == 0 {
+            return fail("threads must be at least 1");
+        }
+        if let Some(path) = &self.log_file {
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+            if let Some(dir) = dir
+                && !dir.is_dir()
+            {
+                return Err(ConfigError(format!(
+                    "log file {}: directory {} does not exist",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+        }
+        if let Some(dir) = &self.identity_dir
+            && !dir.is_dir()
+        {
+            return Err(ConfigError(format!(
+                "identity directory {} does not exist",
+                dir.display()
+            )));
+        }
+        Ok(())
     }
 }
 

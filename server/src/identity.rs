@@ -84,11 +84,21 @@ impl Identities {
     }
 
     /// Reads every `<Name>.cfg` in `dir` and registers it with the engine.
-    /// Invalid files are skipped and returned as warnings (file names only).
+    /// Invalid files are skipped and returned as warnings (file names only,
+    /// never secrets). A file readable by every user is refused (its
+    /// secret is no secret); one readable by its group is loaded with a
+    /// warning.
+    ///
+    /// On a reload, pass the identities loaded before as `previous`: an
+    /// identity whose file is now broken (unreadable, malformed, too
+    /// short, too open) keeps its previous entry, with a warning, so a
+    /// botched edit never locks its owner out. A file that is gone drops
+    /// its identity.
     pub fn load<S: dlm_core::engine::Storage>(
         dir: &Path,
         engine: &mut Engine<S>,
         max_data_default: usize,
+        previous: Option<&Self>,
     ) -> io::Result<(Self, Vec<String>)> {
         let mut ids = Self::none();
         let mut warnings = Vec::new();
@@ -105,21 +115,53 @@ impl Identities {
                 warnings.push(format!("{}: not a valid identity name", path.display()));
                 continue;
             }
+            let mut keep_previous = |why: String, warnings: &mut Vec<String>| match previous
+                .and_then(|p| p.by_name.get(name))
+            {
+                Some(old) => {
+                    warnings.push(format!(
+                        "{}: {why}; keeping the identity loaded before",
+                        path.display()
+                    ));
+                    ids.by_name.insert(
+                        name.to_owned(),
+                        Entry {
+                            secret: old.secret.clone(),
+                            id: old.id,
+                        },
+                    );
+                }
+                None => warnings.push(format!("{}: {why}", path.display())),
+            };
+            match permission_problem(&path) {
+                Some(Openness::World) => {
+                    keep_previous(
+                        "readable by every user (chmod 600 it); refused".to_owned(),
+                        &mut warnings,
+                    );
+                    continue;
+                }
+                Some(Openness::Group) => warnings.push(format!(
+                    "{}: readable by its group; chmod 600 is safer",
+                    path.display()
+                )),
+                None => {}
+            }
             let file: IdentityFile = match fs::read_to_string(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
             {
                 Ok(f) => f,
                 Err(e) => {
-                    warnings.push(format!("{}: {e}", path.display()));
+                    keep_previous(e, &mut warnings);
                     continue;
                 }
             };
             if file.identity.chars().count() < MIN_SECRET {
-                warnings.push(format!(
-                    "{}: secret shorter than {MIN_SECRET} characters",
-                    path.display()
-                ));
+                keep_previous(
+                    format!("secret shorter than {MIN_SECRET} characters"),
+                    &mut warnings,
+                );
                 continue;
             }
             let max = file
@@ -163,8 +205,32 @@ impl Identities {
     }
 }
 
+/// Who besides the owner may read a file.
+enum Openness {
+    Group,
+    World,
+}
+
+fn permission_problem(path: &Path) -> Option<Openness> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(path).ok()?.permissions().mode();
+        if mode & 0o004 != 0 {
+            return Some(Openness::World);
+        }
+        if mode & 0o040 != 0 {
+            return Some(Openness::Group);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    None
+}
+
 /// Creates `<dir>/<name>.cfg` with a fresh secret of [`NEW_SECRET`]
-/// URL-safe characters from the OS RNG, readable by the owner only.
+/// URL-safe characters from the OS RNG, readable by the owner only,
+/// in a directory created private (0700) if it does not exist.
 /// Refuses to overwrite an existing file.
 pub fn create(dir: &Path, name: &str, max_size: Option<u64>) -> io::Result<PathBuf> {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -185,7 +251,16 @@ pub fn create(dir: &Path, name: &str, max_size: Option<u64>) -> io::Result<PathB
         max_size: max_size.or(Some(DEFAULT_MAX_DATA as u64)),
     })
     .map_err(io::Error::other)?;
-    fs::create_dir_all(dir)?;
+    // The directory holds secrets: only its owner may list or change it,
+    // whatever the umask (created 0700; an existing one is left as it is).
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)?;
     let path = dir.join(format!("{name}.cfg"));
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -205,6 +280,79 @@ pub fn create(dir: &Path, name: &str, max_size: Option<u64>) -> io::Result<PathB
 mod tests {
     use super::*;
     use dlm_core::engine::Config;
+
+    #[cfg(unix)]
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Regression (issue 10): a broken file on reload keeps the identity
+    /// loaded before; a world-readable file is refused; `identity new`
+    /// makes a private directory whatever the umask.
+    #[cfg(unix)]
+    #[test]
+    fn reload_keeps_identities_whose_file_broke() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("dlm-ident-reload-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        // SAFETY: umask only changes this process's file creation mask.
+        #[allow(unsafe_code)]
+        let old = unsafe { libc::umask(0) };
+        let made = create(&dir.join("sub"), "alice", None);
+        // SAFETY: as above, restoring it.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::umask(old);
+        }
+        let alice = made.unwrap();
+        let mode = fs::metadata(dir.join("sub")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "identity directory mode {mode:o}");
+        let secret = serde_json::from_str::<IdentityFile>(&fs::read_to_string(&alice).unwrap())
+            .unwrap()
+            .identity;
+        let mut engine = Engine::new(Config::default());
+        let sub = dir.join("sub");
+        let (first, warnings) =
+            Identities::load(&sub, &mut engine, DEFAULT_MAX_DATA, None).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(first.verify("alice", &secret).is_some());
+
+        fs::write(&alice, "{ broken").unwrap();
+        chmod(&alice, 0o600);
+        let (second, warnings) =
+            Identities::load(&sub, &mut engine, DEFAULT_MAX_DATA, Some(&first)).unwrap();
+        assert_eq!(
+            second.verify("alice", &secret),
+            first.verify("alice", &secret)
+        );
+        assert!(
+            warnings[0].contains("keeping the identity loaded before"),
+            "{warnings:?}"
+        );
+        assert!(!warnings[0].contains(&secret));
+
+        fs::write(&alice, format!(r#"{{"Identity":"{secret}"}}"#)).unwrap();
+        chmod(&alice, 0o644);
+        let (third, warnings) =
+            Identities::load(&sub, &mut engine, DEFAULT_MAX_DATA, None).unwrap();
+        assert!(third.verify("alice", &secret).is_none());
+        assert!(
+            warnings[0].contains("readable by every user"),
+            "{warnings:?}"
+        );
+        chmod(&alice, 0o640);
+        let (fourth, warnings) =
+            Identities::load(&sub, &mut engine, DEFAULT_MAX_DATA, None).unwrap();
+        assert!(fourth.verify("alice", &secret).is_some());
+        assert!(warnings[0].contains("group"), "{warnings:?}");
+
+        fs::remove_file(&alice).unwrap();
+        let (fifth, _) =
+            Identities::load(&sub, &mut engine, DEFAULT_MAX_DATA, Some(&fourth)).unwrap();
+        assert!(fifth.is_empty(), "a deleted file drops its identity");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn names_cannot_escape_the_directory() {
@@ -244,7 +392,7 @@ mod tests {
         assert_eq!(file.max_size, Some(1 << 20));
 
         let mut engine = Engine::new(Config::default());
-        let (ids, warnings) = Identities::load(&dir, &mut engine, DEFAULT_MAX_DATA).unwrap();
+        let (ids, warnings) = Identities::load(&dir, &mut engine, DEFAULT_MAX_DATA, None).unwrap();
         assert_eq!(ids.len(), 1);
         assert_eq!(warnings.len(), 2);
         assert!(warnings.iter().all(|w| !w.contains("tooshort")));

@@ -22,9 +22,15 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 pub mod config;
+mod conn;
+mod deadlines;
+mod dispatch;
 mod eventloop;
+pub mod host;
 pub mod identity;
 mod server;
 pub mod statslog;
 
-pub use server::run;
+pub use conn::{LineBuffer, Next};
+
+pub use server::{Server, run};

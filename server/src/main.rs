@@ -50,7 +50,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    raise_fd_limit();
+    raise_fd_limit(settings.max_connections);
 
     let mut runtime = if settings.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -69,12 +69,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let listener = listen(settings.listen)?;
-        let addr = listener.local_addr()?;
-        // The one line tests (and people) wait for.
+        let server = dlm_server::Server::new(listener, &settings)?;
+        let addr = server.local_addr();
+        // The one line tests (and people) wait for, once it is true.
         println!("dlm-server listening on {addr}");
         let _ = std::io::stdout().flush();
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "dlm-server started");
-        dlm_server::run(listener, settings, shutdown_signal()).await
+        server.run(shutdown_signal()).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
@@ -126,8 +127,9 @@ async fn shutdown_signal() {
 }
 
 /// Raises the soft open-files limit to the hard one, so the connection cap
-/// rather than the descriptor limit decides how many clients fit.
-fn raise_fd_limit() {
+/// rather than the descriptor limit decides how many clients fit, and warns
+/// when even the hard limit is below what `--max-connections` needs.
+fn raise_fd_limit(max_connections: usize) {
     #[cfg(unix)]
     {
         let mut lim = libc::rlimit {
@@ -137,12 +139,28 @@ fn raise_fd_limit() {
         // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
         #[allow(unsafe_code)]
         unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) == 0
-                && lim.rlim_cur < lim.rlim_max
-            {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) != 0 {
+                return;
+            }
+            if lim.rlim_cur < lim.rlim_max {
                 lim.rlim_cur = lim.rlim_max;
-                let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim);
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) != 0 {
+                    let _ = libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim);
+                }
             }
         }
+        // A few descriptors go to the listener, epoll, logs and the runtime.
+        let needed = (max_connections as u64).saturating_add(32);
+        if lim.rlim_cur < needed {
+            tracing::warn!(
+                limit = lim.rlim_cur,
+                max_connections,
+                "the open-files limit is below what --max-connections needs; \
+                 connections past it wait in the kernel until descriptors free up \
+                 (raise `ulimit -n` or lower --max-connections)"
+            );
+        }
     }
+    #[cfg(not(unix))]
+    let _ = max_connections;
 }

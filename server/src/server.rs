@@ -18,7 +18,81 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::eventloop::{Command, EventLoop};
+use crate::eventloop::{Command, EventLoop, Handle};
+
+/// A server ready to serve: its listener bound, its identities loaded,
+/// its log file open. Everything that can fail at start has failed by the
+/// time [`Server::new`] returns, so the caller can say "listening" only
+/// once it is true.
+pub struct Server {
+    event_loop: EventLoop,
+    handle: Handle,
+    addr: std::net::SocketAddr,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Prepares to serve on `listener` with `settings`.
+    pub fn new(listener: TcpListener, settings: &Settings) -> io::Result<Self> {
+        let listener = listener.into_std()?;
+        let addr = listener.local_addr()?;
+        let (event_loop, handle) = EventLoop::new(listener, settings)?;
+        Ok(Self {
+            event_loop,
+            handle,
+            addr,
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, answers
+    /// what was received (telling waiters their wait is over), and returns
+    /// within about a second.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let Self {
+            event_loop, handle, ..
+        } = self;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("dlm-loop".into())
+            .spawn(move || {
+                let r = event_loop.run();
+                let _ = done_tx.send(());
+                r
+            })?;
+
+        let stop = CancellationToken::new();
+        #[cfg(unix)]
+        let reload = tokio::spawn(reload_on_sighup(handle.clone(), stop.clone()));
+        tokio::pin!(shutdown);
+        let mut done_rx = done_rx;
+        let ended_by_itself = tokio::select! {
+            () = &mut shutdown => false,
+            _ = &mut done_rx => true,
+        };
+        if !ended_by_itself {
+            handle.send(Command::Shutdown);
+            let _ = done_rx.await;
+        }
+        stop.cancel();
+        #[cfg(unix)]
+        let _ = reload.await;
+        thread
+            .join()
+            .map_err(|_| io::Error::other("the event loop panicked"))?
+    }
+}
 
 /// Serves on `listener` until `shutdown` completes, then stops accepting,
 /// answers what was received (telling waiters their wait is over), and
@@ -28,36 +102,7 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let listener = listener.into_std()?;
-    let (event_loop, handle) = EventLoop::new(listener, &settings)?;
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let thread = std::thread::Builder::new()
-        .name("dlm-loop".into())
-        .spawn(move || {
-            let r = event_loop.run();
-            let _ = done_tx.send(());
-            r
-        })?;
-
-    let stop = CancellationToken::new();
-    #[cfg(unix)]
-    let reload = tokio::spawn(reload_on_sighup(handle.clone(), stop.clone()));
-    tokio::pin!(shutdown);
-    let mut done_rx = done_rx;
-    let ended_by_itself = tokio::select! {
-        () = &mut shutdown => false,
-        _ = &mut done_rx => true,
-    };
-    if !ended_by_itself {
-        handle.send(Command::Shutdown);
-        let _ = done_rx.await;
-    }
-    stop.cancel();
-    #[cfg(unix)]
-    let _ = reload.await;
-    thread
-        .join()
-        .map_err(|_| io::Error::other("the event loop panicked"))?
+    Server::new(listener, &settings)?.run(shutdown).await
 }
 
 #[cfg(unix)]

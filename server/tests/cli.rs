@@ -84,3 +84,51 @@ fn identity_new_writes_a_private_file_and_refuses_bad_names() {
     assert!(!out.status.success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Regression (issue 10): settings that cannot work are refused at start,
+/// with a reason, before the server says it is listening.
+#[test]
+fn unworkable_settings_are_refused_before_listening() {
+    let missing = std::env::temp_dir().join(format!("dlm-cli-missing-{}", std::process::id()));
+    let log = missing.join("stats.log");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--max-connections".into(), "0".into()],
+            "max connections",
+        ),
+        (vec!["--memory-budget".into(), "0".into()], "memory budget"),
+        (vec!["--idle-timeout".into(), "0".into()], "idle timeout"),
+        (
+            vec!["--stats-interval".into(), "0".into()],
+            "stats interval",
+        ),
+        (
+            vec!["--connection-memory".into(), "1KiB".into()],
+            "connection memory",
+        ),
+        (
+            vec!["--max-line".into(), "18446744073709551615".into()],
+            "max line",
+        ),
+        (
+            vec!["--log-file".into(), log.display().to_string()],
+            "does not exist",
+        ),
+        (
+            vec!["--identity-dir".into(), missing.display().to_string()],
+            "does not exist",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = server()
+            .args(["127.0.0.1", "0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stdout.contains("listening"), "{args:?} said listening");
+    }
+}

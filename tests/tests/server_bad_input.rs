@@ -394,10 +394,14 @@ fn connections_beyond_the_limit_are_closed_at_once() {
     for s in held.iter_mut().skip(200) {
         s.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let mut b = [0u8; 1];
-        // EOF or a reset; a read timeout means the server left it open.
-        match s.read(&mut b) {
-            Ok(0) => closed += 1,
+        // The reason, then EOF (or a reset); a read timeout means the
+        // server left it open.
+        let mut got = Vec::new();
+        match s.read_to_end(&mut got) {
+            Ok(_) => {
+                assert_eq!(got, dlm_server::host::FULL, "refusal line");
+                closed += 1;
+            }
             Err(e)
                 if !matches!(
                     e.kind(),

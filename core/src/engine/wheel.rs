@@ -152,8 +152,7 @@ impl Wheel {
             self.elapsed
         );
         debug_assert!(
-            when - self.elapsed
-                <= TTL_CEILING.as_millis() + super::MAX_DEADLINE_SLACK.as_millis()
+            when - self.elapsed <= TTL_CEILING.as_millis() + super::MAX_DEADLINE_SLACK.as_millis()
         );
         self.place(links, r);
     }
