@@ -14,3 +14,8 @@ header:
 # scripts/bench.sh installs it).
 bench:
 	scripts/bench.sh
+
+# Long randomized runs: the server simulation over ~200,000 seeds, the
+# engine model, and cargo-fuzz where a nightly toolchain has it.
+fuzz:
+	scripts/fuzz.sh

@@ -1400,7 +1400,8 @@ fn same_owner_waiters_become_relocks<S: Storage>() {
     h.moved(&[(Stat::Lock, 1), (Stat::Wait, 5)]);
     h.unlock(10, "l", "a");
     // b's three waiters directly behind b: one grant, two re-locks with
-    // the same token, each with its own TTL; the last one sets the expiry.
+    // the same token, each with its own TTL; the longest sets the expiry
+    // (a waiter's grant never shortens what another was told).
     let t = t0 + 1;
     assert_eq!(
         h.take(),
@@ -1416,24 +1417,24 @@ fn same_owner_waiters_become_relocks<S: Storage>() {
         (Stat::Relock, 2),
         (Stat::WaitGranted, 3),
     ]);
-    assert_eq!(h.test(11, "l", "b"), locked("b", t, 49));
+    assert_eq!(h.test(11, "l", "b"), locked("b", t, 299));
     h.gauges(1, 0, 2);
     // c is next, and b's fourth waiter, behind c, waits for c.
-    h.advance(60);
+    h.advance(310);
     assert_eq!(h.take(), [granted(c, "l", 4, locked("c", t + 1, 100))]);
-    h.unlock(70, "l", "c");
+    h.unlock(320, "l", "c");
     assert_eq!(h.take(), [granted(b4, "l", 5, locked("b", t + 2, 100))]);
     // The same ID with another identity is another owner: not a re-lock.
-    h.unlock(80, "l", "b");
-    let t1 = H::<S>::token_of(&h.lock(80, "l", "a", 100));
-    let x = h.queue(80, "l", "b", 100, 5000, 6);
-    let y = h.as_(alice).wait(80, "l", "b", 100, 5000, 7);
+    h.unlock(380, "l", "b");
+    let t1 = H::<S>::token_of(&h.lock(380, "l", "a", 100));
+    let x = h.queue(380, "l", "b", 100, 5000, 6);
+    let y = h.as_(alice).wait(380, "l", "b", 100, 5000, 7);
     let Out::Queued(y) = y else { panic!("{y:?}") };
-    h.unlock(90, "l", "a");
+    h.unlock(390, "l", "a");
     assert_eq!(h.take(), [granted(x, "l", 6, locked("b", t1 + 1, 100))]);
-    h.unlock(95, "l", "b");
+    h.unlock(395, "l", "b");
     assert_eq!(h.take(), [granted(y, "l", 7, locked("b", t1 + 2, 100))]);
-    assert_eq!(h.as_(alice).test(96, "l", "b"), locked("b", t1 + 2, 99));
+    assert_eq!(h.as_(alice).test(396, "l", "b"), locked("b", t1 + 2, 99));
 }
 
 fn holder_waiting_on_itself_relocks_at_once<S: Storage>() {

@@ -327,7 +327,7 @@ impl Model {
                 } else if next.owner == w.owner && next.who == w.who {
                     self.pop_waiter(name);
                     let l = self.locks.get_mut(&name).unwrap();
-                    l.until = now + next.ttl;
+                    l.until = l.until.max(now + next.ttl);
                     l.told = l.told.map(|n| n + 1);
                     self.count(Stat::Relock);
                     self.count(Stat::WaitGranted);
@@ -1040,6 +1040,14 @@ impl Holders {
     }
 }
 
+/// `PROPTEST_CASES` if set (`make fuzz` runs many more), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn sorted(mut evs: Vec<(Ev, Reply)>) -> Vec<(Ev, Reply)> {
     // Events of one instant come in the timer wheel's order; clients
     // only see their own, so compare them as a set.
@@ -1103,7 +1111,7 @@ fn agree<S: Storage>(ops: &[(u64, Op)], capacity: Option<usize>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
 
     /// The heap engine agrees with the model on every answer and event.
     #[test]
@@ -1168,7 +1176,7 @@ fn restored_behaves_the_same<S: Storage>(prefix: &[(u64, Op)], rest: &[(u64, Op)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(128), ..ProptestConfig::default() })]
 
     /// A restored heap engine behaves exactly as the original.
     #[test]

@@ -225,9 +225,12 @@ pub(crate) struct Conn {
     pub(crate) starved: bool,
     /// The write side was shut down (after an overrun's answer went out).
     pub(crate) write_shut: bool,
-    /// The client closed its end; the connection closes once what it
-    /// sent is answered.
+    /// The client closed its end and the end of its input was read; the
+    /// connection closes once what it sent is answered.
     pub(crate) peer_eof: bool,
+    /// The client closed its write side (its input may not all be read
+    /// yet): it cannot be waiting any more.
+    pub(crate) hung_up: bool,
     /// Whether a deadline of this connection is in the heap (at most one
     /// is, so the heap never outgrows the connections).
     pub(crate) armed: bool,
@@ -254,6 +257,7 @@ impl Conn {
             starved: false,
             write_shut: false,
             peer_eof: false,
+            hung_up: false,
             armed: false,
             closing: Closing::No,
             discarded: 0,

@@ -3,14 +3,47 @@
 //! (a grant goes to the connection that queued, in its place among that
 //! connection's answers), taking back a grant whose client is gone.
 
+use std::time::Duration;
+
 use dlm_core::engine::{Event, Outcome, Principal, WaiterId};
-use dlm_core::protocol::{Framing, Request, RequestError, Response, Status, Token};
+use dlm_core::protocol::{Command, Framing, Request, RequestError, Response, Status, Token};
 use dlm_core::stats::Stat;
-use dlm_core::time::Instant;
+use dlm_core::time::Ttl;
 use tracing::debug;
 
 use crate::conn::Held;
-use crate::host::{Host, Peers};
+use crate::host::{Host, Peers, engine_time};
+
+/// What a client was told about holding a lock, as [`Host::journal`]
+/// records it: the truth a checker judges mutual exclusion by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Told {
+    /// Connection `slot` was told `owner` holds `name` with `token` for
+    /// `ttl` from `at` (a grant, a re-lock or an extension).
+    Locked {
+        /// The connection the answer went to.
+        slot: usize,
+        /// The lock.
+        name: String,
+        /// Its holder.
+        owner: String,
+        /// The grant's fencing token.
+        token: u64,
+        /// How long from `at`.
+        ttl: Ttl,
+        /// When the host decided it.
+        at: Duration,
+    },
+    /// `owner` released `name` at `at` (answered `Unlocked` with its ID).
+    Released {
+        /// The lock.
+        name: String,
+        /// Its former holder.
+        owner: String,
+        /// When the host decided it.
+        at: Duration,
+    },
+}
 
 /// A waiter's answer, owned, for placing after the engine call.
 #[derive(Debug)]
@@ -20,6 +53,8 @@ pub(crate) struct Delivery {
     line: Vec<u8>,
     /// The lock and token, if the answer is a grant.
     grant: Option<(String, Token)>,
+    /// The holder and TTL of a grant (for the journal).
+    owner: Option<(String, Ttl)>,
 }
 
 impl Delivery {
@@ -33,11 +68,16 @@ impl Delivery {
             (Status::Locked, Some(t)) => Some((ev.name.to_owned(), t)),
             _ => None,
         };
+        let owner = match (grant.is_some(), ev.response.id, ev.response.expire) {
+            (true, Some(id), Some(ttl)) => Some((id.to_owned(), ttl)),
+            _ => None,
+        };
         Self {
             tag: ev.tag,
             waiter: ev.waiter,
             line,
             grant,
+            owner,
         }
     }
 }
@@ -66,16 +106,28 @@ impl Host {
         &mut self,
         slot: usize,
         generation: u32,
-        now: Instant,
+        at: Duration,
         line: &mut [u8],
         peers: &dyn Peers,
     ) {
+        let now = engine_time(at);
+        // Time first: waiters served by what fell due are answered before
+        // this request's effect (the engine would do the same inside
+        // `handle`; doing it here keeps the journal in the engine's order).
+        if self.engine.next_deadline().is_some_and(|d| d <= now) {
+            let Self {
+                engine, deliveries, ..
+            } = self;
+            engine.advance(now, &mut |ev| deliveries.push(Delivery::of(&ev)));
+            self.place_deliveries(at, peers);
+        }
         let Self {
             engine,
             conns,
             identities,
             limits,
             deliveries,
+            journal,
             ..
         } = self;
         let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
@@ -113,29 +165,44 @@ impl Host {
         };
         let mut sink = |ev: Event<'_>| deliveries.push(Delivery::of(&ev));
         let waiter_tag = tag(slot, generation, framing);
+        let mut told = None;
         match engine.handle(now, &req.command, principal, waiter_tag, &mut sink) {
             Outcome::Reply(r) => {
+                if journal.is_some() {
+                    told = record(slot, &req.command, &r, at);
+                }
                 conn.emit(&r, framing);
                 engine.stats_mut().incr(Stat::Out);
             }
+            Outcome::Queued(w) if conn.hung_up => {
+                // Its client closed its end: it cannot be waiting.
+                engine.cancel(w);
+                engine.stats_mut().incr(Stat::NotOwner);
+                engine.stats_mut().incr(Stat::Out);
+                conn.emit(&Response::new(Status::NotOwner), framing);
+            }
             Outcome::Queued(w) => conn.held.push_back(Held::Waiting(w, framing)),
         }
+        if let (Some(journal), Some(told)) = (&mut self.journal, told) {
+            journal.push(told);
+        }
         if !self.deliveries.is_empty() {
-            self.place_deliveries(now, peers);
+            self.place_deliveries(at, peers);
         }
     }
 
     /// Puts waiters' answers into their connections. A grant whose client
     /// is gone (or has closed its end) is taken back, which may hand the
     /// lock to the next waiter, whose answer is placed next.
-    pub(crate) fn place_deliveries(&mut self, now: Instant, peers: &dyn Peers) {
+    pub(crate) fn place_deliveries(&mut self, at: Duration, peers: &dyn Peers) {
+        let now = engine_time(at);
         while !self.deliveries.is_empty() {
             for d in std::mem::take(&mut self.deliveries) {
                 let (slot, generation, _) = untag(d.tag);
                 let live = self
                     .conn(slot)
                     .filter(|c| c.generation == generation)
-                    .map(|c| c.peer_eof);
+                    .map(|c| c.hung_up);
                 let placed = match live {
                     Some(eof) if d.grant.is_some() && (eof || peers.closed(slot)) => {
                         // Not written into the void: the lock goes on.
@@ -148,6 +215,19 @@ impl Host {
                         .is_some_and(|c| c.fill(d.waiter, d.line)),
                     None => false,
                 };
+                if placed
+                    && let (Some(journal), Some((name, token)), Some((owner, ttl))) =
+                        (&mut self.journal, &d.grant, &d.owner)
+                {
+                    journal.push(Told::Locked {
+                        slot,
+                        name: name.clone(),
+                        owner: owner.clone(),
+                        token: token.0,
+                        ttl: *ttl,
+                        at,
+                    });
+                }
                 if placed {
                     self.engine.stats_mut().incr(Stat::Out);
                     self.actions.write.push(slot);
@@ -165,6 +245,30 @@ impl Host {
                 });
             }
         }
+    }
+}
+
+/// What a direct answer told a client about holding a lock, if anything.
+fn record(slot: usize, command: &Command<'_>, r: &Response<'_>, at: Duration) -> Option<Told> {
+    match (command, r.status, r.token, r.expire, r.id) {
+        (Command::Lock { name, owner, .. }, Status::Locked, Some(token), Some(ttl), _) => {
+            Some(Told::Locked {
+                slot,
+                name: name.0.to_owned(),
+                owner: owner.0.to_owned(),
+                token: token.0,
+                ttl,
+                at,
+            })
+        }
+        (Command::Unlock { name, owner, .. }, Status::Unlocked, _, _, Some(_)) => {
+            Some(Told::Released {
+                name: name.0.to_owned(),
+                owner: owner.0.to_owned(),
+                at,
+            })
+        }
+        _ => None,
     }
 }
 

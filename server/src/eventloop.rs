@@ -275,7 +275,13 @@ impl EventLoop {
                     }
                     MioToken(slot) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.readable(slot);
+                            self.readable(slot, ev.is_read_closed());
+                        }
+                        if ev.is_error() {
+                            // Reset: nothing more can be read or written
+                            // (a connection not being read, its answers
+                            // backed up, would otherwise wait for a read).
+                            self.host.failed(slot);
                         }
                         if ev.is_writable() {
                             self.dirty.push(slot);
@@ -376,8 +382,8 @@ impl EventLoop {
     }
 
     /// Reads what the socket holds into the host, which answers every
-    /// complete line.
-    fn readable(&mut self, slot: usize) {
+    /// complete line. `hung_up`: epoll said the client closed its end.
+    fn readable(&mut self, slot: usize, hung_up: bool) {
         let now = self.now();
         self.host.resume(slot, now, &self.sockets);
         while let Some(space) = self.host.read_space(slot) {
@@ -407,6 +413,11 @@ impl EventLoop {
                 }
             }
         }
+        if hung_up {
+            // Not read to its end (reading is paused): it still cannot be
+            // waiting.
+            self.host.hung_up(slot);
+        }
     }
 
     /// Does what the host asked: closes, write-side shutdowns, reads to
@@ -432,7 +443,7 @@ impl EventLoop {
             self.dirty.extend_from_slice(&self.actions.write);
             let resume = std::mem::take(&mut self.actions.read);
             for slot in &resume {
-                self.readable(*slot);
+                self.readable(*slot, false);
             }
             self.actions.read = resume;
             if closed_any && self.accept_retry.is_some() {

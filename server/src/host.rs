@@ -37,7 +37,7 @@ use tracing::debug;
 
 use crate::conn::{Closing, Conn, Next};
 use crate::deadlines::Deadlines;
-use crate::dispatch::Delivery;
+use crate::dispatch::{Delivery, Told};
 use crate::identity::Identities;
 
 /// Most answers held behind queued requests before reading pauses.
@@ -170,6 +170,8 @@ pub struct Host {
     pub(crate) orphans: Vec<(String, dlm_core::protocol::Token)>,
     pub(crate) actions: Actions,
     stopping: bool,
+    /// What clients were told about holding locks, when asked for.
+    pub(crate) journal: Option<Vec<Told>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -210,7 +212,23 @@ impl Host {
             orphans: Vec::new(),
             actions: Actions::default(),
             stopping: false,
+            journal: None,
         }
+    }
+
+    /// Starts recording what clients are told about holding locks (every
+    /// `Locked` answer to a `Lock`, to a waiter, and every release), for a
+    /// checker of mutual exclusion. Off unless asked for.
+    pub fn record_journal(&mut self) {
+        self.journal.get_or_insert_with(Vec::new);
+    }
+
+    /// Takes what was recorded since the last call.
+    pub fn take_journal(&mut self) -> Vec<Told> {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The engine configuration a host with `config` runs.
@@ -262,6 +280,21 @@ impl Host {
     /// recomputed from every connection's buffers (for checks in tests).
     pub fn connection_memory_recount(&self) -> usize {
         self.conns.iter().flatten().map(Conn::charge).sum()
+    }
+
+    /// Lock requests queued in the engine on behalf of open connections
+    /// (each must be exactly one of the engine's waiters).
+    pub fn queued_requests(&self) -> usize {
+        self.conns
+            .iter()
+            .flatten()
+            .map(|c| {
+                c.held
+                    .iter()
+                    .filter(|h| matches!(h, crate::conn::Held::Waiting(..)))
+                    .count()
+            })
+            .sum()
     }
 
     /// Whether connection `slot` is open.
@@ -435,9 +468,27 @@ impl Host {
             return;
         }
         conn.peer_eof = true;
+        conn.hung_up = true;
         conn.input.terminate();
         self.end_waits(slot);
         self.process(slot, now, peers);
+    }
+
+    /// The client of connection `slot` closed its write side, though not
+    /// all it sent may have been read (the host was not reading it, its
+    /// answers backed up): its queued requests leave their queues now,
+    /// answered `NotOwner` in their places, and any it sends later is
+    /// answered so at once. The end of stream itself comes later, through
+    /// [`closed_by_peer`](Self::closed_by_peer).
+    pub fn hung_up(&mut self, slot: usize) {
+        let Some(conn) = self.conn_mut(slot) else {
+            return;
+        };
+        if conn.hung_up || conn.closing != Closing::No {
+            return;
+        }
+        conn.hung_up = true;
+        self.end_waits(slot);
     }
 
     /// Reading or writing connection `slot` failed: drop it now.
@@ -520,7 +571,6 @@ impl Host {
     /// none is left or its answers back up.
     fn process(&mut self, slot: usize, now: Duration, peers: &dyn Peers) {
         let limit = self.limits.max_line;
-        let at = engine_time(now);
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
@@ -547,7 +597,7 @@ impl Host {
             }
             match input.next_line(limit) {
                 Next::Line(range) => {
-                    self.handle_line(slot, generation, at, &mut input.bytes_mut()[range], peers);
+                    self.handle_line(slot, generation, now, &mut input.bytes_mut()[range], peers);
                 }
                 Next::Partial => break,
                 Next::Overrun => {
@@ -744,7 +794,7 @@ impl Host {
                 engine, deliveries, ..
             } = self;
             engine.advance(at, &mut |ev| deliveries.push(Delivery::of(&ev)));
-            self.place_deliveries(at, peers);
+            self.place_deliveries(now, peers);
         }
         while let Some((slot, generation)) = self.deadlines.pop_due(now) {
             self.deadline(slot, generation, now);

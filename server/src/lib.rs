@@ -32,5 +32,6 @@ mod server;
 pub mod statslog;
 
 pub use conn::{LineBuffer, Next};
+pub use dispatch::Told;
 
 pub use server::{Server, run};

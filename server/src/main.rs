@@ -68,6 +68,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        // Signal handlers first: a SIGTERM right after "listening" must
+        // stop the server cleanly, not kill it.
+        let stop = shutdown_signal()?;
         let listener = listen(settings.listen)?;
         let server = dlm_server::Server::new(listener, &settings)?;
         let addr = server.local_addr();
@@ -75,7 +78,7 @@ fn main() -> ExitCode {
         println!("dlm-server listening on {addr}");
         let _ = std::io::stdout().flush();
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "dlm-server started");
-        server.run(shutdown_signal()).await
+        server.run(stop).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
@@ -103,26 +106,26 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
     tokio::net::TcpListener::from_std(socket.into())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now, and returns a future that
+/// completes on either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            std::future::pending::<()>().await;
-            return;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 

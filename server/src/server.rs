@@ -28,6 +28,10 @@ pub struct Server {
     event_loop: EventLoop,
     handle: Handle,
     addr: std::net::SocketAddr,
+    /// SIGHUP, caught from the moment the server is ready (its default
+    /// action would end the process).
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl std::fmt::Debug for Server {
@@ -39,7 +43,8 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Prepares to serve on `listener` with `settings`.
+    /// Prepares to serve on `listener` with `settings`. Call it inside a
+    /// tokio runtime: it installs the SIGHUP handler (identity reload).
     pub fn new(listener: TcpListener, settings: &Settings) -> io::Result<Self> {
         let listener = listener.into_std()?;
         let addr = listener.local_addr()?;
@@ -48,6 +53,8 @@ impl Server {
             event_loop,
             handle,
             addr,
+            #[cfg(unix)]
+            hup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
         })
     }
 
@@ -61,7 +68,11 @@ impl Server {
     /// within about a second.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let Self {
-            event_loop, handle, ..
+            event_loop,
+            handle,
+            #[cfg(unix)]
+            hup,
+            ..
         } = self;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
@@ -74,7 +85,7 @@ impl Server {
 
         let stop = CancellationToken::new();
         #[cfg(unix)]
-        let reload = tokio::spawn(reload_on_sighup(handle.clone(), stop.clone()));
+        let reload = tokio::spawn(reload_on_sighup(hup, handle.clone(), stop.clone()));
         tokio::pin!(shutdown);
         let mut done_rx = done_rx;
         let ended_by_itself = tokio::select! {
@@ -106,9 +117,12 @@ pub async fn run(
 }
 
 #[cfg(unix)]
-async fn reload_on_sighup(handle: crate::eventloop::Handle, stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+async fn reload_on_sighup(
+    hup: Option<tokio::signal::unix::Signal>,
+    handle: crate::eventloop::Handle,
+    stop: CancellationToken,
+) {
+    let Some(mut hup) = hup else {
         return;
     };
     loop {

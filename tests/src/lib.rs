@@ -143,6 +143,25 @@ impl Server {
         self.connect().stats()
     }
 
+    /// Polls the server's statistics until `ok` holds, failing with `what`
+    /// (and the last statistics) after `within`.
+    #[track_caller]
+    pub fn wait_for(&self, within: Duration, what: &str, ok: impl Fn(&Stats) -> bool) -> Stats {
+        let deadline = Instant::now() + within;
+        let mut conn = self.connect();
+        loop {
+            let stats = conn.stats();
+            if ok(&stats) {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting until {what}: {stats:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit, returning its status and how
     /// long it took.
     pub fn terminate(&mut self) -> (ExitStatus, Duration) {

@@ -167,9 +167,18 @@ fn statistics_lines_follow_jackrabbit_format_and_reset() {
     assert!(pairs.contains(&("Lock", 1)));
     assert!(pairs.contains(&("PutNew", 1)));
     assert!(!first.contains("secret-value-xyz"));
-    // Counters reset after each line; gauges stay.
-    thread::sleep(Duration::from_millis(700));
-    let text = std::fs::read_to_string(&log).unwrap();
+    // Counters reset after each line; gauges stay. Wait for two more lines
+    // (the one after the counters moved may still carry them).
+    let lines_now = std::fs::read_to_string(&log).unwrap().lines().count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.lines().count() >= lines_now + 2 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no new statistics lines");
+        thread::sleep(Duration::from_millis(20));
+    };
     let later = text.lines().last().unwrap();
     let keys: Vec<&str> = later[27..]
         .split(", ")

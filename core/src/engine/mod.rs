@@ -1260,10 +1260,13 @@ impl<S: Storage> Engine<S> {
             self.wheel
                 .remove(&mut self.timed, TimerRef::new(Kind::Waiter, head));
             let w = self.take_waiter_unlinked(head);
+            // Never shorter than what a waiter answered before it was
+            // told: its grant may stand alone if this one is orphaned.
+            let when = self.timed.locks.get(slot).link.when;
             self.wheel.rearm(
                 &mut self.timed,
                 TimerRef::new(Kind::Lock, slot),
-                now + w.ttl + self.slack,
+                when.max(now + w.ttl + self.slack),
             );
             let lock = self.timed.locks.get_mut(slot);
             lock.told = lock.told.add_waiter();
