@@ -58,6 +58,10 @@ enum Cmd {
         /// The redis-server binary.
         #[arg(long, default_value = "redis-server")]
         redis_server: PathBuf,
+        /// Another dlm-server binary (an earlier build) measured beside
+        /// this one in every dlm row: before/after in one run.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
     },
     /// Serve the floor (answer every line with a constant) on 127.0.0.1.
     Floor {
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
             quick,
             dlm_server,
             redis_server,
+            baseline,
         } => {
             let me = std::env::current_exe().unwrap_or_else(|_| "dlm-bench".into());
             let dlm_server = dlm_server.unwrap_or_else(|| me.with_file_name("dlm-server"));
@@ -142,6 +147,7 @@ fn main() -> ExitCode {
                 fill: if quick { 10_000 } else { fill },
                 dlm_server,
                 redis_server,
+                baseline,
                 self_exe: me,
             }
             .run()

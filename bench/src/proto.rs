@@ -18,6 +18,9 @@ pub enum Target {
     DlmLegacy,
     /// dlm-server started with `--busy-poll 100us`, plain JSON.
     DlmBusyPoll,
+    /// Another dlm-server binary (`--baseline`, e.g. the last release),
+    /// plain JSON: before/after figures in one run.
+    DlmBaseline,
     /// Redis: `SET k owner NX PX ttl`, unlock by compare-and-delete script.
     Redis,
     /// The floor: a trivial tokio server that answers every line with a
@@ -34,6 +37,7 @@ impl Target {
             Self::Dlm => "dlm",
             Self::DlmLegacy => "dlm-legacy",
             Self::DlmBusyPoll => "dlm busy-poll",
+            Self::DlmBaseline => "dlm baseline",
             Self::Redis => "redis",
             Self::Floor => "floor",
             Self::FloorEpoll => "floor (epoll)",
@@ -121,7 +125,12 @@ impl Target {
     /// SHA for Redis.
     pub fn encode(self, op: Op<'_>, script: &str, out: &mut Vec<u8>) {
         match self {
-            Self::Dlm | Self::DlmLegacy | Self::DlmBusyPoll | Self::Floor | Self::FloorEpoll => {
+            Self::Dlm
+            | Self::DlmLegacy
+            | Self::DlmBusyPoll
+            | Self::DlmBaseline
+            | Self::Floor
+            | Self::FloorEpoll => {
                 let framing = if self == Self::DlmLegacy {
                     Framing::Legacy
                 } else {
@@ -204,14 +213,16 @@ impl Target {
         }
         match self {
             Self::Floor | Self::FloorEpoll => Ok(Outcome::Ok),
-            Self::Dlm | Self::DlmLegacy | Self::DlmBusyPoll => Ok(match Response::parse(line) {
-                Ok((_, resp)) => match resp.status {
-                    Status::Locked | Status::Unlocked | Status::Done => Outcome::Ok,
-                    Status::NotOwner | Status::NotFound => Outcome::Refused,
-                    _ => Outcome::Error,
-                },
-                Err(_) => Outcome::Error,
-            }),
+            Self::Dlm | Self::DlmLegacy | Self::DlmBusyPoll | Self::DlmBaseline => {
+                Ok(match Response::parse(line) {
+                    Ok((_, resp)) => match resp.status {
+                        Status::Locked | Status::Unlocked | Status::Done => Outcome::Ok,
+                        Status::NotOwner | Status::NotFound => Outcome::Refused,
+                        _ => Outcome::Error,
+                    },
+                    Err(_) => Outcome::Error,
+                })
+            }
             Self::Redis => {
                 let body = &line[1..line.len().saturating_sub(2)];
                 match line.first() {

@@ -27,6 +27,8 @@ pub struct Suite {
     pub redis_server: PathBuf,
     /// This binary (to start the floor server).
     pub self_exe: PathBuf,
+    /// An earlier dlm-server build to measure beside this one.
+    pub baseline: Option<PathBuf>,
 }
 
 /// A server process, killed on drop.
@@ -150,6 +152,7 @@ impl Suite {
         let spinning = start_dlm_with(&self.dlm_server, &["--busy-poll", "100us"])?;
         let floor = start_floor(&self.self_exe, false)?;
         let floor_epoll = start_floor(&self.self_exe, true)?;
+        let baseline = self.baseline.as_ref().map(start_dlm).transpose()?;
         let server = |t: Target| -> &Proc {
             match t {
                 Target::Redis => &redis,
@@ -157,7 +160,20 @@ impl Suite {
                 Target::FloorEpoll => &floor_epoll,
                 Target::Dlm | Target::DlmLegacy => &dlm,
                 Target::DlmBusyPoll => &spinning,
+                Target::DlmBaseline => baseline.as_ref().unwrap_or(&dlm),
             }
+        };
+        let with_baseline = |ts: &[Target]| -> Vec<Target> {
+            let mut v = ts.to_vec();
+            if baseline.is_some() {
+                // Right after this build's row, so both see the same machine.
+                let at = v
+                    .iter()
+                    .position(|t| *t == Target::Dlm)
+                    .map_or(v.len(), |i| i + 1);
+                v.insert(at, Target::DlmBaseline);
+            }
+            v
         };
         let measure = |target: Target, workload: Workload, clients: usize, pipeline: usize| {
             let p = server(target);
@@ -197,7 +213,7 @@ impl Suite {
                 (Workload::Kv, 1),
                 (Workload::ContendedPoll, 1),
             ] {
-                for t in order {
+                for t in with_baseline(&order) {
                     push(w, clients, pipeline, t, measure(t, w, clients, pipeline)?);
                 }
                 if w == Workload::Uncontended && pipeline == 1 {
@@ -209,13 +225,9 @@ impl Suite {
                 }
             }
             let w = Workload::ContendedWait;
-            push(
-                w,
-                clients,
-                1,
-                Target::Dlm,
-                measure(Target::Dlm, w, clients, 1)?,
-            );
+            for t in with_baseline(&[Target::Dlm]) {
+                push(w, clients, 1, t, measure(t, w, clients, 1)?);
+            }
             // Latency-bound rows again, with the server polling briefly
             // before it sleeps (an option, off by default).
             let t = Target::DlmBusyPoll;
@@ -225,7 +237,7 @@ impl Suite {
                 push(w, clients, 1, t, measure(t, w, clients, 1)?);
             }
         }
-        drop((redis, dlm, spinning, floor, floor_epoll));
+        drop((redis, dlm, spinning, floor, floor_epoll, baseline));
 
         // Ratios: each dlm row against the Redis row of the same workload
         // (contended waits against Redis polling).
