@@ -1,0 +1,369 @@
+//! The client for Python: [`Client`] over `dlm::Client` (a pool of
+//! persistent connections, safe to share between threads), and the values
+//! its calls return, [`Value`] and [`LockState`].
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString, PyType};
+
+use crate::encoder::{bytes_of, from_py};
+use crate::errors::{blocking, invalid, to_py};
+use crate::lock::Lock;
+use crate::time;
+
+/// A connection pool to one dlm server, under one owner ID. Safe to share
+/// between threads; each call takes an idle connection (or opens one).
+/// Locks belong to the owner ID: parties that must exclude each other need
+/// a `Client` each.
+#[pyclass(frozen, module = "dlm._native")]
+pub struct Client {
+    inner: Mutex<Option<dlm::Client>>,
+    server: String,
+}
+
+impl Client {
+    /// The Rust client, or `UnavailableError` once closed. The mutex is held
+    /// only to clone an `Arc`.
+    fn client(&self, py: Python<'_>) -> PyResult<dlm::Client> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                to_py(
+                    py,
+                    dlm::Error::Unavailable(std::io::Error::new(
+                        std::io::ErrorKind::NotConnected,
+                        "the client is closed",
+                    )),
+                )
+            })
+    }
+}
+
+#[pymethods]
+impl Client {
+    /// Connects to `server` (`host:port`); one connection is opened now, so
+    /// an unreachable server raises `UnavailableError` here.
+    #[new]
+    #[pyo3(signature = (
+        server = "127.0.0.1:37373",
+        *,
+        client_id = None,
+        timeout = 10.0,
+        connect_timeout = 5.0,
+        identity = None,
+        encoder = None,
+        connect_attempts = 3,
+        max_idle = 4,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        server: &str,
+        client_id: Option<String>,
+        timeout: f64,
+        connect_timeout: f64,
+        identity: Option<(String, String)>,
+        encoder: Option<&Bound<'_, PyAny>>,
+        connect_attempts: u32,
+        max_idle: usize,
+    ) -> PyResult<Self> {
+        let mut options = dlm::Options {
+            io_timeout: time::duration(
+                py,
+                timeout,
+                "timeout must be a non-negative number of seconds",
+            )?,
+            connect_timeout: time::duration(
+                py,
+                connect_timeout,
+                "connect_timeout must be a non-negative number of seconds",
+            )?,
+            client_id,
+            credentials: identity,
+            connect_attempts,
+            max_idle,
+            ..dlm::Options::default()
+        };
+        if options.io_timeout.is_zero() || options.connect_timeout.is_zero() {
+            return Err(invalid(py, "timeouts must be positive"));
+        }
+        if let Some(e) = encoder {
+            options.encoder = from_py(e)?;
+        }
+        let addr = server.to_owned();
+        let client = blocking(py, move || {
+            Ok(dlm::Client::connect_with(addr.as_str(), options)?)
+        })?;
+        Ok(Self {
+            inner: Mutex::new(Some(client)),
+            server: server.to_owned(),
+        })
+    }
+
+    /// The owner ID of this client's locks and values.
+    #[getter]
+    fn id(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.client(py)?.id().to_owned())
+    }
+
+    /// The server address as given.
+    #[getter]
+    fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
+    /// Closes the idle connections; later calls raise `UnavailableError`.
+    /// Locks still held keep their own connection until released.
+    fn close(&self, py: Python<'_>) {
+        let client = self
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        py.detach(move || drop(client));
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyType>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close(py);
+        false
+    }
+
+    /// A lock on `name`, not yet taken: use it in `with`, or call
+    /// `acquire()`. `ttl`: seconds the server keeps it; `wait`: seconds to
+    /// queue if another owner holds it (`None`: one attempt); `auto_renew`:
+    /// extend it in the background every third of its TTL while held.
+    #[pyo3(signature = (name, ttl = 30.0, wait = None, auto_renew = true))]
+    fn lock(
+        &self,
+        py: Python<'_>,
+        name: String,
+        ttl: f64,
+        wait: Option<f64>,
+        auto_renew: bool,
+    ) -> PyResult<Lock> {
+        if name.is_empty() {
+            return Err(invalid(py, "empty name"));
+        }
+        let ttl = time::ttl(py, ttl)?;
+        if ttl.is_zero() {
+            return Err(invalid(py, "a TTL must be positive"));
+        }
+        let wait = time::wait(py, wait)?;
+        Ok(Lock::new(self.client(py)?, name, ttl, wait, auto_renew))
+    }
+
+    /// Whether `name` is locked, and by whom; never acquires.
+    fn test_lock(&self, py: Python<'_>, name: String) -> PyResult<LockState> {
+        let client = self.client(py)?;
+        let state = blocking(py, move || Ok(client.test_lock(&name)?))?;
+        Ok(match state {
+            dlm::LockState::Free => LockState {
+                state: "free",
+                token: None,
+                remaining: None,
+            },
+            dlm::LockState::Mine { token, remaining } => LockState {
+                state: "mine",
+                token: Some(token.0),
+                remaining: Some(time::seconds(remaining)),
+            },
+            dlm::LockState::Taken { remaining } => LockState {
+                state: "taken",
+                token: None,
+                remaining: remaining.map(time::seconds),
+            },
+        })
+    }
+
+    /// Releases `name` if this client's owner ID holds it (only the grant
+    /// `token`, if given); whether a lock was released. For tools that know
+    /// a name and token: a held `Lock` releases itself.
+    #[pyo3(signature = (name, token = None))]
+    fn unlock(&self, py: Python<'_>, name: String, token: Option<u64>) -> PyResult<bool> {
+        let client = self.client(py)?;
+        blocking(py, move || Ok(client.unlock(&name, token.map(dlm::Token))?))
+    }
+
+    /// Stores `value` (`bytes` or `str`, encoded by the client's encoder)
+    /// under `name` for `ttl` seconds; returns its new revision. With
+    /// `revision`, compare-and-set: only if the stored revision is that
+    /// (0: only if there is none), else `ConflictError` with the current one.
+    #[pyo3(signature = (name, value, ttl = 300.0, *, revision = None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        name: String,
+        value: &Bound<'_, PyAny>,
+        ttl: f64,
+        revision: Option<u64>,
+    ) -> PyResult<u64> {
+        let data = bytes_of(value)?;
+        let ttl: Duration = time::ttl(py, ttl)?;
+        let client = self.client(py)?;
+        blocking(py, move || {
+            let stored = match revision {
+                Some(r) => client.put_if(&name, &data, ttl, dlm::Revision(r))?,
+                None => client.put(&name, &data, ttl)?,
+            };
+            Ok(stored.0)
+        })
+    }
+
+    /// Reads `name`: its `Value`, or `None` if there is no such entry.
+    fn get(&self, py: Python<'_>, name: String) -> PyResult<Option<Value>> {
+        let client = self.client(py)?;
+        let value = blocking(py, move || Ok(client.get(&name)?))?;
+        Ok(value.map(|v| Value {
+            data: v.data,
+            revision: v.revision.0,
+            ttl: time::seconds(v.ttl),
+        }))
+    }
+
+    /// Deletes `name`; whether there was an entry.
+    fn erase(&self, py: Python<'_>, name: String) -> PyResult<bool> {
+        let client = self.client(py)?;
+        blocking(py, move || Ok(client.erase(&name)?))
+    }
+
+    /// The server's version string (it contains "JackrabbitDLM").
+    fn version(&self, py: Python<'_>) -> PyResult<String> {
+        let client = self.client(py)?;
+        blocking(py, move || Ok(client.version()?))
+    }
+
+    /// The server's statistics: counters and gauges by name.
+    fn stats(&self, py: Python<'_>) -> PyResult<BTreeMap<&'static str, u64>> {
+        let client = self.client(py)?;
+        let stats = blocking(py, move || Ok(client.stats()?))?;
+        Ok(stats.iter().map(|(s, v)| (s.name(), v)).collect())
+    }
+
+    fn __repr__(&self) -> String {
+        let id = self
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|c| c.id().to_owned());
+        match id {
+            Some(id) => format!("<dlm.Client {} id={id:?}>", self.server),
+            None => format!("<dlm.Client {} closed>", self.server),
+        }
+    }
+}
+
+/// A value read by `Client.get`.
+#[pyclass(frozen, module = "dlm._native")]
+pub struct Value {
+    data: Vec<u8>,
+    revision: u64,
+    ttl: f64,
+}
+
+#[pymethods]
+impl Value {
+    /// The decoded bytes.
+    #[getter]
+    fn value<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.data)
+    }
+
+    /// The bytes as UTF-8 text (`UnicodeDecodeError` if they are not).
+    #[getter]
+    fn text<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        let text = std::str::from_utf8(&self.data).map_err(|_| {
+            pyo3::exceptions::PyUnicodeDecodeError::new_err("the value is not UTF-8")
+        })?;
+        Ok(PyString::new(py, text))
+    }
+
+    /// The entry's revision: 1 on the first put, one more on each.
+    #[getter]
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Seconds the entry had left when the server answered.
+    #[getter]
+    fn ttl(&self) -> f64 {
+        self.ttl
+    }
+
+    fn __len__(&self) -> usize {
+        self.data.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Value(<{} bytes>, revision={}, ttl={:.3})",
+            self.data.len(),
+            self.revision,
+            self.ttl
+        )
+    }
+}
+
+/// What `Client.test_lock` found.
+#[pyclass(frozen, module = "dlm._native")]
+pub struct LockState {
+    state: &'static str,
+    token: Option<u64>,
+    remaining: Option<f64>,
+}
+
+#[pymethods]
+impl LockState {
+    /// `"free"`, `"mine"` (this owner ID holds it) or `"taken"`.
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.state
+    }
+
+    /// The grant's fencing token, when it is ours.
+    #[getter]
+    fn token(&self) -> Option<u64> {
+        self.token
+    }
+
+    /// Seconds left on the lock, when the server said.
+    #[getter]
+    fn remaining(&self) -> Option<f64> {
+        self.remaining
+    }
+
+    fn __repr__(&self) -> String {
+        let token = self.token.map(|t| format!(", token={t}"));
+        let remaining = self.remaining.map(|r| format!(", remaining={r:.3}"));
+        format!(
+            "LockState({:?}{}{})",
+            self.state,
+            token.unwrap_or_default(),
+            remaining.unwrap_or_default()
+        )
+    }
+}

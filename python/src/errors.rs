@@ -1,0 +1,147 @@
+//! Failures on their way to Python: a `dlm::Error` or a caught panic becomes
+//! an instance of the matching class of `dlm/_errors.py` (`NotOwnerError`,
+//! `ConflictError` with its `revision`, ...), each with its `code`.
+//!
+//! This module owns the panic boundary: [`catch`] wraps every call into the
+//! Rust client. It never decides what an error means; the client does.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+
+/// Why a call into the Rust client failed.
+pub(crate) enum Failure {
+    /// The client's own error.
+    Dlm(dlm::Error),
+    /// A panic, caught before it could reach Python; its message.
+    Panic(String),
+}
+
+impl From<dlm::Error> for Failure {
+    fn from(e: dlm::Error) -> Self {
+        Self::Dlm(e)
+    }
+}
+
+/// The result of a guarded call.
+pub(crate) type Outcome<T> = Result<T, Failure>;
+
+thread_local! {
+    /// The exception a Python encoder raised on this thread, kept so that
+    /// the `EncodingError` it causes can carry it as `__cause__`.
+    static CALLBACK_ERROR: RefCell<Option<PyErr>> = const { RefCell::new(None) };
+}
+
+/// Keeps `e` (raised by a Python callback) for the error it is about to
+/// cause on this thread.
+pub(crate) fn stash_callback_error(e: PyErr) {
+    CALLBACK_ERROR.with(|slot| *slot.borrow_mut() = Some(e));
+}
+
+fn take_callback_error() -> Option<PyErr> {
+    CALLBACK_ERROR.with(|slot| slot.borrow_mut().take())
+}
+
+/// Runs `f`, turning a panic into [`Failure::Panic`].
+pub(crate) fn catch<T>(f: impl FnOnce() -> Outcome<T>) -> Outcome<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(panic_failure(&*payload)))
+}
+
+pub(crate) fn panic_failure(payload: &(dyn Any + Send)) -> Failure {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    Failure::Panic(message)
+}
+
+/// Runs the blocking `f` with the GIL released and converts its failure.
+pub(crate) fn blocking<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> Outcome<T> + Send,
+) -> PyResult<T> {
+    py.detach(|| catch(f)).map_err(|e| e.into_py(py))
+}
+
+/// Converts a client error to its Python exception.
+pub(crate) fn to_py(py: Python<'_>, e: dlm::Error) -> PyErr {
+    Failure::Dlm(e).into_py(py)
+}
+
+/// An `InvalidArgumentError` (a `ValueError`) with this message.
+pub(crate) fn invalid(py: Python<'_>, why: &'static str) -> PyErr {
+    to_py(py, dlm::Error::InvalidArgument(why))
+}
+
+/// The name of the class in `dlm/_errors.py` for each kind.
+fn class_name(kind: dlm::ErrorKind) -> &'static str {
+    use dlm::ErrorKind as K;
+    match kind {
+        K::NotOwner => "NotOwnerError",
+        K::NotFound => "NotFoundError",
+        K::Conflict => "ConflictError",
+        K::Timeout => "TimeoutError",
+        K::LockLost => "LockLostError",
+        K::Cancelled => "CancelledError",
+        K::BadRequest => "BadRequestError",
+        K::NoMemory => "NoMemoryError",
+        K::Unavailable => "UnavailableError",
+        K::Protocol => "ProtocolError",
+        K::Encoding => "EncodingError",
+        K::InvalidArgument => "InvalidArgumentError",
+        // A kind added to the client after this binding: the base class,
+        // whose code says "Error".
+        _ => "DlmError",
+    }
+}
+
+/// The exception classes, imported once from `dlm._errors`.
+fn class<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyType>> {
+    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    let module =
+        MODULE.get_or_try_init(py, || py.import("dlm._errors").map(pyo3::Bound::unbind))?;
+    Ok(module.bind(py).getattr(name)?.cast_into::<PyType>()?)
+}
+
+impl Failure {
+    /// The Python exception for this failure.
+    pub(crate) fn into_py(self, py: Python<'_>) -> PyErr {
+        let (name, message, revision, cause) = match self {
+            Self::Panic(why) => (
+                "InternalError",
+                format!("internal error (a bug in dlm): {why}"),
+                None,
+                None,
+            ),
+            Self::Dlm(e) => {
+                let cause = matches!(e, dlm::Error::Encoding(_))
+                    .then(take_callback_error)
+                    .flatten();
+                let revision = match &e {
+                    dlm::Error::Conflict { current } => Some(current.0),
+                    _ => None,
+                };
+                (class_name(e.kind()), e.to_string(), revision, cause)
+            }
+        };
+        let made = class(py, name).and_then(|cls| match revision {
+            Some(r) => cls.call1((message.clone(), r)),
+            None => cls.call1((message.clone(),)),
+        });
+        let err = match made {
+            Ok(instance) => PyErr::from_value(instance),
+            // Only if dlm._errors cannot be imported (a broken install).
+            Err(_) => PyRuntimeError::new_err(message),
+        };
+        if cause.is_some() {
+            err.set_cause(py, cause);
+        }
+        err
+    }
+}
