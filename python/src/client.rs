@@ -173,6 +173,14 @@ impl Client {
             return Err(invalid(py, "a TTL must be positive"));
         }
         let wait = time::wait(py, wait)?;
+        if auto_renew && name.contains('\0') {
+            // The Rust client names its renewal thread after the lock, and a
+            // thread name cannot hold a NUL: it would panic after the grant.
+            return Err(invalid(
+                py,
+                "a lock whose name contains a NUL byte cannot be auto-renewed",
+            ));
+        }
         Ok(Lock::new(self.client(py)?, name, ttl, wait, auto_renew))
     }
 
