@@ -50,15 +50,17 @@ class Client:
         self._server = server
         self._options = options
         self._native: Optional[_native.Client] = None
+        self._owned = True
         self._connecting: Optional[asyncio.Lock] = None
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dlm-aio")
 
     @classmethod
     def wrap(cls, client: _native.Client, *, workers: int = 8) -> "Client":
         """An asyncio client over an existing ``dlm.Client`` (same pool,
-        same owner ID)."""
+        same owner ID); closing it leaves ``client`` open."""
         c = cls(client.server, workers=workers)
         c._native = client
+        c._owned = False
         return c
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -94,8 +96,9 @@ class Client:
         return self._native
 
     async def close(self) -> None:
-        """Closes the connections and the worker threads."""
-        if self._native is not None:
+        """Closes the connections (unless the client was wrapped) and the
+        worker threads."""
+        if self._native is not None and self._owned:
             self._native.close()
         self._pool.shutdown(wait=False)
 

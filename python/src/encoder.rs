@@ -8,12 +8,14 @@
 
 use std::sync::Arc;
 
+use pyo3::PyTypeInfo as _;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyString};
 
 use crate::errors::{stash_callback_error, to_py};
 
-/// Bytes from `bytes`, `bytearray` or `str` (UTF-8).
+/// Bytes from `bytes`, `bytearray`, `memoryview` or `str` (UTF-8).
 pub(crate) fn bytes_of(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if let Ok(s) = value.cast::<PyString>() {
         return Ok(s.to_cow()?.as_bytes().to_vec());
@@ -21,12 +23,19 @@ pub(crate) fn bytes_of(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if let Ok(b) = value.cast::<PyBytes>() {
         return Ok(b.as_bytes().to_vec());
     }
-    // bytearray, memoryview and other buffers: through bytes().
-    let b = PyBytes::type_object(value.py()).call1((value,))?;
-    Ok(b.cast::<PyBytes>()?.as_bytes().to_vec())
+    if let Ok(b) = value.cast::<PyByteArray>() {
+        return Ok(b.to_vec());
+    }
+    if value.cast::<PyMemoryView>().is_ok() {
+        let b = PyBytes::type_object(value.py()).call1((value,))?;
+        return Ok(b.cast::<PyBytes>()?.as_bytes().to_vec());
+    }
+    // Not bytes(n) of an int, nor any iterable: a value is bytes or text.
+    Err(PyTypeError::new_err(format!(
+        "expected bytes, bytearray, memoryview or str, not {}",
+        value.get_type().name()?
+    )))
 }
-
-use pyo3::PyTypeInfo as _;
 
 /// JackrabbitDLM's table codec, the default: every binding and
 /// JackrabbitDLM's own Python client read what it writes.

@@ -223,6 +223,13 @@ def test_typed_errors_for_bad_arguments(client, name):
         assert isinstance(e.value, ValueError) and e.value.code == "InvalidArgument"
     with pytest.raises(TypeError):
         client.lock(123)
+    with pytest.raises(TypeError):
+        client.put(name, 42)  # not bytes(42): a value is bytes or text
+    with pytest.raises(TypeError):
+        client.put(name, ["a", "list"])
+    assert client.put(name, memoryview(b"view")) == 1
+    assert client.put(name, bytearray(b"array")) == 2
+    assert client.get(name).value == b"array"
     with pytest.raises(dlm.InvalidArgumentError):
         dlm.Client("not an address")
 
