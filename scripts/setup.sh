@@ -8,6 +8,13 @@ rustup target add thumbv7em-none-eabihf wasm32-unknown-unknown >/dev/null
 
 # The JackrabbitDLM-compatibility tests run under pytest.
 python3 -m pytest --version >/dev/null 2>&1 || python3 -m pip install --quiet pytest
+# The Python package's tests (scripts/test-python.sh) make a virtualenv,
+# which needs ensurepip (Debian's python3 has it in python3-venv).
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq python3-venv >/dev/null
+fi
 
 # libdlm's C and C++ tests (ffi/tests/c_programs.rs) need gcc/g++, binutils
 # (nm, readelf) and pkg-config; valgrind is their leak checker where ASAN's

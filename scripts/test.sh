@@ -35,6 +35,9 @@ cargo test -p dlm-core --locked --all-features --lib
 step "Python: a JackrabbitDLM-style client against dlm-server"
 python3 -m pytest -q tests/python
 
+step "Python package (python/): wheel built by maturin, pytest against dlm-server"
+scripts/test-python.sh
+
 step "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
