@@ -191,3 +191,55 @@ def test_hostile_filenames(server, hostile):
     assert json.loads(a.Put(60, hostile))["Status"] == "Done"
     assert a.Get()["DataStore"] == hostile
     assert a.Unlock() == "unlocked"
+
+
+def _parked_names():
+    from dlm import locker
+
+    return {(s.owner, n) for s in list(locker._parked.values()) for n in s.grants}
+
+
+def test_expired_grants_of_dropped_lockers_are_swept(server, name, monkeypatch):
+    from dlm import locker
+
+    owner = "sweep-" + name
+    assert make(server, name, ID=owner).Lock(expire=0.2) == "locked"
+    gc.collect()
+    assert (owner, name) in _parked_names(), "kept while the lock may be live"
+    wait_for(lambda: make(server, name).IsLocked(acquire=False) == "unlocked", message="expiry")
+    monkeypatch.setattr(locker, "_last_sweep", 0.0)
+    make(server, "anything")  # a new Locker sweeps
+    assert (owner, name) not in _parked_names()
+
+
+def test_the_sweep_keeps_a_grant_the_owner_renewed_elsewhere(server, name, monkeypatch):
+    from dlm import locker
+
+    owner = "renewed-" + name
+    a = make(server, name, ID=owner)
+    assert a.Lock(expire=0.3) == "locked"
+    token = a.token
+    # The same owner in "another process": re-locking keeps the token.
+    elsewhere = dlm.Client(server.addr, client_id=owner).lock(name, ttl=60, auto_renew=False).acquire()
+    assert elsewhere.token == token
+    del a
+    gc.collect()
+    grant = next(s.grants[name] for s in locker._parked.values() if s.owner == owner)
+    wait_for(lambda: grant.remaining == 0, message="our estimate of the first TTL to run out")
+    monkeypatch.setattr(locker, "_last_sweep", 0.0)
+    make(server, "anything")
+    assert (owner, name) in _parked_names(), "still the owner's live grant"
+    assert make(server, name).Lock() == "notowner", "and the sweep did not release it"
+    elsewhere.release()
+
+
+def test_a_lock_outlives_the_process_that_took_it(server, name):
+    import subprocess
+    import sys
+
+    script = (
+        "import dlm\n"
+        f"assert dlm.Locker({name!r}, Host={server.host!r}, Port={server.port}).Lock(expire=30) == 'locked'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert make(server, name).IsLocked(acquire=False) == "notowner", "left to its TTL, as JackrabbitDLM does"
