@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser};
 use dlm_core::limits::{self, Limits};
 use dlm_core::time::Ttl;
 use serde::Deserialize;
@@ -29,23 +29,23 @@ pub const DEFAULT_PORT: u16 = 37373;
 pub struct Cli {
     /// A subcommand instead of serving.
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Option<Subcommand>,
     /// Server settings.
     #[command(flatten)]
     pub serve: ServeArgs,
 }
 
 /// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
     /// Manage identities (named secrets for authenticated requests).
     #[command(subcommand)]
-    Identity(IdentityCommand),
+    Identity(IdentitySubcommand),
 }
 
 /// `identity` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum IdentityCommand {
+#[derive(Debug, clap::Subcommand)]
+pub enum IdentitySubcommand {
     /// Create `<dir>/<NAME>.cfg` with a new random secret (mode 0600).
     New {
         /// The identity's name: letters, digits, `-`, `_`, `.`.
@@ -487,7 +487,7 @@ mod tests {
             "127.0.0.1:37373".parse().unwrap()
         );
         let cli = Cli::try_parse_from(["dlm-server", "identity", "new", "alice"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Identity(_))));
+        assert!(matches!(cli.command, Some(Subcommand::Identity(_))));
     }
 
     #[test]

@@ -48,7 +48,7 @@ const WAKER: MioToken = MioToken(usize::MAX - 1);
 
 /// What the rest of the process asks of the loop.
 #[derive(Debug)]
-pub(crate) enum Command {
+pub(crate) enum Control {
     /// Stop accepting, answer what was received, and return.
     Shutdown,
     /// Re-read the identity directory.
@@ -94,7 +94,7 @@ pub(crate) struct EventLoop {
     listening: bool,
     /// When to try `accept` again after it failed for want of resources.
     accept_retry: Option<Instant>,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<Control>,
     sockets: Sockets,
     host: Host,
     actions: Actions,
@@ -109,16 +109,16 @@ pub(crate) struct EventLoop {
     log_file: Option<PathBuf>,
 }
 
-/// The waker for a loop, so other threads can hand it a [`Command`].
+/// The waker for a loop, so other threads can hand it a [`Control`].
 #[derive(Clone)]
 pub(crate) struct Handle {
     waker: std::sync::Arc<Waker>,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<Control>,
 }
 
 impl Handle {
     /// Sends `command` and wakes the loop.
-    pub(crate) fn send(&self, command: Command) {
+    pub(crate) fn send(&self, command: Control) {
         if self.commands.send(command).is_ok() {
             let _ = self.waker.wake();
         }
@@ -237,7 +237,7 @@ impl EventLoop {
         self.start.elapsed()
     }
 
-    /// Runs until a [`Command::Shutdown`], then answers what was received
+    /// Runs until a [`Control::Shutdown`], then answers what was received
     /// (waiters are told their wait is over) and returns.
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
@@ -264,12 +264,12 @@ impl EventLoop {
                     WAKER => {
                         while let Ok(cmd) = self.commands.try_recv() {
                             match cmd {
-                                Command::Shutdown if shutdown_at.is_none() => {
+                                Control::Shutdown if shutdown_at.is_none() => {
                                     shutdown_at = Some(Instant::now() + DRAIN);
                                     self.begin_shutdown();
                                 }
-                                Command::Shutdown => {}
-                                Command::ReloadIdentities => self.reload_identities(),
+                                Control::Shutdown => {}
+                                Control::ReloadIdentities => self.reload_identities(),
                             }
                         }
                     }

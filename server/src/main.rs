@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use dlm_server::config::{Cli, Command, IdentityCommand};
+use dlm_server::config::{Cli, IdentitySubcommand, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    if let Some(Command::Identity(IdentityCommand::New {
+    if let Some(Subcommand::Identity(IdentitySubcommand::New {
         name,
         identity_dir,
         max_size,

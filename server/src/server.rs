@@ -1,4 +1,4 @@
-//! The entry point: [`run`] hands the listener to the connection engine
+//! The entry point: [`run`] hands the listener to the event loop
 //! (one thread running an epoll loop that owns the lock engine and every
 //! connection, see [`eventloop`](crate::eventloop)) and stays on the tokio
 //! runtime to watch for shutdown and `SIGHUP`.
@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::eventloop::{Command, EventLoop, Handle};
+use crate::eventloop::{Control, EventLoop, Handle};
 
 /// A server ready to serve: its listener bound, its identities loaded,
 /// its log file open. Everything that can fail at start has failed by the
@@ -93,7 +93,7 @@ impl Server {
             _ = &mut done_rx => true,
         };
         if !ended_by_itself {
-            handle.send(Command::Shutdown);
+            handle.send(Control::Shutdown);
             let _ = done_rx.await;
         }
         stop.cancel();
@@ -133,7 +133,7 @@ async fn reload_on_sighup(
                     return;
                 }
                 tracing::info!("SIGHUP: reloading identities");
-                handle.send(Command::ReloadIdentities);
+                handle.send(Control::ReloadIdentities);
             }
         }
     }
