@@ -35,7 +35,7 @@ pub const NONCE_LEN: usize = 24;
 /// Authentication tag length in bytes.
 pub const TAG_LEN: usize = 16;
 /// The text every sealed value starts with.
-pub const PREFIX: &str = "dlmseal1.";
+pub const PREFIX: &str = crate::client::value::SEALED_PREFIX;
 
 const AAD_DOMAIN: &[u8] = b"dlm-seal-v1\0";
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -15,10 +15,10 @@ int main(int argc, char **argv) {
   s = dlm_client_lock(client, (const uint8_t *)"backup", 6, 30000, 10000,
                       DLM_LOCK_AUTO_RENEW, NULL, NULL, NULL, &lock);
   if (s != DLM_OK) {
-    char why[256] = "";
+    char why[256] = ""; /* what libdlm adds to the status, if anything */
     size_t n = 0;
     dlm_client_last_error(client, why, sizeof why, &n);
-    fprintf(stderr, "lock: %s\n", why);
+    fprintf(stderr, "lock: %s%s%s\n", dlm_status_string(s), why[0] ? ": " : "", why);
     dlm_client_free(client);
     return 1;
   }

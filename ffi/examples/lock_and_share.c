@@ -19,17 +19,17 @@
 
 #include <dlm.h>
 
-/* Prints what went wrong: the message libdlm kept for this thread (it
- * names the cause, e.g. "server unavailable: Connection refused"), or the
- * status's own description if there is none. */
+/* Prints what went wrong: the status's description, then what libdlm kept
+ * for this thread beyond it, if anything (e.g. "server unavailable:
+ * Connection refused (os error 111)"). */
 static void report(const char *what, dlm_status status, const dlm_client *client) {
-  char message[256] = "";
+  char detail[256] = "";
   size_t len = 0;
   if (client != NULL) {
     /* On BUFFER_TOO_SMALL nothing is copied; 256 bytes is plenty here. */
-    dlm_client_last_error(client, message, sizeof message, &len);
+    dlm_client_last_error(client, detail, sizeof detail, &len);
   }
-  fprintf(stderr, "%s: %s\n", what, message[0] != '\0' ? message : dlm_status_string(status));
+  fprintf(stderr, "%s: %s%s%s\n", what, dlm_status_string(status), detail[0] ? ": " : "", detail);
 }
 
 /* Runs on libdlm's renewal thread if the lock is lost (the server was
@@ -137,10 +137,10 @@ int main(int argc, char **argv) {
   }
   s = dlm_lock_release(lock);
   if (s != DLM_OK) { /* DLM_ERR_LOCK_LOST: it had expired before */
-    char message[256] = "";
+    char detail[256] = "";
     size_t n = 0;
-    dlm_lock_last_error(lock, message, sizeof message, &n);
-    fprintf(stderr, "release: %s\n", message[0] != '\0' ? message : dlm_status_string(s));
+    dlm_lock_last_error(lock, detail, sizeof detail, &n);
+    fprintf(stderr, "release: %s%s%s\n", dlm_status_string(s), detail[0] ? ": " : "", detail);
     goto out;
   }
   printf("released %s\n", lock_name);

@@ -21,11 +21,14 @@ namespace dlm {
 
 using std::chrono::milliseconds;
 
-// A failed libdlm call: its status, and the message libdlm kept if any.
+// A failed libdlm call: what failed, its status, and what libdlm added (the
+// detail of the last error, if any), e.g. "connect: server unavailable:
+// Connection refused (os error 111)".
 class Error : public std::runtime_error {
 public:
-  Error(dlm_status status, const std::string &what, const std::string &message = "")
-      : std::runtime_error(what + ": " + (message.empty() ? dlm_status_string(status) : message)),
+  Error(dlm_status status, const std::string &what, const std::string &detail = "")
+      : std::runtime_error(what + ": " + dlm_status_string(status) +
+                           (detail.empty() ? "" : ": " + detail)),
         status_(status) {}
   dlm_status status() const noexcept { return status_; }
 

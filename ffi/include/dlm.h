@@ -20,7 +20,8 @@
 // third of its TTL until it is released or freed.
 #define DLM_LOCK_AUTO_RENEW 1
 
-// The result of every libdlm call. Values are stable and never reused.
+// The result of every libdlm call. Values are stable and never reused;
+// each failure is one of dlm-core's error kinds, with its number.
 enum dlm_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -46,7 +47,8 @@ enum dlm_status
   DLM_ERR_NOT_FOUND = 8,
   // A compare-and-set put found another revision.
   DLM_ERR_CONFLICT = 9,
-  // The server refused the request as malformed or over a limit.
+  // The server refused the request as malformed or over a limit, or
+  // does not know the action.
   DLM_ERR_BAD_REQUEST = 10,
   // The server is out of memory for new entries.
   DLM_ERR_NO_MEMORY = 11,
@@ -56,8 +58,11 @@ enum dlm_status
   DLM_ERR_LOCK_LOST = 13,
   // The output buffer is too small; the needed size was reported.
   DLM_ERR_BUFFER_TOO_SMALL = 14,
-  // A stored value could not be decoded (wrong encoder or key).
+  // A value could not be encoded or decoded (wrong encoder or key).
   DLM_ERR_ENCODING = 15,
+  // The operating system refused a resource libdlm needs (a thread for
+  // auto-renewal, random bytes).
+  DLM_ERR_SYSTEM = 16,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -109,8 +114,9 @@ typedef struct dlm_options dlm_options;
 
 // Called once when the lock is found lost: on libdlm's renewal thread when
 // auto-renewal fails for good, or on the calling thread inside the
-// `dlm_lock_extend` that finds the lock gone. Must not call back into the
-// same `dlm_lock`.
+// `dlm_lock_*` call that finds the lock gone (an extension or release the
+// server refused, or any call after the lock's deadline passed). Must not
+// call back into the same `dlm_lock`.
 typedef void (*dlm_lost_fn)(void *userdata);
 
 // A custom value encoder or decoder. libdlm calls it with the data key
@@ -185,8 +191,11 @@ dlm_status dlm_client_new(const uint8_t *addr,
 // with no call on it still running.
 void dlm_client_free(struct dlm_client *client);
 
-// Copies the calling thread's last error message on this client
-// (NUL-terminated; empty if none) into `buf`.
+// Copies into `buf` (NUL-terminated) what the calling thread's most
+// recent libdlm call said beyond its status, if that call was on this
+// client and failed: e.g. `Connection refused (os error 111)` for
+// `DLM_ERR_UNAVAILABLE`. Empty if that call succeeded, was on another
+// handle, or its status says it all. Reading it records nothing.
 //
 // # Safety
 // `client` must be a live client; `buf` must hold `len` writable bytes;
@@ -206,8 +215,9 @@ dlm_status dlm_client_id(const struct dlm_client *client,
                          size_t *out_n);
 
 // Asks whether `name` is locked, without acquiring it. Writes the state,
-// and (each may be NULL) the token if this client holds it and the
-// remaining milliseconds if anyone does.
+// and (each may be NULL) the token if this client holds it (0 if the
+// server gives no tokens) and the remaining milliseconds if the server
+// said.
 //
 // # Safety
 // `client` must be a live client; `name` must point to `name_len` readable
@@ -233,7 +243,7 @@ dlm_status dlm_client_unlock(const struct dlm_client *client,
 
 // Stores `value` under `name` for `ttl_ms` milliseconds, encoded by the
 // client's encoder. Writes the new revision to `out_revision` (may be
-// NULL).
+// NULL; 0 from a server that keeps no revisions, JackrabbitDLM).
 //
 // # Safety
 // `client` must be a live client; `name` and `value` must point to their
@@ -250,7 +260,8 @@ dlm_status dlm_client_put(const struct dlm_client *client,
 // `expected` (0: only if there is no entry). On `DLM_OK`, the new revision
 // goes to `out_revision`; on `DLM_ERR_CONFLICT`, the *current* revision
 // does (0 if there is no entry) — the one exception to out-parameters
-// being written only on success.
+// being written only on success. A server without compare-and-set
+// (JackrabbitDLM) writes the value anyway: `DLM_ERR_PROTOCOL` says so.
 //
 // # Safety
 // As for `dlm_client_put`.
@@ -265,9 +276,10 @@ dlm_status dlm_client_put_if(const struct dlm_client *client,
 
 // Reads `name` into `buf` (decoded by the client's encoder; not
 // NUL-terminated), its length into `out_len`, and (if not NULL) its
-// revision into `out_revision`. `DLM_ERR_NOT_FOUND` if there is no entry.
-// If `buf` is too small, returns `DLM_ERR_BUFFER_TOO_SMALL` with the
-// needed length in `out_len` and nothing else written.
+// revision into `out_revision` (0 from a server that keeps none).
+// `DLM_ERR_NOT_FOUND` if there is no entry. If `buf` is too small, returns
+// `DLM_ERR_BUFFER_TOO_SMALL` with the needed length in `out_len` and
+// nothing else written.
 //
 // # Safety
 // `client` must be a live client; `name` must point to `name_len` bytes;
@@ -333,7 +345,9 @@ dlm_status dlm_client_lock(const struct dlm_client *client,
                            void *userdata,
                            struct dlm_lock **out);
 
-// The grant's fencing token: pass it to whatever the lock protects.
+// The grant's fencing token: pass it to whatever the lock protects. 0 if
+// the server gives no tokens (JackrabbitDLM): nothing can fence then, and
+// extensions are plain re-locks, sent only before the lock's deadline.
 //
 // # Safety
 // `lock` must be a live lock; `out` writable.
@@ -348,8 +362,9 @@ dlm_status dlm_lock_token(const struct dlm_lock *lock,
 dlm_status dlm_lock_remaining_ms(const struct dlm_lock *lock,
                                  uint64_t *out);
 
-// Whether the lock is known lost (an extension or release found it gone,
-// or auto-renewal failed past its deadline).
+// Whether the lock is known lost: its deadline passed without a confirmed
+// extension (auto-renewal failing, or none asked for), or an extension or
+// release found it gone.
 //
 // # Safety
 // `lock` must be a live lock; `out` writable.
@@ -371,8 +386,9 @@ dlm_status dlm_lock_extend(const struct dlm_lock *lock,
 // `lock` must be a live lock.
 dlm_status dlm_lock_release(const struct dlm_lock *lock);
 
-// Copies the calling thread's last error message on this lock
-// (NUL-terminated; empty if none) into `buf`.
+// Copies into `buf` (NUL-terminated) what the calling thread's most
+// recent libdlm call said beyond its status, if that call was on this lock
+// and failed (see `dlm_client_last_error`). Reading it records nothing.
 //
 // # Safety
 // `lock` must be a live lock; `buf` must hold `len` writable bytes;
@@ -427,8 +443,9 @@ dlm_status dlm_options_set_client_id(struct dlm_options *opts,
                                      const uint8_t *id,
                                      size_t id_len);
 
-// Sends JackrabbitDLM's table-encoded framing instead of plain JSON (for
-// talking to a JackrabbitDLM server).
+// Sends JackrabbitDLM's table-encoded framing instead of plain JSON, to
+// talk to a JackrabbitDLM server. Every request then gets a connection of
+// its own, closed after the answer, as that server closes it.
 //
 // # Safety
 // `opts` must be a live pointer from `dlm_options_new`.
@@ -468,9 +485,11 @@ dlm_status dlm_options_set_encoder(struct dlm_options *opts,
                                    dlm_decode_fn decode,
                                    void *userdata);
 
-// Copies the message of the calling thread's last failed `dlm_client_new`
-// with these options (NUL-terminated; empty if none) into `buf`: why the
-// server could not be reached, for example.
+// Copies into `buf` (NUL-terminated) what the calling thread's most
+// recent libdlm call said beyond its status, if that call was made with
+// these options and failed: a `dlm_options_set_*`, or a `dlm_client_new`
+// (why the server could not be reached, for example). Reading it records
+// nothing.
 //
 // # Safety
 // `opts` must be a live pointer from `dlm_options_new`; `buf` must hold

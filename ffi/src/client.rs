@@ -13,10 +13,10 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use dlm_core::client::{self as core_client, Refusal};
+use dlm_core::client::{self as core_client, answer};
 use dlm_core::protocol::{Credentials, Framing, Request, Response, Revision};
 use dlm_core::stats::Stats;
-use dlm_core::time::Ttl;
+use dlm_core::time::{MonotonicClock, Ttl};
 
 use crate::cancel::CancelToken;
 use crate::encoder::{Encoder, TableEncoder};
@@ -36,7 +36,10 @@ pub struct Options {
     /// The owner ID; random (48 URL-safe characters from the OS RNG) if
     /// `None`.
     pub client_id: Option<String>,
-    /// The framing to send (plain JSON unless talking to JackrabbitDLM).
+    /// The framing to send: plain JSON, or legacy (table-encoded) to talk
+    /// to a JackrabbitDLM server. In legacy framing every request gets a
+    /// connection of its own, closed after the answer, as JackrabbitDLM's
+    /// server closes it (and its own client does).
     pub framing: Framing,
     /// `Name` and `Identity` for every request.
     pub credentials: Option<(String, String)>,
@@ -84,7 +87,7 @@ impl std::fmt::Debug for Options {
 pub fn random_id() -> Result<String> {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut raw = [0u8; 48];
-    getrandom::fill(&mut raw).map_err(|e| Error::Unavailable(e.into()))?;
+    getrandom::fill(&mut raw).map_err(|e| Error::system("no random bytes for a client ID", e))?;
     Ok(raw
         .iter()
         .map(|b| char::from(ALPHABET[usize::from(b & 63)]))
@@ -113,6 +116,8 @@ pub(crate) struct Shared {
     framing: Framing,
     credentials: Option<(String, String)>,
     pub(crate) encoder: Arc<dyn Encoder>,
+    /// The clock every lease of this client reads.
+    pub(crate) clock: MonotonicClock,
     connect_timeout: Duration,
     io_timeout: Duration,
     connect_attempts: u32,
@@ -132,16 +137,6 @@ impl std::fmt::Debug for Client {
             .field("server", &self.shared.addrs)
             .field("id", &self.shared.id)
             .finish_non_exhaustive()
-    }
-}
-
-fn refusal(r: Refusal<'_>) -> Error {
-    match r {
-        Refusal::NotOwner => Error::NotOwner,
-        Refusal::Conflict(current) => Error::Conflict { current },
-        Refusal::BadRequest(m) => Error::BadRequest(m.map_or_else(String::new, |m| m.to_string())),
-        Refusal::NoMemory => Error::NoMemory,
-        Refusal::Unexpected(s) => Error::Protocol(format!("unexpected status {s}")),
     }
 }
 
@@ -194,6 +189,7 @@ impl Client {
                 framing: options.framing,
                 credentials: options.credentials,
                 encoder: options.encoder,
+                clock: MonotonicClock::new(),
                 connect_timeout: options.connect_timeout,
                 io_timeout: options.io_timeout,
                 connect_attempts: options.connect_attempts.max(1),
@@ -231,11 +227,11 @@ impl Client {
         check_name(name)?;
         let req = self.shared.core().test_lock(name);
         self.shared.call(&req, Wait::None, None, |r| {
-            r.lock_state().map_err(refusal).map(|s| match s {
+            Ok(match answer::lock_state(r)? {
                 core_client::LockState::Free => LockState::Free,
                 core_client::LockState::Mine(g) => LockState::Mine {
                     token: g.token,
-                    remaining: g.ttl.into(),
+                    remaining: g.ttl.map(Into::into),
                 },
                 core_client::LockState::Taken(left) => LockState::Taken {
                     remaining: left.map(Into::into),
@@ -251,17 +247,20 @@ impl Client {
         check_name(name)?;
         let req = self.shared.core().unlock(name, token);
         self.shared
-            .call(&req, Wait::None, None, |r| r.released().map_err(refusal))
+            .call(&req, Wait::None, None, |r| Ok(answer::unlocked(r)?))
     }
 
-    /// Stores `value` under `name` for `ttl`, returning its new revision.
+    /// Stores `value` under `name` for `ttl`, returning its new revision
+    /// (`Revision(0)` from a server that keeps none: JackrabbitDLM).
     pub fn put(&self, name: &str, value: &[u8], ttl: Duration) -> Result<Revision> {
         self.put_inner(name, value, ttl, None)
     }
 
     /// Compare-and-set: stores `value` only if the stored revision is
     /// `expected` (`Revision(0)`: only if there is none). On a mismatch,
-    /// [`Error::Conflict`] carries the current revision.
+    /// [`Error::Conflict`] carries the current revision. A server without
+    /// compare-and-set (JackrabbitDLM) writes the value anyway and the call
+    /// fails with [`Error::Protocol`], saying so.
     pub fn put_if(
         &self,
         name: &str,
@@ -284,7 +283,8 @@ impl Client {
         let encoded = self.shared.encoder.encode(name, value)?;
         let req = self.shared.core().put(name, ttl, &encoded, revision);
         self.shared.call(&req, Wait::None, None, |r| {
-            r.stored().map(|s| s.revision).map_err(refusal)
+            let stored = answer::stored(r, revision.is_some())?;
+            Ok(stored.revision.unwrap_or(Revision(0)))
         })
     }
 
@@ -294,15 +294,13 @@ impl Client {
         check_name(name)?;
         let req = self.shared.core().get(name);
         let fetched = self.shared.call(&req, Wait::None, None, |r| {
-            r.fetched().map_err(refusal).map(|f| {
-                f.map(|f| {
-                    (
-                        f.data.to_owned(),
-                        f.revision.unwrap_or(Revision(0)),
-                        f.ttl.unwrap_or(Ttl::ZERO),
-                    )
-                })
-            })
+            Ok(answer::fetched(r)?.map(|f| {
+                (
+                    f.data.to_owned(),
+                    f.revision.unwrap_or(Revision(0)),
+                    f.ttl.unwrap_or(Ttl::ZERO),
+                )
+            }))
         })?;
         let Some((stored, revision, ttl)) = fetched else {
             return Ok(None);
@@ -319,23 +317,22 @@ impl Client {
         check_name(name)?;
         let req = self.shared.core().erase(name);
         self.shared
-            .call(&req, Wait::None, None, |r| r.erased().map_err(refusal))
+            .call(&req, Wait::None, None, |r| Ok(answer::erased(r)?))
     }
 
     /// The server's version string (it contains "JackrabbitDLM").
     pub fn version(&self) -> Result<String> {
         let req = self.shared.core().version();
         self.shared.call(&req, Wait::None, None, |r| {
-            r.version().map(str::to_owned).map_err(refusal)
+            Ok(answer::version(r)?.to_owned())
         })
     }
 
     /// The server's statistics.
     pub fn stats(&self) -> Result<Stats> {
         let req = self.shared.core().stats();
-        self.shared.call_raw(&req, Wait::None, None, |line| {
-            Response::parse_stats(line).map_err(|e| Error::Protocol(e.to_string()))
-        })
+        self.shared
+            .call_raw(&req, Wait::None, None, |line| Ok(answer::stats(line)?))
     }
 }
 
@@ -344,9 +341,11 @@ impl Client {
 pub struct Value {
     /// The decoded bytes.
     pub data: Vec<u8>,
-    /// The entry's revision.
+    /// The entry's revision (`Revision(0)` from a server that keeps none:
+    /// JackrabbitDLM).
     pub revision: Revision,
-    /// Its remaining time to live when the server answered.
+    /// Its remaining time to live when the server answered (zero if the
+    /// server did not say: JackrabbitDLM).
     pub ttl: Duration,
 }
 
@@ -415,6 +414,11 @@ impl Shared {
     }
 
     fn checkin(&self, conn: Conn) {
+        if self.framing == Framing::Legacy {
+            // One request per connection, as JackrabbitDLM's server closes
+            // it after each answer.
+            return;
+        }
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         if pool.len() < self.max_idle {
             pool.push(conn);
@@ -430,7 +434,7 @@ impl Shared {
         f: impl FnOnce(&Response<'_>) -> Result<T>,
     ) -> Result<T> {
         self.call_raw(req, wait, cancel, |line| {
-            let (_, r) = Response::parse(line).map_err(|e| Error::Protocol(e.to_string()))?;
+            let (_, r) = Response::parse(line).map_err(core_client::Error::from)?;
             f(&r)
         })
     }

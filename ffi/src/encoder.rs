@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use dlm_core::client::value;
 use dlm_core::{codec, seal};
 
 use crate::error::{Error, Result};
@@ -32,7 +33,7 @@ impl Encoder for TableEncoder {
     }
 
     fn decode(&self, _name: &str, stored: &str) -> Result<Vec<u8>> {
-        codec::decode(stored.as_bytes()).map_err(|e| Error::Encoding(e.to_string()))
+        codec::decode(stored.as_bytes()).map_err(|e| value::table_error(stored, e).into())
     }
 }
 
@@ -59,7 +60,7 @@ impl SealedEncoder {
     /// A fresh random key from the OS.
     pub fn generate_key() -> Result<[u8; seal::KEY_LEN]> {
         let mut key = [0u8; seal::KEY_LEN];
-        getrandom::fill(&mut key).map_err(|e| Error::Unavailable(e.into()))?;
+        getrandom::fill(&mut key).map_err(|e| Error::system("no random bytes for a key", e))?;
         Ok(key)
     }
 }
@@ -86,12 +87,12 @@ impl Drop for SealedEncoder {
 impl Encoder for SealedEncoder {
     fn encode(&self, name: &str, plain: &[u8]) -> Result<String> {
         let mut nonce = [0u8; seal::NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(|e| Error::Unavailable(e.into()))?;
+        getrandom::fill(&mut nonce).map_err(|e| Error::system("no random bytes for a nonce", e))?;
         Ok(seal::seal(&self.key, &nonce, name, plain))
     }
 
     fn decode(&self, name: &str, stored: &str) -> Result<Vec<u8>> {
-        seal::open(&self.key, name, stored).map_err(|e| Error::Encoding(e.to_string()))
+        seal::open(&self.key, name, stored).map_err(|e| value::sealed_error(stored, e).into())
     }
 }
 
@@ -115,6 +116,13 @@ mod tests {
         assert!(!a.contains("secret"));
         assert_eq!(enc.decode("k", &a).unwrap(), b"secret");
         assert!(matches!(enc.decode("other", &a), Err(Error::Encoding(_))));
+        // Read with the other encoder, each says who wrote the value.
+        let e = TableEncoder.decode("k", &a).unwrap_err().to_string();
+        assert!(e.contains("written with the sealed encoder"), "{e}");
+        assert!(!e.contains("offset"), "{e}");
+        let table = TableEncoder.encode("k", b"plain").unwrap();
+        let e = enc.decode("k", &table).unwrap_err().to_string();
+        assert!(e.contains("written with the table encoder"), "{e}");
         assert!(SealedEncoder::from_slice(&[0; 31]).is_err());
         assert_eq!(format!("{enc:?}"), "SealedEncoder { key: <redacted> }");
     }

@@ -1,9 +1,13 @@
-//! The client's errors: one enum, with a `kind` that every binding maps to
-//! its own idiom (C status codes, Go sentinel errors, JS error codes).
+//! The client's errors: one enum whose [`kind`](Error::kind) is dlm-core's
+//! [`ErrorKind`], the one definition every binding maps to its own idiom
+//! (C status codes, Go sentinel errors, JS error codes). Messages come from
+//! there too: `Display` writes the kind's message, then `: ` and the
+//! detail, if there is one.
 
 use std::fmt;
 use std::io;
 
+use dlm_core::client::{Detail, Error as CoreError, ErrorKind};
 use dlm_core::protocol::Revision;
 
 /// Everything a dlm call can fail with.
@@ -26,7 +30,8 @@ pub enum Error {
     LockLost,
     /// A blocking call was cancelled.
     Cancelled,
-    /// The server refused the request as malformed or over a limit.
+    /// The server refused the request as malformed or over a limit (its
+    /// reason, if it gave one).
     BadRequest(String),
     /// The server is out of memory for new entries.
     NoMemory,
@@ -34,40 +39,13 @@ pub enum Error {
     Unavailable(io::Error),
     /// The server answered something that makes no sense.
     Protocol(String),
-    /// A stored value could not be decoded (wrong encoder or key).
+    /// A value could not be encoded or decoded (wrong encoder or key).
     Encoding(String),
     /// An argument was invalid.
     InvalidArgument(&'static str),
-}
-
-/// The kind of an [`Error`], without its details.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// See [`Error::NotOwner`].
-    NotOwner,
-    /// See [`Error::NotFound`].
-    NotFound,
-    /// See [`Error::Conflict`].
-    Conflict,
-    /// See [`Error::Timeout`].
-    Timeout,
-    /// See [`Error::LockLost`].
-    LockLost,
-    /// See [`Error::Cancelled`].
-    Cancelled,
-    /// See [`Error::BadRequest`].
-    BadRequest,
-    /// See [`Error::NoMemory`].
-    NoMemory,
-    /// See [`Error::Unavailable`].
-    Unavailable,
-    /// See [`Error::Protocol`].
-    Protocol,
-    /// See [`Error::Encoding`].
-    Encoding,
-    /// See [`Error::InvalidArgument`].
-    InvalidArgument,
+    /// The operating system refused something the client needs (a thread,
+    /// random bytes).
+    System(io::Error),
 }
 
 impl Error {
@@ -86,35 +64,80 @@ impl Error {
             Self::Protocol(_) => ErrorKind::Protocol,
             Self::Encoding(_) => ErrorKind::Encoding,
             Self::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Self::System(_) => ErrorKind::System,
+        }
+    }
+
+    /// What the error says beyond its kind's message (`None` if nothing):
+    /// the server's reason, the current revision, the OS error, ...
+    pub fn detail(&self) -> Option<String> {
+        let text = match self {
+            Self::NotOwner
+            | Self::NotFound
+            | Self::Timeout
+            | Self::LockLost
+            | Self::Cancelled
+            | Self::NoMemory => return None,
+            Self::Conflict { current } => format!("current revision {current}"),
+            Self::BadRequest(why) | Self::Protocol(why) | Self::Encoding(why) => why.clone(),
+            Self::Unavailable(e) | Self::System(e) => e.to_string(),
+            Self::InvalidArgument(why) => (*why).to_owned(),
+        };
+        (!text.is_empty()).then_some(text)
+    }
+
+    /// An I/O failure of the operating system, with what was being done.
+    pub(crate) fn system(what: &str, e: impl Into<io::Error>) -> Self {
+        let e = e.into();
+        Self::System(io::Error::new(e.kind(), format!("{what}: {e}")))
+    }
+}
+
+impl From<CoreError<'_>> for Error {
+    fn from(e: CoreError<'_>) -> Self {
+        let detail = || match e.detail {
+            Detail::None => String::new(),
+            d => d.to_string(),
+        };
+        match e.kind {
+            ErrorKind::NotOwner => Self::NotOwner,
+            ErrorKind::NotFound => Self::NotFound,
+            ErrorKind::Conflict => Self::Conflict {
+                current: e.revision().unwrap_or(Revision(0)),
+            },
+            ErrorKind::Timeout => Self::Timeout,
+            ErrorKind::LockLost => Self::LockLost,
+            ErrorKind::Cancelled => Self::Cancelled,
+            ErrorKind::BadRequest => Self::BadRequest(detail()),
+            ErrorKind::NoMemory => Self::NoMemory,
+            ErrorKind::Unavailable => Self::Unavailable(io::Error::other(detail())),
+            ErrorKind::Encoding => Self::Encoding(detail()),
+            ErrorKind::InvalidArgument => Self::InvalidArgument(match e.detail {
+                Detail::Text(t) => t,
+                _ => "",
+            }),
+            ErrorKind::System => Self::System(io::Error::other(detail())),
+            // Protocol, and the kinds only the C ABI has, which dlm-core's
+            // client never reports.
+            _ => Self::Protocol(detail()),
         }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotOwner => f.write_str("held by another owner"),
-            Self::NotFound => f.write_str("no such entry"),
-            Self::Conflict { current } => {
-                write!(f, "revision conflict (current revision {current})")
-            }
-            Self::Timeout => f.write_str("timed out waiting for the lock"),
-            Self::LockLost => f.write_str("the lock was lost"),
-            Self::Cancelled => f.write_str("cancelled"),
-            Self::BadRequest(why) => write!(f, "bad request: {why}"),
-            Self::NoMemory => f.write_str("server out of memory"),
-            Self::Unavailable(e) => write!(f, "server unavailable: {e}"),
-            Self::Protocol(why) => write!(f, "protocol error: {why}"),
-            Self::Encoding(why) => write!(f, "cannot decode value: {why}"),
-            Self::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+        f.write_str(self.kind().message())?;
+        if let Some(detail) = self.detail() {
+            write!(f, ": {detail}")?;
         }
+        Ok(())
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Unavailable(e) => Some(e),
+            Self::Unavailable(e) | Self::System(e) => Some(e),
             _ => None,
         }
     }
@@ -122,3 +145,33 @@ impl std::error::Error for Error {
 
 /// A `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_the_kinds_then_the_detail() {
+        assert_eq!(Error::NotOwner.to_string(), "held by another owner");
+        assert_eq!(Error::NotOwner.detail(), None);
+        assert_eq!(
+            Error::Conflict {
+                current: Revision(2)
+            }
+            .to_string(),
+            "revision conflict: current revision 2"
+        );
+        assert_eq!(Error::BadRequest(String::new()).to_string(), "bad request");
+        let e = Error::Unavailable(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
+        assert_eq!(e.to_string(), "server unavailable: refused");
+        assert_eq!(e.detail().as_deref(), Some("refused"));
+        for e in [
+            Error::NotOwner,
+            Error::Timeout,
+            Error::Encoding("x".into()),
+            Error::System(io::Error::other("y")),
+        ] {
+            assert!(e.to_string().starts_with(e.kind().message()));
+        }
+    }
+}

@@ -17,8 +17,11 @@
 //!     .wait(Duration::from_secs(10))
 //!     .auto_renew(true)
 //!     .acquire()?;
-//! // Hand the fencing token to whatever the lock protects.
-//! println!("holding with token {}", lock.token());
+//! // Hand the fencing token to whatever the lock protects (a JackrabbitDLM
+//! // server gives none).
+//! if let Some(token) = lock.token() {
+//!     println!("holding with token {token}");
+//! }
 //! client.put("report-status", b"running", Duration::from_secs(300))?;
 //! lock.unlock()?;
 //! # Ok(())
@@ -42,8 +45,9 @@ mod lock;
 
 pub use cancel::CancelToken;
 pub use client::{Client, Options, Value, random_id};
+pub use dlm_core::client::ErrorKind;
 pub use dlm_core::protocol::{Framing, Revision, Token};
 pub use dlm_core::stats::{Stat, Stats};
 pub use encoder::{Encoder, SealedEncoder, TableEncoder};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, Result};
 pub use lock::{DEFAULT_TTL, Lock, LockBuilder, LockState, LostCallback};

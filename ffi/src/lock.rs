@@ -1,14 +1,22 @@
 //! Locks: acquiring (once, or waiting in the server's fair queue), the
-//! guard that holds one, extending it by its fencing token, auto-renewal,
-//! and release on drop.
+//! guard that holds one, extending it, auto-renewal, and release on drop.
+//!
+//! The rules (when the lock was granted, its deadline, when to renew, how
+//! to retry, when it is lost) are dlm-core's [`Lease`], the same state
+//! machine the Node.js client drives. This module only drives it: it reads
+//! the clock, sends the requests the lease hands out on the client's
+//! blocking connections, and, for an auto-renewed lock, runs one thread that
+//! sleeps until the lease's next timeout.
 
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dlm_core::client::Refusal;
+use dlm_core::client::{Acquire, Done, Event, Lease};
 use dlm_core::protocol::Token;
+use dlm_core::time::{Instant, Ttl};
 
 use crate::cancel::CancelToken;
 use crate::client::{Client, Wait, check_name, check_ttl};
@@ -24,10 +32,10 @@ pub enum LockState {
     Free,
     /// This client holds it.
     Mine {
-        /// The grant's fencing token.
-        token: Token,
-        /// Time left when the server answered.
-        remaining: Duration,
+        /// The grant's fencing token (`None` from a server that gives none).
+        token: Option<Token>,
+        /// Time left when the server answered, if it said.
+        remaining: Option<Duration>,
     },
     /// Another owner holds it.
     Taken {
@@ -36,8 +44,9 @@ pub enum LockState {
     },
 }
 
-/// A callback run (once, on the renewal thread) when an auto-renewed lock
-/// is lost.
+/// A callback run once when a lock is found lost: on the renewal thread,
+/// or on the thread of the call that finds it (an extension or release the
+/// server refused, or any call on the lock after its deadline passed).
 pub type LostCallback = Arc<dyn Fn() + Send + Sync>;
 
 /// A lock request being set up: `client.lock("name").ttl(..).wait(..).acquire()`.
@@ -80,15 +89,15 @@ impl<'c> LockBuilder<'c> {
     }
 
     /// Extend the lock in the background every third of its TTL until it
-    /// is released; if an extension fails for good, the lock is marked
-    /// lost ([`Lock::is_lost`]) and the [`on_lost`](Self::on_lost) callback
-    /// runs.
+    /// is released; if that fails until the deadline (or the server says
+    /// the lock is gone), the lock is lost ([`Lock::is_lost`]) and the
+    /// [`on_lost`](Self::on_lost) callback runs.
     pub fn auto_renew(mut self, on: bool) -> Self {
         self.auto_renew = on;
         self
     }
 
-    /// Runs `f` if an auto-renewed lock is lost.
+    /// Runs `f` once if the lock is found lost (see [`LostCallback`]).
     pub fn on_lost(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
         self.on_lost = Some(Arc::new(f));
         self
@@ -102,139 +111,135 @@ impl<'c> LockBuilder<'c> {
 
     /// Acquires the lock. Fails with [`Error::NotOwner`] if another owner
     /// holds it and no wait was asked for, [`Error::Timeout`] if the wait
-    /// ran out, [`Error::Cancelled`] if cancelled.
+    /// ran out, [`Error::Cancelled`] if cancelled. With auto-renewal, fails
+    /// with [`Error::System`] (having released the lock) if the renewal
+    /// thread cannot be started.
     pub fn acquire(self) -> Result<Lock> {
         check_name(&self.name)?;
         let ttl = check_ttl(self.ttl)?;
         let shared = &self.client.shared;
-        let core = shared.core();
-        let (req, wait) = match self.wait {
-            Some(w) => (core.lock_wait(&self.name, ttl, w.into()), Wait::Queue(w)),
-            None => (core.lock(&self.name, ttl), Wait::None),
+        let (wait, queue) = match self.wait {
+            Some(w) => (Some(Ttl::from(w)), Wait::Queue(w)),
+            None => (None, Wait::None),
         };
-        let sent = Instant::now();
-        let grant = shared.call(&req, wait, self.cancel.as_ref(), |r| {
-            r.grant().map_err(|refusal| match (refusal, self.wait) {
-                (Refusal::NotOwner, Some(_)) => Error::Timeout,
-                (Refusal::NotOwner, None) => Error::NotOwner,
-                (Refusal::Conflict(current), _) => Error::Conflict { current },
-                (Refusal::BadRequest(m), _) => {
-                    Error::BadRequest(m.map_or_else(String::new, |m| m.to_string()))
-                }
-                (Refusal::NoMemory, _) => Error::NoMemory,
-                (Refusal::Unexpected(s), _) => Error::Protocol(format!("unexpected status {s}")),
-            })
+        let acquire = Acquire::new(ttl, wait, self.auto_renew, shared.clock.now());
+        let req = acquire.request(&shared.core(), &self.name);
+        let lease = shared.call(&req, queue, self.cancel.as_ref(), |r| {
+            acquire
+                .handle_response(shared.clock.now(), r)
+                .map_err(Error::from)
         })?;
-        // The server granted somewhere between our request and its answer.
-        // Counting the TTL from the request keeps our estimate of the expiry
-        // no later than the server's. After a wait, the grant came just
-        // before the answer (the server sends it at once), so count from
-        // the answer less a generous allowance for its trip.
-        let received = Instant::now();
-        let granted = match wait {
-            Wait::None => sent,
-            Wait::Queue(_) => received
-                .checked_sub(Duration::from_millis(50))
-                .map_or(sent, |t| t.max(sent)),
-        };
         let inner = Arc::new(Inner {
             client: self.client.clone(),
             name: self.name,
-            token: grant.token,
-            deadline: Mutex::new(granted + Duration::from(grant.ttl)),
-            ttl: Mutex::new(self.ttl),
-            lost: AtomicBool::new(false),
-            released: AtomicBool::new(false),
+            token: lease.token(),
+            lease: Mutex::new(lease),
+            wake: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            io: Mutex::new(()),
             on_lost: self.on_lost,
         });
-        let renewer = self.auto_renew.then(|| Renewer::start(inner.clone()));
-        Ok(Lock { inner, renewer })
+        let mut lock = Lock {
+            inner,
+            renewer: None,
+        };
+        if self.auto_renew {
+            match Renewer::start(&lock.inner) {
+                Ok(r) => lock.renewer = Some(r),
+                Err(e) => {
+                    // Nobody would renew it: give it back rather than let
+                    // the caller believe it is renewed.
+                    let _ = lock.release();
+                    return Err(Error::system("cannot start the lock's renewal thread", e));
+                }
+            }
+        }
+        Ok(lock)
     }
 }
 
 struct Inner {
     client: Client,
     name: String,
-    token: Token,
-    /// When the lock expires at the latest, by our clock.
-    deadline: Mutex<Instant>,
-    ttl: Mutex<Duration>,
-    lost: AtomicBool,
-    released: AtomicBool,
+    token: Option<Token>,
+    lease: Mutex<Lease>,
+    /// Wakes the renewal thread: a stop, or a new schedule. Paired with
+    /// `lease`.
+    wake: Condvar,
+    stopping: AtomicBool,
+    /// Held while a request for this lock is in flight: one at a time, as
+    /// the lease wants.
+    io: Mutex<()>,
     on_lost: Option<LostCallback>,
 }
 
 impl Inner {
-    fn mark_lost(&self) {
-        if !self.lost.swap(true, Ordering::SeqCst)
-            && let Some(f) = &self.on_lost
-        {
+    fn now(&self) -> Instant {
+        self.client.shared.clock.now()
+    }
+
+    fn lease(&self) -> MutexGuard<'_, Lease> {
+        self.lease.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn io(&self) -> MutexGuard<'_, ()> {
+        self.io.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the lease at the current time, then runs the lost
+    /// callback (outside the lease's mutex) if the lease lost the lock.
+    fn with_lease<T>(&self, f: impl FnOnce(&mut Lease, Instant) -> T) -> T {
+        let (out, lost) = {
+            let mut lease = self.lease();
+            let now = self.now();
+            lease.handle_timeout(now);
+            let out = f(&mut lease, now);
+            (out, lease.poll_event() == Some(Event::Lost))
+        };
+        if lost && let Some(f) = &self.on_lost {
             f();
         }
+        out
+    }
+
+    /// Sends the request the lease wants sent, if any, and hands it the
+    /// answer (or the failure to get one). The caller holds `io`.
+    fn exchange(&self) -> Option<Result<Done>> {
+        let pending = self.with_lease(Lease::poll_request)?;
+        let shared = &self.client.shared;
+        let req = pending.request(&shared.core(), &self.name);
+        let mut answered = false;
+        let result = shared.call(&req, Wait::None, None, |r| {
+            answered = true;
+            self.with_lease(|lease, now| lease.handle_response(now, r).map_err(Error::from))
+        });
+        if !answered {
+            self.with_lease(Lease::handle_failure);
+        }
+        // The schedule may have changed: let the renewal thread look again.
+        self.wake.notify_all();
+        Some(result)
     }
 
     fn extend(&self, ttl: Duration) -> Result<()> {
-        if self.released.load(Ordering::SeqCst) {
-            return Err(Error::LockLost);
-        }
-        if self.lost.load(Ordering::SeqCst) {
-            return Err(Error::LockLost);
-        }
-        let ttl_wire = check_ttl(ttl)?;
-        let shared = &self.client.shared;
-        let req = shared.core().extend(&self.name, ttl_wire, self.token);
-        let sent = Instant::now();
-        let r = shared.call(&req, Wait::None, None, |r| match r.grant() {
-            Ok(_) => Ok(()),
-            Err(Refusal::NotOwner) => Err(Error::LockLost),
-            Err(Refusal::BadRequest(m)) => Err(Error::BadRequest(
-                m.map_or_else(String::new, |m| m.to_string()),
-            )),
-            Err(Refusal::NoMemory) => Err(Error::NoMemory),
-            Err(other) => Err(Error::Protocol(other.to_string())),
-        });
-        match r {
-            Ok(()) => {
-                *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = sent + ttl;
-                *self.ttl.lock().unwrap_or_else(PoisonError::into_inner) = ttl;
-                Ok(())
-            }
-            Err(Error::LockLost) => {
-                self.mark_lost();
-                Err(Error::LockLost)
-            }
-            Err(e) => Err(e),
+        let ttl = check_ttl(ttl)?;
+        let _io = self.io();
+        self.with_lease(|lease, now| lease.extend(now, ttl))?;
+        match self.exchange() {
+            Some(result) => result.map(drop),
+            // Lost before it could be sent.
+            None => Err(Error::LockLost),
         }
     }
 
-    /// Releases the grant. Callers take turns (`&mut Lock`, or the C
-    /// handle's mutex). Only a definite answer marks it released: after a
-    /// connection failure it may be tried again (and `Drop` will).
+    /// Releases the grant. Only a definite answer marks it released: after
+    /// a connection failure it may be tried again (and `Drop` will).
     fn release(&self) -> Result<()> {
-        if self.released.load(Ordering::SeqCst) {
+        let _io = self.io();
+        if !self.with_lease(Lease::release) {
             return Ok(());
         }
-        let shared = &self.client.shared;
-        let req = shared.core().unlock(&self.name, Some(self.token));
-        let released = shared.call(&req, Wait::None, None, |r| {
-            r.released().map_err(|refusal| match refusal {
-                Refusal::NotOwner => Error::LockLost,
-                other => Error::Protocol(other.to_string()),
-            })
-        });
-        match released {
-            Ok(true) => {
-                self.released.store(true, Ordering::SeqCst);
-                Ok(())
-            }
-            // Nothing was live: it had expired before we released it.
-            Ok(false) | Err(Error::LockLost) => {
-                self.released.store(true, Ordering::SeqCst);
-                self.lost.store(true, Ordering::SeqCst);
-                Err(Error::LockLost)
-            }
-            Err(e) => Err(e),
-        }
+        self.exchange().map_or(Ok(()), |result| result.map(drop))
     }
 }
 
@@ -263,33 +268,29 @@ impl Lock {
     }
 
     /// The fencing token of this grant: pass it to whatever the lock
-    /// protects, so a holder whose lock expired can be refused.
-    pub fn token(&self) -> Token {
+    /// protects, so a holder whose lock expired can be refused. `None` if
+    /// the server gives no tokens (JackrabbitDLM): then nothing can fence,
+    /// and extensions are plain re-locks, sent only before the deadline.
+    pub fn token(&self) -> Option<Token> {
         self.inner.token
     }
 
     /// Time left before the lock expires unless extended, by this process's
     /// clock (never more than the server's); zero once lost or released.
     pub fn remaining(&self) -> Duration {
-        if self.is_lost() || self.inner.released.load(Ordering::SeqCst) {
-            return Duration::ZERO;
-        }
-        let deadline = *self
-            .inner
-            .deadline
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        deadline.saturating_duration_since(Instant::now())
+        self.inner
+            .with_lease(|lease, now| lease.remaining(now))
+            .into()
     }
 
-    /// Whether the lock is known to be lost (an extension or release found
-    /// it gone, or auto-renewal failed past the deadline).
+    /// Whether the lock is known to be lost: its deadline passed without a
+    /// confirmed extension, or an extension or release found it gone.
     pub fn is_lost(&self) -> bool {
-        self.inner.lost.load(Ordering::SeqCst)
+        self.inner.with_lease(|lease, _| lease.is_lost())
     }
 
     /// Extends this grant to `ttl` from now. Never re-acquires: if the lock
-    /// expired or was released, fails with [`Error::LockLost`].
+    /// is lost or was released, fails with [`Error::LockLost`].
     pub fn extend(&self, ttl: Duration) -> Result<()> {
         self.inner.extend(ttl)
     }
@@ -297,91 +298,129 @@ impl Lock {
     /// Releases the lock. Fails with [`Error::LockLost`] if it had already
     /// expired (someone else may have held it meanwhile).
     pub fn unlock(mut self) -> Result<()> {
-        self.stop_renewing();
-        self.inner.release()
+        self.release()
     }
 
-    /// Releases the lock without consuming the guard; a second call does
-    /// nothing and succeeds.
+    /// Releases the lock without consuming the guard; once released, later
+    /// calls do nothing and succeed. After a failure to reach the server
+    /// it may be called again.
     pub fn release(&mut self) -> Result<()> {
-        self.stop_renewing();
-        self.inner.release()
-    }
-
-    fn stop_renewing(&mut self) {
         if let Some(r) = self.renewer.take() {
-            r.stop();
+            r.stop(&self.inner);
         }
+        self.inner.release()
     }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        self.stop_renewing();
-        let _ = self.inner.release();
+        let _ = self.release();
     }
 }
 
-/// The background thread of an auto-renewed lock.
+/// The thread of an auto-renewed lock: it sleeps until the lease's next
+/// timeout and sends what the lease asks for.
 struct Renewer {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
+    thread: JoinHandle<()>,
 }
 
 impl Renewer {
-    fn start(inner: Arc<Inner>) -> Self {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("dlm-renew-{}", inner.name))
-            .spawn(move || renew(&inner, &flag))
-            .ok();
-        Self { stop, thread }
+    fn start(inner: &Arc<Inner>) -> io::Result<Self> {
+        let inner = inner.clone();
+        // A fixed name: the lock's name is the caller's input, and a thread
+        // name must not contain NUL.
+        let thread = spawn("dlm-renew", move || renew(&inner))?;
+        Ok(Self { thread })
     }
 
-    fn stop(mut self) {
+    fn stop(self, inner: &Inner) {
         {
-            let (lock, cv) = &*self.stop;
-            *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
-            cv.notify_all();
+            let _lease = inner.lease();
+            inner.stopping.store(true, Ordering::SeqCst);
         }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        inner.wake.notify_all();
+        let _ = self.thread.join();
+    }
+}
+
+fn renew(inner: &Inner) {
+    loop {
+        {
+            let _io = inner.io();
+            if inner.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            if inner.exchange().is_some() {
+                continue;
+            }
+        }
+        let lease = inner.lease();
+        if inner.stopping.load(Ordering::SeqCst) || lease.has_request() {
+            continue;
+        }
+        let Some(at) = lease.poll_timeout() else {
+            // Released or lost, and nothing left to send.
+            return;
+        };
+        let clock = &inner.client.shared.clock;
+        let pause = clock
+            .to_std(at)
+            .saturating_duration_since(std::time::Instant::now());
+        if !pause.is_zero() {
+            let _ = inner
+                .wake
+                .wait_timeout(lease, pause)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 }
 
-fn renew(inner: &Inner, stop: &(Mutex<bool>, Condvar)) {
-    let (lock, cv) = stop;
-    let mut pause = *inner.ttl.lock().unwrap_or_else(PoisonError::into_inner) / 3;
-    loop {
-        let stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let (stopped, _) = cv
-            .wait_timeout_while(stopped, pause, |s| !*s)
-            .unwrap_or_else(PoisonError::into_inner);
-        if *stopped {
-            return;
-        }
-        drop(stopped);
-        let ttl = *inner.ttl.lock().unwrap_or_else(PoisonError::into_inner);
-        match inner.extend(ttl) {
-            Ok(()) => pause = ttl / 3,
-            Err(Error::LockLost) => return,
-            Err(_) => {
-                // The server may be briefly unreachable: keep trying until
-                // the lock must have expired.
-                let deadline = *inner
-                    .deadline
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if Instant::now() >= deadline {
-                    inner.mark_lost();
-                    return;
-                }
-                pause = (ttl / 10)
-                    .clamp(Duration::from_millis(10), Duration::from_secs(1))
-                    .min(deadline.saturating_duration_since(Instant::now()));
-            }
-        }
+#[cfg(not(test))]
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name.to_owned()).spawn(f)
+}
+
+/// As in the library, but a test can make the next spawn on its thread fail
+/// as an exhausted system would.
+#[cfg(test)]
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
+    if tests::FAIL_SPAWN.with(|f| f.replace(false)) {
+        return Err(io::Error::from(io::ErrorKind::WouldBlock));
+    }
+    std::thread::Builder::new().name(name.to_owned()).spawn(f)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::cell::Cell;
+
+    use super::*;
+    use dlm_tests::Server;
+
+    thread_local! {
+        pub(super) static FAIL_SPAWN: Cell<bool> = const { Cell::new(false) };
+    }
+
+    #[test]
+    fn a_renewal_thread_that_cannot_start_fails_the_acquisition_and_releases() {
+        let server = Server::start();
+        let (a, b) = (
+            Client::connect(server.addr()).unwrap(),
+            Client::connect(server.addr()).unwrap(),
+        );
+        FAIL_SPAWN.with(|f| f.set(true));
+        let r = a.lock("renewed").auto_renew(true).acquire();
+        let Err(e @ Error::System(_)) = r else {
+            panic!("{r:?}")
+        };
+        assert!(e.to_string().contains("renewal thread"), "{e}");
+        // Released, not left to expire.
+        assert!(b.try_lock("renewed", DEFAULT_TTL).unwrap().is_some());
+        // The next one starts.
+        drop(b);
+        let lock = a.lock("other").auto_renew(true).acquire().unwrap();
+        assert!(lock.renewer.is_some());
     }
 }

@@ -5,8 +5,13 @@
 use js_sys::{BigInt, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
+use dlm_core::client::ErrorKind;
+
 use crate::error::Error;
-use crate::wire::{self, Grant, LockState, Sealer as WireSealer, Writer, to_js_millis};
+use crate::wire::{
+    self, Acquisition as WireAcquisition, Lease as WireLease, LockState, Sealer as WireSealer,
+    Writer, to_js_millis,
+};
 
 // The package's error classes. `raw_module` keeps the specifier as written,
 // so the generated glue in `js/pkg/` requires the very module `index.js`
@@ -19,11 +24,7 @@ extern "C" {
 
 impl From<Error> for JsValue {
     fn from(e: Error) -> Self {
-        let current = match e {
-            Error::Conflict { current } => Some(current),
-            _ => None,
-        };
-        error_from_wasm(e.code(), &e.to_string(), current)
+        error_from_wasm(e.code(), &e.to_string(), e.current())
     }
 }
 
@@ -37,11 +38,23 @@ fn object(pairs: &[(&str, JsValue)]) -> Object {
     o
 }
 
-fn grant_object(g: Grant) -> Object {
-    object(&[
-        ("token", BigInt::from(g.token).into()),
-        ("ttlMs", to_js_millis(g.ttl).into()),
-    ])
+/// Every error kind dlm-core defines, for the package's drift test: `[{
+/// code, status, message, cOnly }]`, where `code` is JavaScript's
+/// `err.code`, `status` the stable number (C's `dlm_status`), and `cOnly`
+/// marks the kinds only the C ABI reports.
+#[wasm_bindgen(js_name = errorKinds)]
+pub fn error_kinds() -> js_sys::Array {
+    ErrorKind::ALL
+        .into_iter()
+        .map(|k| {
+            JsValue::from(object(&[
+                ("code", k.name().into()),
+                ("status", k.code().into()),
+                ("message", k.message().into()),
+                ("cOnly", k.c_only().into()),
+            ]))
+        })
+        .collect()
 }
 
 /// Builds request lines (each a `Uint8Array` ending in `\n`) for one owner.
@@ -71,16 +84,6 @@ impl RequestWriter {
     #[wasm_bindgen(getter)]
     pub fn id(&self) -> String {
         self.0.id().to_owned()
-    }
-
-    /// `Lock` for `ttlMs`, queueing up to `waitMs` (0: one attempt).
-    pub fn lock(&self, name: &str, ttl_ms: f64, wait_ms: f64) -> Result<Vec<u8>, Error> {
-        self.0.lock(name, ttl_ms, wait_ms)
-    }
-
-    /// `Lock` with `Token`: extend that grant only.
-    pub fn extend(&self, name: &str, ttl_ms: f64, token: u64) -> Result<Vec<u8>, Error> {
-        self.0.extend(name, ttl_ms, token)
     }
 
     /// `Unlock`, fenced to `token` if given.
@@ -126,23 +129,139 @@ impl RequestWriter {
     }
 }
 
-/// The answer to `Lock`: `{ token: bigint, ttlMs }`. Throws `NotOwner`, or
-/// `Timeout` if the request waited.
-#[wasm_bindgen(js_name = parseGrant)]
-pub fn parse_grant(mut line: Vec<u8>, waited: bool) -> Result<Object, Error> {
-    wire::grant(&mut line, waited).map(grant_object)
+/// One acquisition of a lock, from its request to its answer (dlm-core's
+/// `Acquire`).
+#[wasm_bindgen]
+pub struct Acquisition(WireAcquisition);
+
+#[wasm_bindgen]
+impl Acquisition {
+    /// A lock for `ttlMs`, queueing up to `waitMs` (0: one attempt),
+    /// renewing itself if `autoRenew`; the request is sent at `nowMs`
+    /// (`performance.now()`).
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        ttl_ms: f64,
+        wait_ms: f64,
+        auto_renew: bool,
+        now_ms: f64,
+    ) -> Result<Acquisition, Error> {
+        WireAcquisition::new(ttl_ms, wait_ms, auto_renew, now_ms).map(Self)
+    }
+
+    /// Whether it waits in the server's queue.
+    #[wasm_bindgen(getter)]
+    pub fn waits(&self) -> bool {
+        self.0.waits()
+    }
+
+    /// The `Lock` request line for `name`.
+    pub fn request(&self, writer: &RequestWriter, name: &str) -> Result<Vec<u8>, Error> {
+        self.0.request(&writer.0, name)
+    }
+
+    /// Reads the answer, received at `nowMs`: the lease. Throws `NotOwner`,
+    /// or `Timeout` if a wait ran out.
+    pub fn finish(&self, now_ms: f64, mut line: Vec<u8>) -> Result<Lease, Error> {
+        self.0.finish(now_ms, &mut line).map(Lease)
+    }
 }
 
-/// The answer to an extension: `{ token, ttlMs }`; throws `LockLost`.
-#[wasm_bindgen(js_name = parseExtended)]
-pub fn parse_extended(mut line: Vec<u8>) -> Result<Object, Error> {
-    wire::extended(&mut line).map(grant_object)
-}
+/// A held lock's lease (dlm-core's `Lease`): the package's `Lock` drives it
+/// with timers and sockets. Times are `performance.now()` milliseconds.
+#[wasm_bindgen]
+pub struct Lease(WireLease);
 
-/// The answer to a held lock's `Unlock`; throws `LockLost` if it was gone.
-#[wasm_bindgen(js_name = parseLockReleased)]
-pub fn parse_lock_released(mut line: Vec<u8>) -> Result<(), Error> {
-    wire::lock_released(&mut line)
+#[wasm_bindgen]
+impl Lease {
+    /// The fencing token, or `undefined` from a server that gives none.
+    #[wasm_bindgen(getter)]
+    pub fn token(&self) -> Option<u64> {
+        self.0.token()
+    }
+
+    /// The TTL extensions ask for, in milliseconds.
+    #[wasm_bindgen(getter, js_name = ttlMs)]
+    pub fn ttl_ms(&self) -> f64 {
+        self.0.ttl_ms()
+    }
+
+    /// Whether the lock is lost.
+    #[wasm_bindgen(getter)]
+    pub fn lost(&self) -> bool {
+        self.0.is_lost()
+    }
+
+    /// Whether the lock was released.
+    #[wasm_bindgen(getter)]
+    pub fn released(&self) -> bool {
+        self.0.is_released()
+    }
+
+    /// Whether the lease renews itself (its timer should keep the process
+    /// alive).
+    #[wasm_bindgen(getter)]
+    pub fn renewing(&self) -> bool {
+        self.0.is_renewing()
+    }
+
+    /// Milliseconds left at `nowMs`; 0 once lost or released.
+    #[wasm_bindgen(js_name = remainingMs)]
+    pub fn remaining_ms(&self, now_ms: f64) -> f64 {
+        self.0.remaining_ms(now_ms)
+    }
+
+    /// When to call `handleTimeout` next, or `undefined`.
+    #[wasm_bindgen(js_name = pollTimeout)]
+    pub fn poll_timeout(&self) -> Option<f64> {
+        self.0.poll_timeout()
+    }
+
+    /// Advances to `nowMs`.
+    #[wasm_bindgen(js_name = handleTimeout)]
+    pub fn handle_timeout(&mut self, now_ms: f64) {
+        self.0.handle_timeout(now_ms);
+    }
+
+    /// Asks to extend to `ttlMs`; throws `LockLost` if lost or released.
+    pub fn extend(&mut self, now_ms: f64, ttl_ms: f64) -> Result<(), Error> {
+        self.0.extend(now_ms, ttl_ms)
+    }
+
+    /// Asks to release; false if released already.
+    pub fn release(&mut self, now_ms: f64) -> bool {
+        self.0.release(now_ms)
+    }
+
+    /// The next request line to send for `name`, or `undefined`.
+    #[wasm_bindgen(js_name = pollRequest)]
+    pub fn poll_request(
+        &mut self,
+        now_ms: f64,
+        writer: &RequestWriter,
+        name: &str,
+    ) -> Option<Vec<u8>> {
+        self.0.poll_request(now_ms, &writer.0, name)
+    }
+
+    /// Reads the answer to the request in flight: `"extended"` or
+    /// `"released"`; throws `LockLost` if the grant is gone.
+    #[wasm_bindgen(js_name = handleResponse)]
+    pub fn handle_response(&mut self, now_ms: f64, mut line: Vec<u8>) -> Result<String, Error> {
+        self.0.handle_response(now_ms, &mut line).map(str::to_owned)
+    }
+
+    /// The request in flight got no answer.
+    #[wasm_bindgen(js_name = handleFailure)]
+    pub fn handle_failure(&mut self, now_ms: f64) {
+        self.0.handle_failure(now_ms);
+    }
+
+    /// `"lost"`, once, when the lock is lost; else `undefined`.
+    #[wasm_bindgen(js_name = pollEvent)]
+    pub fn poll_event(&mut self) -> Option<String> {
+        self.0.poll_event().map(str::to_owned)
+    }
 }
 
 /// The answer to `Unlock` by name: whether a lock was released.
@@ -151,30 +270,34 @@ pub fn parse_released(mut line: Vec<u8>) -> Result<bool, Error> {
     wire::released(&mut line)
 }
 
-/// The answer to `TestLock`: `{ state: "free" | "mine" | "taken", token?, ttlMs? }`.
+fn millis_or_undefined(ttl: Option<dlm_core::time::Ttl>) -> JsValue {
+    ttl.map_or(JsValue::UNDEFINED, |t| to_js_millis(t).into())
+}
+
+/// The answer to `TestLock`: `{ state: "free" | "mine" | "taken", token?, ttlMs? }`
+/// (`token` is `0n` from a server that gives none).
 #[wasm_bindgen(js_name = parseLockState)]
 pub fn parse_lock_state(mut line: Vec<u8>) -> Result<Object, Error> {
     Ok(match wire::lock_state(&mut line)? {
         LockState::Free => object(&[("state", "free".into())]),
-        LockState::Mine(g) => {
-            let o = grant_object(g);
-            let _ = Reflect::set(&o, &"state".into(), &"mine".into());
-            o
-        }
+        LockState::Mine(token, ttl) => object(&[
+            ("state", "mine".into()),
+            ("token", BigInt::from(token.unwrap_or(0)).into()),
+            ("ttlMs", millis_or_undefined(ttl)),
+        ]),
         LockState::Taken(ttl) => object(&[
             ("state", "taken".into()),
-            (
-                "ttlMs",
-                ttl.map_or(JsValue::UNDEFINED, |t| to_js_millis(t).into()),
-            ),
+            ("ttlMs", millis_or_undefined(ttl)),
         ]),
     })
 }
 
-/// The answer to `Put`: `{ revision: bigint, ttlMs }`.
+/// The answer to `Put`: `{ revision: bigint, ttlMs }` (`0n` and 0 from a
+/// server that keeps no revisions). `compared`: whether the `Put` carried
+/// a revision; a server that ignored it throws `Protocol`.
 #[wasm_bindgen(js_name = parseStored)]
-pub fn parse_stored(mut line: Vec<u8>) -> Result<Object, Error> {
-    let (revision, ttl) = wire::stored(&mut line)?;
+pub fn parse_stored(mut line: Vec<u8>, compared: bool) -> Result<Object, Error> {
+    let (revision, ttl) = wire::stored(&mut line, compared)?;
     Ok(object(&[
         ("revision", BigInt::from(revision).into()),
         ("ttlMs", to_js_millis(ttl).into()),

@@ -2,9 +2,12 @@
 //! value encoders, all over dlm-core. Nothing here touches JavaScript, so
 //! it is tested on the host like any Rust code; `bindings` only converts.
 
-use dlm_core::client::{self as core_client, LockState as CoreLockState, Refusal};
+use dlm_core::client::{
+    self as core_client, Acquire, Done, Event, Lease as CoreLease, LockState as CoreLockState,
+    answer, value,
+};
 use dlm_core::protocol::{Credentials, Framing, Request, Response, Revision, Token};
-use dlm_core::time::Ttl;
+use dlm_core::time::{Instant, Ttl};
 use dlm_core::{codec, seal};
 
 use crate::error::Error;
@@ -96,27 +99,12 @@ impl Writer {
         &self.id
     }
 
-    fn core(&self) -> core_client::Client<'_> {
+    pub(crate) fn core(&self) -> core_client::Client<'_> {
         let c = core_client::Client::new(&self.id).with_framing(self.framing);
         match &self.credentials {
             Some((name, secret)) => c.with_credentials(Credentials { name, secret }),
             None => c,
         }
-    }
-
-    /// `Lock` for `ttl_ms`; with `wait_ms` > 0, queue that long.
-    pub fn lock(&self, name: &str, ttl_ms: f64, wait_ms: f64) -> Result<Vec<u8>, Error> {
-        check_name(name)?;
-        let ttl = millis("ttlMs", ttl_ms, false)?;
-        let wait = millis("waitMs", wait_ms, true)?;
-        Ok(write(&self.core().lock_wait(name, ttl, wait)))
-    }
-
-    /// `Lock` with `Token`: extend grant `token` to `ttl_ms` from now.
-    pub fn extend(&self, name: &str, ttl_ms: f64, token: u64) -> Result<Vec<u8>, Error> {
-        check_name(name)?;
-        let ttl = millis("ttlMs", ttl_ms, false)?;
-        Ok(write(&self.core().extend(name, ttl, Token(token))))
     }
 
     /// `Unlock`, fenced to grant `token` if given.
@@ -176,83 +164,190 @@ fn parse(line: &mut [u8]) -> Result<Response<'_>, Error> {
     Ok(Response::parse(line)?.1)
 }
 
-/// A grant: the fencing token and the TTL from the server's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Grant {
-    /// The fencing token.
-    pub token: u64,
-    /// Time to live when the server answered.
-    pub ttl: Ttl,
+/// Milliseconds on JavaScript's monotonic clock (`performance.now()`) as an
+/// [`Instant`], rounded down (so a request's send time is never later than
+/// it was, and a deadline counted from it never later than the server's).
+pub fn instant(ms: f64) -> Instant {
+    if ms.is_finite() && ms > 0.0 {
+        // Finite, positive and at most 2^53: the cast is exact.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ms = ms.floor().min(MAX_MS) as u64;
+        Instant::from_millis(ms)
+    } else {
+        Instant::ZERO
+    }
 }
 
-impl From<core_client::Grant> for Grant {
-    fn from(g: core_client::Grant) -> Self {
-        Self {
-            token: g.token.0,
-            ttl: g.ttl,
+/// An instant for JavaScript, in `performance.now()` milliseconds.
+#[allow(clippy::cast_precision_loss)]
+pub fn to_js_instant(at: Instant) -> f64 {
+    at.as_millis() as f64
+}
+
+/// One acquisition of a lock: dlm-core's [`Acquire`], from its request to
+/// its answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Acquisition(Acquire);
+
+impl Acquisition {
+    /// A lock for `ttl_ms`, queueing up to `wait_ms` (0: one attempt),
+    /// renewing itself if `auto_renew`; the request is sent at `now_ms`.
+    pub fn new(ttl_ms: f64, wait_ms: f64, auto_renew: bool, now_ms: f64) -> Result<Self, Error> {
+        let ttl = millis("ttlMs", ttl_ms, false)?;
+        let wait = millis("waitMs", wait_ms, true)?;
+        Ok(Self(Acquire::new(
+            ttl,
+            Some(wait),
+            auto_renew,
+            instant(now_ms),
+        )))
+    }
+
+    /// Whether it waits in the server's queue.
+    pub fn waits(&self) -> bool {
+        self.0.wait().is_some()
+    }
+
+    /// The `Lock` request line for `name`.
+    pub fn request(&self, writer: &Writer, name: &str) -> Result<Vec<u8>, Error> {
+        check_name(name)?;
+        Ok(write(&self.0.request(&writer.core(), name)))
+    }
+
+    /// Reads the answer, received at `now_ms`: the lease, or why there is
+    /// none (`NotOwner`; `Timeout` if a wait ran out).
+    pub fn finish(&self, now_ms: f64, line: &mut [u8]) -> Result<Lease, Error> {
+        let r = parse(line)?;
+        Ok(Lease(self.0.handle_response(instant(now_ms), &r)?))
+    }
+}
+
+/// A held lock's lease: dlm-core's [`CoreLease`], with JavaScript's
+/// numbers. The package's `Lock` drives it with `setTimeout` and sockets.
+#[derive(Clone, Debug)]
+pub struct Lease(CoreLease);
+
+impl Lease {
+    /// The fencing token (`None` from a server that gives none).
+    pub fn token(&self) -> Option<u64> {
+        self.0.token().map(|Token(t)| t)
+    }
+
+    /// The TTL extensions ask for, in milliseconds.
+    pub fn ttl_ms(&self) -> f64 {
+        to_js_millis(self.0.ttl())
+    }
+
+    /// Whether the lock is lost.
+    pub fn is_lost(&self) -> bool {
+        self.0.is_lost()
+    }
+
+    /// Whether the lock was released.
+    pub fn is_released(&self) -> bool {
+        self.0.is_released()
+    }
+
+    /// Whether the lease renews itself (keep the process alive for it).
+    pub fn is_renewing(&self) -> bool {
+        self.0.is_renewing()
+    }
+
+    /// Milliseconds left at `now_ms` before the lock expires unless
+    /// extended; 0 once lost or released.
+    pub fn remaining_ms(&self, now_ms: f64) -> f64 {
+        to_js_millis(self.0.remaining(instant(now_ms)))
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next.
+    pub fn poll_timeout(&self) -> Option<f64> {
+        self.0.poll_timeout().map(to_js_instant)
+    }
+
+    /// Advances to `now_ms`.
+    pub fn handle_timeout(&mut self, now_ms: f64) {
+        self.0.handle_timeout(instant(now_ms));
+    }
+
+    /// Asks to extend to `ttl_ms`; fails with `LockLost` if the lock is
+    /// lost or released.
+    pub fn extend(&mut self, now_ms: f64, ttl_ms: f64) -> Result<(), Error> {
+        let ttl = millis("ttlMs", ttl_ms, false)?;
+        Ok(self.0.extend(instant(now_ms), ttl)?)
+    }
+
+    /// Asks to release; false if released already.
+    pub fn release(&mut self, now_ms: f64) -> bool {
+        self.0.release(instant(now_ms))
+    }
+
+    /// The next request line to send for the lock `name`, if any.
+    pub fn poll_request(&mut self, now_ms: f64, writer: &Writer, name: &str) -> Option<Vec<u8>> {
+        let pending = self.0.poll_request(instant(now_ms))?;
+        Some(write(&pending.request(&writer.core(), name)))
+    }
+
+    /// Reads the answer to the request in flight: `"extended"` or
+    /// `"released"`, or the error (`LockLost` if the grant is gone).
+    pub fn handle_response(&mut self, now_ms: f64, line: &mut [u8]) -> Result<&'static str, Error> {
+        let now = instant(now_ms);
+        let r = match Response::parse(line) {
+            Ok((_, r)) => r,
+            Err(e) => {
+                // Nonsense is no answer: the request may be asked again.
+                self.0.handle_failure(now);
+                return Err(e.into());
+            }
+        };
+        match self.0.handle_response(now, &r)? {
+            Done::Extended => Ok("extended"),
+            Done::Released => Ok("released"),
         }
     }
-}
 
-/// The answer to `Lock`. Another owner's lock is [`Error::NotOwner`] after
-/// one attempt and [`Error::Timeout`] after a wait.
-pub fn grant(line: &mut [u8], waited: bool) -> Result<Grant, Error> {
-    match parse(line)?.grant() {
-        Ok(g) => Ok(g.into()),
-        Err(Refusal::NotOwner) if waited => Err(Error::Timeout),
-        Err(r) => Err(Error::refused(r)),
+    /// The request in flight got no answer.
+    pub fn handle_failure(&mut self, now_ms: f64) {
+        self.0.handle_failure(instant(now_ms));
+    }
+
+    /// `"lost"`, once, when the lock is lost.
+    pub fn poll_event(&mut self) -> Option<&'static str> {
+        self.0.poll_event().map(|Event::Lost| "lost")
     }
 }
 
-/// The answer to an extension: a refusal means the grant is gone
-/// ([`Error::LockLost`]); an extension never re-acquires.
-pub fn extended(line: &mut [u8]) -> Result<Grant, Error> {
-    match parse(line)?.grant() {
-        Ok(g) => Ok(g.into()),
-        Err(Refusal::NotOwner) => Err(Error::LockLost),
-        Err(r) => Err(Error::refused(r)),
-    }
-}
-
-/// The answer to `Unlock` from a held lock: nothing live, or another
-/// grant, means the lock had been lost ([`Error::LockLost`]).
-pub fn lock_released(line: &mut [u8]) -> Result<(), Error> {
-    match parse(line)?.released() {
-        Ok(true) => Ok(()),
-        Ok(false) | Err(Refusal::NotOwner) => Err(Error::LockLost),
-        Err(r) => Err(Error::refused(r)),
-    }
-}
-
-/// The answer to `Unlock` by name: whether a lock was released.
-pub fn released(line: &mut [u8]) -> Result<bool, Error> {
-    parse(line)?.released().map_err(Error::refused)
-}
-
-/// What `TestLock` found.
+/// What a `TestLock` found, for JavaScript.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockState {
     /// Nobody holds it.
     Free,
-    /// This client holds it.
-    Mine(Grant),
+    /// This client holds it: the token (if the server gives them) and the
+    /// time left (if it said).
+    Mine(Option<u64>, Option<Ttl>),
     /// Someone else holds it, for about this long if the server said.
     Taken(Option<Ttl>),
 }
 
+/// The answer to `Unlock` by name: whether a lock was released.
+pub fn released(line: &mut [u8]) -> Result<bool, Error> {
+    Ok(answer::unlocked(&parse(line)?)?)
+}
+
 /// The answer to `TestLock`.
 pub fn lock_state(line: &mut [u8]) -> Result<LockState, Error> {
-    Ok(match parse(line)?.lock_state().map_err(Error::refused)? {
+    Ok(match answer::lock_state(&parse(line)?)? {
         CoreLockState::Free => LockState::Free,
-        CoreLockState::Mine(g) => LockState::Mine(g.into()),
+        CoreLockState::Mine(g) => LockState::Mine(g.token.map(|Token(t)| t), g.ttl),
         CoreLockState::Taken(ttl) => LockState::Taken(ttl),
     })
 }
 
-/// What `Put` stored: the new revision and its TTL.
-pub fn stored(line: &mut [u8]) -> Result<(u64, Ttl), Error> {
-    let s = parse(line)?.stored().map_err(Error::refused)?;
-    Ok((s.revision.0, s.ttl))
+/// What `Put` stored: the new revision (0 from a server that keeps none)
+/// and its TTL (zero if the server did not say). `compared`: whether the
+/// `Put` carried a revision.
+pub fn stored(line: &mut [u8], compared: bool) -> Result<(u64, Ttl), Error> {
+    let s = answer::stored(&parse(line)?, compared)?;
+    Ok((s.revision.map_or(0, |r| r.0), s.ttl.unwrap_or(Ttl::ZERO)))
 }
 
 /// A value read by `Get`, still encoded.
@@ -268,7 +363,7 @@ pub struct Fetched {
 
 /// The answer to `Get`: the stored text, or `None` if there is no entry.
 pub fn fetched(line: &mut [u8]) -> Result<Option<Fetched>, Error> {
-    let f = parse(line)?.fetched().map_err(Error::refused)?;
+    let f = answer::fetched(&parse(line)?)?;
     Ok(f.map(|f| Fetched {
         data: f.data.to_owned(),
         revision: f.revision.map_or(0, |r| r.0),
@@ -278,20 +373,17 @@ pub fn fetched(line: &mut [u8]) -> Result<Option<Fetched>, Error> {
 
 /// The answer to `Erase`: whether there was an entry.
 pub fn erased(line: &mut [u8]) -> Result<bool, Error> {
-    parse(line)?.erased().map_err(Error::refused)
+    Ok(answer::erased(&parse(line)?)?)
 }
 
 /// The answer to `Version`: the server's version string.
 pub fn version(line: &mut [u8]) -> Result<String, Error> {
-    parse(line)?
-        .version()
-        .map(str::to_owned)
-        .map_err(Error::refused)
+    Ok(answer::version(&parse(line)?)?.to_owned())
 }
 
 /// The answer to `Stats`: every statistic this build knows, by name.
 pub fn stats(line: &mut [u8]) -> Result<Vec<(&'static str, u64)>, Error> {
-    let stats = Response::parse_stats(line)?;
+    let stats = answer::stats(line)?;
     Ok(stats.iter().map(|(s, v)| (s.name(), v)).collect())
 }
 
@@ -302,7 +394,7 @@ pub fn encode_table(plain: &[u8]) -> String {
 
 /// The table codec: stored text back to bytes.
 pub fn decode_table(text: &str) -> Result<Vec<u8>, Error> {
-    Ok(codec::decode(text.as_bytes())?)
+    codec::decode(text.as_bytes()).map_err(|e| value::table_error(text, e).into())
 }
 
 /// A sealed-value key (XChaCha20-Poly1305, dlm-core's `seal`), wiped when
@@ -331,7 +423,7 @@ impl Sealer {
 
     /// Opens a sealed value of the data key `name`.
     pub fn open(&self, name: &str, sealed: &str) -> Result<Vec<u8>, Error> {
-        Ok(seal::open(&self.key, name, sealed)?)
+        seal::open(&self.key, name, sealed).map_err(|e| value::sealed_error(sealed, e).into())
     }
 }
 
@@ -350,6 +442,7 @@ impl Drop for Sealer {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact whole milliseconds
 mod tests {
     use super::*;
     use dlm_core::engine::{Config, Engine, Outcome, Principal};
@@ -369,6 +462,11 @@ mod tests {
         answer
     }
 
+    /// The line as bytes, for a parser that reads in place.
+    fn answer(text: &str) -> Vec<u8> {
+        text.as_bytes().to_vec()
+    }
+
     #[test]
     fn every_request_round_trips_through_the_engine() {
         for legacy in [false, true] {
@@ -376,57 +474,47 @@ mod tests {
             let a = Writer::new("a".into(), legacy, None).unwrap();
             let b = Writer::new("b".into(), legacy, None).unwrap();
 
-            let g = grant(
-                &mut serve(&mut e, 0, a.lock("L", 1000.0, 0.0).unwrap()),
-                false,
-            )
-            .unwrap();
-            assert_eq!(g.ttl, Ttl::from_millis(1000));
-            let err = grant(
-                &mut serve(&mut e, 1, b.lock("L", 1000.0, 0.0).unwrap()),
-                false,
-            );
-            assert_eq!(err, Err(Error::NotOwner));
+            let acq = Acquisition::new(1000.0, 0.0, false, 0.0).unwrap();
+            let mut lease = acq
+                .finish(0.0, &mut serve(&mut e, 0, acq.request(&a, "L").unwrap()))
+                .unwrap();
+            let token = lease.token().unwrap();
+            assert_eq!(lease.remaining_ms(0.0), 1000.0);
+            let other = Acquisition::new(1000.0, 0.0, false, 1.0).unwrap();
+            let err = other
+                .finish(1.0, &mut serve(&mut e, 1, other.request(&b, "L").unwrap()))
+                .unwrap_err();
+            assert_eq!(err.code(), "NotOwner");
             assert_eq!(
                 lock_state(&mut serve(&mut e, 1, a.test_lock("L").unwrap())),
-                Ok(LockState::Mine(Grant {
-                    token: g.token,
-                    ttl: Ttl::from_millis(999)
-                }))
+                Ok(LockState::Mine(Some(token), Some(Ttl::from_millis(999))))
             );
             assert!(matches!(
                 lock_state(&mut serve(&mut e, 1, b.test_lock("L").unwrap())),
                 Ok(LockState::Taken(Some(_)))
             ));
-            let x = extended(&mut serve(
-                &mut e,
-                2,
-                a.extend("L", 5000.0, g.token).unwrap(),
-            ))
-            .unwrap();
-            assert_eq!(x.token, g.token);
+            lease.extend(2.0, 5000.0).unwrap();
+            let line = lease.poll_request(2.0, &a, "L").unwrap();
             assert_eq!(
-                extended(&mut serve(
-                    &mut e,
-                    2,
-                    a.extend("L", 5000.0, g.token + 1).unwrap()
-                )),
-                Err(Error::LockLost)
+                lease.handle_response(2.0, &mut serve(&mut e, 2, line)),
+                Ok("extended")
             );
+            assert_eq!(lease.remaining_ms(2.0), 5000.0);
             assert_eq!(
-                released(&mut serve(&mut e, 3, b.unlock("L", None).unwrap())),
-                Err(Error::NotOwner)
+                released(&mut serve(&mut e, 3, b.unlock("L", None).unwrap()))
+                    .unwrap_err()
+                    .code(),
+                "NotOwner"
             );
+            assert!(lease.release(3.0));
+            let line = lease.poll_request(3.0, &a, "L").unwrap();
             assert_eq!(
-                lock_released(&mut serve(&mut e, 3, a.unlock("L", Some(g.token)).unwrap())),
-                Ok(())
+                lease.handle_response(3.0, &mut serve(&mut e, 3, line)),
+                Ok("released")
             );
+            assert!(lease.is_released());
             assert_eq!(
-                lock_released(&mut serve(&mut e, 3, a.unlock("L", Some(g.token)).unwrap())),
-                Err(Error::LockLost)
-            );
-            assert_eq!(
-                released(&mut serve(&mut e, 3, a.unlock("L", None).unwrap())),
+                released(&mut serve(&mut e, 3, a.unlock("L", Some(token)).unwrap())),
                 Ok(false)
             );
             assert_eq!(
@@ -435,29 +523,28 @@ mod tests {
             );
 
             let v = encode_table(b"hello");
-            let (rev, ttl) = stored(&mut serve(
-                &mut e,
-                4,
-                a.put("K", 60_000.0, &v, None).unwrap(),
-            ))
+            let (rev, ttl) = stored(
+                &mut serve(&mut e, 4, a.put("K", 60_000.0, &v, None).unwrap()),
+                false,
+            )
             .unwrap();
             assert_eq!((rev, ttl), (1, Ttl::from_millis(60_000)));
-            assert_eq!(
-                stored(&mut serve(
-                    &mut e,
-                    4,
-                    a.put("K", 60_000.0, &v, Some(7)).unwrap()
-                )),
-                Err(Error::Conflict { current: 1 })
-            );
+            let err = stored(
+                &mut serve(&mut e, 4, a.put("K", 60_000.0, &v, Some(7)).unwrap()),
+                true,
+            )
+            .unwrap_err();
+            assert_eq!((err.code(), err.current()), ("Conflict", Some(1)));
             let f = fetched(&mut serve(&mut e, 5, a.get("K").unwrap()))
                 .unwrap()
                 .unwrap();
             assert_eq!(decode_table(&f.data).unwrap(), b"hello");
             assert_eq!(f.revision, 1);
             assert_eq!(
-                fetched(&mut serve(&mut e, 5, b.get("K").unwrap())),
-                Err(Error::NotOwner)
+                fetched(&mut serve(&mut e, 5, b.get("K").unwrap()))
+                    .unwrap_err()
+                    .code(),
+                "NotOwner"
             );
             assert_eq!(
                 erased(&mut serve(&mut e, 6, a.erase("K").unwrap())),
@@ -480,18 +567,92 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_wait_is_a_timeout() {
-        let mut line = br#"{"Status":"NotOwner"}"#.to_vec();
-        assert_eq!(grant(&mut line.clone(), true), Err(Error::Timeout));
-        assert_eq!(grant(&mut line, false), Err(Error::NotOwner));
-        let mut no = br#"{"Status":"NO"}"#.to_vec();
-        assert_eq!(grant(&mut no, true), Err(Error::NoMemory));
-        let mut bad =
-            br#"{"Status":"BadPayload","Error":"field Expire must be positive"}"#.to_vec();
+    fn a_lease_is_lost_at_its_deadline_and_a_refused_extension_says_so() {
+        let acq = Acquisition::new(100.0, 0.0, false, 10.4).unwrap();
+        let mut lease = acq
+            .finish(
+                12.0,
+                &mut answer(r#"{"Status":"Locked","Token":5,"Expire":0.1}"#),
+            )
+            .unwrap();
+        assert_eq!(lease.poll_timeout(), Some(110.0));
+        lease.handle_timeout(110.0);
+        assert!(lease.is_lost());
+        assert_eq!(lease.poll_event(), Some("lost"));
+        assert_eq!(lease.poll_event(), None);
+        assert_eq!(lease.extend(111.0, 100.0).unwrap_err().code(), "LockLost");
+
+        let mut lease = acq
+            .finish(12.0, &mut answer(r#"{"Status":"Locked","Token":5}"#))
+            .unwrap();
+        lease.extend(20.0, 100.0).unwrap();
+        let w = Writer::new("a".into(), false, None).unwrap();
+        let line = lease.poll_request(20.0, &w, "L").unwrap();
+        assert!(String::from_utf8(line).unwrap().contains(r#""Token":5"#));
+        let e = lease
+            .handle_response(21.0, &mut answer(r#"{"Status":"NotOwner"}"#))
+            .unwrap_err();
+        assert_eq!(e.code(), "LockLost");
+        assert_eq!(lease.poll_event(), Some("lost"));
+    }
+
+    #[test]
+    fn jackrabbit_answers() {
+        // No token, no Expire: a lease at the asked TTL, with no token.
+        let acq = Acquisition::new(1000.0, 0.0, true, 0.0).unwrap();
+        let lease = acq
+            .finish(1.0, &mut answer(r#"{"Status":"Locked","ID":"a"}"#))
+            .unwrap();
+        assert_eq!((lease.token(), lease.ttl_ms()), (None, 1000.0));
+        // A wait answered at once: no queue there, so not a timeout.
+        let acq = Acquisition::new(1000.0, 5000.0, false, 0.0).unwrap();
         assert_eq!(
-            grant(&mut bad, false),
-            Err(Error::BadRequest("field Expire must be positive".into()))
+            acq.finish(3.0, &mut answer(r#"{"Status":"NotOwner"}"#))
+                .unwrap_err()
+                .code(),
+            "NotOwner"
         );
+        assert_eq!(
+            acq.finish(5000.0, &mut answer(r#"{"Status":"NotOwner"}"#))
+                .unwrap_err()
+                .code(),
+            "Timeout"
+        );
+        // Put: no revision; a compare-and-set that was not compared fails.
+        let done = r#"{"Status":"Done","ID":"a"}"#;
+        assert_eq!(stored(&mut answer(done), false), Ok((0, Ttl::ZERO)));
+        assert_eq!(
+            stored(&mut answer(done), true).unwrap_err().code(),
+            "Protocol"
+        );
+    }
+
+    #[test]
+    fn a_refused_wait_is_a_timeout() {
+        let acq = Acquisition::new(1000.0, 200.0, false, 0.0).unwrap();
+        let line = || answer(r#"{"Status":"NotOwner"}"#);
+        assert_eq!(
+            acq.finish(250.0, &mut line()).unwrap_err().code(),
+            "Timeout"
+        );
+        let once = Acquisition::new(1000.0, 0.0, false, 0.0).unwrap();
+        assert_eq!(
+            once.finish(250.0, &mut line()).unwrap_err().code(),
+            "NotOwner"
+        );
+        assert_eq!(
+            acq.finish(250.0, &mut answer(r#"{"Status":"NO"}"#))
+                .unwrap_err()
+                .code(),
+            "NoMemory"
+        );
+        let e = acq
+            .finish(
+                250.0,
+                &mut answer(r#"{"Status":"BadPayload","Error":"field Expire must be positive"}"#),
+            )
+            .unwrap_err();
+        assert_eq!(e.to_string(), "bad request: field Expire must be positive");
     }
 
     #[test]
@@ -500,13 +661,9 @@ mod tests {
         let s = stats(&mut line).unwrap();
         assert!(s.contains(&("AWait", 2)));
         assert!(s.contains(&("Lock", 5)));
-        for garbage in [
-            &b""[..],
-            b"not json",
-            b"{\"Status\":\"Bogus\"}",
-            b"{\"Status\":\"Locked\"}",
-        ] {
-            let e = grant(&mut garbage.to_vec(), false).unwrap_err();
+        let acq = Acquisition::new(1000.0, 0.0, false, 0.0).unwrap();
+        for garbage in [&b""[..], b"not json", b"{\"Status\":\"Bogus\"}"] {
+            let e = acq.finish(0.0, &mut garbage.to_vec()).unwrap_err();
             assert_eq!(e.code(), "Protocol", "{garbage:?}");
         }
         assert_eq!(
@@ -515,11 +672,19 @@ mod tests {
                 .code(),
             "Protocol"
         );
+        assert_eq!(
+            stats(&mut br#"{"Status":"BadAction"}"#.to_vec())
+                .unwrap_err()
+                .code(),
+            "BadRequest"
+        );
     }
 
     #[test]
     fn bad_arguments_are_refused_before_anything_is_written() {
         let w = Writer::new("a".into(), false, None).unwrap();
+        let lock =
+            |ttl, wait| Acquisition::new(ttl, wait, false, 0.0).and_then(|a| a.request(&w, "L"));
         for (ttl, wait) in [
             (0.0, 0.0),
             (-1.0, 0.0),
@@ -529,12 +694,13 @@ mod tests {
             (1e300, 0.0),
         ] {
             assert_eq!(
-                w.lock("L", ttl, wait).unwrap_err().code(),
+                lock(ttl, wait).unwrap_err().code(),
                 "InvalidArgument",
                 "{ttl} {wait}"
             );
         }
-        assert_eq!(w.lock("", 1.0, 0.0).unwrap_err().code(), "InvalidArgument");
+        let acq = Acquisition::new(1.0, 0.0, false, 0.0).unwrap();
+        assert_eq!(acq.request(&w, "").unwrap_err().code(), "InvalidArgument");
         assert_eq!(
             w.put("K", 0.0, "", None).unwrap_err().code(),
             "InvalidArgument"
@@ -542,7 +708,7 @@ mod tests {
         assert!(Writer::new(String::new(), false, None).is_err());
         assert!(Writer::new("a".into(), false, Some(("n".into(), String::new()))).is_err());
         // Fractions of a millisecond round up, as the protocol does.
-        let line = w.lock("L", 0.2, 1500.5).unwrap();
+        let line = lock(0.2, 1500.5).unwrap();
         let text = String::from_utf8(line).unwrap();
         assert!(text.contains(r#""Expire":0.001"#), "{text}");
         assert!(text.contains(r#""Wait":1.501"#), "{text}");
@@ -560,6 +726,12 @@ mod tests {
         let all: Vec<u8> = (0..=255).collect();
         assert_eq!(decode_table(&encode_table(&all)).unwrap(), all);
         assert_eq!(decode_table("a^2").unwrap_err().code(), "Encoding");
+        let sealed = Sealer::new(&[9; 32])
+            .unwrap()
+            .seal(&[1; 24], "k", b"x")
+            .unwrap();
+        let e = decode_table(&sealed).unwrap_err().to_string();
+        assert!(e.contains("written with the sealed encoder"), "{e}");
     }
 
     #[test]

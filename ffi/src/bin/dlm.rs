@@ -9,6 +9,7 @@
 //! `dlm lock` behaves like `flock(1)`: it waits for the lock (forever by
 //! default, `-w S` at most S seconds, `-n` not at all), runs CMD while
 //! holding it, renews it every third of its TTL, exports `DLM_LOCK_TOKEN`
+//! (unset if the server gives no fencing tokens, as JackrabbitDLM does)
 //! and `DLM_LOCK_NAME` to CMD, releases it when CMD ends, and exits with
 //! CMD's status. If the lock cannot be had it exits 1 (or `-E CODE`); if
 //! the lock is lost while CMD runs, CMD's process group gets SIGTERM, then
@@ -90,7 +91,8 @@ enum Cmd {
         /// The data key.
         name: String,
     },
-    /// Whether NAME is locked: prints `free`, `mine TOKEN MS` or `taken MS`.
+    /// Whether NAME is locked: prints `free`, `mine TOKEN MS` or `taken MS`
+    /// (`-` for no token, `?` for a time the server did not say).
     Test {
         /// The lock.
         name: String,
@@ -224,9 +226,12 @@ fn run(client: &Client, command: Cmd) -> Result<ExitCode, Error> {
         Cmd::Test { name } => {
             let _ = match client.test_lock(&name)? {
                 LockState::Free => writeln!(out, "free"),
-                LockState::Mine { token, remaining } => {
-                    writeln!(out, "mine {token} {}", remaining.as_millis())
-                }
+                LockState::Mine { token, remaining } => writeln!(
+                    out,
+                    "mine {} {}",
+                    token.map_or_else(|| "-".into(), |t| t.to_string()),
+                    remaining.map_or_else(|| "?".into(), |r| r.as_millis().to_string())
+                ),
                 LockState::Taken { remaining } => writeln!(
                     out,
                     "taken {}",
@@ -327,14 +332,14 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
     forward_signals();
     // CMD leads its own process group, so a lost lock stops everything it
     // started, not just its first process.
-    let mut child = match std::os::unix::process::CommandExt::process_group(
-        Command::new(program).args(rest),
-        0,
-    )
-    .env("DLM_LOCK_TOKEN", held.token().to_string())
-    .env("DLM_LOCK_NAME", &args.name)
-    .spawn()
-    {
+    let mut cmd = Command::new(program);
+    cmd.args(rest).env("DLM_LOCK_NAME", &args.name);
+    // A server without fencing tokens (JackrabbitDLM): no token to pass on.
+    match held.token() {
+        Some(token) => cmd.env("DLM_LOCK_TOKEN", token.to_string()),
+        None => cmd.env_remove("DLM_LOCK_TOKEN"),
+    };
+    let mut child = match std::os::unix::process::CommandExt::process_group(&mut cmd, 0).spawn() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("dlm: cannot run {program}: {e}");

@@ -1,6 +1,6 @@
 //! `dlm_cancel`: aborting a blocking wait from another thread.
 
-use super::{boundary, dlm_status};
+use super::{Fail, boundary, dlm_status, non_null, quiet};
 use crate::CancelToken;
 
 /// A cancellation handle for `dlm_client_lock`'s wait. **Thread-safe**:
@@ -16,16 +16,14 @@ pub struct dlm_cancel {
 /// `out` must be writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_cancel_new(out: *mut *mut dlm_cancel) -> dlm_status {
-    boundary(|| {
-        if out.is_null() {
-            return dlm_status::DLM_ERR_NULL_PARAMETER;
-        }
+    boundary(std::ptr::null::<dlm_cancel>(), || {
+        non_null(out, "out")?;
         let handle = Box::new(dlm_cancel {
             token: CancelToken::new(),
         });
         // SAFETY: `out` is non-null and writable.
         unsafe { *out = Box::into_raw(handle) };
-        dlm_status::DLM_OK
+        Ok(dlm_status::DLM_OK)
     })
 }
 
@@ -36,15 +34,11 @@ pub unsafe extern "C" fn dlm_cancel_new(out: *mut *mut dlm_cancel) -> dlm_status
 /// `cancel` must be a live handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_cancel_trigger(cancel: *const dlm_cancel) -> dlm_status {
-    boundary(|| {
+    boundary(cancel, || {
         // SAFETY: per the contract.
-        match unsafe { cancel.as_ref() } {
-            Some(c) => {
-                c.token.cancel();
-                dlm_status::DLM_OK
-            }
-            None => dlm_status::DLM_ERR_NULL_PARAMETER,
-        }
+        let c = unsafe { cancel.as_ref() }.ok_or_else(|| Fail::null("the cancel handle"))?;
+        c.token.cancel();
+        Ok(dlm_status::DLM_OK)
     })
 }
 
@@ -56,9 +50,10 @@ pub unsafe extern "C" fn dlm_cancel_trigger(cancel: *const dlm_cancel) -> dlm_st
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_cancel_free(cancel: *mut dlm_cancel) {
     if !cancel.is_null() {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        quiet(|| {
             // SAFETY: created by Box::into_raw in dlm_cancel_new.
             drop(unsafe { Box::from_raw(cancel) });
-        }));
+            dlm_status::DLM_OK
+        });
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::options::dlm_options;
 use super::{
-    LastError, boundary, bytes, dlm_status, null_with_len, put, text, try_status, write_text,
+    Fail, boundary, bytes, copy_last_error, dlm_status, non_null, put, quiet, text, write_text,
 };
 use crate::error::Error;
 use crate::{Client, LockState, Revision, Token};
@@ -17,7 +17,6 @@ use crate::{Client, LockState, Revision, Token};
 /// thread.
 pub struct dlm_client {
     pub(crate) client: Client,
-    pub(crate) errors: LastError,
 }
 
 /// What `dlm_client_test_lock` found.
@@ -36,11 +35,9 @@ pub enum dlm_lock_state {
 ///
 /// # Safety
 /// `client` must be NULL or a live pointer from `dlm_client_new`.
-pub(crate) unsafe fn client_ref<'a>(
-    client: *const dlm_client,
-) -> Result<&'a dlm_client, dlm_status> {
+pub(crate) unsafe fn client_ref<'a>(client: *const dlm_client) -> Result<&'a dlm_client, Fail> {
     // SAFETY: per the caller's contract.
-    unsafe { client.as_ref() }.ok_or(dlm_status::DLM_ERR_NULL_PARAMETER)
+    unsafe { client.as_ref() }.ok_or_else(|| Fail::null("the client"))
 }
 
 /// Connects to `addr` (`host:port`) with `opts` (NULL for defaults). One
@@ -57,38 +54,25 @@ pub unsafe extern "C" fn dlm_client_new(
     opts: *const dlm_options,
     out: *mut *mut dlm_client,
 ) -> dlm_status {
-    boundary(|| {
-        if out.is_null() {
-            return dlm_status::DLM_ERR_NULL_PARAMETER;
-        }
+    // Why it failed is left on the options, there being no client yet.
+    boundary(opts, || {
+        non_null(out, "out")?;
         // SAFETY: per the contract.
-        let addr = try_status!(unsafe { text(addr, addr_len) });
+        let addr = unsafe { text(addr, addr_len, "the address") }?;
         if addr.is_empty() {
-            return dlm_status::DLM_ERR_INVALID_ARGUMENT;
+            return Err(Fail::new(
+                dlm_status::DLM_ERR_INVALID_ARGUMENT,
+                "the address is empty",
+            ));
         }
         // SAFETY: per the contract.
         let options = unsafe { opts.as_ref() }
             .map(|o| o.options.clone())
             .unwrap_or_default();
-        match Client::connect_with(addr, options) {
-            Ok(client) => {
-                let handle = Box::new(dlm_client {
-                    client,
-                    errors: LastError::default(),
-                });
-                // SAFETY: `out` is non-null and writable.
-                unsafe { *out = Box::into_raw(handle) };
-                dlm_status::DLM_OK
-            }
-            Err(e) => {
-                // SAFETY: per the contract.
-                if let Some(o) = unsafe { opts.as_ref() } {
-                    o.errors.fail(&e)
-                } else {
-                    (&e).into()
-                }
-            }
-        }
+        let client = Client::connect_with(addr, options)?;
+        // SAFETY: `out` is non-null and writable.
+        unsafe { *out = Box::into_raw(Box::new(dlm_client { client })) };
+        Ok(dlm_status::DLM_OK)
     })
 }
 
@@ -100,15 +84,19 @@ pub unsafe extern "C" fn dlm_client_new(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_client_free(client: *mut dlm_client) {
     if !client.is_null() {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        quiet(|| {
             // SAFETY: created by Box::into_raw in dlm_client_new.
             drop(unsafe { Box::from_raw(client) });
-        }));
+            dlm_status::DLM_OK
+        });
     }
 }
 
-/// Copies the calling thread's last error message on this client
-/// (NUL-terminated; empty if none) into `buf`.
+/// Copies into `buf` (NUL-terminated) what the calling thread's most
+/// recent libdlm call said beyond its status, if that call was on this
+/// client and failed: e.g. `Connection refused (os error 111)` for
+/// `DLM_ERR_UNAVAILABLE`. Empty if that call succeeded, was on another
+/// handle, or its status says it all. Reading it records nothing.
 ///
 /// # Safety
 /// `client` must be a live client; `buf` must hold `len` writable bytes;
@@ -120,11 +108,12 @@ pub unsafe extern "C" fn dlm_client_last_error(
     len: usize,
     out_n: *mut usize,
 ) -> dlm_status {
-    boundary(|| {
+    quiet(|| {
+        if client.is_null() {
+            return dlm_status::DLM_ERR_NULL_PARAMETER;
+        }
         // SAFETY: per the contract.
-        let c = try_status!(unsafe { client_ref(client) });
-        // SAFETY: per the contract.
-        unsafe { write_text(&c.errors.get(), buf, len, out_n) }
+        unsafe { copy_last_error(client, buf, len, out_n) }
     })
 }
 
@@ -139,50 +128,32 @@ pub unsafe extern "C" fn dlm_client_id(
     len: usize,
     out_n: *mut usize,
 ) -> dlm_status {
-    boundary(|| {
+    boundary(client, || {
         // SAFETY: per the contract.
-        let c = try_status!(unsafe { client_ref(client) });
+        let c = unsafe { client_ref(client) }?;
         // SAFETY: per the contract.
-        unsafe { write_text(c.client.id(), buf, len, out_n) }
+        Ok(unsafe { write_text(c.client.id(), buf, len, out_n) })
     })
 }
 
-/// Runs `f` on the client, recording a failure's message for this thread.
+/// Runs `f` on the client, recording the outcome for this thread.
 ///
 /// # Safety
 /// `client` must be NULL or a live client.
 unsafe fn call(
     client: *const dlm_client,
-    f: impl FnOnce(&dlm_client) -> Result<dlm_status, Error>,
+    f: impl FnOnce(&dlm_client) -> Result<dlm_status, Fail>,
 ) -> dlm_status {
-    boundary(|| {
+    boundary(client, || {
         // SAFETY: per the contract.
-        let c = try_status!(unsafe { client_ref(client) });
-        match f(c) {
-            Ok(s) => c.errors.record(s),
-            Err(e) => c.errors.fail(&e),
-        }
+        f(unsafe { client_ref(client) }?)
     })
 }
 
-/// A name argument: UTF-8, not empty. (The callers first turn a NULL
-/// pointer with a length into `DLM_ERR_NULL_PARAMETER`.)
-///
-/// # Safety
-/// `ptr` must point to `len` readable bytes.
-unsafe fn name_arg<'a>(ptr: *const u8, len: usize) -> Result<&'a str, Error> {
-    // SAFETY: forwarded contract.
-    match unsafe { text(ptr, len) } {
-        Ok("") => Err(Error::InvalidArgument("empty name")),
-        Ok(s) => Ok(s),
-        Err(dlm_status::DLM_ERR_NULL_PARAMETER) => Err(Error::InvalidArgument("NULL name")),
-        Err(_) => Err(Error::InvalidArgument("name is not UTF-8")),
-    }
-}
-
 /// Asks whether `name` is locked, without acquiring it. Writes the state,
-/// and (each may be NULL) the token if this client holds it and the
-/// remaining milliseconds if anyone does.
+/// and (each may be NULL) the token if this client holds it (0 if the
+/// server gives no tokens) and the remaining milliseconds if the server
+/// said.
 ///
 /// # Safety
 /// `client` must be a live client; `name` must point to `name_len` readable
@@ -196,22 +167,22 @@ pub unsafe extern "C" fn dlm_client_test_lock(
     out_token: *mut u64,
     out_remaining_ms: *mut u64,
 ) -> dlm_status {
-    if out_state.is_null() || null_with_len(name, name_len) {
-        return dlm_status::DLM_ERR_NULL_PARAMETER;
-    }
     // SAFETY: forwarded contract.
     unsafe {
         call(client, |c| {
-            let name = name_arg(name, name_len)?;
+            non_null(out_state, "out_state")?;
+            let name = super::name(name, name_len)?;
             let (state, token, left) = match c.client.test_lock(name)? {
                 LockState::Free => (dlm_lock_state::DLM_LOCK_FREE, None, None),
-                LockState::Mine { token, remaining } => {
-                    (dlm_lock_state::DLM_LOCK_MINE, Some(token), Some(remaining))
-                }
+                LockState::Mine { token, remaining } => (
+                    dlm_lock_state::DLM_LOCK_MINE,
+                    Some(token.map_or(0, |Token(t)| t)),
+                    remaining,
+                ),
                 LockState::Taken { remaining } => (dlm_lock_state::DLM_LOCK_TAKEN, None, remaining),
             };
             put(out_state, state);
-            if let Some(Token(t)) = token {
+            if let Some(t) = token {
                 put(out_token, t);
             }
             if let Some(left) = left {
@@ -239,18 +210,15 @@ pub unsafe extern "C" fn dlm_client_unlock(
     name_len: usize,
     token: u64,
 ) -> dlm_status {
-    if null_with_len(name, name_len) {
-        return dlm_status::DLM_ERR_NULL_PARAMETER;
-    }
     // SAFETY: forwarded contract.
     unsafe {
         call(client, |c| {
-            let name = name_arg(name, name_len)?;
+            let name = super::name(name, name_len)?;
             let token = (token > 0).then_some(Token(token));
             if c.client.unlock(name, token)? {
                 Ok(dlm_status::DLM_OK)
             } else {
-                Err(Error::NotFound)
+                Err(Error::NotFound.into())
             }
         })
     }
@@ -258,7 +226,7 @@ pub unsafe extern "C" fn dlm_client_unlock(
 
 /// Stores `value` under `name` for `ttl_ms` milliseconds, encoded by the
 /// client's encoder. Writes the new revision to `out_revision` (may be
-/// NULL).
+/// NULL; 0 from a server that keeps no revisions, JackrabbitDLM).
 ///
 /// # Safety
 /// `client` must be a live client; `name` and `value` must point to their
@@ -273,15 +241,11 @@ pub unsafe extern "C" fn dlm_client_put(
     ttl_ms: u64,
     out_revision: *mut u64,
 ) -> dlm_status {
-    if null_with_len(name, name_len) || null_with_len(value, value_len) {
-        return dlm_status::DLM_ERR_NULL_PARAMETER;
-    }
     // SAFETY: forwarded contract.
     unsafe {
         call(client, |c| {
-            let name = name_arg(name, name_len)?;
-            let value =
-                bytes(value, value_len).map_err(|_| Error::InvalidArgument("NULL value"))?;
+            let name = super::name(name, name_len)?;
+            let value = bytes(value, value_len, "the value")?;
             let Revision(r) = c.client.put(name, value, Duration::from_millis(ttl_ms))?;
             put(out_revision, r);
             Ok(dlm_status::DLM_OK)
@@ -293,7 +257,8 @@ pub unsafe extern "C" fn dlm_client_put(
 /// `expected` (0: only if there is no entry). On `DLM_OK`, the new revision
 /// goes to `out_revision`; on `DLM_ERR_CONFLICT`, the *current* revision
 /// does (0 if there is no entry) — the one exception to out-parameters
-/// being written only on success.
+/// being written only on success. A server without compare-and-set
+/// (JackrabbitDLM) writes the value anyway: `DLM_ERR_PROTOCOL` says so.
 ///
 /// # Safety
 /// As for `dlm_client_put`.
@@ -308,15 +273,11 @@ pub unsafe extern "C" fn dlm_client_put_if(
     expected: u64,
     out_revision: *mut u64,
 ) -> dlm_status {
-    if null_with_len(name, name_len) || null_with_len(value, value_len) {
-        return dlm_status::DLM_ERR_NULL_PARAMETER;
-    }
     // SAFETY: forwarded contract.
     unsafe {
         call(client, |c| {
-            let name = name_arg(name, name_len)?;
-            let value =
-                bytes(value, value_len).map_err(|_| Error::InvalidArgument("NULL value"))?;
+            let name = super::name(name, name_len)?;
+            let value = bytes(value, value_len, "the value")?;
             match c.client.put_if(
                 name,
                 value,
@@ -329,9 +290,9 @@ pub unsafe extern "C" fn dlm_client_put_if(
                 }
                 Err(Error::Conflict { current }) => {
                     put(out_revision, current.0);
-                    Err(Error::Conflict { current })
+                    Err(Error::Conflict { current }.into())
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             }
         })
     }
@@ -339,9 +300,10 @@ pub unsafe extern "C" fn dlm_client_put_if(
 
 /// Reads `name` into `buf` (decoded by the client's encoder; not
 /// NUL-terminated), its length into `out_len`, and (if not NULL) its
-/// revision into `out_revision`. `DLM_ERR_NOT_FOUND` if there is no entry.
-/// If `buf` is too small, returns `DLM_ERR_BUFFER_TOO_SMALL` with the
-/// needed length in `out_len` and nothing else written.
+/// revision into `out_revision` (0 from a server that keeps none).
+/// `DLM_ERR_NOT_FOUND` if there is no entry. If `buf` is too small, returns
+/// `DLM_ERR_BUFFER_TOO_SMALL` with the needed length in `out_len` and
+/// nothing else written.
 ///
 /// # Safety
 /// `client` must be a live client; `name` must point to `name_len` bytes;
@@ -356,13 +318,14 @@ pub unsafe extern "C" fn dlm_client_get(
     out_len: *mut usize,
     out_revision: *mut u64,
 ) -> dlm_status {
-    if out_len.is_null() || (buf.is_null() && buf_len > 0) || null_with_len(name, name_len) {
-        return dlm_status::DLM_ERR_NULL_PARAMETER;
-    }
     // SAFETY: forwarded contract.
     unsafe {
         call(client, |c| {
-            let name = name_arg(name, name_len)?;
+            non_null(out_len, "out_len")?;
+            if buf.is_null() && buf_len > 0 {
+                return Err(Fail::null("buf (with a non-zero buf_len)"));
+            }
+            let name = super::name(name, name_len)?;
             let value = c.client.get(name)?.ok_or(Error::NotFound)?;
             put(out_len, value.data.len());
             if value.data.len() > buf_len {
@@ -385,17 +348,14 @@ pub unsafe extern "C" fn dlm_client_erase(
     name: *const u8,
     name_len: usize,
 ) -> dlm_status {
-    if null_with_len(name, name_len) {
-        return dlm_status::DLM_ERR_NULL_PARAMETER;
-    }
     // SAFETY: forwarded contract.
     unsafe {
         call(client, |c| {
-            let name = name_arg(name, name_len)?;
+            let name = super::name(name, name_len)?;
             if c.client.erase(name)? {
                 Ok(dlm_status::DLM_OK)
             } else {
-                Err(Error::NotFound)
+                Err(Error::NotFound.into())
             }
         })
     }
@@ -416,6 +376,7 @@ pub unsafe extern "C" fn dlm_client_server_version(
     // SAFETY: forwarded contract.
     unsafe {
         call(client, |c| {
+            non_null(out_n, "out_n")?;
             let v = c.client.version()?;
             Ok(write_text(&v, buf, len, out_n))
         })
@@ -437,6 +398,7 @@ pub unsafe extern "C" fn dlm_client_stats_json(
     // SAFETY: forwarded contract.
     unsafe {
         call(client, |c| {
+            non_null(out_n, "out_n")?;
             let stats = c.client.stats()?;
             let mut json = String::from("{");
             for (i, (stat, value)) in stats.iter().enumerate() {

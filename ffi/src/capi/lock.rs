@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::cancel::dlm_cancel;
 use super::client::{client_ref, dlm_client};
-use super::{LastError, boundary, dlm_status, text, try_status, write_text};
+use super::{Fail, boundary, copy_last_error, dlm_status, non_null, quiet};
 use crate::Lock;
 use crate::error::Error;
 
@@ -16,15 +16,15 @@ pub const DLM_LOCK_AUTO_RENEW: u32 = 1;
 
 /// Called once when the lock is found lost: on libdlm's renewal thread when
 /// auto-renewal fails for good, or on the calling thread inside the
-/// `dlm_lock_extend` that finds the lock gone. Must not call back into the
-/// same `dlm_lock`.
+/// `dlm_lock_*` call that finds the lock gone (an extension or release the
+/// server refused, or any call after the lock's deadline passed). Must not
+/// call back into the same `dlm_lock`.
 pub type dlm_lost_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
 /// A held lock. **Thread-safe**: its functions may be called from several
 /// threads (they take turns). Freeing it releases the lock if still held.
 pub struct dlm_lock {
     lock: Mutex<Lock>,
-    errors: LastError,
 }
 
 struct Callback {
@@ -73,26 +73,18 @@ pub unsafe extern "C" fn dlm_client_lock(
     userdata: *mut c_void,
     out: *mut *mut dlm_lock,
 ) -> dlm_status {
-    boundary(|| {
+    boundary(client, || {
         // SAFETY: per the contract.
-        let c = try_status!(unsafe { client_ref(client) });
-        if out.is_null() {
-            return dlm_status::DLM_ERR_NULL_PARAMETER;
-        }
+        let c = unsafe { client_ref(client) }?;
+        non_null(out, "out")?;
         if flags & !DLM_LOCK_AUTO_RENEW != 0 {
-            c.errors.set("unknown flags".into());
-            return dlm_status::DLM_ERR_INVALID_ARGUMENT;
+            return Err(Fail::new(
+                dlm_status::DLM_ERR_INVALID_ARGUMENT,
+                "unknown flags",
+            ));
         }
         // SAFETY: per the contract.
-        let name = match unsafe { text(name, name_len) } {
-            Ok(n) if !n.is_empty() => n,
-            Err(dlm_status::DLM_ERR_NULL_PARAMETER) => return dlm_status::DLM_ERR_NULL_PARAMETER,
-            _ => {
-                return c
-                    .errors
-                    .fail(&Error::InvalidArgument("name must be non-empty UTF-8"));
-            }
-        };
+        let name = unsafe { super::name(name, name_len) }?;
         let mut req = c
             .client
             .lock(name)
@@ -107,22 +99,17 @@ pub unsafe extern "C" fn dlm_client_lock(
             let cb = Callback { f, userdata };
             req = req.on_lost(move || cb.call());
         }
-        match req.acquire() {
-            Ok(lock) => {
-                let handle = Box::new(dlm_lock {
-                    lock: Mutex::new(lock),
-                    errors: LastError::default(),
-                });
-                // SAFETY: `out` is non-null and writable.
-                unsafe { *out = Box::into_raw(handle) };
-                dlm_status::DLM_OK
-            }
-            Err(e) => c.errors.fail(&e),
-        }
+        let lock = req.acquire()?;
+        let handle = Box::new(dlm_lock {
+            lock: Mutex::new(lock),
+        });
+        // SAFETY: `out` is non-null and writable.
+        unsafe { *out = Box::into_raw(handle) };
+        Ok(dlm_status::DLM_OK)
     })
 }
 
-/// Runs `f` on the lock, recording a failure's message for this thread.
+/// Runs `f` on the lock, recording the outcome for this thread.
 ///
 /// # Safety
 /// `lock` must be NULL or a live lock.
@@ -130,16 +117,12 @@ unsafe fn with(
     lock: *const dlm_lock,
     f: impl FnOnce(&mut Lock) -> Result<(), Error>,
 ) -> dlm_status {
-    boundary(|| {
+    boundary(lock, || {
         // SAFETY: per the contract.
-        let Some(l) = (unsafe { lock.as_ref() }) else {
-            return dlm_status::DLM_ERR_NULL_PARAMETER;
-        };
+        let l = unsafe { lock.as_ref() }.ok_or_else(|| Fail::null("the lock"))?;
         let mut guard = l.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        match f(&mut guard) {
-            Ok(()) => l.errors.record(dlm_status::DLM_OK),
-            Err(e) => l.errors.fail(&e),
-        }
+        f(&mut guard)?;
+        Ok(dlm_status::DLM_OK)
     })
 }
 
@@ -153,7 +136,7 @@ unsafe fn read_into<T>(
     f: impl FnOnce(&Lock) -> T,
 ) -> dlm_status {
     if out.is_null() {
-        return dlm_status::DLM_ERR_NULL_PARAMETER;
+        return boundary(lock, || Err(Fail::null("out")));
     }
     // SAFETY: forwarded contract; `out` is non-null.
     unsafe {
@@ -164,14 +147,16 @@ unsafe fn read_into<T>(
     }
 }
 
-/// The grant's fencing token: pass it to whatever the lock protects.
+/// The grant's fencing token: pass it to whatever the lock protects. 0 if
+/// the server gives no tokens (JackrabbitDLM): nothing can fence then, and
+/// extensions are plain re-locks, sent only before the lock's deadline.
 ///
 /// # Safety
 /// `lock` must be a live lock; `out` writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_lock_token(lock: *const dlm_lock, out: *mut u64) -> dlm_status {
     // SAFETY: forwarded contract.
-    unsafe { read_into(lock, out, |l| l.token().0) }
+    unsafe { read_into(lock, out, |l| l.token().map_or(0, |t| t.0)) }
 }
 
 /// Milliseconds left before the lock expires unless extended, by this
@@ -189,8 +174,9 @@ pub unsafe extern "C" fn dlm_lock_remaining_ms(lock: *const dlm_lock, out: *mut 
     }
 }
 
-/// Whether the lock is known lost (an extension or release found it gone,
-/// or auto-renewal failed past its deadline).
+/// Whether the lock is known lost: its deadline passed without a confirmed
+/// extension (auto-renewal failing, or none asked for), or an extension or
+/// release found it gone.
 ///
 /// # Safety
 /// `lock` must be a live lock; `out` writable.
@@ -222,8 +208,9 @@ pub unsafe extern "C" fn dlm_lock_release(lock: *const dlm_lock) -> dlm_status {
     unsafe { with(lock, Lock::release) }
 }
 
-/// Copies the calling thread's last error message on this lock
-/// (NUL-terminated; empty if none) into `buf`.
+/// Copies into `buf` (NUL-terminated) what the calling thread's most
+/// recent libdlm call said beyond its status, if that call was on this lock
+/// and failed (see `dlm_client_last_error`). Reading it records nothing.
 ///
 /// # Safety
 /// `lock` must be a live lock; `buf` must hold `len` writable bytes;
@@ -235,13 +222,12 @@ pub unsafe extern "C" fn dlm_lock_last_error(
     len: usize,
     out_n: *mut usize,
 ) -> dlm_status {
-    boundary(|| {
-        // SAFETY: per the contract.
-        let Some(l) = (unsafe { lock.as_ref() }) else {
+    quiet(|| {
+        if lock.is_null() {
             return dlm_status::DLM_ERR_NULL_PARAMETER;
-        };
+        }
         // SAFETY: per the contract.
-        unsafe { write_text(&l.errors.get(), buf, len, out_n) }
+        unsafe { copy_last_error(lock, buf, len, out_n) }
     })
 }
 
@@ -254,9 +240,10 @@ pub unsafe extern "C" fn dlm_lock_last_error(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_lock_free(lock: *mut dlm_lock) {
     if !lock.is_null() {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        quiet(|| {
             // SAFETY: created by Box::into_raw in dlm_client_lock.
             drop(unsafe { Box::from_raw(lock) });
-        }));
+            dlm_status::DLM_OK
+        });
     }
 }

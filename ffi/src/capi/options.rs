@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{LastError, UserData, boundary, bytes, dlm_status, text, try_status, write_text};
+use super::{Fail, UserData, boundary, bytes, copy_last_error, dlm_status, non_null, quiet, text};
 use crate::encoder::{Encoder, SealedEncoder};
 use crate::error::{Error, Result};
 use crate::{Framing, Options};
@@ -12,8 +12,6 @@ use crate::{Framing, Options};
 /// then it may be used (read-only) by `dlm_client_new` from any thread.
 pub struct dlm_options {
     pub(crate) options: Options,
-    /// Why `dlm_client_new` failed with these options, per thread.
-    pub(crate) errors: LastError,
 }
 
 /// A custom value encoder or decoder. libdlm calls it with the data key
@@ -121,17 +119,14 @@ impl Encoder for CEncoder {
 /// `out` must be NULL or valid for writes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_options_new(out: *mut *mut dlm_options) -> dlm_status {
-    boundary(|| {
-        if out.is_null() {
-            return dlm_status::DLM_ERR_NULL_PARAMETER;
-        }
+    boundary(std::ptr::null::<dlm_options>(), || {
+        non_null(out, "out")?;
         let opts = Box::new(dlm_options {
             options: Options::default(),
-            errors: LastError::default(),
         });
         // SAFETY: `out` is non-null and writable.
         unsafe { *out = Box::into_raw(opts) };
-        dlm_status::DLM_OK
+        Ok(dlm_status::DLM_OK)
     })
 }
 
@@ -142,25 +137,33 @@ pub unsafe extern "C" fn dlm_options_new(out: *mut *mut dlm_options) -> dlm_stat
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_options_free(opts: *mut dlm_options) {
     if !opts.is_null() {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        quiet(|| {
             // SAFETY: created by Box::into_raw in dlm_options_new.
             drop(unsafe { Box::from_raw(opts) });
-        }));
+            dlm_status::DLM_OK
+        });
     }
 }
 
-/// Applies `f` to the options behind `opts`.
+/// Applies `f` to the options behind `opts`, recording the outcome for
+/// this thread.
 ///
 /// # Safety
 /// `opts` must be NULL or a live pointer from `dlm_options_new`.
-unsafe fn with(opts: *mut dlm_options, f: impl FnOnce(&mut Options) -> dlm_status) -> dlm_status {
-    boundary(|| {
+unsafe fn with(
+    opts: *mut dlm_options,
+    f: impl FnOnce(&mut Options) -> Result<(), Fail>,
+) -> dlm_status {
+    boundary(opts, || {
         // SAFETY: per the caller's contract.
-        match unsafe { opts.as_mut() } {
-            Some(o) => f(&mut o.options),
-            None => dlm_status::DLM_ERR_NULL_PARAMETER,
-        }
+        let o = unsafe { opts.as_mut() }.ok_or_else(|| Fail::null("the options"))?;
+        f(&mut o.options)?;
+        Ok(dlm_status::DLM_OK)
     })
+}
+
+fn invalid(why: &str) -> Fail {
+    Fail::new(dlm_status::DLM_ERR_INVALID_ARGUMENT, why)
 }
 
 /// Sets the timeout `field` selects to `ms` milliseconds, which must be > 0.
@@ -176,10 +179,10 @@ unsafe fn set_timeout(
     unsafe {
         with(opts, |o| {
             if ms == 0 {
-                return dlm_status::DLM_ERR_INVALID_ARGUMENT;
+                return Err(invalid("a timeout must be positive"));
             }
             *field(o) = Duration::from_millis(ms);
-            dlm_status::DLM_OK
+            Ok(())
         })
     }
 }
@@ -225,18 +228,19 @@ pub unsafe extern "C" fn dlm_options_set_client_id(
     // SAFETY: forwarded contract.
     unsafe {
         with(opts, |o| {
-            let id = try_status!(text(id, id_len));
+            let id = text(id, id_len, "the client ID")?;
             if id.is_empty() {
-                return dlm_status::DLM_ERR_INVALID_ARGUMENT;
+                return Err(invalid("the client ID is empty"));
             }
             o.client_id = Some(id.to_owned());
-            dlm_status::DLM_OK
+            Ok(())
         })
     }
 }
 
-/// Sends JackrabbitDLM's table-encoded framing instead of plain JSON (for
-/// talking to a JackrabbitDLM server).
+/// Sends JackrabbitDLM's table-encoded framing instead of plain JSON, to
+/// talk to a JackrabbitDLM server. Every request then gets a connection of
+/// its own, closed after the answer, as that server closes it.
 ///
 /// # Safety
 /// `opts` must be a live pointer from `dlm_options_new`.
@@ -253,7 +257,7 @@ pub unsafe extern "C" fn dlm_options_set_legacy_framing(
             } else {
                 Framing::Plain
             };
-            dlm_status::DLM_OK
+            Ok(())
         })
     }
 }
@@ -274,13 +278,13 @@ pub unsafe extern "C" fn dlm_options_set_credentials(
     // SAFETY: forwarded contract.
     unsafe {
         with(opts, |o| {
-            let name = try_status!(text(name, name_len));
-            let secret = try_status!(text(secret, secret_len));
+            let name = text(name, name_len, "the identity's name")?;
+            let secret = text(secret, secret_len, "the identity's secret")?;
             if name.is_empty() || secret.is_empty() {
-                return dlm_status::DLM_ERR_INVALID_ARGUMENT;
+                return Err(invalid("an identity needs a name and a secret"));
             }
             o.credentials = Some((name.to_owned(), secret.to_owned()));
-            dlm_status::DLM_OK
+            Ok(())
         })
     }
 }
@@ -300,14 +304,9 @@ pub unsafe extern "C" fn dlm_options_set_sealed_key(
     // SAFETY: forwarded contract.
     unsafe {
         with(opts, |o| {
-            let key = try_status!(bytes(key, key_len));
-            match SealedEncoder::from_slice(key) {
-                Ok(e) => {
-                    o.encoder = Arc::new(e);
-                    dlm_status::DLM_OK
-                }
-                Err(_) => dlm_status::DLM_ERR_INVALID_ARGUMENT,
-            }
+            let key = bytes(key, key_len, "the key")?;
+            o.encoder = Arc::new(SealedEncoder::from_slice(key)?);
+            Ok(())
         })
     }
 }
@@ -330,21 +329,23 @@ pub unsafe extern "C" fn dlm_options_set_encoder(
     unsafe {
         with(opts, |o| {
             let (Some(encode), Some(decode)) = (encode, decode) else {
-                return dlm_status::DLM_ERR_NULL_PARAMETER;
+                return Err(Fail::null("the encode or decode function"));
             };
             o.encoder = Arc::new(CEncoder {
                 encode,
                 decode,
                 userdata,
             });
-            dlm_status::DLM_OK
+            Ok(())
         })
     }
 }
 
-/// Copies the message of the calling thread's last failed `dlm_client_new`
-/// with these options (NUL-terminated; empty if none) into `buf`: why the
-/// server could not be reached, for example.
+/// Copies into `buf` (NUL-terminated) what the calling thread's most
+/// recent libdlm call said beyond its status, if that call was made with
+/// these options and failed: a `dlm_options_set_*`, or a `dlm_client_new`
+/// (why the server could not be reached, for example). Reading it records
+/// nothing.
 ///
 /// # Safety
 /// `opts` must be a live pointer from `dlm_options_new`; `buf` must hold
@@ -356,12 +357,11 @@ pub unsafe extern "C" fn dlm_options_last_error(
     len: usize,
     out_n: *mut usize,
 ) -> dlm_status {
-    boundary(|| {
-        // SAFETY: per the contract.
-        let Some(o) = (unsafe { opts.as_ref() }) else {
+    quiet(|| {
+        if opts.is_null() {
             return dlm_status::DLM_ERR_NULL_PARAMETER;
-        };
+        }
         // SAFETY: per the contract.
-        unsafe { write_text(&o.errors.get(), buf, len, out_n) }
+        unsafe { copy_last_error(opts, buf, len, out_n) }
     })
 }

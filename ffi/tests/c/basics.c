@@ -1,12 +1,15 @@
 /*
  * libdlm's C ABI without locks or values: status strings, versions, NULL
  * and invalid arguments to every function, the `_free(NULL)`s, option
- * validation, text out-parameters and their BUFFER_TOO_SMALL protocol, and
- * a peer that is not a dlm server (PROTOCOL).
+ * validation, text out-parameters and their BUFFER_TOO_SMALL protocol, the
+ * last error (set or cleared by every call, per thread, never repeating
+ * the status), and a peer that is not a dlm server (PROTOCOL).
  *
  * Usage: basics ADDR CARGO_VERSION GARBAGE_ADDR
  */
 #define _POSIX_C_SOURCE 200809L
+
+#include <pthread.h>
 
 #include "check.h"
 
@@ -17,7 +20,7 @@
 static void statuses(void) {
   /* Every status has its own non-empty text; an unknown one reads as an
    * invalid argument. */
-  for (uint32_t s = DLM_OK; s <= DLM_ERR_ENCODING; s++) {
+  for (uint32_t s = DLM_OK; s <= DLM_ERR_SYSTEM; s++) {
     const char *text = dlm_status_string(s);
     CHECK(text != NULL && text[0] != '\0');
     for (uint32_t t = DLM_OK; t < s; t++) {
@@ -27,7 +30,7 @@ static void statuses(void) {
   CHECK(strcmp(dlm_status_string(DLM_OK), "ok") == 0);
   CHECK(strcmp(dlm_status_string(DLM_ERR_BUFFER_TOO_SMALL), "buffer too small") == 0);
   const char *invalid = dlm_status_string(DLM_ERR_INVALID_ARGUMENT);
-  CHECK(strcmp(dlm_status_string(DLM_ERR_ENCODING + 1), invalid) == 0);
+  CHECK(strcmp(dlm_status_string(DLM_ERR_SYSTEM + 1), invalid) == 0);
   CHECK(strcmp(dlm_status_string(7000), invalid) == 0);
   CHECK(strcmp(dlm_status_string(UINT32_MAX), invalid) == 0);
   /* The values are part of the ABI and never change. */
@@ -36,7 +39,7 @@ static void statuses(void) {
   CHECK(DLM_ERR_CANCELLED == 6 && DLM_ERR_NOT_OWNER == 7 && DLM_ERR_NOT_FOUND == 8);
   CHECK(DLM_ERR_CONFLICT == 9 && DLM_ERR_BAD_REQUEST == 10 && DLM_ERR_NO_MEMORY == 11);
   CHECK(DLM_ERR_PROTOCOL == 12 && DLM_ERR_LOCK_LOST == 13);
-  CHECK(DLM_ERR_BUFFER_TOO_SMALL == 14 && DLM_ERR_ENCODING == 15);
+  CHECK(DLM_ERR_BUFFER_TOO_SMALL == 14 && DLM_ERR_ENCODING == 15 && DLM_ERR_SYSTEM == 16);
   CHECK(DLM_LOCK_FREE == 0 && DLM_LOCK_MINE == 1 && DLM_LOCK_TAKEN == 2);
   CHECK(DLM_LOCK_AUTO_RENEW == 1);
 }
@@ -128,12 +131,14 @@ static void connecting(const char *addr) {
   CHECK_OK(dlm_options_set_connect_timeout_ms(fast, 500));
   CHECK_STATUS(dlm_client_new(S("127.0.0.1:1"), fast, &c), DLM_ERR_UNAVAILABLE);
   {
-    /* Why: kept on the options, there being no client. */
+    /* Why: kept on the options, there being no client. It says what the
+     * status does not ("server unavailable"), and not that again. */
     char why[256];
     size_t wn = 0;
     CHECK_OK(dlm_options_last_error(fast, why, sizeof why, &wn));
     CHECK(wn > 0 && strlen(why) == wn);
-    CHECK_CONTAINS(why, "unavailable");
+    CHECK_CONTAINS(why, "refused");
+    CHECK(strstr(why, dlm_status_string(DLM_ERR_UNAVAILABLE)) == NULL);
     CHECK_STATUS(dlm_options_last_error(NULL, why, sizeof why, &wn), DLM_ERR_NULL_PARAMETER);
   }
   dlm_options_free(fast);
@@ -277,11 +282,11 @@ static void server_info(const char *addr) {
   CHECK_STATUS(dlm_client_server_version(c, small, sizeof small, &n), DLM_ERR_BUFFER_TOO_SMALL);
   CHECK(n > sizeof small);
   {
-    /* That failure left its message; the next success clears it. */
+    /* The status says it all: no more to say. */
     char why[64];
-    size_t wn = 0;
+    size_t wn = 99;
     CHECK_OK(dlm_client_last_error(c, why, sizeof why, &wn));
-    CHECK_CONTAINS(why, "buffer too small");
+    CHECK(wn == 0 && why[0] == '\0');
   }
   char *version = malloc(n + 1);
   size_t m = 0;
@@ -320,11 +325,57 @@ static void not_a_server(const char *garbage) {
     return;
   }
   CHECK_STATUS(dlm_client_server_version(c, buf, sizeof buf, &n), DLM_ERR_PROTOCOL);
-  CHECK_CONTAINS(client_error(c), "protocol error");
+  CHECK_CONTAINS(client_error(c), "response");
   CHECK_STATUS(dlm_client_lock(c, S("x"), 1000, 0, 0, NULL, NULL, NULL, &l), DLM_ERR_PROTOCOL);
   CHECK(l == SENTINEL);
   CHECK_STATUS(dlm_client_put(c, S("x"), S("v"), 1000, &rev), DLM_ERR_PROTOCOL);
   CHECK(rev == 77);
+  dlm_client_free(c);
+}
+
+static void *fail_an_erase(void *client) {
+  dlm_client_erase(client, S(""));
+  return NULL;
+}
+
+/* The last error: set or cleared by every call that returns a status, early
+ * NULL_PARAMETER returns included; kept per thread, however many threads
+ * there are; and never a repeat of the status's own text. */
+static void last_error(const char *addr) {
+  dlm_client *c = connect_as(addr, "last-error");
+  if (!CHECK(c != NULL)) {
+    return;
+  }
+  CHECK_STATUS(dlm_client_erase(c, S("")), DLM_ERR_INVALID_ARGUMENT);
+  CHECK(strcmp(client_error(c), "the name is empty") == 0);
+  /* A NULL argument replaces it: the old message would mislead. */
+  CHECK_STATUS(dlm_client_erase(c, NULL, 1), DLM_ERR_NULL_PARAMETER);
+  CHECK(strcmp(client_error(c), "the name is NULL") == 0);
+  CHECK_STATUS(dlm_client_test_lock(c, S("x"), NULL, NULL, NULL), DLM_ERR_NULL_PARAMETER);
+  CHECK(strcmp(client_error(c), "out_state is NULL") == 0);
+  dlm_lock *l = NULL;
+  CHECK_STATUS(dlm_client_lock(c, S("x"), 1000, 0, 0, NULL, NULL, NULL, NULL),
+               DLM_ERR_NULL_PARAMETER);
+  CHECK(strcmp(client_error(c), "out is NULL") == 0);
+  /* A NULL client has no message to leave, but clears this thread's. */
+  CHECK_STATUS(dlm_client_erase(NULL, S("x")), DLM_ERR_NULL_PARAMETER);
+  CHECK(strcmp(client_error(c), "") == 0);
+
+  /* Many threads failing on the same client leave this thread's alone. */
+  CHECK_STATUS(dlm_client_lock(c, S(""), 1000, 0, 0, NULL, NULL, NULL, &l),
+               DLM_ERR_INVALID_ARGUMENT);
+  for (int i = 0; i < 1100; i++) {
+    pthread_t t;
+    if (!CHECK(pthread_create(&t, NULL, fail_an_erase, c) == 0)) {
+      break;
+    }
+    pthread_join(t, NULL);
+  }
+  CHECK(strcmp(client_error(c), "the name is empty") == 0);
+
+  /* Statuses that say it all leave nothing more to say. */
+  CHECK_STATUS(dlm_client_unlock(c, S("never-locked"), 0), DLM_ERR_NOT_FOUND);
+  CHECK(strcmp(client_error(c), "") == 0);
   dlm_client_free(c);
 }
 
@@ -340,6 +391,7 @@ int main(int argc, char **argv) {
   connecting(argv[1]);
   null_arguments(argv[1]);
   server_info(argv[1]);
+  last_error(argv[1]);
   not_a_server(argv[3]);
   return checks_done("basics");
 }

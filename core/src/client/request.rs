@@ -1,0 +1,181 @@
+//! Request building: [`Client`] turns calls into [`Request`]s for one
+//! owner ID, in its framing and with its credentials. Writing a request
+//! borrows the caller's strings and allocates nothing.
+
+use crate::protocol::{Command, Credentials, Framing, Owner, Request, Resource, Revision, Token};
+use crate::time::Ttl;
+
+/// Builds requests for one owner ID.
+#[derive(Clone, Copy, Debug)]
+pub struct Client<'a> {
+    id: &'a str,
+    framing: Framing,
+    credentials: Option<Credentials<'a>>,
+}
+
+impl<'a> Client<'a> {
+    /// A client that sends plain JSON as owner `id`.
+    pub const fn new(id: &'a str) -> Self {
+        Self {
+            id,
+            framing: Framing::Plain,
+            credentials: None,
+        }
+    }
+
+    /// Sends in this framing (legacy to talk to a JackrabbitDLM server).
+    #[must_use]
+    pub const fn with_framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// Authenticates every request as an identity.
+    #[must_use]
+    pub const fn with_credentials(mut self, credentials: Credentials<'a>) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// The owner ID.
+    pub const fn id(&self) -> &'a str {
+        self.id
+    }
+
+    /// The framing in use.
+    pub const fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// A request for `command` with this client's framing and credentials.
+    pub const fn request<'r>(&self, command: Command<'r>) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        Request {
+            framing: self.framing,
+            command,
+            credentials: self.credentials,
+        }
+    }
+
+    /// A `Lock` of `name` by this client's owner.
+    fn lock_request<'r>(
+        &self,
+        name: &'r str,
+        ttl: Ttl,
+        wait: Option<Ttl>,
+        token: Option<Token>,
+    ) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::Lock {
+            name: Resource(name),
+            owner: Owner(self.id),
+            ttl,
+            wait,
+            token,
+        })
+    }
+
+    /// `Lock`: acquire `name` for `ttl`, one attempt.
+    pub fn lock<'r>(&self, name: &'r str, ttl: Ttl) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.lock_request(name, ttl, None, None)
+    }
+
+    /// `Lock` with `Wait`: queue for up to `wait` if another owner holds it.
+    pub fn lock_wait<'r>(&self, name: &'r str, ttl: Ttl, wait: Ttl) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.lock_request(name, ttl, (!wait.is_zero()).then_some(wait), None)
+    }
+
+    /// `Lock` with `Token`: extend the grant `token` to `ttl` from now;
+    /// never acquires a lost lock.
+    pub fn extend<'r>(&self, name: &'r str, ttl: Ttl, token: Token) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.lock_request(name, ttl, None, Some(token))
+    }
+
+    /// `Unlock`, optionally fenced to one grant.
+    pub fn unlock<'r>(&self, name: &'r str, token: Option<Token>) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::Unlock {
+            name: Resource(name),
+            owner: Owner(self.id),
+            token,
+        })
+    }
+
+    /// `TestLock`.
+    pub fn test_lock<'r>(&self, name: &'r str) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::TestLock {
+            name: Resource(name),
+            owner: Owner(self.id),
+        })
+    }
+
+    /// `Put` of an already-encoded value, optionally compare-and-set.
+    pub fn put<'r>(
+        &self,
+        name: &'r str,
+        ttl: Ttl,
+        data: &'r str,
+        revision: Option<Revision>,
+    ) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::Put {
+            name: Resource(name),
+            owner: Owner(self.id),
+            ttl,
+            data,
+            revision,
+        })
+    }
+
+    /// `Get`.
+    pub fn get<'r>(&self, name: &'r str) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::Get {
+            name: Resource(name),
+            owner: Owner(self.id),
+        })
+    }
+
+    /// `Erase`.
+    pub fn erase<'r>(&self, name: &'r str) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::Erase {
+            name: Resource(name),
+            owner: Owner(self.id),
+        })
+    }
+
+    /// `Version`.
+    pub fn version(&self) -> Request<'a> {
+        self.request(Command::Version)
+    }
+
+    /// `Stats`.
+    pub fn stats(&self) -> Request<'a> {
+        self.request(Command::Stats)
+    }
+}
