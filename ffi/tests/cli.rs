@@ -62,6 +62,15 @@ fn lock_runs_the_command_with_its_token_and_passes_its_status_through() {
     assert_eq!(o.status.code(), Some(127));
 }
 
+/// Waits (up to 5 s) until `dlm test NAME` says another owner holds it.
+fn until_taken(server: &Server, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stdout(&run(dlm(server).args(["test", name]))).starts_with("taken") {
+        assert!(Instant::now() < deadline, "{name} was never taken");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_held_lock_makes_nonblock_and_timeout_fail_with_the_conflict_code() {
     let server = Server::start();
@@ -69,12 +78,7 @@ fn a_held_lock_makes_nonblock_and_timeout_fail_with_the_conflict_code() {
         .args(["lock", "shared", "--", "sleep", "3"])
         .spawn()
         .unwrap();
-    // Wait until the holder has it.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !stdout(&run(dlm(&server).args(["test", "shared"]))).starts_with("taken") {
-        assert!(Instant::now() < deadline);
-        thread::sleep(Duration::from_millis(20));
-    }
+    until_taken(&server, "shared");
     let o = run(dlm(&server).args(["lock", "-n", "shared", "--", "true"]));
     assert_eq!(o.status.code(), Some(1));
     let o = run(dlm(&server).args(["lock", "-n", "-E", "42", "shared", "--", "true"]));
@@ -94,11 +98,12 @@ fn a_held_lock_makes_nonblock_and_timeout_fail_with_the_conflict_code() {
 fn the_lock_is_renewed_while_the_command_runs() {
     let server = Server::start();
     let mut holder = dlm(&server)
-        .args(["lock", "--ttl", "0.3", "renewed", "--", "sleep", "1.2"])
+        .args(["lock", "--ttl", "0.3", "renewed", "--", "sleep", "2"])
         .spawn()
         .unwrap();
+    until_taken(&server, "renewed");
+    // Three TTLs later, still held (the command runs 2 s from the grant).
     thread::sleep(Duration::from_millis(900));
-    // Three TTLs later, still held.
     assert!(stdout(&run(dlm(&server).args(["test", "renewed"]))).starts_with("taken"));
     assert!(holder.wait().unwrap().success());
     assert_eq!(stdout(&run(dlm(&server).args(["test", "renewed"]))), "free");
@@ -124,7 +129,7 @@ fn a_lost_lock_stops_the_command() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    thread::sleep(Duration::from_millis(300));
+    until_taken(&server, "fragile");
     // The server restarts empty: the next renewal finds the lock gone.
     server.terminate();
     let _new = Server::on_port(port, &[]);

@@ -3,11 +3,14 @@
 //! `dlm-core`'s sans-I/O client, and stop it.
 //!
 //! Every test starts its own server, so tests run in parallel and never
-//! share state.
+//! share state. [`jackrabbit`] is a stand-in for the original JackrabbitDLM
+//! server, to test the clients against what it answers.
 
 // A std test crate: the workspace's no_std lints are for dlm-core.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 #![allow(clippy::missing_panics_doc)]
+
+pub mod jackrabbit;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};

@@ -431,7 +431,10 @@ mod tests {
     #[test]
     fn the_last_error_is_the_detail_of_this_threads_last_call_on_the_handle() {
         // Two distinct handles, never dereferenced.
-        let (a, b) = (std::ptr::dangling::<u8>(), std::ptr::dangling::<u16>().cast::<u8>());
+        let (a, b) = (
+            std::ptr::dangling::<u8>(),
+            std::ptr::dangling::<u16>().cast::<u8>(),
+        );
         let read = |h: *const u8| {
             let mut buf = [0 as c_char; 64];
             let mut n = 0;
