@@ -19,10 +19,12 @@ rm -rf wasm/js/pkg
 wasm-bindgen --target nodejs --typescript --weak-refs \
   --out-dir wasm/js/pkg "$target/wasm32-unknown-unknown/release/dlm_wasm.wasm"
 
-step "wasm: dlm-server and the Rust interop helper for the tests"
+step "wasm: dlm-server, the JackrabbitDLM stand-in and the Rust interop helper for the tests"
 cargo build -p dlm-server --bins --locked
+cargo build -p dlm-tests --bin jackrabbit-standin --locked
 cargo build -p dlm-wasm --example interop --locked
 export DLM_SERVER="$target/debug/dlm-server"
+export DLM_JACKRABBIT="$target/debug/jackrabbit-standin"
 export DLM_INTEROP="$target/debug/examples/interop"
 
 step "wasm: type-check index.d.ts (an example program) and index.js (against the generated glue)"

@@ -1,7 +1,10 @@
 'use strict';
-// The package's errors: one Error subclass per code. The WebAssembly module
-// builds them too (through fromWasm, imported by the generated glue from
-// this very file), so `instanceof` and `err.code` work whichever side failed.
+// The package's errors: one Error subclass per code. The codes and default
+// messages are dlm-core's ErrorKinds (the one list every binding derives
+// its errors from; test/errors.test.js holds this file to it). The
+// WebAssembly module builds them too (through fromWasm, imported by the
+// generated glue from this very file), so `instanceof` and `err.code` work
+// whichever side failed.
 
 /** Base class of every error this package throws or rejects with. */
 class DlmError extends Error {
@@ -62,7 +65,7 @@ class LockLostError extends DlmError {
 /** A waiting call was aborted through its AbortSignal. Its `name` is
  * 'AbortError', as Node's own aborted calls; `cause` is the signal's reason. */
 class CancelledError extends DlmError {
-  constructor(message = 'the wait was aborted', options) {
+  constructor(message = 'cancelled', options) {
     super('Cancelled', message, options);
   }
 
@@ -102,7 +105,7 @@ class ProtocolError extends DlmError {
 
 /** A stored value could not be decoded (another encoder or key wrote it). */
 class EncodingError extends DlmError {
-  constructor(message = 'cannot decode value', options) {
+  constructor(message = 'cannot encode or decode value', options) {
     super('Encoding', message, options);
   }
 }
@@ -114,6 +117,17 @@ class InvalidArgumentError extends DlmError {
   }
 }
 
+/** The operating system refused something the client needs. Kept so every
+ * binding has the same codes; Node's own calls do not fail this way. */
+class SystemError extends DlmError {
+  constructor(message = 'the operating system refused a resource', options) {
+    super('System', message, options);
+  }
+}
+
+// Every code dlm-core defines for the bindings (its ErrorKinds that are not
+// C-only): test/errors.test.js fails if this drifts from the module's
+// errorKinds().
 const byCode = {
   NotOwner: NotOwnerError,
   NotFound: NotFoundError,
@@ -127,6 +141,7 @@ const byCode = {
   Protocol: ProtocolError,
   Encoding: EncodingError,
   InvalidArgument: InvalidArgumentError,
+  System: SystemError,
 };
 
 /**
@@ -158,5 +173,7 @@ module.exports = {
   ProtocolError,
   EncodingError,
   InvalidArgumentError,
+  SystemError,
+  byCode,
   fromWasm,
 };

@@ -41,7 +41,9 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** How values are encoded. Default `tableEncoder`. */
   encoder?: Encoder;
-  /** Send JackrabbitDLM's table-encoded framing (for an original server). */
+  /** Send JackrabbitDLM's table-encoded framing, to talk to an original
+   * server: every request then gets a connection of its own, closed after
+   * the answer, as that server does. */
   legacy?: boolean;
   /** Authenticate every request as a server identity. */
   identity?: { name: string; secret: string };
@@ -74,7 +76,8 @@ export interface PutOptions {
 export interface Value {
   /** The decoded bytes. */
   value: Uint8Array;
-  /** The entry's revision: 1 on first put, +1 on each put after. */
+  /** The entry's revision: 1 on first put, +1 on each put after (0n from
+   * a server that keeps none: JackrabbitDLM). */
   revision: bigint;
   /** Its remaining time to live when the server answered. */
   ttlMs: number;
@@ -93,7 +96,8 @@ export declare class Lock implements AsyncDisposable {
   private constructor();
   /** The lock's name. */
   readonly name: string;
-  /** The fencing token of this grant. */
+  /** The fencing token of this grant; `0n` from a server that gives none
+   * (JackrabbitDLM), which leaves nothing to fence with. */
   readonly token: bigint;
   /** Milliseconds left before it expires unless extended (by this
    * process's clock, never more than the server's); 0 once lost or
@@ -108,7 +112,8 @@ export declare class Lock implements AsyncDisposable {
    * Never re-acquires: rejects with LockLostError if it is gone. */
   extend(ttlMs?: number): Promise<void>;
   /** Releases it; rejects with LockLostError if it had already expired.
-   * Later calls resolve. */
+   * Only the server's answer releases it: after UnavailableError, call
+   * again. Calls after a release resolve. */
   unlock(): Promise<void>;
   /** Releases it at the end of an `await using` scope (best effort). */
   [Symbol.asyncDispose](): Promise<void>;
@@ -123,7 +128,9 @@ export declare class Client implements AsyncDisposable {
   lock(name: string, options?: LockOptions): Promise<Lock>;
   /** One attempt: the lock, or null if another owner holds it. */
   tryLock(name: string, options?: Omit<LockOptions, 'waitMs'>): Promise<Lock | null>;
-  /** Runs `fn` holding `name` and releases it afterwards, even on throw. */
+  /** Runs `fn` holding `name` and releases it afterwards, even on throw;
+   * rejects with LockLostError (whatever `fn` threw as its `cause`) if the
+   * lock was lost meanwhile. */
   withLock<T>(
     name: string,
     options: LockOptions | undefined,
@@ -166,7 +173,8 @@ export type ErrorCode =
   | 'Unavailable'
   | 'Protocol'
   | 'Encoding'
-  | 'InvalidArgument';
+  | 'InvalidArgument'
+  | 'System';
 
 /** Base class of every error this package throws or rejects with. */
 export declare class DlmError extends Error {
@@ -236,4 +244,10 @@ export declare class EncodingError extends DlmError {
 export declare class InvalidArgumentError extends DlmError {
   constructor(message?: string, options?: ErrorOptions);
   readonly code: 'InvalidArgument';
+}
+/** The operating system refused something the client needs (kept for
+ * parity with the other bindings). */
+export declare class SystemError extends DlmError {
+  constructor(message?: string, options?: ErrorOptions);
+  readonly code: 'System';
 }

@@ -34,6 +34,7 @@ const {
   ProtocolError,
   EncodingError,
   InvalidArgumentError,
+  SystemError,
 } = errors;
 
 /** The server's default port. */
@@ -48,8 +49,6 @@ const MAX_IDLE = 4;
 const CONNECT_ATTEMPTS = 3;
 /** Longest answer line accepted from a server. */
 const MAX_RESPONSE = 64 << 20;
-/** After a wait, the grant is counted from the answer less this much. */
-const WAIT_GRANT_SLACK_MS = 50;
 
 const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const NEWLINE = 0x0a;
@@ -313,6 +312,9 @@ class Session {
     this.encoder = options.encoder;
     /** @type {import('./pkg/dlm_wasm').RequestWriter} */
     this.writer = options.writer;
+    // JackrabbitDLM's framing: that server answers one request per
+    // connection and closes it, so every request gets one of its own.
+    this.legacy = options.legacy;
     this.mainConn = undefined; // the pipelined Connection
     this.mainOpening = undefined; // Promise<Connection> while it opens
     this.idle = [];
@@ -353,9 +355,20 @@ class Session {
    * another are sent (and answered) in that order. */
   request(line, parse) {
     this.checkOpen();
+    if (this.legacy) return this.oneShot(line, parse);
     const conn = this.mainConn;
     if (conn && !conn.closed) return conn.request(line, parse);
     return this.connection().then((c) => c.request(line, parse));
+  }
+
+  /** Sends `line` on a connection of its own, closed after the answer. */
+  async oneShot(line, parse) {
+    const conn = await this.checkout();
+    try {
+      return await conn.request(line, parse);
+    } finally {
+      this.checkin(conn);
+    }
   }
 
   /** A connection of its own (for a waiting or abortable call). */
@@ -377,7 +390,7 @@ class Session {
   checkin(conn) {
     this.busy.delete(conn);
     if (conn.closed) return;
-    if (!this.closed && this.idle.length < MAX_IDLE) this.idle.push(conn);
+    if (!this.closed && !this.legacy && this.idle.length < MAX_IDLE) this.idle.push(conn);
     else conn.fail(new UnavailableError('the connection is no longer needed'));
   }
 
@@ -393,30 +406,32 @@ class Session {
   }
 }
 
-/** A held lock. Release it with `unlock()` (or `await using`). */
+/** A held lock. Release it with `unlock()` (or `await using`).
+ *
+ * Its rules (the deadline, when to renew, how to retry, when it is lost)
+ * are dlm-core's lease, the WebAssembly `Lease` this class drives: it only
+ * keeps one timer at the lease's next timeout, sends the requests the lease
+ * hands out, one at a time, and passes their answers back. */
 class Lock {
   /** @type {Session} */
   #session;
   #name;
-  #token;
-  #ttlMs;
-  #deadline;
+  /** @type {import('./pkg/dlm_wasm').Lease} */
+  #lease;
   #controller = new AbortController();
-  #released = false;
+  #timer = undefined;
+  /** The exchange in flight (a Promise), if any: one at a time. */
+  #busy = undefined;
+  /** The release in flight, if any: concurrent unlock() calls share it. */
   #releasing = undefined;
-  #renewTimer = undefined;
-  #expiryTimer = undefined;
 
   /** @internal */
-  constructor(session, name, token, ttlMs, deadline, autoRenew) {
+  constructor(session, name, lease) {
     this.#session = session;
     this.#name = name;
-    this.#token = token;
-    this.#ttlMs = ttlMs;
-    this.#deadline = deadline;
+    this.#lease = lease;
     session.locks.add(this);
-    this.#armExpiry();
-    if (autoRenew) this.#scheduleRenewal(ttlMs / 3);
+    this.#arm();
   }
 
   /** The lock's name. */
@@ -425,21 +440,24 @@ class Lock {
   }
 
   /** The fencing token of this grant: hand it to what the lock protects so
-   * it can refuse a holder whose lock has expired. */
+   * it can refuse a holder whose lock has expired. `0n` if the server gives
+   * no tokens (JackrabbitDLM): nothing can fence then, and extensions are
+   * plain re-locks, sent only before the lock's deadline. */
   get token() {
-    return this.#token;
+    return this.#lease.token ?? 0n;
   }
 
   /** Milliseconds left before the lock expires unless extended, by this
    * process's clock (never more than the server's); 0 once lost or released. */
   get expiresInMs() {
-    if (this.lost || this.#released) return 0;
-    return Math.max(0, Math.floor(this.#deadline - performance.now()));
+    this.#tick();
+    return this.#lease.remainingMs(performance.now());
   }
 
   /** Whether the lock is lost (see `signal`). */
   get lost() {
-    return this.#controller.signal.aborted;
+    this.#tick();
+    return this.#lease.lost;
   }
 
   /** Aborts (with a LockLostError reason) once the lock is lost or can no
@@ -454,48 +472,41 @@ class Lock {
   /** Extends this grant to `ttlMs` from now (default: the current TTL).
    * Never re-acquires: fails with LockLostError if the lock is gone. */
   async extend(ttlMs) {
-    ttlMs = millis(ttlMs, 'ttlMs', this.#ttlMs);
-    if (this.#released || this.lost) throw new LockLostError('the lock was released or lost');
-    const line = this.#session.writer.extend(this.#name, ttlMs, this.#token);
-    const sent = performance.now();
-    try {
-      await this.#session.request(line, wasm.parseExtended);
-    } catch (err) {
-      if (err instanceof LockLostError) this.#markLost(err);
-      throw err;
+    ttlMs = millis(ttlMs, 'ttlMs', this.#lease.ttlMs);
+    await this.#idle();
+    this.#tick();
+    this.#lease.extend(performance.now(), ttlMs);
+    const line = this.#lease.pollRequest(performance.now(), this.#session.writer, this.#name);
+    if (line === undefined) {
+      this.#events();
+      throw new LockLostError('the lock was lost');
     }
-    if (this.lost && !this.#released) {
-      // The deadline passed while the extension was in flight, and the
-      // signal has fired: give the grant back rather than hold it unseen.
-      this.#session.request(this.#session.writer.unlock(this.#name, this.#token), wasm.parseReleased).catch(() => {});
-      throw new LockLostError('the lock expired while being extended');
-    }
-    if (this.#released) return;
-    this.#ttlMs = ttlMs;
-    this.#deadline = sent + ttlMs;
-    this.#armExpiry();
+    await this.#exchange(line);
   }
 
   /** Releases the lock. Rejects with LockLostError if it had already
-   * expired (someone else may have held it meanwhile). Idempotent: later
-   * calls resolve once the first has finished. */
+   * expired (someone else may have held it meanwhile). Only an answer from
+   * the server releases it: after a failure to reach it, call again. Calls
+   * made while one is under way share its outcome; calls after a release
+   * resolve. */
   unlock() {
-    if (this.#releasing) return this.#releasing.then(() => {}, () => {});
-    this.#releasing = this.#release();
+    if (this.#releasing) return this.#releasing;
+    this.#releasing = this.#release().finally(() => {
+      this.#releasing = undefined;
+    });
     return this.#releasing;
   }
 
   async #release() {
-    this.#released = true;
-    clearTimeout(this.#renewTimer);
-    clearTimeout(this.#expiryTimer);
-    this.#session.locks.delete(this);
-    const line = this.#session.writer.unlock(this.#name, this.#token);
+    await this.#idle();
+    this.#tick();
+    if (!this.#lease.release(performance.now())) return;
+    const line = this.#lease.pollRequest(performance.now(), this.#session.writer, this.#name);
+    if (line === undefined) return;
     try {
-      await this.#session.request(line, wasm.parseLockReleased);
-    } catch (err) {
-      if (err instanceof LockLostError) this.#markLost(err);
-      throw err;
+      await this.#exchange(line);
+    } finally {
+      if (this.#lease.released) this.#session.locks.delete(this);
     }
   }
 
@@ -506,45 +517,78 @@ class Lock {
     await this.unlock().catch(() => {});
   }
 
-  #markLost(reason) {
-    clearTimeout(this.#renewTimer);
-    clearTimeout(this.#expiryTimer);
-    if (!this.lost) this.#controller.abort(reason);
+  /** Waits until no exchange is in flight. */
+  async #idle() {
+    while (this.#busy) await this.#busy.catch(() => {});
   }
 
-  #armExpiry() {
-    clearTimeout(this.#expiryTimer);
-    const left = this.#deadline - performance.now();
-    this.#expiryTimer = setTimeout(() => {
-      if (!this.#released) this.#markLost(new LockLostError('the lock expired before it was extended'));
-    }, Math.max(0, left));
-    this.#expiryTimer.unref();
+  /** Advances the lease to now and reports what happened. */
+  #tick() {
+    this.#lease.handleTimeout(performance.now());
+    this.#events();
   }
 
-  // Unlike the expiry timer, the renewal timer keeps the process alive: a
-  // renewed lock is held until it is released (or the client closed).
-  #scheduleRenewal(delayMs) {
-    clearTimeout(this.#renewTimer);
-    this.#renewTimer = setTimeout(() => this.#renew(), Math.max(0, delayMs));
-  }
-
-  async #renew() {
-    if (this.#released || this.lost) return;
-    const ttlMs = this.#ttlMs;
-    try {
-      await this.extend(ttlMs);
-      if (!this.#released && !this.lost) this.#scheduleRenewal(ttlMs / 3);
-    } catch (err) {
-      if (this.#released || this.lost || err instanceof LockLostError) return;
-      // The server may be briefly unreachable: keep trying until the lock
-      // must have expired (the expiry timer then marks it lost).
-      const left = this.#deadline - performance.now();
-      if (left <= 0) {
-        this.#markLost(new LockLostError('the lock could not be renewed in time', { cause: err }));
-        return;
-      }
-      this.#scheduleRenewal(Math.min(Math.min(Math.max(ttlMs / 10, 10), 1000), left));
+  /** Aborts the signal if the lease says the lock is lost. */
+  #events(cause) {
+    while (this.#lease.pollEvent() !== undefined) {
+      const reason =
+        cause instanceof LockLostError
+          ? cause
+          : new LockLostError('the lock expired before it was extended', { cause });
+      clearTimeout(this.#timer);
+      if (!this.#controller.signal.aborted) this.#controller.abort(reason);
     }
+  }
+
+  /** Sleeps until the lease's next timeout. The timer keeps the process
+   * alive only while the lease renews itself. */
+  #arm() {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#busy) return; // re-armed when the exchange ends
+    const at = this.#lease.pollTimeout();
+    if (at === undefined) return;
+    this.#timer = setTimeout(() => this.#wake(), Math.max(0, at - performance.now()));
+    if (!this.#lease.renewing) this.#timer.unref();
+  }
+
+  #wake() {
+    this.#timer = undefined;
+    this.#tick();
+    if (this.#busy) return;
+    const line = this.#lease.pollRequest(performance.now(), this.#session.writer, this.#name);
+    if (line === undefined) {
+      this.#arm();
+      return;
+    }
+    // A renewal (or the give-back of a grant answered too late): its
+    // outcome is in the lease, and in `signal` if the lock is lost.
+    this.#exchange(line).catch(() => {});
+  }
+
+  /** Sends one request the lease handed out and gives it the answer. */
+  #exchange(line) {
+    const run = async () => {
+      let answer;
+      try {
+        answer = await this.#session.request(line, (l) => l);
+      } catch (err) {
+        this.#lease.handleFailure(performance.now());
+        throw err;
+      }
+      return this.#lease.handleResponse(performance.now(), answer);
+    };
+    const busy = run();
+    this.#busy = busy;
+    const settle = (err) => {
+      if (this.#busy === busy) this.#busy = undefined;
+      this.#events(err);
+      this.#arm();
+      // Something left to send (a grant to give back)?
+      if (!this.#busy && this.#lease.hasRequest) this.#wake();
+    };
+    busy.then(() => settle(), settle);
+    return busy;
   }
 }
 
@@ -573,28 +617,24 @@ class Client {
     session.checkOpen();
     const ttlMs = millis(ttlOption, 'ttlMs', DEFAULT_TTL_MS);
     const waitMs = millis(waitOption, 'waitMs', 0);
-    const line = session.writer.lock(name, ttlMs, waitMs);
+    // dlm-core's Acquire: the send time it is given bounds the lease's
+    // deadline, so it is taken before anything is sent.
+    const acquisition = new wasm.Acquisition(ttlMs, waitMs, Boolean(autoRenew), performance.now());
+    const line = acquisition.request(session.writer, name);
     if (signal?.aborted) throw cancelled(signal);
-    const waited = waitMs > 0;
-    const parse = (answer) => wasm.parseGrant(answer, waited);
-    const sent = performance.now();
-    let grant;
-    if (waited || signal) {
+    const finish = (answer) => acquisition.finish(performance.now(), answer);
+    let lease;
+    if (acquisition.waits || signal) {
       const conn = await abortable(session.checkout(), signal, (c) => session.checkin(c));
       try {
-        grant = await conn.request(line, parse, { extraMs: waitMs, signal });
+        lease = await conn.request(line, finish, { extraMs: waitMs, signal });
       } finally {
         session.checkin(conn);
       }
     } else {
-      grant = await session.request(line, parse);
+      lease = await session.request(line, finish);
     }
-    // The server granted between our request and its answer; counting the
-    // TTL from the request keeps our deadline no later than the server's.
-    // After a wait the grant came just before the answer.
-    const received = performance.now();
-    const grantedAt = waited ? Math.max(sent, received - WAIT_GRANT_SLACK_MS) : sent;
-    return new Lock(session, name, grant.token, ttlMs, grantedAt + grant.ttlMs, autoRenew);
+    return new Lock(session, name, lease);
   }
 
   /** One attempt at `name`: the lock, or null if another owner holds it. */
@@ -609,8 +649,9 @@ class Client {
 
   /** Runs `fn(signal, lock)` holding `name` (auto-renewed unless
    * `autoRenew: false`), and releases it afterwards, even if `fn` throws.
-   * Resolves with `fn`'s result; rejects with LockLostError if the lock
-   * turned out to be lost when it was released. */
+   * Resolves with `fn`'s result; rejects with LockLostError if the lock was
+   * lost meanwhile (whatever `fn` threw, an AbortError from `signal`
+   * included, is its `cause`), or turned out lost when released. */
   async withLock(name, options, fn) {
     if (typeof options === 'function') {
       fn = options;
@@ -623,6 +664,9 @@ class Client {
       result = await fn(lock.signal, lock);
     } catch (err) {
       await lock.unlock().catch(() => {});
+      if (lock.lost) {
+        throw new LockLostError(lock.signal.reason?.message ?? 'the lock was lost', { cause: err });
+      }
       throw err;
     }
     await lock.unlock();
@@ -659,7 +703,7 @@ class Client {
     const encoded = session.encoder.encode(name, toBytes(value, 'a value'));
     if (typeof encoded !== 'string') throw new InvalidArgumentError('an encoder must return a string');
     const line = session.writer.put(name, ttlMs, encoded, expected);
-    const stored = await session.request(line, wasm.parseStored);
+    const stored = await session.request(line, (answer) => wasm.parseStored(answer, expected !== undefined));
     return stored.revision;
   }
 
@@ -744,8 +788,10 @@ async function connect(options = {}) {
     identity?.name,
     identity?.secret,
   );
-  const session = new Session({ host, port, timeoutMs, encoder, writer });
-  await session.connection();
+  const session = new Session({ host, port, timeoutMs, encoder, writer, legacy: Boolean(legacy) });
+  // Reachable? (In legacy framing, a connection is only opened per request.)
+  if (session.legacy) session.checkin(await session.checkout());
+  else await session.connection();
   return new Client(session);
 }
 
@@ -772,4 +818,5 @@ module.exports = {
   ProtocolError,
   EncodingError,
   InvalidArgumentError,
+  SystemError,
 };

@@ -205,6 +205,12 @@ impl Lease {
         self.0.is_renewing()
     }
 
+    /// Whether a request waits to be sent (`pollRequest`).
+    #[wasm_bindgen(getter, js_name = hasRequest)]
+    pub fn has_request(&self) -> bool {
+        self.0.has_request()
+    }
+
     /// Milliseconds left at `nowMs`; 0 once lost or released.
     #[wasm_bindgen(js_name = remainingMs)]
     pub fn remaining_ms(&self, now_ms: f64) -> f64 {

@@ -253,6 +253,11 @@ impl Lease {
         self.0.is_renewing()
     }
 
+    /// Whether a request waits to be sent.
+    pub fn has_request(&self) -> bool {
+        self.0.has_request()
+    }
+
     /// Milliseconds left at `now_ms` before the lock expires unless
     /// extended; 0 once lost or released.
     pub fn remaining_ms(&self, now_ms: f64) -> f64 {

@@ -8,7 +8,8 @@ const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 const dlm = require('..');
-const { startServer, tempDir, sleep, serverPath } = require('./helpers.js');
+const { setTimeout: wait } = require('node:timers/promises');
+const { startServer, tempDir, sleep, eventually, waiting, serverPath } = require('./helpers.js');
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -169,10 +170,10 @@ describe('client against dlm-server', () => {
 
     it('a waiter gets the lock when it is released', async () => {
       const lock = await a.lock('l-handover', { ttlMs: 5000 });
-      const waiting = b.lock('l-handover', { ttlMs: 5000, waitMs: 5000 });
-      await sleep(50);
+      const queued = b.lock('l-handover', { ttlMs: 5000, waitMs: 5000 });
+      await waiting(a, 1);
       await lock.unlock();
-      const next = await waiting;
+      const next = await queued;
       assert.ok(next.token > lock.token);
       await next.unlock();
     });
@@ -262,7 +263,7 @@ describe('client against dlm-server', () => {
       assert.deepEqual(await b.testLock('l-dispose'), { state: 'free' });
       // Best effort: disposing a lost lock does not throw.
       const short = await a.lock('l-dispose', { ttlMs: 50 });
-      await sleep(100);
+      await new Promise((r) => short.signal.addEventListener('abort', r));
       await short[Symbol.asyncDispose]();
     });
 
@@ -307,6 +308,22 @@ describe('client against dlm-server', () => {
         'LockLost',
       );
     });
+
+    it('withLock rejects with LockLostError when the signal aborts the function', async () => {
+      // The function does what it should with the signal: its sleep
+      // rejects with an AbortError, which withLock reports as the loss.
+      await assert.rejects(
+        a.withLock('l-with-signal', { ttlMs: 100, autoRenew: false }, (signal) =>
+          wait(10_000, undefined, { signal }),
+        ),
+        (e) => {
+          assert.ok(e instanceof dlm.LockLostError, `${e?.name}: ${e?.message}`);
+          assert.equal(e.code, 'LockLost');
+          assert.equal(e.cause?.name, 'AbortError');
+          return true;
+        },
+      );
+    });
   });
 
   describe('values', () => {
@@ -331,8 +348,9 @@ describe('client against dlm-server', () => {
 
     it('values expire', async () => {
       await a.put('v-short', 'x', { ttlMs: 50 });
-      await sleep(120);
-      assert.equal(await a.get('v-short'), null);
+      const start = performance.now();
+      await eventually(() => a.get('v-short'), (v) => v === null);
+      assert.ok(performance.now() - start >= 40, 'not before its TTL');
     });
 
     it('compare-and-set by revision', async () => {
@@ -463,10 +481,10 @@ describe('client against dlm-server', () => {
     it('closing while a lock waits rejects it with Unavailable', async () => {
       const held = await a.lock('c-wait-close', { ttlMs: 5000 });
       const c = await connect();
-      const waiting = c.lock('c-wait-close', { waitMs: 5000 });
-      await sleep(50);
+      const queued = c.lock('c-wait-close', { waitMs: 5000 });
+      await waiting(a, 1);
       await c.close();
-      await rejectsWith(waiting, dlm.UnavailableError, 'Unavailable');
+      await rejectsWith(queued, dlm.UnavailableError, 'Unavailable');
       await held.unlock();
     });
 
@@ -485,6 +503,35 @@ describe('client against dlm-server', () => {
 });
 
 describe('client against other servers', () => {
+  it('an unlock the server did not answer is no release: the next call asks again', async () => {
+    const srv = await startServer();
+    const c = await dlm.connect({ port: srv.port, timeoutMs: 300 });
+    const other = await dlm.connect({ port: srv.port });
+    try {
+      const lock = await c.lock('u-retry', { ttlMs: 30_000 });
+      srv.proc.kill('SIGSTOP');
+      try {
+        await rejectsWith(lock.unlock(), dlm.UnavailableError, 'Unavailable');
+        // Not released, so not silently "done": it is asked again.
+        await rejectsWith(lock.unlock(), dlm.UnavailableError, 'Unavailable');
+      } finally {
+        srv.proc.kill('SIGCONT');
+      }
+      // The server may yet read an unlock sent before it stopped: either
+      // this release answers, or it finds the lock already gone.
+      const outcome = await lock.unlock().then(
+        () => 'released',
+        (e) => e.code,
+      );
+      assert.ok(['released', 'LockLost'].includes(outcome), outcome);
+      assert.deepEqual(await other.testLock('u-retry'), { state: 'free' });
+      await lock.unlock(); // released: later calls resolve
+    } finally {
+      await Promise.all([c.close(), other.close()]);
+      await srv.stop();
+    }
+  });
+
   it('identities: longer TTLs with the right secret, BadRequest with a wrong one', async () => {
     const dir = tempDir('identity');
     execFileSync(serverPath, ['identity', 'new', 'app', '--identity-dir', dir]);
@@ -560,7 +607,10 @@ describe('client against other servers', () => {
     try {
       const c = await dlm.connect({ port: fake.port });
       const first = c.version();
-      await sleep(50);
+      await eventually(
+        () => n,
+        (count) => count === 1,
+      );
       fake.drop();
       await rejectsWith(first, dlm.UnavailableError, 'Unavailable');
       assert.equal(await c.version(), 'JackrabbitDLM/fake');

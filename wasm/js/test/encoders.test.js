@@ -94,6 +94,7 @@ test('every error class has its code, its name and is a DlmError', () => {
     Protocol: dlm.ProtocolError,
     Encoding: dlm.EncodingError,
     InvalidArgument: dlm.InvalidArgumentError,
+    System: dlm.SystemError,
   };
   for (const [code, Class] of Object.entries(classes)) {
     const e = new Class();
@@ -110,14 +111,26 @@ test('every error class has its code, its name and is a DlmError', () => {
 
 test('no input makes the WebAssembly module trap: garbage is a DlmError', () => {
   const wasm = require('../pkg/dlm_wasm.js');
+  const writer = new wasm.RequestWriter('a', false);
+  const once = new wasm.Acquisition(1000, 0, true, 0);
+  const waited = new wasm.Acquisition(1000, 500, false, 0);
+  // A lease with a request in flight, for every kind of answer.
+  const leaseAwaiting = (release) => {
+    const lease = once.finish(1, te.encode('{"Status":"Locked","Token":1}'));
+    if (release) lease.release(2);
+    else lease.extend(2, 1000);
+    lease.pollRequest(2, writer, 'x');
+    return lease;
+  };
   const parsers = [
-    (l) => wasm.parseGrant(l, false),
-    (l) => wasm.parseGrant(l, true),
-    wasm.parseExtended,
-    wasm.parseLockReleased,
+    (l) => once.finish(3, l),
+    (l) => waited.finish(600, l),
+    (l) => leaseAwaiting(false).handleResponse(3, l),
+    (l) => leaseAwaiting(true).handleResponse(3, l),
     wasm.parseReleased,
     wasm.parseLockState,
-    wasm.parseStored,
+    (l) => wasm.parseStored(l, false),
+    (l) => wasm.parseStored(l, true),
     wasm.parseFetched,
     wasm.parseErased,
     wasm.parseVersion,
@@ -178,8 +191,12 @@ test('no input makes the WebAssembly module trap: garbage is a DlmError', () => 
   assert.throws(() => new wasm.RequestWriter('a', false, 'name'), dlm.InvalidArgumentError);
   const w = new wasm.RequestWriter('a', false);
   for (const ms of [0, -1, NaN, Infinity, 2 ** 54]) {
-    assert.throws(() => w.lock('x', ms, 0), dlm.InvalidArgumentError, String(ms));
+    assert.throws(() => new wasm.Acquisition(ms, 0, false, 0), dlm.InvalidArgumentError, String(ms));
     assert.throws(() => w.put('x', ms, '', undefined), dlm.InvalidArgumentError, String(ms));
   }
-  assert.equal(new TextDecoder().decode(w.lock('x', 1, 0)), '{"Action":"Lock","FileName":"x","ID":"a","Expire":0.001}\n');
+  const acquisition = new wasm.Acquisition(1, 0, false, 0);
+  assert.equal(
+    new TextDecoder().decode(acquisition.request(w, 'x')),
+    '{"Action":"Lock","FileName":"x","ID":"a","Expire":0.001}\n',
+  );
 });

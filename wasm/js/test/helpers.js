@@ -11,6 +11,8 @@ const readline = require('node:readline');
 
 const repo = path.resolve(__dirname, '..', '..', '..');
 const serverPath = process.env.DLM_SERVER ?? path.join(repo, 'target', 'debug', 'dlm-server');
+const jackrabbitPath =
+  process.env.DLM_JACKRABBIT ?? path.join(repo, 'target', 'debug', 'jackrabbit-standin');
 const interopPath =
   process.env.DLM_INTEROP ?? path.join(repo, 'target', 'debug', 'examples', 'interop');
 
@@ -19,11 +21,24 @@ const interopPath =
  * address. `stop()` sends SIGTERM and waits for the exit.
  */
 function startServer(args = []) {
-  if (!fs.existsSync(serverPath)) {
-    throw new Error(`${serverPath} is missing: run cargo build --workspace --bins first`);
+  return start(serverPath, ['127.0.0.1', '0', ...args]);
+}
+
+/**
+ * Starts the stand-in for the original JackrabbitDLM server (dlm-tests'
+ * `jackrabbit-standin`: legacy framing, one request per connection, no
+ * tokens, no wait queue, no revisions) on a free port.
+ */
+function startJackrabbit() {
+  return start(jackrabbitPath, ['127.0.0.1:0']);
+}
+
+function start(binary, args) {
+  if (!fs.existsSync(binary)) {
+    throw new Error(`${binary} is missing: run scripts/test-wasm.sh (it builds it) first`);
   }
-  const proc = spawn(serverPath, ['127.0.0.1', '0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const proc = spawn(binary, args, {
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stderr = '';
   proc.stderr.on('data', (d) => {
@@ -34,7 +49,7 @@ function startServer(args = []) {
     const lines = readline.createInterface({ input: proc.stdout });
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
-      reject(new Error(`dlm-server did not start: ${stderr}`));
+      reject(new Error(`${binary} did not start: ${stderr}`));
     }, 10_000);
     lines.once('line', (line) => {
       clearTimeout(timer);
@@ -86,4 +101,23 @@ async function eventually(fn, ok, withinMs = 2000) {
   }
 }
 
-module.exports = { startServer, tempDir, sleep, eventually, serverPath, interopPath, repo };
+/** Resolves once the server has `n` waiters queued (its `AWait` gauge). */
+function waiting(client, n) {
+  return eventually(
+    () => client.stats(),
+    (stats) => stats.AWait === n,
+    5000,
+  );
+}
+
+module.exports = {
+  startServer,
+  startJackrabbit,
+  tempDir,
+  sleep,
+  eventually,
+  waiting,
+  serverPath,
+  interopPath,
+  repo,
+};
