@@ -6,7 +6,8 @@ test:
 setup:
 	scripts/setup.sh
 
-# Regenerate ffi/include/dlm.h from ffi/src/capi (cbindgen, pinned version).
+# Regenerate ffi/include/dlm.h from ffi/src/capi (cbindgen, pinned version)
+# and ffi/go/errors_gen.go from dlm-core's client::ErrorKind.
 header:
 	DLM_BLESS=1 cargo test -p dlm --test header
 

@@ -150,7 +150,11 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 			encHandle.Delete()
 		}
 		e := statusError("dial", "", r.s, &r.err)
-		e.Message = fmt.Sprintf("%s (%s)", e.Message, addr)
+		if e.Message == "" {
+			e.Message = addr
+		} else {
+			e.Message = fmt.Sprintf("%s (%s)", e.Message, addr)
+		}
 		return nil, e
 	}
 	c := &Client{

@@ -10,46 +10,19 @@ import (
 	"unsafe"
 )
 
-// Sentinel errors. Every error this package returns is an *Error whose
-// Unwrap yields one of these, so callers branch with errors.Is:
+// The sentinel errors of each kind of failure (ErrNotOwner, ErrTimeout,
+// ...) are generated from dlm-core's error kinds into errors_gen.go. Every
+// error this package returns is an *Error whose Unwrap yields one of them,
+// or one of the two below, so callers branch with errors.Is:
 //
 //	if errors.Is(err, dlm.ErrNotOwner) { ... }
 //
-// They mirror libdlm's dlm_status codes one to one.
+// Notes per sentinel: ErrCancelled also wraps the context's own error
+// (context.Canceled or context.DeadlineExceeded) when the context was the
+// cause, or means the Client was closed under a waiting call; ErrEncoding
+// wraps a custom Encoder's error; ErrUnavailable covers no answer within
+// the I/O timeout.
 var (
-	// ErrNotOwner: another owner holds the lock or data entry.
-	ErrNotOwner = errors.New("dlm: held by another owner")
-	// ErrNotFound: no such data entry (or, for UnlockByName, no live lock).
-	ErrNotFound = errors.New("dlm: no such entry")
-	// ErrConflict: a compare-and-set PutIf found another revision.
-	ErrConflict = errors.New("dlm: revision conflict")
-	// ErrTimeout: a waiting lock's wait ran out.
-	ErrTimeout = errors.New("dlm: timed out waiting for the lock")
-	// ErrLockLost: the lock expired or was released; it is never brought
-	// back.
-	ErrLockLost = errors.New("dlm: the lock was lost")
-	// ErrBadRequest: the server refused the request as malformed or over
-	// a limit (an over-long TTL, a value over the size limit, failed
-	// authentication).
-	ErrBadRequest = errors.New("dlm: bad request")
-	// ErrUnavailable: the server could not be reached, or the connection
-	// failed or timed out.
-	ErrUnavailable = errors.New("dlm: server unavailable")
-	// ErrCancelled: the context was cancelled (or its deadline passed)
-	// while the call waited, or the Client was closed under it. The error
-	// also wraps the context's own error (context.Canceled or
-	// context.DeadlineExceeded) when the context was the cause.
-	ErrCancelled = errors.New("dlm: cancelled")
-	// ErrNoMemory: the server's memory budget is spent.
-	ErrNoMemory = errors.New("dlm: server out of memory")
-	// ErrEncoding: a value could not be encoded or decoded (wrong
-	// encoder or key, or a custom Encoder failed; its error is wrapped).
-	ErrEncoding = errors.New("dlm: cannot encode or decode value")
-	// ErrProtocol: the server answered something that makes no sense.
-	ErrProtocol = errors.New("dlm: protocol error")
-	// ErrInvalidArgument: an argument was invalid (empty name, a TTL that
-	// is not positive, a sealed key that is not 32 bytes, ...).
-	ErrInvalidArgument = errors.New("dlm: invalid argument")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("dlm: client closed")
 	// ErrInternal: a bug inside libdlm or this package (libdlm caught a
@@ -67,8 +40,9 @@ type Error struct {
 	Op string
 	// Name is the lock or data key the call was about ("" if none).
 	Name string
-	// Message is libdlm's description of this failure (what
-	// dlm_client_last_error reported), or "" if it left none.
+	// Message is what libdlm said about this failure beyond its kind (what
+	// dlm_client_last_error reported: "Connection refused (os error 111)",
+	// the server's reason for a bad request, ...), or "" if nothing.
 	Message string
 
 	kind  error
@@ -76,15 +50,16 @@ type Error struct {
 }
 
 // Error says what failed and why, e.g.
-// `dlm: lock "backup": held by another owner`.
+// `dlm: lock "backup": held by another owner` or
+// `dlm: dial: server unavailable: Connection refused (os error 111) (127.0.0.1:1)`.
 func (e *Error) Error() string {
 	what := e.Op
 	if e.Name != "" {
 		what = fmt.Sprintf("%s %q", e.Op, e.Name)
 	}
-	msg := e.Message
-	if msg == "" {
-		msg = strings.TrimPrefix(e.kind.Error(), "dlm: ")
+	msg := strings.TrimPrefix(e.kind.Error(), "dlm: ")
+	if e.Message != "" {
+		msg += ": " + e.Message
 	}
 	if e.cause != nil {
 		return fmt.Sprintf("dlm: %s: %s: %v", what, msg, e.cause)
@@ -106,40 +81,6 @@ func newError(op, name string, kind error, cause error) *Error {
 	return &Error{Op: op, Name: name, kind: kind, cause: cause}
 }
 
-// sentinel maps a dlm_status to its sentinel error.
-func sentinel(s C.dlm_status) error {
-	switch s {
-	case C.DLM_ERR_NULL_PARAMETER, C.DLM_ERR_INVALID_ARGUMENT:
-		return ErrInvalidArgument
-	case C.DLM_ERR_UNAVAILABLE:
-		return ErrUnavailable
-	case C.DLM_ERR_TIMEOUT:
-		return ErrTimeout
-	case C.DLM_ERR_CANCELLED:
-		return ErrCancelled
-	case C.DLM_ERR_NOT_OWNER:
-		return ErrNotOwner
-	case C.DLM_ERR_NOT_FOUND:
-		return ErrNotFound
-	case C.DLM_ERR_CONFLICT:
-		return ErrConflict
-	case C.DLM_ERR_BAD_REQUEST:
-		return ErrBadRequest
-	case C.DLM_ERR_NO_MEMORY:
-		return ErrNoMemory
-	case C.DLM_ERR_PROTOCOL:
-		return ErrProtocol
-	case C.DLM_ERR_LOCK_LOST:
-		return ErrLockLost
-	case C.DLM_ERR_ENCODING:
-		return ErrEncoding
-	default:
-		// DLM_ERR_PANIC, DLM_ERR_BUFFER_TOO_SMALL where it should not
-		// happen, and statuses newer than this package.
-		return ErrInternal
-	}
-}
-
 // statusError turns a failed status and the shim's report into an *Error,
 // taking ownership of (and freeing) the message.
 func statusError(op, name string, s C.dlm_status, report *C.gdlm_err) *Error {
@@ -149,11 +90,13 @@ func statusError(op, name string, s C.dlm_status, report *C.gdlm_err) *Error {
 		C.free(unsafe.Pointer(report.msg))
 		report.msg = nil
 	}
-	if e.Message == "" {
-		e.Message = C.GoString(C.dlm_status_string(C.uint32_t(s)))
-	}
 	if e.kind == ErrInternal && s != C.DLM_ERR_PANIC {
-		e.Message = fmt.Sprintf("%s (libdlm status %d)", e.Message, uint32(s))
+		status := fmt.Sprintf("libdlm status %d: %s", uint32(s), C.GoString(C.dlm_status_string(C.uint32_t(s))))
+		if e.Message == "" {
+			e.Message = status
+		} else {
+			e.Message = fmt.Sprintf("%s (%s)", e.Message, status)
+		}
 	}
 	return e
 }

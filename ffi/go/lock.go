@@ -207,13 +207,16 @@ func (l *Lock) Name() string { return l.name }
 
 // Token is the grant's fencing token: every grant gets a token greater than
 // every earlier one. Pass it to whatever the lock protects so it can refuse
-// a holder whose lock has expired.
+// a holder whose lock has expired. 0 from a server that gives no tokens
+// (JackrabbitDLM): nothing can fence then, and extensions are plain
+// re-locks, sent only before the lock's deadline.
 func (l *Lock) Token() uint64 { return l.token }
 
 // Lost is closed when the lock is known to be lost: an auto-renewed lock
-// whose renewal failed for good, or an Extend or Unlock that found it
-// gone. It is never closed by a successful Unlock. A lock without
-// AutoRenew that expires unnoticed does not close it.
+// whose renewal failed until its deadline, or an Extend or Unlock that
+// found it gone. A lock without AutoRenew is found lost by the first call
+// on it (Remaining, Extend, Unlock) after its deadline. It is never closed
+// by a successful Unlock.
 func (l *Lock) Lost() <-chan struct{} { return l.lost.ch }
 
 // Remaining is the time left before the lock expires unless extended, by

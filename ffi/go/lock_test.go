@@ -121,6 +121,31 @@ func TestTheSameOwnerRelocks(t *testing.T) {
 	mustIs(t, first.Unlock(ctx), dlm.ErrLockLost)
 }
 
+// A name holding NUL is locked, renewed and released like any other: the
+// renewal thread was once named after the lock, which panicked after the
+// grant (ErrInternal, and the lock held until its TTL).
+func TestANameWithNULIsAnOrdinaryName(t *testing.T) {
+	ctx := context.Background()
+	a, b := dial(t), dial(t)
+	name := unique(t, "nul\x00name")
+	l, err := a.Lock(ctx, name, dlm.TTL(300*time.Millisecond), dlm.AutoRenew())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Token() == 0 {
+		t.Error("no token")
+	}
+	if st, err := b.TestLock(ctx, name); err != nil || st.Status != dlm.LockTaken {
+		t.Fatalf("TestLock: %+v, %v", st, err)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := b.TestLock(ctx, name); err != nil || st.Status != dlm.LockFree {
+		t.Fatalf("after Unlock: %+v, %v", st, err)
+	}
+}
+
 func TestAnExpiredLockIsLostAndNeverResurrected(t *testing.T) {
 	ctx := context.Background()
 	c := dial(t)
@@ -129,7 +154,11 @@ func TestAnExpiredLockIsLostAndNeverResurrected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Until the server has let it expire.
+	eventually(t, func() bool {
+		st, err := c.TestLock(ctx, name)
+		return err == nil && st.Status == dlm.LockFree
+	})
 	err = l.Extend(ctx, 10*time.Second)
 	mustIs(t, err, dlm.ErrLockLost)
 	if !strings.Contains(err.Error(), `extend "`+name+`"`) {

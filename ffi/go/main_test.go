@@ -68,15 +68,21 @@ func run(m *testing.M) (int, error) {
 
 // serverBinary is target/debug/dlm-server, built with cargo if missing.
 func serverBinary() (string, error) {
-	bin := filepath.Join(repoRoot, "target", "debug", "dlm-server")
+	return cargoBinary("dlm-server", "dlm-server")
+}
+
+// cargoBinary is target/debug/NAME, built from cargo package pkg if
+// missing.
+func cargoBinary(pkg, name string) (string, error) {
+	bin := filepath.Join(repoRoot, "target", "debug", name)
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
-	cmd := exec.Command("cargo", "build", "-p", "dlm-server", "--bin", "dlm-server")
+	cmd := exec.Command("cargo", "build", "-p", pkg, "--bin", name)
 	cmd.Dir = repoRoot
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building dlm-server: %w", err)
+		return "", fmt.Errorf("building %s: %w", name, err)
 	}
 	return bin, nil
 }
@@ -119,7 +125,12 @@ type server struct {
 // startServerProcess starts dlm-server on a free port of 127.0.0.1 and
 // waits for its "listening on" line.
 func startServerProcess(bin string, args ...string) (*server, error) {
-	cmd := exec.Command(bin, append([]string{"127.0.0.1", "0"}, args...)...)
+	return startProcess("dlm-server", exec.Command(bin, append([]string{"127.0.0.1", "0"}, args...)...))
+}
+
+// startProcess starts a server and waits for its "NAME listening on ADDR"
+// line.
+func startProcess(name string, cmd *exec.Cmd) (*server, error) {
 	if os.Getenv("DLM_GO_TEST_SERVER_LOG") != "" {
 		cmd.Stderr = os.Stderr
 	}
@@ -139,17 +150,17 @@ func startServerProcess(bin string, args ...string) (*server, error) {
 	}()
 	select {
 	case line := <-first:
-		const prefix = "dlm-server listening on "
+		prefix := name + " listening on "
 		if !strings.HasPrefix(line, prefix) {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
-			return nil, fmt.Errorf("dlm-server said %q", line)
+			return nil, fmt.Errorf("%s said %q", name, line)
 		}
 		return &server{cmd: cmd, addr: strings.TrimSpace(strings.TrimPrefix(line, prefix))}, nil
 	case <-time.After(10 * time.Second):
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		return nil, fmt.Errorf("dlm-server did not start")
+		return nil, fmt.Errorf("%s did not start", name)
 	}
 }
 

@@ -6,13 +6,6 @@
 #include "shim.h"
 #include "_cgo_export.h"
 
-// Whether libdlm left a message for a failure with this status. A message
-// is only written on failures that come from the Rust client; the others
-// would read whatever the thread's previous failure left.
-static int has_message(dlm_status s) {
-    return s != DLM_OK && s != DLM_ERR_NULL_PARAMETER &&
-           s != DLM_ERR_PANIC && s != DLM_ERR_BUFFER_TOO_SMALL;
-}
 
 typedef dlm_status (*last_error_fn)(const void *h, char *buf, size_t len,
                                     size_t *out_n);
@@ -35,9 +28,8 @@ static dlm_status fail(dlm_status s, const void *h, last_error_fn get,
     }
     err->thread = (uintptr_t)pthread_self();
     err->msg = NULL;
-    if (!has_message(s)) {
-        return s;
-    }
+    // libdlm records every call's outcome for this thread: the detail of
+    // this very failure, or nothing if the status says it all.
     size_t n = 0;
     if (get(h, NULL, 0, &n) != DLM_ERR_BUFFER_TOO_SMALL || n == 0) {
         return s;
