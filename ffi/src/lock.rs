@@ -362,10 +362,9 @@ fn renew(inner: &Inner) {
             // Released or lost, and nothing left to send.
             return;
         };
-        let clock = &inner.client.shared.clock;
-        let pause = clock
-            .to_std(at)
-            .saturating_duration_since(std::time::Instant::now());
+        // In the lease's own milliseconds: no std::time arithmetic that
+        // could overflow on a far deadline.
+        let pause: Duration = at.saturating_since(inner.now()).into();
         if !pause.is_zero() {
             let _ = inner
                 .wake

@@ -47,6 +47,8 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 const MAX_IDLE = 4;
 /** Connection attempts before a call fails with Unavailable. */
 const CONNECT_ATTEMPTS = 3;
+/** The longest delay setTimeout takes. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Longest answer line accepted from a server. */
 const MAX_RESPONSE = 64 << 20;
 
@@ -548,7 +550,10 @@ class Lock {
     if (this.#busy) return; // re-armed when the exchange ends
     const at = this.#lease.pollTimeout();
     if (at === undefined) return;
-    this.#timer = setTimeout(() => this.#wake(), Math.max(0, at - performance.now()));
+    // setTimeout takes at most 2^31 - 1 ms (a longer delay fires at once);
+    // waking early is harmless: the lease says when it is due.
+    const delay = Math.min(Math.max(0, at - performance.now()), MAX_TIMER_MS);
+    this.#timer = setTimeout(() => this.#wake(), delay);
     if (!this.#lease.renewing) this.#timer.unref();
   }
 
