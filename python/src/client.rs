@@ -196,8 +196,8 @@ impl Client {
             },
             dlm::LockState::Mine { token, remaining } => LockState {
                 state: "mine",
-                token: Some(token.0),
-                remaining: Some(time::seconds(remaining)),
+                token: token.map(|t| t.0),
+                remaining: remaining.map(time::seconds),
             },
             dlm::LockState::Taken { remaining } => LockState {
                 state: "taken",

@@ -217,7 +217,8 @@ impl Lock {
         } else {
             blocking(py, || this.take(&token))?
         };
-        this.set_token(Some(guard.token().0));
+        // A JackrabbitDLM server grants without a token: `None`.
+        this.set_token(guard.token().map(|t| t.0));
         this.lost.store(false, Ordering::SeqCst);
         py.detach(|| this.with_held(|h| h.guard = Some(guard)));
         Ok(slf.clone())
