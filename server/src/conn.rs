@@ -15,9 +15,9 @@ use dlm_core::engine::WaiterId;
 use dlm_core::protocol::{Framing, Response};
 
 /// Most bytes asked of one read.
-pub(crate) const READ_CHUNK: usize = 64 * 1024;
+pub const READ_CHUNK: usize = 64 * 1024;
 /// Least room offered to one read.
-pub(crate) const MIN_READ: usize = 4096;
+pub const MIN_READ: usize = 4096;
 
 /// The input of a connection: bytes received and not yet answered, split
 /// into lines. Sans-I/O: the caller reads into [`space`](Self::space),

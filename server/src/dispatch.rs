@@ -14,7 +14,7 @@ use tracing::debug;
 use crate::conn::Held;
 use crate::host::{Host, Peers, engine_time};
 
-/// What a client was told about holding a lock, as [`Host::journal`]
+/// What a client was told about holding a lock, as [`Host::take_journal`](crate::host::Host::take_journal)
 /// records it: the truth a checker judges mutual exclusion by.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Told {
@@ -166,7 +166,14 @@ impl Host {
         let mut sink = |ev: Event<'_>| deliveries.push(Delivery::of(&ev));
         let waiter_tag = tag(slot, generation, framing);
         let mut told = None;
-        match engine.handle(now, &req.command, principal, waiter_tag, &mut sink) {
+        match engine.handle_once(
+            now,
+            &req.command,
+            principal,
+            waiter_tag,
+            req.request_id,
+            &mut sink,
+        ) {
             Outcome::Reply(r) => {
                 if journal.is_some() {
                     told = record(slot, &req.command, &r, at);

@@ -15,7 +15,7 @@
 //! The host never reads a socket or a clock. Time comes in as the time
 //! since the host started; it asks [`Peers`] whether a client is still
 //! there before handing it a lock; and it says what the driver must do in
-//! [`Actions`]. The [event loop](crate::eventloop) drives it over TCP, the
+//! [`Actions`]. The event loop (`eventloop.rs`) drives it over TCP, the
 //! deterministic simulation in the tests over simulated sockets, so both
 //! run exactly the same rules.
 //!
@@ -243,6 +243,7 @@ impl Host {
             } else {
                 Ttl::ZERO
             },
+            ..Config::DEFAULT
         }
     }
 

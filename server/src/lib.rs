@@ -31,7 +31,7 @@ pub mod identity;
 mod server;
 pub mod statslog;
 
-pub use conn::{LineBuffer, Next};
+pub use conn::{LineBuffer, MIN_READ, Next, READ_CHUNK};
 pub use dispatch::Told;
 
 pub use server::{Server, run};

@@ -16,7 +16,7 @@ pub(super) struct IdentitySlot<S: sealed::Storage> {
 
 impl<S: Storage> Engine<S> {
     /// Registers an identity by name (or updates its `MaxSize`), returning
-    /// the handle the host passes as [`Principal::Identity`] once it has
+    /// the handle the host passes as [`Principal::Identity`](super::Principal::Identity) once it has
     /// verified a request's secret. The engine never sees secrets.
     pub fn register_identity(&mut self, name: &str, max_data: usize) -> Result<IdentityId, Full> {
         let h = self.hasher.bytes(name.as_bytes());

@@ -30,6 +30,8 @@ pub enum Field {
     Revision,
     /// `Token`: fencing token.
     Token,
+    /// `RequestID`: makes a mutating request apply once when resent.
+    RequestId,
     /// `Status` (responses).
     Status,
     /// `Error` (responses).
@@ -52,6 +54,7 @@ impl Field {
             Self::Wait => "Wait",
             Self::Revision => "Revision",
             Self::Token => "Token",
+            Self::RequestId => "RequestID",
             Self::Status => "Status",
             Self::Error => "Error",
             Self::Stats => "Stats",
@@ -70,6 +73,7 @@ impl Field {
             b"Wait" => Self::Wait,
             b"Revision" => Self::Revision,
             b"Token" => Self::Token,
+            b"RequestID" => Self::RequestId,
             _ => return None,
         })
     }

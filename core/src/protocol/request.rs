@@ -248,6 +248,21 @@ pub struct Request<'a> {
     pub command: Command<'a>,
     /// `Name`/`Identity`, if the request carries them (not yet verified).
     pub credentials: Option<Credentials<'a>>,
+    /// `RequestID`, if the request carries one: a resend of a mutating
+    /// request with the same ID is applied once (PROTOCOL.md section 8).
+    pub request_id: Option<&'a str>,
+}
+
+/// The longest `RequestID` accepted, in bytes.
+pub const MAX_REQUEST_ID: usize = 64;
+
+impl<'a> Request<'a> {
+    /// The same request, carrying `id` as its `RequestID`.
+    #[must_use]
+    pub const fn with_request_id(mut self, id: &'a str) -> Self {
+        self.request_id = Some(id);
+        self
+    }
 }
 
 /// A request that could not be parsed: why, and the framing to answer in.
@@ -272,7 +287,7 @@ impl core::error::Error for Rejected {
 }
 
 /// Number of request fields the parser tracks (the first ten [`Field`]s).
-const REQUEST_FIELDS: usize = 10;
+const REQUEST_FIELDS: usize = 11;
 
 struct Fields<'b> {
     buf: &'b [u8],
@@ -431,6 +446,16 @@ impl<'a> Request<'a> {
             (Some(_), None) => return Err(RequestError::MissingField(Field::Identity)),
             (None, Some(_)) => return Err(RequestError::MissingField(Field::Name)),
         };
+        let request_id = match fields.string(Field::RequestId)? {
+            Some("") => return Err(RequestError::EmptyField(Field::RequestId)),
+            Some(id) if id.len() > MAX_REQUEST_ID => {
+                return Err(RequestError::TooLong {
+                    field: Field::RequestId,
+                    limit: MAX_REQUEST_ID,
+                });
+            }
+            id => id,
+        };
         let target = || -> Result<(Resource<'a>, Owner<'a>), RequestError> {
             Ok((
                 Resource(fields.required(Field::FileName)?),
@@ -497,6 +522,7 @@ impl<'a> Request<'a> {
             framing,
             command,
             credentials,
+            request_id,
         })
     }
 
@@ -586,6 +612,9 @@ impl<'a> Request<'a> {
         if let Some(c) = self.credentials {
             string(out, "Name", c.name)?;
             string(out, "Identity", c.secret)?;
+        }
+        if let Some(id) = self.request_id {
+            string(out, "RequestID", id)?;
         }
         out.put(b"}")
     }
