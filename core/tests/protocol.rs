@@ -1997,6 +1997,7 @@ impl RespSpec {
             revision: self.revision.map(Revision),
             error: self.error.as_deref().map(Message::Text),
             stats: None,
+            cluster: None,
         }
     }
 }

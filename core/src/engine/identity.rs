@@ -54,6 +54,15 @@ impl<S: Storage> Engine<S> {
             .ok_or(Full)
     }
 
+    /// The registered identity with this [number](IdentityId::number).
+    pub fn identity_by_number(&self, number: u16) -> Option<IdentityId> {
+        let slot = u32::from(number).checked_sub(1)?;
+        match self.identities.slots.get(slot as usize) {
+            Some(Some(_)) => Self::identity_id(slot).ok(),
+            _ => None,
+        }
+    }
+
     /// The handle of a registered identity.
     pub fn identity(&self, name: &str) -> Option<IdentityId> {
         let h = self.hasher.bytes(name.as_bytes());

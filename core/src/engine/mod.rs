@@ -149,6 +149,12 @@ impl IdentityId {
     fn tag(self) -> u16 {
         self.0.get()
     }
+
+    /// The identity's number (never 0), the same on every engine that
+    /// registered the same identities in the same order.
+    pub const fn number(self) -> u16 {
+        self.0.get()
+    }
 }
 
 /// Who is asking, as verified by the host.
@@ -170,6 +176,13 @@ impl WaiterId {
     /// The number (a sequence over the engine's life).
     pub const fn get(self) -> u64 {
         self.0
+    }
+
+    /// The waiter with this [number](Self::get), as read back from a
+    /// replicated log: engines fed the same commands number their
+    /// waiters alike.
+    pub const fn from_number(n: u64) -> Self {
+        Self(n)
     }
 }
 
@@ -411,6 +424,11 @@ impl<S: Storage> Engine<S> {
         }
     }
 
+    /// The engine's current instant: the latest `now` it was given.
+    pub fn now(&self) -> Instant {
+        Instant::from_millis(self.wheel.elapsed())
+    }
+
     /// The token the next grant will get.
     pub fn next_token(&self) -> Token {
         Token(self.next_token)
@@ -607,6 +625,12 @@ impl<S: Storage> Engine<S> {
                 let mut r = Response::new(Status::Version);
                 r.id = Some(VERSION_STRING);
                 r
+            }
+            Command::Cluster(_) => {
+                // The host's, not the engine's: an engine alone has no
+                // cluster to tell about.
+                self.stats.incr(Stat::BadAction);
+                Response::rejected(crate::protocol::RequestError::UnknownAction)
             }
             Command::Stats => {
                 self.stats.incr(Stat::Stats);

@@ -212,6 +212,26 @@ impl<S: Storage> Engine<S> {
         w.out.put(&sum.to_le_bytes())
     }
 
+    /// The instant a snapshot was taken at (the engine's `now` then), read
+    /// from its header without restoring it: a replica restores a snapshot
+    /// at its own instant so that deadlines stay what they were.
+    pub fn snapshot_instant(bytes: &[u8]) -> Result<Instant, SnapshotError> {
+        if bytes.len() < MAGIC.len() + 4 + 8 {
+            return Err(SnapshotError::Truncated);
+        }
+        if &bytes[..MAGIC.len()] != MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let mut r = Reader {
+            buf: &bytes[MAGIC.len()..],
+        };
+        let version = r.u32()?;
+        if version != VERSION {
+            return Err(SnapshotError::UnsupportedVersion(version));
+        }
+        Ok(Instant::from_millis(r.u64()?))
+    }
+
     /// The snapshot as a new vector.
     #[cfg(feature = "alloc")]
     pub fn snapshot_to_vec(&self) -> alloc::vec::Vec<u8> {

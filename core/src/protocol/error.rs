@@ -32,6 +32,12 @@ pub enum Field {
     Token,
     /// `RequestID`: makes a mutating request apply once when resent.
     RequestId,
+    /// `Op`: what a `Cluster` request asks (extension).
+    Op,
+    /// `Node`: a cluster member's ID (extension).
+    Node,
+    /// `Peer`: a cluster member's peer address (extension).
+    Peer,
     /// `Status` (responses).
     Status,
     /// `Error` (responses).
@@ -55,6 +61,9 @@ impl Field {
             Self::Revision => "Revision",
             Self::Token => "Token",
             Self::RequestId => "RequestID",
+            Self::Op => "Op",
+            Self::Node => "Node",
+            Self::Peer => "Peer",
             Self::Status => "Status",
             Self::Error => "Error",
             Self::Stats => "Stats",
@@ -74,6 +83,9 @@ impl Field {
             b"Revision" => Self::Revision,
             b"Token" => Self::Token,
             b"RequestID" => Self::RequestId,
+            b"Op" => Self::Op,
+            b"Node" => Self::Node,
+            b"Peer" => Self::Peer,
             _ => return None,
         })
     }

@@ -141,6 +141,33 @@ pub enum Command<'a> {
     Version,
     /// Ask for the server's statistics (extension).
     Stats,
+    /// Ask about, or change, the cluster's membership (extension; answered
+    /// by the server, not the engine).
+    Cluster(ClusterOp<'a>),
+}
+
+/// What a `Cluster` request asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterOp<'a> {
+    /// Members, leader, term, commit and applied index, lag.
+    Status,
+    /// Add member `node` listening for peers at `peer`.
+    Add {
+        /// Its ID.
+        node: u64,
+        /// Its peer address (`HOST:PORT`).
+        peer: &'a str,
+    },
+    /// Remove member `node`.
+    Remove {
+        /// Its ID.
+        node: u64,
+    },
+    /// Hand the leadership to member `node`.
+    Transfer {
+        /// Its ID.
+        node: u64,
+    },
 }
 
 impl<'a> Command<'a> {
@@ -155,6 +182,7 @@ impl<'a> Command<'a> {
             Self::Erase { .. } => "Erase",
             Self::Version => "Version",
             Self::Stats => "Stats",
+            Self::Cluster(_) => "Cluster",
         }
     }
 
@@ -167,7 +195,7 @@ impl<'a> Command<'a> {
             | Self::Put { name, owner, .. }
             | Self::Get { name, owner }
             | Self::Erase { name, owner } => Some((name, owner)),
-            Self::Version | Self::Stats => None,
+            Self::Version | Self::Stats | Self::Cluster(_) => None,
         }
     }
 
@@ -287,7 +315,7 @@ impl core::error::Error for Rejected {
 }
 
 /// Number of request fields the parser tracks (the first ten [`Field`]s).
-const REQUEST_FIELDS: usize = 11;
+const REQUEST_FIELDS: usize = 14;
 
 struct Fields<'b> {
     buf: &'b [u8],
@@ -370,11 +398,12 @@ enum Action {
     Erase,
     Version,
     Stats,
+    Cluster,
 }
 
 impl Action {
     fn from_wire(s: &str) -> Option<Self> {
-        const NAMES: [(&str, Action); 8] = [
+        const NAMES: [(&str, Action); 9] = [
             ("lock", Action::Lock),
             ("unlock", Action::Unlock),
             ("testlock", Action::TestLock),
@@ -383,6 +412,7 @@ impl Action {
             ("erase", Action::Erase),
             ("version", Action::Version),
             ("stats", Action::Stats),
+            ("cluster", Action::Cluster),
         ];
         NAMES
             .iter()
@@ -510,6 +540,28 @@ impl<'a> Request<'a> {
             }
             Action::Version => Command::Version,
             Action::Stats => Command::Stats,
+            Action::Cluster => {
+                let node = || {
+                    fields
+                        .integer(Field::Node)?
+                        .ok_or(RequestError::MissingField(Field::Node))
+                };
+                Command::Cluster(match fields.string(Field::Op)? {
+                    None => ClusterOp::Status,
+                    Some(op) if op.eq_ignore_ascii_case("status") => ClusterOp::Status,
+                    Some(op) if op.eq_ignore_ascii_case("add") => ClusterOp::Add {
+                        node: node()?,
+                        peer: fields.required(Field::Peer)?,
+                    },
+                    Some(op) if op.eq_ignore_ascii_case("remove") => {
+                        ClusterOp::Remove { node: node()? }
+                    }
+                    Some(op) if op.eq_ignore_ascii_case("transfer") => {
+                        ClusterOp::Transfer { node: node()? }
+                    }
+                    Some(_) => return Err(RequestError::UnknownAction),
+                })
+            }
         };
         if credentials.is_none() {
             command.check(limits, None)?;
@@ -601,6 +653,27 @@ impl<'a> Request<'a> {
                 string(out, "DataStore", data)?;
                 if let Some(revision) = revision {
                     number(out, "Revision", revision.0)?;
+                }
+            }
+            Command::Cluster(op) => {
+                if legacy {
+                    number(out, "Expire", 0)?;
+                }
+                match op {
+                    ClusterOp::Status => {}
+                    ClusterOp::Add { node, peer } => {
+                        string(out, "Op", "add")?;
+                        number(out, "Node", node)?;
+                        string(out, "Peer", peer)?;
+                    }
+                    ClusterOp::Remove { node } => {
+                        string(out, "Op", "remove")?;
+                        number(out, "Node", node)?;
+                    }
+                    ClusterOp::Transfer { node } => {
+                        string(out, "Op", "transfer")?;
+                        number(out, "Node", node)?;
+                    }
                 }
             }
             _ => {
