@@ -339,3 +339,23 @@ fn garbage_on_the_peer_port_changes_nothing() {
         .call(&Client::new("x").lock("after", TTL));
     assert_eq!(r.status, Status::Locked);
 }
+
+#[test]
+fn a_stopping_leader_hands_over_first() {
+    let mut c = Cluster::start(3, &[]);
+    let leader = c.leader();
+    let term = field(&c.status(leader), "\"Term\":");
+    let mut old = c.members.remove(&leader).unwrap();
+    let (status, _) = old.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        old.log().contains("handing the leadership over"),
+        "{}",
+        old.log()
+    );
+    let next = c.leader();
+    assert_ne!(next, leader);
+    // A transfer is one election, not a timeout and a campaign.
+    let now = field(&c.status(next), "\"Term\":");
+    assert_eq!(now, term + 1, "term went from {term} to {now}");
+}

@@ -41,6 +41,8 @@ use crate::statslog;
 
 /// How long shutdown waits for answers to drain.
 const DRAIN: Duration = Duration::from_millis(500);
+/// How long a stopping leader waits for a follower to take over.
+const HANDOVER: Duration = Duration::from_millis(1000);
 /// After `accept` failed for want of descriptors (or memory): how soon to
 /// try again, if no connection closes first.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -327,6 +329,8 @@ impl EventLoop {
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut shutdown_at: Option<Instant> = None;
+        // A leader stopping: until when it waits for a follower to take over.
+        let mut handing_over: Option<Instant> = None;
         // After a turn with work, poll without sleeping for `busy_poll`: a
         // request arriving meanwhile is served without the wake-up of a
         // sleeping thread (tens of microseconds in a VM).
@@ -352,9 +356,21 @@ impl EventLoop {
                     WAKER => {
                         while let Ok(cmd) = self.commands.try_recv() {
                             match cmd {
-                                Control::Shutdown if shutdown_at.is_none() => {
-                                    shutdown_at = Some(Instant::now() + DRAIN);
-                                    self.begin_shutdown();
+                                Control::Shutdown
+                                    if shutdown_at.is_none() && handing_over.is_none() =>
+                                {
+                                    // A leader hands over first, so the
+                                    // cluster does not wait out an election.
+                                    let transferred = self
+                                        .cluster
+                                        .as_mut()
+                                        .and_then(|c| c.member.transfer_leadership());
+                                    if transferred.is_some() {
+                                        handing_over = Some(Instant::now() + HANDOVER);
+                                    } else {
+                                        shutdown_at = Some(Instant::now() + DRAIN);
+                                        self.begin_shutdown();
+                                    }
                                 }
                                 Control::Shutdown => {}
                                 Control::ReloadIdentities => self.reload_identities(),
@@ -386,7 +402,11 @@ impl EventLoop {
                 tracing::error!("this member must stop: {e}");
                 return Err(e);
             }
-            if self.removed && shutdown_at.is_none() {
+            let handed_over = handing_over.is_some_and(|t| {
+                Instant::now() >= t || !self.cluster.as_ref().is_some_and(|c| c.member.is_leader())
+            });
+            if (self.removed || handed_over) && shutdown_at.is_none() {
+                handing_over = None;
                 shutdown_at = Some(Instant::now() + DRAIN);
                 self.begin_shutdown();
             }
