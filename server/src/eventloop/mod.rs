@@ -42,7 +42,7 @@ use crate::statslog;
 /// How long shutdown waits for answers to drain.
 const DRAIN: Duration = Duration::from_millis(500);
 /// How long a stopping leader waits for a follower to take over.
-const HANDOVER: Duration = Duration::from_millis(1000);
+const HANDOVER: Duration = Duration::from_secs(1);
 /// After `accept` failed for want of descriptors (or memory): how soon to
 /// try again, if no connection closes first.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
