@@ -79,15 +79,8 @@ impl Host {
                 if !replica.bootstrapped {
                     replica.bootstrapped = true;
                     replica.cluster_id = Some(b.cluster_id);
-                    self.engine = Engine::new(Config {
-                        limits: b.limits,
-                        memory_budget: usize::try_from(b.memory_budget).unwrap_or(usize::MAX),
-                        hash_key: b.hash_key,
-                        first_token: b.first_token,
-                        // The leader's clock truncates to milliseconds.
-                        deadline_slack: Ttl::from_millis(1),
-                        ..Config::DEFAULT
-                    });
+                    replica.settings = Some(b);
+                    self.engine = Engine::new(engine_config(&b));
                     self.limits = b.limits.clamped();
                 }
             }
@@ -207,5 +200,19 @@ impl Host {
             self.actions.write.push(slot);
             self.account(slot);
         }
+    }
+}
+
+/// The engine configuration every member runs, from the cluster's first
+/// entry.
+pub(crate) fn engine_config(b: &super::entry::Bootstrap) -> Config {
+    Config {
+        limits: b.limits,
+        memory_budget: usize::try_from(b.memory_budget).unwrap_or(usize::MAX),
+        hash_key: b.hash_key,
+        first_token: b.first_token,
+        // The leader's clock truncates to milliseconds.
+        deadline_slack: Ttl::from_millis(1),
+        ..Config::DEFAULT
     }
 }

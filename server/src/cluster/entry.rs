@@ -96,7 +96,7 @@ pub struct Stamped<'a> {
 
 /// A log entry that does not decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Damaged(&'static str);
+pub struct Damaged(pub &'static str);
 
 impl fmt::Display for Damaged {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -19,6 +19,7 @@
 pub mod apply;
 pub mod entry;
 pub mod node;
+pub mod snapshot;
 pub mod transport;
 
 use std::collections::VecDeque;
@@ -91,6 +92,8 @@ pub struct Replica {
     pub bootstrapped: bool,
     /// The cluster's ID, once known (from its first entry).
     pub cluster_id: Option<u64>,
+    /// The engine settings of the cluster's first entry.
+    pub settings: Option<entry::Bootstrap>,
     /// The stamp of the last entry applied (cluster milliseconds).
     pub applied_stamp: u64,
     /// What `Cluster` answers, as of the last turn.
@@ -181,6 +184,7 @@ impl Replica {
             seq: 0,
             bootstrapped: false,
             cluster_id: None,
+            settings: None,
             applied_stamp: 0,
             status: ClusterStatus::default(),
             admin: VecDeque::new(),
