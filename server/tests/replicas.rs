@@ -132,7 +132,7 @@ fn log(seed: u64, len: usize) -> Vec<Vec<u8>> {
                         node: 2,
                         tag: *tag,
                         seq: i as u64,
-                        ident: if rng.below(10) == 0 { 1 } else { 0 },
+                        ident: u16::from(rng.below(10) == 0),
                         line,
                     })
                     .collect();
