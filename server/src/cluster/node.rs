@@ -583,6 +583,27 @@ impl Member {
         })
     }
 
+    /// The identities changed (SIGHUP): a leader registers them through the
+    /// log now; a follower will when it leads.
+    pub fn set_identities(&mut self, identities: Vec<(String, u64)>, host: &Host) {
+        if self.is_leader() {
+            let stamp = self.stamp(host);
+            for (name, max_data) in &identities {
+                let data = entry::encode(
+                    stamp,
+                    &Logged::RegisterIdentity {
+                        name,
+                        max_data: *max_data,
+                    },
+                );
+                if let Err(e) = self.raw.propose(Vec::new(), data) {
+                    warn!("proposal dropped: {e}");
+                }
+            }
+        }
+        self.identities = identities;
+    }
+
     /// Hands the leadership to the most up-to-date follower (graceful
     /// shutdown). Returns the transferee, if any.
     pub fn transfer_leadership(&mut self) -> Option<u64> {

@@ -678,18 +678,26 @@ impl EventLoop {
             return;
         };
         let host = &mut self.host;
-        match Identities::load(
-            dir,
-            &mut host.engine,
-            self.max_data_default,
-            Some(&host.identities),
-        ) {
+        // A cluster member's engine learns identities only through the
+        // log: load them beside it, then propose them.
+        let mut scratch = Engine::new(dlm_core::engine::Config::DEFAULT);
+        let engine = if self.cluster.is_some() {
+            &mut scratch
+        } else {
+            &mut host.engine
+        };
+        match Identities::load(dir, engine, self.max_data_default, Some(&host.identities)) {
             Ok((ids, warnings)) => {
                 for w in warnings {
                     warn!("identity: {w}");
                 }
                 info!(count = ids.len(), "identities loaded");
+                let list: Vec<(String, u64)> =
+                    ids.limits().map(|(n, m)| (n.to_owned(), m as u64)).collect();
                 self.host.set_identities(ids);
+                if let Some(c) = &mut self.cluster {
+                    c.member.set_identities(list, &self.host);
+                }
             }
             Err(e) => warn!(
                 "cannot read identity directory {}: {e}; keeping the identities loaded before",
