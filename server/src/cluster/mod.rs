@@ -18,7 +18,9 @@
 
 pub mod apply;
 pub mod entry;
+pub mod log;
 pub mod node;
+pub mod snapfile;
 pub mod snapshot;
 pub mod transport;
 
