@@ -245,7 +245,9 @@ fn damaged(message: String) -> io::Error {
 /// Converts raft-engine's error, keeping the I/O error kind when there is one.
 fn engine_error(context: &str, e: raft_engine::Error) -> io::Error {
     let (kind, message) = match e {
-        raft_engine::Error::Io(io) => (io.kind(), io.to_string()),
+        // raft-engine's own I/O errors carry only the call's name ("pwrite"):
+        // add what the kind says ("file too large", "no storage space").
+        raft_engine::Error::Io(io) => (io.kind(), format!("{io} ({})", io.kind())),
         e @ (raft_engine::Error::Corruption(_)
         | raft_engine::Error::Codec(_)
         | raft_engine::Error::Protobuf(_)) => (io::ErrorKind::InvalidData, e.to_string()),
