@@ -14,7 +14,7 @@
 //! What it owns: the node's log entries since its latest snapshot, its
 //! `HardState` and `ConfState`, its latest snapshot, and (with a data
 //! directory) their durable copies: raft-engine's files in `DIR/raft/`, the
-//! snapshot files in `DIR/snap/` ([`snapfile`](super::snapfile)), and the
+//! snapshot files in `DIR/snap/` ([`super::snapfile`]), and the
 //! node's identity in `DIR/cluster.json` ([`Meta`]).
 //!
 //! What it must never do:
@@ -31,7 +31,16 @@
 //!
 //! The store is used from one thread (the event loop). raft-rs holds one
 //! handle inside `RawNode`, the loop another; the mutex between them is never
-//! contended.
+//! contended. raft-engine itself starts a metrics thread per open store and,
+//! while recovering, rayon's global pool; neither touches the store.
+//!
+//! raft-engine logs through the `log` crate. `tracing_subscriber`'s `init()`
+//! (as in `main.rs`) installs tracing-log's `LogTracer`, so its lines reach
+//! dlm-server's log with target `raft_engine` (tested in
+//! `tests/cluster_log.rs`). It warns "Truncating log file due to broken
+//! batch" after *every* unclean stop, because it preallocates files with
+//! zeros; only [`Recovered::tail_cut`] (and this module's warning) says that
+//! data was actually cut.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -93,6 +102,27 @@ impl MessageExt for EntryExt {
 /// [`compact`](Self::compact)) stage their changes and update the cache at
 /// once; [`persist`](Self::persist) then writes everything staged in one
 /// raft-engine batch, synced if asked (group commit).
+///
+/// A new member bootstraps by setting its initial `ConfState` (and
+/// persisting it) before creating its `RawNode`; a restarted one creates its
+/// `RawNode` with `Config::applied` at the latest snapshot's index, after
+/// restoring its engine from [`Storage::snapshot`].
+///
+/// ```no_run
+/// use dlm_server::cluster::log::LogStore;
+/// use raft::eraftpb::ConfState;
+///
+/// let (store, recovered) = LogStore::open(Some("d1".as_ref()))?;
+/// println!("{recovered}");
+/// if recovered.fresh {
+///     store.set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+///     store.persist(true)?;
+/// }
+/// // RawNode::new(&config, store.clone(), &logger), then once per turn:
+/// // store.append(rd.entries())?; store.set_hard_state(hs);
+/// // store.persist(rd.must_sync())?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
@@ -527,7 +557,8 @@ impl LogStore {
     /// snapshot file is written durably now; the log's entries are dropped
     /// and the `HardState`/`ConfState` taken from the snapshot, staged for
     /// the next [`persist`](Self::persist). Call it before appending the
-    /// same `Ready`'s entries.
+    /// same `Ready`'s entries. On `Err` (the file could not be written) the
+    /// store is unchanged.
     pub fn install_snapshot(&self, snapshot: Snapshot) -> io::Result<()> {
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -566,7 +597,9 @@ impl LogStore {
     /// (its applied index, which must be committed and still in the log),
     /// with the `ConfState` in force at that index. The file is written
     /// durably before this returns; afterwards, [`compact`](Self::compact)
-    /// may drop the entries it covers.
+    /// may drop the entries it covers. On `Err` the store is unchanged.
+    /// The snapshot (data included) stays in memory for
+    /// [`Storage::snapshot`] until the next one replaces it.
     pub fn save_snapshot(
         &self,
         index: u64,
@@ -1452,6 +1485,13 @@ mod tests {
         fs::write(dir.path().join(Meta::FILE), "{\"format\":1}").expect("garble");
         let err = Meta::load(dir.path()).expect_err("garbled");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn the_store_can_move_to_the_loop_thread() {
+        fn send<T: Send + Sync>() {}
+        send::<LogStore>();
+        send::<Recovered>();
     }
 
     #[test]
