@@ -142,6 +142,10 @@ pub struct ServeArgs {
     /// add`) instead of starting a new one with --peers.
     #[arg(long, env = "DLM_JOIN")]
     pub join: bool,
+    /// Applied entries between a cluster member's snapshots (after which
+    /// its log is compacted) [default: 20000].
+    #[arg(long, env = "DLM_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
 }
 
 /// Cluster members: ID to peer address.
@@ -195,6 +199,8 @@ pub struct ClusterSettings {
     pub data_dir: Option<PathBuf>,
     /// Join a running cluster instead of starting one.
     pub join: bool,
+    /// Applied entries between snapshots.
+    pub snapshot_every: u64,
 }
 
 /// The TOML config file: the same settings, in `snake_case`.
@@ -450,6 +456,7 @@ impl ServeArgs {
                     peers: peers.0.clone(),
                     data_dir: data_dir.clone(),
                     join: self.join,
+                    snapshot_every: self.snapshot_every.unwrap_or(20_000).max(10),
                 }))
             }
             (Some(_), None, _) => Err(ConfigError(
@@ -465,6 +472,7 @@ impl ServeArgs {
                     peers,
                     data_dir: Some(dir.clone()),
                     join: false,
+                    snapshot_every: self.snapshot_every.unwrap_or(20_000).max(10),
                 }))
             }
         }

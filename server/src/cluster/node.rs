@@ -13,11 +13,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use raft::prelude::{ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
-use raft::storage::MemStorage;
 use raft::{Config, RawNode, StateRole};
 use tracing::{info, warn};
 
 use super::entry::{self, Bootstrap, Entry as Logged};
+use super::log::LogStore;
 use super::{Admin, AdminOp, ClusterStatus};
 use crate::host::{Host, Peers};
 use dlm_core::protocol::{Message as Text, Response, Status};
@@ -33,6 +33,9 @@ pub const HEARTBEAT_TICKS: usize = 2;
 /// leader's death loses at most this much of the clock (every TTL runs on
 /// the stamps: what is not stamped is given to every holder as grace).
 pub const STAMP_EVERY: u64 = 250;
+/// Entries kept before a snapshot's index, for followers slightly behind
+/// (at most this share of the snapshot interval).
+const KEEP_BEHIND: u64 = 2_000;
 
 /// What a turn of the member produced for the transport.
 #[derive(Debug, Default)]
@@ -70,7 +73,7 @@ impl ClusterClock {
 
 /// This member's Raft.
 pub struct Member {
-    raw: RawNode<MemStorage>,
+    raw: RawNode<LogStore>,
     id: u64,
     peers: BTreeMap<u64, SocketAddr>,
     next_tick: Instant,
@@ -89,6 +92,10 @@ pub struct Member {
     changes: Vec<Admin>,
     /// This member was removed from the cluster: it must stop.
     pub removed: bool,
+    /// Applied entries between snapshots.
+    pub snapshot_every: u64,
+    /// Holds no history and has not heard from a leader yet.
+    fresh: bool,
 }
 
 impl std::fmt::Debug for Member {
@@ -131,24 +138,59 @@ impl Member {
     /// A member `id` of a cluster whose members are `peers` (this one
     /// included), starting a new cluster with `bootstrap` if none exists.
     /// With `join`, it starts with no membership of its own and waits for
-    /// the cluster's leader (which added it) to bring it up to date.
+    /// the cluster's leader (which added it) to bring it up to date. With a
+    /// data directory, what it held before is recovered (the engine from
+    /// the latest snapshot, the entries after it replayed as they are
+    /// committed) and kept there.
     pub fn new(
         id: u64,
-        peers: BTreeMap<u64, SocketAddr>,
+        mut peers: BTreeMap<u64, SocketAddr>,
         bootstrap: Bootstrap,
         identities: Vec<(String, u64)>,
         join: bool,
+        data_dir: Option<&std::path::Path>,
+        host: &mut Host,
     ) -> io::Result<Self> {
-        // A new cluster starts with every listed member voting; a member
-        // that joins starts with the others (not itself: it votes once the
-        // leader's entry adding it applies).
-        let voters: Vec<u64> = peers
-            .keys()
-            .copied()
-            .filter(|p| !join || *p != id)
-            .collect();
-        let storage = MemStorage::new_with_conf_state(ConfState::from((voters, vec![])));
+        if let Some(dir) = data_dir
+            && let Some(meta) = super::log::Meta::load(dir)?
+            && meta.node_id != id
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "data directory {} belongs to node {} of cluster {:016x}; started as node {id}",
+                    dir.display(),
+                    meta.node_id,
+                    meta.cluster_id
+                ),
+            ));
+        }
+        let (storage, recovered) = LogStore::open(data_dir)?;
+        if recovered.dir.is_some() {
+            info!("{recovered}");
+        }
+        let mut applied = 0;
+        let fresh = recovered.fresh && recovered.last_index == 0;
+        if recovered.fresh {
+            // A new cluster starts with every listed member voting; a
+            // member that joins starts with the others (not itself: it
+            // votes once the leader's entry adding it applies).
+            let voters: Vec<u64> = peers
+                .keys()
+                .copied()
+                .filter(|p| !join || *p != id)
+                .collect();
+            storage.set_conf_state(ConfState::from((voters, vec![])));
+            storage.persist(true)?;
+        } else if let Ok(snap) = raft::Storage::snapshot(&storage, 0, id)
+            && !snap.data.is_empty()
+        {
+            applied = snap.get_metadata().index;
+            restore(host, &snap.data, &mut peers)?;
+            info!(index = applied, "state restored from the latest snapshot");
+        }
         let config = Config {
+            applied,
             id,
             election_tick: ELECTION_TICKS,
             heartbeat_tick: HEARTBEAT_TICKS,
@@ -161,6 +203,10 @@ impl Member {
         config.validate().map_err(raft_error)?;
         let logger = slog::Logger::root(slog::Fuse(SlogToTracing), slog::o!());
         let mut raw = RawNode::new(&config, storage, &logger).map_err(raft_error)?;
+        // Members the log knows of (added since --peers was written) keep
+        // the addresses their entries or snapshot gave.
+        let voters = raw.raft.prs().conf().voters().ids();
+        peers.retain(|p, _| voters.contains(*p) || *p == id || join);
         raw.set_batch_append(true);
         Ok(Self {
             raw,
@@ -176,6 +222,8 @@ impl Member {
             identities,
             changes: Vec::new(),
             removed: false,
+            snapshot_every: 20_000,
+            fresh,
         })
     }
 
@@ -242,10 +290,47 @@ impl Member {
     }
 
     /// A message from a peer.
-    pub fn step(&mut self, m: Message) {
+    pub fn step(&mut self, m: Message) -> io::Result<()> {
+        use raft::prelude::MessageType;
+        let last = self.raw.raft.raft_log.last_index();
+        match m.get_msg_type() {
+            // The leader believes this member holds entries it does not:
+            // it lost its data (a member without --data-dir restarted, or
+            // a data directory was wiped). Raft cannot run on that; stop.
+            MessageType::MsgHeartbeat if m.commit > last => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "this member lost its data: the leader (member {}) holds it committed to \
+                         index {} but it has {last}; remove it from the cluster and add it back \
+                         (dlm cluster remove {id}, then add), starting it with --join",
+                        m.from,
+                        m.commit,
+                        id = self.id
+                    ),
+                ));
+            }
+            // A member that holds nothing and never heard from a leader does
+            // not vote for a candidate with history: it may have lost its
+            // own (a new cluster's first candidates have none).
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+                if self.fresh && m.index > 0 =>
+            {
+                tracing::debug!(
+                    from = m.from,
+                    "vote request ignored: this member has no history"
+                );
+                return Ok(());
+            }
+            MessageType::MsgAppend | MessageType::MsgSnapshot | MessageType::MsgHeartbeat => {
+                self.fresh = false;
+            }
+            _ => {}
+        }
         if let Err(e) = self.raw.step(m) {
             tracing::debug!("raft step: {e}");
         }
+        Ok(())
     }
 
     /// A peer could not be reached.
@@ -400,41 +485,74 @@ impl Member {
             return Ok(change);
         }
         let mut rd = self.raw.ready();
+        // Messages first: followers persist while this member does.
         out.messages.extend(rd.take_messages());
         if !rd.snapshot().is_empty() {
             self.install(host, rd.snapshot().clone())?;
         }
         self.apply(host, peers, rd.take_committed_entries())?;
+        let store = self.raw.mut_store().clone();
         if !rd.entries().is_empty() {
-            self.raw
-                .mut_store()
-                .wl()
-                .append(rd.entries())
-                .map_err(raft_error)?;
+            store.append(rd.entries())?;
         }
         if let Some(hs) = rd.hs() {
-            self.raw.mut_store().wl().set_hardstate(hs.clone());
+            store.set_hard_state(hs.clone());
         }
+        // One write per turn, synced when raft-rs needs it (votes, terms,
+        // entries): nothing that depends on it is answered before.
+        store.persist(rd.must_sync())?;
         out.messages.extend(rd.take_persisted_messages());
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
-            self.raw.mut_store().wl().mut_hard_state().commit = commit;
+            store.set_commit(commit);
         }
         out.messages.extend(light.take_messages());
         self.apply(host, peers, light.take_committed_entries())?;
         self.raw.advance_apply();
+        self.maybe_snapshot(host)?;
         let change = change.or_else(|| self.role_change(host));
         self.update_status(host);
         Ok(change)
     }
 
     fn install(&mut self, host: &mut Host, snap: Snapshot) -> io::Result<()> {
-        let _ = host;
-        self.raw
-            .mut_store()
-            .wl()
-            .apply_snapshot(snap)
-            .map_err(raft_error)
+        restore(host, &snap.data, &mut self.peers)?;
+        info!(
+            node = self.id,
+            index = snap.get_metadata().index,
+            "installed the leader's snapshot"
+        );
+        self.raw.mut_store().install_snapshot(snap)
+    }
+
+    /// Every `snapshot_every` applied entries: a snapshot of the state
+    /// (with the members' addresses), and the log compacted behind it.
+    fn maybe_snapshot(&mut self, host: &Host) -> io::Result<()> {
+        let applied = self.raw.raft.raft_log.applied;
+        let store = self.raw.mut_store().clone();
+        let (last, _) = store.snapshot_index_term();
+        if applied < last + self.snapshot_every {
+            return Ok(());
+        }
+        let mut data = Vec::with_capacity(1024);
+        data.extend_from_slice(&u32::try_from(self.peers.len()).unwrap_or(0).to_le_bytes());
+        for (id, addr) in &self.peers {
+            let a = addr.to_string();
+            data.extend_from_slice(&id.to_le_bytes());
+            data.push(u8::try_from(a.len()).unwrap_or(0));
+            data.extend_from_slice(a.as_bytes());
+        }
+        data.extend_from_slice(&host.cluster_snapshot());
+        let cs = self.raw.raft.prs().conf().to_conf_state();
+        store.save_snapshot(applied, cs, data)?;
+        let keep = KEEP_BEHIND.min(self.snapshot_every / 10);
+        store.compact(applied.saturating_sub(keep).max(1))?;
+        tracing::debug!(
+            node = self.id,
+            index = applied,
+            "snapshot taken, log compacted"
+        );
+        Ok(())
     }
 
     fn apply(&mut self, host: &mut Host, peers: &dyn Peers, entries: Vec<Entry>) -> io::Result<()> {
@@ -458,7 +576,7 @@ impl Member {
                     protobuf::Message::merge_from_bytes(&mut cc, &e.data)
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     let cs = self.raw.apply_conf_change(&cc).map_err(raft_error)?;
-                    self.raw.mut_store().wl().set_conf_state(cs);
+                    self.raw.mut_store().set_conf_state(cs);
                     self.membership_applied(host, &cc, &e.context);
                 }
                 EntryType::EntryConfChange => {
@@ -466,7 +584,7 @@ impl Member {
                     protobuf::Message::merge_from_bytes(&mut cc, &e.data)
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     let cs = self.raw.apply_conf_change(&cc).map_err(raft_error)?;
-                    self.raw.mut_store().wl().set_conf_state(cs);
+                    self.raw.mut_store().set_conf_state(cs);
                 }
             }
         }
@@ -624,4 +742,38 @@ impl Member {
         self.raw.transfer_leader(best);
         Some(best)
     }
+}
+
+/// Restores a member's state from snapshot data: the members' addresses,
+/// then the host's state.
+fn restore(host: &mut Host, data: &[u8], peers: &mut BTreeMap<u64, SocketAddr>) -> io::Result<()> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot: {what}"));
+    let count = data
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| bad("members"))?;
+    let mut rest = &data[4..];
+    let mut table = BTreeMap::new();
+    for _ in 0..count {
+        let id = rest
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| bad("member"))?;
+        let len = usize::from(*rest.get(8).ok_or_else(|| bad("member"))?);
+        let addr = rest
+            .get(9..9 + len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .ok_or_else(|| bad("member address"))?;
+        table.insert(id, addr);
+        rest = &rest[9 + len..];
+    }
+    host.restore_cluster_snapshot(rest)
+        .map_err(|d| io::Error::new(io::ErrorKind::InvalidData, d))?;
+    for (id, addr) in table {
+        peers.entry(id).or_insert(addr);
+    }
+    Ok(())
 }

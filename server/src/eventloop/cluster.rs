@@ -106,6 +106,12 @@ pub(super) struct Cluster {
     outbound: Outbound,
     /// Refused peer connections (garbage, wrong cluster).
     pub(super) refused_peers: u64,
+    /// The data directory, whose `cluster.json` is written (or checked)
+    /// once the cluster's ID is known.
+    pub(super) data_dir: Option<std::path::PathBuf>,
+    meta_checked: bool,
+    /// Why this member must stop, once it must.
+    fatal: Option<io::Error>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -148,6 +154,9 @@ impl Cluster {
             next_session: 1,
             outbound: Outbound::default(),
             refused_peers: 0,
+            data_dir: None,
+            meta_checked: false,
+            fatal: None,
         })
     }
 
@@ -446,7 +455,9 @@ impl EventLoop {
                         m.from
                     ));
                 }
-                c.member.step(m);
+                if let Err(e) = c.member.step(m) {
+                    c.fatal.get_or_insert(e);
+                }
             }
             OwnedFrame::Forward { session, bytes } => {
                 if !c.member.is_leader() {
@@ -828,6 +839,9 @@ impl EventLoop {
         let Some(c) = &mut self.cluster else {
             return Ok(());
         };
+        if let Some(e) = c.fatal.take() {
+            return Err(e);
+        }
         let now = Instant::now();
         c.member.tick(now);
         c.member.admin_from(&mut self.host);
@@ -842,6 +856,19 @@ impl EventLoop {
             }
         }
         c.outbound = out;
+        if !c.meta_checked
+            && let (Some(dir), Some(cluster_id)) =
+                (&c.data_dir, self.host.replica().and_then(|r| r.cluster_id))
+        {
+            c.meta_checked = true;
+            crate::cluster::log::Meta::check_or_create(
+                dir,
+                crate::cluster::log::Meta {
+                    cluster_id,
+                    node_id: c.member.id(),
+                },
+            )?;
+        }
         if c.member.removed && !self.removed {
             info!("removed from the cluster: stopping");
             self.removed = true;

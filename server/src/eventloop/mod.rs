@@ -279,6 +279,8 @@ impl EventLoop {
                     bootstrap,
                     registered,
                     cs.join,
+                    cs.data_dir.as_deref(),
+                    &mut host,
                 )?;
                 info!(
                     node = cs.node,
@@ -287,7 +289,11 @@ impl EventLoop {
                     cs.peers.len() / 2 + 1,
                     cs.peers.len()
                 );
-                Some(cluster::Cluster::new(member, peer_listener)?)
+                let mut member = member;
+                member.snapshot_every = cs.snapshot_every;
+                let mut c = cluster::Cluster::new(member, peer_listener)?;
+                c.data_dir.clone_from(&cs.data_dir);
+                Some(c)
             }
         };
         Ok((
@@ -692,8 +698,10 @@ impl EventLoop {
                     warn!("identity: {w}");
                 }
                 info!(count = ids.len(), "identities loaded");
-                let list: Vec<(String, u64)> =
-                    ids.limits().map(|(n, m)| (n.to_owned(), m as u64)).collect();
+                let list: Vec<(String, u64)> = ids
+                    .limits()
+                    .map(|(n, m)| (n.to_owned(), m as u64))
+                    .collect();
                 self.host.set_identities(ids);
                 if let Some(c) = &mut self.cluster {
                     c.member.set_identities(list, &self.host);
