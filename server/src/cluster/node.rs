@@ -96,6 +96,8 @@ pub struct Member {
     pub snapshot_every: u64,
     /// Holds no history and has not heard from a leader yet.
     fresh: bool,
+    /// The term this member last led.
+    led_term: u64,
 }
 
 impl std::fmt::Debug for Member {
@@ -224,6 +226,7 @@ impl Member {
             removed: false,
             snapshot_every: 20_000,
             fresh,
+            led_term: 0,
         })
     }
 
@@ -656,7 +659,12 @@ impl Member {
                 at: Instant::now(),
             });
             self.advance_pending = false;
-            info!(node = self.id, term, "won the election: leading");
+            self.led_term = term;
+            info!(
+                node = self.id,
+                term,
+                "won the election: a quorum voted for this member"
+            );
             let mut first = Vec::new();
             if !host.replica().is_some_and(|r| r.bootstrapped) {
                 first.push(entry::encode(base, &Logged::Bootstrap(self.bootstrap)));
@@ -682,12 +690,16 @@ impl Member {
             return Some(RoleChange::Leading);
         }
         if was == StateRole::Leader {
-            info!(
-                node = self.id,
-                term,
-                leader = (leader != 0).then_some(leader),
-                "lost the leadership (a higher term, or no quorum)"
-            );
+            let why = if term > self.led_term && leader != 0 {
+                format!("member {leader} leads term {term}")
+            } else if term > self.led_term {
+                format!("another member campaigns in term {term}")
+            } else {
+                "no quorum heard from within an election timeout".to_owned()
+            };
+            info!(node = self.id, term, "lost the leadership: {why}");
+        } else if role == StateRole::Candidate || role == StateRole::PreCandidate {
+            info!(node = self.id, term, "campaigning: no leader heard from within an election timeout");
         } else if leader != 0 {
             info!(node = self.id, term, leader, "following");
         }
