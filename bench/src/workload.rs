@@ -180,12 +180,13 @@ pub fn name(i: usize) -> String {
 
 async fn client(
     run: Run,
+    addr: SocketAddr,
     i: usize,
     go: Instant,
     stop: Arc<AtomicBool>,
     window: (Instant, Instant),
 ) -> io::Result<ClientTally> {
-    let mut conn = Conn::open(run.target, run.addr).await?;
+    let mut conn = Conn::open(run.target, addr).await?;
     let owner = owner(i);
     let (mine, shared) = (name(i), "contended-1".to_owned());
     let value = "v".repeat(100);
@@ -315,18 +316,33 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 /// Runs one workload and measures it. Runs on the caller's (single
 /// threaded) runtime, so the load generator uses at most one core.
 pub async fn run(run: Run) -> io::Result<Report> {
+    run_on(run, &[(run.addr, run.pid)]).await
+}
+
+/// [`run`] against several servers (the members of a cluster): client `i`
+/// connects to `servers[i % servers.len()]` (`run.addr` and `run.pid` are
+/// not used), and the server CPU time and RSS are the sums over all of
+/// them.
+pub async fn run_on(run: Run, servers: &[(SocketAddr, u32)]) -> io::Result<Report> {
     const WARMUP: Duration = Duration::from_millis(300);
+    if servers.is_empty() {
+        return Err(io::Error::other("no server to run against"));
+    }
+    let cpu = || -> Duration { servers.iter().map(|s| procstat::cpu_time(s.1)).sum() };
     let stop = Arc::new(AtomicBool::new(false));
     let go = Instant::now() + Duration::from_millis(100);
     let window = (go + WARMUP, go + WARMUP + run.duration);
     let tasks: Vec<_> = (0..run.clients)
-        .map(|i| tokio::spawn(client(run, i, go, stop.clone(), window)))
+        .map(|i| {
+            let addr = servers[i % servers.len()].0;
+            tokio::spawn(client(run, addr, i, go, stop.clone(), window))
+        })
         .collect();
     tokio::time::sleep_until(window.0.into()).await;
-    let (cpu0, me0) = (procstat::cpu_time(run.pid), procstat::self_cpu_time());
+    let (cpu0, me0) = (cpu(), procstat::self_cpu_time());
     tokio::time::sleep_until(window.1.into()).await;
-    let (cpu1, me1) = (procstat::cpu_time(run.pid), procstat::self_cpu_time());
-    let rss = procstat::rss(run.pid);
+    let (cpu1, me1) = (cpu(), procstat::self_cpu_time());
+    let rss = servers.iter().map(|s| procstat::rss(s.1)).sum();
     stop.store(true, Ordering::Relaxed);
     let mut report = Report {
         seconds: run.duration.as_secs_f64(),
