@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! dlm-bench suite [--duration S] [--fill N] [--quick]   everything, one table
+//! dlm-bench cluster [--duration S] [--kills N] [--quick] 3-node dlm beside etcd
 //! dlm-bench floor                                       run the floor server
 //! ```
 //!
 //! `make bench` installs redis-server if needed, builds in release mode and
-//! runs the suite.
+//! runs the suite; `make bench-cluster` installs etcd and Go's etcd client,
+//! builds, and runs `cluster`.
 
 // A std binary: the workspace's no_std lints are for dlm-core.
 #![allow(
@@ -18,8 +20,12 @@
 // A binary: `pub` marks each module's interface to the others.
 #![allow(unreachable_pub)]
 
+mod cluster;
 mod epoll_floor;
+mod etcd;
+mod failover;
 mod floor;
+mod procs;
 mod procstat;
 mod proto;
 mod suite;
@@ -62,6 +68,64 @@ enum Cmd {
         /// this one in every dlm row: before/after in one run.
         #[arg(long)]
         baseline: Option<PathBuf>,
+    },
+    /// 3-node dlm clusters (durable and in memory) and a single dlm-server
+    /// beside a 3-member etcd cluster: throughput, failover, the issue's
+    /// targets.
+    Cluster {
+        /// Measured seconds per row [default: 2; --quick: 0.3].
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Client counts, comma-separated [default: 16,64; --quick: 16].
+        #[arg(long, value_delimiter = ',')]
+        clients: Option<Vec<usize>>,
+        /// Leader kills per system, 0 for none [default: 20; --quick: 1].
+        #[arg(long)]
+        kills: Option<usize>,
+        /// A short smoke run: 0.3 s rows, 16 clients, 1 kill per system
+        /// (each of these unless given).
+        #[arg(long)]
+        quick: bool,
+        /// What to run, comma-separated: etcd, durable, memory, single.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "etcd,durable,memory,single"
+        )]
+        targets: Vec<String>,
+        /// The dlm-server binary (default: next to this one).
+        #[arg(long)]
+        dlm_server: Option<PathBuf>,
+        /// The etcd server binary.
+        #[arg(long, default_value = "etcd")]
+        etcd: PathBuf,
+        /// The Go load generator built from bench/etcd (default: etcd-bench
+        /// next to this binary).
+        #[arg(long)]
+        etcd_bench: Option<PathBuf>,
+        /// Where the scratch directory with the data dirs goes (default:
+        /// the system's temp dir); durable figures depend on its disk.
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// Put every client on the first member instead of spreading them.
+        #[arg(long)]
+        one_member: bool,
+        /// Fail if dlm-server has no cluster flags, instead of standing in
+        /// for each cluster with three independent servers.
+        #[arg(long)]
+        require_cluster: bool,
+        /// dlm failover without a leader lookup: a kill after which the
+        /// next Lock took at least this long made the cluster elect.
+        #[arg(long, default_value = "100")]
+        election_gap_ms: u64,
+        /// Failover clients (dlm and etcd alike) give up on a request not
+        /// answered within this many ms and send the next.
+        #[arg(long, default_value = "500")]
+        op_timeout_ms: u64,
+        /// The dlm cluster whose leaders are killed: durable (the issue's
+        /// figure) or memory.
+        #[arg(long, default_value = "durable")]
+        failover_on: String,
     },
     /// Serve the floor (answer every line with a constant) on 127.0.0.1.
     Floor {
@@ -130,6 +194,59 @@ fn main() -> ExitCode {
                 pipeline,
                 duration: Duration::from_secs_f64(duration),
             })
+        }
+        Cmd::Cluster {
+            duration,
+            clients,
+            kills,
+            quick,
+            targets,
+            dlm_server,
+            etcd,
+            etcd_bench,
+            work_dir,
+            one_member,
+            require_cluster,
+            election_gap_ms,
+            op_timeout_ms,
+            failover_on,
+        } => {
+            let failover_on = match failover_on.as_str() {
+                "durable" => cluster::System::DlmDurable,
+                "memory" => cluster::System::DlmMemory,
+                other => {
+                    return usage(&format!(
+                        "--failover-on takes durable or memory, not {other}"
+                    ));
+                }
+            };
+            let mut systems = Vec::new();
+            for t in &targets {
+                match cluster::System::ALL.iter().find(|s| s.key() == t.as_str()) {
+                    Some(s) if !systems.contains(s) => systems.push(*s),
+                    Some(_) => {}
+                    None => return usage(&format!("unknown target {t}")),
+                }
+            }
+            let me = std::env::current_exe().unwrap_or_else(|_| "dlm-bench".into());
+            cluster::ClusterBench {
+                duration: Duration::from_secs_f64(
+                    duration.unwrap_or(if quick { 0.3 } else { 2.0 }).max(0.01),
+                ),
+                clients: clients.unwrap_or_else(|| if quick { vec![16] } else { vec![16, 64] }),
+                kills: kills.unwrap_or(if quick { 1 } else { 20 }),
+                systems,
+                dlm_server: dlm_server.unwrap_or_else(|| me.with_file_name("dlm-server")),
+                etcd,
+                etcd_bench: etcd_bench.unwrap_or_else(|| me.with_file_name("etcd-bench")),
+                work_dir: work_dir.unwrap_or_else(std::env::temp_dir),
+                spread: !one_member,
+                require_cluster,
+                election_gap: Duration::from_millis(election_gap_ms),
+                op_timeout: Duration::from_millis(op_timeout_ms.max(1)),
+                failover_on,
+            }
+            .run()
         }
         Cmd::Suite {
             duration,
