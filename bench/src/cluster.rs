@@ -375,7 +375,7 @@ impl ClusterBench {
                     check_interrupted()?;
                     let (report, label, stand_in) = if s == System::Etcd {
                         let e = etcd
-                            .as_ref()
+                            .as_mut()
                             .ok_or_else(|| io::Error::other("etcd is not running"))?;
                         let r = etcd::run_load(
                             &self.etcd_bench,
@@ -384,19 +384,16 @@ impl ClusterBench {
                             clients,
                             self.duration,
                             self.spread,
-                        )?;
-                        (r, s.label().to_owned(), false)
+                        );
+                        (blame(r, &mut e.members)?, s.label().to_owned(), false)
                     } else {
-                        let c = &dlm
-                            .iter()
+                        let c = &mut dlm
+                            .iter_mut()
                             .find(|d| d.0 == s)
                             .ok_or_else(|| io::Error::other("dlm is not running"))?
                             .1;
-                        (
-                            self.run_dlm(&rt, c, w, clients)?,
-                            c.label.clone(),
-                            c.stand_in,
-                        )
+                        let r = self.run_dlm(&rt, c, w, clients);
+                        (blame(r, &mut c.members)?, c.label.clone(), c.stand_in)
                     };
                     progress(&format!(
                         "{label}, {}, {clients} clients: {:.0} cycles/s, p99 {:.0} us, {} errors",
@@ -499,6 +496,21 @@ impl ClusterBench {
             &servers,
         ))
     }
+}
+
+/// A failed measurement is reported as the member that died, if one did
+/// (with the end of its log), rather than as the client's broken pipe.
+fn blame<T>(r: io::Result<T>, members: &mut [Member]) -> io::Result<T> {
+    let e = match r {
+        Ok(t) => return Ok(t),
+        Err(e) => e,
+    };
+    for m in members {
+        if let Err(dead) = m.check_running() {
+            return Err(io::Error::other(format!("{e}: {dead}")));
+        }
+    }
+    Err(e)
 }
 
 fn failover_line(label: &str, f: &Failover) -> String {

@@ -232,8 +232,7 @@ pub fn dlm(
         )));
     }
     let mut out = Failover::default();
-    let mut suspects: Vec<usize> = (0..n).collect();
-    let mut turn = 0;
+    let mut suspects = Suspects::new(n);
     let mut looked_up = 0;
     for k in 1..=max_kills {
         if out.elections.len() >= kills {
@@ -245,10 +244,7 @@ pub fn dlm(
                 looked_up += 1;
                 (i, true)
             }
-            _ => {
-                turn += 1;
-                (suspects[turn % suspects.len()], false)
-            }
+            _ => (suspects.next(), false),
         };
         client.forget();
         let killed = cluster.members[victim].kill()?;
@@ -270,19 +266,11 @@ pub fn dlm(
         ));
         match r.gap {
             None => out.timeouts += 1,
-            Some(d) if elected => {
-                out.elections.push(d);
-                // The new leader is one of the others.
-                suspects = (0..n).filter(|&i| i != victim).collect();
-            }
-            Some(d) => {
-                out.others.push(d);
-                suspects.retain(|&i| i != victim);
-                if suspects.is_empty() {
-                    // Contradiction (or no cluster at all): start over.
-                    suspects = (0..n).collect();
-                }
-            }
+            Some(d) if elected => out.elections.push(d),
+            Some(d) => out.others.push(d),
+        }
+        if r.gap.is_some() {
+            suspects.killed(victim, elected);
         }
         let restarted = Instant::now();
         cluster.members[victim].restart(PATIENCE)?;
@@ -306,6 +294,45 @@ pub fn dlm(
     };
     out.seconds = started.elapsed().as_secs_f64();
     Ok(out)
+}
+
+/// Who may be the leader, narrowed down by kills (while there is no
+/// leader lookup): a kill that made the cluster elect says the others hold
+/// the new leader; one that did not clears the victim.
+#[derive(Debug)]
+struct Suspects {
+    n: usize,
+    left: Vec<usize>,
+    turn: usize,
+}
+
+impl Suspects {
+    fn new(n: usize) -> Self {
+        Self {
+            n,
+            left: (0..n).collect(),
+            turn: 0,
+        }
+    }
+
+    /// The member to kill next: the suspects in turn.
+    fn next(&mut self) -> usize {
+        self.turn += 1;
+        self.left[self.turn % self.left.len()]
+    }
+
+    /// What killing `victim` showed.
+    fn killed(&mut self, victim: usize, elected: bool) {
+        if elected {
+            self.left = (0..self.n).filter(|&i| i != victim).collect();
+        } else {
+            self.left.retain(|&i| i != victim);
+        }
+        if self.left.is_empty() {
+            // A contradiction (or no cluster at all): start over.
+            self.left = (0..self.n).collect();
+        }
+    }
 }
 
 /// What the failover client did, oldest first.
@@ -480,5 +507,74 @@ async fn lock_loop(members: &[SocketAddr], op_timeout: Duration, shared: &Shared
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followers_killed_narrow_the_suspects_to_the_leader() {
+        let mut s = Suspects::new(3);
+        let a = s.next();
+        s.killed(a, false);
+        let b = s.next();
+        assert_ne!(a, b);
+        s.killed(b, false);
+        let c = s.next();
+        assert!(c != a && c != b);
+        // Only the leader is left: it is the next victim every time.
+        assert_eq!(s.next(), c);
+    }
+
+    #[test]
+    fn an_election_suspects_everyone_but_the_old_leader() {
+        let mut s = Suspects::new(3);
+        let a = s.next();
+        s.killed(a, true);
+        for _ in 0..6 {
+            assert_ne!(s.next(), a);
+        }
+    }
+
+    #[test]
+    fn a_contradiction_starts_over() {
+        let mut s = Suspects::new(3);
+        for _ in 0..3 {
+            let v = s.next();
+            s.killed(v, false);
+        }
+        // Nobody led (independent servers): every member is suspected again.
+        let mut seen: Vec<usize> = (0..3).map(|_| s.next()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2]);
+    }
+
+    #[test]
+    fn percentiles_of_the_election_kills() {
+        let f = Failover {
+            elections: (1..=20).map(|ms| Duration::from_millis(ms * 10)).collect(),
+            ..Failover::default()
+        };
+        let (p50, p99, max) = f.percentiles_ms().unwrap_or_default();
+        assert!((p50 - 110.0).abs() < 1e-6, "{p50}");
+        assert!((p99 - 200.0).abs() < 1e-6, "{p99}");
+        assert!((max - 200.0).abs() < 1e-6, "{max}");
+        assert_eq!(Failover::default().percentiles_ms(), None);
+    }
+
+    #[test]
+    fn a_recovery_names_its_failures() {
+        let r = Recovery {
+            gap: Some(Duration::from_millis(312)),
+            failed: 2,
+            last_error: "server closed".into(),
+        };
+        assert_eq!(
+            r.describe("Lock"),
+            "next Lock after 312 ms (2 failed, last: server closed)"
+        );
+        assert_eq!(Recovery::default().describe("Put"), "nothing within 30 s");
     }
 }

@@ -245,6 +245,18 @@ impl Member {
         }
     }
 
+    /// An error (with its log's tail) if the process has exited.
+    pub fn check_running(&mut self) -> io::Result<()> {
+        let Some(child) = self.child.as_mut() else {
+            return Err(self.failed("is not running"));
+        };
+        if let Some(status) = child.try_wait()? {
+            self.child = None;
+            return Err(self.failed(&format!("exited ({status})")));
+        }
+        Ok(())
+    }
+
     /// SIGKILLs the process and reaps it.
     pub fn kill(&mut self) -> io::Result<Killed> {
         let mut child = self
