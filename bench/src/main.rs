@@ -115,8 +115,10 @@ enum Cmd {
         #[arg(long)]
         require_cluster: bool,
         /// dlm failover without a leader lookup: a kill after which the
-        /// next Lock took at least this long made the cluster elect.
-        #[arg(long, default_value = "100")]
+        /// next Lock took at least this long made the cluster elect (a raft
+        /// election takes at least its election timeout, 200 ms in the
+        /// design; a follower's kill costs a reconnect).
+        #[arg(long, default_value = "150")]
         election_gap_ms: u64,
         /// Failover clients (dlm and etcd alike) give up on a request not
         /// answered within this many ms and send the next.
