@@ -108,6 +108,9 @@ pub struct ClusterBench {
     /// The dlm cluster whose leader is killed (the figure is
     /// [`System::DlmDurable`]'s).
     pub failover_on: System,
+    /// Ask dlm for its leader (the `Cluster` action) rather than find it by
+    /// killing members in turn.
+    pub leader_lookup: bool,
 }
 
 /// A running dlm cluster (or a single server: one member).
@@ -118,6 +121,8 @@ pub struct DlmCluster {
     pub members: Vec<Member>,
     /// Independent single servers standing in for a cluster.
     pub stand_in: bool,
+    /// The members' `--data-dir`s (none in memory).
+    pub data_dirs: Vec<PathBuf>,
 }
 
 /// Which cluster flags this dlm-server build knows.
@@ -173,6 +178,7 @@ impl DlmCluster {
             .join(",");
         let tag = system.key();
         let mut members = Vec::with_capacity(n);
+        let mut data_dirs = Vec::new();
         for (i, port) in client_ports.iter().enumerate() {
             let node = i + 1;
             let mut args: Vec<OsString> = Vec::new();
@@ -181,8 +187,10 @@ impl DlmCluster {
                 args.extend(["--node".into(), node.to_string().into()]);
                 args.extend(["--peers".into(), peers.clone().into()]);
                 if durable {
+                    let d = dir.join(format!("dlm-{tag}-n{node}"));
                     args.push("--data-dir".into());
-                    args.push(dir.join(format!("dlm-{tag}-n{node}")).into_os_string());
+                    args.push(d.clone().into_os_string());
+                    data_dirs.push(d);
                 }
             }
             args.extend(["127.0.0.1".into(), port.to_string().into()]);
@@ -213,6 +221,7 @@ impl DlmCluster {
             label,
             members,
             stand_in,
+            data_dirs,
         };
         c.wait_serving()?;
         Ok(c)
@@ -283,7 +292,9 @@ struct Row {
     clients: usize,
     system: System,
     label: String,
-    stand_in: bool,
+    /// Why no target is judged on this row (a stand-in, a data dir that
+    /// stayed empty).
+    unjudged: Option<String>,
     report: Report,
 }
 
@@ -294,13 +305,55 @@ fn workload_name(w: Workload) -> &'static str {
     }
 }
 
+/// A failover run, or why it failed.
+type FailoverResult = Result<Failover, String>;
+
 /// Everything that ran, for the tables.
+#[derive(Default)]
 struct Results {
     rows: Vec<Row>,
-    etcd_failover: Option<Failover>,
-    dlm_failover: Option<(String, bool, Failover)>,
+    /// Systems that failed to start or to finish a row, and why (later
+    /// rows skip them).
+    failed: Vec<(System, String)>,
+    etcd_failover: Option<FailoverResult>,
+    /// The dlm cluster's label, why it is not judged, and its failover.
+    dlm_failover: Option<(String, Option<String>, FailoverResult)>,
     fsync: Vec<(&'static str, FsyncProbe)>,
+    /// Bytes in each `--data-dir` at the end.
+    data_dir_bytes: Vec<u64>,
 }
+
+impl Results {
+    fn broken(&self, s: System) -> bool {
+        self.failed.iter().any(|f| f.0 == s)
+    }
+}
+
+/// An interrupt ends the run; any other failure is kept for the report.
+fn keep(e: io::Error) -> io::Result<String> {
+    if e.kind() == io::ErrorKind::Interrupted {
+        return Err(e);
+    }
+    Ok(e.to_string())
+}
+
+/// Bytes in the files under `path` (0 if it does not exist).
+fn dir_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+const STAND_IN: &str = "n/a (stand-in, not a cluster)";
+const NOT_DURABLE: &str = "n/a (--data-dir stayed empty: not durable)";
 
 impl ClusterBench {
     /// Runs everything, stops everything, prints the tables.
@@ -335,30 +388,23 @@ impl ClusterBench {
             .build()?;
         // Declared first, dropped last: every process is gone before it.
         let work = procs::WorkDir::new(&self.work_dir)?;
-        let mut results = Results {
-            rows: Vec::new(),
-            etcd_failover: None,
-            dlm_failover: None,
-            fsync: Vec::new(),
-        };
+        let mut results = Results::default();
         results.fsync.push(("before", fsync_probe(work.path())?));
 
         let mut etcd = None;
         let mut dlm: Vec<(System, DlmCluster)> = Vec::new();
         for &s in &self.systems {
             progress(&format!("starting {}", s.label()));
-            if s == System::Etcd {
-                etcd = Some(EtcdCluster::start(
-                    &self.etcd,
-                    &self.etcd_bench,
-                    work.path(),
-                    3,
-                )?);
+            let started = if s == System::Etcd {
+                EtcdCluster::start(&self.etcd, &self.etcd_bench, work.path(), 3)
+                    .map(|e| etcd = Some(e))
             } else {
-                dlm.push((
-                    s,
-                    DlmCluster::start(&self.dlm_server, work.path(), s, caps)?,
-                ));
+                DlmCluster::start(&self.dlm_server, work.path(), s, caps).map(|c| dlm.push((s, c)))
+            };
+            if let Err(e) = started {
+                let e = keep(e)?;
+                progress(&format!("FAILED to start {}: {e}", s.label()));
+                results.failed.push((s, format!("did not start: {e}")));
             }
         }
 
@@ -373,27 +419,44 @@ impl ClusterBench {
                 group += 1;
                 for s in order {
                     check_interrupted()?;
-                    let (report, label, stand_in) = if s == System::Etcd {
-                        let e = etcd
-                            .as_mut()
-                            .ok_or_else(|| io::Error::other("etcd is not running"))?;
-                        let r = etcd::run_load(
-                            &self.etcd_bench,
-                            e,
-                            w,
-                            clients,
-                            self.duration,
-                            self.spread,
-                        );
-                        (blame(r, &mut e.members)?, s.label().to_owned(), false)
+                    if results.broken(s) {
+                        continue;
+                    }
+                    let measured = if s == System::Etcd {
+                        etcd.as_mut().map(|e| {
+                            let r = etcd::run_load(
+                                &self.etcd_bench,
+                                e,
+                                w,
+                                clients,
+                                self.duration,
+                                self.spread,
+                            );
+                            (blame(r, &mut e.members), s.label().to_owned(), None)
+                        })
                     } else {
-                        let c = &mut dlm
-                            .iter_mut()
-                            .find(|d| d.0 == s)
-                            .ok_or_else(|| io::Error::other("dlm is not running"))?
-                            .1;
-                        let r = self.run_dlm(&rt, c, w, clients);
-                        (blame(r, &mut c.members)?, c.label.clone(), c.stand_in)
+                        dlm.iter_mut().find(|d| d.0 == s).map(|(_, c)| {
+                            let r = self.run_dlm(&rt, c, w, clients);
+                            let why = c.stand_in.then(|| STAND_IN.to_owned());
+                            (blame(r, &mut c.members), c.label.clone(), why)
+                        })
+                    };
+                    let Some((report, label, unjudged)) = measured else {
+                        continue;
+                    };
+                    let report = match report {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let e = keep(e)?;
+                            progress(&format!(
+                                "FAILED {label}, {}, {clients} clients: {e}",
+                                workload_name(w)
+                            ));
+                            results
+                                .failed
+                                .push((s, format!("{}, {clients} clients: {e}", workload_name(w))));
+                            continue;
+                        }
                     };
                     progress(&format!(
                         "{label}, {}, {clients} clients: {:.0} cycles/s, p99 {:.0} us, {} errors",
@@ -407,7 +470,7 @@ impl ClusterBench {
                         clients,
                         system: s,
                         label,
-                        stand_in,
+                        unjudged,
                         report,
                     });
                 }
@@ -416,14 +479,27 @@ impl ClusterBench {
         results.fsync.push(("between", fsync_probe(work.path())?));
 
         if self.kills > 0 {
-            if let Some(e) = etcd.as_mut() {
+            if let Some(e) = etcd.as_mut().filter(|_| !results.broken(System::Etcd)) {
                 progress(&format!("etcd failover, {} kills", self.kills));
-                let f =
-                    failover::etcd(&self.etcd_bench, e, self.kills, self.op_timeout, &progress)?;
+                let f = match failover::etcd(
+                    &self.etcd_bench,
+                    e,
+                    self.kills,
+                    self.op_timeout,
+                    &progress,
+                ) {
+                    Ok(f) => Ok(f),
+                    Err(e) => Err(keep(e)?),
+                };
                 progress(&failover_line("etcd", &f));
                 results.etcd_failover = Some(f);
             }
-            if let Some((_, c)) = dlm.iter_mut().find(|d| d.0 == self.failover_on) {
+            let on = self.failover_on;
+            if let Some((_, c)) = dlm
+                .iter_mut()
+                .find(|d| d.0 == on)
+                .filter(|_| !results.broken(on))
+            {
                 // Independent servers never elect: one round shows the
                 // mechanics without pretending.
                 let max = if c.stand_in {
@@ -432,25 +508,51 @@ impl ClusterBench {
                     self.kills * 3 + 3
                 };
                 progress(&format!("{} failover, {} kills", c.label, self.kills));
-                let f = failover::dlm(
+                let f = match failover::dlm(
                     &rt,
                     c,
                     self.kills,
                     max,
                     self.election_gap,
                     self.op_timeout,
+                    self.leader_lookup,
                     &progress,
-                )?;
+                ) {
+                    Ok(f) => Ok(f),
+                    Err(e) => Err(keep(e)?),
+                };
                 progress(&failover_line(&c.label, &f));
-                results.dlm_failover = Some((c.label.clone(), c.stand_in, f));
+                let why = c.stand_in.then(|| STAND_IN.to_owned());
+                results.dlm_failover = Some((c.label.clone(), why, f));
             }
             results.fsync.push(("after", fsync_probe(work.path())?));
+        }
+        // A durable cluster that wrote nothing to its data dirs is not
+        // judged as one.
+        if let Some((_, c)) = dlm.iter().find(|d| d.0 == System::DlmDurable)
+            && !c.stand_in
+        {
+            results.data_dir_bytes = c.data_dirs.iter().map(|d| dir_bytes(d)).collect();
+            if results.data_dir_bytes.contains(&0) {
+                progress(&format!("NOTE: {}: {NOT_DURABLE}", c.label));
+                for r in &mut results.rows {
+                    if r.system == System::DlmDurable {
+                        r.unjudged.get_or_insert_with(|| NOT_DURABLE.to_owned());
+                    }
+                }
+                if let Some((label, why, _)) = &mut results.dlm_failover
+                    && *label == c.label
+                {
+                    why.get_or_insert_with(|| NOT_DURABLE.to_owned());
+                }
+            }
         }
         drop(dlm);
         drop(etcd);
         drop(work);
 
         print_rows(&results.rows);
+        print_failures(&results);
         print_failover(&results);
         print_fsync(&results.fsync);
         print_targets(&results);
@@ -513,7 +615,11 @@ fn blame<T>(r: io::Result<T>, members: &mut [Member]) -> io::Result<T> {
     Err(e)
 }
 
-fn failover_line(label: &str, f: &Failover) -> String {
+fn failover_line(label: &str, f: &FailoverResult) -> String {
+    let f = match f {
+        Ok(f) => f,
+        Err(e) => return format!("FAILED {label} failover: {e}"),
+    };
     match f.percentiles_ms() {
         Some((p50, p99, max)) => format!(
             "{label} failover: {} election kills, p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms; {} other kills, {} without recovery",
@@ -583,6 +689,16 @@ fn print_failover(r: &Results) {
     );
     println!("|---|---:|---:|---:|---:|---|---:|---|---:|");
     for (label, f) in lines {
+        let f = match f {
+            Ok(f) => f,
+            Err(e) => {
+                println!(
+                    "| {label} | failed: {} | | | | | | | |",
+                    e.replace('\n', " ")
+                );
+                continue;
+            }
+        };
         let (p50, p99, max) = f
             .percentiles_ms()
             .map_or(("-".into(), "-".into(), "-".into()), |(a, b, c)| {
@@ -601,6 +717,30 @@ fn print_failover(r: &Results) {
             f.method,
             f.seconds
         );
+    }
+}
+
+fn print_failures(r: &Results) {
+    if r.failed.is_empty() && r.data_dir_bytes.is_empty() {
+        return;
+    }
+    println!();
+    for (s, e) in &r.failed {
+        // The first line only: the member's log tail went to stderr.
+        println!(
+            "FAILED {}: {}",
+            s.label(),
+            e.lines().next().unwrap_or_default()
+        );
+    }
+    if !r.data_dir_bytes.is_empty() {
+        let sizes: Vec<String> = r
+            .data_dir_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("n{} {:.1} MiB", i + 1, *b as f64 / f64::from(1 << 20)))
+            .collect();
+        println!("dlm --data-dir contents at the end: {}", sizes.join(", "));
     }
 }
 
@@ -626,15 +766,21 @@ fn print_fsync(probes: &[(&str, FsyncProbe)]) {
 fn print_targets(r: &Results) {
     // Rows are collected first: no table when nothing can be judged.
     let mut out = String::new();
-    let verdict = |ok: bool, stand_in: bool| {
-        if stand_in {
-            "n/a (stand-in, not a cluster)"
-        } else if ok {
-            "yes"
-        } else {
-            "no"
-        }
+    let verdict = |ok: bool, unjudged: &Option<String>| match unjudged {
+        Some(why) => why.clone(),
+        None if ok => "yes".to_owned(),
+        None => "no".to_owned(),
     };
+    for s in [System::DlmDurable, System::DlmMemory] {
+        if let Some((_, e)) = r.failed.iter().find(|f| f.0 == s) {
+            let _ = writeln!(
+                out,
+                "| every {} target | failed: {} | no |",
+                s.label(),
+                e.lines().next().unwrap_or_default()
+            );
+        }
+    }
     let lock = Workload::Uncontended;
     for clients in [16, 64] {
         let (Some(d), Some(e)) = (
@@ -649,7 +795,7 @@ fn print_targets(r: &Results) {
             "| 3-node dlm --data-dir lock+unlock cycles/s >= 10x etcd, {clients} clients | {x:.1}x ({:.0} vs {:.0}) | {} |",
             d.report.cycles_per_s(),
             e.report.cycles_per_s(),
-            verdict(x >= 10.0, d.stand_in)
+            verdict(x >= 10.0, &d.unjudged)
         );
         let y = d.report.p99_us / e.report.p99_us.max(1e-9);
         let _ = writeln!(
@@ -657,7 +803,7 @@ fn print_targets(r: &Results) {
             "| 3-node dlm --data-dir lock p99 < etcd's / 10, {clients} clients | {:.2} vs {:.2} ms ({y:.3}x) | {} |",
             d.report.p99_us / 1e3,
             e.report.p99_us / 1e3,
-            verdict(y < 0.1, d.stand_in)
+            verdict(y < 0.1, &d.unjudged)
         );
     }
     for w in [Workload::Uncontended, Workload::Kv] {
@@ -675,31 +821,36 @@ fn print_targets(r: &Results) {
                 workload_name(w),
                 m.report.cycles_per_s(),
                 s.report.cycles_per_s(),
-                verdict(x >= 0.5, m.stand_in)
+                verdict(x >= 0.5, &m.unjudged)
             );
         }
     }
-    if let Some((label, stand_in, f)) = &r.dlm_failover
+    if let Some((label, unjudged, f)) = &r.dlm_failover
         && label.starts_with(System::DlmDurable.label())
     {
-        let n = f.elections.len();
-        let _ = match f.percentiles_ms() {
-            Some((_, p99, _)) => writeln!(
+        let what = "failover p99 < 500 ms (leader SIGKILL to next Lock, >= 20 kills)";
+        let _ = match f {
+            Err(e) => writeln!(
                 out,
-                "| failover p99 < 500 ms (leader SIGKILL to next Lock, >= 20 kills) | {p99:.0} ms over {n} kills | {} |",
-                if *stand_in {
-                    verdict(false, true)
-                } else if n < 20 {
-                    "no (fewer than 20 kills)"
-                } else {
-                    verdict(p99 < 500.0, false)
+                "| {what} | failed: {} | no |",
+                e.lines().next().unwrap_or_default()
+            ),
+            Ok(f) => match f.percentiles_ms() {
+                Some((_, p99, _)) => {
+                    let n = f.elections.len();
+                    let met = if unjudged.is_none() && n < 20 {
+                        "no (fewer than 20 kills)".to_owned()
+                    } else {
+                        verdict(p99 < 500.0, unjudged)
+                    };
+                    writeln!(out, "| {what} | {p99:.0} ms over {n} kills | {met} |")
                 }
-            ),
-            None => writeln!(
-                out,
-                "| failover p99 < 500 ms (leader SIGKILL to next Lock, >= 20 kills) | no kill made it elect | {} |",
-                verdict(false, *stand_in)
-            ),
+                None => writeln!(
+                    out,
+                    "| {what} | no kill made it elect | {} |",
+                    verdict(false, unjudged)
+                ),
+            },
         };
     }
     if !out.is_empty() {
@@ -726,7 +877,12 @@ fn print_reference(r: &Results) {
             ));
         }
     }
-    if let Some((p50, p99, _)) = r.etcd_failover.as_ref().and_then(Failover::percentiles_ms) {
+    if let Some((p50, p99, _)) = r
+        .etcd_failover
+        .as_ref()
+        .and_then(|f| f.as_ref().ok())
+        .and_then(Failover::percentiles_ms)
+    {
         lines.push(format!(
             "| leader SIGKILL to next Put, p50 / p99 | {:.2} / {:.2} s | 1.7-2.0 s |",
             p50 / 1e3,

@@ -18,6 +18,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio::time::timeout;
 
@@ -142,38 +145,94 @@ pub fn etcd(
 }
 
 // ---------------------------------------------------------------------------
-// LEADER LOOKUP: plug the dlm `{"Action":"Cluster"}` answer in here.
+// LEADER LOOKUP: the dlm `{"Action":"Cluster"}` answer (PROTOCOL.md) plugs in
+// here. Anything unexpected makes it `None`, and the failover falls back on
+// killing members in turn.
 // ---------------------------------------------------------------------------
 
+/// `{"Action":"Cluster"}` through `addr`: the `Cluster` object of a `Done`
+/// answer, `None` for anything else (a single server, no answer, another
+/// format).
+async fn cluster_status(addr: SocketAddr) -> Option<Value> {
+    let ask = async {
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        let (r, mut w) = s.into_split();
+        w.write_all(b"{\"Action\":\"Cluster\"}\n").await?;
+        let mut line = String::new();
+        BufReader::new(r).read_line(&mut line).await?;
+        Ok::<String, io::Error>(line)
+    };
+    let line = timeout(PROBE_TIMEOUT, ask).await.ok()?.ok()?;
+    let mut v: Value = serde_json::from_str(&line).ok()?;
+    if v["Status"] != "Done" || !v["Cluster"]["Leader"].is_u64() {
+        return None;
+    }
+    Some(v["Cluster"].take())
+}
+
 /// The index (into `cluster.members`) of the dlm cluster's leader, or
-/// `None` when it cannot be told.
-///
-/// Always `None` until dlm-server answers `{"Action":"Cluster"}` with the
-/// members and the leader: then ask any running member (through `rt`) and
-/// map the leader's node ID (member `i` is node `i + 1`) to its index.
-/// With `None`, [`dlm`] finds the leader by killing members in turn and
-/// timing the recovery; with `Some`, it kills that member every time.
+/// `None` when it cannot be told: the `Leader` (a node ID; member `i` is
+/// node `i + 1`) that the first running member asked names, retried for a
+/// moment while it is 0 (an election in progress).
 fn dlm_leader(rt: &Runtime, cluster: &DlmCluster) -> Option<usize> {
-    let _ = (rt, cluster);
+    let n = cluster.members.len();
+    for _ in 0..20 {
+        let mut answered = false;
+        for m in cluster.members.iter().filter(|m| m.pid() != 0) {
+            let Some(c) = rt.block_on(cluster_status(m.client)) else {
+                continue;
+            };
+            answered = true;
+            match c["Leader"].as_u64().and_then(|l| usize::try_from(l).ok()) {
+                Some(l) if (1..=n).contains(&l) => return Some(l - 1),
+                _ => {}
+            }
+        }
+        if !answered || check_interrupted().is_err() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     None
 }
 
+/// How far behind the leader's commit index a restarted member may still
+/// be when the next kill comes (a few entries are always in flight while
+/// the client writes).
+const CAUGHT_UP: u64 = 8;
+
 /// Waits until member `i`, restarted, serves again: a Lock+Unlock through
-/// it succeeds (a follower relays it to the leader, so it has found one).
-///
-/// When the `Cluster` action exists, also wait here until the member's
-/// applied index reaches the leader's commit index (caught up).
+/// it succeeds (a follower relays it to the leader, so it has found one),
+/// and, where the `Cluster` action answers, the leader sees it within
+/// [`CAUGHT_UP`] entries of the commit index.
 fn dlm_rejoined(rt: &Runtime, cluster: &DlmCluster, i: usize) -> io::Result<()> {
     let addr = cluster.members[i].client;
     let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        check_interrupted()?;
-        if rt.block_on(probe(addr, i)) {
+    let wait = || -> io::Result<()> {
+        if Instant::now() > deadline {
+            return Err(cluster.members[i].failed("did not rejoin within 30 s of its restart"));
+        }
+        procs::sleep(Duration::from_millis(20))
+    };
+    while !rt.block_on(probe(addr, i)) {
+        wait()?;
+    }
+    let node = u64::try_from(i + 1).unwrap_or(u64::MAX);
+    loop {
+        let Some(c) = rt.block_on(cluster_status(addr)) else {
+            return Ok(());
+        };
+        let lag = c["Members"].as_array().and_then(|ms| {
+            ms.iter()
+                .find(|m| m["ID"].as_u64() == Some(node))
+                .and_then(|m| m["Lag"].as_u64())
+        });
+        if lag.is_some_and(|l| l <= CAUGHT_UP) {
             return Ok(());
         }
-        procs::sleep(Duration::from_millis(20))?;
+        wait()?;
     }
-    Err(cluster.members[i].failed("took no Lock within 30 s of its restart"))
 }
 
 /// One Lock+Unlock through `addr`.
@@ -208,7 +267,7 @@ pub async fn probe(addr: SocketAddr, i: usize) -> bool {
 /// connections to it broke). A follower's kill also narrows down who the
 /// leader is, so the next kill is aimed at the members still suspected.
 /// The client abandons a request after `op_timeout` and moves to the next
-/// member.
+/// member. `lookup: false` never asks for the leader (kills in turn only).
 #[allow(clippy::too_many_arguments)]
 pub fn dlm(
     rt: &Runtime,
@@ -217,6 +276,7 @@ pub fn dlm(
     max_kills: usize,
     election_gap: Duration,
     op_timeout: Duration,
+    lookup: bool,
     progress: &dyn Fn(&str),
 ) -> io::Result<Failover> {
     let started = Instant::now();
@@ -239,7 +299,12 @@ pub fn dlm(
             break;
         }
         check_interrupted()?;
-        let (victim, known) = match dlm_leader(rt, cluster) {
+        let leader = if lookup {
+            dlm_leader(rt, cluster)
+        } else {
+            None
+        };
+        let (victim, known) = match leader {
             Some(i) if i < n => {
                 looked_up += 1;
                 (i, true)
@@ -284,13 +349,15 @@ pub fn dlm(
         // Let the restarted member catch up before the next kill.
         procs::sleep(Duration::from_millis(250))?;
     }
-    out.method = if looked_up > 0 {
-        format!("leader from the Cluster action ({looked_up} kills)")
-    } else {
-        format!(
-            "members killed in turn; a kill counts as a leader's when the next Lock took >= {} ms",
-            election_gap.as_millis()
-        )
+    let in_turn = out.elections.len() + out.others.len() + out.timeouts - looked_up;
+    let by_timing = format!(
+        "members killed in turn; a kill counts as a leader's when the next Lock took >= {} ms",
+        election_gap.as_millis()
+    );
+    out.method = match (looked_up, in_turn) {
+        (0, _) => by_timing,
+        (_, 0) => "leader from the Cluster action".to_owned(),
+        (l, t) => format!("leader from the Cluster action ({l} kills); {by_timing} ({t} kills)"),
     };
     out.seconds = started.elapsed().as_secs_f64();
     Ok(out)

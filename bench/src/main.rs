@@ -128,6 +128,10 @@ enum Cmd {
         /// figure) or memory.
         #[arg(long, default_value = "durable")]
         failover_on: String,
+        /// Find the dlm leader by killing members in turn and timing the
+        /// recovery, without asking (`{"Action":"Cluster"}`).
+        #[arg(long)]
+        no_leader_lookup: bool,
     },
     /// Serve the floor (answer every line with a constant) on 127.0.0.1.
     Floor {
@@ -212,6 +216,7 @@ fn main() -> ExitCode {
             election_gap_ms,
             op_timeout_ms,
             failover_on,
+            no_leader_lookup,
         } => {
             let failover_on = match failover_on.as_str() {
                 "durable" => cluster::System::DlmDurable,
@@ -247,6 +252,7 @@ fn main() -> ExitCode {
                 election_gap: Duration::from_millis(election_gap_ms),
                 op_timeout: Duration::from_millis(op_timeout_ms.max(1)),
                 failover_on,
+                leader_lookup: !no_leader_lookup,
             }
             .run()
         }
