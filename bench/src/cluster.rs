@@ -694,7 +694,8 @@ fn print_failover(r: &Results) {
             Err(e) => {
                 println!(
                     "| {label} | failed: {} | | | | | | | |",
-                    e.replace('\n', " ")
+                    // The first line: the member's log tail went to stderr.
+                    e.lines().next().unwrap_or_default()
                 );
                 continue;
             }
