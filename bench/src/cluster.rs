@@ -77,6 +77,8 @@ impl System {
 }
 
 /// Settings of a cluster run.
+// The bools are the command line's independent switches.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Clone, Debug)]
 pub struct ClusterBench {
     /// Measured time per row.
@@ -111,6 +113,8 @@ pub struct ClusterBench {
     /// Ask dlm for its leader (the `Cluster` action) rather than find it by
     /// killing members in turn.
     pub leader_lookup: bool,
+    /// Leave the scratch directory (data dirs, member logs) in place.
+    pub keep_work_dir: bool,
 }
 
 /// A running dlm cluster (or a single server: one member).
@@ -387,7 +391,7 @@ impl ClusterBench {
             .enable_all()
             .build()?;
         // Declared first, dropped last: every process is gone before it.
-        let work = procs::WorkDir::new(&self.work_dir)?;
+        let work = procs::WorkDir::new(&self.work_dir, self.keep_work_dir)?;
         let mut results = Results::default();
         results.fsync.push(("before", fsync_probe(work.path())?));
 

@@ -132,6 +132,10 @@ enum Cmd {
         /// recovery, without asking (`{"Action":"Cluster"}`).
         #[arg(long)]
         no_leader_lookup: bool,
+        /// Leave the scratch directory (data dirs, every member's log) in
+        /// place at the end, and say where.
+        #[arg(long)]
+        keep_work_dir: bool,
     },
     /// Serve the floor (answer every line with a constant) on 127.0.0.1.
     Floor {
@@ -217,6 +221,7 @@ fn main() -> ExitCode {
             op_timeout_ms,
             failover_on,
             no_leader_lookup,
+            keep_work_dir,
         } => {
             let failover_on = match failover_on.as_str() {
                 "durable" => cluster::System::DlmDurable,
@@ -253,6 +258,7 @@ fn main() -> ExitCode {
                 op_timeout: Duration::from_millis(op_timeout_ms.max(1)),
                 failover_on,
                 leader_lookup: !no_leader_lookup,
+                keep_work_dir,
             }
             .run()
         }

@@ -86,18 +86,21 @@ pub fn free_ports(n: usize) -> io::Result<Vec<u16>> {
         .collect()
 }
 
-/// A scratch directory, removed (with everything in it) on drop.
+/// A scratch directory, removed (with everything in it) on drop unless
+/// kept.
 pub struct WorkDir {
     path: PathBuf,
+    keep: bool,
 }
 
 impl WorkDir {
-    /// Creates a fresh directory under `base`.
-    pub fn new(base: &Path) -> io::Result<Self> {
+    /// Creates a fresh directory under `base`; `keep` leaves it (data
+    /// dirs, member logs) in place at the end.
+    pub fn new(base: &Path, keep: bool) -> io::Result<Self> {
         let nanos = monotonic_ns();
         let path = base.join(format!("dlm-bench-cluster-{}-{nanos}", std::process::id()));
         fs::create_dir_all(&path)?;
-        Ok(Self { path })
+        Ok(Self { path, keep })
     }
 
     /// Its path.
@@ -108,7 +111,11 @@ impl WorkDir {
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
+        if self.keep {
+            eprintln!("kept {}", self.path.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
     }
 }
 
