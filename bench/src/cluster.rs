@@ -14,9 +14,12 @@
 //! data directories are on is probed before, between and after, since
 //! every durable figure depends on it.
 //!
-//! Until dlm-server takes `--node`/`--peers` (`--data-dir`), each dlm
-//! cluster is stood in for by three independent single servers, marked
-//! "(stand-in)" everywhere, and no target is judged on them.
+//! A dlm-server without `--node`/`--peers` (`--data-dir`) gets each dlm
+//! cluster stood in for by three independent single servers, marked
+//! "(stand-in)" everywhere, and no target is judged on them; nor on a
+//! `--data-dir` cluster whose data dirs are still empty at the end. A
+//! system that fails to start, or a row or failover that fails, is
+//! reported as such and the rest of the run goes on.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;

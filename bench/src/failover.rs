@@ -6,8 +6,10 @@
 //! the kill may have been answered by the dying leader, and would say
 //! nothing about the next one. dlm's client loops Lock+Unlock (the figure
 //! is the next successful Lock); etcd's, in `etcd-bench failover`, loops
-//! Put. After each kill the member restarts on the same data directory and
-//! the next kill waits until it has rejoined.
+//! Put. Both clients give up on a request after the same timeout (500 ms by
+//! default) and send the next, so a request lost with the leader costs at
+//! most that. After each kill the member restarts on the same data
+//! directory and the next kill waits until it has rejoined.
 
 use std::collections::VecDeque;
 use std::io;
