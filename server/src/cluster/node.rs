@@ -662,8 +662,7 @@ impl Member {
             self.led_term = term;
             info!(
                 node = self.id,
-                term,
-                "won the election: a quorum voted for this member"
+                term, "won the election: a quorum voted for this member"
             );
             let mut first = Vec::new();
             if !host.replica().is_some_and(|r| r.bootstrapped) {
@@ -699,7 +698,10 @@ impl Member {
             };
             info!(node = self.id, term, "lost the leadership: {why}");
         } else if role == StateRole::Candidate || role == StateRole::PreCandidate {
-            info!(node = self.id, term, "campaigning: no leader heard from within an election timeout");
+            info!(
+                node = self.id,
+                term, "campaigning: no leader heard from within an election timeout"
+            );
         } else if leader != 0 {
             info!(node = self.id, term, leader, "following");
         }
