@@ -210,6 +210,9 @@ impl Member {
         let voters = raw.raft.prs().conf().voters().ids();
         peers.retain(|p, _| voters.contains(*p) || *p == id || join);
         raw.set_batch_append(true);
+        // The commit index rides on the next append or heartbeat instead of
+        // a message of its own.
+        raw.skip_bcast_commit(true);
         Ok(Self {
             raw,
             id,
@@ -339,6 +342,35 @@ impl Member {
     /// A peer could not be reached.
     pub fn unreachable(&mut self, peer: u64) {
         self.raw.report_unreachable(peer);
+    }
+
+    /// The connection to `peer` closed. If it was the leader, its process
+    /// most likely ended (a crash closes its sockets; a partition does not,
+    /// and is left to the election timeout): the surviving member with the
+    /// lowest ID campaigns at once, as a leader handing over would ask it
+    /// to, instead of waiting out the timeout. Raft's safety is the same
+    /// for any election; at worst a live leader is replaced.
+    pub fn peer_closed(&mut self, peer: u64) {
+        if self.is_leader() || self.leader != peer || peer == 0 {
+            return;
+        }
+        let first = self.peers.keys().copied().filter(|p| *p != peer).min();
+        if first != Some(self.id) {
+            return;
+        }
+        info!(
+            node = self.id,
+            leader = peer,
+            "the leader's connection closed: campaigning now"
+        );
+        let mut m = Message::default();
+        m.set_msg_type(raft::prelude::MessageType::MsgTimeoutNow);
+        m.from = peer;
+        m.to = self.id;
+        m.term = self.raw.raft.term;
+        if let Err(e) = self.raw.step(m) {
+            tracing::debug!("campaign: {e}");
+        }
     }
 
     /// The cluster time a leader stamps with now.

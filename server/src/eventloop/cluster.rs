@@ -341,6 +341,7 @@ impl EventLoop {
             }
             // The sessions that member relayed end with it.
             if let Some(node) = conn.node {
+                c.member.peer_closed(node);
                 let gone: Vec<usize> = c
                     .sessions
                     .iter()
@@ -799,6 +800,7 @@ impl EventLoop {
             link.out.clear();
             link.written = 0;
             c.member.unreachable(node);
+            c.member.peer_closed(node);
         }
     }
 
