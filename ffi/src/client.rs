@@ -99,6 +99,10 @@ struct Conn {
     reader: BufReader<TcpStream>,
     line: Vec<u8>,
     out: Vec<u8>,
+    /// The read and write timeouts the socket has now. They change only
+    /// when a call needs another limit (a lock's wait), so an ordinary
+    /// request costs two system calls, its write and its read.
+    timeout: Option<Duration>,
 }
 
 /// Where the time limit of a call comes from.
@@ -390,6 +394,7 @@ impl Shared {
                             reader: BufReader::new(s),
                             line: Vec::new(),
                             out: Vec::new(),
+                            timeout: None,
                         });
                     }
                     Err(e) => last = Some(e),
@@ -494,8 +499,13 @@ impl Conn {
         // Writing to a Vec cannot fail.
         let _ = req.write(&mut self.out);
         let stream = self.reader.get_ref();
-        stream.set_write_timeout(Some(limit))?;
-        stream.set_read_timeout(Some(limit))?;
+        if self.timeout != Some(limit) {
+            // Cleared first: if setting one fails, the next call tries again.
+            self.timeout = None;
+            stream.set_write_timeout(Some(limit))?;
+            stream.set_read_timeout(Some(limit))?;
+            self.timeout = Some(limit);
+        }
         (&*stream).write_all(&self.out)?;
         self.line.clear();
         let n = (&mut self.reader)
