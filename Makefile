@@ -6,10 +6,10 @@ test:
 setup:
 	scripts/setup.sh
 
-# Regenerate ffi/include/dlm.h from ffi/src/capi (cbindgen, pinned version)
+# Regenerate ffi/libdlm/include/dlm.h from ffi/libdlm/src (cbindgen, pinned version)
 # and ffi/go/errors_gen.go from dlm-core's client::ErrorKind.
 header:
-	DLM_BLESS=1 cargo test -p dlm --test header
+	DLM_BLESS=1 cargo test -p libdlm --test header
 
 # dlm-server against Redis and the floor server, one table (needs redis-server;
 # scripts/bench.sh installs it).

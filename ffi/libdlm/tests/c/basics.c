@@ -118,7 +118,7 @@ static void connecting(const char *addr) {
   dlm_client *c = SENTINEL;
   size_t len = strlen(addr);
 
-  CHECK_STATUS(dlm_client_new((const uint8_t *)addr, len, NULL, NULL), DLM_ERR_NULL_PARAMETER);
+  CHECK_STATUS(dlm_client_new(addr, len, NULL, NULL), DLM_ERR_NULL_PARAMETER);
   CHECK_STATUS(dlm_client_new(NULL, 9, NULL, &c), DLM_ERR_NULL_PARAMETER);
   CHECK_STATUS(dlm_client_new(NULL, 0, NULL, &c), DLM_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(dlm_client_new(S(""), NULL, &c), DLM_ERR_INVALID_ARGUMENT);
@@ -145,7 +145,7 @@ static void connecting(const char *addr) {
   CHECK(c == SENTINEL); /* out-parameters only on success */
 
   /* Default options (NULL): a random 48-character owner ID. */
-  CHECK_OK(dlm_client_new((const uint8_t *)addr, len, NULL, &c));
+  CHECK_OK(dlm_client_new(addr, len, NULL, &c));
   CHECK(c != NULL && c != SENTINEL);
   if (c == NULL || c == SENTINEL) {
     return;

@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
   CHECK_OK(dlm_options_set_client_id(o, S("renew-a")));
   CHECK_OK(dlm_options_set_connect_timeout_ms(o, 200));
   CHECK_OK(dlm_options_set_io_timeout_ms(o, 1000));
-  REQUIRE_OK(dlm_client_new((const uint8_t *)addr, strlen(addr), o, &a));
+  REQUIRE_OK(dlm_client_new(addr, strlen(addr), o, &a));
   CHECK(b != NULL);
 
   /* Renewed every third of the TTL: 300 ms of slack per renewal. */
@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
   CHECK_STATUS(dlm_lock_release(l), DLM_ERR_UNAVAILABLE);
   CHECK_CONTAINS(lock_error(l), "refused");
   dlm_client *c = SENTINEL;
-  CHECK_STATUS(dlm_client_new((const uint8_t *)addr, strlen(addr), o, &c), DLM_ERR_UNAVAILABLE);
+  CHECK_STATUS(dlm_client_new(addr, strlen(addr), o, &c), DLM_ERR_UNAVAILABLE);
   CHECK(c == SENTINEL);
 
   dlm_lock_free(l);

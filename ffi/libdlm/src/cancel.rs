@@ -1,7 +1,7 @@
 //! `dlm_cancel`: aborting a blocking wait from another thread.
 
 use super::{Fail, boundary, dlm_status, non_null, quiet};
-use crate::CancelToken;
+use dlm::CancelToken;
 
 /// A cancellation handle for `dlm_client_lock`'s wait. **Thread-safe**:
 /// `dlm_cancel_trigger` may be called from any thread while another waits.

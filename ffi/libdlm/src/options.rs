@@ -4,9 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Fail, UserData, boundary, bytes, copy_last_error, dlm_status, non_null, quiet, text};
-use crate::encoder::{Encoder, SealedEncoder};
-use crate::error::{Error, Result};
-use crate::{Framing, Options};
+use dlm::{Encoder, Error, Framing, Options, Result, SealedEncoder};
 
 /// Options for `dlm_client_new`. Not thread-safe: set it up on one thread,
 /// then it may be used (read-only) by `dlm_client_new` from any thread.
@@ -15,7 +13,8 @@ pub struct dlm_options {
 }
 
 /// A custom value encoder or decoder. libdlm calls it with the data key
-/// `name`, the input bytes, and an output buffer of `out_cap` bytes. It
+/// `name` (UTF-8, `name_len` bytes, not NUL-terminated), the input bytes,
+/// and an output buffer of `out_cap` bytes. It
 /// writes the output and its length to `*out_len` and returns `DLM_OK`; if
 /// the buffer is too small it sets `*out_len` to the size it needs and
 /// returns `DLM_ERR_BUFFER_TOO_SMALL` (libdlm calls again with a larger
@@ -25,7 +24,7 @@ pub struct dlm_options {
 pub type dlm_encode_fn = Option<
     unsafe extern "C" fn(
         userdata: *mut std::ffi::c_void,
-        name: *const u8,
+        name: *const std::ffi::c_char,
         name_len: usize,
         input: *const u8,
         input_len: usize,
@@ -44,7 +43,7 @@ const MAX_CODED: usize = 64 << 20;
 /// The non-optional form of [`dlm_encode_fn`].
 type Codec = unsafe extern "C" fn(
     *mut std::ffi::c_void,
-    *const u8,
+    *const std::ffi::c_char,
     usize,
     *const u8,
     usize,
@@ -76,7 +75,7 @@ impl CEncoder {
             let status = unsafe {
                 f(
                     self.userdata,
-                    name.as_ptr(),
+                    name.as_ptr().cast(),
                     name.len(),
                     input.as_ptr(),
                     input.len(),
@@ -222,7 +221,7 @@ pub unsafe extern "C" fn dlm_options_set_io_timeout_ms(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_options_set_client_id(
     opts: *mut dlm_options,
-    id: *const u8,
+    id: *const std::ffi::c_char,
     id_len: usize,
 ) -> dlm_status {
     // SAFETY: forwarded contract.
@@ -270,9 +269,9 @@ pub unsafe extern "C" fn dlm_options_set_legacy_framing(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_options_set_credentials(
     opts: *mut dlm_options,
-    name: *const u8,
+    name: *const std::ffi::c_char,
     name_len: usize,
-    secret: *const u8,
+    secret: *const std::ffi::c_char,
     secret_len: usize,
 ) -> dlm_status {
     // SAFETY: forwarded contract.
@@ -298,7 +297,7 @@ pub unsafe extern "C" fn dlm_options_set_credentials(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_options_set_sealed_key(
     opts: *mut dlm_options,
-    key: *const u8,
+    key: *const std::ffi::c_void,
     key_len: usize,
 ) -> dlm_status {
     // SAFETY: forwarded contract.

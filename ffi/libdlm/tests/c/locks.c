@@ -244,7 +244,7 @@ static void *wait_for_lock(void *arg) {
   struct waiter *w = arg;
   dlm_lock *l = NULL;
   uint64_t start = now_ms();
-  w->status = dlm_client_lock(w->client, (const uint8_t *)w->name, w->name_len, 5000, w->wait_ms,
+  w->status = dlm_client_lock(w->client, w->name, w->name_len, 5000, w->wait_ms,
                               0, w->cancel, NULL, NULL, &l);
   w->elapsed_ms = now_ms() - start;
   snprintf(w->error, sizeof w->error, "%s", client_error(w->client));

@@ -7,7 +7,7 @@
  * the server's key/value store, reads it back and erases it, and releases
  * the lock.
  *
- * Build (see ffi/README.md):
+ * Build (see ffi/libdlm/README.md):
  *   cc -std=c11 lock_and_share.c $(pkg-config --cflags --libs dlm) -o lock_and_share
  * Run:
  *   ./lock_and_share [HOST:PORT]        (default 127.0.0.1:37373)
@@ -41,9 +41,8 @@ static void on_lost(void *userdata) {
 
 /* Reads a value of any size: ask, then allocate what libdlm says. */
 static uint8_t *get_value(const dlm_client *client, const char *name, size_t *len) {
-  const uint8_t *key = (const uint8_t *)name;
   size_t need = 0;
-  dlm_status s = dlm_client_get(client, key, strlen(name), NULL, 0, &need, NULL);
+  dlm_status s = dlm_client_get(client, name, strlen(name), NULL, 0, &need, NULL);
   if (s != DLM_OK && s != DLM_ERR_BUFFER_TOO_SMALL) {
     report("get", s, client);
     return NULL;
@@ -52,7 +51,7 @@ static uint8_t *get_value(const dlm_client *client, const char *name, size_t *le
   if (buf == NULL) {
     return NULL;
   }
-  s = dlm_client_get(client, key, strlen(name), buf, need, len, NULL);
+  s = dlm_client_get(client, name, strlen(name), buf, need, len, NULL);
   if (s != DLM_OK) { /* e.g. it changed size meanwhile: ask again */
     report("get", s, client);
     free(buf);
@@ -84,7 +83,7 @@ int main(int argc, char **argv) {
   }
   dlm_options_set_connect_timeout_ms(opts, 2000);
 
-  s = dlm_client_new((const uint8_t *)addr, strlen(addr), opts, &client);
+  s = dlm_client_new(addr, strlen(addr), opts, &client);
   dlm_options_free(opts); /* the client keeps its own copy */
   if (s != DLM_OK) {
     report("connect", s, NULL); /* no client yet, so no message */
@@ -92,7 +91,7 @@ int main(int argc, char **argv) {
   }
 
   /* Lock for 30 s, waiting up to 10 s, renewed every 10 s until released. */
-  s = dlm_client_lock(client, (const uint8_t *)lock_name, strlen(lock_name), 30000, 10000,
+  s = dlm_client_lock(client, lock_name, strlen(lock_name), 30000, 10000,
                       DLM_LOCK_AUTO_RENEW, NULL, on_lost, &lost, &lock);
   if (s == DLM_ERR_TIMEOUT) {
     fprintf(stderr, "someone else holds %s; try later\n", lock_name);
@@ -109,7 +108,7 @@ int main(int argc, char **argv) {
   printf("holding %s with token %llu\n", lock_name, (unsigned long long)token);
 
   /* Share a value for 5 minutes; the server stores it encoded. */
-  s = dlm_client_put(client, (const uint8_t *)key, strlen(key), (const uint8_t *)status,
+  s = dlm_client_put(client, key, strlen(key), status,
                      strlen(status), 300000, NULL);
   if (s != DLM_OK) {
     report("put", s, client);
@@ -125,7 +124,7 @@ int main(int argc, char **argv) {
   /* The value belongs to this client's owner ID (random unless set with
    * dlm_options_set_client_id): erase it, or it blocks the next run's put
    * until it expires. */
-  s = dlm_client_erase(client, (const uint8_t *)key, strlen(key));
+  s = dlm_client_erase(client, key, strlen(key));
   if (s != DLM_OK) {
     report("erase", s, client);
     goto out;

@@ -7,8 +7,7 @@ use std::time::Duration;
 use super::cancel::dlm_cancel;
 use super::client::{client_ref, dlm_client};
 use super::{Fail, boundary, copy_last_error, dlm_status, non_null, quiet};
-use crate::Lock;
-use crate::error::Error;
+use dlm::{Error, Lock};
 
 /// Flag for `dlm_client_lock`: extend the lock in the background every
 /// third of its TTL until it is released or freed.
@@ -63,7 +62,7 @@ unsafe impl Sync for Callback {}
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_client_lock(
     client: *const dlm_client,
-    name: *const u8,
+    name: *const c_char,
     name_len: usize,
     ttl_ms: u64,
     wait_ms: u64,

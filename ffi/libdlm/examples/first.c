@@ -6,13 +6,13 @@ int main(int argc, char **argv) {
   const char *addr = argc > 1 ? argv[1] : "127.0.0.1:37373";
   dlm_client *client = NULL;
   dlm_lock *lock = NULL;
-  dlm_status s = dlm_client_new((const uint8_t *)addr, strlen(addr), NULL, &client);
+  dlm_status s = dlm_client_new(addr, strlen(addr), NULL, &client);
   if (s != DLM_OK) {
     fprintf(stderr, "connect: %s\n", dlm_status_string(s));
     return 1;
   }
   /* 30 s TTL, wait up to 10 s in the server's queue, renew in the background. */
-  s = dlm_client_lock(client, (const uint8_t *)"backup", 6, 30000, 10000,
+  s = dlm_client_lock(client, "backup", 6, 30000, 10000,
                       DLM_LOCK_AUTO_RENEW, NULL, NULL, NULL, &lock);
   if (s != DLM_OK) {
     char why[256] = ""; /* what libdlm adds to the status, if anything */

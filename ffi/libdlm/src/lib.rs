@@ -1,5 +1,9 @@
-//! The C ABI of libdlm. `include/dlm.h` is generated from this module by
-//! cbindgen (see `ffi/README.md` for the conventions).
+//! # libdlm
+//!
+//! The C ABI of dlm's client: `libdlm.so` and `libdlm.a`, over the Rust
+//! client (the crate `dlm`, which does the work). `include/dlm.h` is
+//! generated from this crate by cbindgen (see `README.md` here for the
+//! conventions); `include/dlm.hpp` wraps it for C++17.
 //!
 //! Conventions, after rustls-ffi:
 //! - Every function returns a [`dlm_status`]; `DLM_OK` is 0, and status
@@ -9,8 +13,9 @@
 //! - Handles are opaque (`dlm_options`, `dlm_client`, `dlm_lock`,
 //!   `dlm_cancel`), created by a `_new` function and destroyed by the
 //!   matching `_free`, which accepts NULL.
-//! - Inputs are `const`, byte strings come with their length (no NUL
-//!   needed), and out-parameters are written only on success (two
+//! - Inputs are `const`; text (names, IDs, addresses) is a `const char *`
+//!   and binary data (values, keys) a `const void *`, each followed by its
+//!   length (no NUL needed), and out-parameters are written only on success (two
 //!   documented exceptions: the needed size on `DLM_ERR_BUFFER_TOO_SMALL`,
 //!   the current revision on `DLM_ERR_CONFLICT`).
 //! - Text written into a caller's buffer is NUL-terminated; the reported
@@ -25,6 +30,9 @@
 //!   `DLM_ERR_PANIC`. (The release profile keeps `panic = "unwind"` for this.)
 
 #![allow(non_camel_case_types, unsafe_code)]
+// A std crate: the workspace's no_std discipline lints are for dlm-core.
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+#![deny(missing_docs)]
 
 mod cancel;
 mod client;
@@ -39,8 +47,7 @@ pub use client::*;
 pub use lock::*;
 pub use options::*;
 
-use crate::ErrorKind;
-use crate::error::Error;
+use dlm::{Error, ErrorKind};
 
 /// The result of every libdlm call. Values are stable and never reused;
 /// each failure is one of dlm-core's error kinds, with its number.
@@ -270,13 +277,18 @@ pub(crate) fn quiet(f: impl FnOnce() -> dlm_status) -> dlm_status {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(dlm_status::DLM_ERR_PANIC)
 }
 
-/// Borrows a byte string given as pointer and length; `what` names it in
-/// the error. NULL is accepted for an empty string.
+/// Borrows binary data (a value, a key) given as pointer and length;
+/// `what` names it in the error. NULL is accepted for empty data.
 ///
 /// # Safety
 /// `ptr` must be NULL (with `len` 0) or point to `len` readable bytes that
 /// outlive the borrow.
-pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8], Fail> {
+pub(crate) unsafe fn bytes<'a>(
+    ptr: *const c_void,
+    len: usize,
+    what: &str,
+) -> Result<&'a [u8], Fail> {
+    let ptr = ptr.cast::<u8>();
     if ptr.is_null() {
         return if len == 0 {
             Ok(&[])
@@ -288,14 +300,14 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// Borrows a UTF-8 string given as pointer and length; `what` names it in
-/// the error.
+/// Borrows a UTF-8 string given as pointer and length (no NUL needed);
+/// `what` names it in the error.
 ///
 /// # Safety
 /// As for [`bytes`].
-pub(crate) unsafe fn text<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a str, Fail> {
+pub(crate) unsafe fn text<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a str, Fail> {
     // SAFETY: forwarded contract.
-    let b = unsafe { bytes(ptr, len, what) }?;
+    let b = unsafe { bytes(ptr.cast(), len, what) }?;
     std::str::from_utf8(b).map_err(|_| {
         Fail::new(
             dlm_status::DLM_ERR_INVALID_ARGUMENT,
@@ -308,7 +320,7 @@ pub(crate) unsafe fn text<'a>(ptr: *const u8, len: usize, what: &str) -> Result<
 ///
 /// # Safety
 /// As for [`bytes`].
-pub(crate) unsafe fn name<'a>(ptr: *const u8, len: usize) -> Result<&'a str, Fail> {
+pub(crate) unsafe fn name<'a>(ptr: *const c_char, len: usize) -> Result<&'a str, Fail> {
     // SAFETY: forwarded contract.
     match unsafe { text(ptr, len, "the name") }? {
         "" => Err(Fail::new(

@@ -1,15 +1,14 @@
 //! `dlm_client`: a connection (pool) to one server, and every call that
 //! does not need a held lock.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::time::Duration;
 
 use super::options::dlm_options;
 use super::{
     Fail, boundary, bytes, copy_last_error, dlm_status, non_null, put, quiet, text, write_text,
 };
-use crate::error::Error;
-use crate::{Client, LockState, Revision, Token};
+use dlm::{Client, Error, LockState, Revision, Token};
 
 /// A client of one dlm server. **Thread-safe**: every function taking a
 /// `dlm_client` may be called from several threads at once (calls run side
@@ -49,7 +48,7 @@ pub(crate) unsafe fn client_ref<'a>(client: *const dlm_client) -> Result<&'a dlm
 /// live pointer from `dlm_options_new`; `out` must be writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_client_new(
-    addr: *const u8,
+    addr: *const c_char,
     addr_len: usize,
     opts: *const dlm_options,
     out: *mut *mut dlm_client,
@@ -161,7 +160,7 @@ unsafe fn call(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_client_test_lock(
     client: *const dlm_client,
-    name: *const u8,
+    name: *const c_char,
     name_len: usize,
     out_state: *mut dlm_lock_state,
     out_token: *mut u64,
@@ -206,7 +205,7 @@ pub unsafe extern "C" fn dlm_client_test_lock(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_client_unlock(
     client: *const dlm_client,
-    name: *const u8,
+    name: *const c_char,
     name_len: usize,
     token: u64,
 ) -> dlm_status {
@@ -234,9 +233,9 @@ pub unsafe extern "C" fn dlm_client_unlock(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_client_put(
     client: *const dlm_client,
-    name: *const u8,
+    name: *const c_char,
     name_len: usize,
-    value: *const u8,
+    value: *const c_void,
     value_len: usize,
     ttl_ms: u64,
     out_revision: *mut u64,
@@ -265,9 +264,9 @@ pub unsafe extern "C" fn dlm_client_put(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_client_put_if(
     client: *const dlm_client,
-    name: *const u8,
+    name: *const c_char,
     name_len: usize,
-    value: *const u8,
+    value: *const c_void,
     value_len: usize,
     ttl_ms: u64,
     expected: u64,
@@ -311,9 +310,9 @@ pub unsafe extern "C" fn dlm_client_put_if(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_client_get(
     client: *const dlm_client,
-    name: *const u8,
+    name: *const c_char,
     name_len: usize,
-    buf: *mut u8,
+    buf: *mut c_void,
     buf_len: usize,
     out_len: *mut usize,
     out_revision: *mut u64,
@@ -331,7 +330,7 @@ pub unsafe extern "C" fn dlm_client_get(
             if value.data.len() > buf_len {
                 return Ok(dlm_status::DLM_ERR_BUFFER_TOO_SMALL);
             }
-            std::ptr::copy_nonoverlapping(value.data.as_ptr(), buf, value.data.len());
+            std::ptr::copy_nonoverlapping(value.data.as_ptr(), buf.cast::<u8>(), value.data.len());
             put(out_revision, value.revision.0);
             Ok(dlm_status::DLM_OK)
         })
@@ -345,7 +344,7 @@ pub unsafe extern "C" fn dlm_client_get(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_client_erase(
     client: *const dlm_client,
-    name: *const u8,
+    name: *const c_char,
     name_len: usize,
 ) -> dlm_status {
     // SAFETY: forwarded contract.

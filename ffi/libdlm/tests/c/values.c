@@ -19,13 +19,13 @@ static const char *addr;
 /* Reads `name` into a fresh buffer, sized by asking first. */
 static uint8_t *get_alloc(const dlm_client *c, const char *name, size_t *len, uint64_t *rev) {
   size_t need = 0;
-  dlm_status s = dlm_client_get(c, (const uint8_t *)name, strlen(name), NULL, 0, &need, NULL);
+  dlm_status s = dlm_client_get(c, name, strlen(name), NULL, 0, &need, NULL);
   if (s != DLM_OK && s != DLM_ERR_BUFFER_TOO_SMALL) {
     fprintf(stderr, "get %s: %s (%s)\n", name, dlm_status_string(s), client_error(c));
     return NULL;
   }
   uint8_t *buf = malloc(need + 1);
-  if (!CHECK_OK(dlm_client_get(c, (const uint8_t *)name, strlen(name), buf, need, len, rev))) {
+  if (!CHECK_OK(dlm_client_get(c, name, strlen(name), buf, need, len, rev))) {
     free(buf);
     return NULL;
   }
@@ -149,7 +149,7 @@ static dlm_client *sealed_client(const uint8_t *key, size_t key_len) {
   if (key != NULL) {
     CHECK_OK(dlm_options_set_sealed_key(o, key, key_len));
   }
-  CHECK_OK(dlm_client_new((const uint8_t *)addr, strlen(addr), o, &c));
+  CHECK_OK(dlm_client_new(addr, strlen(addr), o, &c));
   dlm_options_free(o);
   return c;
 }
@@ -199,7 +199,7 @@ static const char HEX[] = "0123456789abcdef";
 
 /* "x:" then the hex of each byte XOR the key: 2 + 2n bytes, which is more
  * than the 2n libdlm first offers, so each value takes a retry. */
-static uint32_t xor_hex_encode(void *userdata, const uint8_t *name, size_t name_len,
+static uint32_t xor_hex_encode(void *userdata, const char *name, size_t name_len,
                                const uint8_t *input, size_t input_len, uint8_t *out,
                                size_t out_cap, size_t *out_len) {
   struct codec *c = userdata;
@@ -240,7 +240,7 @@ static int hex_digit(uint8_t ch) {
   return -1;
 }
 
-static uint32_t xor_hex_decode(void *userdata, const uint8_t *name, size_t name_len,
+static uint32_t xor_hex_decode(void *userdata, const char *name, size_t name_len,
                                const uint8_t *input, size_t input_len, uint8_t *out,
                                size_t out_cap, size_t *out_len) {
   struct codec *c = userdata;
@@ -276,7 +276,7 @@ static dlm_client *codec_client(struct codec *codec) {
   CHECK_STATUS(dlm_options_set_encoder(o, xor_hex_encode, NULL, codec), DLM_ERR_NULL_PARAMETER);
   CHECK_STATUS(dlm_options_set_encoder(o, NULL, xor_hex_decode, codec), DLM_ERR_NULL_PARAMETER);
   CHECK_OK(dlm_options_set_encoder(o, xor_hex_encode, xor_hex_decode, codec));
-  CHECK_OK(dlm_client_new((const uint8_t *)addr, strlen(addr), o, &c));
+  CHECK_OK(dlm_client_new(addr, strlen(addr), o, &c));
   dlm_options_free(o);
   return c;
 }
@@ -338,7 +338,7 @@ static void legacy_framing(void) {
   CHECK_OK(dlm_options_new(&o));
   CHECK_OK(dlm_options_set_client_id(o, S("legacy")));
   CHECK_OK(dlm_options_set_legacy_framing(o, true));
-  CHECK_OK(dlm_client_new((const uint8_t *)addr, strlen(addr), o, &c));
+  CHECK_OK(dlm_client_new(addr, strlen(addr), o, &c));
   dlm_options_free(o);
   if (!CHECK(c != NULL)) {
     return;

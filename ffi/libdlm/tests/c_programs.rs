@@ -41,7 +41,7 @@ use dlm_tests::{Server, binary, scratch_dir, target_dir};
 /// The longest any one program may run.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 
-fn ffi_dir() -> &'static Path {
+fn lib_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -54,14 +54,14 @@ fn lib_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = target_dir();
         let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "-p", "dlm", "--lib", "--locked"]);
+        cargo.args(["build", "-p", "libdlm", "--lib", "--locked"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cargo.arg("--release");
         }
         let out = cargo.output().expect("run cargo build");
         assert!(
             out.status.success(),
-            "cargo build -p dlm --lib failed:\n{}",
+            "cargo build -p libdlm --lib failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         for lib in ["libdlm.so", "libdlm.a"] {
@@ -77,7 +77,7 @@ fn lib_dir() -> &'static Path {
 
 /// The native libraries a static link needs, from `native-static-libs.txt`.
 fn native_static_libs() -> Vec<String> {
-    let text = fs::read_to_string(ffi_dir().join("native-static-libs.txt")).unwrap();
+    let text = fs::read_to_string(lib_root().join("native-static-libs.txt")).unwrap();
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .flat_map(str::split_whitespace)
@@ -129,7 +129,7 @@ enum Expect {
 /// A program to build and run.
 struct Program {
     name: &'static str,
-    /// Under `ffi/`.
+    /// Under `ffi/libdlm/`.
     source: &'static str,
     lang: Lang,
     setup: Setup,
@@ -173,6 +173,13 @@ const PROGRAMS: &[Program] = &[
         expect: Expect::Tally,
     },
     Program {
+        name: "hpp",
+        source: "tests/c/hpp.cpp",
+        lang: Lang::Cpp,
+        setup: Setup::Plain,
+        expect: Expect::Tally,
+    },
+    Program {
         name: "first",
         source: "examples/first.c",
         lang: Lang::C,
@@ -211,9 +218,9 @@ fn compiler(lang: Lang) -> Command {
     };
     cmd.args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
         .arg("-I")
-        .arg(ffi_dir().join("include"))
+        .arg(lib_root().join("include"))
         .arg("-I")
-        .arg(ffi_dir().join("tests/c"));
+        .arg(lib_root().join("tests/c"));
     cmd
 }
 
@@ -239,7 +246,7 @@ fn build(program: &Program, link: Link, dir: &Path) -> PathBuf {
     if link == Link::Asan {
         cmd.args(["-fsanitize=address", "-fno-omit-frame-pointer"]);
     }
-    cmd.arg(ffi_dir().join(program.source)).arg("-o").arg(&out);
+    cmd.arg(lib_root().join(program.source)).arg("-o").arg(&out);
     match link {
         Link::Shared => {
             cmd.arg("-L")
@@ -481,7 +488,7 @@ fn leak_sanitizer_works() -> bool {
     let canary = dir.join("leak-canary");
     let mut cmd = compiler(Lang::C);
     cmd.args(["-fsanitize=address", "-fno-omit-frame-pointer"])
-        .arg(ffi_dir().join("tests/c/leak_canary.c"))
+        .arg(lib_root().join("tests/c/leak_canary.c"))
         .arg("-o")
         .arg(&canary);
     must(&mut cmd, "building the leak canary");
@@ -529,18 +536,18 @@ fn c_programs_leak_free() {
 
 #[test]
 fn the_readme_shows_examples_first_c() {
-    let readme = fs::read_to_string(ffi_dir().join("README.md")).unwrap();
-    let first = fs::read_to_string(ffi_dir().join("examples/first.c")).unwrap();
+    let readme = fs::read_to_string(lib_root().join("README.md")).unwrap();
+    let first = fs::read_to_string(lib_root().join("examples/first.c")).unwrap();
     assert!(
         readme.contains(&format!("```c\n{first}```\n")),
-        "ffi/README.md's first program differs from ffi/examples/first.c"
+        "ffi/libdlm/README.md's first program differs from ffi/libdlm/examples/first.c"
     );
 }
 
 #[test]
 fn the_header_alone_compiles_as_c11_and_cpp17() {
     let dir = scratch_dir("c-header");
-    let source = ffi_dir().join("tests/c/include_only.c");
+    let source = lib_root().join("tests/c/include_only.c");
     let mut c = compiler(Lang::C);
     c.args(["-Wstrict-prototypes", "-Wmissing-prototypes", "-c"])
         .arg(&source)
@@ -558,7 +565,7 @@ fn the_header_alone_compiles_as_c11_and_cpp17() {
 
 /// The names of the functions `include/dlm.h` declares.
 fn header_functions() -> BTreeSet<String> {
-    let header = fs::read_to_string(ffi_dir().join("include/dlm.h")).unwrap();
+    let header = fs::read_to_string(lib_root().join("include/dlm.h")).unwrap();
     let mut names = BTreeSet::new();
     for line in header.lines() {
         if line.starts_with(|c: char| c.is_whitespace() || c == '/' || c == '#')
@@ -600,7 +607,7 @@ fn exported_symbols_are_the_headers_functions_and_not_libdlm3s() {
 
     // Debian's libdlm3 (the cluster lock manager) is also "libdlm": a
     // program must never bind one of its functions to ours.
-    let theirs: BTreeSet<String> = fs::read_to_string(ffi_dir().join("tests/libdlm3.symbols"))
+    let theirs: BTreeSet<String> = fs::read_to_string(lib_root().join("tests/libdlm3.symbols"))
         .unwrap()
         .lines()
         .map(str::trim)
@@ -616,7 +623,7 @@ fn exported_symbols_are_the_headers_functions_and_not_libdlm3s() {
 
     // And every one is called from the C tests.
     let mut c_sources = String::new();
-    for entry in fs::read_dir(ffi_dir().join("tests/c")).unwrap() {
+    for entry in fs::read_dir(lib_root().join("tests/c")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "c") {
             c_sources.push_str(&fs::read_to_string(path).unwrap());
@@ -651,20 +658,48 @@ fn install_script_pkg_config_and_native_static_libs() {
     // which would rebuild the library the other tests link against.
     let target = target_dir().parent().unwrap().join("libdlm-install");
     let out = must(
-        Command::new(ffi_dir().join("../scripts/install-libdlm.sh"))
+        Command::new(lib_root().join("../../scripts/install-libdlm.sh"))
             .arg(&prefix)
             .env("DLM_PROFILE", "dev")
             .env("CARGO_TARGET_DIR", &target),
         "scripts/install-libdlm.sh",
     );
+    let soname = format!(
+        "libdlm.so.0.{}",
+        env!("CARGO_PKG_VERSION_MINOR") // before 1.0; ffi/libdlm/build.rs
+    );
     for file in [
         "lib/libdlm.so",
+        &format!("lib/{soname}"),
+        &format!("lib/libdlm.so.{}", env!("CARGO_PKG_VERSION")),
         "lib/libdlm.a",
         "include/dlm.h",
+        "include/dlm.hpp",
         "lib/pkgconfig/dlm.pc",
     ] {
         assert!(prefix.join(file).is_file(), "{file} not installed:\n{out}");
     }
+    let dynamic = must(
+        Command::new("readelf")
+            .arg("-d")
+            .arg(prefix.join("lib/libdlm.so")),
+        "readelf -d",
+    );
+    assert!(
+        dynamic.contains(&format!("Library soname: [{soname}]")),
+        "{dynamic}"
+    );
+    // It says what to set: pkg-config's path, and how the loader finds
+    // the library.
+    let pc_dir = prefix.join("lib/pkgconfig");
+    assert!(
+        out.contains(&format!("export PKG_CONFIG_PATH={}", pc_dir.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains("-Wl,-rpath,") && out.contains("ldconfig"),
+        "{out}"
+    );
 
     // rustc's list of native libraries (the script reports it and writes
     // it into Libs.private) is the committed one that static links use.
@@ -679,10 +714,9 @@ fn install_script_pkg_config_and_native_static_libs() {
     assert_eq!(
         from_rustc,
         native_static_libs(),
-        "rustc --print native-static-libs changed: update ffi/native-static-libs.txt \
+        "rustc --print native-static-libs changed: update ffi/libdlm/native-static-libs.txt \
          (and the Go binding's LDFLAGS)"
     );
-    let pc_dir = prefix.join("lib/pkgconfig");
     let private: Vec<String> = pkg_config(&pc_dir, &["--static", "--libs-only-l"])
         .into_iter()
         .filter(|l| l != "-ldlm")
@@ -694,7 +728,7 @@ fn install_script_pkg_config_and_native_static_libs() {
     );
 
     // The example, built the way a user builds it.
-    let example = ffi_dir().join("examples/lock_and_share.c");
+    let example = lib_root().join("examples/lock_and_share.c");
     let mut shared = Command::new("gcc");
     shared
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"])
@@ -723,22 +757,32 @@ fn install_script_pkg_config_and_native_static_libs() {
         .arg("-o")
         .arg(prefix.join("static"));
     must(&mut fixed, "building the example with pkg-config --static");
-    assert!(needs_shared(&prefix.join("shared"), "libdlm.so"));
+    // C++ through dlm.hpp, the same way.
+    let mut cpp = Command::new("g++");
+    cpp.args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .arg(lib_root().join("examples/raii.cpp"))
+        .args(pkg_config(&pc_dir, &["--cflags", "--libs"]))
+        .arg("-o")
+        .arg(prefix.join("raii"));
+    must(&mut cpp, "building the C++ example with pkg-config");
+    // The programs need the library by its SONAME, not by libdlm.so.
+    assert!(needs_shared(&prefix.join("shared"), &soname));
+    assert!(needs_shared(&prefix.join("raii"), &soname));
     assert!(!needs_shared(&prefix.join("static"), "libdlm"));
 
+    // Run with no LD_LIBRARY_PATH: the rpath from dlm.pc finds libdlm.so.
     let server = Server::start();
-    for (exe, env) in [
-        ("shared", Some(prefix.join("lib"))),
-        ("static", None::<PathBuf>),
+    for (exe, says) in [
+        ("shared", "released nightly-report"),
+        ("static", "released nightly-report"),
+        ("raii", "ok"),
     ] {
         let mut cmd = Command::new(prefix.join(exe));
-        cmd.arg(server.addr().to_string());
-        if let Some(lib) = env {
-            cmd.env("LD_LIBRARY_PATH", lib);
-        }
+        cmd.arg(server.addr().to_string())
+            .env_remove("LD_LIBRARY_PATH");
         let r = run(cmd, &prefix, exe);
         assert!(
-            r.status.success() && r.stdout.contains("released nightly-report"),
+            r.status.success() && r.stdout.lines().any(|l| l == says),
             "{exe}: {}\n{}{}",
             r.status,
             r.stdout,

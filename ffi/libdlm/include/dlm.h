@@ -1,7 +1,7 @@
 /*
  * libdlm: the C ABI of dlm, a distributed lock manager.
  *
- * Generated from ffi/src/capi by cbindgen; do not edit. See ffi/README.md
+ * Generated from ffi/libdlm/src by cbindgen; do not edit. See ffi/libdlm/README.md
  * for the conventions (ownership, errors, threads).
  */
 
@@ -120,7 +120,7 @@ typedef struct dlm_options dlm_options;
 typedef void (*dlm_lost_fn)(void *userdata);
 
 // A custom value encoder or decoder. libdlm calls it with the data key
-// `name`, the input bytes, and an output buffer of `out_cap` bytes. It
+// `name` (UTF-8, `name_len` bytes, not NUL-terminated), the input bytes, and an output buffer of `out_cap` bytes. It
 // writes the output and its length to `*out_len` and returns `DLM_OK`; if
 // the buffer is too small it sets `*out_len` to the size it needs and
 // returns `DLM_ERR_BUFFER_TOO_SMALL` (libdlm calls again with a larger
@@ -128,7 +128,7 @@ typedef void (*dlm_lost_fn)(void *userdata);
 // encoder's output must be printable text (it is stored as a JSON
 // string). It may be called from several threads at once.
 typedef uint32_t (*dlm_encode_fn)(void *userdata,
-                                  const uint8_t *name,
+                                  const char *name,
                                   size_t name_len,
                                   const uint8_t *input,
                                   size_t input_len,
@@ -179,7 +179,7 @@ void dlm_cancel_free(struct dlm_cancel *cancel);
 // # Safety
 // `addr` must point to `addr_len` readable bytes; `opts` must be NULL or a
 // live pointer from `dlm_options_new`; `out` must be writable.
-dlm_status dlm_client_new(const uint8_t *addr,
+dlm_status dlm_client_new(const char *addr,
                           size_t addr_len,
                           const struct dlm_options *opts,
                           struct dlm_client **out);
@@ -223,7 +223,7 @@ dlm_status dlm_client_id(const struct dlm_client *client,
 // `client` must be a live client; `name` must point to `name_len` readable
 // bytes; out-pointers must be writable (or NULL where allowed).
 dlm_status dlm_client_test_lock(const struct dlm_client *client,
-                                const uint8_t *name,
+                                const char *name,
                                 size_t name_len,
                                 dlm_lock_state *out_state,
                                 uint64_t *out_token,
@@ -237,7 +237,7 @@ dlm_status dlm_client_test_lock(const struct dlm_client *client,
 // # Safety
 // `client` must be a live client; `name` must point to `name_len` bytes.
 dlm_status dlm_client_unlock(const struct dlm_client *client,
-                             const uint8_t *name,
+                             const char *name,
                              size_t name_len,
                              uint64_t token);
 
@@ -249,9 +249,9 @@ dlm_status dlm_client_unlock(const struct dlm_client *client,
 // `client` must be a live client; `name` and `value` must point to their
 // lengths in readable bytes; `out_revision` NULL or writable.
 dlm_status dlm_client_put(const struct dlm_client *client,
-                          const uint8_t *name,
+                          const char *name,
                           size_t name_len,
-                          const uint8_t *value,
+                          const void *value,
                           size_t value_len,
                           uint64_t ttl_ms,
                           uint64_t *out_revision);
@@ -266,9 +266,9 @@ dlm_status dlm_client_put(const struct dlm_client *client,
 // # Safety
 // As for `dlm_client_put`.
 dlm_status dlm_client_put_if(const struct dlm_client *client,
-                             const uint8_t *name,
+                             const char *name,
                              size_t name_len,
-                             const uint8_t *value,
+                             const void *value,
                              size_t value_len,
                              uint64_t ttl_ms,
                              uint64_t expected,
@@ -285,9 +285,9 @@ dlm_status dlm_client_put_if(const struct dlm_client *client,
 // `client` must be a live client; `name` must point to `name_len` bytes;
 // `buf` to `buf_len` writable bytes (or NULL with 0); `out_len` writable.
 dlm_status dlm_client_get(const struct dlm_client *client,
-                          const uint8_t *name,
+                          const char *name,
                           size_t name_len,
-                          uint8_t *buf,
+                          void *buf,
                           size_t buf_len,
                           size_t *out_len,
                           uint64_t *out_revision);
@@ -297,7 +297,7 @@ dlm_status dlm_client_get(const struct dlm_client *client,
 // # Safety
 // `client` must be a live client; `name` must point to `name_len` bytes.
 dlm_status dlm_client_erase(const struct dlm_client *client,
-                            const uint8_t *name,
+                            const char *name,
                             size_t name_len);
 
 // Copies the server's version string (NUL-terminated; it contains
@@ -335,7 +335,7 @@ dlm_status dlm_client_stats_json(const struct dlm_client *client,
 // `cancel` NULL or a live cancel handle; `on_lost` and `userdata` usable
 // from another thread until the lock is freed; `out` writable.
 dlm_status dlm_client_lock(const struct dlm_client *client,
-                           const uint8_t *name,
+                           const char *name,
                            size_t name_len,
                            uint64_t ttl_ms,
                            uint64_t wait_ms,
@@ -440,7 +440,7 @@ dlm_status dlm_options_set_io_timeout_ms(struct dlm_options *opts,
 // `opts` must be a live pointer from `dlm_options_new`; `id` must point
 // to `id_len` readable bytes.
 dlm_status dlm_options_set_client_id(struct dlm_options *opts,
-                                     const uint8_t *id,
+                                     const char *id,
                                      size_t id_len);
 
 // Sends JackrabbitDLM's table-encoded framing instead of plain JSON, to
@@ -458,9 +458,9 @@ dlm_status dlm_options_set_legacy_framing(struct dlm_options *opts,
 // `opts` must be a live pointer from `dlm_options_new`; the strings must
 // point to their lengths in readable bytes.
 dlm_status dlm_options_set_credentials(struct dlm_options *opts,
-                                       const uint8_t *name,
+                                       const char *name,
                                        size_t name_len,
-                                       const uint8_t *secret,
+                                       const char *secret,
                                        size_t secret_len);
 
 // Seals values with XChaCha20-Poly1305 under this 32-byte key (the server
@@ -470,7 +470,7 @@ dlm_status dlm_options_set_credentials(struct dlm_options *opts,
 // `opts` must be a live pointer from `dlm_options_new`; `key` must point
 // to `key_len` readable bytes.
 dlm_status dlm_options_set_sealed_key(struct dlm_options *opts,
-                                      const uint8_t *key,
+                                      const void *key,
                                       size_t key_len);
 
 // Encodes values with your own functions (see [`dlm_encode_fn`]).

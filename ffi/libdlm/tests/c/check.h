@@ -73,7 +73,7 @@ static inline int checks_done(const char *program) {
 }
 
 /* Byte-string arguments: a literal and its length (without the NUL). */
-#define S(lit) (const uint8_t *)(lit), (sizeof(lit) - 1)
+#define S(lit) lit, (sizeof(lit) - 1)
 
 /* Milliseconds on a monotonic clock. */
 static inline uint64_t now_ms(void) {
@@ -116,11 +116,11 @@ static inline dlm_client *connect_as(const char *addr, const char *id) {
   if (dlm_options_new(&o) != DLM_OK) {
     return NULL;
   }
-  if (id != NULL && dlm_options_set_client_id(o, (const uint8_t *)id, strlen(id)) != DLM_OK) {
+  if (id != NULL && dlm_options_set_client_id(o, id, strlen(id)) != DLM_OK) {
     dlm_options_free(o);
     return NULL;
   }
-  dlm_status s = dlm_client_new((const uint8_t *)addr, strlen(addr), o, &c);
+  dlm_status s = dlm_client_new(addr, strlen(addr), o, &c);
   dlm_options_free(o);
   if (s != DLM_OK) {
     fprintf(stderr, "connect %s: %s\n", addr, dlm_status_string(s));

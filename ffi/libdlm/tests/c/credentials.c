@@ -17,9 +17,9 @@ static dlm_client *with_credentials(const char *name, const char *secret) {
   dlm_client *c = NULL;
   CHECK_OK(dlm_options_new(&o));
   CHECK_OK(dlm_options_set_client_id(o, S("creds")));
-  CHECK_OK(dlm_options_set_credentials(o, (const uint8_t *)name, strlen(name),
-                                       (const uint8_t *)secret, strlen(secret)));
-  CHECK_OK(dlm_client_new((const uint8_t *)addr, strlen(addr), o, &c));
+  CHECK_OK(dlm_options_set_credentials(o, name, strlen(name),
+                                       secret, strlen(secret)));
+  CHECK_OK(dlm_client_new(addr, strlen(addr), o, &c));
   dlm_options_free(o);
   return c;
 }
