@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! dlm lock NAME [--ttl S] [--wait S | -n] [-E CODE] -- CMD ARGS...
+//! dlm lock NAME                  hold it until SIGINT/SIGTERM; prints the token
 //! dlm get|put|erase|test|unlock|stats|version ...
 //! ```
 //!
@@ -15,16 +16,19 @@
 //! the lock is lost while CMD runs, CMD's process group gets SIGTERM, then
 //! SIGKILL after the grace period, and `dlm` exits 75. SIGINT, SIGTERM and
 //! SIGHUP sent to `dlm` are passed on to CMD, and the lock is released
-//! when it ends.
+//! when it ends. Without CMD, `dlm lock` holds the lock (renewing it) until
+//! it gets SIGINT, SIGTERM or SIGHUP, printing the token on stdout once it
+//! has it, like `etcdctl lock`. While it waits, a progress line shows on
+//! stderr if stderr is a terminal.
 
 // A std binary: the workspace's no_std lints are for dlm-core.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
-use std::io::{Read as _, Write as _};
+use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use dlm::{Client, Error, LockState, Options, Revision, Token};
@@ -36,11 +40,69 @@ const EXIT_FAILURE: u8 = 70;
 /// Exit status when the lock was lost while the command ran (`EX_TEMPFAIL`).
 const EXIT_LOST: u8 = 75;
 
+/// The end of `dlm --help`: exit codes, environment, examples.
+const AFTER_HELP: &str = "\
+Exit status:
+  0        success (dlm lock CMD: CMD's own status)
+  1        the lock is held by another owner or the wait ran out (dlm lock
+           -E CODE chooses another), no such entry, a stale revision or token
+  2        bad usage
+  69       the server cannot be reached
+  70       any other failure
+  75       the lock was lost while CMD ran (CMD was stopped) or while held
+  126/127  CMD cannot be run / was not found
+  128+N    CMD was killed by signal N
+
+Environment:
+  DLM_SERVER      the server, host:port (default 127.0.0.1:37373); --server wins
+  DLM_ID          the owner ID; --id wins
+  DLM_LOCK_TOKEN  set for CMD by dlm lock: the grant's fencing token (unset if
+                  the server gives none, as JackrabbitDLM does)
+  DLM_LOCK_NAME   set for CMD by dlm lock: the lock's name
+  USER            part of the default owner ID of the data commands
+
+Examples:
+  dlm lock backup --ttl 30 -w 60 -- ./backup.sh
+      run ./backup.sh under the lock backup (waiting up to 60 s), like flock(1)
+  dlm lock -n -E 0 nightly -- ./report.sh
+      run it only if nobody holds nightly; exit 0 either way
+  dlm lock maintenance
+      hold maintenance until Ctrl-C, printing its fencing token
+  dlm --id me put config \"$(cat config.json)\"
+      store a value for 300 s (prints its revision); dlm --id me get config
+  dlm test backup
+      free | mine TOKEN MS | taken MS
+";
+
+/// The end of `dlm lock --help`.
+const LOCK_AFTER_HELP: &str = "\
+With CMD, dlm waits for the lock, runs CMD while holding it (renewing it
+every third of --ttl), passes SIGINT/SIGTERM/SIGHUP on to CMD, releases the
+lock when CMD ends and exits with CMD's status. CMD gets DLM_LOCK_TOKEN (the
+fencing token: hand it to what the lock protects) and DLM_LOCK_NAME. If the
+lock is lost meanwhile, CMD's process group gets SIGTERM, then SIGKILL after
+--kill-grace, and dlm exits 75.
+
+Without CMD, dlm holds the lock until it gets SIGINT, SIGTERM or SIGHUP,
+renewing it, and prints the token on stdout once it has it ('-' if the
+server gives none); it releases the lock and exits 0 on the signal, 75 if
+the lock is lost.
+
+While waiting, a progress line shows on stderr when stderr is a terminal.
+Exit status: 1 (or -E CODE) if the lock cannot be had; see dlm --help.
+
+Examples:
+  dlm lock backup -w 60 -- ./backup.sh
+  dlm lock maintenance                 hold until Ctrl-C; prints the token
+  dlm lock deploy > token & pid=$!     hold in the background; kill $pid releases
+";
+
 #[derive(Parser)]
 #[command(
     name = "dlm",
     version,
-    about = "Run commands under a dlm lock; read and write dlm values"
+    about = "Run commands under a dlm lock; hold a lock; read and write dlm values",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     /// The dlm server.
@@ -66,7 +128,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run CMD while holding the lock NAME.
+    /// Run CMD while holding the lock NAME, or hold it until interrupted.
+    #[command(after_help = LOCK_AFTER_HELP)]
     Lock(LockArgs),
     /// Print the value of NAME (raw bytes to stdout).
     Get {
@@ -130,8 +193,9 @@ struct LockArgs {
     /// Seconds between SIGTERM and SIGKILL when the lock is lost.
     #[arg(long, default_value = "10", value_parser = seconds)]
     kill_grace: Duration,
-    /// The command and its arguments.
-    #[arg(last = true, required = true)]
+    /// The command and its arguments; without one, hold the lock until
+    /// SIGINT/SIGTERM/SIGHUP.
+    #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
 }
 
@@ -290,6 +354,8 @@ fn forward_signals() {
 enum Event {
     Exited(std::process::ExitStatus),
     Lost,
+    /// SIGINT, SIGTERM or SIGHUP, while holding without a command.
+    Signal(libc::c_int),
 }
 
 fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
@@ -298,6 +364,15 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
     const ROUND: Duration = Duration::from_secs(3000);
     let (tx, rx) = mpsc::channel();
     let lost_tx = tx.clone();
+    let hold = args.command.is_empty();
+    // Holding without a command: a signal aborts the wait, or releases the
+    // lock once held.
+    let cancel = dlm::CancelToken::new();
+    if hold {
+        catch_signals(tx.clone(), cancel.clone())?;
+    }
+    let progress = (!args.nonblock && std::io::stderr().is_terminal())
+        .then(|| Progress::start(&args.name, args.wait));
     let held = loop {
         let wait = match (args.nonblock, args.wait) {
             (true, _) => Duration::ZERO,
@@ -313,17 +388,35 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
             .on_lost(move || {
                 let _ = lost_tx.send(Event::Lost);
             })
+            .cancel(&cancel)
             .acquire();
         match attempt {
             Ok(lock) => break lock,
+            Err(Error::Cancelled) => {
+                drop(progress);
+                let sig = match rx.try_recv() {
+                    Ok(Event::Signal(sig)) => sig,
+                    _ => libc::SIGINT,
+                };
+                eprintln!("dlm: {}: gave up waiting", args.name);
+                return Ok(ExitCode::from(exit_code_for_signal(sig)));
+            }
             Err(Error::Timeout) if !args.nonblock && args.wait.is_none() => {}
             Err(Error::NotOwner | Error::Timeout) => {
+                drop(progress);
                 eprintln!("dlm: {}: lock is held by another owner", args.name);
                 return Ok(ExitCode::from(args.conflict_exit_code));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                drop(progress);
+                return Err(e);
+            }
         }
     };
+    drop(progress);
+    if hold {
+        return hold_until_signalled(held, &args.name, &rx);
+    }
 
     let (program, rest) = args
         .command
@@ -366,15 +459,16 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
         }
     });
 
+    // (No signal events here: with CMD, signals are forwarded to it.)
     let status = match rx.recv() {
         Ok(Event::Exited(status)) => status,
-        Ok(Event::Lost) | Err(_) => {
+        Ok(Event::Lost | Event::Signal(_)) | Err(_) => {
             eprintln!("dlm: lost the lock {}; stopping the command", args.name);
             signal(pid, libc::SIGTERM);
             let exited = loop {
                 match rx.recv_timeout(args.kill_grace) {
                     Ok(Event::Exited(_)) => break true,
-                    Ok(Event::Lost) => {}
+                    Ok(Event::Lost | Event::Signal(_)) => {}
                     Err(_) => break false,
                 }
             };
@@ -396,6 +490,152 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::from(exit_code(status)))
 }
 
+/// Holds `held` (renewed by its own thread) until a signal or its loss.
+fn hold_until_signalled(
+    held: dlm::Lock,
+    name: &str,
+    events: &mpsc::Receiver<Event>,
+) -> Result<ExitCode, Error> {
+    let token = held
+        .token()
+        .map_or_else(|| "-".to_owned(), |t| t.to_string());
+    let mut out = std::io::stdout().lock();
+    // A closed stdout is no reason to give the lock up.
+    let _ = writeln!(out, "{token}").and_then(|()| out.flush());
+    drop(out);
+    if std::io::stderr().is_terminal() {
+        eprintln!("dlm: holding {name} (token {token}); Ctrl-C releases it");
+    }
+    match events.recv() {
+        Ok(Event::Signal(_)) => match held.unlock() {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(Error::LockLost) => {
+                eprintln!("dlm: lost the lock {name} before releasing it");
+                Ok(ExitCode::from(EXIT_LOST))
+            }
+            Err(e) => Err(e),
+        },
+        Ok(Event::Lost | Event::Exited(_)) | Err(_) => {
+            eprintln!("dlm: lost the lock {name}");
+            Ok(ExitCode::from(EXIT_LOST))
+        }
+    }
+}
+
+/// The write end of the pipe the signal handler reports signals through.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn report_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let byte = u8::try_from(sig).unwrap_or(0);
+        // SAFETY: write(2) is async-signal-safe; one byte from the stack.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::write(fd, (&raw const byte).cast(), 1);
+        }
+    }
+}
+
+/// Turns SIGINT/SIGTERM/SIGHUP into [`Event::Signal`]s on `events` (and a
+/// cancelled wait), through a pipe and a thread that reads it.
+fn catch_signals(events: mpsc::Sender<Event>, cancel: dlm::CancelToken) -> Result<(), Error> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    if r != 0 {
+        return Err(Error::System(std::io::Error::last_os_error()));
+    }
+    let [read_end, write_end] = fds;
+    SIGNAL_PIPE.store(write_end, Ordering::SeqCst);
+    std::thread::Builder::new()
+        .name("dlm-signals".into())
+        .spawn(move || {
+            loop {
+                let mut byte = 0u8;
+                // SAFETY: reading one byte into a local from our own pipe.
+                #[allow(unsafe_code)]
+                let n = unsafe { libc::read(read_end, (&raw mut byte).cast(), 1) };
+                if n == 1 {
+                    cancel.cancel();
+                    if events.send(Event::Signal(libc::c_int::from(byte))).is_err() {
+                        return;
+                    }
+                } else if n == 0
+                    || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                {
+                    return;
+                }
+            }
+        })
+        .map_err(Error::System)?;
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installing an async-signal-safe handler.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::signal(sig, report_signal as *const () as libc::sighandler_t);
+        }
+    }
+    Ok(())
+}
+
+/// The line on a terminal that says `dlm lock` is waiting, and for how
+/// long; cleared when dropped. It first shows after a moment, so a lock
+/// granted at once shows nothing.
+struct Progress {
+    stop: mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(name: &str, limit: Option<Duration>) -> Self {
+        const FIRST: Duration = Duration::from_millis(300);
+        const EVERY: Duration = Duration::from_millis(500);
+        let (stop, stopped) = mpsc::channel::<()>();
+        let name = name.to_owned();
+        let started = Instant::now();
+        let thread = std::thread::Builder::new()
+            .name("dlm-progress".into())
+            .spawn(move || {
+                let mut shown = false;
+                let mut pause = FIRST;
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(pause) {
+                    let waited = started.elapsed().as_secs();
+                    let of = limit
+                        .map_or_else(String::new, |l| format!(" of {}s", l.as_secs_f64().ceil()));
+                    let mut err = std::io::stderr().lock();
+                    let _ = write!(
+                        err,
+                        "\r\x1b[2Kdlm: waiting for the lock {name}: {waited}s{of} (Ctrl-C gives up)"
+                    );
+                    let _ = err.flush();
+                    shown = true;
+                    pause = EVERY;
+                }
+                if shown {
+                    let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+                }
+            })
+            .ok();
+        Self { stop, thread }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// 128 + `sig`, as shells report a process killed by a signal.
+fn exit_code_for_signal(sig: libc::c_int) -> u8 {
+    u8::try_from((128 + sig) & 0xff).unwrap_or(EXIT_FAILURE)
+}
+
 /// Signals CMD's whole process group.
 fn signal(pid: i32, sig: libc::c_int) {
     if pid > 0 {
@@ -413,7 +653,7 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
     use std::os::unix::process::ExitStatusExt as _;
     match (status.code(), status.signal()) {
         (Some(code), _) => u8::try_from(code & 0xff).unwrap_or(EXIT_FAILURE),
-        (None, Some(sig)) => u8::try_from((128 + sig) & 0xff).unwrap_or(EXIT_FAILURE),
+        (None, Some(sig)) => exit_code_for_signal(sig),
         (None, None) => EXIT_FAILURE,
     }
 }

@@ -277,3 +277,191 @@ fn an_unreachable_server_exits_69() {
     assert_eq!(o.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unavailable"));
 }
+
+#[test]
+fn help_lists_exit_codes_environment_and_examples() {
+    let o = run(Command::new(env!("CARGO_BIN_EXE_dlm")).arg("--help"));
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "Exit status:",
+        "  69 ",
+        "  75 ",
+        "128+N",
+        "Environment:",
+        "DLM_SERVER",
+        "DLM_ID",
+        "DLM_LOCK_TOKEN",
+        "DLM_LOCK_NAME",
+        "Examples:",
+        "dlm lock backup --ttl 30 -w 60 -- ./backup.sh",
+        "dlm lock maintenance",
+    ] {
+        assert!(help.contains(needle), "no {needle:?} in:\n{help}");
+    }
+    let o = run(Command::new(env!("CARGO_BIN_EXE_dlm")).args(["lock", "--help"]));
+    let help = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "Without CMD, dlm holds the lock",
+        "progress line",
+        "DLM_LOCK_TOKEN",
+        "Examples:",
+    ] {
+        assert!(help.contains(needle), "no {needle:?} in:\n{help}");
+    }
+}
+
+/// Sends `sig` to the child.
+fn kill(child: &std::process::Child, sig: libc::c_int) {
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: signalling our own child.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+#[test]
+fn lock_without_a_command_holds_until_sigterm_and_prints_the_token() {
+    let server = Server::start();
+    let mut holder = dlm(&server)
+        .args(["lock", "--ttl", "0.3", "held"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The token, once it holds the lock.
+    let mut out = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let token: u64 = line.trim().parse().unwrap();
+    assert!(token > 0, "{line:?}");
+    let test = stdout(&run(dlm(&server).args(["test", "held"])));
+    assert!(test.starts_with("taken"), "{test}");
+    // Renewed: three TTLs later it still holds it.
+    thread::sleep(Duration::from_millis(900));
+    assert!(stdout(&run(dlm(&server).args(["test", "held"]))).starts_with("taken"));
+    // Another holder cannot have it meanwhile.
+    let o = run(dlm(&server).args(["lock", "-n", "held", "--", "true"]));
+    assert_eq!(o.status.code(), Some(1));
+
+    kill(&holder, libc::SIGTERM);
+    let o = holder.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Not a terminal: nothing on stderr.
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(stdout(&run(dlm(&server).args(["test", "held"]))), "free");
+}
+
+#[test]
+fn a_lock_lost_while_held_without_a_command_exits_75() {
+    let mut server = Server::start();
+    let port = server.addr().port();
+    let mut holder = dlm(&server)
+        .args(["lock", "--ttl", "0.5", "fragile-hold"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.trim().parse::<u64>().is_ok(), "{line:?}");
+    // The server restarts empty: the next renewal finds the lock gone.
+    server.terminate();
+    let _new = Server::on_port(port, &[]);
+    let o = holder.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(75));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("lost the lock fragile-hold"));
+}
+
+#[test]
+fn no_progress_line_when_stderr_is_not_a_terminal() {
+    let server = Server::start();
+    let mut holder = dlm(&server)
+        .args(["lock", "quiet", "--", "sleep", "5"])
+        .spawn()
+        .unwrap();
+    until_taken(&server, "quiet");
+    let o = run(dlm(&server)
+        .args(["lock", "-w", "1", "quiet", "--", "true"])
+        .stderr(Stdio::piped()));
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "dlm: quiet: lock is held by another owner\n"
+    );
+    kill(&holder, libc::SIGTERM);
+    let _ = holder.wait();
+}
+
+#[test]
+fn a_progress_line_on_a_terminal_while_waiting() {
+    let server = Server::start();
+    let mut holder = dlm(&server)
+        .args(["lock", "busy", "--", "sleep", "5"])
+        .spawn()
+        .unwrap();
+    until_taken(&server, "busy");
+    // stderr on a pseudo-terminal.
+    let (mut master, slave) = {
+        let (mut m, mut s) = (0, 0);
+        // SAFETY: openpty writes two descriptors; no name, termios or size.
+        #[allow(unsafe_code)]
+        let r = unsafe {
+            libc::openpty(
+                &raw mut m,
+                &raw mut s,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: fresh descriptors we now own.
+        #[allow(unsafe_code)]
+        unsafe {
+            use std::os::fd::FromRawFd as _;
+            (
+                std::fs::File::from_raw_fd(m),
+                std::os::fd::OwnedFd::from_raw_fd(s),
+            )
+        }
+    };
+    let mut waiter = dlm(&server)
+        .args(["lock", "-w", "1", "busy", "--", "true"])
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let status = waiter.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    // Everything it wrote; the read ends (EIO) once no one has the slave.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match std::io::Read::read(&mut master, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(
+        seen.contains("dlm: waiting for the lock busy: 0s of 1s"),
+        "{seen:?}"
+    );
+    assert!(seen.contains("lock is held by another owner"), "{seen:?}");
+    kill(&holder, libc::SIGTERM);
+    let _ = holder.wait();
+}
