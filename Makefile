@@ -1,5 +1,5 @@
 # The two commands a user needs are in README.md; everything else is here.
-.PHONY: test setup bench fuzz header
+.PHONY: test setup bench bench-bindings fuzz header
 test:
 	scripts/test.sh
 
@@ -15,6 +15,11 @@ header:
 # scripts/bench.sh installs it).
 bench:
 	scripts/bench.sh
+
+# Each binding (C, Rust, ...) against its language's best-known Redis client,
+# one table (bench/bindings/README.md; installs redis-server and hiredis).
+bench-bindings:
+	scripts/bench-bindings.sh
 
 # Long randomized runs: the server simulation over ~200,000 seeds, the
 # engine model, and cargo-fuzz where a nightly toolchain has it.
