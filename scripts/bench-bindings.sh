@@ -5,8 +5,11 @@
 # bench/bindings/README.md), and prints one Markdown table with dlm/Redis
 # ratios. `make bench-bindings` runs it.
 #
-# Usage: scripts/bench-bindings.sh [--quick] [--seconds S] [--workers "16 64"] [LANG...]
+# Usage: scripts/bench-bindings.sh [--quick] [--seconds S] [--workers "16 64"]
+#                                   [--rounds N] [LANG...]
 #   --quick      a smoke run: 16 workers, 0.2 s per measurement, debug builds
+#   --rounds N   run every program N times; each row is the round with the
+#                median dlm/Redis ratio (default 1)
 #   LANG...      only these directories of bench/bindings (default: all)
 # Installs redis-server and libhiredis-dev (Debian) if missing.
 set -euo pipefail
@@ -15,6 +18,7 @@ root=$PWD
 
 seconds=3
 workers="16 64"
+rounds=1
 profile=release
 langs=()
 while [ $# -gt 0 ]; do
@@ -22,7 +26,8 @@ while [ $# -gt 0 ]; do
     --quick) seconds=0.2 workers=16 profile=dev ;;
     --seconds) seconds=$2; shift ;;
     --workers) workers=$2; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --rounds) rounds=$2; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) langs+=("$1") ;;
   esac
@@ -90,17 +95,19 @@ export DLM_BENCH_DLM=$dlm_addr DLM_BENCH_REDIS=127.0.0.1:$redis_port
 export DLM_BENCH_WORKERS=$workers DLM_BENCH_SECONDS=$seconds DLM_BENCH_WORKLOADS="lock kv"
 export DLM_BENCH_PROFILE=$profile DLM_BENCH_ROOT=$root
 
-for lang in "${langs[@]}"; do
-  script="bench/bindings/$lang/bench.sh"
-  [ -x "$script" ] || { echo "no $script" >&2; exit 1; }
-  echo "running $lang..." >&2
-  DLM_BENCH_RUN="$lang-$$" "$script" >>"$work/results.jsonl"
+for round in $(seq "$rounds"); do
+  for lang in "${langs[@]}"; do
+    script="bench/bindings/$lang/bench.sh"
+    [ -x "$script" ] || { echo "no $script" >&2; exit 1; }
+    echo "running $lang (round $round of $rounds)..." >&2
+    DLM_BENCH_RUN="$lang-$$-$round" "$script" | sed "s/^{/{\"round\":$round,/" >>"$work/results.jsonl"
+  done
 done
 
-python3 - "$work/results.jsonl" "$redis_version" "$seconds" <<'EOF'
+python3 - "$work/results.jsonl" "$redis_version" "$seconds" "$rounds" "$profile" <<'EOF'
 import json, sys
 
-path, redis_version, seconds = sys.argv[1:]
+path, redis_version, seconds, rounds, profile = sys.argv[1:]
 rows = [json.loads(line) for line in open(path) if line.strip()]
 need = {"binding", "client", "workload", "workers", "ops_per_s", "p50_us", "p99_us"}
 for r in rows:
@@ -111,14 +118,24 @@ for r in rows:
 def is_dlm(r):
     return "dlm" in r["client"]
 order = []
-by_key = {}
+pairs = {}  # (binding, workload, workers) -> {round: {"dlm": row, "redis": row}}
 for r in rows:
     key = (r["binding"], r["workload"], r["workers"])
-    if key not in by_key:
+    if key not in pairs:
         order.append(key)
-        by_key[key] = {}
-    by_key[key]["dlm" if is_dlm(r) else "redis"] = r
-print(f"Redis {redis_version}, {seconds} s per measurement; one op = one cycle "
+        pairs[key] = {}
+    pairs[key].setdefault(r.get("round", 1), {})["dlm" if is_dlm(r) else "redis"] = r
+def ratio_of(p):
+    d, r = p.get("dlm"), p.get("redis")
+    return d["ops_per_s"] / r["ops_per_s"] if d and r and r["ops_per_s"] else 0.0
+by_key = {}
+for key, by_round in pairs.items():
+    ranked = sorted(by_round.values(), key=ratio_of)
+    by_key[key] = ranked[len(ranked) // 2]  # the round with the median ratio
+rounds_note = f", median of {rounds} rounds" if int(rounds) > 1 else ""
+if profile != "release":
+    rounds_note += "; DEBUG builds (a smoke run: the figures mean nothing)"
+print(f"Redis {redis_version}, {seconds} s per measurement{rounds_note}; one op = one cycle "
       "(lock+unlock or put+get); latencies per cycle.\n")
 print("| binding | workload | workers | dlm client | ops/s | p50 us | p99 us "
       "| Redis client | ops/s | p50 us | p99 us | dlm/Redis |")

@@ -72,7 +72,7 @@ static void record(struct samples *s, uint64_t ns) {
 
 struct worker {
   pthread_t thread;
-  int index;
+  int index, workers;
   enum client_kind kind;
   enum workload workload;
   dlm_client *dlm;
@@ -159,8 +159,11 @@ static void cycle_redis(struct worker *w, const char *name, size_t name_len, uin
 static void *work(void *arg) {
   struct worker *w = arg;
   char name[128];
-  int len = snprintf(name, sizeof name, "bench:%s:c:%s:%d", run_id,
-                     w->workload == LOCK ? "lock" : "kv", w->index);
+  /* Its own key per measurement: a dlm entry belongs to the client (owner
+   * ID) that wrote it, and the next measurement's clients are new ones. */
+  int len = snprintf(name, sizeof name, "bench:%s:c:%s:%s:%d:%d", run_id,
+                     w->workload == LOCK ? "lock" : "kv", w->kind == DLM ? "dlm" : "redis",
+                     w->workers, w->index);
   void (*cycle)(struct worker *, const char *, size_t, uint64_t) =
       w->kind == DLM ? cycle_dlm : cycle_redis;
   cycle(w, name, (size_t)len, 0); /* warm: the first request of a connection */
@@ -203,6 +206,7 @@ static void measure(enum client_kind kind, enum workload workload, int workers, 
   pthread_barrier_init(&ready, NULL, (unsigned)workers + 1);
   for (int i = 0; i < workers; i++) {
     ws[i].index = i;
+    ws[i].workers = workers;
     ws[i].kind = kind;
     ws[i].workload = workload;
     connect_worker(&ws[i]);

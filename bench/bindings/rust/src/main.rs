@@ -152,7 +152,18 @@ fn measure(setup: &Setup, kind: Kind, workload: Workload, workers: usize) -> Res
             .map(|(w, mut conn)| {
                 let (ready, stop) = (&ready, &stop);
                 s.spawn(move || -> Result<Vec<u32>, Failure> {
-                    let key = format!("bench:{}:rust:{}:{w}", setup.run, workload.name());
+                    // Its own key per measurement: a dlm entry belongs to
+                    // the client (owner ID) that wrote it, and the next
+                    // measurement's clients are new ones.
+                    let client = match kind {
+                        Kind::Dlm => "dlm",
+                        Kind::Redis => "redis",
+                    };
+                    let key = format!(
+                        "bench:{}:rust:{}:{client}:{workers}:{w}",
+                        setup.run,
+                        workload.name()
+                    );
                     // Warm: the first request of a connection.
                     let warm = conn.cycle(workload, &key, 0, setup);
                     ready.wait();
