@@ -101,6 +101,9 @@ stats! {
     PutUpdate = "PutUpdate", false;
     /// Locks extended by their owner.
     Relock = "Relock", false;
+    /// Resent requests answered from memory instead of applied again
+    /// (`RequestID`). Extension.
+    Replayed = "Replayed", false;
     /// `Stats` requests. Extension.
     Stats = "Stats", false;
     /// `TestLock`s that found a live lock.

@@ -150,6 +150,21 @@ impl<S: Storage> H<S> {
         out
     }
 
+    /// A request carrying `RequestID` `id`.
+    fn once(&mut self, t: u64, c: &Command<'_>, id: &str) -> Reply {
+        let who = core::mem::take(&mut self.who);
+        let mut evs = Vec::new();
+        let out = match self
+            .e
+            .handle_once(at(t), c, who, 0, Some(id), &mut |e| evs.push(Ev::of(&e)))
+        {
+            Outcome::Reply(r) => Reply::of(&r),
+            Outcome::Queued(id) => panic!("{c:?} queued as {id:?}"),
+        };
+        self.events.extend(evs);
+        out
+    }
+
     fn reply(&mut self, t: u64, c: &Command<'_>) -> Reply {
         match self.run(t, c, 0) {
             Out::Reply(r) => r,
@@ -1622,6 +1637,124 @@ fn lock_table_is_visible<S: Storage>() {
     assert!(h.e.lock_info("n").is_none());
 }
 
+fn put_cmd<'a>(
+    name: &'a str,
+    owner: &'a str,
+    ms: u64,
+    data: &'a str,
+    rev: Option<u64>,
+) -> Command<'a> {
+    Command::Put {
+        name: Resource(name),
+        owner: Owner(owner),
+        ttl: ttl(ms),
+        data,
+        revision: rev.map(Revision),
+    }
+}
+
+/// Issue 11: a resent compare-and-set, erase or unlock with the same
+/// `RequestID` gets its first answer again instead of being applied twice.
+fn resent_requests_apply_once<S: Storage>() {
+    let mut h = H::<S>::new();
+    let cas = put_cmd("k", "a", 100, "v1", Some(0));
+    assert_eq!(h.once(0, &cas, "r1"), done("a", 1, 100));
+    // Applied twice, this would be a Conflict.
+    assert_eq!(h.once(1, &cas, "r1"), done("a", 1, 100));
+    assert_eq!(h.get(2, "k", "a"), got("a", "v1", 1, 98));
+    // Another ID is another request: applied (and conflicts).
+    assert_eq!(h.once(3, &cas, "r2"), conflict(1));
+    // Another owner's same ID is another request.
+    assert_eq!(
+        h.once(3, &put_cmd("k", "b", 100, "x", None), "r1"),
+        not_owner()
+    );
+    let erase = Command::Erase {
+        name: Resource("k"),
+        owner: Owner("a"),
+    };
+    assert_eq!(h.once(4, &erase, "r3"), Reply::bare(Status::Done).id("a"));
+    assert_eq!(h.once(5, &erase, "r3"), Reply::bare(Status::Done).id("a"));
+    assert_eq!(h.erase(6, "k", "a"), Reply::bare(Status::NotFound));
+    // Unlock without a token: a resend never releases the owner's next grant.
+    h.lock(7, "l", "a", 100);
+    let unlock = Command::Unlock {
+        name: Resource("l"),
+        owner: Owner("a"),
+        token: None,
+    };
+    assert_eq!(h.once(8, &unlock, "r4"), unlocked("a"));
+    let t2 = H::<S>::token_of(&h.lock(9, "l", "a", 100));
+    assert_eq!(h.once(10, &unlock, "r4"), unlocked("a"));
+    assert_eq!(h.test(11, "l", "a"), locked("a", t2, 98));
+    // r1 twice (a's and b's), r2, r3, r4.
+    assert_eq!(h.e.remembered_requests(), 5);
+    assert_eq!(h.e.stats().get(Stat::Replayed), 3);
+}
+
+/// A `Lock` is never answered from memory: a resend is applied again and
+/// answers the truth of the moment (a remembered `Locked` could name a
+/// grant that expired since).
+fn a_resent_lock_answers_the_present<S: Storage>() {
+    let mut h = H::<S>::new();
+    let lock = Command::Lock {
+        name: Resource("l"),
+        owner: Owner("a"),
+        ttl: ttl(10),
+        wait: None,
+        token: None,
+    };
+    let t = H::<S>::token_of(&h.once(0, &lock, "r"));
+    assert_eq!(h.once(5, &lock, "r"), locked("a", t, 10));
+    h.advance(20);
+    h.lock(20, "l", "b", 100);
+    assert_eq!(h.once(21, &lock, "r"), not_owner());
+    assert_eq!(h.e.remembered_requests(), 0);
+}
+
+/// Answers are remembered for the window, at most the capacity, oldest
+/// forgotten first, and across a snapshot.
+fn remembered_answers_are_bounded<S: Storage>() {
+    let mut h = H::<S>::with(Config {
+        dedup_capacity: 3,
+        dedup_window: Ttl::from_millis(1000),
+        ..Config::default()
+    });
+    for (i, id) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        let t = i as u64;
+        h.once(t, &put_cmd("k", "o", 10_000, "v", None), id);
+    }
+    assert_eq!(h.e.remembered_requests(), 3);
+    // "a" was forgotten: applied again (revision 5); "d" remembered.
+    assert_eq!(
+        h.once(5, &put_cmd("k", "o", 10_000, "v", None), "a"),
+        done("o", 5, 10_000)
+    );
+    assert_eq!(
+        h.once(6, &put_cmd("k", "o", 10_000, "v", None), "d"),
+        done("o", 4, 10_000)
+    );
+    // Through a snapshot.
+    let bytes = h.e.snapshot_to_vec();
+    let mut other = H::<S>::with(Config {
+        dedup_capacity: 3,
+        dedup_window: Ttl::from_millis(1000),
+        ..Config::default()
+    });
+    other.e.restore(at(6), &bytes).unwrap();
+    assert_eq!(
+        other.once(7, &put_cmd("k", "o", 10_000, "v", None), "d"),
+        done("o", 4, 10_000)
+    );
+    // After the window, gone.
+    h.advance(1100);
+    assert_eq!(h.e.remembered_requests(), 0);
+    assert_eq!(
+        h.once(1100, &put_cmd("k", "o", 10_000, "v", None), "d"),
+        done("o", 6, 10_000)
+    );
+}
+
 /// Regression: `Wait` of zero means one attempt (PROTOCOL.md section 3);
 /// the parser drops it, and the engine must treat a `Command` built by
 /// hand the same way instead of queueing a waiter that is due at once.
@@ -1770,6 +1903,9 @@ on_both!(
     orphaned_grant_keeps_a_same_owner_waiters_lock,
     orphaned_grant_stays_after_a_direct_answer,
     deadline_slack_never_expires_early,
+    resent_requests_apply_once,
+    a_resent_lock_answers_the_present,
+    remembered_answers_are_bounded,
     lock_table_is_visible,
     zero_wait_is_one_attempt,
     wait_ending_as_the_lock_expires_times_out,

@@ -1922,6 +1922,7 @@ impl Spec {
                 .creds
                 .as_ref()
                 .map(|(name, secret)| Credentials { name, secret }),
+            request_id: None,
         }
     }
 }
@@ -1996,6 +1997,7 @@ impl RespSpec {
             revision: self.revision.map(Revision),
             error: self.error.as_deref().map(Message::Text),
             stats: None,
+            cluster: None,
         }
     }
 }
@@ -2737,4 +2739,49 @@ fn differential_harness_sees_what_it_should() {
     assert_eq!(decimal("-0.0"), Some((true, false, -0.0)));
     assert_eq!(decimal("nan"), None);
     assert_eq!(decimal("1_0"), None);
+}
+
+/// `RequestID` (issue 11): an opaque string of 1 to 64 bytes, on any
+/// request, written back by the client's request writer.
+#[test]
+fn request_ids_are_parsed_checked_and_written() {
+    let r = ok(
+        r#"{"Action":"Put","FileName":"k","ID":"a","Expire":1,"DataStore":"v","RequestID":"7f3a-1"}"#,
+    );
+    assert_eq!(r.request_id, Some("7f3a-1"));
+    assert_eq!(
+        ok(r#"{"Action":"Get","FileName":"k","ID":"a"}"#).request_id,
+        None
+    );
+    rejects(
+        r#"{"Action":"Get","FileName":"k","ID":"a","RequestID":""}"#,
+        RequestError::EmptyField(Field::RequestId),
+    );
+    let long = "x".repeat(65);
+    rejects(
+        &format!(r#"{{"Action":"Get","FileName":"k","ID":"a","RequestID":"{long}"}}"#),
+        RequestError::TooLong {
+            field: Field::RequestId,
+            limit: 64,
+        },
+    );
+    rejects(
+        r#"{"Action":"Get","FileName":"k","ID":"a","RequestID":7}"#,
+        RequestError::WrongType {
+            field: Field::RequestId,
+            found: "a number",
+        },
+    );
+    for framing in [Framing::Plain, Framing::Legacy] {
+        let req = Request {
+            framing,
+            command: lock("l", "o", 1000),
+            credentials: None,
+            request_id: None,
+        }
+        .with_request_id("id-9");
+        let mut line = write_request(&req);
+        let back = Request::parse(&mut line, &Limits::DEFAULT).unwrap();
+        assert_eq!(back.request_id, Some("id-9"));
+    }
 }

@@ -128,6 +128,73 @@ pub struct ServeArgs {
     /// [default: 0, off].
     #[arg(long, env = "DLM_BUSY_POLL", value_parser = parse_duration)]
     pub busy_poll: Option<Duration>,
+    /// This member's ID in a cluster (with --peers).
+    #[arg(long, env = "DLM_NODE")]
+    pub node: Option<u64>,
+    /// Every cluster member as ID=HOST:PORT (this one included: it listens
+    /// there for its peers), comma-separated.
+    #[arg(long, env = "DLM_PEERS", value_parser = parse_peers)]
+    pub peers: Option<Peers>,
+    /// Keep the log and snapshots here (durable; alone: a cluster of one).
+    #[arg(long, env = "DLM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Join a running cluster as a new member (added with `dlm cluster
+    /// add`) instead of starting a new one with --peers.
+    #[arg(long, env = "DLM_JOIN")]
+    pub join: bool,
+}
+
+/// Cluster members: ID to peer address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peers(pub std::collections::BTreeMap<u64, SocketAddr>);
+
+/// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
+pub fn parse_peers(text: &str) -> Result<Peers, String> {
+    let mut peers = std::collections::BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: expected ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("{part:?}: the ID must be a number from 1 to 255"))?;
+        if !(1..=255).contains(&id) {
+            return Err(format!("{part:?}: the ID must be a number from 1 to 255"));
+        }
+        let addr = addr
+            .trim()
+            .to_socket_addrs()
+            .map_err(|e| format!("{part:?}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{part:?}: no address"))?;
+        if peers.insert(id, addr).is_some() {
+            return Err(format!("member {id} given twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("no members".into());
+    }
+    Ok(peers.into())
+}
+
+impl From<std::collections::BTreeMap<u64, SocketAddr>> for Peers {
+    fn from(m: std::collections::BTreeMap<u64, SocketAddr>) -> Self {
+        Self(m)
+    }
+}
+
+/// How this server takes part in a cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// This member's ID.
+    pub node: u64,
+    /// Every member (this one included) and its peer address.
+    pub peers: std::collections::BTreeMap<u64, SocketAddr>,
+    /// Where the log and snapshots live (`None`: in memory).
+    pub data_dir: Option<PathBuf>,
+    /// Join a running cluster instead of starting one.
+    pub join: bool,
 }
 
 /// The TOML config file: the same settings, in `snake_case`.
@@ -205,6 +272,8 @@ pub struct Settings {
     pub threads: usize,
     /// How long the connection loop polls before sleeping.
     pub busy_poll: Duration,
+    /// Cluster membership (`None`: a single server in memory, no log).
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl Default for Settings {
@@ -221,6 +290,7 @@ impl Default for Settings {
             log_file: None,
             threads: 1,
             busy_poll: Duration::ZERO,
+            cluster: None,
         }
     }
 }
@@ -343,9 +413,61 @@ impl ServeArgs {
             busy_poll: duration(self.busy_poll, &file.busy_poll, "busy_poll")?
                 .unwrap_or(d.busy_poll)
                 .min(Duration::from_millis(10)),
+            cluster: self.cluster_settings()?,
         };
         settings.check()?;
         Ok(settings)
+    }
+}
+
+impl ServeArgs {
+    fn cluster_settings(&self) -> Result<Option<ClusterSettings>, ConfigError> {
+        match (self.node, &self.peers, &self.data_dir) {
+            (None, None, None) => Ok(None),
+            (node, Some(peers), data_dir) => {
+                let node = match node {
+                    Some(n) => n,
+                    None if peers.0.len() == 1 => peers.0.keys().copied().next().unwrap_or(1),
+                    None => {
+                        return Err(ConfigError(
+                            "--peers needs --node (this member's ID)".into(),
+                        ));
+                    }
+                };
+                if !peers.0.contains_key(&node) {
+                    return Err(ConfigError(format!(
+                        "--node {node} is not one of --peers ({})",
+                        peers
+                            .0
+                            .keys()
+                            .map(u64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                Ok(Some(ClusterSettings {
+                    node,
+                    peers: peers.0.clone(),
+                    data_dir: data_dir.clone(),
+                    join: self.join,
+                }))
+            }
+            (Some(_), None, _) => Err(ConfigError(
+                "--node needs --peers (every member's address)".into(),
+            )),
+            (None, None, Some(dir)) => {
+                // A cluster of one: durable, no peers to talk to (its peer
+                // port is any free one on loopback).
+                let mut peers = std::collections::BTreeMap::new();
+                peers.insert(1, SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+                Ok(Some(ClusterSettings {
+                    node: 1,
+                    peers,
+                    data_dir: Some(dir.clone()),
+                    join: false,
+                }))
+            }
+        }
     }
 }
 

@@ -15,9 +15,9 @@ use dlm_core::engine::WaiterId;
 use dlm_core::protocol::{Framing, Response};
 
 /// Most bytes asked of one read.
-pub(crate) const READ_CHUNK: usize = 64 * 1024;
+pub const READ_CHUNK: usize = 64 * 1024;
 /// Least room offered to one read.
-pub(crate) const MIN_READ: usize = 4096;
+pub const MIN_READ: usize = 4096;
 
 /// The input of a connection: bytes received and not yet answered, split
 /// into lines. Sans-I/O: the caller reads into [`space`](Self::space),
@@ -176,11 +176,14 @@ impl LineBuffer {
     }
 }
 
-/// An answer waiting for an earlier queued lock request to be answered.
+/// A place among a connection's answers that is not written yet.
 #[derive(Debug)]
 pub(crate) enum Held {
-    /// The queued request's place.
+    /// A queued lock request's place.
     Waiting(WaiterId, Framing),
+    /// The place of a request sent to the replicated log, answered when
+    /// its entry applies (a cluster's leader), by its sequence number.
+    Pending(u64, Framing),
     /// An answer ready to go once everything before it went.
     Ready(Vec<u8>),
 }
@@ -295,11 +298,41 @@ impl Conn {
 
     /// Puts a waiter's answer in its place; false if it has none.
     pub(crate) fn fill(&mut self, waiter: WaiterId, line: Vec<u8>) -> bool {
-        let Some(slot) = self
+        self.resolve(|h| matches!(h, Held::Waiting(w, _) if *w == waiter), line)
+    }
+
+    /// Puts the answer of logged request `seq` in its place; false if it
+    /// has none.
+    pub(crate) fn fill_pending(&mut self, seq: u64, line: Vec<u8>) -> bool {
+        self.resolve(|h| matches!(h, Held::Pending(s, _) if *s == seq), line)
+    }
+
+    /// The logged request `seq` queued as `waiter`: its place now waits
+    /// for the grant. False if it has no place (the connection moved on).
+    pub(crate) fn pending_queued(&mut self, seq: u64, waiter: WaiterId) -> bool {
+        let Some(h) = self
             .held
             .iter_mut()
-            .find(|h| matches!(h, Held::Waiting(w, _) if *w == waiter))
+            .find(|h| matches!(h, Held::Pending(s, _) if *s == seq))
         else {
+            return false;
+        };
+        if let Held::Pending(_, framing) = *h {
+            *h = Held::Waiting(waiter, framing);
+        }
+        true
+    }
+
+    /// The framing of logged request `seq`'s place, if it has one.
+    pub(crate) fn pending_framing(&self, seq: u64) -> Option<Framing> {
+        self.held.iter().find_map(|h| match h {
+            Held::Pending(s, f) if *s == seq => Some(*f),
+            _ => None,
+        })
+    }
+
+    fn resolve(&mut self, find: impl Fn(&Held) -> bool, line: Vec<u8>) -> bool {
+        let Some(slot) = self.held.iter_mut().find(|h| find(h)) else {
             return false;
         };
         self.held_bytes += line.capacity();
@@ -323,7 +356,7 @@ impl Conn {
             .into_iter()
             .filter_map(|h| match h {
                 Held::Waiting(w, f) => Some((w, f)),
-                Held::Ready(_) => None,
+                Held::Pending(..) | Held::Ready(_) => None,
             })
             .collect()
     }

@@ -14,7 +14,7 @@ use tracing::debug;
 use crate::conn::Held;
 use crate::host::{Host, Peers, engine_time};
 
-/// What a client was told about holding a lock, as [`Host::journal`]
+/// What a client was told about holding a lock, as [`Host::take_journal`](crate::host::Host::take_journal)
 /// records it: the truth a checker judges mutual exclusion by.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Told {
@@ -82,10 +82,33 @@ impl Delivery {
     }
 }
 
+/// `NO`, with why.
+fn refusal(why: &'static str) -> Response<'static> {
+    let mut r = Response::new(Status::No);
+    r.error = Some(dlm_core::protocol::Message::Text(why));
+    r
+}
+
 /// Encodes a connection slot, its generation and the framing into the
-/// engine's waiter tag.
+/// engine's waiter tag (with the member's node number in the top 8 bits,
+/// set by [`tag_node`]: a cluster member delivers only its own).
 pub(crate) fn tag(slot: usize, generation: u32, framing: Framing) -> u64 {
-    (slot as u64) << 33 | u64::from(generation) << 1 | u64::from(framing == Framing::Legacy)
+    ((slot as u64) & SLOT_MASK) << 33
+        | u64::from(generation) << 1
+        | u64::from(framing == Framing::Legacy)
+}
+
+/// Slots fit 23 bits (8 million connections).
+const SLOT_MASK: u64 = (1 << 23) - 1;
+
+/// A tag with member `node`'s number (the low 8 bits of it).
+pub(crate) fn tag_node(tag: u64, node: u64) -> u64 {
+    tag & !(0xff << 56) | (node & 0xff) << 56
+}
+
+/// The member number a tag carries.
+pub(crate) fn node_of(tag: u64) -> u64 {
+    tag >> 56
 }
 
 #[allow(clippy::cast_possible_truncation)]
@@ -95,7 +118,11 @@ pub(crate) fn untag(tag: u64) -> (usize, u32, Framing) {
     } else {
         Framing::Plain
     };
-    ((tag >> 33) as usize, (tag >> 1) as u32, framing)
+    (
+        ((tag >> 33) & SLOT_MASK) as usize,
+        (tag >> 1) as u32,
+        framing,
+    )
 }
 
 impl Host {
@@ -151,7 +178,13 @@ impl Host {
         let principal = match req.credentials {
             None => Principal::Anonymous,
             Some(c) => {
-                if let Some(id) = identities.verify(c.name, c.secret) {
+                // The secret is this member's to check; the identity's
+                // number is the engine's (the same on every member).
+                if let Some(id) = identities
+                    .verify(c.name, c.secret)
+                    .then(|| engine.identity(c.name))
+                    .flatten()
+                {
                     Principal::Identity(id)
                 } else {
                     let stats = engine.stats_mut();
@@ -163,10 +196,54 @@ impl Host {
                 }
             }
         };
+        let waiter_tag = tag_node(
+            tag(slot, generation, framing),
+            self.replica.as_ref().map_or(0, |r| r.node),
+        );
+        if let Command::Cluster(op) = req.command {
+            engine.stats_mut().incr(Stat::Out);
+            let Some(replica) = &mut self.replica else {
+                let mut r = Response::new(Status::Done);
+                r.cluster = Some("{\"Mode\":\"single\"}");
+                conn.emit(&r, framing);
+                return;
+            };
+            match crate::cluster::admin_request(replica, op, waiter_tag, &mut conn.held) {
+                Ok(None) => {}
+                Ok(Some(json)) => {
+                    let mut r = Response::new(Status::Done);
+                    r.cluster = Some(&json);
+                    conn.emit(&r, framing);
+                }
+                Err(why) => conn.emit(&refusal(why), framing),
+            }
+            return;
+        }
+        if let Some(replica) = &mut self.replica
+            && !matches!(req.command, Command::Version | Command::Stats)
+        {
+            // A cluster member: the request goes through the log and is
+            // answered, in its place, when its entry applies.
+            let ident = match principal {
+                Principal::Anonymous => 0,
+                Principal::Identity(id) => id.number(),
+            };
+            if let Err(why) = replica.log_request(&req, waiter_tag, ident, &mut conn.held) {
+                engine.stats_mut().incr(Stat::Out);
+                conn.emit(&refusal(why), framing);
+            }
+            return;
+        }
         let mut sink = |ev: Event<'_>| deliveries.push(Delivery::of(&ev));
-        let waiter_tag = tag(slot, generation, framing);
         let mut told = None;
-        match engine.handle(now, &req.command, principal, waiter_tag, &mut sink) {
+        match engine.handle_once(
+            now,
+            &req.command,
+            principal,
+            waiter_tag,
+            req.request_id,
+            &mut sink,
+        ) {
             Outcome::Reply(r) => {
                 if journal.is_some() {
                     told = record(slot, &req.command, &r, at);
@@ -175,7 +252,8 @@ impl Host {
                 engine.stats_mut().incr(Stat::Out);
             }
             Outcome::Queued(w) if conn.hung_up => {
-                // Its client closed its end: it cannot be waiting.
+                // Its client closed its end: it cannot be waiting. (Direct
+                // engines only: a replica queues through the log.)
                 engine.cancel(w);
                 engine.stats_mut().incr(Stat::NotOwner);
                 engine.stats_mut().incr(Stat::Out);
@@ -199,9 +277,13 @@ impl Host {
         while !self.deliveries.is_empty() {
             for d in std::mem::take(&mut self.deliveries) {
                 let (slot, generation, _) = untag(d.tag);
+                let mine = self
+                    .replica
+                    .as_ref()
+                    .is_none_or(|r| r.node == node_of(d.tag));
                 let live = self
                     .conn(slot)
-                    .filter(|c| c.generation == generation)
+                    .filter(|c| mine && c.generation == generation)
                     .map(|c| c.hung_up);
                 let placed = match live {
                     Some(eof) if d.grant.is_some() && (eof || peers.closed(slot)) => {
@@ -237,6 +319,10 @@ impl Host {
                 }
             }
             for (name, token) in std::mem::take(&mut self.orphans) {
+                if let Some(r) = &mut self.replica {
+                    r.orphaned(name, token);
+                    continue;
+                }
                 let Self {
                     engine, deliveries, ..
                 } = self;
@@ -281,12 +367,12 @@ mod tests {
         for (slot, generation, framing) in [
             (0, 0, Framing::Plain),
             (7, 3, Framing::Legacy),
-            (1 << 30, u32::MAX, Framing::Plain),
+            ((1 << 23) - 1, u32::MAX, Framing::Plain),
         ] {
-            assert_eq!(
-                untag(tag(slot, generation, framing)),
-                (slot, generation, framing)
-            );
+            let t = tag(slot, generation, framing);
+            assert_eq!(untag(t), (slot, generation, framing));
+            let n = tag_node(t, 7);
+            assert_eq!((untag(n), node_of(n)), ((slot, generation, framing), 7));
         }
     }
 }

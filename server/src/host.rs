@@ -15,7 +15,7 @@
 //! The host never reads a socket or a clock. Time comes in as the time
 //! since the host started; it asks [`Peers`] whether a client is still
 //! there before handing it a lock; and it says what the driver must do in
-//! [`Actions`]. The [event loop](crate::eventloop) drives it over TCP, the
+//! [`Actions`]. The event loop (`eventloop.rs`) drives it over TCP, the
 //! deterministic simulation in the tests over simulated sockets, so both
 //! run exactly the same rules.
 //!
@@ -172,6 +172,9 @@ pub struct Host {
     stopping: bool,
     /// What clients were told about holding locks, when asked for.
     pub(crate) journal: Option<Vec<Told>>,
+    /// Set when the engine is fed by a replicated log (a cluster member)
+    /// instead of directly.
+    pub(crate) replica: Option<crate::cluster::Replica>,
 }
 
 impl std::fmt::Debug for Host {
@@ -213,6 +216,17 @@ impl Host {
             actions: Actions::default(),
             stopping: false,
             journal: None,
+            replica: None,
+        }
+    }
+
+    /// A queued request leaves its queue: at once, or through the log.
+    pub(crate) fn cancel_waiter(&mut self, w: dlm_core::engine::WaiterId) {
+        match &mut self.replica {
+            None => {
+                self.engine.cancel(w);
+            }
+            Some(r) => r.cancel(w),
         }
     }
 
@@ -243,6 +257,7 @@ impl Host {
             } else {
                 Ttl::ZERO
             },
+            ..Config::DEFAULT
         }
     }
 
@@ -654,7 +669,7 @@ impl Host {
             None => return,
         };
         for (w, _) in waiters {
-            self.engine.cancel(w);
+            self.cancel_waiter(w);
         }
         let stats = self.engine.stats_mut();
         stats.incr(Stat::In);
@@ -691,11 +706,11 @@ impl Host {
             .iter()
             .filter_map(|h| match h {
                 crate::conn::Held::Waiting(w, f) => Some((*w, *f)),
-                crate::conn::Held::Ready(_) => None,
+                crate::conn::Held::Pending(..) | crate::conn::Held::Ready(_) => None,
             })
             .collect();
         for (w, framing) in waiting {
-            self.engine.cancel(w);
+            self.cancel_waiter(w);
             let mut line = Vec::new();
             let _ = Response::new(Status::NotOwner).write(framing, &mut line);
             if let Some(conn) = self.conn_mut(slot) {
@@ -717,14 +732,14 @@ impl Host {
             // Stop reading, keep writing; the waiters still go now.
             conn.closing = Closing::AfterFlush;
             for (w, _) in waiters {
-                self.engine.cancel(w);
+                self.cancel_waiter(w);
             }
             self.actions.write.push(slot);
             self.account(slot);
             return;
         }
         for (w, _) in waiters {
-            self.engine.cancel(w);
+            self.cancel_waiter(w);
         }
         if let Some(conn) = self.conns.get_mut(slot).and_then(Option::take) {
             self.conn_bytes -= conn.charged;
@@ -789,7 +804,8 @@ impl Host {
     /// acts on connection deadlines.
     pub fn timers(&mut self, now: Duration, peers: &dyn Peers) {
         let at = engine_time(now);
-        if self.engine.next_deadline().is_some_and(|d| d <= at) {
+        // A cluster member's engine moves only with the log's time.
+        if self.replica.is_none() && self.engine.next_deadline().is_some_and(|d| d <= at) {
             let Self {
                 engine, deliveries, ..
             } = self;

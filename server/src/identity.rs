@@ -15,7 +15,7 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use dlm_core::engine::{Engine, IdentityId};
+use dlm_core::engine::Engine;
 use dlm_core::limits::DEFAULT_MAX_DATA;
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +34,7 @@ struct IdentityFile {
 
 struct Entry {
     secret: Box<[u8]>,
-    id: IdentityId,
+    max_data: usize,
 }
 
 /// The loaded identities.
@@ -127,7 +127,7 @@ impl Identities {
                         name.to_owned(),
                         Entry {
                             secret: old.secret.clone(),
-                            id: old.id,
+                            max_data: old.max_data,
                         },
                     );
                 }
@@ -168,7 +168,7 @@ impl Identities {
                 .max_size
                 .and_then(|m| usize::try_from(m).ok())
                 .unwrap_or(max_data_default);
-            let Ok(id) = engine.register_identity(name, max) else {
+            let Ok(_) = engine.register_identity(name, max) else {
                 warnings.push(format!("{}: too many identities", path.display()));
                 continue;
             };
@@ -176,7 +176,7 @@ impl Identities {
                 name.to_owned(),
                 Entry {
                     secret: file.identity.into_bytes().into_boxed_slice(),
-                    id,
+                    max_data: max,
                 },
             );
         }
@@ -193,15 +193,22 @@ impl Identities {
         self.by_name.is_empty()
     }
 
-    /// The identity `name` if `secret` is its secret.
-    pub fn verify(&self, name: &str, secret: &str) -> Option<IdentityId> {
+    /// Whether `secret` is identity `name`'s secret (compared in constant
+    /// time; an unknown name costs the same as a wrong secret).
+    pub fn verify(&self, name: &str, secret: &str) -> bool {
         match self.by_name.get(name) {
-            Some(e) => constant_time_eq(&e.secret, secret.as_bytes()).then_some(e.id),
+            Some(e) => constant_time_eq(&e.secret, secret.as_bytes()),
             None => {
                 let _ = constant_time_eq(&self.dummy, secret.as_bytes());
-                None
+                false
             }
         }
+    }
+
+    /// Every identity's name and `MaxSize` (for a cluster's leader to
+    /// register them through the log).
+    pub fn limits(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.by_name.iter().map(|(n, e)| (n.as_str(), e.max_data))
     }
 }
 
@@ -316,7 +323,7 @@ mod tests {
         let (first, warnings) =
             Identities::load(&sub, &mut engine, DEFAULT_MAX_DATA, None).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert!(first.verify("alice", &secret).is_some());
+        assert!(first.verify("alice", &secret));
 
         fs::write(&alice, "{ broken").unwrap();
         chmod(&alice, 0o600);
@@ -336,7 +343,7 @@ mod tests {
         chmod(&alice, 0o644);
         let (third, warnings) =
             Identities::load(&sub, &mut engine, DEFAULT_MAX_DATA, None).unwrap();
-        assert!(third.verify("alice", &secret).is_none());
+        assert!(!third.verify("alice", &secret));
         assert!(
             warnings[0].contains("readable by every user"),
             "{warnings:?}"
@@ -344,7 +351,7 @@ mod tests {
         chmod(&alice, 0o640);
         let (fourth, warnings) =
             Identities::load(&sub, &mut engine, DEFAULT_MAX_DATA, None).unwrap();
-        assert!(fourth.verify("alice", &secret).is_some());
+        assert!(fourth.verify("alice", &secret));
         assert!(warnings[0].contains("group"), "{warnings:?}");
 
         fs::remove_file(&alice).unwrap();
@@ -396,10 +403,11 @@ mod tests {
         assert_eq!(ids.len(), 1);
         assert_eq!(warnings.len(), 2);
         assert!(warnings.iter().all(|w| !w.contains("tooshort")));
-        let id = ids.verify("alice", &file.identity).unwrap();
+        assert!(ids.verify("alice", &file.identity));
+        let id = engine.identity("alice").unwrap();
         assert_eq!(engine.identity("alice"), Some(id));
-        assert_eq!(ids.verify("alice", "wrong"), None);
-        assert_eq!(ids.verify("bob", &file.identity), None);
+        assert!(!ids.verify("alice", "wrong"));
+        assert!(!ids.verify("bob", &file.identity));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

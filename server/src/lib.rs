@@ -21,6 +21,7 @@
 // A std crate: the no_std discipline lints of the workspace are for dlm-core.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
+pub mod cluster;
 pub mod config;
 mod conn;
 mod deadlines;
@@ -31,7 +32,7 @@ pub mod identity;
 mod server;
 pub mod statslog;
 
-pub use conn::{LineBuffer, Next};
+pub use conn::{LineBuffer, MIN_READ, Next, READ_CHUNK};
 pub use dispatch::Told;
 
 pub use server::{Server, run};

@@ -451,6 +451,7 @@ fn run<S: Storage>(mut e: Engine<S>, input: &[u8]) {
                 assert!(a.id.is_some_and(|v| v.contains("JackrabbitDLM")));
             }
             (Command::Stats, Ok(a)) => assert_eq!(a.status, Status::Done),
+            (Command::Cluster(_), Ok(a)) => assert_eq!(a.status, Status::BadAction),
         }
         m.events(&mut events);
         m.check_counts(&e);

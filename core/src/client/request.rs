@@ -56,6 +56,7 @@ impl<'a> Client<'a> {
             framing: self.framing,
             command,
             credentials: self.credentials,
+            request_id: None,
         }
     }
 

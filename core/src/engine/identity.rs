@@ -16,7 +16,7 @@ pub(super) struct IdentitySlot<S: sealed::Storage> {
 
 impl<S: Storage> Engine<S> {
     /// Registers an identity by name (or updates its `MaxSize`), returning
-    /// the handle the host passes as [`Principal::Identity`] once it has
+    /// the handle the host passes as [`Principal::Identity`](super::Principal::Identity) once it has
     /// verified a request's secret. The engine never sees secrets.
     pub fn register_identity(&mut self, name: &str, max_data: usize) -> Result<IdentityId, Full> {
         let h = self.hasher.bytes(name.as_bytes());
@@ -52,6 +52,15 @@ impl<S: Storage> Engine<S> {
             .and_then(NonZeroU16::new)
             .map(IdentityId)
             .ok_or(Full)
+    }
+
+    /// The registered identity with this [number](IdentityId::number).
+    pub fn identity_by_number(&self, number: u16) -> Option<IdentityId> {
+        let slot = u32::from(number).checked_sub(1)?;
+        match self.identities.slots.get(slot as usize) {
+            Some(Some(_)) => Self::identity_id(slot).ok(),
+            _ => None,
+        }
     }
 
     /// The handle of a registered identity.

@@ -52,6 +52,7 @@
 #[cfg(feature = "alloc")]
 mod blob;
 mod data;
+mod dedup;
 mod identity;
 mod locks;
 mod queue;
@@ -70,6 +71,7 @@ pub use store::Heap;
 pub use store::{Fixed, Storage};
 
 use self::data::DataSlot;
+use self::dedup::DedupSlot;
 use self::identity::IdentitySlot;
 use self::locks::{LockSlot, Told};
 use self::queue::{QueueSlot, WaiterSlot};
@@ -104,6 +106,12 @@ pub struct Config {
     /// less than asked. Zero for a host whose `now` is exact (a simulated
     /// clock). At most [`MAX_DEADLINE_SLACK`].
     pub deadline_slack: Ttl,
+    /// Most answers remembered for requests that carry a `RequestID`
+    /// (see [`Engine::handle_once`]); the oldest is forgotten first. Zero
+    /// turns request IDs off.
+    pub dedup_capacity: usize,
+    /// How long an answer is remembered for a resend.
+    pub dedup_window: Ttl,
 }
 
 /// The most [`Config::deadline_slack`] may be.
@@ -118,6 +126,8 @@ impl Config {
         hash_key: [0x6463_6c6d_2d6b_6579, 0x7365_6564_2d30_3031],
         first_token: 0,
         deadline_slack: Ttl::ZERO,
+        dedup_capacity: 65_536,
+        dedup_window: Ttl::from_secs(300),
     };
 }
 
@@ -137,6 +147,12 @@ impl IdentityId {
     }
 
     fn tag(self) -> u16 {
+        self.0.get()
+    }
+
+    /// The identity's number (never 0), the same on every engine that
+    /// registered the same identities in the same order.
+    pub const fn number(self) -> u16 {
         self.0.get()
     }
 }
@@ -160,6 +176,13 @@ impl WaiterId {
     /// The number (a sequence over the engine's life).
     pub const fn get(self) -> u64 {
         self.0
+    }
+
+    /// The waiter with this [number](Self::get), as read back from a
+    /// replicated log: engines fed the same commands number their
+    /// waiters alike.
+    pub const fn from_number(n: u64) -> Self {
+        Self(n)
     }
 }
 
@@ -257,6 +280,11 @@ macro_rules! engine_struct {
             queues: Table<S, QueueSlot>,
             identities: Table<S, IdentitySlot<S>>,
             wheel: Wheel,
+            dedup: Table<S, DedupSlot>,
+            dedup_head: u32,
+            dedup_tail: u32,
+            dedup_capacity: usize,
+            dedup_window: u64,
             next_token: u64,
             next_waiter: u64,
             bytes: usize,
@@ -328,6 +356,11 @@ impl<S: Storage> Engine<S> {
             queues: Table::new(),
             identities: Table::new(),
             wheel: Wheel::new(0),
+            dedup: Table::new(),
+            dedup_head: NONE,
+            dedup_tail: NONE,
+            dedup_capacity: config.dedup_capacity,
+            dedup_window: config.dedup_window.as_millis(),
             next_token: config.first_token.saturating_add(1),
             next_waiter: 1,
             bytes: 0,
@@ -391,6 +424,11 @@ impl<S: Storage> Engine<S> {
         }
     }
 
+    /// The engine's current instant: the latest `now` it was given.
+    pub fn now(&self) -> Instant {
+        Instant::from_millis(self.wheel.elapsed())
+    }
+
     /// The token the next grant will get.
     pub fn next_token(&self) -> Token {
         Token(self.next_token)
@@ -438,6 +476,7 @@ impl<S: Storage> Engine<S> {
     /// between an engine and one restored from its snapshot.
     pub fn advance(&mut self, now: Instant, events: &mut impl FnMut(Event<'_>)) {
         let now = now.as_millis();
+        self.dedup_expire(now.max(self.wheel.elapsed()));
         // Expired locks with waiters, all due at one instant, chained
         // through their (detached) timer links.
         let mut due = NONE;
@@ -493,8 +532,26 @@ impl<S: Storage> Engine<S> {
         tag: u64,
         events: &mut impl FnMut(Event<'_>),
     ) -> Outcome<'s> {
+        self.handle_once(now, command, principal, tag, None, events)
+    }
+
+    /// [`handle`](Self::handle) for a request that carries a `RequestID`:
+    /// a `Put`, `Erase` or `Unlock` whose ID (with its action, owner and
+    /// identity) was seen within the window gets its first answer again,
+    /// without being applied twice (counted `Replayed`). Any other command,
+    /// or `None`, is handled as by `handle`. See PROTOCOL.md section 8.
+    pub fn handle_once<'s>(
+        &'s mut self,
+        now: Instant,
+        command: &Command<'s>,
+        principal: Principal,
+        tag: u64,
+        request_id: Option<&str>,
+        events: &mut impl FnMut(Event<'_>),
+    ) -> Outcome<'s> {
         let now = now.as_millis().max(self.wheel.elapsed());
         self.advance(Instant::from_millis(now), events);
+        self.dedup_expire(now);
 
         let (ident, max_data) = match principal {
             Principal::Anonymous => (0, None),
@@ -515,6 +572,30 @@ impl<S: Storage> Engine<S> {
                 _ => Stat::BadPayload,
             });
             return Outcome::Reply(Response::rejected(e));
+        }
+        if let Some(id) = request_id {
+            let key = match self.dedup_lookup(command, ident, id) {
+                Ok(again) => return Outcome::Reply(again),
+                Err(key) => key,
+            };
+            if let Some(key) = key {
+                let r = match *command {
+                    Command::Unlock { name, owner, token } => {
+                        self.unlock(now, name.0, owner.0, ident, token, events)
+                    }
+                    Command::Put {
+                        name,
+                        owner,
+                        ttl,
+                        data,
+                        revision,
+                    } => self.put(now, name.0, owner.0, ident, ttl, data, revision),
+                    Command::Erase { name, owner } => self.erase(name.0, owner.0, ident),
+                    _ => unreachable!("only Unlock, Put and Erase are remembered"),
+                };
+                self.dedup_record(key, &r, now);
+                return Outcome::Reply(r);
+            }
         }
         let reply = match *command {
             Command::Lock {
@@ -544,6 +625,12 @@ impl<S: Storage> Engine<S> {
                 let mut r = Response::new(Status::Version);
                 r.id = Some(VERSION_STRING);
                 r
+            }
+            Command::Cluster(_) => {
+                // The host's, not the engine's: an engine alone has no
+                // cluster to tell about.
+                self.stats.incr(Stat::BadAction);
+                Response::rejected(crate::protocol::RequestError::UnknownAction)
             }
             Command::Stats => {
                 self.stats.incr(Stat::Stats);

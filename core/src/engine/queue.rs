@@ -32,6 +32,24 @@ pub(super) struct QueueSlot {
 }
 
 impl<S: Storage> Engine<S> {
+    /// Removes every queued waiter (a cluster's new leader does, as its
+    /// first entry: the connections they waited on were the old leader's).
+    /// Each is counted as cancelled; none is answered. Returns how many.
+    pub fn cancel_all_waiters(&mut self) -> usize {
+        let mut n = 0;
+        loop {
+            let Some(slot) = self.timed.waiters.iter().map(|(s, _)| s).next() else {
+                break;
+            };
+            self.wheel
+                .remove(&mut self.timed, TimerRef::new(Kind::Waiter, slot));
+            self.take_waiter_unlinked(slot);
+            self.stats.incr(Stat::WaitCancel);
+            n += 1;
+        }
+        n
+    }
+
     /// Removes a queued waiter (its connection closed). Returns whether it
     /// was still queued.
     pub fn cancel(&mut self, waiter: WaiterId) -> bool {

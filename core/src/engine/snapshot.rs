@@ -13,6 +13,7 @@
 
 use core::fmt;
 
+use super::dedup::Replay;
 use super::store::sealed::{Pair as _, Value as _};
 use super::wheel::{Kind, Link, NONE, TimerRef};
 use super::{DataSlot, Engine, KeyHasher, LockSlot, Storage, Told, WaiterSlot, overhead, widen};
@@ -21,7 +22,7 @@ use crate::stats::Stat;
 use crate::time::Instant;
 
 const MAGIC: &[u8; 8] = b"DLMSNAP\0";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// Why a snapshot could not be restored. The engine is left empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,8 +197,39 @@ impl<S: Storage> Engine<S> {
                 at = wt.next;
             }
         }
+        w.len(self.dedup.live)?;
+        let mut at = self.dedup_head;
+        while at != NONE {
+            let d = self.dedup.get(at);
+            let (code, revision) = d.answer.encode();
+            w.u64(d.key)?;
+            w.u64(now.saturating_sub(d.at))?;
+            w.bytes(&[code])?;
+            w.u64(revision)?;
+            at = d.next;
+        }
         let sum = w.sum;
         w.out.put(&sum.to_le_bytes())
+    }
+
+    /// The instant a snapshot was taken at (the engine's `now` then), read
+    /// from its header without restoring it: a replica restores a snapshot
+    /// at its own instant so that deadlines stay what they were.
+    pub fn snapshot_instant(bytes: &[u8]) -> Result<Instant, SnapshotError> {
+        if bytes.len() < MAGIC.len() + 4 + 8 {
+            return Err(SnapshotError::Truncated);
+        }
+        if &bytes[..MAGIC.len()] != MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let mut r = Reader {
+            buf: &bytes[MAGIC.len()..],
+        };
+        let version = r.u32()?;
+        if version != VERSION {
+            return Err(SnapshotError::UnsupportedVersion(version));
+        }
+        Ok(Instant::from_millis(r.u64()?))
     }
 
     /// The snapshot as a new vector.
@@ -233,6 +265,9 @@ impl<S: Storage> Engine<S> {
         self.timed.waiters.clear();
         self.queues.clear();
         self.identities.clear();
+        self.dedup.clear();
+        self.dedup_head = NONE;
+        self.dedup_tail = NONE;
         self.wheel = super::Wheel::new(now.as_millis());
         self.bytes = 0;
         self.stats = crate::stats::Stats::new();
@@ -390,6 +425,16 @@ impl<S: Storage> Engine<S> {
                 self.append_waiter(entry).map_err(|_| SnapshotError::Full)?;
                 self.bytes += owner.len() + overhead::<WaiterSlot<S>>();
             }
+        }
+        for _ in 0..r.len()? {
+            let (key, age) = (r.u64()?, r.u64()?);
+            let [code] = r.array::<1>()?;
+            let revision = r.u64()?;
+            let answer = Replay::decode(code, revision).ok_or(SnapshotError::Corrupt("request"))?;
+            if age > self.dedup_window {
+                continue;
+            }
+            self.dedup_insert(key, answer, now.saturating_sub(age));
         }
         if !r.buf.is_empty() {
             return Err(SnapshotError::Corrupt("trailing bytes"));

@@ -30,6 +30,14 @@ pub enum Field {
     Revision,
     /// `Token`: fencing token.
     Token,
+    /// `RequestID`: makes a mutating request apply once when resent.
+    RequestId,
+    /// `Op`: what a `Cluster` request asks (extension).
+    Op,
+    /// `Node`: a cluster member's ID (extension).
+    Node,
+    /// `Peer`: a cluster member's peer address (extension).
+    Peer,
     /// `Status` (responses).
     Status,
     /// `Error` (responses).
@@ -52,6 +60,10 @@ impl Field {
             Self::Wait => "Wait",
             Self::Revision => "Revision",
             Self::Token => "Token",
+            Self::RequestId => "RequestID",
+            Self::Op => "Op",
+            Self::Node => "Node",
+            Self::Peer => "Peer",
             Self::Status => "Status",
             Self::Error => "Error",
             Self::Stats => "Stats",
@@ -70,6 +82,10 @@ impl Field {
             b"Wait" => Self::Wait,
             b"Revision" => Self::Revision,
             b"Token" => Self::Token,
+            b"RequestID" => Self::RequestId,
+            b"Op" => Self::Op,
+            b"Node" => Self::Node,
+            b"Peer" => Self::Peer,
             _ => return None,
         })
     }

@@ -39,7 +39,9 @@ use core::fmt;
 pub use error::{Field, RequestError, ResponseError};
 pub use json::JsonError;
 pub use out::{BufferTooSmall, Out, SliceOut};
-pub use request::{Command, Credentials, Owner, Rejected, Request, Resource};
+pub use request::{
+    ClusterOp, Command, Credentials, MAX_REQUEST_ID, Owner, Rejected, Request, Resource,
+};
 pub use response::{Message, Response};
 
 use crate::codec::{self, DecodeError};

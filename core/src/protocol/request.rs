@@ -141,6 +141,33 @@ pub enum Command<'a> {
     Version,
     /// Ask for the server's statistics (extension).
     Stats,
+    /// Ask about, or change, the cluster's membership (extension; answered
+    /// by the server, not the engine).
+    Cluster(ClusterOp<'a>),
+}
+
+/// What a `Cluster` request asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterOp<'a> {
+    /// Members, leader, term, commit and applied index, lag.
+    Status,
+    /// Add member `node` listening for peers at `peer`.
+    Add {
+        /// Its ID.
+        node: u64,
+        /// Its peer address (`HOST:PORT`).
+        peer: &'a str,
+    },
+    /// Remove member `node`.
+    Remove {
+        /// Its ID.
+        node: u64,
+    },
+    /// Hand the leadership to member `node`.
+    Transfer {
+        /// Its ID.
+        node: u64,
+    },
 }
 
 impl<'a> Command<'a> {
@@ -155,6 +182,7 @@ impl<'a> Command<'a> {
             Self::Erase { .. } => "Erase",
             Self::Version => "Version",
             Self::Stats => "Stats",
+            Self::Cluster(_) => "Cluster",
         }
     }
 
@@ -167,7 +195,7 @@ impl<'a> Command<'a> {
             | Self::Put { name, owner, .. }
             | Self::Get { name, owner }
             | Self::Erase { name, owner } => Some((name, owner)),
-            Self::Version | Self::Stats => None,
+            Self::Version | Self::Stats | Self::Cluster(_) => None,
         }
     }
 
@@ -248,6 +276,21 @@ pub struct Request<'a> {
     pub command: Command<'a>,
     /// `Name`/`Identity`, if the request carries them (not yet verified).
     pub credentials: Option<Credentials<'a>>,
+    /// `RequestID`, if the request carries one: a resend of a mutating
+    /// request with the same ID is applied once (PROTOCOL.md section 8).
+    pub request_id: Option<&'a str>,
+}
+
+/// The longest `RequestID` accepted, in bytes.
+pub const MAX_REQUEST_ID: usize = 64;
+
+impl<'a> Request<'a> {
+    /// The same request, carrying `id` as its `RequestID`.
+    #[must_use]
+    pub const fn with_request_id(mut self, id: &'a str) -> Self {
+        self.request_id = Some(id);
+        self
+    }
 }
 
 /// A request that could not be parsed: why, and the framing to answer in.
@@ -272,7 +315,7 @@ impl core::error::Error for Rejected {
 }
 
 /// Number of request fields the parser tracks (the first ten [`Field`]s).
-const REQUEST_FIELDS: usize = 10;
+const REQUEST_FIELDS: usize = 14;
 
 struct Fields<'b> {
     buf: &'b [u8],
@@ -355,11 +398,12 @@ enum Action {
     Erase,
     Version,
     Stats,
+    Cluster,
 }
 
 impl Action {
     fn from_wire(s: &str) -> Option<Self> {
-        const NAMES: [(&str, Action); 8] = [
+        const NAMES: [(&str, Action); 9] = [
             ("lock", Action::Lock),
             ("unlock", Action::Unlock),
             ("testlock", Action::TestLock),
@@ -368,6 +412,7 @@ impl Action {
             ("erase", Action::Erase),
             ("version", Action::Version),
             ("stats", Action::Stats),
+            ("cluster", Action::Cluster),
         ];
         NAMES
             .iter()
@@ -431,6 +476,16 @@ impl<'a> Request<'a> {
             (Some(_), None) => return Err(RequestError::MissingField(Field::Identity)),
             (None, Some(_)) => return Err(RequestError::MissingField(Field::Name)),
         };
+        let request_id = match fields.string(Field::RequestId)? {
+            Some("") => return Err(RequestError::EmptyField(Field::RequestId)),
+            Some(id) if id.len() > MAX_REQUEST_ID => {
+                return Err(RequestError::TooLong {
+                    field: Field::RequestId,
+                    limit: MAX_REQUEST_ID,
+                });
+            }
+            id => id,
+        };
         let target = || -> Result<(Resource<'a>, Owner<'a>), RequestError> {
             Ok((
                 Resource(fields.required(Field::FileName)?),
@@ -485,6 +540,28 @@ impl<'a> Request<'a> {
             }
             Action::Version => Command::Version,
             Action::Stats => Command::Stats,
+            Action::Cluster => {
+                let node = || {
+                    fields
+                        .integer(Field::Node)?
+                        .ok_or(RequestError::MissingField(Field::Node))
+                };
+                Command::Cluster(match fields.string(Field::Op)? {
+                    None => ClusterOp::Status,
+                    Some(op) if op.eq_ignore_ascii_case("status") => ClusterOp::Status,
+                    Some(op) if op.eq_ignore_ascii_case("add") => ClusterOp::Add {
+                        node: node()?,
+                        peer: fields.required(Field::Peer)?,
+                    },
+                    Some(op) if op.eq_ignore_ascii_case("remove") => {
+                        ClusterOp::Remove { node: node()? }
+                    }
+                    Some(op) if op.eq_ignore_ascii_case("transfer") => {
+                        ClusterOp::Transfer { node: node()? }
+                    }
+                    Some(_) => return Err(RequestError::UnknownAction),
+                })
+            }
         };
         if credentials.is_none() {
             command.check(limits, None)?;
@@ -497,6 +574,7 @@ impl<'a> Request<'a> {
             framing,
             command,
             credentials,
+            request_id,
         })
     }
 
@@ -577,6 +655,27 @@ impl<'a> Request<'a> {
                     number(out, "Revision", revision.0)?;
                 }
             }
+            Command::Cluster(op) => {
+                if legacy {
+                    number(out, "Expire", 0)?;
+                }
+                match op {
+                    ClusterOp::Status => {}
+                    ClusterOp::Add { node, peer } => {
+                        string(out, "Op", "add")?;
+                        number(out, "Node", node)?;
+                        string(out, "Peer", peer)?;
+                    }
+                    ClusterOp::Remove { node } => {
+                        string(out, "Op", "remove")?;
+                        number(out, "Node", node)?;
+                    }
+                    ClusterOp::Transfer { node } => {
+                        string(out, "Op", "transfer")?;
+                        number(out, "Node", node)?;
+                    }
+                }
+            }
             _ => {
                 if legacy {
                     number(out, "Expire", 0)?;
@@ -586,6 +685,9 @@ impl<'a> Request<'a> {
         if let Some(c) = self.credentials {
             string(out, "Name", c.name)?;
             string(out, "Identity", c.secret)?;
+        }
+        if let Some(id) = self.request_id {
+            string(out, "RequestID", id)?;
         }
         out.put(b"}")
     }

@@ -48,6 +48,9 @@ pub struct Response<'a> {
     pub error: Option<Message<'a>>,
     /// Statistics (`Stats`). Only written; [`Response::parse_stats`] reads them.
     pub stats: Option<&'a Stats>,
+    /// The cluster's state (`Cluster`), a JSON object written and read as
+    /// its text (extension).
+    pub cluster: Option<&'a str>,
 }
 
 impl<'a> Response<'a> {
@@ -62,6 +65,7 @@ impl<'a> Response<'a> {
             revision: None,
             error: None,
             stats: None,
+            cluster: None,
         }
     }
 
@@ -121,6 +125,10 @@ impl<'a> Response<'a> {
                 return Err(BufferTooSmall);
             }
             out.put(b"\"")?;
+        }
+        if let Some(cluster) = self.cluster {
+            out.put(b",\"Cluster\":")?;
+            out.put(cluster.as_bytes())?;
         }
         if let Some(stats) = self.stats {
             out.put(b",\"Stats\":{")?;
@@ -197,8 +205,16 @@ fn parse_json<'a>(
     scanner.begin_object()?;
     let mut values = [None; FIELDS.len()];
     let mut stats_seen = false;
+    let mut cluster = None;
     while let Some((key, value)) = scanner.next_member()? {
         let key = scanner.bytes(key);
+        if key == b"Cluster" {
+            match value {
+                Value::Object(span) => cluster = Some(span),
+                _ => return Err(ResponseError::BadField(Field::Stats)),
+            }
+            continue;
+        }
         if key == b"Stats" {
             if stats_seen {
                 return Err(ResponseError::DuplicateField(Field::Stats));
@@ -258,5 +274,11 @@ fn parse_json<'a>(
         revision: integer(5)?.map(Revision),
         error: string(6)?.map(Message::Text),
         stats: None,
+        cluster: match cluster {
+            Some(span) => {
+                Some(core::str::from_utf8(span.of(buf)).map_err(|_| ResponseError::InvalidUtf8)?)
+            }
+            None => None,
+        },
     })
 }

@@ -22,6 +22,8 @@
 //! Every rule about connections (limits, timeouts, answer order, memory)
 //! is the host's; this file only owns sockets, readiness and the clock.
 
+mod cluster;
+
 use std::io::{self, Read as _, Write as _};
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -39,6 +41,8 @@ use crate::statslog;
 
 /// How long shutdown waits for answers to drain.
 const DRAIN: Duration = Duration::from_millis(500);
+/// How long a stopping leader waits for a follower to take over.
+const HANDOVER: Duration = Duration::from_secs(1);
 /// After `accept` failed for want of descriptors (or memory): how soon to
 /// try again, if no connection closes first.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -61,19 +65,46 @@ struct Sock {
     writable_interest: bool,
 }
 
-/// The sockets, indexed by the host's connection slots.
-struct Sockets(Vec<Option<Sock>>);
+/// What stands behind a host connection: a socket, or (on a cluster's
+/// leader) a session a follower relays.
+enum Endpoint {
+    Tcp(Sock),
+    Session(cluster::SessionEnd),
+}
+
+/// The endpoints, indexed by the host's connection slots.
+struct Sockets(Vec<Option<Endpoint>>);
 
 impl Sockets {
     fn get_mut(&mut self, slot: usize) -> Option<&mut Sock> {
-        self.0.get_mut(slot).and_then(Option::as_mut)
+        match self.0.get_mut(slot).and_then(Option::as_mut) {
+            Some(Endpoint::Tcp(sock)) => Some(sock),
+            _ => None,
+        }
+    }
+
+    fn session_mut(&mut self, slot: usize) -> Option<&mut cluster::SessionEnd> {
+        match self.0.get_mut(slot).and_then(Option::as_mut) {
+            Some(Endpoint::Session(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn put(&mut self, slot: usize, e: Endpoint) {
+        if self.0.len() <= slot {
+            self.0.resize_with(slot + 1, || None);
+        }
+        self.0[slot] = Some(e);
     }
 }
 
 impl Peers for Sockets {
     fn closed(&self, slot: usize) -> bool {
-        let Some(sock) = self.0.get(slot).and_then(Option::as_ref) else {
-            return true;
+        let sock = match self.0.get(slot).and_then(Option::as_ref) {
+            None => return true,
+            // A relayed client's end is the follower's: it says when.
+            Some(Endpoint::Session(s)) => return s.eof && s.inbox.is_empty(),
+            Some(Endpoint::Tcp(sock)) => sock,
         };
         let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
         match socket2::SockRef::from(&sock.stream).peek(&mut probe) {
@@ -107,6 +138,10 @@ pub(crate) struct EventLoop {
     stats_every: Duration,
     next_stats: Instant,
     log_file: Option<PathBuf>,
+    /// This member's cluster side, if it is one.
+    cluster: Option<cluster::Cluster>,
+    /// This member was removed from its cluster: it stops.
+    removed: bool,
 }
 
 /// The waker for a loop, so other threads can hand it a [`Control`].
@@ -188,6 +223,13 @@ impl EventLoop {
         };
         let mut engine = Engine::new(Host::engine_config(&config));
         let max_data_default = settings.limits.max_data_anonymous;
+        let bootstrap = crate::cluster::entry::Bootstrap {
+            cluster_id: random_key()[0] | 1,
+            hash_key: config.hash_key,
+            first_token: config.first_token,
+            limits: config.limits,
+            memory_budget: config.memory_budget as u64,
+        };
         let identities = match &settings.identity_dir {
             Some(dir) => {
                 let (ids, warnings) = Identities::load(dir, &mut engine, max_data_default, None)
@@ -209,6 +251,45 @@ impl EventLoop {
             waker,
             commands: tx,
         };
+        let mut host = Host::new(config, engine, identities);
+        let cluster = match &settings.cluster {
+            None => None,
+            Some(cs) => {
+                host.replicate(cs.node);
+                let registered: Vec<(String, u64)> = host
+                    .identities()
+                    .limits()
+                    .map(|(n, m)| (n.to_owned(), m as u64))
+                    .collect();
+                let my_addr = cs.peers.get(&cs.node).copied().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "this member is not among the peers",
+                    )
+                })?;
+                let peer_listener = std::net::TcpListener::bind(my_addr).map_err(|e| {
+                    io::Error::new(e.kind(), format!("peer address {my_addr}: {e}"))
+                })?;
+                let mut peers = cs.peers.clone();
+                // A cluster of one binds any port: record the real one.
+                peers.insert(cs.node, peer_listener.local_addr()?);
+                let member = crate::cluster::node::Member::new(
+                    cs.node,
+                    peers.clone(),
+                    bootstrap,
+                    registered,
+                    cs.join,
+                )?;
+                info!(
+                    node = cs.node,
+                    peers = ?cs.peers,
+                    "cluster member; waiting for a quorum of {} of {} to elect a leader",
+                    cs.peers.len() / 2 + 1,
+                    cs.peers.len()
+                );
+                Some(cluster::Cluster::new(member, peer_listener)?)
+            }
+        };
         Ok((
             Self {
                 poll,
@@ -217,7 +298,7 @@ impl EventLoop {
                 accept_retry: None,
                 commands: rx,
                 sockets: Sockets(Vec::new()),
-                host: Host::new(config, engine, identities),
+                host,
                 actions: Actions::default(),
                 dirty: Vec::new(),
                 identity_dir: settings.identity_dir.clone(),
@@ -227,9 +308,15 @@ impl EventLoop {
                 stats_every: settings.stats_interval,
                 next_stats: Instant::now() + settings.stats_interval,
                 log_file: settings.log_file.clone(),
+                cluster,
+                removed: false,
             },
             handle,
         ))
+        .and_then(|(mut l, h)| {
+            l.register_cluster()?;
+            Ok((l, h))
+        })
     }
 
     /// The host's time.
@@ -242,6 +329,8 @@ impl EventLoop {
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut shutdown_at: Option<Instant> = None;
+        // A leader stopping: until when it waits for a follower to take over.
+        let mut handing_over: Option<Instant> = None;
         // After a turn with work, poll without sleeping for `busy_poll`: a
         // request arriving meanwhile is served without the wake-up of a
         // sleeping thread (tens of microseconds in a VM).
@@ -259,14 +348,29 @@ impl EventLoop {
                 }
             }
             for ev in &events {
+                if self.cluster.is_some() && self.cluster_event(ev.token(), ev) {
+                    continue;
+                }
                 match ev.token() {
                     LISTENER => self.accept(),
                     WAKER => {
                         while let Ok(cmd) = self.commands.try_recv() {
                             match cmd {
-                                Control::Shutdown if shutdown_at.is_none() => {
-                                    shutdown_at = Some(Instant::now() + DRAIN);
-                                    self.begin_shutdown();
+                                Control::Shutdown
+                                    if shutdown_at.is_none() && handing_over.is_none() =>
+                                {
+                                    // A leader hands over first, so the
+                                    // cluster does not wait out an election.
+                                    let transferred = self
+                                        .cluster
+                                        .as_mut()
+                                        .and_then(|c| c.member.transfer_leadership());
+                                    if transferred.is_some() {
+                                        handing_over = Some(Instant::now() + HANDOVER);
+                                    } else {
+                                        shutdown_at = Some(Instant::now() + DRAIN);
+                                        self.begin_shutdown();
+                                    }
                                 }
                                 Control::Shutdown => {}
                                 Control::ReloadIdentities => self.reload_identities(),
@@ -294,6 +398,18 @@ impl EventLoop {
                 spin_until = Some(Instant::now() + self.busy_poll);
             }
             self.timers();
+            if let Err(e) = self.cluster_turn() {
+                tracing::error!("this member must stop: {e}");
+                return Err(e);
+            }
+            let handed_over = handing_over.is_some_and(|t| {
+                Instant::now() >= t || !self.cluster.as_ref().is_some_and(|c| c.member.is_leader())
+            });
+            if (self.removed || handed_over) && shutdown_at.is_none() {
+                handing_over = None;
+                shutdown_at = Some(Instant::now() + DRAIN);
+                self.begin_shutdown();
+            }
             self.flush_dirty();
             if let Some(at) = shutdown_at
                 && (self.host.active() == 0 || Instant::now() >= at)
@@ -318,6 +434,9 @@ impl EventLoop {
         }
         for t in [self.accept_retry, shutdown_at].into_iter().flatten() {
             at = at.min(t);
+        }
+        if let Some(c) = &self.cluster {
+            at = at.min(c.next_wake());
         }
         // Round up to the next millisecond: epoll counts whole ones, and
         // waking early only to sleep again costs a turn.
@@ -348,7 +467,11 @@ impl EventLoop {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: std::net::SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
+        // A follower relays its clients to the leader.
+        let Some(mut stream) = self.relay_if_following(stream) else {
+            return;
+        };
         let now = self.now();
         let slot = match self.host.admit(now) {
             Admission::Accepted(slot) => slot,
@@ -372,19 +495,23 @@ impl EventLoop {
             self.apply_actions();
             return;
         }
-        if self.sockets.0.len() <= slot {
-            self.sockets.0.resize_with(slot + 1, || None);
-        }
-        self.sockets.0[slot] = Some(Sock {
-            stream,
-            writable_interest: false,
-        });
+        self.sockets.put(
+            slot,
+            Endpoint::Tcp(Sock {
+                stream,
+                writable_interest: false,
+            }),
+        );
     }
 
     /// Reads what the socket holds into the host, which answers every
     /// complete line. `hung_up`: epoll said the client closed its end.
     fn readable(&mut self, slot: usize, hung_up: bool) {
         let now = self.now();
+        if self.sockets.session_mut(slot).is_some() {
+            self.feed_session(slot);
+            return;
+        }
         self.host.resume(slot, now, &self.sockets);
         while let Some(space) = self.host.read_space(slot) {
             let want = space.len();
@@ -430,9 +557,17 @@ impl EventLoop {
             }
             let mut closed_any = false;
             for &slot in &self.actions.close {
-                if let Some(mut sock) = self.sockets.0.get_mut(slot).and_then(Option::take) {
-                    let _ = self.poll.registry().deregister(&mut sock.stream);
-                    closed_any = true;
+                match self.sockets.0.get_mut(slot).and_then(Option::take) {
+                    Some(Endpoint::Tcp(mut sock)) => {
+                        let _ = self.poll.registry().deregister(&mut sock.stream);
+                        closed_any = true;
+                    }
+                    Some(Endpoint::Session(s)) => {
+                        if let Some(c) = &mut self.cluster {
+                            c.session_closed(&s);
+                        }
+                    }
+                    None => {}
                 }
             }
             for &slot in &self.actions.shutdown_write {
@@ -485,6 +620,10 @@ impl EventLoop {
 
     fn flush(&mut self, slot: usize) {
         let now = self.now();
+        if self.sockets.session_mut(slot).is_some() {
+            self.flush_session(slot);
+            return;
+        }
         loop {
             let out = self.host.output(slot);
             if out.is_empty() {
@@ -539,18 +678,26 @@ impl EventLoop {
             return;
         };
         let host = &mut self.host;
-        match Identities::load(
-            dir,
-            &mut host.engine,
-            self.max_data_default,
-            Some(&host.identities),
-        ) {
+        // A cluster member's engine learns identities only through the
+        // log: load them beside it, then propose them.
+        let mut scratch = Engine::new(dlm_core::engine::Config::DEFAULT);
+        let engine = if self.cluster.is_some() {
+            &mut scratch
+        } else {
+            &mut host.engine
+        };
+        match Identities::load(dir, engine, self.max_data_default, Some(&host.identities)) {
             Ok((ids, warnings)) => {
                 for w in warnings {
                     warn!("identity: {w}");
                 }
                 info!(count = ids.len(), "identities loaded");
+                let list: Vec<(String, u64)> =
+                    ids.limits().map(|(n, m)| (n.to_owned(), m as u64)).collect();
                 self.host.set_identities(ids);
+                if let Some(c) = &mut self.cluster {
+                    c.member.set_identities(list, &self.host);
+                }
             }
             Err(e) => warn!(
                 "cannot read identity directory {}: {e}; keeping the identities loaded before",
