@@ -120,7 +120,8 @@ typedef struct dlm_options dlm_options;
 typedef void (*dlm_lost_fn)(void *userdata);
 
 // A custom value encoder or decoder. libdlm calls it with the data key
-// `name` (UTF-8, `name_len` bytes, not NUL-terminated), the input bytes, and an output buffer of `out_cap` bytes. It
+// `name` (UTF-8, `name_len` bytes, not NUL-terminated), the input bytes,
+// and an output buffer of `out_cap` bytes. It
 // writes the output and its length to `*out_len` and returns `DLM_OK`; if
 // the buffer is too small it sets `*out_len` to the size it needs and
 // returns `DLM_ERR_BUFFER_TOO_SMALL` (libdlm calls again with a larger
