@@ -1,15 +1,15 @@
 # The two commands a user needs are in README.md; everything else is here.
-.PHONY: test setup bench bench-cluster fuzz header
+.PHONY: test setup bench bench-cluster bench-bindings fuzz header
 test:
 	scripts/test.sh
 
 setup:
 	scripts/setup.sh
 
-# Regenerate ffi/include/dlm.h from ffi/src/capi (cbindgen, pinned version)
+# Regenerate ffi/libdlm/include/dlm.h from ffi/libdlm/src (cbindgen, pinned version)
 # and ffi/go/errors_gen.go from dlm-core's client::ErrorKind.
 header:
-	DLM_BLESS=1 cargo test -p dlm --test header
+	DLM_BLESS=1 cargo test -p libdlm --test header
 
 # dlm-server against Redis and the floor server, one table (needs redis-server;
 # scripts/bench.sh installs it).
@@ -22,6 +22,11 @@ bench:
 # not part of `make test`; `scripts/bench-cluster.sh --quick` is the smoke run).
 bench-cluster:
 	scripts/bench-cluster.sh
+
+# Each binding (C, Rust, ...) against its language's best-known Redis client,
+# one table (bench/bindings/README.md; installs redis-server and hiredis).
+bench-bindings:
+	scripts/bench-bindings.sh
 
 # Long randomized runs: the server simulation over ~200,000 seeds, the
 # engine model, and cargo-fuzz where a nightly toolchain has it.

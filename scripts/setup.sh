@@ -23,6 +23,9 @@ need=()
 for tool in pkg-config:pkg-config gcc:gcc g++:g++ nm:binutils readelf:binutils valgrind:valgrind; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
+# The bindings benchmark's C program (bench/bindings/c, smoke-run by the
+# tests) measures libdlm against hiredis.
+pkg-config --exists hiredis 2>/dev/null || need+=(libhiredis-dev)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
   $sudo apt-get update -qq

@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
 export CGO_ENABLED=1
 
-# The package links target/debug/libdlm.a (or .so with dlm_dynamic).
-cargo build -p dlm --lib --locked
+# The package links target/debug/libdlm.a (crate ffi/libdlm) (or .so with dlm_dynamic).
+cargo build -p libdlm --lib --locked
 cargo build -p dlm-server --bin dlm-server --locked
 
 cd ffi/go

@@ -24,7 +24,7 @@ fi
   "maturin==$maturin_version" "pytest==$pytest_version"
 
 step "python: dlm-server and the dlm command (the tests start and call them)"
-cargo build -p dlm-server -p dlm --bins --locked
+cargo build -p dlm-server -p dlm-cli --bins --locked
 export DLM_SERVER_BIN="$target/debug/dlm-server"
 export DLM_CLI_BIN="$target/debug/dlm"
 

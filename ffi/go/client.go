@@ -119,7 +119,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	}
 	connect := func() result {
 		var r result
-		r.s = C.gdlm_client_new(bytesOf(addr), C.size_t(len(addr)), o, &r.ptr, &r.err)
+		r.s = C.gdlm_client_new(textOf(addr), C.size_t(len(addr)), o, &r.ptr, &r.err)
 		C.dlm_options_free(o)
 		return r
 	}
@@ -192,7 +192,7 @@ func (cfg *dialConfig) options() (*C.dlm_options, error) {
 		return e
 	}
 	if cfg.clientID != "" {
-		if s := C.dlm_options_set_client_id(o, bytesOf(cfg.clientID), C.size_t(len(cfg.clientID))); s != C.DLM_OK {
+		if s := C.dlm_options_set_client_id(o, textOf(cfg.clientID), C.size_t(len(cfg.clientID))); s != C.DLM_OK {
 			return nil, fail(s, "the client ID must be valid UTF-8")
 		}
 	}
@@ -213,14 +213,14 @@ func (cfg *dialConfig) options() (*C.dlm_options, error) {
 	}
 	if cfg.hasCreds {
 		if s := C.dlm_options_set_credentials(o,
-			bytesOf(cfg.credName), C.size_t(len(cfg.credName)),
-			bytesOf(cfg.credSecret), C.size_t(len(cfg.credSecret))); s != C.DLM_OK {
+			textOf(cfg.credName), C.size_t(len(cfg.credName)),
+			textOf(cfg.credSecret), C.size_t(len(cfg.credSecret))); s != C.DLM_OK {
 			return nil, fail(s, "credentials need a non-empty UTF-8 name and secret")
 		}
 	}
 	if cfg.sealedKey != nil {
 		key := cfg.sealedKey
-		if s := C.dlm_options_set_sealed_key(o, (*C.uint8_t)(unsafe.SliceData(key)), C.size_t(len(key))); s != C.DLM_OK {
+		if s := C.dlm_options_set_sealed_key(o, unsafe.Pointer(unsafe.SliceData(key)), C.size_t(len(key))); s != C.DLM_OK {
 			return nil, fail(s, fmt.Sprintf("a sealed key is %d bytes, not %d", SealedKeySize, len(key)))
 		}
 	}
@@ -350,7 +350,7 @@ func (c *Client) TestLock(ctx context.Context, name string) (LockState, error) {
 	var state C.dlm_lock_state
 	var token, left C.uint64_t
 	var report C.gdlm_err
-	s := C.gdlm_client_test_lock(c.cptr(), bytesOf(name), C.size_t(len(name)), &state, &token, &left, &report)
+	s := C.gdlm_client_test_lock(c.cptr(), textOf(name), C.size_t(len(name)), &state, &token, &left, &report)
 	runtime.KeepAlive(c)
 	if s != C.DLM_OK {
 		return LockState{}, c.fail("testlock", name, s, &report)
@@ -373,7 +373,7 @@ func (c *Client) UnlockByName(ctx context.Context, name string, token uint64) er
 	}
 	defer c.mu.RUnlock()
 	var report C.gdlm_err
-	s := C.gdlm_client_unlock(c.cptr(), bytesOf(name), C.size_t(len(name)), C.uint64_t(token), &report)
+	s := C.gdlm_client_unlock(c.cptr(), textOf(name), C.size_t(len(name)), C.uint64_t(token), &report)
 	runtime.KeepAlive(c)
 	if s != C.DLM_OK {
 		return c.fail("unlock", name, s, &report)
@@ -391,8 +391,8 @@ func (c *Client) Put(ctx context.Context, name string, value []byte, ttl time.Du
 	defer c.mu.RUnlock()
 	var rev C.uint64_t
 	var report C.gdlm_err
-	s := C.gdlm_client_put(c.cptr(), bytesOf(name), C.size_t(len(name)),
-		(*C.uint8_t)(unsafe.SliceData(value)), C.size_t(len(value)), C.uint64_t(millis(ttl)), &rev, &report)
+	s := C.gdlm_client_put(c.cptr(), textOf(name), C.size_t(len(name)),
+		unsafe.Pointer(unsafe.SliceData(value)), C.size_t(len(value)), C.uint64_t(millis(ttl)), &rev, &report)
 	runtime.KeepAlive(c)
 	if s != C.DLM_OK {
 		return 0, c.fail("put", name, s, &report)
@@ -411,8 +411,8 @@ func (c *Client) PutIf(ctx context.Context, name string, value []byte, ttl time.
 	defer c.mu.RUnlock()
 	var rev C.uint64_t
 	var report C.gdlm_err
-	s := C.gdlm_client_put_if(c.cptr(), bytesOf(name), C.size_t(len(name)),
-		(*C.uint8_t)(unsafe.SliceData(value)), C.size_t(len(value)), C.uint64_t(millis(ttl)),
+	s := C.gdlm_client_put_if(c.cptr(), textOf(name), C.size_t(len(name)),
+		unsafe.Pointer(unsafe.SliceData(value)), C.size_t(len(value)), C.uint64_t(millis(ttl)),
 		C.uint64_t(expected), &rev, &report)
 	runtime.KeepAlive(c)
 	if s == C.DLM_ERR_CONFLICT {
@@ -453,8 +453,8 @@ func (c *Client) Get(ctx context.Context, name string) (Value, error) {
 		var n C.size_t
 		var rev C.uint64_t
 		var report C.gdlm_err
-		s := C.gdlm_client_get(c.cptr(), bytesOf(name), C.size_t(len(name)),
-			(*C.uint8_t)(unsafe.SliceData(buf)), C.size_t(len(buf)), &n, &rev, &report)
+		s := C.gdlm_client_get(c.cptr(), textOf(name), C.size_t(len(name)),
+			unsafe.Pointer(unsafe.SliceData(buf)), C.size_t(len(buf)), &n, &rev, &report)
 		runtime.KeepAlive(c)
 		switch {
 		case s == C.DLM_OK:
@@ -474,7 +474,7 @@ func (c *Client) Erase(ctx context.Context, name string) error {
 	}
 	defer c.mu.RUnlock()
 	var report C.gdlm_err
-	s := C.gdlm_client_erase(c.cptr(), bytesOf(name), C.size_t(len(name)), &report)
+	s := C.gdlm_client_erase(c.cptr(), textOf(name), C.size_t(len(name)), &report)
 	runtime.KeepAlive(c)
 	if s != C.DLM_OK {
 		return c.fail("erase", name, s, &report)
@@ -564,9 +564,9 @@ func LibraryVersion() string {
 	return C.GoString(C.dlm_version())
 }
 
-// bytesOf points C at a string's bytes for the duration of a call (libdlm
+// textOf points C at a string's text for the duration of a call (libdlm
 // takes pointer and length, never a NUL-terminated string, and copies what
 // it keeps).
-func bytesOf(s string) *C.uint8_t {
-	return (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(s)))
+func textOf(s string) *C.char {
+	return (*C.char)(unsafe.Pointer(unsafe.StringData(s)))
 }

@@ -21,7 +21,7 @@ import (
 )
 
 func TestLibraryVersionMatchesTheHeader(t *testing.T) {
-	header, err := os.ReadFile(filepath.Join(repoRoot, "ffi", "include", "dlm.h"))
+	header, err := os.ReadFile(filepath.Join(repoRoot, "ffi", "libdlm", "include", "dlm.h"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@
 // The package links libdlm statically from the repository's
 // target/debug/libdlm.a, so build it once first, from the repository root:
 //
-//	cargo build -p dlm
+//	cargo build -p libdlm
 //
 // With -tags dlm_dynamic it links target/debug/libdlm.so instead. Build
 // with -tags debug to force a garbage collection at every C call, which

@@ -23,7 +23,7 @@ func buildInterop(t *testing.T) string {
 	}
 	bin := filepath.Join(t.TempDir(), "interop")
 	args := []string{"-std=c11", "-Wall", "-Wextra", "-Werror",
-		"-I", filepath.Join(repoRoot, "ffi", "include"),
+		"-I", filepath.Join(repoRoot, "ffi", "libdlm", "include"),
 		filepath.Join("testdata", "interop.c"),
 		filepath.Join(repoRoot, "target", "debug", "libdlm.a"),
 	}

@@ -43,7 +43,7 @@ func TestNativeStaticLibs(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "cargo", "rustc", "-p", "dlm", "--lib",
+	cmd := exec.CommandContext(ctx, "cargo", "rustc", "-p", "libdlm", "--lib",
 		"--crate-type", "staticlib", "--", "--print", "native-static-libs")
 	cmd.Dir = repoRoot
 	out, err := cmd.CombinedOutput()
@@ -71,7 +71,7 @@ func TestLinkFlagsPointAtTheCargoBuild(t *testing.T) {
 	}
 	lib := filepath.Join(repoRoot, "target", "debug", "libdlm.a")
 	if _, err := os.Stat(lib); err != nil {
-		t.Fatalf("%s: %v (run `cargo build -p dlm`)", lib, err)
+		t.Fatalf("%s: %v (run `cargo build -p libdlm`)", lib, err)
 	}
 	dynamic := strings.Join(cgoLDFLAGS(t, "link_dynamic.go", ""), " ")
 	for _, part := range []string{"-L${SRCDIR}/../../target/debug", "-Wl,-rpath,${SRCDIR}/../../target/debug", "-ldlm"} {
@@ -81,16 +81,16 @@ func TestLinkFlagsPointAtTheCargoBuild(t *testing.T) {
 	}
 }
 
-// ffi/native-static-libs.txt records the same list for the C side (cgo
+// ffi/libdlm/native-static-libs.txt records the same list for the C side (cgo
 // cannot read a file, so link_static.go carries its own copy): the two
 // must agree.
 func TestNativeStaticLibsMatchTheRecordedList(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("ffi/native-static-libs.txt is for Linux")
+		t.Skip("ffi/libdlm/native-static-libs.txt is for Linux")
 	}
-	text, err := os.ReadFile(filepath.Join(repoRoot, "ffi", "native-static-libs.txt"))
+	text, err := os.ReadFile(filepath.Join(repoRoot, "ffi", "libdlm", "native-static-libs.txt"))
 	if err != nil {
-		t.Skip("no ffi/native-static-libs.txt:", err)
+		t.Skip("no ffi/libdlm/native-static-libs.txt:", err)
 	}
 	var recorded []string
 	for _, line := range strings.Split(string(text), "\n") {
@@ -99,6 +99,6 @@ func TestNativeStaticLibsMatchTheRecordedList(t *testing.T) {
 		}
 	}
 	if listed := cgoLDFLAGS(t, "link_static.go", "linux"); !slices.Equal(listed, recorded) {
-		t.Fatalf("link_static.go lists %v, ffi/native-static-libs.txt %v", listed, recorded)
+		t.Fatalf("link_static.go lists %v, ffi/libdlm/native-static-libs.txt %v", listed, recorded)
 	}
 }

@@ -170,7 +170,7 @@ func (c *Client) lock(ctx context.Context, op, name string, cfg lockConfig) (*Lo
 
 	var out *C.dlm_lock
 	var report C.gdlm_err
-	s := C.gdlm_client_lock(c.cptr(), bytesOf(name), C.size_t(len(name)),
+	s := C.gdlm_client_lock(c.cptr(), textOf(name), C.size_t(len(name)),
 		C.uint64_t(millis(cfg.ttl)), C.uint64_t(millis(cfg.wait)), flags, cancel,
 		C.uintptr_t(handle), &out, &report)
 	runtime.KeepAlive(c)

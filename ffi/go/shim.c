@@ -48,7 +48,7 @@ static dlm_status options_last_error(const void *h, char *buf, size_t len,
     return dlm_options_last_error((const dlm_options *)h, buf, len, out_n);
 }
 
-dlm_status gdlm_client_new(const uint8_t *addr, size_t addr_len,
+dlm_status gdlm_client_new(const char *addr, size_t addr_len,
                            const dlm_options *opts, dlm_client **out,
                            gdlm_err *err) {
     // libdlm keeps why the connection failed on the options.
@@ -59,7 +59,7 @@ dlm_status gdlm_client_new(const uint8_t *addr, size_t addr_len,
 #define CLIENT(c, err, call) fail((call), (c), client_last_error, (err))
 #define LOCK(l, err, call) fail((call), (l), lock_last_error, (err))
 
-dlm_status gdlm_client_test_lock(const dlm_client *c, const uint8_t *name,
+dlm_status gdlm_client_test_lock(const dlm_client *c, const char *name,
                                  size_t name_len, dlm_lock_state *state,
                                  uint64_t *token, uint64_t *remaining_ms,
                                  gdlm_err *err) {
@@ -68,13 +68,13 @@ dlm_status gdlm_client_test_lock(const dlm_client *c, const uint8_t *name,
                                        remaining_ms));
 }
 
-dlm_status gdlm_client_unlock(const dlm_client *c, const uint8_t *name,
+dlm_status gdlm_client_unlock(const dlm_client *c, const char *name,
                               size_t name_len, uint64_t token, gdlm_err *err) {
     return CLIENT(c, err, dlm_client_unlock(c, name, name_len, token));
 }
 
-dlm_status gdlm_client_put(const dlm_client *c, const uint8_t *name,
-                           size_t name_len, const uint8_t *value,
+dlm_status gdlm_client_put(const dlm_client *c, const char *name,
+                           size_t name_len, const void *value,
                            size_t value_len, uint64_t ttl_ms,
                            uint64_t *revision, gdlm_err *err) {
     return CLIENT(c, err,
@@ -82,8 +82,8 @@ dlm_status gdlm_client_put(const dlm_client *c, const uint8_t *name,
                                  revision));
 }
 
-dlm_status gdlm_client_put_if(const dlm_client *c, const uint8_t *name,
-                              size_t name_len, const uint8_t *value,
+dlm_status gdlm_client_put_if(const dlm_client *c, const char *name,
+                              size_t name_len, const void *value,
                               size_t value_len, uint64_t ttl_ms,
                               uint64_t expected, uint64_t *revision,
                               gdlm_err *err) {
@@ -92,15 +92,15 @@ dlm_status gdlm_client_put_if(const dlm_client *c, const uint8_t *name,
                                     ttl_ms, expected, revision));
 }
 
-dlm_status gdlm_client_get(const dlm_client *c, const uint8_t *name,
-                           size_t name_len, uint8_t *buf, size_t buf_len,
+dlm_status gdlm_client_get(const dlm_client *c, const char *name,
+                           size_t name_len, void *buf, size_t buf_len,
                            size_t *out_len, uint64_t *revision, gdlm_err *err) {
     return CLIENT(c, err,
                   dlm_client_get(c, name, name_len, buf, buf_len, out_len,
                                  revision));
 }
 
-dlm_status gdlm_client_erase(const dlm_client *c, const uint8_t *name,
+dlm_status gdlm_client_erase(const dlm_client *c, const char *name,
                              size_t name_len, gdlm_err *err) {
     return CLIENT(c, err, dlm_client_erase(c, name, name_len));
 }
@@ -121,7 +121,7 @@ static void lost_trampoline(void *userdata) {
     goDlmLost((uintptr_t)userdata);
 }
 
-dlm_status gdlm_client_lock(const dlm_client *c, const uint8_t *name,
+dlm_status gdlm_client_lock(const dlm_client *c, const char *name,
                             size_t name_len, uint64_t ttl_ms, uint64_t wait_ms,
                             uint32_t flags, const dlm_cancel *cancel,
                             uintptr_t lost, dlm_lock **out, gdlm_err *err) {
@@ -141,7 +141,7 @@ dlm_status gdlm_lock_release(const dlm_lock *l, gdlm_err *err) {
 }
 
 // libdlm's encoder callbacks: forward to Go, saying which direction.
-static uint32_t encode_trampoline(void *userdata, const uint8_t *name,
+static uint32_t encode_trampoline(void *userdata, const char *name,
                                   size_t name_len, const uint8_t *input,
                                   size_t input_len, uint8_t *out,
                                   size_t out_cap, size_t *out_len) {
@@ -150,7 +150,7 @@ static uint32_t encode_trampoline(void *userdata, const uint8_t *name,
                      (uint8_t *)input, input_len, out, out_cap, out_len);
 }
 
-static uint32_t decode_trampoline(void *userdata, const uint8_t *name,
+static uint32_t decode_trampoline(void *userdata, const char *name,
                                   size_t name_len, const uint8_t *input,
                                   size_t input_len, uint8_t *out,
                                   size_t out_cap, size_t *out_len) {

@@ -21,28 +21,28 @@ typedef struct {
 } gdlm_err;
 
 /* dlm_client_new, with the reason for a failure read off the options. */
-dlm_status gdlm_client_new(const uint8_t *addr, size_t addr_len,
+dlm_status gdlm_client_new(const char *addr, size_t addr_len,
                            const dlm_options *opts, dlm_client **out,
                            gdlm_err *err);
-dlm_status gdlm_client_test_lock(const dlm_client *c, const uint8_t *name,
+dlm_status gdlm_client_test_lock(const dlm_client *c, const char *name,
                                  size_t name_len, dlm_lock_state *state,
                                  uint64_t *token, uint64_t *remaining_ms,
                                  gdlm_err *err);
-dlm_status gdlm_client_unlock(const dlm_client *c, const uint8_t *name,
+dlm_status gdlm_client_unlock(const dlm_client *c, const char *name,
                               size_t name_len, uint64_t token, gdlm_err *err);
-dlm_status gdlm_client_put(const dlm_client *c, const uint8_t *name,
-                           size_t name_len, const uint8_t *value,
+dlm_status gdlm_client_put(const dlm_client *c, const char *name,
+                           size_t name_len, const void *value,
                            size_t value_len, uint64_t ttl_ms,
                            uint64_t *revision, gdlm_err *err);
-dlm_status gdlm_client_put_if(const dlm_client *c, const uint8_t *name,
-                              size_t name_len, const uint8_t *value,
+dlm_status gdlm_client_put_if(const dlm_client *c, const char *name,
+                              size_t name_len, const void *value,
                               size_t value_len, uint64_t ttl_ms,
                               uint64_t expected, uint64_t *revision,
                               gdlm_err *err);
-dlm_status gdlm_client_get(const dlm_client *c, const uint8_t *name,
-                           size_t name_len, uint8_t *buf, size_t buf_len,
+dlm_status gdlm_client_get(const dlm_client *c, const char *name,
+                           size_t name_len, void *buf, size_t buf_len,
                            size_t *out_len, uint64_t *revision, gdlm_err *err);
-dlm_status gdlm_client_erase(const dlm_client *c, const uint8_t *name,
+dlm_status gdlm_client_erase(const dlm_client *c, const char *name,
                              size_t name_len, gdlm_err *err);
 dlm_status gdlm_client_server_version(const dlm_client *c, char *buf,
                                       size_t len, size_t *out_n,
@@ -51,7 +51,7 @@ dlm_status gdlm_client_stats_json(const dlm_client *c, char *buf, size_t len,
                                   size_t *out_n, gdlm_err *err);
 /* dlm_client_lock with the Go lost callback; `lost` is a cgo.Handle, or 0
  * for no callback. */
-dlm_status gdlm_client_lock(const dlm_client *c, const uint8_t *name,
+dlm_status gdlm_client_lock(const dlm_client *c, const char *name,
                             size_t name_len, uint64_t ttl_ms, uint64_t wait_ms,
                             uint32_t flags, const dlm_cancel *cancel,
                             uintptr_t lost, dlm_lock **out, gdlm_err *err);

@@ -66,6 +66,88 @@ impl Default for Options {
     }
 }
 
+/// A builder, so that options read as one expression:
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// # fn main() -> dlm::Result<()> {
+/// let options = dlm::Options::new()
+///     .client_id("backup-host-1")
+///     .io_timeout(Duration::from_secs(2))
+///     .max_idle(16);
+/// let client = dlm::Client::connect_with("127.0.0.1:37373", options)?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Each method sets the field of the same name and returns the options.
+impl Options {
+    /// The defaults: 5 s to connect (3 attempts), 10 s for an answer, a
+    /// random owner ID, plain JSON, the table codec, 4 idle connections.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long to wait for a TCP connection.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for an answer (beyond a lock's own wait).
+    #[must_use]
+    pub fn io_timeout(mut self, timeout: Duration) -> Self {
+        self.io_timeout = timeout;
+        self
+    }
+
+    /// The owner ID to use instead of a random one. Locks belong to it:
+    /// clients that must exclude each other need different IDs.
+    #[must_use]
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = Some(id.into());
+        self
+    }
+
+    /// The framing to send ([`Framing::Legacy`] to talk to JackrabbitDLM).
+    #[must_use]
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// Authenticate every request as the identity `name` with `secret`.
+    #[must_use]
+    pub fn credentials(mut self, name: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.credentials = Some((name.into(), secret.into()));
+        self
+    }
+
+    /// How values are encoded (e.g. a [`SealedEncoder`](crate::SealedEncoder)).
+    #[must_use]
+    pub fn encoder(mut self, encoder: impl Encoder + 'static) -> Self {
+        self.encoder = Arc::new(encoder);
+        self
+    }
+
+    /// How many times to try connecting before giving up (at least 1).
+    #[must_use]
+    pub fn connect_attempts(mut self, attempts: u32) -> Self {
+        self.connect_attempts = attempts;
+        self
+    }
+
+    /// How many idle connections to keep for reuse: as many as the threads
+    /// that call the client at once, or some calls open a new connection.
+    #[must_use]
+    pub fn max_idle(mut self, connections: usize) -> Self {
+        self.max_idle = connections;
+        self
+    }
+}
+
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Options")
@@ -99,6 +181,10 @@ struct Conn {
     reader: BufReader<TcpStream>,
     line: Vec<u8>,
     out: Vec<u8>,
+    /// The read and write timeouts the socket has now. They change only
+    /// when a call needs another limit (a lock's wait), so an ordinary
+    /// request costs two system calls, its write and its read.
+    timeout: Option<Duration>,
 }
 
 /// Where the time limit of a call comes from.
@@ -390,6 +476,7 @@ impl Shared {
                             reader: BufReader::new(s),
                             line: Vec::new(),
                             out: Vec::new(),
+                            timeout: None,
                         });
                     }
                     Err(e) => last = Some(e),
@@ -494,8 +581,13 @@ impl Conn {
         // Writing to a Vec cannot fail.
         let _ = req.write(&mut self.out);
         let stream = self.reader.get_ref();
-        stream.set_write_timeout(Some(limit))?;
-        stream.set_read_timeout(Some(limit))?;
+        if self.timeout != Some(limit) {
+            // Cleared first: if setting one fails, the next call tries again.
+            self.timeout = None;
+            stream.set_write_timeout(Some(limit))?;
+            stream.set_read_timeout(Some(limit))?;
+            self.timeout = Some(limit);
+        }
         (&*stream).write_all(&self.out)?;
         self.line.clear();
         let n = (&mut self.reader)

@@ -1,9 +1,11 @@
 //! # dlm
 //!
-//! The client library of dlm, a distributed lock manager and volatile state
-//! coordinator: a blocking Rust API, the C ABI (`libdlm`, header
-//! `include/dlm.h`), and the `dlm` command-line tool. It wraps dlm-core's
-//! sans-I/O client with blocking sockets.
+//! The blocking Rust client of dlm, a distributed lock manager and volatile
+//! state coordinator (wire-compatible with JackrabbitDLM). It drives
+//! dlm-core's sans-I/O client (the rules of every answer and of a held
+//! lock's lease) with blocking sockets, a monotonic clock and, for an
+//! auto-renewed lock, one thread. The C ABI over it is libdlm (`ffi/libdlm`),
+//! the `dlm` command the crate `dlm-cli`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -37,7 +39,6 @@
 #![deny(missing_docs)]
 
 mod cancel;
-pub mod capi;
 mod client;
 mod encoder;
 mod error;

@@ -138,6 +138,7 @@ impl<'c> LockBuilder<'c> {
             stopping: AtomicBool::new(false),
             io: Mutex::new(()),
             on_lost: self.on_lost,
+            renewed: self.auto_renew,
         });
         let mut lock = Lock {
             inner,
@@ -171,6 +172,10 @@ struct Inner {
     /// the lease wants.
     io: Mutex<()>,
     on_lost: Option<LostCallback>,
+    /// Whether a renewal thread may be waiting on `wake`. Without one,
+    /// nothing is notified: a notification is a system call (a futex
+    /// wake) even when nobody waits, one more per release.
+    renewed: bool,
 }
 
 impl Inner {
@@ -217,7 +222,9 @@ impl Inner {
             self.with_lease(Lease::handle_failure);
         }
         // The schedule may have changed: let the renewal thread look again.
-        self.wake.notify_all();
+        if self.renewed {
+            self.wake.notify_all();
+        }
         Some(result)
     }
 

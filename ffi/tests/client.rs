@@ -252,13 +252,13 @@ fn values_round_trip_with_cas() {
 fn sealed_values_are_ciphertext_on_the_server() {
     let server = Server::start();
     let key = SealedEncoder::generate_key().unwrap();
+    // Built with the builder, as a user would.
     let sealed = Client::connect_with(
         server.addr(),
-        Options {
-            client_id: Some("s".into()),
-            encoder: Arc::new(SealedEncoder::new(key)),
-            ..Options::default()
-        },
+        Options::new()
+            .client_id("s")
+            .encoder(SealedEncoder::new(key))
+            .max_idle(2),
     )
     .unwrap();
     sealed
@@ -312,4 +312,24 @@ fn unreachable_servers_fail_with_unavailable() {
         },
     );
     assert!(matches!(r, Err(Error::Unavailable(_))));
+}
+
+#[test]
+fn the_options_builder_sets_each_field() {
+    let o = Options::new()
+        .connect_timeout(Duration::from_millis(1500))
+        .io_timeout(Duration::from_secs(2))
+        .client_id("me")
+        .framing(dlm::Framing::Legacy)
+        .credentials("name", "secret")
+        .connect_attempts(7)
+        .max_idle(16);
+    assert_eq!(o.connect_timeout, Duration::from_millis(1500));
+    assert_eq!(o.io_timeout, Duration::from_secs(2));
+    assert_eq!(o.client_id.as_deref(), Some("me"));
+    assert_eq!(o.framing, dlm::Framing::Legacy);
+    assert_eq!(o.credentials, Some(("name".into(), "secret".into())));
+    assert_eq!((o.connect_attempts, o.max_idle), (7, 16));
+    // The secret stays out of Debug.
+    assert!(!format!("{o:?}").contains("secret\""), "{o:?}");
 }

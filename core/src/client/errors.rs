@@ -6,8 +6,8 @@
 //!
 //! | binding | derived from [`ErrorKind`] | held by |
 //! |---|---|---|
-//! | C (`dlm_status`) | `DLM_ERR_<NAME>` = [`code`](ErrorKind::code); `dlm_status_string` = [`message`](ErrorKind::message) | a unit test in `ffi/src/capi` |
-//! | Go (`ffi/go/errors_gen.go`) | `Err<Name>` = `errors.New("dlm: " + message)`, and the status-to-sentinel switch | generated; `ffi/tests/header.rs` fails on drift |
+//! | C (`dlm_status`) | `DLM_ERR_<NAME>` = [`code`](ErrorKind::code); `dlm_status_string` = [`message`](ErrorKind::message) | a unit test in `ffi/libdlm/src` |
+//! | Go (`ffi/go/errors_gen.go`) | `Err<Name>` = `errors.New("dlm: " + message)`, and the status-to-sentinel switch | generated; `ffi/libdlm/tests/header.rs` fails on drift |
 //! | JavaScript (`wasm/js/errors.js`) | `<Name>Error` with `code` = [`name`](ErrorKind::name), default message | `wasm/js/test/errors.test.js`, against the module's `errorKinds()` |
 //! | Rust (`dlm::Error`, `dlm-wasm`) | `kind()` returns this very type | the compiler |
 //!

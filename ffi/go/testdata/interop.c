@@ -27,8 +27,6 @@ static int fail(const char *what, dlm_status s, const dlm_client *c) {
     return 1;
 }
 
-static const uint8_t *u8(const char *s) { return (const uint8_t *)s; }
-
 int main(int argc, char **argv) {
     if (argc < 5) {
         fprintf(stderr, "usage: interop ADDR ID put|get|trylock NAME [VALUE]\n");
@@ -39,29 +37,29 @@ int main(int argc, char **argv) {
     dlm_options *opts = NULL;
     dlm_status s = dlm_options_new(&opts);
     if (s != DLM_OK) return fail("options", s, NULL);
-    s = dlm_options_set_client_id(opts, u8(id), strlen(id));
+    s = dlm_options_set_client_id(opts, id, strlen(id));
     if (s != DLM_OK) return fail("client id", s, NULL);
     dlm_client *c = NULL;
-    s = dlm_client_new(u8(addr), strlen(addr), opts, &c);
+    s = dlm_client_new(addr, strlen(addr), opts, &c);
     dlm_options_free(opts);
     if (s != DLM_OK) return fail("connect", s, NULL);
 
     int rc = 0;
     if (strcmp(op, "put") == 0 && argc == 6) {
         uint64_t rev = 0;
-        s = dlm_client_put(c, u8(name), strlen(name), u8(argv[5]),
+        s = dlm_client_put(c, name, strlen(name), argv[5],
                            strlen(argv[5]), 10000, &rev);
         if (s != DLM_OK) rc = fail("put", s, c);
         else printf("%" PRIu64 "\n", rev);
     } else if (strcmp(op, "get") == 0 && argc == 5) {
         uint8_t buf[1024];
         size_t n = 0;
-        s = dlm_client_get(c, u8(name), strlen(name), buf, sizeof buf, &n, NULL);
+        s = dlm_client_get(c, name, strlen(name), buf, sizeof buf, &n, NULL);
         if (s != DLM_OK) rc = fail("get", s, c);
         else fwrite(buf, 1, n, stdout);
     } else if (strcmp(op, "trylock") == 0 && argc == 5) {
         dlm_lock *l = NULL;
-        s = dlm_client_lock(c, u8(name), strlen(name), 10000, 0, 0, NULL,
+        s = dlm_client_lock(c, name, strlen(name), 10000, 0, 0, NULL,
                             NULL, NULL, &l);
         if (s == DLM_ERR_NOT_OWNER) {
             printf("not-owner\n");

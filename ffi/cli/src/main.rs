@@ -1,0 +1,659 @@
+//! `dlm`: run a command while holding a lock, and talk to a dlm server from
+//! the shell.
+//!
+//! ```text
+//! dlm lock NAME [--ttl S] [--wait S | -n] [-E CODE] -- CMD ARGS...
+//! dlm lock NAME                  hold it until SIGINT/SIGTERM; prints the token
+//! dlm get|put|erase|test|unlock|stats|version ...
+//! ```
+//!
+//! `dlm lock` behaves like `flock(1)`: it waits for the lock (forever by
+//! default, `-w S` at most S seconds, `-n` not at all), runs CMD while
+//! holding it, renews it every third of its TTL, exports `DLM_LOCK_TOKEN`
+//! (unset if the server gives no fencing tokens, as JackrabbitDLM does)
+//! and `DLM_LOCK_NAME` to CMD, releases it when CMD ends, and exits with
+//! CMD's status. If the lock cannot be had it exits 1 (or `-E CODE`); if
+//! the lock is lost while CMD runs, CMD's process group gets SIGTERM, then
+//! SIGKILL after the grace period, and `dlm` exits 75. SIGINT, SIGTERM and
+//! SIGHUP sent to `dlm` are passed on to CMD, and the lock is released
+//! when it ends. Without CMD, `dlm lock` holds the lock (renewing it) until
+//! it gets SIGINT, SIGTERM or SIGHUP, printing the token on stdout once it
+//! has it, like `etcdctl lock`. While it waits, a progress line shows on
+//! stderr if stderr is a terminal.
+
+// A std binary: the workspace's no_std lints are for dlm-core.
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use dlm::{Client, Error, LockState, Options, Revision, Token};
+
+/// Exit status when the server cannot be reached (sysexits `EX_UNAVAILABLE`).
+const EXIT_UNAVAILABLE: u8 = 69;
+/// Exit status for any other failure (sysexits `EX_SOFTWARE`).
+const EXIT_FAILURE: u8 = 70;
+/// Exit status when the lock was lost while the command ran (`EX_TEMPFAIL`).
+const EXIT_LOST: u8 = 75;
+
+/// The end of `dlm --help`: exit codes, environment, examples.
+const AFTER_HELP: &str = "\
+Exit status:
+  0        success (dlm lock CMD: CMD's own status)
+  1        the lock is held by another owner or the wait ran out (dlm lock
+           -E CODE chooses another), no such entry, a stale revision or token
+  2        bad usage
+  69       the server cannot be reached
+  70       any other failure
+  75       the lock was lost while CMD ran (CMD was stopped) or while held
+  126/127  CMD cannot be run / was not found
+  128+N    CMD was killed by signal N
+
+Environment:
+  DLM_SERVER      the server, host:port (default 127.0.0.1:37373); --server wins
+  DLM_ID          the owner ID; --id wins
+  DLM_LOCK_TOKEN  set for CMD by dlm lock: the grant's fencing token (unset if
+                  the server gives none, as JackrabbitDLM does)
+  DLM_LOCK_NAME   set for CMD by dlm lock: the lock's name
+  USER            part of the default owner ID of the data commands
+
+Examples:
+  dlm lock backup --ttl 30 -w 60 -- ./backup.sh
+      run ./backup.sh under the lock backup (waiting up to 60 s), like flock(1)
+  dlm lock -n -E 0 nightly -- ./report.sh
+      run it only if nobody holds nightly; exit 0 either way
+  dlm lock maintenance
+      hold maintenance until Ctrl-C, printing its fencing token
+  dlm --id me put config \"$(cat config.json)\"
+      store a value for 300 s (prints its revision); dlm --id me get config
+  dlm test backup
+      free | mine TOKEN MS | taken MS
+";
+
+/// The end of `dlm lock --help`.
+const LOCK_AFTER_HELP: &str = "\
+With CMD, dlm waits for the lock, runs CMD while holding it (renewing it
+every third of --ttl), passes SIGINT/SIGTERM/SIGHUP on to CMD, releases the
+lock when CMD ends and exits with CMD's status. CMD gets DLM_LOCK_TOKEN (the
+fencing token: hand it to what the lock protects) and DLM_LOCK_NAME. If the
+lock is lost meanwhile, CMD's process group gets SIGTERM, then SIGKILL after
+--kill-grace, and dlm exits 75.
+
+Without CMD, dlm holds the lock until it gets SIGINT, SIGTERM or SIGHUP,
+renewing it, and prints the token on stdout once it has it ('-' if the
+server gives none); it releases the lock and exits 0 on the signal, 75 if
+the lock is lost.
+
+While waiting, a progress line shows on stderr when stderr is a terminal.
+Exit status: 1 (or -E CODE) if the lock cannot be had; see dlm --help.
+
+Examples:
+  dlm lock backup -w 60 -- ./backup.sh
+  dlm lock maintenance                 hold until Ctrl-C; prints the token
+  dlm lock deploy > token & pid=$!     hold in the background; kill $pid releases
+";
+
+#[derive(Parser)]
+#[command(
+    name = "dlm",
+    version,
+    about = "Run commands under a dlm lock; hold a lock; read and write dlm values",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// The dlm server.
+    #[arg(
+        long,
+        short,
+        env = "DLM_SERVER",
+        default_value = "127.0.0.1:37373",
+        global = true
+    )]
+    server: String,
+    /// Owner ID. `lock` uses a fresh random one unless given; the other
+    /// commands default to `dlm-cli:USER@HOST`, so values you put you can
+    /// read back.
+    #[arg(long, env = "DLM_ID", global = true)]
+    id: Option<String>,
+    /// Seconds to wait for the server to answer (beyond a lock's wait).
+    #[arg(long, default_value = "10", value_parser = seconds, global = true)]
+    timeout: Duration,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run CMD while holding the lock NAME, or hold it until interrupted.
+    #[command(after_help = LOCK_AFTER_HELP)]
+    Lock(LockArgs),
+    /// Print the value of NAME (raw bytes to stdout).
+    Get {
+        /// The data key.
+        name: String,
+    },
+    /// Store VALUE (or stdin, if VALUE is -) under NAME; prints the revision.
+    Put {
+        /// The data key.
+        name: String,
+        /// The value; `-` reads stdin.
+        value: String,
+        /// Seconds to keep it.
+        #[arg(long, default_value = "300", value_parser = seconds)]
+        ttl: Duration,
+        /// Only if the stored revision is this (0: only if absent).
+        #[arg(long)]
+        revision: Option<u64>,
+    },
+    /// Delete NAME.
+    Erase {
+        /// The data key.
+        name: String,
+    },
+    /// Whether NAME is locked: prints `free`, `mine TOKEN MS` or `taken MS`
+    /// (`-` for no token, `?` for a time the server did not say).
+    Test {
+        /// The lock.
+        name: String,
+    },
+    /// Release NAME (held under `--id`), optionally only the grant TOKEN.
+    Unlock {
+        /// The lock.
+        name: String,
+        /// Only the grant with this fencing token.
+        #[arg(long)]
+        token: Option<u64>,
+    },
+    /// Print the server's statistics, one `Key: value` per line.
+    Stats,
+    /// Print the server's version.
+    Version,
+}
+
+#[derive(Args)]
+struct LockArgs {
+    /// The lock.
+    name: String,
+    /// Seconds the server keeps the lock between renewals.
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    ttl: Duration,
+    /// Wait at most this many seconds for the lock (default: forever).
+    #[arg(long, short = 'w', value_parser = seconds, conflicts_with = "nonblock")]
+    wait: Option<Duration>,
+    /// Do not wait: fail at once if the lock is held.
+    #[arg(long, short = 'n')]
+    nonblock: bool,
+    /// Exit status when the lock cannot be had.
+    #[arg(long, short = 'E', default_value = "1")]
+    conflict_exit_code: u8,
+    /// Seconds between SIGTERM and SIGKILL when the lock is lost.
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    kill_grace: Duration,
+    /// The command and its arguments; without one, hold the lock until
+    /// SIGINT/SIGTERM/SIGHUP.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    let s: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(s).map_err(|e| format!("{text:?}: {e}"))
+}
+
+fn default_id() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map_or_else(|_| "localhost".into(), |h| h.trim().to_owned());
+    format!("dlm-cli:{user}@{host}")
+}
+
+fn fail(e: &Error) -> ExitCode {
+    eprintln!("dlm: {e}");
+    ExitCode::from(match e {
+        Error::Unavailable(_) => EXIT_UNAVAILABLE,
+        Error::NotOwner | Error::NotFound | Error::Timeout | Error::Conflict { .. } => 1,
+        _ => EXIT_FAILURE,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let is_lock = matches!(cli.command, Cmd::Lock(_));
+    let id = match (&cli.id, is_lock) {
+        (Some(id), _) => Some(id.clone()),
+        (None, true) => None,
+        (None, false) => Some(default_id()),
+    };
+    let client = match Client::connect_with(
+        cli.server.as_str(),
+        Options {
+            client_id: id,
+            io_timeout: cli.timeout,
+            ..Options::default()
+        },
+    ) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    match run(&client, cli.command) {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+fn run(client: &Client, command: Cmd) -> Result<ExitCode, Error> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        Cmd::Lock(args) => return lock(client, &args),
+        Cmd::Get { name } => match client.get(&name)? {
+            Some(v) => {
+                let _ = out.write_all(&v.data);
+            }
+            None => {
+                eprintln!("dlm: {name}: no such entry");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        Cmd::Put {
+            name,
+            value,
+            ttl,
+            revision,
+        } => {
+            let bytes = if value == "-" {
+                let mut b = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut b)
+                    .map_err(Error::Unavailable)?;
+                b
+            } else {
+                value.into_bytes()
+            };
+            let Revision(r) = match revision {
+                Some(r) => client.put_if(&name, &bytes, ttl, Revision(r))?,
+                None => client.put(&name, &bytes, ttl)?,
+            };
+            let _ = writeln!(out, "{r}");
+        }
+        Cmd::Erase { name } => {
+            if !client.erase(&name)? {
+                eprintln!("dlm: {name}: no such entry");
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Cmd::Test { name } => {
+            let _ = match client.test_lock(&name)? {
+                LockState::Free => writeln!(out, "free"),
+                LockState::Mine { token, remaining } => writeln!(
+                    out,
+                    "mine {} {}",
+                    token.map_or_else(|| "-".into(), |t| t.to_string()),
+                    remaining.map_or_else(|| "?".into(), |r| r.as_millis().to_string())
+                ),
+                LockState::Taken { remaining } => writeln!(
+                    out,
+                    "taken {}",
+                    remaining.map_or_else(|| "?".into(), |r| r.as_millis().to_string())
+                ),
+            };
+        }
+        Cmd::Unlock { name, token } => {
+            if !client.unlock(&name, token.map(Token))? {
+                eprintln!("dlm: {name}: not locked");
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Cmd::Stats => {
+            for (stat, value) in client.stats()?.iter() {
+                let _ = writeln!(out, "{}: {value}", stat.name());
+            }
+        }
+        Cmd::Version => {
+            let _ = writeln!(out, "{}", client.version()?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The running command's PID, for the signal handler to forward to.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+/// A signal that arrived before the command was started.
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe; -pid is CMD's process group.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(-pid, sig);
+        }
+    } else {
+        PENDING.store(sig, Ordering::SeqCst);
+    }
+}
+
+/// Forwards SIGINT/SIGTERM/SIGHUP to the command, so `dlm` itself keeps
+/// running until the command ends and can release the lock.
+fn forward_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installing an async-signal-safe handler.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::signal(sig, forward as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+enum Event {
+    Exited(std::process::ExitStatus),
+    Lost,
+    /// SIGINT, SIGTERM or SIGHUP, while holding without a command.
+    Signal(libc::c_int),
+}
+
+fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
+    // The server bounds a wait (3543 s for anonymous clients): to wait
+    // "forever", wait in rounds.
+    const ROUND: Duration = Duration::from_secs(3000);
+    let (tx, rx) = mpsc::channel();
+    let lost_tx = tx.clone();
+    let hold = args.command.is_empty();
+    // Holding without a command: a signal aborts the wait, or releases the
+    // lock once held.
+    let cancel = dlm::CancelToken::new();
+    if hold {
+        catch_signals(tx.clone(), cancel.clone())?;
+    }
+    let progress = (!args.nonblock && std::io::stderr().is_terminal())
+        .then(|| Progress::start(&args.name, args.wait));
+    let held = loop {
+        let wait = match (args.nonblock, args.wait) {
+            (true, _) => Duration::ZERO,
+            (false, Some(w)) => w,
+            (false, None) => ROUND,
+        };
+        let lost_tx = lost_tx.clone();
+        let attempt = client
+            .lock(&args.name)
+            .ttl(args.ttl)
+            .wait(wait)
+            .auto_renew(true)
+            .on_lost(move || {
+                let _ = lost_tx.send(Event::Lost);
+            })
+            .cancel(&cancel)
+            .acquire();
+        match attempt {
+            Ok(lock) => break lock,
+            Err(Error::Cancelled) => {
+                drop(progress);
+                let sig = match rx.try_recv() {
+                    Ok(Event::Signal(sig)) => sig,
+                    _ => libc::SIGINT,
+                };
+                eprintln!("dlm: {}: gave up waiting", args.name);
+                return Ok(ExitCode::from(exit_code_for_signal(sig)));
+            }
+            Err(Error::Timeout) if !args.nonblock && args.wait.is_none() => {}
+            Err(Error::NotOwner | Error::Timeout) => {
+                drop(progress);
+                eprintln!("dlm: {}: lock is held by another owner", args.name);
+                return Ok(ExitCode::from(args.conflict_exit_code));
+            }
+            Err(e) => {
+                drop(progress);
+                return Err(e);
+            }
+        }
+    };
+    drop(progress);
+    if hold {
+        return hold_until_signalled(held, &args.name, &rx);
+    }
+
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or(Error::InvalidArgument("no command"))?;
+    forward_signals();
+    // CMD leads its own process group, so a lost lock stops everything it
+    // started, not just its first process.
+    let mut cmd = Command::new(program);
+    cmd.args(rest).env("DLM_LOCK_NAME", &args.name);
+    // A server without fencing tokens (JackrabbitDLM): no token to pass on.
+    match held.token() {
+        Some(token) => cmd.env("DLM_LOCK_TOKEN", token.to_string()),
+        None => cmd.env_remove("DLM_LOCK_TOKEN"),
+    };
+    let mut child = match std::os::unix::process::CommandExt::process_group(&mut cmd, 0).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dlm: cannot run {program}: {e}");
+            let _ = held.unlock();
+            return Ok(ExitCode::from(
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    127
+                } else {
+                    126
+                },
+            ));
+        }
+    };
+    let pid = i32::try_from(child.id()).unwrap_or(0);
+    CHILD.store(pid, Ordering::SeqCst);
+    // A signal that came while CMD was starting is passed on now.
+    let early = PENDING.swap(0, Ordering::SeqCst);
+    if early != 0 {
+        signal(pid, early);
+    }
+    std::thread::spawn(move || {
+        if let Ok(status) = child.wait() {
+            let _ = tx.send(Event::Exited(status));
+        }
+    });
+
+    // (No signal events here: with CMD, signals are forwarded to it.)
+    let status = match rx.recv() {
+        Ok(Event::Exited(status)) => status,
+        Ok(Event::Lost | Event::Signal(_)) | Err(_) => {
+            eprintln!("dlm: lost the lock {}; stopping the command", args.name);
+            signal(pid, libc::SIGTERM);
+            let exited = loop {
+                match rx.recv_timeout(args.kill_grace) {
+                    Ok(Event::Exited(_)) => break true,
+                    Ok(Event::Lost | Event::Signal(_)) => {}
+                    Err(_) => break false,
+                }
+            };
+            if !exited {
+                signal(pid, libc::SIGKILL);
+                while let Ok(ev) = rx.recv() {
+                    if matches!(ev, Event::Exited(_)) {
+                        break;
+                    }
+                }
+            }
+            return Ok(ExitCode::from(EXIT_LOST));
+        }
+    };
+    CHILD.store(0, Ordering::SeqCst);
+    if let Err(e) = held.unlock() {
+        eprintln!("dlm: releasing {}: {e}", args.name);
+    }
+    Ok(ExitCode::from(exit_code(status)))
+}
+
+/// Holds `held` (renewed by its own thread) until a signal or its loss.
+fn hold_until_signalled(
+    held: dlm::Lock,
+    name: &str,
+    events: &mpsc::Receiver<Event>,
+) -> Result<ExitCode, Error> {
+    let token = held
+        .token()
+        .map_or_else(|| "-".to_owned(), |t| t.to_string());
+    let mut out = std::io::stdout().lock();
+    // A closed stdout is no reason to give the lock up.
+    let _ = writeln!(out, "{token}").and_then(|()| out.flush());
+    drop(out);
+    if std::io::stderr().is_terminal() {
+        eprintln!("dlm: holding {name} (token {token}); Ctrl-C releases it");
+    }
+    match events.recv() {
+        Ok(Event::Signal(_)) => match held.unlock() {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(Error::LockLost) => {
+                eprintln!("dlm: lost the lock {name} before releasing it");
+                Ok(ExitCode::from(EXIT_LOST))
+            }
+            Err(e) => Err(e),
+        },
+        Ok(Event::Lost | Event::Exited(_)) | Err(_) => {
+            eprintln!("dlm: lost the lock {name}");
+            Ok(ExitCode::from(EXIT_LOST))
+        }
+    }
+}
+
+/// The write end of the pipe the signal handler reports signals through.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn report_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let byte = u8::try_from(sig).unwrap_or(0);
+        // SAFETY: write(2) is async-signal-safe; one byte from the stack.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::write(fd, (&raw const byte).cast(), 1);
+        }
+    }
+}
+
+/// Turns SIGINT/SIGTERM/SIGHUP into [`Event::Signal`]s on `events` (and a
+/// cancelled wait), through a pipe and a thread that reads it.
+fn catch_signals(events: mpsc::Sender<Event>, cancel: dlm::CancelToken) -> Result<(), Error> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    if r != 0 {
+        return Err(Error::System(std::io::Error::last_os_error()));
+    }
+    let [read_end, write_end] = fds;
+    SIGNAL_PIPE.store(write_end, Ordering::SeqCst);
+    std::thread::Builder::new()
+        .name("dlm-signals".into())
+        .spawn(move || {
+            loop {
+                let mut byte = 0u8;
+                // SAFETY: reading one byte into a local from our own pipe.
+                #[allow(unsafe_code)]
+                let n = unsafe { libc::read(read_end, (&raw mut byte).cast(), 1) };
+                if n == 1 {
+                    cancel.cancel();
+                    if events.send(Event::Signal(libc::c_int::from(byte))).is_err() {
+                        return;
+                    }
+                } else if n == 0
+                    || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                {
+                    return;
+                }
+            }
+        })
+        .map_err(Error::System)?;
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installing an async-signal-safe handler.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::signal(sig, report_signal as *const () as libc::sighandler_t);
+        }
+    }
+    Ok(())
+}
+
+/// The line on a terminal that says `dlm lock` is waiting, and for how
+/// long; cleared when dropped. It first shows after a moment, so a lock
+/// granted at once shows nothing.
+struct Progress {
+    stop: mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(name: &str, limit: Option<Duration>) -> Self {
+        const FIRST: Duration = Duration::from_millis(300);
+        const EVERY: Duration = Duration::from_millis(500);
+        let (stop, stopped) = mpsc::channel::<()>();
+        let name = name.to_owned();
+        let started = Instant::now();
+        let thread = std::thread::Builder::new()
+            .name("dlm-progress".into())
+            .spawn(move || {
+                let mut shown = false;
+                let mut pause = FIRST;
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(pause) {
+                    let waited = started.elapsed().as_secs();
+                    let of = limit
+                        .map_or_else(String::new, |l| format!(" of {}s", l.as_secs_f64().ceil()));
+                    let mut err = std::io::stderr().lock();
+                    let _ = write!(
+                        err,
+                        "\r\x1b[2Kdlm: waiting for the lock {name}: {waited}s{of} (Ctrl-C gives up)"
+                    );
+                    let _ = err.flush();
+                    shown = true;
+                    pause = EVERY;
+                }
+                if shown {
+                    let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+                }
+            })
+            .ok();
+        Self { stop, thread }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// 128 + `sig`, as shells report a process killed by a signal.
+fn exit_code_for_signal(sig: libc::c_int) -> u8 {
+    u8::try_from((128 + sig) & 0xff).unwrap_or(EXIT_FAILURE)
+}
+
+/// Signals CMD's whole process group.
+fn signal(pid: i32, sig: libc::c_int) {
+    if pid > 0 {
+        // SAFETY: kill(2) on our own child's process group.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(-pid, sig);
+        }
+    }
+}
+
+/// The command's exit status, or 128 + the signal that killed it (as
+/// shells report it).
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => u8::try_from(code & 0xff).unwrap_or(EXIT_FAILURE),
+        (None, Some(sig)) => exit_code_for_signal(sig),
+        (None, None) => EXIT_FAILURE,
+    }
+}

@@ -1,0 +1,507 @@
+/*
+ * libdlm: the C ABI of dlm, a distributed lock manager.
+ *
+ * Generated from ffi/libdlm/src by cbindgen; do not edit. See ffi/libdlm/README.md
+ * for the conventions (ownership, errors, threads).
+ */
+
+#ifndef DLM_H
+#define DLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#define DLM_VERSION_MAJOR 0
+#define DLM_VERSION_MINOR 1
+#define DLM_VERSION_PATCH 0
+#define DLM_VERSION_STRING "0.1.0"
+
+// Flag for `dlm_client_lock`: extend the lock in the background every
+// third of its TTL until it is released or freed.
+#define DLM_LOCK_AUTO_RENEW 1
+
+// The result of every libdlm call. Values are stable and never reused;
+// each failure is one of dlm-core's error kinds, with its number.
+enum dlm_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Success.
+  DLM_OK = 0,
+  // A required pointer argument was NULL.
+  DLM_ERR_NULL_PARAMETER = 1,
+  // An argument was invalid (empty name, zero TTL, bad UTF-8, ...).
+  DLM_ERR_INVALID_ARGUMENT = 2,
+  // A bug inside libdlm (a caught panic). The handle remains usable.
+  DLM_ERR_PANIC = 3,
+  // The server could not be reached, or the connection failed.
+  DLM_ERR_UNAVAILABLE = 4,
+  // A waiting lock's wait ran out.
+  DLM_ERR_TIMEOUT = 5,
+  // A blocking call was cancelled with `dlm_cancel_trigger`.
+  DLM_ERR_CANCELLED = 6,
+  // Another owner holds the lock or entry.
+  DLM_ERR_NOT_OWNER = 7,
+  // No such data entry.
+  DLM_ERR_NOT_FOUND = 8,
+  // A compare-and-set put found another revision.
+  DLM_ERR_CONFLICT = 9,
+  // The server refused the request as malformed or over a limit, or
+  // does not know the action.
+  DLM_ERR_BAD_REQUEST = 10,
+  // The server is out of memory for new entries.
+  DLM_ERR_NO_MEMORY = 11,
+  // The server answered something that makes no sense.
+  DLM_ERR_PROTOCOL = 12,
+  // The lock was lost (expired, or taken after expiring).
+  DLM_ERR_LOCK_LOST = 13,
+  // The output buffer is too small; the needed size was reported.
+  DLM_ERR_BUFFER_TOO_SMALL = 14,
+  // A value could not be encoded or decoded (wrong encoder or key).
+  DLM_ERR_ENCODING = 15,
+  // The operating system refused a resource libdlm needs (a thread for
+  // auto-renewal, random bytes).
+  DLM_ERR_SYSTEM = 16,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum dlm_status dlm_status;
+#else
+typedef uint32_t dlm_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// What `dlm_client_test_lock` found.
+enum dlm_lock_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Nobody holds the lock.
+  DLM_LOCK_FREE = 0,
+  // This client holds it.
+  DLM_LOCK_MINE = 1,
+  // Another owner holds it.
+  DLM_LOCK_TAKEN = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum dlm_lock_state dlm_lock_state;
+#else
+typedef uint32_t dlm_lock_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// A cancellation handle for `dlm_client_lock`'s wait. **Thread-safe**:
+// `dlm_cancel_trigger` may be called from any thread while another waits.
+// Once triggered it stays triggered; use a new one per wait you may cancel.
+typedef struct dlm_cancel dlm_cancel;
+
+// A client of one dlm server. **Thread-safe**: every function taking a
+// `dlm_client` may be called from several threads at once (calls run side
+// by side on a small pool of connections). Error messages are kept per
+// thread.
+typedef struct dlm_client dlm_client;
+
+// A held lock. **Thread-safe**: its functions may be called from several
+// threads (they take turns). Freeing it releases the lock if still held.
+typedef struct dlm_lock dlm_lock;
+
+// Options for `dlm_client_new`. Not thread-safe: set it up on one thread,
+// then it may be used (read-only) by `dlm_client_new` from any thread.
+typedef struct dlm_options dlm_options;
+
+// Called once when the lock is found lost: on libdlm's renewal thread when
+// auto-renewal fails for good, or on the calling thread inside the
+// `dlm_lock_*` call that finds the lock gone (an extension or release the
+// server refused, or any call after the lock's deadline passed). Must not
+// call back into the same `dlm_lock`.
+typedef void (*dlm_lost_fn)(void *userdata);
+
+// A custom value encoder or decoder. libdlm calls it with the data key
+// `name` (UTF-8, `name_len` bytes, not NUL-terminated), the input bytes,
+// and an output buffer of `out_cap` bytes. It
+// writes the output and its length to `*out_len` and returns `DLM_OK`; if
+// the buffer is too small it sets `*out_len` to the size it needs and
+// returns `DLM_ERR_BUFFER_TOO_SMALL` (libdlm calls again with a larger
+// buffer); any other status fails the call with `DLM_ERR_ENCODING`. An
+// encoder's output must be printable text (it is stored as a JSON
+// string). It may be called from several threads at once.
+typedef uint32_t (*dlm_encode_fn)(void *userdata,
+                                  const char *name,
+                                  size_t name_len,
+                                  const uint8_t *input,
+                                  size_t input_len,
+                                  uint8_t *out,
+                                  size_t out_cap,
+                                  size_t *out_len);
+
+// A custom decoder; same contract as [`dlm_encode_fn`].
+typedef dlm_encode_fn dlm_decode_fn;
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+// A static, NUL-terminated description of `status` (never NULL; an
+// unknown value is described as an invalid argument).
+const char *dlm_status_string(uint32_t status);
+
+// The library's version, `MAJOR.MINOR.PATCH`, static and NUL-terminated.
+// It matches the header's `DLM_VERSION_STRING` when header and library
+// come from the same build.
+const char *dlm_version(void);
+
+// Creates a cancellation handle.
+//
+// # Safety
+// `out` must be writable.
+dlm_status dlm_cancel_new(struct dlm_cancel **out);
+
+// Aborts every wait using this handle, now and later: each returns
+// `DLM_ERR_CANCELLED` at once and the server drops it from its queue.
+//
+// # Safety
+// `cancel` must be a live handle.
+dlm_status dlm_cancel_trigger(const struct dlm_cancel *cancel);
+
+// Frees a cancellation handle. NULL is accepted. A wait still using it
+// keeps its own reference, so freeing early is safe.
+//
+// # Safety
+// `cancel` must be NULL or a pointer from `dlm_cancel_new` not yet freed.
+void dlm_cancel_free(struct dlm_cancel *cancel);
+
+// Connects to `addr` (`host:port`) with `opts` (NULL for defaults). One
+// connection is opened now, so an unreachable server is reported here
+// (`DLM_ERR_UNAVAILABLE`). `opts` may be freed afterwards.
+//
+// # Safety
+// `addr` must point to `addr_len` readable bytes; `opts` must be NULL or a
+// live pointer from `dlm_options_new`; `out` must be writable.
+dlm_status dlm_client_new(const char *addr,
+                          size_t addr_len,
+                          const struct dlm_options *opts,
+                          struct dlm_client **out);
+
+// Frees a client. Locks made by it must be freed first. NULL is accepted.
+//
+// # Safety
+// `client` must be NULL or a pointer from `dlm_client_new` not yet freed,
+// with no call on it still running.
+void dlm_client_free(struct dlm_client *client);
+
+// Copies into `buf` (NUL-terminated) what the calling thread's most
+// recent libdlm call said beyond its status, if that call was on this
+// client and failed: e.g. `Connection refused (os error 111)` for
+// `DLM_ERR_UNAVAILABLE`. Empty if that call succeeded, was on another
+// handle, or its status says it all. Reading it records nothing.
+//
+// # Safety
+// `client` must be a live client; `buf` must hold `len` writable bytes;
+// `out_n` must be writable.
+dlm_status dlm_client_last_error(const struct dlm_client *client,
+                                 char *buf,
+                                 size_t len,
+                                 size_t *out_n);
+
+// Copies the client's owner ID (NUL-terminated) into `buf`.
+//
+// # Safety
+// As for `dlm_client_last_error`.
+dlm_status dlm_client_id(const struct dlm_client *client,
+                         char *buf,
+                         size_t len,
+                         size_t *out_n);
+
+// Asks whether `name` is locked, without acquiring it. Writes the state,
+// and (each may be NULL) the token if this client holds it (0 if the
+// server gives no tokens) and the remaining milliseconds if the server
+// said.
+//
+// # Safety
+// `client` must be a live client; `name` must point to `name_len` readable
+// bytes; out-pointers must be writable (or NULL where allowed).
+dlm_status dlm_client_test_lock(const struct dlm_client *client,
+                                const char *name,
+                                size_t name_len,
+                                dlm_lock_state *out_state,
+                                uint64_t *out_token,
+                                uint64_t *out_remaining_ms);
+
+// Releases `name` if this client holds it; with `token` > 0, only the
+// grant with that token. `DLM_ERR_NOT_FOUND` if no lock was live,
+// `DLM_ERR_NOT_OWNER` if another owner (or grant) holds it. Prefer
+// `dlm_lock_release` on a lock handle; this is for recovering by name.
+//
+// # Safety
+// `client` must be a live client; `name` must point to `name_len` bytes.
+dlm_status dlm_client_unlock(const struct dlm_client *client,
+                             const char *name,
+                             size_t name_len,
+                             uint64_t token);
+
+// Stores `value` under `name` for `ttl_ms` milliseconds, encoded by the
+// client's encoder. Writes the new revision to `out_revision` (may be
+// NULL; 0 from a server that keeps no revisions, JackrabbitDLM).
+//
+// # Safety
+// `client` must be a live client; `name` and `value` must point to their
+// lengths in readable bytes; `out_revision` NULL or writable.
+dlm_status dlm_client_put(const struct dlm_client *client,
+                          const char *name,
+                          size_t name_len,
+                          const void *value,
+                          size_t value_len,
+                          uint64_t ttl_ms,
+                          uint64_t *out_revision);
+
+// Compare-and-set: stores `value` only if the stored revision is
+// `expected` (0: only if there is no entry). On `DLM_OK`, the new revision
+// goes to `out_revision`; on `DLM_ERR_CONFLICT`, the *current* revision
+// does (0 if there is no entry) — the one exception to out-parameters
+// being written only on success. A server without compare-and-set
+// (JackrabbitDLM) writes the value anyway: `DLM_ERR_PROTOCOL` says so.
+//
+// # Safety
+// As for `dlm_client_put`.
+dlm_status dlm_client_put_if(const struct dlm_client *client,
+                             const char *name,
+                             size_t name_len,
+                             const void *value,
+                             size_t value_len,
+                             uint64_t ttl_ms,
+                             uint64_t expected,
+                             uint64_t *out_revision);
+
+// Reads `name` into `buf` (decoded by the client's encoder; not
+// NUL-terminated), its length into `out_len`, and (if not NULL) its
+// revision into `out_revision` (0 from a server that keeps none).
+// `DLM_ERR_NOT_FOUND` if there is no entry. If `buf` is too small, returns
+// `DLM_ERR_BUFFER_TOO_SMALL` with the needed length in `out_len` and
+// nothing else written.
+//
+// # Safety
+// `client` must be a live client; `name` must point to `name_len` bytes;
+// `buf` to `buf_len` writable bytes (or NULL with 0); `out_len` writable.
+dlm_status dlm_client_get(const struct dlm_client *client,
+                          const char *name,
+                          size_t name_len,
+                          void *buf,
+                          size_t buf_len,
+                          size_t *out_len,
+                          uint64_t *out_revision);
+
+// Deletes `name`. `DLM_ERR_NOT_FOUND` if there was no entry.
+//
+// # Safety
+// `client` must be a live client; `name` must point to `name_len` bytes.
+dlm_status dlm_client_erase(const struct dlm_client *client,
+                            const char *name,
+                            size_t name_len);
+
+// Copies the server's version string (NUL-terminated; it contains
+// "JackrabbitDLM") into `buf`.
+//
+// # Safety
+// As for `dlm_client_last_error`.
+dlm_status dlm_client_server_version(const struct dlm_client *client,
+                                     char *buf,
+                                     size_t len,
+                                     size_t *out_n);
+
+// Copies the server's statistics as a JSON object (NUL-terminated), e.g.
+// `{"ALock":3,"Lock":12,...}`, into `buf`.
+//
+// # Safety
+// As for `dlm_client_last_error`.
+dlm_status dlm_client_stats_json(const struct dlm_client *client,
+                                 char *buf,
+                                 size_t len,
+                                 size_t *out_n);
+
+// Acquires `name` for `ttl_ms` milliseconds.
+//
+// With `wait_ms` 0, one attempt: `DLM_ERR_NOT_OWNER` if another owner
+// holds it. Otherwise the call waits in the server's first-come,
+// first-served queue up to `wait_ms`, then fails with `DLM_ERR_TIMEOUT`;
+// another thread can abort the wait with `dlm_cancel_trigger` on `cancel`
+// (`DLM_ERR_CANCELLED`). `flags` may hold `DLM_LOCK_AUTO_RENEW`.
+// `on_lost(userdata)` (may be NULL) runs once if the lock is found lost
+// (see [`dlm_lost_fn`]).
+//
+// # Safety
+// `client` must be a live client; `name` must point to `name_len` bytes;
+// `cancel` NULL or a live cancel handle; `on_lost` and `userdata` usable
+// from another thread until the lock is freed; `out` writable.
+dlm_status dlm_client_lock(const struct dlm_client *client,
+                           const char *name,
+                           size_t name_len,
+                           uint64_t ttl_ms,
+                           uint64_t wait_ms,
+                           uint32_t flags,
+                           const struct dlm_cancel *cancel,
+                           dlm_lost_fn on_lost,
+                           void *userdata,
+                           struct dlm_lock **out);
+
+// The grant's fencing token: pass it to whatever the lock protects. 0 if
+// the server gives no tokens (JackrabbitDLM): nothing can fence then, and
+// extensions are plain re-locks, sent only before the lock's deadline.
+//
+// # Safety
+// `lock` must be a live lock; `out` writable.
+dlm_status dlm_lock_token(const struct dlm_lock *lock,
+                          uint64_t *out);
+
+// Milliseconds left before the lock expires unless extended, by this
+// process's clock; 0 once lost or released.
+//
+// # Safety
+// `lock` must be a live lock; `out` writable.
+dlm_status dlm_lock_remaining_ms(const struct dlm_lock *lock,
+                                 uint64_t *out);
+
+// Whether the lock is known lost: its deadline passed without a confirmed
+// extension (auto-renewal failing, or none asked for), or an extension or
+// release found it gone.
+//
+// # Safety
+// `lock` must be a live lock; `out` writable.
+dlm_status dlm_lock_is_lost(const struct dlm_lock *lock,
+                            bool *out);
+
+// Extends this grant to `ttl_ms` from now. Never re-acquires: a lock that
+// expired or was released gives `DLM_ERR_LOCK_LOST`.
+//
+// # Safety
+// `lock` must be a live lock.
+dlm_status dlm_lock_extend(const struct dlm_lock *lock,
+                           uint64_t ttl_ms);
+
+// Releases the lock. Idempotent: releasing again returns `DLM_OK`.
+// `DLM_ERR_LOCK_LOST` if it had expired before this release.
+//
+// # Safety
+// `lock` must be a live lock.
+dlm_status dlm_lock_release(const struct dlm_lock *lock);
+
+// Copies into `buf` (NUL-terminated) what the calling thread's most
+// recent libdlm call said beyond its status, if that call was on this lock
+// and failed (see `dlm_client_last_error`). Reading it records nothing.
+//
+// # Safety
+// `lock` must be a live lock; `buf` must hold `len` writable bytes;
+// `out_n` writable.
+dlm_status dlm_lock_last_error(const struct dlm_lock *lock,
+                               char *buf,
+                               size_t len,
+                               size_t *out_n);
+
+// Frees the lock handle, releasing the lock first if still held (best
+// effort; use `dlm_lock_release` to learn the outcome). NULL is accepted.
+//
+// # Safety
+// `lock` must be NULL or a pointer from `dlm_client_lock` not yet freed,
+// with no call on it still running.
+void dlm_lock_free(struct dlm_lock *lock);
+
+// Creates options with the defaults: 5 s connect timeout, 10 s I/O
+// timeout, a random client ID, plain JSON framing, the table encoder.
+//
+// # Safety
+// `out` must be NULL or valid for writes.
+dlm_status dlm_options_new(struct dlm_options **out);
+
+// Frees options. NULL is accepted.
+//
+// # Safety
+// `opts` must be NULL or a pointer from `dlm_options_new` not yet freed.
+void dlm_options_free(struct dlm_options *opts);
+
+// How long to wait for a TCP connection, in milliseconds (> 0).
+//
+// # Safety
+// `opts` must be a live pointer from `dlm_options_new`.
+dlm_status dlm_options_set_connect_timeout_ms(struct dlm_options *opts,
+                                              uint64_t ms);
+
+// How long to wait for an answer, in milliseconds (> 0), beyond a lock's
+// own wait.
+//
+// # Safety
+// `opts` must be a live pointer from `dlm_options_new`.
+dlm_status dlm_options_set_io_timeout_ms(struct dlm_options *opts,
+                                         uint64_t ms);
+
+// The owner ID to use (UTF-8, not empty), instead of a random one.
+//
+// # Safety
+// `opts` must be a live pointer from `dlm_options_new`; `id` must point
+// to `id_len` readable bytes.
+dlm_status dlm_options_set_client_id(struct dlm_options *opts,
+                                     const char *id,
+                                     size_t id_len);
+
+// Sends JackrabbitDLM's table-encoded framing instead of plain JSON, to
+// talk to a JackrabbitDLM server. Every request then gets a connection of
+// its own, closed after the answer, as that server closes it.
+//
+// # Safety
+// `opts` must be a live pointer from `dlm_options_new`.
+dlm_status dlm_options_set_legacy_framing(struct dlm_options *opts,
+                                          bool legacy);
+
+// Authenticates every request as the identity `name` with `secret`.
+//
+// # Safety
+// `opts` must be a live pointer from `dlm_options_new`; the strings must
+// point to their lengths in readable bytes.
+dlm_status dlm_options_set_credentials(struct dlm_options *opts,
+                                       const char *name,
+                                       size_t name_len,
+                                       const char *secret,
+                                       size_t secret_len);
+
+// Seals values with XChaCha20-Poly1305 under this 32-byte key (the server
+// then stores only ciphertext). The key is copied.
+//
+// # Safety
+// `opts` must be a live pointer from `dlm_options_new`; `key` must point
+// to `key_len` readable bytes.
+dlm_status dlm_options_set_sealed_key(struct dlm_options *opts,
+                                      const void *key,
+                                      size_t key_len);
+
+// Encodes values with your own functions (see [`dlm_encode_fn`]).
+// `userdata` is passed to both and must stay valid, and usable from any
+// thread, for as long as any client made with these options exists.
+//
+// # Safety
+// `opts` must be a live pointer from `dlm_options_new`; the functions must
+// follow the [`dlm_encode_fn`] contract.
+dlm_status dlm_options_set_encoder(struct dlm_options *opts,
+                                   dlm_encode_fn encode,
+                                   dlm_decode_fn decode,
+                                   void *userdata);
+
+// Copies into `buf` (NUL-terminated) what the calling thread's most
+// recent libdlm call said beyond its status, if that call was made with
+// these options and failed: a `dlm_options_set_*`, or a `dlm_client_new`
+// (why the server could not be reached, for example). Reading it records
+// nothing.
+//
+// # Safety
+// `opts` must be a live pointer from `dlm_options_new`; `buf` must hold
+// `len` writable bytes; `out_n` must be writable.
+dlm_status dlm_options_last_error(const struct dlm_options *opts,
+                                  char *buf,
+                                  size_t len,
+                                  size_t *out_n);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* DLM_H */

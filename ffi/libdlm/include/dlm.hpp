@@ -1,0 +1,481 @@
+/*
+ * dlm.hpp: C++17 wrappers over libdlm (dlm.h), header-only.
+ *
+ * Every libdlm handle is owned by one move-only object whose destructor
+ * frees it (a Lock's destructor releases the lock if still held), every
+ * failure is thrown as dlm::Error (the status, its description and what
+ * libdlm added: "lock: server unavailable: Connection refused (os error
+ * 111)"), and every string argument is a std::string_view: no NUL needed,
+ * values may hold any byte.
+ *
+ *   #include <dlm.hpp>
+ *   using namespace std::chrono_literals;
+ *
+ *   dlm::Client client("127.0.0.1:37373");
+ *   dlm::Lock lock = client.lock("backup", dlm::LockOptions().ttl(30s).wait(10s).auto_renew());
+ *   std::cout << "fencing token " << lock.token() << "\n";
+ *   client.put("status", "running", 300s);
+ *   lock.release(); // or let it go out of scope
+ *
+ * Thread safety is libdlm's: a Client and a Lock may be used from several
+ * threads at once, Options and the objects' moves may not. A Lock must be
+ * destroyed before the Client that made it. Part of libdlm; see
+ * ffi/libdlm/README.md.
+ */
+#ifndef DLM_HPP
+#define DLM_HPP
+
+#include <dlm.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+
+/* libdlm's lost-lock callback for dlm::Lock: runs the std::function behind
+ * `userdata`, and never lets an exception out into libdlm. */
+extern "C" inline void dlm_hpp_on_lost(void *userdata) noexcept {
+  try {
+    (*static_cast<std::function<void()> *>(userdata))();
+  } catch (...) {
+  }
+}
+
+namespace dlm {
+
+/* A failed libdlm call. what() reads "WHAT: DESCRIPTION[: DETAIL]". */
+class Error : public std::runtime_error {
+public:
+  Error(dlm_status status, const std::string &what, const std::string &detail = std::string())
+      : std::runtime_error(what + ": " + dlm_status_string(status) +
+                           (detail.empty() ? std::string() : ": " + detail)),
+        status_(status), detail_(detail) {}
+  /* The status libdlm returned (DLM_ERR_...). */
+  dlm_status status() const noexcept { return status_; }
+  /* What libdlm said beyond the status (may be empty). */
+  const std::string &detail() const noexcept { return detail_; }
+
+private:
+  dlm_status status_;
+  std::string detail_;
+};
+
+/* A compare-and-set put found another revision: current() is the stored
+ * one (0: there is no entry). */
+class Conflict : public Error {
+public:
+  Conflict(uint64_t current, const std::string &what, const std::string &detail)
+      : Error(DLM_ERR_CONFLICT, what, detail), current_(current) {}
+  uint64_t current() const noexcept { return current_; }
+
+private:
+  uint64_t current_;
+};
+
+namespace detail {
+
+inline uint64_t millis(std::chrono::milliseconds d) {
+  return d.count() < 0 ? 0 : static_cast<uint64_t>(d.count());
+}
+
+/* Text from one of libdlm's copy-into-a-buffer functions, any length. */
+template <typename F> dlm_status text(F &&copy, std::string &out) {
+  out.assign(64, '\0');
+  size_t n = 0;
+  dlm_status s = copy(&out[0], out.size(), &n);
+  if (s == DLM_ERR_BUFFER_TOO_SMALL) {
+    out.assign(n + 1, '\0');
+    s = copy(&out[0], out.size(), &n);
+  }
+  out.resize(s == DLM_OK ? n : 0);
+  return s;
+}
+
+/* Throws Error for a failed call, with the handle's last error as detail. */
+template <typename H>
+void check(dlm_status s, const char *what, const H *handle,
+           dlm_status (*last_error)(const H *, char *, size_t, size_t *)) {
+  if (s == DLM_OK) {
+    return;
+  }
+  std::string why;
+  if (handle != nullptr) {
+    text([&](char *buf, size_t len, size_t *n) { return last_error(handle, buf, len, n); }, why);
+  }
+  throw Error(s, what, why);
+}
+
+struct FreeOptions {
+  void operator()(dlm_options *o) const noexcept { dlm_options_free(o); }
+};
+struct FreeClient {
+  void operator()(dlm_client *c) const noexcept { dlm_client_free(c); }
+};
+struct FreeLock {
+  void operator()(dlm_lock *l) const noexcept { dlm_lock_free(l); }
+};
+struct FreeCancel {
+  void operator()(dlm_cancel *c) const noexcept { dlm_cancel_free(c); }
+};
+
+} // namespace detail
+
+/* Settings for a Client, set fluently:
+ *   dlm::Options().client_id("me").io_timeout(2s) */
+class Options {
+public:
+  Options() {
+    dlm_options *o = nullptr;
+    detail::check(dlm_options_new(&o), "options", static_cast<const dlm_options *>(nullptr),
+                  dlm_options_last_error);
+    ptr_.reset(o);
+  }
+  /* The owner ID (default: a random one). */
+  Options &client_id(std::string_view id) {
+    return done(dlm_options_set_client_id(ptr_.get(), id.data(), id.size()), "client id");
+  }
+  /* How long to wait for a TCP connection (default 5 s). */
+  Options &connect_timeout(std::chrono::milliseconds t) {
+    return done(dlm_options_set_connect_timeout_ms(ptr_.get(), detail::millis(t)),
+                "connect timeout");
+  }
+  /* How long to wait for an answer, beyond a lock's wait (default 10 s). */
+  Options &io_timeout(std::chrono::milliseconds t) {
+    return done(dlm_options_set_io_timeout_ms(ptr_.get(), detail::millis(t)), "io timeout");
+  }
+  /* Talk to a JackrabbitDLM server (its table-encoded framing). */
+  Options &legacy_framing(bool on = true) {
+    return done(dlm_options_set_legacy_framing(ptr_.get(), on), "legacy framing");
+  }
+  /* Authenticate every request as identity `name`. */
+  Options &credentials(std::string_view name, std::string_view secret) {
+    return done(dlm_options_set_credentials(ptr_.get(), name.data(), name.size(), secret.data(),
+                                            secret.size()),
+                "credentials");
+  }
+  /* Seal values with XChaCha20-Poly1305 under this 32-byte key. */
+  Options &sealed_key(const void *key, size_t len) {
+    return done(dlm_options_set_sealed_key(ptr_.get(), key, len), "sealed key");
+  }
+  /* The handle, for libdlm's own functions. */
+  const dlm_options *get() const noexcept { return ptr_.get(); }
+  dlm_options *get() noexcept { return ptr_.get(); }
+
+private:
+  Options &done(dlm_status s, const char *what) {
+    detail::check(s, what, static_cast<const dlm_options *>(ptr_.get()), dlm_options_last_error);
+    return *this;
+  }
+  std::unique_ptr<dlm_options, detail::FreeOptions> ptr_;
+};
+
+/* Aborts a waiting Client::lock from another thread: trigger() makes it
+ * throw Error with DLM_ERR_CANCELLED. Stays triggered; one per wait. */
+class Cancel {
+public:
+  Cancel() {
+    dlm_cancel *c = nullptr;
+    detail::check(dlm_cancel_new(&c), "cancel", static_cast<const dlm_client *>(nullptr),
+                  dlm_client_last_error);
+    ptr_.reset(c);
+  }
+  void trigger() {
+    detail::check(dlm_cancel_trigger(ptr_.get()), "cancel",
+                  static_cast<const dlm_client *>(nullptr), dlm_client_last_error);
+  }
+  const dlm_cancel *get() const noexcept { return ptr_.get(); }
+
+private:
+  std::unique_ptr<dlm_cancel, detail::FreeCancel> ptr_;
+};
+
+/* How to take a lock: dlm::LockOptions().ttl(30s).wait(10s).auto_renew() */
+class LockOptions {
+public:
+  /* How long the server keeps it unless extended (default 30 s). */
+  LockOptions &ttl(std::chrono::milliseconds t) {
+    ttl_ = t;
+    return *this;
+  }
+  /* Queue up to this long in the server's fair queue (default 0: one
+   * attempt, DLM_ERR_NOT_OWNER if held). */
+  LockOptions &wait(std::chrono::milliseconds w) {
+    wait_ = w;
+    return *this;
+  }
+  /* Extend it in the background every third of its TTL. */
+  LockOptions &auto_renew(bool on = true) {
+    auto_renew_ = on;
+    return *this;
+  }
+  /* Lets `c.trigger()` abort the wait; `c` must outlive the call. */
+  LockOptions &cancel(const Cancel &c) {
+    cancel_ = &c;
+    return *this;
+  }
+  /* Runs once if the lock is found lost, maybe on libdlm's renewal thread;
+   * an exception it throws is swallowed. */
+  LockOptions &on_lost(std::function<void()> f) {
+    on_lost_ = std::move(f);
+    return *this;
+  }
+
+private:
+  friend class Client;
+  std::chrono::milliseconds ttl_{30000};
+  std::chrono::milliseconds wait_{0};
+  bool auto_renew_ = false;
+  const Cancel *cancel_ = nullptr;
+  std::function<void()> on_lost_;
+};
+
+/* A held lock. Destroying it releases the lock if still held (use
+ * release() to learn the outcome). Must be destroyed before its Client. */
+class Lock {
+public:
+  Lock(Lock &&other) noexcept = default;
+  Lock &operator=(Lock &&other) noexcept {
+    if (this != &other) {
+      ptr_.reset(); // the old lock first: its callback may still run
+      on_lost_ = std::move(other.on_lost_);
+      ptr_ = std::move(other.ptr_);
+    }
+    return *this;
+  }
+  ~Lock() { ptr_.reset(); }
+
+  /* The grant's fencing token (0 from a server that gives none). */
+  uint64_t token() const {
+    uint64_t t = 0;
+    check(dlm_lock_token(ptr_.get(), &t), "token");
+    return t;
+  }
+  /* Time left before it expires unless extended; 0 once lost or released. */
+  std::chrono::milliseconds remaining() const {
+    uint64_t ms = 0;
+    check(dlm_lock_remaining_ms(ptr_.get(), &ms), "remaining");
+    return std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(ms));
+  }
+  /* Whether it is known to be lost. */
+  bool is_lost() const {
+    bool lost = false;
+    check(dlm_lock_is_lost(ptr_.get(), &lost), "is_lost");
+    return lost;
+  }
+  /* Extends this grant to `ttl` from now; throws DLM_ERR_LOCK_LOST if gone. */
+  void extend(std::chrono::milliseconds ttl) {
+    check(dlm_lock_extend(ptr_.get(), detail::millis(ttl)), "extend");
+  }
+  /* Releases it (again: nothing); throws DLM_ERR_LOCK_LOST if it had expired. */
+  void release() { check(dlm_lock_release(ptr_.get()), "release"); }
+  /* The handle, for libdlm's own functions. */
+  const dlm_lock *get() const noexcept { return ptr_.get(); }
+
+private:
+  friend class Client;
+  Lock(dlm_lock *l, std::unique_ptr<std::function<void()>> on_lost)
+      : on_lost_(std::move(on_lost)), ptr_(l) {}
+  void check(dlm_status s, const char *what) const {
+    detail::check(s, what, static_cast<const dlm_lock *>(ptr_.get()), dlm_lock_last_error);
+  }
+  // Declared first, destroyed last: the handle (and its renewal thread)
+  // goes before the callback it may call.
+  std::unique_ptr<std::function<void()>> on_lost_;
+  std::unique_ptr<dlm_lock, detail::FreeLock> ptr_;
+};
+
+/* A value read by Client::get. */
+struct Value {
+  std::string data;  /* the decoded bytes */
+  uint64_t revision; /* 0 from a server that keeps none */
+};
+
+/* What Client::test_lock found. */
+struct LockStatus {
+  dlm_lock_state state;  /* DLM_LOCK_FREE, DLM_LOCK_MINE or DLM_LOCK_TAKEN */
+  uint64_t token;        /* when MINE: the grant's token (0 if none) */
+  std::optional<std::chrono::milliseconds> remaining; /* if the server said */
+};
+
+/* A client of one dlm server: a pool of connections, one owner ID. */
+class Client {
+public:
+  /* Connects to `addr` ("host:port"); throws DLM_ERR_UNAVAILABLE if the
+   * server cannot be reached. */
+  explicit Client(std::string_view addr, const Options &opts = Options()) {
+    dlm_client *c = nullptr;
+    detail::check(dlm_client_new(addr.data(), addr.size(), opts.get(), &c), "connect", opts.get(),
+                  dlm_options_last_error);
+    ptr_.reset(c);
+  }
+
+  /* The owner ID. */
+  std::string id() const {
+    std::string out;
+    check(detail::text(
+              [this](char *buf, size_t len, size_t *n) {
+                return dlm_client_id(ptr_.get(), buf, len, n);
+              },
+              out),
+          "id");
+    return out;
+  }
+
+  /* Takes `name`: throws DLM_ERR_NOT_OWNER (held, no wait), DLM_ERR_TIMEOUT
+   * (the wait ran out) or DLM_ERR_CANCELLED. */
+  Lock lock(std::string_view name, LockOptions opts = LockOptions()) {
+    std::unique_ptr<std::function<void()>> cb;
+    if (opts.on_lost_) {
+      cb.reset(new std::function<void()>(std::move(opts.on_lost_)));
+    }
+    dlm_lock *l = nullptr;
+    uint32_t flags = opts.auto_renew_ ? DLM_LOCK_AUTO_RENEW : 0;
+    check(dlm_client_lock(ptr_.get(), name.data(), name.size(), detail::millis(opts.ttl_),
+                          detail::millis(opts.wait_), flags,
+                          opts.cancel_ != nullptr ? opts.cancel_->get() : nullptr,
+                          cb ? dlm_hpp_on_lost : nullptr, cb.get(), &l),
+          "lock");
+    return Lock(l, std::move(cb));
+  }
+
+  /* One attempt: the lock, or nothing if another owner holds it. */
+  std::optional<Lock> try_lock(std::string_view name, std::chrono::milliseconds ttl) {
+    try {
+      return lock(name, LockOptions().ttl(ttl));
+    } catch (const Error &e) {
+      if (e.status() == DLM_ERR_NOT_OWNER) {
+        return std::nullopt;
+      }
+      throw;
+    }
+  }
+
+  /* Whether `name` is locked, and by whom; never acquires. */
+  LockStatus test_lock(std::string_view name) const {
+    dlm_lock_state state = DLM_LOCK_FREE;
+    uint64_t token = 0, left = UINT64_MAX;
+    check(dlm_client_test_lock(ptr_.get(), name.data(), name.size(), &state, &token, &left),
+          "test_lock");
+    LockStatus out{state, token, std::nullopt};
+    if (left != UINT64_MAX) {
+      out.remaining = std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(left));
+    }
+    return out;
+  }
+
+  /* Releases `name` if this client holds it (token > 0: only that grant);
+   * whether a lock was released. */
+  bool unlock(std::string_view name, uint64_t token = 0) {
+    dlm_status s = dlm_client_unlock(ptr_.get(), name.data(), name.size(), token);
+    if (s == DLM_ERR_NOT_FOUND) {
+      return false;
+    }
+    check(s, "unlock");
+    return true;
+  }
+
+  /* Stores `value` under `name` for `ttl`; its new revision. */
+  uint64_t put(std::string_view name, std::string_view value, std::chrono::milliseconds ttl) {
+    uint64_t revision = 0;
+    check(dlm_client_put(ptr_.get(), name.data(), name.size(), value.data(), value.size(),
+                         detail::millis(ttl), &revision),
+          "put");
+    return revision;
+  }
+
+  /* Compare-and-set: only if the stored revision is `expected` (0: only if
+   * absent); throws Conflict with the current revision otherwise. */
+  uint64_t put_if(std::string_view name, std::string_view value, std::chrono::milliseconds ttl,
+                  uint64_t expected) {
+    uint64_t revision = 0;
+    dlm_status s = dlm_client_put_if(ptr_.get(), name.data(), name.size(), value.data(),
+                                     value.size(), detail::millis(ttl), expected, &revision);
+    if (s == DLM_ERR_CONFLICT) {
+      throw Conflict(revision, "put_if", last_error());
+    }
+    check(s, "put_if");
+    return revision;
+  }
+
+  /* The value of `name`, or nothing if there is no entry. */
+  std::optional<Value> get(std::string_view name) const {
+    Value v{std::string(256, '\0'), 0};
+    for (;;) {
+      size_t n = 0;
+      dlm_status s = dlm_client_get(ptr_.get(), name.data(), name.size(), &v.data[0],
+                                    v.data.size(), &n, &v.revision);
+      if (s == DLM_ERR_BUFFER_TOO_SMALL) {
+        v.data.assign(n, '\0'); // it may grow again before the next read
+        continue;
+      }
+      if (s == DLM_ERR_NOT_FOUND) {
+        return std::nullopt;
+      }
+      check(s, "get");
+      v.data.resize(n);
+      return v;
+    }
+  }
+
+  /* Deletes `name`; whether there was an entry. */
+  bool erase(std::string_view name) {
+    dlm_status s = dlm_client_erase(ptr_.get(), name.data(), name.size());
+    if (s == DLM_ERR_NOT_FOUND) {
+      return false;
+    }
+    check(s, "erase");
+    return true;
+  }
+
+  /* The server's version string. */
+  std::string server_version() const {
+    std::string out;
+    check(detail::text(
+              [this](char *buf, size_t len, size_t *n) {
+                return dlm_client_server_version(ptr_.get(), buf, len, n);
+              },
+              out),
+          "server_version");
+    return out;
+  }
+
+  /* The server's statistics as a JSON object. */
+  std::string stats_json() const {
+    std::string out;
+    check(detail::text(
+              [this](char *buf, size_t len, size_t *n) {
+                return dlm_client_stats_json(ptr_.get(), buf, len, n);
+              },
+              out),
+          "stats");
+    return out;
+  }
+
+  /* The handle, for libdlm's own functions. */
+  const dlm_client *get() const noexcept { return ptr_.get(); }
+
+private:
+  std::string last_error() const {
+    std::string why;
+    detail::text(
+        [this](char *buf, size_t len, size_t *n) {
+          return dlm_client_last_error(ptr_.get(), buf, len, n);
+        },
+        why);
+    return why;
+  }
+  void check(dlm_status s, const char *what) const {
+    detail::check(s, what, static_cast<const dlm_client *>(ptr_.get()), dlm_client_last_error);
+  }
+  std::unique_ptr<dlm_client, detail::FreeClient> ptr_;
+};
+
+} // namespace dlm
+
+#endif /* DLM_HPP */

@@ -1,0 +1,248 @@
+//! `dlm_lock`: a held lock.
+
+use std::ffi::{c_char, c_void};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use super::cancel::dlm_cancel;
+use super::client::{client_ref, dlm_client};
+use super::{Fail, boundary, copy_last_error, dlm_status, non_null, quiet};
+use dlm::{Error, Lock};
+
+/// Flag for `dlm_client_lock`: extend the lock in the background every
+/// third of its TTL until it is released or freed.
+pub const DLM_LOCK_AUTO_RENEW: u32 = 1;
+
+/// Called once when the lock is found lost: on libdlm's renewal thread when
+/// auto-renewal fails for good, or on the calling thread inside the
+/// `dlm_lock_*` call that finds the lock gone (an extension or release the
+/// server refused, or any call after the lock's deadline passed). Must not
+/// call back into the same `dlm_lock`.
+pub type dlm_lost_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
+
+/// A held lock. **Thread-safe**: its functions may be called from several
+/// threads (they take turns). Freeing it releases the lock if still held.
+pub struct dlm_lock {
+    lock: Mutex<Lock>,
+}
+
+struct Callback {
+    f: unsafe extern "C" fn(*mut c_void),
+    userdata: *mut c_void,
+}
+
+impl Callback {
+    fn call(&self) {
+        // SAFETY: the caller of dlm_client_lock promised the callback may be
+        // called from this thread with this userdata.
+        unsafe { (self.f)(self.userdata) };
+    }
+}
+
+// SAFETY: the C caller promises (dlm_client_lock's contract) that the
+// callback and its userdata may be used from libdlm's renewal thread.
+unsafe impl Send for Callback {}
+// SAFETY: as above.
+unsafe impl Sync for Callback {}
+
+/// Acquires `name` for `ttl_ms` milliseconds.
+///
+/// With `wait_ms` 0, one attempt: `DLM_ERR_NOT_OWNER` if another owner
+/// holds it. Otherwise the call waits in the server's first-come,
+/// first-served queue up to `wait_ms`, then fails with `DLM_ERR_TIMEOUT`;
+/// another thread can abort the wait with `dlm_cancel_trigger` on `cancel`
+/// (`DLM_ERR_CANCELLED`). `flags` may hold `DLM_LOCK_AUTO_RENEW`.
+/// `on_lost(userdata)` (may be NULL) runs once if the lock is found lost
+/// (see [`dlm_lost_fn`]).
+///
+/// # Safety
+/// `client` must be a live client; `name` must point to `name_len` bytes;
+/// `cancel` NULL or a live cancel handle; `on_lost` and `userdata` usable
+/// from another thread until the lock is freed; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_lock(
+    client: *const dlm_client,
+    name: *const c_char,
+    name_len: usize,
+    ttl_ms: u64,
+    wait_ms: u64,
+    flags: u32,
+    cancel: *const dlm_cancel,
+    on_lost: dlm_lost_fn,
+    userdata: *mut c_void,
+    out: *mut *mut dlm_lock,
+) -> dlm_status {
+    boundary(client, || {
+        // SAFETY: per the contract.
+        let c = unsafe { client_ref(client) }?;
+        non_null(out, "out")?;
+        if flags & !DLM_LOCK_AUTO_RENEW != 0 {
+            return Err(Fail::new(
+                dlm_status::DLM_ERR_INVALID_ARGUMENT,
+                "unknown flags",
+            ));
+        }
+        // SAFETY: per the contract.
+        let name = unsafe { super::name(name, name_len) }?;
+        let mut req = c
+            .client
+            .lock(name)
+            .ttl(Duration::from_millis(ttl_ms))
+            .wait(Duration::from_millis(wait_ms))
+            .auto_renew(flags & DLM_LOCK_AUTO_RENEW != 0);
+        // SAFETY: per the contract.
+        if let Some(cancel) = unsafe { cancel.as_ref() } {
+            req = req.cancel(&cancel.token);
+        }
+        if let Some(f) = on_lost {
+            let cb = Callback { f, userdata };
+            req = req.on_lost(move || cb.call());
+        }
+        let lock = req.acquire()?;
+        let handle = Box::new(dlm_lock {
+            lock: Mutex::new(lock),
+        });
+        // SAFETY: `out` is non-null and writable.
+        unsafe { *out = Box::into_raw(handle) };
+        Ok(dlm_status::DLM_OK)
+    })
+}
+
+/// Runs `f` on the lock, recording the outcome for this thread.
+///
+/// # Safety
+/// `lock` must be NULL or a live lock.
+unsafe fn with(
+    lock: *const dlm_lock,
+    f: impl FnOnce(&mut Lock) -> Result<(), Error>,
+) -> dlm_status {
+    boundary(lock, || {
+        // SAFETY: per the contract.
+        let l = unsafe { lock.as_ref() }.ok_or_else(|| Fail::null("the lock"))?;
+        let mut guard = l.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut guard)?;
+        Ok(dlm_status::DLM_OK)
+    })
+}
+
+/// Writes what `f` reads from the lock to `out`, which must not be NULL.
+///
+/// # Safety
+/// `lock` must be NULL or a live lock; `out` NULL or writable.
+unsafe fn read_into<T>(
+    lock: *const dlm_lock,
+    out: *mut T,
+    f: impl FnOnce(&Lock) -> T,
+) -> dlm_status {
+    if out.is_null() {
+        return boundary(lock, || Err(Fail::null("out")));
+    }
+    // SAFETY: forwarded contract; `out` is non-null.
+    unsafe {
+        with(lock, |l| {
+            *out = f(l);
+            Ok(())
+        })
+    }
+}
+
+/// The grant's fencing token: pass it to whatever the lock protects. 0 if
+/// the server gives no tokens (JackrabbitDLM): nothing can fence then, and
+/// extensions are plain re-locks, sent only before the lock's deadline.
+///
+/// # Safety
+/// `lock` must be a live lock; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_token(lock: *const dlm_lock, out: *mut u64) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe { read_into(lock, out, |l| l.token().map_or(0, |t| t.0)) }
+}
+
+/// Milliseconds left before the lock expires unless extended, by this
+/// process's clock; 0 once lost or released.
+///
+/// # Safety
+/// `lock` must be a live lock; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_remaining_ms(lock: *const dlm_lock, out: *mut u64) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        read_into(lock, out, |l| {
+            u64::try_from(l.remaining().as_millis()).unwrap_or(u64::MAX)
+        })
+    }
+}
+
+/// Whether the lock is known lost: its deadline passed without a confirmed
+/// extension (auto-renewal failing, or none asked for), or an extension or
+/// release found it gone.
+///
+/// # Safety
+/// `lock` must be a live lock; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_is_lost(lock: *const dlm_lock, out: *mut bool) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe { read_into(lock, out, Lock::is_lost) }
+}
+
+/// Extends this grant to `ttl_ms` from now. Never re-acquires: a lock that
+/// expired or was released gives `DLM_ERR_LOCK_LOST`.
+///
+/// # Safety
+/// `lock` must be a live lock.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_extend(lock: *const dlm_lock, ttl_ms: u64) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe { with(lock, |l| l.extend(Duration::from_millis(ttl_ms))) }
+}
+
+/// Releases the lock. Idempotent: releasing again returns `DLM_OK`.
+/// `DLM_ERR_LOCK_LOST` if it had expired before this release.
+///
+/// # Safety
+/// `lock` must be a live lock.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_release(lock: *const dlm_lock) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe { with(lock, Lock::release) }
+}
+
+/// Copies into `buf` (NUL-terminated) what the calling thread's most
+/// recent libdlm call said beyond its status, if that call was on this lock
+/// and failed (see `dlm_client_last_error`). Reading it records nothing.
+///
+/// # Safety
+/// `lock` must be a live lock; `buf` must hold `len` writable bytes;
+/// `out_n` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_last_error(
+    lock: *const dlm_lock,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> dlm_status {
+    quiet(|| {
+        if lock.is_null() {
+            return dlm_status::DLM_ERR_NULL_PARAMETER;
+        }
+        // SAFETY: per the contract.
+        unsafe { copy_last_error(lock, buf, len, out_n) }
+    })
+}
+
+/// Frees the lock handle, releasing the lock first if still held (best
+/// effort; use `dlm_lock_release` to learn the outcome). NULL is accepted.
+///
+/// # Safety
+/// `lock` must be NULL or a pointer from `dlm_client_lock` not yet freed,
+/// with no call on it still running.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_free(lock: *mut dlm_lock) {
+    if !lock.is_null() {
+        quiet(|| {
+            // SAFETY: created by Box::into_raw in dlm_client_lock.
+            drop(unsafe { Box::from_raw(lock) });
+            dlm_status::DLM_OK
+        });
+    }
+}
