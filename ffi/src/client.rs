@@ -414,6 +414,19 @@ impl Client {
         })
     }
 
+    /// Asks about or changes the cluster (see PROTOCOL.md, `Cluster`):
+    /// the cluster's state as JSON text for [`ClusterOp::Status`] (a
+    /// single server answers `{"Mode":"single"}`), empty once a membership
+    /// change is done.
+    ///
+    /// [`ClusterOp::Status`]: dlm_core::protocol::ClusterOp::Status
+    pub fn cluster(&self, op: dlm_core::protocol::ClusterOp<'_>) -> Result<String> {
+        let req = self.shared.core().cluster(op);
+        self.shared.call(&req, Wait::None, None, |r| {
+            Ok(answer::cluster(r)?.to_owned())
+        })
+    }
+
     /// The server's statistics.
     pub fn stats(&self) -> Result<Stats> {
         let req = self.shared.core().stats();

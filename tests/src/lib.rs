@@ -19,6 +19,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 use dlm_core::protocol::{Framing, Request, Response, Status};
 use dlm_core::stats::{Stat, Stats};
 

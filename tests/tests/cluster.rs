@@ -9,9 +9,8 @@
     clippy::cast_possible_truncation
 )]
 
-use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,170 +18,11 @@ use dlm_core::client::Client;
 use dlm_core::protocol::Status;
 use dlm_core::stats::Stat;
 use dlm_core::time::Ttl;
+use dlm_tests::cluster::{Cluster, field, free_port};
 use dlm_tests::{Conn, Server};
 
 const TTL: Ttl = Ttl::from_secs(60);
 const LONG: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Clusters run one at a time: three members each, on two cores, and
-/// elections that must not be starved by the other tests' load.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A cluster of `dlm-server` processes.
-struct Cluster {
-    peers: BTreeMap<u64, u16>,
-    members: BTreeMap<u64, Server>,
-    extra: Vec<String>,
-    _turn: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Cluster {
-    fn start(n: u64, extra: &[&str]) -> Self {
-        let peers: BTreeMap<u64, u16> = (1..=n).map(|id| (id, free_port())).collect();
-        let turn = ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut c = Self {
-            peers,
-            members: BTreeMap::new(),
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-            _turn: turn,
-        };
-        for id in 1..=n {
-            c.boot(id, false);
-        }
-        c
-    }
-
-    fn peers_arg(&self) -> String {
-        self.peers
-            .iter()
-            .map(|(id, port)| format!("{id}=127.0.0.1:{port}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn boot(&mut self, id: u64, join: bool) {
-        let peers = self.peers_arg();
-        let node = id.to_string();
-        let mut args: Vec<&str> = vec!["--node", &node, "--peers", &peers];
-        if join {
-            args.push("--join");
-        }
-        for e in &self.extra {
-            args.push(e);
-        }
-        let server = Server::with_args(&args);
-        self.members.insert(id, server);
-    }
-
-    fn member(&self, id: u64) -> &Server {
-        &self.members[&id]
-    }
-
-    /// The `Cluster` answer through member `id` (a follower relays it to
-    /// the leader; retried while a leader change closes relayed
-    /// connections).
-    fn status(&self, id: u64) -> String {
-        let deadline = Instant::now() + LONG;
-        loop {
-            let mut c = self.member(id).connect();
-            c.send_raw(b"{\"Action\":\"Cluster\"}\n");
-            if let Some(line) = c.recv_line() {
-                return String::from_utf8(line).unwrap();
-            }
-            assert!(Instant::now() < deadline, "member {id} never answered");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits until every running member agrees on one leader; returns it.
-    fn leader(&self) -> u64 {
-        let deadline = Instant::now() + LONG;
-        loop {
-            let seen: Vec<u64> = self
-                .members
-                .keys()
-                .map(|id| field(&self.status(*id), "\"Leader\":"))
-                .collect();
-            if let Some(&l) = seen.first()
-                && l != 0
-                && seen.iter().all(|s| *s == l)
-                && self.members.contains_key(&l)
-            {
-                return l;
-            }
-            assert!(Instant::now() < deadline, "no leader agreed on: {seen:?}");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn followers(&self, leader: u64) -> Vec<u64> {
-        self.members
-            .keys()
-            .copied()
-            .filter(|id| *id != leader)
-            .collect()
-    }
-
-    /// Asks the leader for a membership change; `Done` expected.
-    fn admin(&self, op: &str) {
-        let deadline = Instant::now() + LONG;
-        loop {
-            let mut c = self.member(self.leader()).connect();
-            c.send_raw(format!("{op}\n").as_bytes());
-            match c.recv_line() {
-                Some(line) if line.starts_with(b"{\"Status\":\"Done\"") => return,
-                other => assert!(
-                    Instant::now() < deadline,
-                    "{op}: {:?}",
-                    other.map(|l| String::from_utf8_lossy(&l).into_owned())
-                ),
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// A member that lost its state comes back the safe way: removed,
-    /// added again, started with --join.
-    fn rejoin(&mut self, id: u64) {
-        self.admin(&format!(
-            "{{\"Action\":\"Cluster\",\"Op\":\"remove\",\"Node\":{id}}}"
-        ));
-        self.admin(&format!(
-            "{{\"Action\":\"Cluster\",\"Op\":\"add\",\"Node\":{id},\"Peer\":\"127.0.0.1:{}\"}}",
-            self.peers[&id]
-        ));
-        self.boot(id, true);
-    }
-
-    fn kill(&mut self, id: u64) {
-        let mut s = self.members.remove(&id).unwrap();
-        s.signal(libc::SIGKILL);
-        let _ = s.wait_exit(Duration::from_secs(5));
-    }
-}
-
-/// The number after `key` in a JSON text.
-fn field(json: &str, key: &str) -> u64 {
-    json.split(key)
-        .nth(1)
-        .map(|t| {
-            t.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-        })
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0)
-}
 
 #[test]
 fn any_member_serves_any_client() {

@@ -93,7 +93,13 @@ fn refused<'a>(r: &Response<'a>, not_owner: ErrorKind) -> Error<'a> {
                 Detail::Server,
             ),
         ),
-        Status::No => (ErrorKind::NoMemory, Detail::None),
+        // A `NO` that says why is the server being unable to serve now
+        // (full, stopping, no leader in a cluster): another try, maybe on
+        // another member, may work. A bare `NO` is its memory budget.
+        Status::No => match r.error {
+            Some(why) => (ErrorKind::Unavailable, Detail::Server(why)),
+            None => (ErrorKind::NoMemory, Detail::None),
+        },
         other => (ErrorKind::Protocol, Detail::Status(other)),
     };
     Error { kind, detail }
@@ -201,6 +207,21 @@ pub fn erased<'a>(r: &Response<'a>) -> Result<bool, Error<'a>> {
         Status::Done => Ok(true),
         Status::NotFound => Ok(false),
         _ => Err(refused(r, ErrorKind::NotOwner)),
+    }
+}
+
+/// The answer to `Cluster`: the cluster's state as JSON text (empty for a
+/// membership change, which answers `Done` alone). A refusal (not the
+/// leader, a change already in progress, no such member) is a
+/// [`BadRequest`](ErrorKind::BadRequest) with the server's reason.
+pub fn cluster<'a>(r: &Response<'a>) -> Result<&'a str, Error<'a>> {
+    match r.status {
+        Status::Done => Ok(r.cluster.unwrap_or("")),
+        Status::No => Err(Error {
+            kind: ErrorKind::BadRequest,
+            detail: r.error.map_or(Detail::None, Detail::Server),
+        }),
+        _ => Err(refused(r, ErrorKind::Protocol)),
     }
 }
 

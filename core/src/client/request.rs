@@ -179,4 +179,12 @@ impl<'a> Client<'a> {
     pub fn stats(&self) -> Request<'a> {
         self.request(Command::Stats)
     }
+
+    /// `Cluster`: the cluster's state, or a membership change.
+    pub fn cluster<'r>(&self, op: crate::protocol::ClusterOp<'r>) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::Cluster(op))
+    }
 }

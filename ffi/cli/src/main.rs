@@ -170,8 +170,51 @@ enum Cmd {
     },
     /// Print the server's statistics, one `Key: value` per line.
     Stats,
+    /// Show the cluster (members, leader, term, commit index, lag), or
+    /// change its membership.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Print the server's version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Members, leader, term, commit and applied index, each member's lag
+    /// (`--json` for the server's answer as it is).
+    Status {
+        /// Print the JSON the server answered.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add member MEMBER, listening for its peers at PEER (HOST:PORT); then
+    /// start it with `dlm-server --node MEMBER --peers ... --join`.
+    Add {
+        /// The new member's ID (1 to 255).
+        member: u64,
+        /// Its peer address.
+        peer: String,
+    },
+    /// Remove member MEMBER (it stops by itself).
+    Remove {
+        /// The member's ID.
+        member: u64,
+    },
+    /// Replace member OLD by NEW at PEER: add NEW, then remove OLD (start
+    /// NEW with --join between the two, when told).
+    Replace {
+        /// The member leaving.
+        old: u64,
+        /// The member arriving.
+        new: u64,
+        /// The new member's peer address.
+        peer: String,
+    },
+    /// Hand the leadership to member MEMBER.
+    Transfer {
+        /// The member to lead.
+        member: u64,
+    },
 }
 
 #[derive(Args)]
@@ -317,6 +360,7 @@ fn run(client: &Client, command: Cmd) -> Result<ExitCode, Error> {
         Cmd::Version => {
             let _ = writeln!(out, "{}", client.version()?);
         }
+        Cmd::Cluster(c) => return cluster(client, c, &mut out),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -655,5 +699,108 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
         (Some(code), _) => u8::try_from(code & 0xff).unwrap_or(EXIT_FAILURE),
         (None, Some(sig)) => exit_code_for_signal(sig),
         (None, None) => EXIT_FAILURE,
+    }
+}
+
+/// `dlm cluster ...`.
+fn cluster(
+    client: &Client,
+    cmd: ClusterCmd,
+    out: &mut impl std::io::Write,
+) -> Result<ExitCode, Error> {
+    use dlm_core::protocol::ClusterOp;
+    match cmd {
+        ClusterCmd::Status { json } => {
+            let text = client.cluster(ClusterOp::Status)?;
+            if json {
+                let _ = writeln!(out, "{text}");
+            } else {
+                print_status(&text, out);
+            }
+        }
+        ClusterCmd::Add { member, peer } => {
+            client.cluster(ClusterOp::Add {
+                node: member,
+                peer: &peer,
+            })?;
+            let _ = writeln!(
+                out,
+                "member {member} added at {peer}: start it with --node {member} --join"
+            );
+        }
+        ClusterCmd::Remove { member } => {
+            client.cluster(ClusterOp::Remove { node: member })?;
+            let _ = writeln!(out, "member {member} removed");
+        }
+        ClusterCmd::Replace { old, new, peer } => {
+            client.cluster(ClusterOp::Add {
+                node: new,
+                peer: &peer,
+            })?;
+            let _ = writeln!(
+                out,
+                "member {new} added at {peer}: start it with --node {new} --join"
+            );
+            client.cluster(ClusterOp::Remove { node: old })?;
+            let _ = writeln!(out, "member {old} removed");
+        }
+        ClusterCmd::Transfer { member } => {
+            client.cluster(ClusterOp::Transfer { node: member })?;
+            let _ = writeln!(out, "leadership handed to member {member}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The cluster's state as a table.
+fn print_status(text: &str, out: &mut impl std::io::Write) {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        let _ = writeln!(out, "{text}");
+        return;
+    };
+    if v.get("Mode").and_then(|m| m.as_str()) == Some("single") {
+        let _ = writeln!(out, "a single server (not a cluster)");
+        return;
+    }
+    let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let leader = num("Leader");
+    let _ = writeln!(
+        out,
+        "leader {}, term {}, commit {}, applied {} (as member {} sees it)",
+        if leader == 0 {
+            "none".into()
+        } else {
+            leader.to_string()
+        },
+        num("Term"),
+        num("Commit"),
+        num("Applied"),
+        num("Node")
+    );
+    let _ = writeln!(
+        out,
+        "{:>4}  {:<22} {:>8} {:>6}",
+        "ID", "PEER", "MATCHED", "LAG"
+    );
+    for m in v
+        .get("Members")
+        .and_then(|m| m.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let id = m.get("ID").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let peer = m.get("Peer").and_then(|p| p.as_str()).unwrap_or("?");
+        let matched = m.get("Matched").and_then(serde_json::Value::as_u64);
+        let lag = m.get("Lag").and_then(serde_json::Value::as_u64);
+        let show = |x: Option<u64>| x.map_or_else(|| "-".into(), |x| x.to_string());
+        let _ = writeln!(
+            out,
+            "{:>4}{} {:<22} {:>8} {:>6}",
+            id,
+            if id == leader { "*" } else { " " },
+            peer,
+            show(matched),
+            show(lag)
+        );
     }
 }

@@ -465,3 +465,41 @@ fn a_progress_line_on_a_terminal_while_waiting() {
     kill(&holder, libc::SIGTERM);
     let _ = holder.wait();
 }
+
+/// `dlm cluster`: status through any member, a membership change refused
+/// with the server's reason, a leadership transfer.
+#[test]
+fn cluster_status_and_changes() {
+    let c = dlm_tests::cluster::Cluster::start(3, &[]);
+    let leader = c.leader();
+    let via = c.followers(leader)[0];
+    let addr = c.member(via).addr().to_string();
+    let cli = |args: &[&str]| {
+        run(Command::new(env!("CARGO_BIN_EXE_dlm"))
+            .args(["--server", &addr])
+            .args(args))
+    };
+    let out = cli(&["cluster", "status"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("leader {leader},")), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.contains("127.0.0.1:")).count(),
+        3,
+        "{text}"
+    );
+    let out = cli(&["cluster", "remove", "9"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a member"));
+    let out = cli(&["cluster", "transfer", &via.to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while c.leader() != via {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leadership never moved"
+        );
+    }
+    let out = cli(&["cluster", "status", "--json"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("\"Leader\":{via}")));
+}

@@ -98,6 +98,11 @@ pub struct Member {
     fresh: bool,
     /// The term this member last led.
     led_term: u64,
+    /// A leadership transfer answered last turn, started this turn: its
+    /// answer goes out to the links before the target's `TimeoutNow`, so
+    /// that the new leader relays it before closing the old leader's
+    /// sessions.
+    transfer_next: Option<u64>,
 }
 
 impl std::fmt::Debug for Member {
@@ -230,6 +235,7 @@ impl Member {
             snapshot_every: 20_000,
             fresh,
             led_term: 0,
+            transfer_next: None,
         })
     }
 
@@ -279,6 +285,10 @@ impl Member {
 
     /// When the next tick is due.
     pub fn next_tick(&self) -> Instant {
+        if self.transfer_next.is_some() {
+            // A transfer starts on the next turn, at once.
+            return Instant::now();
+        }
         self.next_tick
     }
 
@@ -412,6 +422,11 @@ impl Member {
     /// Starts the membership changes and transfers clients asked for (the
     /// leader only; raft-rs takes one membership change at a time).
     pub fn admin_from(&mut self, host: &mut Host) {
+        if let Some(node) = self.transfer_next.take()
+            && self.is_leader()
+        {
+            self.raw.transfer_leader(node);
+        }
         let Some(replica) = host.replica_mut() else {
             return;
         };
@@ -432,7 +447,7 @@ impl Member {
                         refuse(host, "no such other member");
                         continue;
                     }
-                    self.raw.transfer_leader(node);
+                    self.transfer_next = Some(node);
                     info!(
                         node = self.id,
                         to = node,
