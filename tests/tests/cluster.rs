@@ -479,3 +479,42 @@ fn a_torn_log_tail_is_cut_and_reported() {
     assert_eq!(c.call(&w.put("new", TTL, "x", None)).status, Status::Done);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A member started before its peers says which ones it waits for, then
+/// that the cluster has a leader once a majority is up.
+#[test]
+fn a_member_waits_for_its_peers_and_says_so() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let first = Server::with_args(&["--node", "1", "--peers", &peers]);
+    let wait_log = |s: &Server, what: &str| {
+        let deadline = Instant::now() + LONG;
+        loop {
+            let log = s.log();
+            if log.contains(what) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "never logged {what:?}:\n{log}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let log = wait_log(&first, "waiting for peers that are not up");
+    assert!(
+        log.contains(&format!("2 (127.0.0.1:{})", ports[1])),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("3 (127.0.0.1:{})", ports[2])),
+        "{log}"
+    );
+    // Nothing is served meanwhile: a client is told, not left hanging.
+    let _second = Server::with_args(&["--node", "2", "--peers", &peers]);
+    wait_log(&first, "the cluster has a leader");
+    let r = first.connect().call(&Client::new("x").lock("formed", TTL));
+    assert_eq!(r.status, Status::Locked);
+}

@@ -35,6 +35,10 @@ const INBOUND_BASE: usize = 1 << 41;
 const RELAY_BASE: usize = 1 << 42;
 /// How long a dial may stay unanswered, and the least time between dials.
 const DIAL_RETRY: Duration = Duration::from_millis(100);
+/// How long a member waits for a leader before saying which peers it waits for.
+const WAIT_REPORT_FIRST: Duration = Duration::from_secs(2);
+/// How often it says so again while no leader is known.
+const WAIT_REPORT_EVERY: Duration = Duration::from_secs(5);
 /// Most bytes waiting on one link before it is dropped (raft retries).
 const LINK_BUFFER: usize = 64 << 20;
 /// How long a relayed client waits for a leader before it is told.
@@ -112,6 +116,11 @@ pub(super) struct Cluster {
     meta_checked: bool,
     /// Why this member must stop, once it must.
     fatal: Option<io::Error>,
+    /// When to say again that this member waits for its peers (while no
+    /// leader is known).
+    next_wait_report: Instant,
+    /// Whether a leader was ever known (the first one is announced).
+    formed: bool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -157,7 +166,50 @@ impl Cluster {
             data_dir: None,
             meta_checked: false,
             fatal: None,
+            next_wait_report: Instant::now() + WAIT_REPORT_FIRST,
+            formed: false,
         })
+    }
+
+    /// Says, every few seconds while no leader is known, which peers this
+    /// member waits for (so that an operator starting members one by one
+    /// sees why nothing is served yet), and announces the first leader.
+    fn report_waiting(&mut self, now: Instant) {
+        if let Some(leader) = self.member.leader() {
+            if !self.formed {
+                self.formed = true;
+                info!(
+                    leader,
+                    term = self.member.term(),
+                    "the cluster has a leader"
+                );
+            }
+            self.next_wait_report = now + WAIT_REPORT_FIRST;
+            return;
+        }
+        if now < self.next_wait_report {
+            return;
+        }
+        self.next_wait_report = now + WAIT_REPORT_EVERY;
+        let (up, down): (Vec<_>, Vec<_>) = self.links.iter().partition(|(_, l)| l.connected);
+        let list = |v: &[(&u64, &Link)]| {
+            v.iter()
+                .map(|(id, l)| format!("{id} ({})", l.addr))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if down.is_empty() {
+            info!(
+                reachable = %list(&up),
+                "no leader yet: every peer is reachable, an election is under way"
+            );
+        } else {
+            info!(
+                waiting_for = %list(&down),
+                reachable = %list(&up),
+                "no leader yet: waiting for peers that are not up (a majority must be)"
+            );
+        }
     }
 
     /// The earliest instant the loop must wake for the cluster.
@@ -845,6 +897,7 @@ impl EventLoop {
             return Err(e);
         }
         let now = Instant::now();
+        c.report_waiting(now);
         c.member.tick(now);
         c.member.admin_from(&mut self.host);
         c.member.propose_from(&mut self.host);
