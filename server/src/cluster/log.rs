@@ -160,6 +160,10 @@ struct Inner {
     compacted: bool,
     /// Why an earlier write failed; every later write fails too.
     failed: Option<String>,
+    /// The member raft-rs last asked a snapshot for that the one held
+    /// cannot serve (too old, or taken before that member was added): the
+    /// node takes a new one at its next turn.
+    snapshot_wanted: Option<u64>,
 }
 
 /// The durable side of a store opened with a data directory.
@@ -317,6 +321,7 @@ impl Inner {
             entries: Vec::new(),
             hard_state_dirty: false,
             conf_state_dirty: false,
+            snapshot_wanted: None,
             compacted: false,
             failed: None,
         }
@@ -421,6 +426,19 @@ impl LogStore {
     /// The current `ConfState` (staged or persisted).
     pub fn conf_state(&self) -> ConfState {
         self.lock().conf_state.clone()
+    }
+
+    /// Whether raft-rs asked for a snapshot that the one held cannot serve
+    /// since the last call (the flag is cleared): the node should take a
+    /// new one now rather than at its usual interval.
+    pub fn take_snapshot_wanted(&self) -> bool {
+        self.lock().snapshot_wanted.take().is_some()
+    }
+
+    /// The latest snapshot, if any (what a restarting member restores).
+    pub fn latest_snapshot(&self) -> Option<Snapshot> {
+        let inner = self.lock();
+        (inner.snapshot_index() > 0).then(|| inner.snapshot.clone())
     }
 
     /// `(index, term)` of the latest snapshot, or `(0, 0)` if none.
@@ -722,11 +740,20 @@ impl Storage for LogStore {
         Ok(self.lock().last_index())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let inner = self.lock();
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let mut inner = self.lock();
         let index = inner.snapshot_index();
-        if index == 0 || index < request_index {
-            // The node takes one soon (or has one on its way from the leader).
+        let cs = inner.snapshot.get_metadata().get_conf_state();
+        // A member added after the snapshot was taken is not in its
+        // configuration, and raft-rs on that member ignores it (it would
+        // wait for ever): such a member needs a newer snapshot.
+        let knows_to = cs.voters.contains(&to)
+            || cs.learners.contains(&to)
+            || cs.voters_outgoing.contains(&to)
+            || cs.learners_next.contains(&to);
+        if index == 0 || index < request_index || !knows_to {
+            // The node takes one at its next turn; raft-rs asks again.
+            inner.snapshot_wanted = Some(to);
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
@@ -1239,8 +1266,10 @@ mod tests {
         );
         let refused = store.compact(3).expect_err("no snapshot covers 1..=2");
         assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
+        assert!(store.take_snapshot_wanted(), "asked for one");
+        assert!(!store.take_snapshot_wanted(), "once");
         store
-            .save_snapshot(4, voters(&[1]), b"state at 4".to_vec())
+            .save_snapshot(4, voters(&[1, 2]), b"state at 4".to_vec())
             .expect("snapshot");
         store.compact(5).expect("compact");
         assert_eq!(store.first_index().expect("first"), 5);
@@ -1257,6 +1286,19 @@ mod tests {
             store.snapshot(0, 2).expect("snapshot").data.as_ref(),
             b"state at 4"
         );
+        assert!(!store.take_snapshot_wanted());
+        // Member 3 was added after the snapshot: raft-rs on it would ignore
+        // a snapshot whose configuration lacks it; a newer one is wanted.
+        assert_eq!(
+            store.snapshot(0, 3),
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
+        );
+        assert!(store.take_snapshot_wanted());
+        // Too old for what raft-rs asks: wanted too.
+        assert!(store.snapshot(5, 2).is_err());
+        assert!(store.take_snapshot_wanted());
         store.persist(true).expect("persist");
     }
 
@@ -1286,7 +1328,7 @@ mod tests {
         assert_eq!((recovered.first_index, recovered.last_index), (81, 100));
         assert_eq!(recovered.discarded, 0);
         assert_eq!(all(&store), entries(81..=100, 1));
-        let snap = store.snapshot(0, 2).expect("snapshot");
+        let snap = store.latest_snapshot().expect("snapshot");
         assert_eq!(snap.get_metadata().index, 80);
         assert_eq!(snap.get_metadata().get_conf_state(), &voters(&[1, 2, 3]));
         assert_eq!(snap.data.as_ref(), b"engine at 80");
@@ -1419,7 +1461,8 @@ mod tests {
             "{recovered}"
         );
         assert_eq!(all(&store), entries(11..=30, 1));
-        assert_eq!(store.snapshot(0, 2).expect("snap").data.as_ref(), b"at 10");
+        let snap = store.latest_snapshot().expect("snap");
+        assert_eq!(snap.data.as_ref(), b"at 10");
     }
 
     #[test]

@@ -24,6 +24,10 @@ use dlm_core::protocol::{Message as Text, Response, Status};
 
 /// How often raft-rs is ticked.
 pub const TICK: Duration = Duration::from_millis(20);
+
+/// Ticks a member that applied its own removal waits, still removed, before
+/// it stops (two election timeouts).
+const REMOVED_GRACE_TICKS: usize = 2 * ELECTION_TICKS;
 /// Ticks without a leader's heartbeat before a follower campaigns (200 to
 /// 400 ms, randomized by raft-rs).
 pub const ELECTION_TICKS: usize = 10;
@@ -92,6 +96,12 @@ pub struct Member {
     changes: Vec<Admin>,
     /// This member was removed from the cluster: it must stop.
     pub removed: bool,
+    /// Ticks since this member applied its own removal, while no later
+    /// entry added it back. A member removed and added again under the
+    /// same ID (a rejoin) replays both while it catches up: it stops only
+    /// if it stays removed for a while (the leader stops sending to a
+    /// member truly removed, so nothing would add it back).
+    removed_ticks: Option<usize>,
     /// Applied entries between snapshots.
     pub snapshot_every: u64,
     /// Holds no history and has not heard from a leader yet.
@@ -189,7 +199,7 @@ impl Member {
                 .collect();
             storage.set_conf_state(ConfState::from((voters, vec![])));
             storage.persist(true)?;
-        } else if let Ok(snap) = raft::Storage::snapshot(&storage, 0, id)
+        } else if let Some(snap) = storage.latest_snapshot()
             && !snap.data.is_empty()
         {
             applied = snap.get_metadata().index;
@@ -232,6 +242,7 @@ impl Member {
             identities,
             changes: Vec::new(),
             removed: false,
+            removed_ticks: None,
             snapshot_every: 20_000,
             fresh,
             led_term: 0,
@@ -297,6 +308,12 @@ impl Member {
         let mut n = 0;
         while now >= self.next_tick && n < 2 * ELECTION_TICKS {
             self.raw.tick();
+            if let Some(t) = &mut self.removed_ticks {
+                *t += 1;
+                if *t >= REMOVED_GRACE_TICKS {
+                    self.removed = true;
+                }
+            }
             self.next_tick += TICK;
             n += 1;
         }
@@ -581,7 +598,8 @@ impl Member {
         let applied = self.raw.raft.raft_log.applied;
         let store = self.raw.mut_store().clone();
         let (last, _) = store.snapshot_index_term();
-        if applied < last + self.snapshot_every {
+        let wanted = store.take_snapshot_wanted();
+        if applied <= last || (applied < last + self.snapshot_every && !wanted) {
             return Ok(());
         }
         let mut data = Vec::with_capacity(1024);
@@ -656,6 +674,9 @@ impl Member {
                         Some(addr) => {
                             info!(node = self.id, added = node, %addr, "member added");
                             self.peers.insert(node, addr);
+                            if node == self.id {
+                                self.removed_ticks = None;
+                            }
                         }
                         None => warn!(
                             node = self.id,
@@ -668,7 +689,7 @@ impl Member {
                     info!(node = self.id, removed = node, "member removed");
                     self.peers.remove(&node);
                     if node == self.id {
-                        self.removed = true;
+                        self.removed_ticks = Some(0);
                     }
                 }
             }
