@@ -580,26 +580,18 @@ impl Client {
     pub async fn get(&self, name: &str) -> Result<Option<Value>> {
         check_name(name)?;
         let req = self.core().get(name);
-        let fetched = self
-            .shared
+        self.shared
             .call(&req, |r| {
-                Ok(answer::fetched(r)?.map(|f| {
-                    (
-                        f.data.to_owned(),
-                        f.revision.unwrap_or(Revision(0)),
-                        f.ttl.unwrap_or(Ttl::ZERO),
-                    )
+                let Some(f) = answer::fetched(r)? else {
+                    return Ok(None);
+                };
+                Ok(Some(Value {
+                    data: self.shared.encoder.decode(name, f.data)?,
+                    revision: f.revision.unwrap_or(Revision(0)),
+                    ttl: f.ttl.unwrap_or(Ttl::ZERO).into(),
                 }))
             })
-            .await?;
-        let Some((stored, revision, ttl)) = fetched else {
-            return Ok(None);
-        };
-        Ok(Some(Value {
-            data: self.shared.encoder.decode(name, &stored)?,
-            revision,
-            ttl: ttl.into(),
-        }))
+            .await
     }
 
     /// Deletes `name`; whether there was an entry.

@@ -109,6 +109,8 @@ impl Pipe {
             io_timeout,
             last: Instant::now(),
             timer: None,
+            yielded: false,
+            resumed: false,
         });
         pipe
     }
@@ -183,6 +185,10 @@ struct Driver {
     last: Instant,
     /// Fires `io_timeout` after `last` (re-armed lazily).
     timer: Option<Pin<Box<Sleep>>>,
+    /// This poll woke the task to give way to others before writing ...
+    yielded: bool,
+    /// ... and this one is the poll after that: write.
+    resumed: bool,
 }
 
 impl Future for Driver {
@@ -190,6 +196,7 @@ impl Future for Driver {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        this.resumed = std::mem::take(&mut this.yielded);
         match this.turn(cx) {
             Ok(poll) => poll,
             Err(e) => {
@@ -281,6 +288,16 @@ impl Driver {
             }
             if !st.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 st.task = Some(cx.waker().clone());
+            }
+        } else if !self.resumed {
+            // Give way once before writing: the tasks woken with the last
+            // answers (or with this wake-up) run first and add their
+            // requests, and they all go out in one write. Without this, a
+            // scheduler that runs a just-woken task next (tokio's
+            // multi-threaded one does) would write them one at a time.
+            if !self.yielded {
+                self.yielded = true;
+                cx.waker().wake_by_ref();
             }
         } else {
             std::mem::swap(&mut st.out, &mut self.wbuf);
