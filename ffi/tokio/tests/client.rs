@@ -169,7 +169,7 @@ async fn a_wait_does_not_hold_up_other_calls() {
     let waiter = tokio::spawn(b.lock("busy").wait(30 * SECOND).acquire());
     until_waiting(&a, 1).await;
     // The same client goes on with other calls while its wait is queued.
-    let rev = timeout(SECOND, b.put("k", b"v", 10 * SECOND))
+    let rev = timeout(5 * SECOND, b.put("k", b"v", 10 * SECOND))
         .await
         .unwrap()
         .unwrap();
@@ -267,7 +267,7 @@ async fn auto_renew_keeps_a_short_lock_and_reports_loss_when_the_server_goes() {
     let (a, b) = (client(&server).await, client(&server).await);
     let lock = a
         .lock("r")
-        .ttl(Duration::from_millis(300))
+        .ttl(Duration::from_millis(600))
         .auto_renew(true)
         .acquire()
         .await
@@ -438,6 +438,9 @@ async fn a_restarted_server_is_reconnected_transparently() {
     let addr = server.addr();
     let a = client(&server).await;
     a.put("k", b"v", 10 * SECOND).await.unwrap();
+    // A wait leaves its connection idle for the next one.
+    let lock = a.lock("w").wait(SECOND).acquire().await.unwrap();
+    lock.unlock().await.unwrap();
     server.terminate();
     assert!(matches!(a.version().await, Err(Error::Unavailable(_))));
     // A new server on the same port.
