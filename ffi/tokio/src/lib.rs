@@ -136,3 +136,18 @@ pub use dlm_core::stats::{Stat, Stats};
 pub use encoder::{Encoder, SealedEncoder, TableEncoder};
 pub use error::{Error, Result};
 pub use lock::{DEFAULT_TTL, Lock, LockBuilder};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared_between_tasks<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn handles_go_anywhere() {
+        shared_between_tasks::<Client>();
+        shared_between_tasks::<Lock>();
+        shared_between_tasks::<LockBuilder>();
+        shared_between_tasks::<Error>();
+    }
+}

@@ -381,7 +381,10 @@ async fn renew(inner: Arc<Inner>) {
 }
 
 /// A held lock. Dropping it releases it (best effort, by token, on a
-/// spawned task); [`Lock::unlock`] releases it and reports the outcome.
+/// spawned task; dropped outside a tokio runtime nothing can be sent, and
+/// the lock expires at its TTL); [`Lock::unlock`] releases it and reports
+/// the outcome. It is `Send` and `Sync`: share it by reference, or move it
+/// into the task that does the work.
 #[must_use = "dropping a Lock releases it at once"]
 pub struct Lock {
     inner: Arc<Inner>,
