@@ -1,0 +1,181 @@
+//! The client's errors: one enum whose [`kind`](Error::kind) is dlm-core's
+//! [`ErrorKind`], the list every binding derives its errors from (C
+//! statuses, Go sentinels, JavaScript codes, the blocking `dlm` crate's
+//! `Error`). The variants are the blocking client's, so code that matches
+//! on one matches on the other. Messages come from dlm-core too: `Display`
+//! writes the kind's message, then `: ` and the detail, if there is one.
+
+use std::fmt;
+use std::io;
+
+use dlm_core::client::{Detail, Error as CoreError, ErrorKind};
+use dlm_core::protocol::Revision;
+
+/// Everything a dlm call can fail with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another owner holds the lock or entry.
+    NotOwner,
+    /// No such data entry.
+    NotFound,
+    /// A compare-and-set [`put_if`](crate::Client::put_if) found another
+    /// revision.
+    Conflict {
+        /// The stored revision (0: there is no entry).
+        current: Revision,
+    },
+    /// A waiting lock's wait ran out.
+    Timeout,
+    /// The lock was lost: it expired, or was released or taken, before it
+    /// could be extended or released.
+    LockLost,
+    /// A call was cancelled. This crate cancels by dropping a call's
+    /// future, which returns nothing, so it never reports this kind; it is
+    /// here so that matches written for the blocking `dlm` crate compile
+    /// unchanged.
+    Cancelled,
+    /// The server refused the request as malformed, over a limit, or
+    /// failed authentication, or does not know the action (its reason, if
+    /// it gave one).
+    BadRequest(String),
+    /// The server is out of memory for new entries.
+    NoMemory,
+    /// The server could not be reached, or the connection failed or gave
+    /// no answer in time.
+    Unavailable(io::Error),
+    /// The server answered something that makes no sense for the call.
+    Protocol(String),
+    /// A value could not be encoded or decoded (another encoder or key
+    /// wrote it, or a custom encoder failed).
+    Encoding(String),
+    /// An argument was invalid; nothing was sent.
+    InvalidArgument(&'static str),
+    /// The operating system refused something the client needs (random
+    /// bytes), or there is no tokio runtime to run on.
+    System(io::Error),
+}
+
+impl Error {
+    /// The kind of error: dlm-core's [`ErrorKind`], with its stable number
+    /// and name.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotOwner => ErrorKind::NotOwner,
+            Self::NotFound => ErrorKind::NotFound,
+            Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::Timeout => ErrorKind::Timeout,
+            Self::LockLost => ErrorKind::LockLost,
+            Self::Cancelled => ErrorKind::Cancelled,
+            Self::BadRequest(_) => ErrorKind::BadRequest,
+            Self::NoMemory => ErrorKind::NoMemory,
+            Self::Unavailable(_) => ErrorKind::Unavailable,
+            Self::Protocol(_) => ErrorKind::Protocol,
+            Self::Encoding(_) => ErrorKind::Encoding,
+            Self::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Self::System(_) => ErrorKind::System,
+        }
+    }
+
+    /// What the error says beyond its kind's message (`None` if nothing):
+    /// the server's reason, the current revision, the OS error, ...
+    pub fn detail(&self) -> Option<String> {
+        let text = match self {
+            Self::NotOwner
+            | Self::NotFound
+            | Self::Timeout
+            | Self::LockLost
+            | Self::Cancelled
+            | Self::NoMemory => return None,
+            Self::Conflict { current } => format!("current revision {current}"),
+            Self::BadRequest(why) | Self::Protocol(why) | Self::Encoding(why) => why.clone(),
+            Self::Unavailable(e) | Self::System(e) => e.to_string(),
+            Self::InvalidArgument(why) => (*why).to_owned(),
+        };
+        (!text.is_empty()).then_some(text)
+    }
+
+    /// A failure of the operating system, with what was being done.
+    pub(crate) fn system(what: &str, e: impl Into<io::Error>) -> Self {
+        let e = e.into();
+        Self::System(io::Error::new(e.kind(), format!("{what}: {e}")))
+    }
+}
+
+impl From<CoreError<'_>> for Error {
+    fn from(e: CoreError<'_>) -> Self {
+        let detail = || match e.detail {
+            Detail::None => String::new(),
+            d => d.to_string(),
+        };
+        match e.kind {
+            ErrorKind::NotOwner => Self::NotOwner,
+            ErrorKind::NotFound => Self::NotFound,
+            ErrorKind::Conflict => Self::Conflict {
+                current: e.revision().unwrap_or(Revision(0)),
+            },
+            ErrorKind::Timeout => Self::Timeout,
+            ErrorKind::LockLost => Self::LockLost,
+            ErrorKind::Cancelled => Self::Cancelled,
+            ErrorKind::BadRequest => Self::BadRequest(detail()),
+            ErrorKind::NoMemory => Self::NoMemory,
+            ErrorKind::Unavailable => Self::Unavailable(io::Error::other(detail())),
+            ErrorKind::Encoding => Self::Encoding(detail()),
+            ErrorKind::InvalidArgument => Self::InvalidArgument(match e.detail {
+                Detail::Text(t) => t,
+                _ => "",
+            }),
+            ErrorKind::System => Self::System(io::Error::other(detail())),
+            // Protocol, and the kinds only the C ABI has, which dlm-core's
+            // client never reports.
+            _ => Self::Protocol(detail()),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind().message())?;
+        if let Some(detail) = self.detail() {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Unavailable(e) | Self::System(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_the_kinds_then_the_detail() {
+        assert_eq!(Error::NotOwner.to_string(), "held by another owner");
+        assert_eq!(Error::NotOwner.detail(), None);
+        assert_eq!(
+            Error::Conflict {
+                current: Revision(2)
+            }
+            .to_string(),
+            "revision conflict: current revision 2"
+        );
+        let e = Error::Unavailable(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
+        assert_eq!(e.to_string(), "server unavailable: refused");
+        for kind in ErrorKind::ALL.into_iter().filter(|k| !k.c_only()) {
+            let e = Error::from(CoreError::new(kind));
+            assert_eq!(e.kind(), kind, "{kind:?} keeps its kind");
+            assert!(e.to_string().starts_with(kind.message()));
+        }
+    }
+}
