@@ -13,11 +13,7 @@ target=${CARGO_TARGET_DIR:-target}
 case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
 
 step "wasm: build dlm-wasm for wasm32, generate wasm/js/pkg with wasm-bindgen"
-cargo build -p dlm-wasm --target wasm32-unknown-unknown --release --locked
-# Generated, never committed (wasm/.gitignore): always made afresh.
-rm -rf wasm/js/pkg
-wasm-bindgen --target nodejs --typescript --weak-refs \
-  --out-dir wasm/js/pkg "$target/wasm32-unknown-unknown/release/dlm_wasm.wasm"
+scripts/build-wasm.sh
 
 step "wasm: dlm-server, the JackrabbitDLM stand-in and the Rust interop helper for the tests"
 cargo build -p dlm-server --bins --locked
