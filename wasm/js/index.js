@@ -586,7 +586,7 @@ class Lock {
   }
 
   async #release() {
-    await this.#idle();
+    if (this.#busy) await this.#idle();
     this.#tick();
     if (!this.#leases.release(this.#handle, performance.now())) return;
     try {

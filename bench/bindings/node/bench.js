@@ -4,6 +4,10 @@
 //   node bench.js --dlm HOST:PORT --redis HOST:PORT --seconds S
 //                 [--workers 16,64] [--workloads lock,kv] [--clients dlm-client,ioredis]
 //
+// (--clients may also name ioredis-autopipelining: ioredis with its
+// enableAutoPipelining option, which sends the commands of one turn in one
+// write, as dlm-client always does. Not run unless asked for.)
+//
 // Workloads, each a closed loop of `workers` concurrent tasks sharing one
 // client (one connection each: dlm-client pipelines, ioredis queues
 // commands on its connection), every task on a key of its own (uncontended):
@@ -32,13 +36,14 @@ const TTL_MS = 10_000;
 const SLICE_MS = 1000;
 const WARMUP_MS = 300;
 const VALUE = 'x'.repeat(32);
+const CLIENTS = ['dlm-client', 'ioredis', 'ioredis-autopipelining'];
 const RELEASE_SCRIPT =
   "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 function usage(message) {
   process.stderr.write(
     `${message}\nusage: node bench.js --dlm HOST:PORT --redis HOST:PORT --seconds S ` +
-      '[--workers 16,64] [--workloads lock,kv] [--clients dlm-client,ioredis]\n',
+      '[--workers 16,64] [--workloads lock,kv] [--clients dlm-client,ioredis[,ioredis-autopipelining]]\n',
   );
   process.exit(2);
 }
@@ -78,14 +83,14 @@ function parseArgs(argv) {
         break;
       case '--clients':
         opts.clients = value.split(',');
-        if (opts.clients.some((c) => c !== 'dlm-client' && c !== 'ioredis')) usage('bad --clients');
+        if (opts.clients.some((c) => !CLIENTS.includes(c))) usage('bad --clients');
         break;
       default:
         usage(`unknown argument ${flag}`);
     }
   }
   if (opts.clients.includes('dlm-client') && !opts.dlm) usage('--dlm HOST:PORT is needed');
-  if (opts.clients.includes('ioredis') && !opts.redis) usage('--redis HOST:PORT is needed');
+  if (opts.clients.some((c) => c.startsWith('ioredis')) && !opts.redis) usage('--redis HOST:PORT is needed');
   return opts;
 }
 
@@ -119,9 +124,9 @@ async function dlmClient(target) {
   return { ops, close: () => client.close() };
 }
 
-async function ioredisClient(target) {
+async function ioredisClient(target, enableAutoPipelining) {
   const Redis = require('ioredis');
-  const redis = new Redis({ host: target.host, port: target.port, lazyConnect: true });
+  const redis = new Redis({ host: target.host, port: target.port, lazyConnect: true, enableAutoPipelining });
   await redis.connect();
   const sha = await redis.script('LOAD', RELEASE_SCRIPT);
   const owner = randomId();
@@ -173,7 +178,10 @@ async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const clients = {};
   for (const name of opts.clients) {
-    clients[name] = name === 'dlm-client' ? await dlmClient(opts.dlm) : await ioredisClient(opts.redis);
+    clients[name] =
+      name === 'dlm-client'
+        ? await dlmClient(opts.dlm)
+        : await ioredisClient(opts.redis, name === 'ioredis-autopipelining');
   }
   const tag = randomId().slice(0, 8);
   try {
