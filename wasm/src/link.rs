@@ -30,6 +30,18 @@ use crate::wire::{self, Acquisition, Decode, Fetched, Lease, LockState, Sealer, 
 /// The longest answer line accepted from a server, in bytes.
 pub const MAX_ANSWER: usize = 64 << 20;
 
+/// Buffers keep at most this much room once emptied, so one large value
+/// does not pin its size in memory for the connection's life.
+const KEEP: usize = 64 << 10;
+
+/// Empties `v`, keeping its room up to [`KEEP`].
+fn empty(v: &mut Vec<u8>) {
+    v.clear();
+    if v.capacity() > KEEP {
+        v.shrink_to(KEEP);
+    }
+}
+
 /// One connection's request and answer buffers, for one owner.
 #[derive(Debug)]
 pub struct Link {
@@ -110,8 +122,11 @@ impl Link {
         revision: Option<u64>,
     ) -> Result<(), Error> {
         wire::encode_table_into(plain, &mut self.text);
-        self.writer
-            .put(&mut self.out, name, ttl_ms, &self.text, revision)
+        let put = self
+            .writer
+            .put(&mut self.out, name, ttl_ms, &self.text, revision);
+        self.trim_text();
+        put
     }
 
     /// `Put` of bytes sealed under `sealer`'s key with `nonce`.
@@ -125,8 +140,18 @@ impl Link {
         revision: Option<u64>,
     ) -> Result<(), Error> {
         sealer.seal_into(nonce, name, plain, &mut self.text)?;
-        self.writer
-            .put(&mut self.out, name, ttl_ms, &self.text, revision)
+        let put = self
+            .writer
+            .put(&mut self.out, name, ttl_ms, &self.text, revision);
+        self.trim_text();
+        put
+    }
+
+    /// Lets a large value's encoding go (see [`KEEP`]).
+    fn trim_text(&mut self) {
+        if self.text.capacity() > KEEP {
+            self.text = String::new();
+        }
     }
 
     /// `Get`.
@@ -164,7 +189,7 @@ impl Link {
 
     /// Forgets the output (it was taken), keeping the buffer.
     pub fn clear_output(&mut self) {
-        self.out.clear();
+        empty(&mut self.out);
     }
 
     // ---- answers
@@ -173,7 +198,11 @@ impl Link {
     /// are to read. An incomplete line longer than [`MAX_ANSWER`] fails
     /// with `Protocol` (the connection should be closed).
     pub fn feed(&mut self, chunk: &[u8]) -> Result<u32, Error> {
-        if self.read > 0 {
+        if self.read == self.input.len() {
+            empty(&mut self.input);
+            self.partial = 0;
+            self.read = 0;
+        } else if self.read > 0 {
             // Keep only what is unread: at most one incomplete line, as the
             // package reads every complete line before the next chunk.
             self.input.drain(..self.read);
@@ -517,9 +546,22 @@ mod tests {
         assert_eq!(n, 2);
         assert_eq!(a.read_stored(false), Ok(3));
         assert_eq!(a.read_released(), Ok(true));
-        // What was read is dropped at the next feed.
+        // What was read is dropped at the next feed, and a large answer's
+        // room with it.
         a.feed(b"").unwrap();
         assert!(a.input.is_empty());
+        let big = format!(
+            "{{\"Status\":\"Done\",\"DataStore\":\"{}\"}}\n",
+            "a^".repeat(1 << 20)
+        );
+        assert_eq!(a.feed(big.as_bytes()), Ok(1));
+        assert_eq!(a.read_fetched(Decode::Table), Ok(Some(vec![b'{'; 1 << 20])));
+        a.feed(b"").unwrap();
+        assert!(a.input.capacity() <= KEEP);
+        a.put_table("K", 1000.0, &vec![0; 1 << 20], None).unwrap();
+        assert!(a.output().len() > 2 << 20);
+        a.clear_output();
+        assert!(a.out.capacity() <= KEEP && a.text.capacity() <= KEEP);
     }
 
     #[test]
