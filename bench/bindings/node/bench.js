@@ -26,6 +26,10 @@
 //   {"binding":"node","client":"dlm-client","workload":"lock","workers":16,
 //    "ops_per_s":..,"p50_us":..,"p99_us":..}
 //
+// With --cpu, each line also has "cpu_us_per_op": this process's CPU time
+// (user + system) per operation while that client ran, a figure a busy
+// shared machine disturbs far less than throughput.
+//
 // DLM_CLIENT names the dlm-client package directory (default: this
 // repository's wasm/js, built by scripts/test-wasm.sh or bench/bindings/node/run.sh).
 
@@ -43,7 +47,7 @@ const RELEASE_SCRIPT =
 function usage(message) {
   process.stderr.write(
     `${message}\nusage: node bench.js --dlm HOST:PORT --redis HOST:PORT --seconds S ` +
-      '[--workers 16,64] [--workloads lock,kv] [--clients dlm-client,ioredis[,ioredis-autopipelining]]\n',
+      '[--workers 16,64] [--workloads lock,kv] [--clients dlm-client,ioredis[,ioredis-autopipelining]] [--cpu]\n',
   );
   process.exit(2);
 }
@@ -56,9 +60,14 @@ function parseArgs(argv) {
     workers: [16, 64],
     workloads: ['lock', 'kv'],
     clients: ['dlm-client', 'ioredis'],
+    cpu: false,
   };
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i];
+    if (flag === '--cpu') {
+      opts.cpu = true;
+      continue;
+    }
     const value = argv[i + 1];
     if (value === undefined) usage(`${flag} needs a value`);
     i += 1;
@@ -191,7 +200,7 @@ async function main() {
         const results = {};
         for (const name of opts.clients) {
           await run(clients[name].ops[workload], keys, WARMUP_MS);
-          results[name] = { ops: 0, elapsed: 0, samples: [] };
+          results[name] = { ops: 0, elapsed: 0, cpu: 0, samples: [] };
         }
         let left = opts.seconds * 1000;
         while (left > 0) {
@@ -199,7 +208,10 @@ async function main() {
           for (const name of opts.clients) {
             const r = results[name];
             const t0 = performance.now();
+            const cpu0 = process.cpuUsage();
             r.ops += await run(clients[name].ops[workload], keys, slice, r.samples);
+            const cpu = process.cpuUsage(cpu0);
+            r.cpu += cpu.user + cpu.system;
             r.elapsed += performance.now() - t0;
           }
           left -= slice;
@@ -216,6 +228,7 @@ async function main() {
             p50_us: Math.round(percentile(sorted, 50)),
             p99_us: Math.round(percentile(sorted, 99)),
           };
+          if (opts.cpu) line.cpu_us_per_op = Math.round((r.cpu / r.ops) * 100) / 100;
           process.stdout.write(`${JSON.stringify(line)}\n`);
         }
       }
