@@ -3,20 +3,25 @@
 //
 //   node bench.js --dlm HOST:PORT --redis HOST:PORT --seconds S
 //                 [--workers 16,64] [--workloads lock,kv] [--clients dlm-client,ioredis]
+//                 [--run PREFIX] [--cpu]
+//
+// bench.sh runs it for scripts/bench-bindings.sh (the contract:
+// ../README.md); run.sh runs it alone, with servers of its own.
 //
 // (--clients may also name ioredis-autopipelining: ioredis with its
 // enableAutoPipelining option, which sends the commands of one turn in one
 // write, as dlm-client always does. Not run unless asked for.)
 //
-// Workloads, each a closed loop of `workers` concurrent tasks sharing one
-// client (one connection each: dlm-client pipelines, ioredis queues
-// commands on its connection), every task on a key of its own (uncontended):
+// Workloads, each a closed loop of `workers` concurrent async tasks on one
+// event loop, sharing one client as both clients are meant to be used (one
+// connection each: dlm-client pipelines its requests, ioredis queues its
+// commands), every task on a key of its own (uncontended):
 //
-//   lock  dlm-client: lock(key, { ttlMs }) then lock.unlock()
-//         ioredis:    SET key owner NX PX ttl, then EVALSHA of a
+//   lock  dlm-client: lock(key, { ttlMs: 30000 }) then lock.unlock()
+//         ioredis:    SET key token NX PX 30000, then EVALSHA of a
 //                     compare-and-delete script (the usual safe release)
-//   kv    dlm-client: put(key, value, { ttlMs }) then get(key)
-//         ioredis:    SET key value PX ttl, then GET key
+//   kv    dlm-client: put(key, 32 bytes, { ttlMs: 300000 }) then get(key)
+//         ioredis:    SET key value PX 300000, then GET key
 //
 // One operation is the pair (two round trips). For each (workload,
 // workers) the clients take turns in slices of at most one second until
@@ -36,7 +41,8 @@
 const path = require('node:path');
 const { webcrypto } = require('node:crypto');
 
-const TTL_MS = 10_000;
+const LOCK_TTL_MS = 30_000;
+const VALUE_TTL_MS = 300_000;
 const SLICE_MS = 1000;
 const WARMUP_MS = 300;
 const VALUE = 'x'.repeat(32);
@@ -47,7 +53,8 @@ const RELEASE_SCRIPT =
 function usage(message) {
   process.stderr.write(
     `${message}\nusage: node bench.js --dlm HOST:PORT --redis HOST:PORT --seconds S ` +
-      '[--workers 16,64] [--workloads lock,kv] [--clients dlm-client,ioredis[,ioredis-autopipelining]] [--cpu]\n',
+      '[--workers 16,64] [--workloads lock,kv] [--clients dlm-client,ioredis[,ioredis-autopipelining]] ' +
+      '[--run PREFIX] [--cpu]\n',
   );
   process.exit(2);
 }
@@ -60,6 +67,7 @@ function parseArgs(argv) {
     workers: [16, 64],
     workloads: ['lock', 'kv'],
     clients: ['dlm-client', 'ioredis'],
+    run: undefined,
     cpu: false,
   };
   for (let i = 0; i < argv.length; i += 1) {
@@ -77,6 +85,9 @@ function parseArgs(argv) {
         break;
       case '--redis':
         opts.redis = hostPort(value);
+        break;
+      case '--run':
+        opts.run = value;
         break;
       case '--seconds':
         opts.seconds = Number(value);
@@ -121,11 +132,11 @@ async function dlmClient(target) {
   const client = await connect({ host: target.host, port: target.port });
   const ops = {
     async lock(key) {
-      const lock = await client.lock(key, { ttlMs: TTL_MS });
+      const lock = await client.lock(key, { ttlMs: LOCK_TTL_MS });
       await lock.unlock();
     },
     async kv(key) {
-      await client.put(key, VALUE, { ttlMs: TTL_MS });
+      await client.put(key, VALUE, { ttlMs: VALUE_TTL_MS });
       const got = await client.get(key);
       if (got === null) throw new Error(`${key} vanished`);
     },
@@ -141,13 +152,13 @@ async function ioredisClient(target, enableAutoPipelining) {
   const owner = randomId();
   const ops = {
     async lock(key) {
-      const ok = await redis.set(key, owner, 'PX', TTL_MS, 'NX');
+      const ok = await redis.set(key, owner, 'PX', LOCK_TTL_MS, 'NX');
       if (ok !== 'OK') throw new Error(`${key} is taken`);
       const released = await redis.evalsha(sha, 1, key, owner);
       if (released !== 1) throw new Error(`${key} was not released`);
     },
     async kv(key) {
-      await redis.set(key, VALUE, 'PX', TTL_MS);
+      await redis.set(key, VALUE, 'PX', VALUE_TTL_MS);
       const got = await redis.get(key);
       if (got === null) throw new Error(`${key} vanished`);
     },
@@ -192,7 +203,7 @@ async function main() {
         ? await dlmClient(opts.dlm)
         : await ioredisClient(opts.redis, name === 'ioredis-autopipelining');
   }
-  const tag = randomId().slice(0, 8);
+  const tag = opts.run ?? randomId().slice(0, 8);
   try {
     for (const workload of opts.workloads) {
       for (const workers of opts.workers) {
@@ -227,6 +238,8 @@ async function main() {
             ops_per_s: Math.round((r.ops / r.elapsed) * 1000),
             p50_us: Math.round(percentile(sorted, 50)),
             p99_us: Math.round(percentile(sorted, 99)),
+            ops: r.ops,
+            seconds: Math.round(r.elapsed) / 1000,
           };
           if (opts.cpu) line.cpu_us_per_op = Math.round((r.cpu / r.ops) * 100) / 100;
           process.stdout.write(`${JSON.stringify(line)}\n`);
