@@ -264,8 +264,8 @@ impl Link {
     }
 
     /// Reads the answer to `get`: the stored text's UTF-8 bytes, for an
-    /// encoder written in JavaScript, or `undefined` if there is no entry
-    /// (then see `revision` and `ttlMs`).
+    /// encoder written in JavaScript (its `revision` and `ttlMs` are in the
+    /// getters), or `undefined` if there is no entry.
     #[wasm_bindgen(js_name = readFetched)]
     pub fn read_fetched(&mut self) -> Result<Option<Vec<u8>>, Error> {
         self.0.read_fetched(Decode::Text)
