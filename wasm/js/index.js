@@ -1,11 +1,16 @@
 'use strict';
 // The Node.js client of dlm. The WebAssembly module (./pkg, generated from
-// wasm/src by scripts/test-wasm.sh) builds every request line and reads
-// every answer: it is dlm-core's sans-I/O client. This file only moves
-// bytes with node:net, matches answers to requests, and keeps time.
+// wasm/src by scripts/build-wasm.sh) builds every request and reads every
+// answer: it is dlm-core's sans-I/O client. This file only moves bytes
+// with node:net, matches answers to requests, and keeps time.
 //
-//   client.put() ─▶ encoder.encode() ─▶ RequestWriter.put() ─▶ Connection.request() ─▶ socket
-//   resolve(revision) ◀─ parseStored(line) ◀─ FIFO of pending requests ◀─ '\n'-split ◀─ socket
+//   client.put() ─▶ link.putTable() ─▶ link's output ─(once per turn)─▶ socket.write
+//   resolve(revision) ◀─ link.readStored() ◀─ FIFO of pending requests ◀─ link.feed(chunk) ◀─ socket
+//
+// Each connection has a WebAssembly `Link` holding its bytes both ways, so
+// an answer crosses into JavaScript as the few numbers or bytes its caller
+// wants (a Get's value arrives decoded), never as an object built field by
+// field, and a turn's requests leave in one write.
 //
 // One connection carries every ordinary request, pipelined: answers come
 // back in request order, so each one settles the oldest pending promise.
@@ -49,12 +54,12 @@ const MAX_IDLE = 4;
 const CONNECT_ATTEMPTS = 3;
 /** The longest delay setTimeout takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-/** Longest answer line accepted from a server. */
-const MAX_RESPONSE = 64 << 20;
 
 const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-const NEWLINE = 0x0a;
 const U64_MAX = (1n << 64n) - 1n;
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
 function randomBytes(n) {
   return webcrypto.getRandomValues(new Uint8Array(n));
@@ -73,7 +78,7 @@ function generateKey() {
 }
 
 function toBytes(value, what) {
-  if (typeof value === 'string') return new TextEncoder().encode(value);
+  if (typeof value === 'string') return textEncoder.encode(value);
   if (value instanceof Uint8Array) return value;
   if (ArrayBuffer.isView(value)) {
     return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
@@ -100,6 +105,9 @@ function cancelled(signal) {
   return new CancelledError('the wait was aborted', { cause: signal.reason });
 }
 
+/** The sealed encoders made here, with their keys in WebAssembly. */
+const sealers = new WeakMap();
+
 /** JackrabbitDLM's table codec: readable by every dlm binding and by the
  * original Python client. The default encoder. */
 const tableEncoder = Object.freeze({
@@ -117,7 +125,7 @@ const tableEncoder = Object.freeze({
  * open. The same key reads the same values from Rust, C and Go. */
 function sealedEncoder(key) {
   const sealer = new wasm.Sealer(toBytes(key, 'the key'));
-  return Object.freeze({
+  const encoder = Object.freeze({
     encode(name, bytes) {
       return sealer.seal(randomBytes(24), name, bytes);
     },
@@ -125,18 +133,39 @@ function sealedEncoder(key) {
       return sealer.open(name, text);
     },
   });
+  // A client with this encoder seals and opens inside the module.
+  sealers.set(encoder, sealer);
+  return encoder;
 }
 
-/** One socket to the server with a FIFO of requests awaiting answers. */
+/**
+ * One socket to the server, its WebAssembly `Link` (the request and answer
+ * buffers) and a FIFO of requests awaiting answers.
+ *
+ * A request is appended to the link's output at once, and everything
+ * appended in one turn of the event loop is written with one
+ * `socket.write` at its end (a `process.nextTick`, after the promise jobs
+ * that made the requests). Every chunk received is fed to the link, which
+ * says how many complete answers it holds; each settles the oldest pending
+ * request, read by that request's own `read(link)`. One timer per
+ * connection watches the deadlines of all of them.
+ */
 class Connection {
-  constructor(socket, timeoutMs) {
+  /**
+   * @param {import('node:net').Socket} socket
+   * @param {number} timeoutMs
+   * @param {import('./pkg/dlm_wasm').Link} link
+   */
+  constructor(socket, timeoutMs, link) {
     this.socket = socket;
     this.timeoutMs = timeoutMs;
+    this.link = link;
     this.pending = [];
-    this.partial = [];
-    this.partialLength = 0;
     this.closed = false;
     this.error = undefined;
+    this.flushQueued = false;
+    this.watchdog = undefined;
+    this.watchdogAt = Infinity;
     socket.setNoDelay(true);
     socket.on('data', (chunk) => this.onData(chunk));
     socket.on('error', (err) => {
@@ -147,14 +176,15 @@ class Connection {
     });
   }
 
-  /** Opens a connection, trying a few times with a short backoff. */
-  static async open(host, port, timeoutMs) {
+  /** Opens a connection, trying a few times with a short backoff;
+   * `newLink()` makes its link. */
+  static async open(host, port, timeoutMs, newLink) {
     let last;
     for (let attempt = 0; attempt < CONNECT_ATTEMPTS; attempt += 1) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * 2 ** (attempt - 1)));
       try {
         const socket = await connectOnce(host, port, timeoutMs);
-        return new Connection(socket, timeoutMs);
+        return new Connection(socket, timeoutMs, newLink());
       } catch (err) {
         last = err;
       }
@@ -163,78 +193,84 @@ class Connection {
   }
 
   /**
-   * Sends one request line; resolves with `parse(answer line)`.
-   * @param {Uint8Array} line
-   * @param {(line: Uint8Array) => any} parse
+   * Sends one request: `write(link)` appends it (or throws, appending
+   * nothing); resolves with `read(link)`, which reads its answer.
+   * @template T
+   * @param {(link: import('./pkg/dlm_wasm').Link) => void} write
+   * @param {(link: import('./pkg/dlm_wasm').Link) => T} read
    * @param {{ extraMs?: number, signal?: AbortSignal }} [options]
+   * @returns {Promise<T>}
    */
-  request(line, parse, { extraMs = 0, signal } = {}) {
+  request(write, read, options) {
     return new Promise((resolve, reject) => {
       if (this.closed) {
         reject(new UnavailableError('the connection is closed', { cause: this.error }));
         return;
       }
+      const signal = options?.signal;
       if (signal?.aborted) {
         this.fail(cancelled(signal));
         reject(cancelled(signal));
         return;
       }
-      const limit = this.timeoutMs + extraMs;
-      const entry = { parse, resolve, reject, timer: undefined, signal, onAbort: undefined };
-      entry.timer = setTimeout(() => {
-        this.fail(new UnavailableError(`no answer within ${limit} ms`));
-      }, limit);
-      entry.timer.unref();
+      try {
+        write(this.link);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      const limit = this.timeoutMs + (options?.extraMs ?? 0);
+      const entry = { read, resolve, reject, deadline: performance.now() + limit, limit, signal, onAbort: undefined };
       if (signal) {
         // Closing the connection is how a waiter leaves the server's queue.
         entry.onAbort = () => this.fail(cancelled(signal));
         signal.addEventListener('abort', entry.onAbort, { once: true });
       }
       this.pending.push(entry);
-      this.socket.write(line);
+      if (entry.deadline < this.watchdogAt) this.watch(entry.deadline);
+      if (!this.flushQueued) {
+        this.flushQueued = true;
+        process.nextTick(flush, this);
+      }
     });
   }
 
-  onData(chunk) {
-    let start = 0;
-    let nl = chunk.indexOf(NEWLINE);
-    while (nl !== -1) {
-      let line = chunk.subarray(start, nl);
-      if (this.partialLength > 0) {
-        this.partial.push(line);
-        line = Buffer.concat(this.partial);
-        this.partial = [];
-        this.partialLength = 0;
-      }
-      this.answer(line);
-      if (this.closed) return;
-      start = nl + 1;
-      nl = chunk.indexOf(NEWLINE, start);
-    }
-    if (start < chunk.length) {
-      this.partial.push(chunk.subarray(start));
-      this.partialLength += chunk.length - start;
-      if (this.partialLength > MAX_RESPONSE) {
-        this.fail(new ProtocolError(`an answer longer than ${MAX_RESPONSE} bytes`));
-      }
-    }
+  /** Arms the one timer for the earliest deadline, `at`. It never keeps
+   * the process alive: the pending promises' callers do. */
+  watch(at) {
+    clearTimeout(this.watchdog);
+    this.watchdogAt = at;
+    // setTimeout takes at most 2^31 - 1 ms; waking early only re-arms.
+    const delay = Math.min(Math.max(0, at - performance.now()) + 1, MAX_TIMER_MS);
+    this.watchdog = setTimeout(onWatchdog, delay, this);
+    this.watchdog.unref();
   }
 
-  answer(line) {
-    const entry = this.pending.shift();
-    if (!entry) {
-      this.fail(new ProtocolError('an answer to no request'));
-      return;
-    }
-    settle(entry);
-    let value;
+  onData(chunk) {
+    if (this.closed) return;
+    let answers;
     try {
-      value = entry.parse(line);
+      answers = this.link.feed(chunk);
     } catch (err) {
-      entry.reject(err);
+      this.fail(err);
       return;
     }
-    entry.resolve(value);
+    for (; answers > 0 && !this.closed; answers -= 1) {
+      const entry = this.pending.shift();
+      if (!entry) {
+        this.fail(new ProtocolError('an answer to no request'));
+        return;
+      }
+      if (entry.onAbort) entry.signal.removeEventListener('abort', entry.onAbort);
+      let value;
+      try {
+        value = entry.read(this.link);
+      } catch (err) {
+        entry.reject(err);
+        continue;
+      }
+      entry.resolve(value);
+    }
   }
 
   /** Closes the connection and rejects everything pending with `err`. */
@@ -242,19 +278,41 @@ class Connection {
     if (!this.closed) {
       this.closed = true;
       this.socket.destroy();
+      clearTimeout(this.watchdog);
+      this.watchdog = undefined;
+      this.link.free();
     }
     const pending = this.pending;
     this.pending = [];
     for (const entry of pending) {
-      settle(entry);
+      if (entry.onAbort) entry.signal.removeEventListener('abort', entry.onAbort);
       entry.reject(err);
     }
   }
 }
 
-function settle(entry) {
-  clearTimeout(entry.timer);
-  if (entry.onAbort) entry.signal.removeEventListener('abort', entry.onAbort);
+/** Writes what the requests of this turn appended, in one write. */
+function flush(conn) {
+  conn.flushQueued = false;
+  if (conn.closed) return;
+  conn.socket.write(conn.link.takeOutput());
+}
+
+/** A request is overdue: fail the connection (answers come in order, so
+ * nothing behind it can be answered either); else re-arm for the next. */
+function onWatchdog(conn) {
+  conn.watchdog = undefined;
+  conn.watchdogAt = Infinity;
+  const now = performance.now();
+  let next = Infinity;
+  for (const entry of conn.pending) {
+    if (entry.deadline <= now) {
+      conn.fail(new UnavailableError(`no answer within ${entry.limit} ms`));
+      return;
+    }
+    if (entry.deadline < next) next = entry.deadline;
+  }
+  if (next !== Infinity) conn.watch(next);
 }
 
 function connectOnce(host, port, timeoutMs) {
@@ -303,8 +361,8 @@ function abortable(promise, signal, onLate) {
   });
 }
 
-/** Everything a client shares with its locks: the request writer, the
- * pipelined connection, the pool for waiting locks. */
+/** Everything a client shares with its locks: who it is, the pipelined
+ * connection, the pool for waiting locks. */
 class Session {
   constructor(options) {
     this.host = options.host;
@@ -312,8 +370,9 @@ class Session {
     this.timeoutMs = options.timeoutMs;
     /** @type {import('./index').Encoder} */
     this.encoder = options.encoder;
-    /** @type {import('./pkg/dlm_wasm').RequestWriter} */
-    this.writer = options.writer;
+    /** The owner ID and, if any, the identity every request carries. */
+    this.id = options.id;
+    this.identity = options.identity;
     // JackrabbitDLM's framing: that server answers one request per
     // connection and closes it, so every request gets one of its own.
     this.legacy = options.legacy;
@@ -322,12 +381,24 @@ class Session {
     this.idle = [];
     this.busy = new Set();
     this.locks = new Set();
+    /** The held locks' leases, by handle. */
+    this.leases = new wasm.Leases();
     this.closed = false;
     this.closing = undefined; // Promise of close()
   }
 
+  /** A new connection's link (connect() checked the arguments once). */
+  newLink() {
+    return new wasm.Link(this.id, this.legacy, this.identity?.name, this.identity?.secret);
+  }
+
   checkOpen() {
     if (this.closed) throw new UnavailableError('the client is closed');
+  }
+
+  /** Opens a connection of this session's. */
+  open() {
+    return Connection.open(this.host, this.port, this.timeoutMs, () => this.newLink());
   }
 
   /** The pipelined connection, reopened if the last one closed; callers
@@ -336,7 +407,7 @@ class Session {
     this.checkOpen();
     if (this.mainConn && !this.mainConn.closed) return this.mainConn;
     if (!this.mainOpening) {
-      this.mainOpening = Connection.open(this.host, this.port, this.timeoutMs)
+      this.mainOpening = this.open()
         .then((conn) => {
           if (this.closed) {
             conn.fail(new UnavailableError('the client is closed'));
@@ -352,22 +423,22 @@ class Session {
     return this.mainOpening;
   }
 
-  /** Sends `line` on the pipelined connection; resolves with `parse(answer)`.
-   * While connected, the line is written at once, so calls made one after
-   * another are sent (and answered) in that order. */
-  request(line, parse) {
+  /** Sends a request on the pipelined connection (see
+   * `Connection.request`). While connected, it is appended at once, so
+   * calls made one after another are sent (and answered) in that order. */
+  request(write, read) {
     this.checkOpen();
-    if (this.legacy) return this.oneShot(line, parse);
+    if (this.legacy) return this.oneShot(write, read);
     const conn = this.mainConn;
-    if (conn && !conn.closed) return conn.request(line, parse);
-    return this.connection().then((c) => c.request(line, parse));
+    if (conn && !conn.closed) return conn.request(write, read);
+    return this.connection().then((c) => c.request(write, read));
   }
 
-  /** Sends `line` on a connection of its own, closed after the answer. */
-  async oneShot(line, parse) {
+  /** Sends a request on a connection of its own, closed after the answer. */
+  async oneShot(write, read) {
     const conn = await this.checkout();
     try {
-      return await conn.request(line, parse);
+      return await conn.request(write, read);
     } finally {
       this.checkin(conn);
     }
@@ -380,7 +451,7 @@ class Session {
     while ((conn = this.idle.pop())) {
       if (!conn.closed) break;
     }
-    if (!conn) conn = await Connection.open(this.host, this.port, this.timeoutMs);
+    if (!conn) conn = await this.open();
     if (this.closed) {
       conn.fail(new UnavailableError('the client is closed'));
       throw new UnavailableError('the client is closed');
@@ -411,16 +482,28 @@ class Session {
 /** A held lock. Release it with `unlock()` (or `await using`).
  *
  * Its rules (the deadline, when to renew, how to retry, when it is lost)
- * are dlm-core's lease, the WebAssembly `Lease` this class drives: it only
- * keeps one timer at the lease's next timeout, sends the requests the lease
- * hands out, one at a time, and passes their answers back. */
+ * are dlm-core's lease, kept in the WebAssembly module's table of leases
+ * (`Leases`) under this lock's handle: this class only keeps one timer at
+ * the lease's next timeout, sends the requests the lease hands out, one at
+ * a time, and passes their answers back. The timer runs only while it has
+ * something to do: renewing, or aborting `signal` at the deadline once
+ * someone holds that signal. Once released, the lease leaves the table. */
 class Lock {
   /** @type {Session} */
   #session;
   #name;
-  /** @type {import('./pkg/dlm_wasm').Lease} */
-  #lease;
-  #controller = new AbortController();
+  /** @type {import('./pkg/dlm_wasm').Leases} */
+  #leases;
+  /** This lock's lease in `#leases`; it names nothing once released. */
+  #handle;
+  /** The token, once asked for (it never changes). */
+  #token = undefined;
+  /** Whether it turned out lost, once the lease is gone. */
+  #lostAtRelease = false;
+  /** Made when `signal` is first asked for. */
+  #controller = undefined;
+  /** Why the lock was lost, once it is. */
+  #lostReason = undefined;
   #timer = undefined;
   /** The exchange in flight (a Promise), if any: one at a time. */
   #busy = undefined;
@@ -428,12 +511,13 @@ class Lock {
   #releasing = undefined;
 
   /** @internal */
-  constructor(session, name, lease) {
+  constructor(session, name, handle) {
     this.#session = session;
     this.#name = name;
-    this.#lease = lease;
+    this.#leases = session.leases;
+    this.#handle = handle;
     session.locks.add(this);
-    this.#arm();
+    if (this.#leases.renewing(handle)) this.#arm();
   }
 
   /** The lock's name. */
@@ -446,20 +530,21 @@ class Lock {
    * no tokens (JackrabbitDLM): nothing can fence then, and extensions are
    * plain re-locks, sent only before the lock's deadline. */
   get token() {
-    return this.#lease.token ?? 0n;
+    if (this.#token === undefined) this.#token = this.#leases.token(this.#handle) ?? 0n;
+    return this.#token;
   }
 
   /** Milliseconds left before the lock expires unless extended, by this
    * process's clock (never more than the server's); 0 once lost or released. */
   get expiresInMs() {
     this.#tick();
-    return this.#lease.remainingMs(performance.now());
+    return this.#leases.remainingMs(this.#handle, performance.now());
   }
 
   /** Whether the lock is lost (see `signal`). */
   get lost() {
     this.#tick();
-    return this.#lease.lost;
+    return this.#lostAtRelease || this.#leases.lost(this.#handle);
   }
 
   /** Aborts (with a LockLostError reason) once the lock is lost or can no
@@ -468,22 +553,23 @@ class Lock {
    * or, without auto-renewal, its TTL running out). Not aborted by a
    * release: pass it to work the lock protects. */
   get signal() {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      this.#tick();
+      if (this.#lostReason) this.#controller.abort(this.#lostReason);
+      else this.#arm();
+    }
     return this.#controller.signal;
   }
 
   /** Extends this grant to `ttlMs` from now (default: the current TTL).
    * Never re-acquires: fails with LockLostError if the lock is gone. */
   async extend(ttlMs) {
-    ttlMs = millis(ttlMs, 'ttlMs', this.#lease.ttlMs);
+    ttlMs = millis(ttlMs, 'ttlMs', this.#leases.ttlMs(this.#handle));
     await this.#idle();
     this.#tick();
-    this.#lease.extend(performance.now(), ttlMs);
-    const line = this.#lease.pollRequest(performance.now(), this.#session.writer, this.#name);
-    if (line === undefined) {
-      this.#events();
-      throw new LockLostError('the lock was lost');
-    }
-    await this.#exchange(line);
+    this.#leases.extend(this.#handle, performance.now(), ttlMs);
+    await this.#exchange();
   }
 
   /** Releases the lock. Rejects with LockLostError if it had already
@@ -500,16 +586,25 @@ class Lock {
   }
 
   async #release() {
-    await this.#idle();
+    if (this.#busy) await this.#idle();
     this.#tick();
-    if (!this.#lease.release(performance.now())) return;
-    const line = this.#lease.pollRequest(performance.now(), this.#session.writer, this.#name);
-    if (line === undefined) return;
+    if (!this.#leases.release(this.#handle, performance.now())) return;
     try {
-      await this.#exchange(line);
+      await this.#exchange();
     } finally {
-      if (this.#lease.released) this.#session.locks.delete(this);
+      if (this.#leases.released(this.#handle)) this.#forget();
     }
+  }
+
+  /** The lock is released: keep what its getters still tell, and let its
+   * lease go. */
+  #forget() {
+    if (this.#token === undefined) this.#token = this.#leases.token(this.#handle) ?? 0n;
+    this.#lostAtRelease = this.#leases.lost(this.#handle);
+    this.#leases.remove(this.#handle);
+    this.#session.locks.delete(this);
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
   /** `await using lock = await client.lock(...)`: releases at the end of
@@ -526,62 +621,80 @@ class Lock {
 
   /** Advances the lease to now and reports what happened. */
   #tick() {
-    this.#lease.handleTimeout(performance.now());
+    this.#leases.handleTimeout(this.#handle, performance.now());
     this.#events();
   }
 
   /** Aborts the signal if the lease says the lock is lost. */
   #events(cause) {
-    while (this.#lease.pollEvent() !== undefined) {
-      const reason =
+    if (this.#leases.pollLost(this.#handle)) {
+      this.#lostReason =
         cause instanceof LockLostError
           ? cause
           : new LockLostError('the lock expired before it was extended', { cause });
       clearTimeout(this.#timer);
-      if (!this.#controller.signal.aborted) this.#controller.abort(reason);
+      this.#timer = undefined;
+      this.#controller?.abort(this.#lostReason);
     }
   }
 
-  /** Sleeps until the lease's next timeout. The timer keeps the process
-   * alive only while the lease renews itself. */
+  /** Sleeps until the lease's next timeout, if anyone needs it: a renewal
+   * is due then, or the deadline aborts a signal someone holds. The timer
+   * keeps the process alive only while the lease renews itself. */
   #arm() {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#busy) return; // re-armed when the exchange ends
-    const at = this.#lease.pollTimeout();
+    const renewing = this.#leases.renewing(this.#handle);
+    if (!renewing && !this.#controller) return;
+    const at = this.#leases.pollTimeout(this.#handle);
     if (at === undefined) return;
     // setTimeout takes at most 2^31 - 1 ms (a longer delay fires at once);
     // waking early is harmless: the lease says when it is due.
     const delay = Math.min(Math.max(0, at - performance.now()), MAX_TIMER_MS);
     this.#timer = setTimeout(() => this.#wake(), delay);
-    if (!this.#lease.renewing) this.#timer.unref();
+    if (!renewing) this.#timer.unref();
   }
 
   #wake() {
     this.#timer = undefined;
     this.#tick();
     if (this.#busy) return;
-    const line = this.#lease.pollRequest(performance.now(), this.#session.writer, this.#name);
-    if (line === undefined) {
+    if (!this.#leases.hasRequest(this.#handle)) {
       this.#arm();
       return;
     }
     // A renewal (or the give-back of a grant answered too late): its
     // outcome is in the lease, and in `signal` if the lock is lost.
-    this.#exchange(line).catch(() => {});
+    this.#exchange().catch(() => {});
   }
 
-  /** Sends one request the lease handed out and gives it the answer. */
-  #exchange(line) {
+  /** Sends the request the lease hands out and gives it the answer. */
+  #exchange() {
+    const leases = this.#leases;
+    const handle = this.#handle;
+    const name = this.#name;
     const run = async () => {
-      let answer;
+      let written = false;
       try {
-        answer = await this.#session.request(line, (l) => l);
+        await this.#session.request(
+          (link) => {
+            written = true;
+            if (!link.leaseRequest(leases, handle, performance.now(), name)) {
+              // An extension asked for after the deadline passed.
+              throw new LockLostError('the lock was lost');
+            }
+          },
+          (link) => link.readLease(leases, handle, performance.now()),
+        );
       } catch (err) {
-        this.#lease.handleFailure(performance.now());
+        // No answer, or no connection to send it on: a renewal is retried
+        // until the deadline, a release waits to be asked again. After an
+        // answer the lease has nothing in flight and this does nothing.
+        if (written) leases.handleFailure(handle, performance.now());
+        else leases.handleUnsent(handle, performance.now());
         throw err;
       }
-      return this.#lease.handleResponse(performance.now(), answer);
     };
     const busy = run();
     this.#busy = busy;
@@ -590,11 +703,16 @@ class Lock {
       this.#events(err);
       this.#arm();
       // Something left to send (a grant to give back)?
-      if (!this.#busy && this.#lease.hasRequest) this.#wake();
+      if (!this.#busy && leases.hasRequest(handle)) this.#wake();
     };
     busy.then(() => settle(), settle);
     return busy;
   }
+}
+
+/** A stored value's bytes from a JavaScript encoder's `decode`. */
+function decodeWith(encoder, name, text) {
+  return toBytes(encoder.decode(name, text), 'a decoded value');
 }
 
 /** A connection to a dlm server. Make one with `connect()`. */
@@ -609,7 +727,7 @@ class Client {
 
   /** The owner ID this client sends. */
   get id() {
-    return this.#session.writer.id;
+    return this.#session.id;
   }
 
   /** Acquires `name`. Without `waitMs`, one attempt (NotOwnerError if
@@ -622,24 +740,28 @@ class Client {
     session.checkOpen();
     const ttlMs = millis(ttlOption, 'ttlMs', DEFAULT_TTL_MS);
     const waitMs = millis(waitOption, 'waitMs', 0);
-    // dlm-core's Acquire: the send time it is given bounds the lease's
-    // deadline, so it is taken before anything is sent.
-    const acquisition = new wasm.Acquisition(ttlMs, waitMs, Boolean(autoRenew), performance.now());
-    const line = acquisition.request(session.writer, name);
+    const renew = Boolean(autoRenew);
     if (signal?.aborted) throw cancelled(signal);
-    const finish = (answer) => acquisition.finish(performance.now(), answer);
-    let lease;
-    if (acquisition.waits || signal) {
+    // dlm-core's Acquire: the send time it is given bounds the lease's
+    // deadline, so it is taken before the request is written.
+    let sentMs = 0;
+    const write = (link) => {
+      sentMs = performance.now();
+      link.lock(name, ttlMs, waitMs);
+    };
+    const read = (link) => link.readGrant(session.leases, ttlMs, waitMs, renew, sentMs, performance.now());
+    let handle;
+    if (waitMs > 0 || signal) {
       const conn = await abortable(session.checkout(), signal, (c) => session.checkin(c));
       try {
-        lease = await conn.request(line, finish, { extraMs: waitMs, signal });
+        handle = await conn.request(write, read, { extraMs: waitMs, signal });
       } finally {
         session.checkin(conn);
       }
     } else {
-      lease = await session.request(line, finish);
+      handle = await session.request(write, read);
     }
-    return new Lock(session, name, lease);
+    return new Lock(session, name, handle);
   }
 
   /** One attempt at `name`: the lock, or null if another owner holds it. */
@@ -683,7 +805,19 @@ class Client {
   async testLock(name) {
     const session = this.#session;
     session.checkOpen();
-    return session.request(session.writer.testLock(name), wasm.parseLockState);
+    return session.request(
+      (link) => link.testLock(name),
+      (link) => {
+        switch (link.readLockState()) {
+          case 0:
+            return { state: 'free' };
+          case 1:
+            return { state: 'mine', token: link.token, ttlMs: link.ttlMs };
+          default:
+            return { state: 'taken', ttlMs: link.ttlMs };
+        }
+      },
+    );
   }
 
   /** Releases `name` if this client's ID holds it (only the grant `token`
@@ -693,7 +827,10 @@ class Client {
     const session = this.#session;
     session.checkOpen();
     const token = options.token === undefined ? undefined : toU64(options.token, 'token');
-    return session.request(session.writer.unlock(name, token), wasm.parseReleased);
+    return session.request(
+      (link) => link.unlock(name, token),
+      (link) => link.readReleased(),
+    );
   }
 
   /** Stores `value` (bytes, or a string as UTF-8) under `name` for
@@ -705,42 +842,74 @@ class Client {
     const { ttlMs, revision } = options;
     if (typeof ttlMs !== 'number') throw new InvalidArgumentError('put needs ttlMs');
     const expected = revision === undefined ? undefined : toU64(revision, 'revision');
-    const encoded = session.encoder.encode(name, toBytes(value, 'a value'));
-    if (typeof encoded !== 'string') throw new InvalidArgumentError('an encoder must return a string');
-    const line = session.writer.put(name, ttlMs, encoded, expected);
-    const stored = await session.request(line, (answer) => wasm.parseStored(answer, expected !== undefined));
-    return stored.revision;
+    const bytes = toBytes(value, 'a value');
+    const encoder = session.encoder;
+    let write;
+    if (encoder === tableEncoder) {
+      // The built-in encoders run inside the module: no text crosses.
+      write = (link) => link.putTable(name, ttlMs, bytes, expected);
+    } else if (sealers.has(encoder)) {
+      const sealer = sealers.get(encoder);
+      write = (link) => link.putSealed(sealer, randomBytes(24), name, ttlMs, bytes, expected);
+    } else {
+      const encoded = encoder.encode(name, bytes);
+      if (typeof encoded !== 'string') throw new InvalidArgumentError('an encoder must return a string');
+      write = (link) => link.put(name, ttlMs, encoded, expected);
+    }
+    const compared = expected !== undefined;
+    return session.request(write, (link) => link.readStored(compared));
   }
 
   /** Reads `name`: `{ value, revision, ttlMs }`, or null if there is none. */
   async get(name) {
     const session = this.#session;
     session.checkOpen();
-    const fetched = await session.request(session.writer.get(name), wasm.parseFetched);
-    if (fetched === undefined) return null;
-    const value = session.encoder.decode(name, fetched.data);
-    return { value: toBytes(value, 'a decoded value'), revision: fetched.revision, ttlMs: fetched.ttlMs };
+    const encoder = session.encoder;
+    const write = (link) => link.get(name);
+    if (encoder === tableEncoder || sealers.has(encoder)) {
+      const sealer = sealers.get(encoder);
+      return session.request(write, (link) => {
+        const value = sealer ? link.readFetchedSealed(sealer, name) : link.readFetchedTable();
+        return value === undefined ? null : { value, revision: link.revision, ttlMs: link.ttlMs ?? 0 };
+      });
+    }
+    const fetched = await session.request(write, (link) => {
+      const raw = link.readFetched();
+      return raw === undefined ? null : { raw, revision: link.revision, ttlMs: link.ttlMs ?? 0 };
+    });
+    if (fetched === null) return null;
+    const { raw, revision, ttlMs } = fetched;
+    return { value: decodeWith(encoder, name, textDecoder.decode(raw)), revision, ttlMs };
   }
 
   /** Deletes `name`; whether there was an entry. */
   async erase(name) {
     const session = this.#session;
     session.checkOpen();
-    return session.request(session.writer.erase(name), wasm.parseErased);
+    return session.request(
+      (link) => link.erase(name),
+      (link) => link.readErased(),
+    );
   }
 
   /** The server's version string (it contains "JackrabbitDLM"). */
   async version() {
     const session = this.#session;
     session.checkOpen();
-    return session.request(session.writer.version(), wasm.parseVersion);
+    return session.request(
+      (link) => link.version(),
+      (link) => link.readVersion(),
+    );
   }
 
   /** The server's counters and gauges, by name (`Lock`, `AWait`, ...). */
   async stats() {
     const session = this.#session;
     session.checkOpen();
-    return session.request(session.writer.stats(), wasm.parseStats);
+    return session.request(
+      (link) => link.stats(),
+      (link) => link.readStats(),
+    );
   }
 
   /** Releases the locks this client holds (best effort), then closes every
@@ -787,13 +956,12 @@ async function connect(options = {}) {
   if (clientId !== undefined && typeof clientId !== 'string') {
     throw new InvalidArgumentError('clientId must be a string');
   }
-  const writer = new wasm.RequestWriter(
-    clientId ?? randomId(),
-    Boolean(legacy),
-    identity?.name,
-    identity?.secret,
-  );
-  const session = new Session({ host, port, timeoutMs, encoder, writer, legacy: Boolean(legacy) });
+  const id = clientId ?? randomId();
+  const credentials = identity ? { name: identity.name, secret: identity.secret } : undefined;
+  // Checks the ID and the identity once: every connection's link is made
+  // from them.
+  new wasm.Link(id, Boolean(legacy), credentials?.name, credentials?.secret).free();
+  const session = new Session({ host, port, timeoutMs, encoder, id, identity: credentials, legacy: Boolean(legacy) });
   // Reachable? (In legacy framing, a connection is only opened per request.)
   if (session.legacy) session.checkin(await session.checkout());
   else await session.connection();

@@ -2,13 +2,21 @@
 //!
 //! WebAssembly bindings of dlm-core's sans-I/O client, the engine room of
 //! the Node.js package in `wasm/js/`. WebAssembly cannot open sockets, so
-//! this module only turns calls into request lines and answer lines into
-//! typed results; the package's JavaScript moves the bytes with `node:net`.
+//! this module only turns calls into request bytes and answer bytes into
+//! results; the package's JavaScript moves the bytes with `node:net`.
 //!
 //! ```text
-//!  index.js: client.lock(..) ──▶ RequestWriter.lock() ──▶ Uint8Array line ──▶ net.Socket ──▶ dlm-server
-//!  index.js: Lock { token } ◀── parseGrant(line) ◀── Uint8Array line ◀── net.Socket ◀── dlm-server
+//!  index.js: client.lock(..) ──▶ Link.lock() ──▶ link's output ──(one write per turn)──▶ net.Socket ──▶ dlm-server
+//!  index.js: Lock { handle } ◀── Link.readGrant() ◀── Link.feed(chunk) ◀── net.Socket ◀── dlm-server
 //! ```
+//!
+//! A [`Link`](bindings::Link) per connection keeps both directions'
+//! bytes in WebAssembly memory ([`link`]): the package takes the output
+//! once per turn of the event loop and feeds every chunk received, and an
+//! answer crosses back as the number, bigint or bytes its caller wants,
+//! never as an object built field by field. Held locks' leases live in one
+//! table per client, [`Leases`](bindings::Leases), under number handles
+//! ([`leases`]).
 //!
 //! Values go through the table codec ([`encode_table`](bindings::encode_table))
 //! or a [`Sealer`](bindings::Sealer) (XChaCha20-Poly1305 from dlm-core's
@@ -24,7 +32,8 @@
 //! JavaScript as a `DlmError` subclass with a `code`. No export unwraps or
 //! indexes unchecked input, so no panic reaches JavaScript.
 //!
-//! The pure half, [`wire`], is ordinary Rust and tested on the host; the
+//! The pure half ([`wire`], [`link`], [`leases`]) is ordinary Rust and
+//! tested on the host, through dlm-core's engine standing in for a server; the
 //! Node tests in `wasm/js/test/` drive the built package against a real
 //! `dlm-server`.
 
@@ -36,6 +45,8 @@
 
 pub mod bindings;
 mod error;
+pub mod leases;
+pub mod link;
 pub mod wire;
 
 pub use error::Error;

@@ -51,11 +51,10 @@ fn check_name(name: &str) -> Result<(), Error> {
     }
 }
 
-fn write(req: &Request<'_>) -> Vec<u8> {
-    let mut out = Vec::new();
+/// Appends `req`'s line to `out`.
+fn write(req: &Request<'_>, out: &mut Vec<u8>) {
     // Writing into a Vec grows it; it cannot run out of room.
-    let _ = req.write(&mut out);
-    out
+    let _ = req.write(out);
 }
 
 /// Builds request lines for one owner ID (dlm-core's [`core_client::Client`],
@@ -107,56 +106,63 @@ impl Writer {
         }
     }
 
+    // Each request is appended to `out` whole, or not at all: arguments
+    // are checked before anything is written.
+
     /// `Unlock`, fenced to grant `token` if given.
-    pub fn unlock(&self, name: &str, token: Option<u64>) -> Result<Vec<u8>, Error> {
+    pub fn unlock(&self, out: &mut Vec<u8>, name: &str, token: Option<u64>) -> Result<(), Error> {
         check_name(name)?;
-        Ok(write(&self.core().unlock(name, token.map(Token))))
+        write(&self.core().unlock(name, token.map(Token)), out);
+        Ok(())
     }
 
     /// `TestLock`.
-    pub fn test_lock(&self, name: &str) -> Result<Vec<u8>, Error> {
+    pub fn test_lock(&self, out: &mut Vec<u8>, name: &str) -> Result<(), Error> {
         check_name(name)?;
-        Ok(write(&self.core().test_lock(name)))
+        write(&self.core().test_lock(name), out);
+        Ok(())
     }
 
     /// `Put` of an encoded value; compare-and-set if `revision` is given.
     pub fn put(
         &self,
+        out: &mut Vec<u8>,
         name: &str,
         ttl_ms: f64,
         data: &str,
         revision: Option<u64>,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<(), Error> {
         check_name(name)?;
         let ttl = millis("ttlMs", ttl_ms, false)?;
-        Ok(write(&self.core().put(
-            name,
-            ttl,
-            data,
-            revision.map(Revision),
-        )))
+        write(
+            &self.core().put(name, ttl, data, revision.map(Revision)),
+            out,
+        );
+        Ok(())
     }
 
     /// `Get`.
-    pub fn get(&self, name: &str) -> Result<Vec<u8>, Error> {
+    pub fn get(&self, out: &mut Vec<u8>, name: &str) -> Result<(), Error> {
         check_name(name)?;
-        Ok(write(&self.core().get(name)))
+        write(&self.core().get(name), out);
+        Ok(())
     }
 
     /// `Erase`.
-    pub fn erase(&self, name: &str) -> Result<Vec<u8>, Error> {
+    pub fn erase(&self, out: &mut Vec<u8>, name: &str) -> Result<(), Error> {
         check_name(name)?;
-        Ok(write(&self.core().erase(name)))
+        write(&self.core().erase(name), out);
+        Ok(())
     }
 
     /// `Version`.
-    pub fn version(&self) -> Vec<u8> {
-        write(&self.core().version())
+    pub fn version(&self, out: &mut Vec<u8>) {
+        write(&self.core().version(), out);
     }
 
     /// `Stats`.
-    pub fn stats(&self) -> Vec<u8> {
-        write(&self.core().stats())
+    pub fn stats(&self, out: &mut Vec<u8>) {
+        write(&self.core().stats(), out);
     }
 }
 
@@ -208,10 +214,11 @@ impl Acquisition {
         self.0.wait().is_some()
     }
 
-    /// The `Lock` request line for `name`.
-    pub fn request(&self, writer: &Writer, name: &str) -> Result<Vec<u8>, Error> {
+    /// Appends the `Lock` request for `name` to `out`.
+    pub fn request(&self, writer: &Writer, name: &str, out: &mut Vec<u8>) -> Result<(), Error> {
         check_name(name)?;
-        Ok(write(&self.0.request(&writer.core(), name)))
+        write(&self.0.request(&writer.core(), name), out);
+        Ok(())
     }
 
     /// Reads the answer, received at `now_ms`: the lease, or why there is
@@ -286,15 +293,27 @@ impl Lease {
         self.0.release(instant(now_ms))
     }
 
-    /// The next request line to send for the lock `name`, if any.
-    pub fn poll_request(&mut self, now_ms: f64, writer: &Writer, name: &str) -> Option<Vec<u8>> {
-        let pending = self.0.poll_request(instant(now_ms))?;
-        Some(write(&pending.request(&writer.core(), name)))
+    /// Appends the next request to send for the lock `name` to `out`, if
+    /// there is one; whether there was.
+    pub fn poll_request(
+        &mut self,
+        now_ms: f64,
+        writer: &Writer,
+        name: &str,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        match self.0.poll_request(instant(now_ms)) {
+            Some(pending) => {
+                write(&pending.request(&writer.core(), name), out);
+                true
+            }
+            None => false,
+        }
     }
 
-    /// Reads the answer to the request in flight: `"extended"` or
-    /// `"released"`, or the error (`LockLost` if the grant is gone).
-    pub fn handle_response(&mut self, now_ms: f64, line: &mut [u8]) -> Result<&'static str, Error> {
+    /// Reads the answer to the request in flight: what it did, or the
+    /// error (`LockLost` if the grant is gone).
+    pub fn handle_response(&mut self, now_ms: f64, line: &mut [u8]) -> Result<Done, Error> {
         let now = instant(now_ms);
         let r = match Response::parse(line) {
             Ok((_, r)) => r,
@@ -304,10 +323,7 @@ impl Lease {
                 return Err(e.into());
             }
         };
-        match self.0.handle_response(now, &r)? {
-            Done::Extended => Ok("extended"),
-            Done::Released => Ok("released"),
-        }
+        Ok(self.0.handle_response(now, &r)?)
     }
 
     /// The request in flight got no answer.
@@ -315,9 +331,19 @@ impl Lease {
         self.0.handle_failure(instant(now_ms));
     }
 
-    /// `"lost"`, once, when the lock is lost.
-    pub fn poll_event(&mut self) -> Option<&'static str> {
-        self.0.poll_event().map(|Event::Lost| "lost")
+    /// The next request could not even be sent (no connection): it fails
+    /// as if sent and unanswered, so a renewal retries later and a release
+    /// waits to be asked for again.
+    pub fn handle_unsent(&mut self, now_ms: f64) {
+        let now = instant(now_ms);
+        if self.0.poll_request(now).is_some() {
+            self.0.handle_failure(now);
+        }
+    }
+
+    /// Whether the lock was lost since the last call: true once.
+    pub fn poll_lost(&mut self) -> bool {
+        matches!(self.0.poll_event(), Some(Event::Lost))
     }
 }
 
@@ -355,22 +381,41 @@ pub fn stored(line: &mut [u8], compared: bool) -> Result<(u64, Ttl), Error> {
     Ok((s.revision.map_or(0, |r| r.0), s.ttl.unwrap_or(Ttl::ZERO)))
 }
 
-/// A value read by `Get`, still encoded.
+/// How the stored text of a `Get` becomes the value's bytes.
+#[derive(Clone, Copy, Debug)]
+pub enum Decode<'k> {
+    /// Not at all: the text's own UTF-8 bytes, for an encoder written in
+    /// JavaScript to decode.
+    Text,
+    /// The table codec (the default encoder).
+    Table,
+    /// Opened with a sealed encoder's key; the name is the data key's.
+    Sealed(&'k Sealer, &'k str),
+}
+
+/// A value read by `Get`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fetched {
-    /// The stored text.
-    pub data: String,
+    /// The value's bytes, decoded as asked.
+    pub value: Vec<u8>,
     /// Its revision (0 if the server sent none).
     pub revision: u64,
     /// Its remaining time to live (zero if the server sent none).
     pub ttl: Ttl,
 }
 
-/// The answer to `Get`: the stored text, or `None` if there is no entry.
-pub fn fetched(line: &mut [u8]) -> Result<Option<Fetched>, Error> {
-    let f = answer::fetched(&parse(line)?)?;
-    Ok(f.map(|f| Fetched {
-        data: f.data.to_owned(),
+/// The answer to `Get`: the value, or `None` if there is no entry.
+pub fn fetched(line: &mut [u8], decode: Decode<'_>) -> Result<Option<Fetched>, Error> {
+    let Some(f) = answer::fetched(&parse(line)?)? else {
+        return Ok(None);
+    };
+    let value = match decode {
+        Decode::Text => f.data.as_bytes().to_vec(),
+        Decode::Table => decode_table(f.data)?,
+        Decode::Sealed(sealer, name) => sealer.open(name, f.data)?,
+    };
+    Ok(Some(Fetched {
+        value,
         revision: f.revision.map_or(0, |r| r.0),
         ttl: f.ttl.unwrap_or(Ttl::ZERO),
     }))
@@ -394,7 +439,20 @@ pub fn stats(line: &mut [u8]) -> Result<Vec<(&'static str, u64)>, Error> {
 
 /// The table codec: bytes to the text the server stores.
 pub fn encode_table(plain: &[u8]) -> String {
-    codec::encode(plain)
+    let mut text = String::new();
+    encode_table_into(plain, &mut text);
+    text
+}
+
+/// The table codec into `text` (cleared first, its capacity reused).
+pub fn encode_table_into(plain: &[u8], text: &mut String) {
+    text.clear();
+    text.reserve(codec::encoded_len(plain.len()));
+    for &b in plain {
+        let [hi, lo] = codec::encode_byte(b);
+        text.push(char::from(hi));
+        text.push(char::from(lo));
+    }
 }
 
 /// The table codec: stored text back to bytes.
@@ -420,10 +478,33 @@ impl Sealer {
     /// Seals `plain` for the data key `name` with `nonce` (24 fresh random
     /// bytes: the caller draws them).
     pub fn seal(&self, nonce: &[u8], name: &str, plain: &[u8]) -> Result<String, Error> {
+        let mut text = String::new();
+        self.seal_into(nonce, name, plain, &mut text)?;
+        Ok(text)
+    }
+
+    /// [`seal`](Self::seal) into `text` (cleared first, its capacity reused).
+    pub fn seal_into(
+        &self,
+        nonce: &[u8],
+        name: &str,
+        plain: &[u8],
+        text: &mut String,
+    ) -> Result<(), Error> {
         let nonce: &[u8; seal::NONCE_LEN] = nonce
             .try_into()
             .map_err(|_| Error::invalid("a nonce is 24 bytes"))?;
-        Ok(seal::seal(&self.key, nonce, name, plain))
+        let mut buf = core::mem::take(text).into_bytes();
+        buf.clear();
+        buf.resize(seal::sealed_len(plain.len()), 0);
+        // The buffer is exactly large enough; a name too long to be bound
+        // as associated data is the only failure left.
+        let n = seal::seal_into(&self.key, nonce, name, plain, &mut buf)
+            .map_err(|e| Error::invalid(format!("cannot seal: {e}")))?;
+        buf.truncate(n);
+        // Sealed text is ASCII (a prefix and base64).
+        *text = String::from_utf8(buf).map_err(|_| Error::invalid("cannot seal"))?;
+        Ok(())
     }
 
     /// Opens a sealed value of the data key `name`.
@@ -447,278 +528,8 @@ impl Drop for Sealer {
 }
 
 #[cfg(test)]
-#[allow(clippy::float_cmp)] // exact whole milliseconds
 mod tests {
     use super::*;
-    use dlm_core::engine::{Config, Engine, Outcome, Principal};
-    use dlm_core::limits::Limits;
-    use dlm_core::time::Instant;
-
-    /// Runs a request line through the real engine and returns the answer
-    /// line, as a server would.
-    fn serve(engine: &mut Engine, now: u64, mut line: Vec<u8>) -> Vec<u8> {
-        let req = Request::parse(&mut line, &Limits::DEFAULT).unwrap();
-        let mut answer = Vec::new();
-        let now = Instant::from_millis(now);
-        match engine.handle(now, &req.command, Principal::Anonymous, 0, &mut |_| {}) {
-            Outcome::Reply(r) => r.write(req.framing, &mut answer).unwrap(),
-            Outcome::Queued(_) => panic!("the engine queued a request that should be answered"),
-        }
-        answer
-    }
-
-    /// The line as bytes, for a parser that reads in place.
-    fn answer(text: &str) -> Vec<u8> {
-        text.as_bytes().to_vec()
-    }
-
-    #[test]
-    fn every_request_round_trips_through_the_engine() {
-        for legacy in [false, true] {
-            let mut e = Engine::new(Config::default());
-            let a = Writer::new("a".into(), legacy, None).unwrap();
-            let b = Writer::new("b".into(), legacy, None).unwrap();
-
-            let acq = Acquisition::new(1000.0, 0.0, false, 0.0).unwrap();
-            let mut lease = acq
-                .finish(0.0, &mut serve(&mut e, 0, acq.request(&a, "L").unwrap()))
-                .unwrap();
-            let token = lease.token().unwrap();
-            assert_eq!(lease.remaining_ms(0.0), 1000.0);
-            let other = Acquisition::new(1000.0, 0.0, false, 1.0).unwrap();
-            let err = other
-                .finish(1.0, &mut serve(&mut e, 1, other.request(&b, "L").unwrap()))
-                .unwrap_err();
-            assert_eq!(err.code(), "NotOwner");
-            assert_eq!(
-                lock_state(&mut serve(&mut e, 1, a.test_lock("L").unwrap())),
-                Ok(LockState::Mine(Some(token), Some(Ttl::from_millis(999))))
-            );
-            assert!(matches!(
-                lock_state(&mut serve(&mut e, 1, b.test_lock("L").unwrap())),
-                Ok(LockState::Taken(Some(_)))
-            ));
-            lease.extend(2.0, 5000.0).unwrap();
-            let line = lease.poll_request(2.0, &a, "L").unwrap();
-            assert_eq!(
-                lease.handle_response(2.0, &mut serve(&mut e, 2, line)),
-                Ok("extended")
-            );
-            assert_eq!(lease.remaining_ms(2.0), 5000.0);
-            assert_eq!(
-                released(&mut serve(&mut e, 3, b.unlock("L", None).unwrap()))
-                    .unwrap_err()
-                    .code(),
-                "NotOwner"
-            );
-            assert!(lease.release(3.0));
-            let line = lease.poll_request(3.0, &a, "L").unwrap();
-            assert_eq!(
-                lease.handle_response(3.0, &mut serve(&mut e, 3, line)),
-                Ok("released")
-            );
-            assert!(lease.is_released());
-            assert_eq!(
-                released(&mut serve(&mut e, 3, a.unlock("L", Some(token)).unwrap())),
-                Ok(false)
-            );
-            assert_eq!(
-                lock_state(&mut serve(&mut e, 3, a.test_lock("L").unwrap())),
-                Ok(LockState::Free)
-            );
-
-            let v = encode_table(b"hello");
-            let (rev, ttl) = stored(
-                &mut serve(&mut e, 4, a.put("K", 60_000.0, &v, None).unwrap()),
-                false,
-            )
-            .unwrap();
-            assert_eq!((rev, ttl), (1, Ttl::from_millis(60_000)));
-            let err = stored(
-                &mut serve(&mut e, 4, a.put("K", 60_000.0, &v, Some(7)).unwrap()),
-                true,
-            )
-            .unwrap_err();
-            assert_eq!((err.code(), err.current()), ("Conflict", Some(1)));
-            let f = fetched(&mut serve(&mut e, 5, a.get("K").unwrap()))
-                .unwrap()
-                .unwrap();
-            assert_eq!(decode_table(&f.data).unwrap(), b"hello");
-            assert_eq!(f.revision, 1);
-            assert_eq!(
-                fetched(&mut serve(&mut e, 5, b.get("K").unwrap()))
-                    .unwrap_err()
-                    .code(),
-                "NotOwner"
-            );
-            assert_eq!(
-                erased(&mut serve(&mut e, 6, a.erase("K").unwrap())),
-                Ok(true)
-            );
-            assert_eq!(
-                erased(&mut serve(&mut e, 6, a.erase("K").unwrap())),
-                Ok(false)
-            );
-            assert_eq!(
-                fetched(&mut serve(&mut e, 6, a.get("K").unwrap())),
-                Ok(None)
-            );
-            assert!(
-                version(&mut serve(&mut e, 7, a.version()))
-                    .unwrap()
-                    .contains("JackrabbitDLM")
-            );
-        }
-    }
-
-    #[test]
-    fn a_lease_is_lost_at_its_deadline_and_a_refused_extension_says_so() {
-        let acq = Acquisition::new(100.0, 0.0, false, 10.4).unwrap();
-        let mut lease = acq
-            .finish(
-                12.0,
-                &mut answer(r#"{"Status":"Locked","Token":5,"Expire":0.1}"#),
-            )
-            .unwrap();
-        assert_eq!(lease.poll_timeout(), Some(110.0));
-        lease.handle_timeout(110.0);
-        assert!(lease.is_lost());
-        assert_eq!(lease.poll_event(), Some("lost"));
-        assert_eq!(lease.poll_event(), None);
-        assert_eq!(lease.extend(111.0, 100.0).unwrap_err().code(), "LockLost");
-
-        let mut lease = acq
-            .finish(12.0, &mut answer(r#"{"Status":"Locked","Token":5}"#))
-            .unwrap();
-        lease.extend(20.0, 100.0).unwrap();
-        let w = Writer::new("a".into(), false, None).unwrap();
-        let line = lease.poll_request(20.0, &w, "L").unwrap();
-        assert!(String::from_utf8(line).unwrap().contains(r#""Token":5"#));
-        let e = lease
-            .handle_response(21.0, &mut answer(r#"{"Status":"NotOwner"}"#))
-            .unwrap_err();
-        assert_eq!(e.code(), "LockLost");
-        assert_eq!(lease.poll_event(), Some("lost"));
-    }
-
-    #[test]
-    fn jackrabbit_answers() {
-        // No token, no Expire: a lease at the asked TTL, with no token.
-        let acq = Acquisition::new(1000.0, 0.0, true, 0.0).unwrap();
-        let lease = acq
-            .finish(1.0, &mut answer(r#"{"Status":"Locked","ID":"a"}"#))
-            .unwrap();
-        assert_eq!((lease.token(), lease.ttl_ms()), (None, 1000.0));
-        // A wait answered at once: no queue there, so not a timeout.
-        let acq = Acquisition::new(1000.0, 5000.0, false, 0.0).unwrap();
-        assert_eq!(
-            acq.finish(3.0, &mut answer(r#"{"Status":"NotOwner"}"#))
-                .unwrap_err()
-                .code(),
-            "NotOwner"
-        );
-        assert_eq!(
-            acq.finish(5000.0, &mut answer(r#"{"Status":"NotOwner"}"#))
-                .unwrap_err()
-                .code(),
-            "Timeout"
-        );
-        // Put: no revision; a compare-and-set that was not compared fails.
-        let done = r#"{"Status":"Done","ID":"a"}"#;
-        assert_eq!(stored(&mut answer(done), false), Ok((0, Ttl::ZERO)));
-        assert_eq!(
-            stored(&mut answer(done), true).unwrap_err().code(),
-            "Protocol"
-        );
-    }
-
-    #[test]
-    fn a_refused_wait_is_a_timeout() {
-        let acq = Acquisition::new(1000.0, 200.0, false, 0.0).unwrap();
-        let line = || answer(r#"{"Status":"NotOwner"}"#);
-        assert_eq!(
-            acq.finish(250.0, &mut line()).unwrap_err().code(),
-            "Timeout"
-        );
-        let once = Acquisition::new(1000.0, 0.0, false, 0.0).unwrap();
-        assert_eq!(
-            once.finish(250.0, &mut line()).unwrap_err().code(),
-            "NotOwner"
-        );
-        assert_eq!(
-            acq.finish(250.0, &mut answer(r#"{"Status":"NO"}"#))
-                .unwrap_err()
-                .code(),
-            "NoMemory"
-        );
-        let e = acq
-            .finish(
-                250.0,
-                &mut answer(r#"{"Status":"BadPayload","Error":"field Expire must be positive"}"#),
-            )
-            .unwrap_err();
-        assert_eq!(e.to_string(), "bad request: field Expire must be positive");
-    }
-
-    #[test]
-    fn stats_and_garbage_answers() {
-        let mut line = br#"{"Status":"Done","Stats":{"AWait":2,"Lock":5,"Unknown":1}}"#.to_vec();
-        let s = stats(&mut line).unwrap();
-        assert!(s.contains(&("AWait", 2)));
-        assert!(s.contains(&("Lock", 5)));
-        let acq = Acquisition::new(1000.0, 0.0, false, 0.0).unwrap();
-        for garbage in [&b""[..], b"not json", b"{\"Status\":\"Bogus\"}"] {
-            let e = acq.finish(0.0, &mut garbage.to_vec()).unwrap_err();
-            assert_eq!(e.code(), "Protocol", "{garbage:?}");
-        }
-        assert_eq!(
-            stats(&mut br#"{"Status":"Done"}"#.to_vec())
-                .unwrap_err()
-                .code(),
-            "Protocol"
-        );
-        assert_eq!(
-            stats(&mut br#"{"Status":"BadAction"}"#.to_vec())
-                .unwrap_err()
-                .code(),
-            "BadRequest"
-        );
-    }
-
-    #[test]
-    fn bad_arguments_are_refused_before_anything_is_written() {
-        let w = Writer::new("a".into(), false, None).unwrap();
-        let lock =
-            |ttl, wait| Acquisition::new(ttl, wait, false, 0.0).and_then(|a| a.request(&w, "L"));
-        for (ttl, wait) in [
-            (0.0, 0.0),
-            (-1.0, 0.0),
-            (f64::NAN, 0.0),
-            (f64::INFINITY, 0.0),
-            (1.0, -1.0),
-            (1e300, 0.0),
-        ] {
-            assert_eq!(
-                lock(ttl, wait).unwrap_err().code(),
-                "InvalidArgument",
-                "{ttl} {wait}"
-            );
-        }
-        let acq = Acquisition::new(1.0, 0.0, false, 0.0).unwrap();
-        assert_eq!(acq.request(&w, "").unwrap_err().code(), "InvalidArgument");
-        assert_eq!(
-            w.put("K", 0.0, "", None).unwrap_err().code(),
-            "InvalidArgument"
-        );
-        assert!(Writer::new(String::new(), false, None).is_err());
-        assert!(Writer::new("a".into(), false, Some(("n".into(), String::new()))).is_err());
-        // Fractions of a millisecond round up, as the protocol does.
-        let line = lock(0.2, 1500.5).unwrap();
-        let text = String::from_utf8(line).unwrap();
-        assert!(text.contains(r#""Expire":0.001"#), "{text}");
-        assert!(text.contains(r#""Wait":1.501"#), "{text}");
-        assert!(text.ends_with('\n'));
-    }
 
     #[test]
     fn table_codec_vectors() {
@@ -730,6 +541,7 @@ mod tests {
         );
         let all: Vec<u8> = (0..=255).collect();
         assert_eq!(decode_table(&encode_table(&all)).unwrap(), all);
+        assert_eq!(encode_table(&all), codec::encode(&all));
         assert_eq!(decode_table("a^2").unwrap_err().code(), "Encoding");
         let sealed = Sealer::new(&[9; 32])
             .unwrap()
@@ -749,6 +561,9 @@ mod tests {
         );
         let sealed = s.seal(&[1; 24], "k", b"x").unwrap();
         assert_eq!(sealed, seal::seal(&[9; 32], &[1; 24], "k", b"x"));
+        let mut reused = String::from("old text");
+        s.seal_into(&[1; 24], "k", b"x", &mut reused).unwrap();
+        assert_eq!(reused, sealed);
         assert_eq!(s.open("k", &sealed).unwrap(), b"x");
         assert_eq!(s.open("j", &sealed).unwrap_err().code(), "Encoding");
         assert_eq!(format!("{s:?}"), "Sealer { key: <redacted> }");

@@ -55,6 +55,8 @@ async function fakeServer(answer) {
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: server.address().port,
+    /** Writes `text` on the newest connection. */
+    reply: (text) => [...sockets].at(-1)?.write(text),
     /** Closes every open connection but keeps listening. */
     drop: () => {
       for (const s of sockets) s.destroy();
@@ -255,6 +257,26 @@ describe('client against dlm-server', () => {
         return true;
       });
       await rejectsWith(a.lock('l-long', { ttlMs: 1000, waitMs: 3_600_000 }), dlm.BadRequestError, 'BadRequest');
+    });
+
+    it('a released lock keeps its token and stays released while new locks come and go', async () => {
+      const first = await a.lock('l-released-1', { ttlMs: 5000 });
+      const { token } = await a.testLock('l-released-1');
+      await first.unlock();
+      // The next lock's lease may take the released one's place in the
+      // module: the released lock must not see it.
+      const second = await a.lock('l-released-2', { ttlMs: 5000 });
+      assert.equal(first.token, token);
+      assert.equal(first.expiresInMs, 0);
+      assert.equal(first.lost, false);
+      await rejectsWith(first.extend(1000), dlm.LockLostError, 'LockLost');
+      await first.unlock(); // released already: nothing to do
+      assert.ok(second.expiresInMs > 4000);
+      assert.equal((await a.testLock('l-released-2')).state, 'mine');
+      assert.notEqual(second.token, first.token);
+      await second.extend(6000);
+      await second.unlock();
+      assert.deepEqual(await a.testLock('l-released-2'), { state: 'free' });
     });
 
     it('await using: Symbol.asyncDispose releases', async () => {
@@ -580,6 +602,68 @@ describe('client against other servers', () => {
       await rejectsWith(c.get('x'), dlm.ProtocolError, 'Protocol');
       await c.close();
     } finally {
+      await fake.close();
+    }
+  });
+
+  it('the requests of one turn leave in one write; answers may come in any pieces', async () => {
+    const linesPerRead = [];
+    const server = net.createServer((socket) => {
+      socket.setNoDelay(true);
+      socket.on('error', () => {});
+      socket.on('data', (d) => {
+        const lines = d.toString().split('\n').length - 1;
+        linesPerRead.push(lines);
+        // Every answer at once, cut into 7-byte writes.
+        const out = Buffer.from('{"Status":"Version","ID":"JackrabbitDLM/fake"}\n'.repeat(lines));
+        for (let i = 0; i < out.length; i += 7) socket.write(out.subarray(i, i + 7));
+      });
+    });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const c = await dlm.connect({ port: server.address().port });
+      const answers = await Promise.all(Array.from({ length: 50 }, () => c.version()));
+      assert.deepEqual(new Set(answers), new Set(['JackrabbitDLM/fake']));
+      assert.deepEqual(linesPerRead, [50], 'fifty requests, one write');
+      // Calls awaited one by one: one write each.
+      assert.equal(await c.version(), 'JackrabbitDLM/fake');
+      assert.equal(await c.version(), 'JackrabbitDLM/fake');
+      assert.deepEqual(linesPerRead, [50, 1, 1]);
+      await c.close();
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('a long wait outlives timeoutMs; the requests behind a stuck one fail with it', async () => {
+    let held;
+    let stuck = false;
+    const fake = await fakeServer((line) => {
+      // From the first Version on, this server answers nothing.
+      stuck ||= line.includes('Version');
+      if (stuck) return undefined;
+      if (line.includes('"Wait"')) {
+        // Granted after the client's timeoutMs, within its wait.
+        held = setTimeout(() => fake.reply('{"Status":"Locked","ID":"x","Token":9,"Expire":5}\n'), 400);
+        return undefined;
+      }
+      return '{"Status":"Unlocked","ID":"x"}\n';
+    });
+    try {
+      const c = await dlm.connect({ port: fake.port, timeoutMs: 150 });
+      const lock = await c.lock('slow', { ttlMs: 5000, waitMs: 2000 });
+      assert.equal(lock.token, 9n);
+      await lock.unlock();
+      const start = performance.now();
+      const stuck = c.version();
+      const behind = c.unlock('x');
+      await rejectsWith(stuck, dlm.UnavailableError, 'Unavailable');
+      await rejectsWith(behind, dlm.UnavailableError, 'Unavailable');
+      const took = performance.now() - start;
+      assert.ok(took >= 140 && took < 2000, `${took} ms`);
+      await c.close();
+    } finally {
+      clearTimeout(held);
       await fake.close();
     }
   });

@@ -111,30 +111,39 @@ test('every error class has its code, its name and is a DlmError', () => {
 
 test('no input makes the WebAssembly module trap: garbage is a DlmError', () => {
   const wasm = require('../pkg/dlm_wasm.js');
-  const writer = new wasm.RequestWriter('a', false);
-  const once = new wasm.Acquisition(1000, 0, true, 0);
-  const waited = new wasm.Acquisition(1000, 500, false, 0);
+  const link = new wasm.Link('a', false);
+  const leases = new wasm.Leases();
+  const sealer = new wasm.Sealer(new Uint8Array(32));
+  const feedLine = (bytes) => {
+    // One line exactly: the garbage's own newlines become spaces.
+    const line = Uint8Array.from(bytes, (b) => (b === 0x0a ? 0x20 : b));
+    assert.equal(link.feed(line) + link.feed(te.encode('\n')), 1);
+  };
   // A lease with a request in flight, for every kind of answer.
   const leaseAwaiting = (release) => {
-    const lease = once.finish(1, te.encode('{"Status":"Locked","Token":1}'));
-    if (release) lease.release(2);
-    else lease.extend(2, 1000);
-    lease.pollRequest(2, writer, 'x');
-    return lease;
+    feedLine(te.encode('{"Status":"Locked","Token":1}'));
+    const handle = link.readGrant(leases, 1000, 0, true, 0, 1);
+    if (release) leases.release(handle, 2);
+    else leases.extend(handle, 2, 1000);
+    assert.ok(link.leaseRequest(leases, handle, 2, 'x'));
+    return handle;
   };
-  const parsers = [
-    (l) => once.finish(3, l),
-    (l) => waited.finish(600, l),
-    (l) => leaseAwaiting(false).handleResponse(3, l),
-    (l) => leaseAwaiting(true).handleResponse(3, l),
-    wasm.parseReleased,
-    wasm.parseLockState,
-    (l) => wasm.parseStored(l, false),
-    (l) => wasm.parseStored(l, true),
-    wasm.parseFetched,
-    wasm.parseErased,
-    wasm.parseVersion,
-    wasm.parseStats,
+  const readers = [
+    () => link.readGrant(leases, 1000, 0, true, 0, 3),
+    () => link.readGrant(leases, 1000, 500, false, 0, 600),
+    (handle) => link.readLease(leases, handle, 3),
+    (handle) => link.readLease(leases, handle, 3),
+    () => link.readLease(leases, 12345, 3),
+    () => link.readReleased(),
+    () => link.readLockState(),
+    () => link.readStored(false),
+    () => link.readStored(true),
+    () => link.readFetched(),
+    () => link.readFetchedTable(),
+    () => link.readFetchedSealed(sealer, 'k'),
+    () => link.readErased(),
+    () => link.readVersion(),
+    () => link.readStats(),
   ];
   const valid = [
     '{"Status":"Locked","ID":"a","Token":18446744073709551615,"Expire":30}',
@@ -144,7 +153,6 @@ test('no input makes the WebAssembly module trap: garbage is a DlmError', () => 
     '{"Status":"BadPayload","Error":"x\\u00e9"}',
     'a^1laBaMagaMa$am1l1t1l1za@a8aJaHah1laP',
   ].map((s) => te.encode(s));
-  const sealer = new wasm.Sealer(new Uint8Array(32));
   const sealed = sealer.seal(new Uint8Array(24), 'k', te.encode('value'));
   // A small deterministic generator, so a failure is reproducible.
   let seed = 0x2545f491;
@@ -160,19 +168,24 @@ test('no input makes the WebAssembly module trap: garbage is a DlmError', () => 
     return next() % 5 === 0 ? out.subarray(0, next() % (out.length + 1)) : out;
   };
   let threw = 0;
-  for (let i = 0; i < 3000; i += 1) {
+  for (let i = 0; i < 1500; i += 1) {
     const line =
       i % 3 === 0
         ? Uint8Array.from({ length: next() % 64 }, () => next() & 255)
         : mutate(valid[i % valid.length]);
-    for (const parse of parsers) {
+    readers.forEach((read, r) => {
+      const handle = r === 2 || r === 3 ? leaseAwaiting(r === 3) : undefined;
+      feedLine(line);
       try {
-        parse(line);
+        const got = read(handle);
+        if (r < 2) leases.remove(got);
       } catch (e) {
         assert.ok(e instanceof dlm.DlmError, `${e?.constructor?.name}: ${e?.message}`);
         threw += 1;
       }
-    }
+      if (handle !== undefined) leases.remove(handle);
+    });
+    link.takeOutput();
     const text = new TextDecoder().decode(mutate(te.encode(i % 2 ? sealed : 'a^1128')));
     for (const f of [() => wasm.decodeTable(text), () => sealer.open('k', text)]) {
       try {
@@ -183,20 +196,34 @@ test('no input makes the WebAssembly module trap: garbage is a DlmError', () => 
     }
   }
   assert.ok(threw > 1000, 'garbage was refused');
+  assert.equal(leases.size, 0, 'every lease made was removed');
+  // Handles that name nothing are released locks, whatever the number.
+  for (const h of [-1, 0.5, NaN, Infinity, 2 ** 53, 7]) {
+    assert.equal(leases.released(h), true);
+    assert.equal(leases.token(h), undefined);
+    assert.throws(() => leases.extend(h, 0, 1000), dlm.LockLostError);
+    assert.equal(link.leaseRequest(leases, h, 0, 'x'), false);
+  }
+  // No answer to read: a ProtocolError, not a trap.
+  assert.throws(() => link.readStored(false), dlm.ProtocolError);
   for (const bad of [[new Uint8Array(31)], [new Uint8Array(33)]]) {
     assert.throws(() => new wasm.Sealer(...bad), dlm.InvalidArgumentError);
   }
   assert.throws(() => sealer.seal(new Uint8Array(23), 'k', new Uint8Array()), dlm.InvalidArgumentError);
-  assert.throws(() => new wasm.RequestWriter('', false), dlm.InvalidArgumentError);
-  assert.throws(() => new wasm.RequestWriter('a', false, 'name'), dlm.InvalidArgumentError);
-  const w = new wasm.RequestWriter('a', false);
+  assert.throws(() => new wasm.Link('', false), dlm.InvalidArgumentError);
+  assert.throws(() => new wasm.Link('a', false, 'name'), dlm.InvalidArgumentError);
+  const w = new wasm.Link('a', false);
   for (const ms of [0, -1, NaN, Infinity, 2 ** 54]) {
-    assert.throws(() => new wasm.Acquisition(ms, 0, false, 0), dlm.InvalidArgumentError, String(ms));
+    assert.throws(() => w.lock('x', ms, 0), dlm.InvalidArgumentError, String(ms));
     assert.throws(() => w.put('x', ms, '', undefined), dlm.InvalidArgumentError, String(ms));
+    assert.throws(() => w.putTable('x', ms, new Uint8Array(), undefined), dlm.InvalidArgumentError, String(ms));
   }
-  const acquisition = new wasm.Acquisition(1, 0, false, 0);
+  assert.equal(w.takeOutput().length, 0, 'nothing written for refused requests');
+  w.lock('x', 1, 0);
+  w.get('x');
   assert.equal(
-    new TextDecoder().decode(acquisition.request(w, 'x')),
-    '{"Action":"Lock","FileName":"x","ID":"a","Expire":0.001}\n',
+    new TextDecoder().decode(w.takeOutput()),
+    '{"Action":"Lock","FileName":"x","ID":"a","Expire":0.001}\n{"Action":"Get","FileName":"x","ID":"a"}\n',
   );
+  assert.equal(w.takeOutput().length, 0);
 });

@@ -1,10 +1,13 @@
 // Smoke test of the *packed* package: scripts/test-wasm.sh installs the
-// tarball from `npm pack` into an empty folder, copies this file there and
-// runs it, so it sees only what a user who installs the package gets.
+// tarball `npm pack` made from a tree without the generated glue (so only
+// the package's prepack can have built its WebAssembly) into an empty
+// folder, copies this file there and runs it, so it sees only what a user
+// who installs the package gets.
 // DLM_SERVER is the dlm-server binary to start.
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { connect, sealedEncoder, generateKey, TimeoutError, DlmError } from 'dlm-client';
 
@@ -12,6 +15,12 @@ const require = createRequire(import.meta.url);
 const cjs = require('dlm-client');
 assert.equal(cjs.connect, connect, 'ESM and CommonJS see the same module');
 assert.match(require.resolve('dlm-client'), /node_modules[\\/]dlm-client[\\/]index\.js$/);
+const meta = require('dlm-client/package.json');
+assert.equal(meta.private, undefined, 'publishable');
+assert.equal(meta.engines.node, '>=20');
+for (const file of [meta.main, meta.types, 'pkg/dlm_wasm_bg.wasm']) {
+  assert.ok(existsSync(new URL(`node_modules/dlm-client/${file}`, import.meta.url)), `${file} is installed`);
+}
 const esm = await import('dlm-client');
 assert.deepEqual(
   Object.keys(esm).filter((k) => k !== 'default').sort(),
