@@ -327,6 +327,47 @@ fn silent_connections_cannot_lock_everyone_out() {
     assert!(evicted >= 1);
 }
 
+/// Item 5: the server raises its soft open-files limit to the hard one at
+/// start, and warns when `--max-connections` needs more than that.
+#[test]
+fn the_open_files_limit_is_raised_and_a_short_one_is_reported() {
+    use std::os::unix::process::CommandExt as _;
+    let server = Server::with_command(
+        |cmd| {
+            // SAFETY: setrlimit in the child before exec touches only it.
+            #[allow(unsafe_code)]
+            unsafe {
+                cmd.pre_exec(|| {
+                    let lim = libc::rlimit {
+                        rlim_cur: 64,
+                        rlim_max: 200,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        },
+        &["--max-connections", "1000"],
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid()))
+        .expect("the server's limits");
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let nums: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(nums, ["200", "200"], "{open_files}");
+    let log = server.log();
+    assert!(
+        log.contains("the open-files limit is below what --max-connections needs")
+            && log.contains("limit=200"),
+        "{log}"
+    );
+}
+
 /// Item 5: with descriptors exhausted, connections queued in the kernel
 /// were never accepted until yet another connection arrived. Now accept is
 /// retried when descriptors return.
@@ -444,4 +485,32 @@ fn a_broken_identity_file_keeps_the_identity_across_sighup() {
     assert_eq!(c.call(&alice.test_lock("mine")).status, Status::Locked);
     assert!(!server.log().contains(&secret), "a secret reached the log");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Item 5: a lock lasted up to 1 ms less than asked (the deadline was
+/// rounded down). Against the real server: from the moment the holder's
+/// request leaves until another owner's grant arrives, at least the TTL has
+/// passed, every time.
+#[test]
+fn a_lock_never_lasts_less_than_asked() {
+    let server = Server::start();
+    let (a, b) = (Client::new("A"), Client::new("B"));
+    let ttl = Ttl::from_millis(5);
+    let mut ca = server.connect();
+    let mut cb = server.connect();
+    for i in 0..200 {
+        let name = format!("short{i}");
+        let sent = Instant::now();
+        assert_eq!(ca.call(&a.lock(&name, ttl)).status, Status::Locked);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = cb.call(&b.lock(&name, ttl));
+            if r.status == Status::Locked {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never expired: {r:?}");
+        }
+        let held = sent.elapsed();
+        assert!(held >= Duration::from_millis(5), "trial {i}: {held:?}");
+    }
 }
