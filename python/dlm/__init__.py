@@ -32,6 +32,7 @@ from ._errors import (
     NotFoundError,
     NotOwnerError,
     ProtocolError,
+    SystemResourceError,
     TimeoutError,
     UnavailableError,
 )

@@ -28,6 +28,7 @@ __all__ = [
     "EncodingError",
     "InvalidArgumentError",
     "InternalError",
+    "SystemResourceError",
 ]
 
 
@@ -130,3 +131,10 @@ class InternalError(DlmError):
     client may be used again."""
 
     code = "Panic"
+
+
+class SystemResourceError(DlmError, OSError):
+    """The operating system refused something the client needs (a thread
+    for a lock's renewal, for example). The call did not take effect."""
+
+    code = "System"

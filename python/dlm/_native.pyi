@@ -133,3 +133,8 @@ class RawEncoder:
     """Stores a value's UTF-8 text as it is."""
 
     def __init__(self) -> None: ...
+
+def error_classes() -> list[tuple[str, str]]:
+    """Every dlm-core error kind a Python caller can meet, with the name of
+    its class in ``dlm._errors`` (used by the tests to catch drift)."""
+    ...

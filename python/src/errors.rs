@@ -79,7 +79,10 @@ pub(crate) fn invalid(py: Python<'_>, why: &'static str) -> PyErr {
     to_py(py, dlm::Error::InvalidArgument(why))
 }
 
-/// The name of the class in `dlm/_errors.py` for each kind.
+/// The name of the class in `dlm/_errors.py` for each kind. Every kind a
+/// Python caller can meet has its own class; `tests/test_errors.py` holds
+/// this table to dlm-core's list of kinds (through [`error_classes`]), so a
+/// kind added to the client without a class here fails the tests.
 fn class_name(kind: dlm::ErrorKind) -> &'static str {
     use dlm::ErrorKind as K;
     match kind {
@@ -95,10 +98,26 @@ fn class_name(kind: dlm::ErrorKind) -> &'static str {
         K::Protocol => "ProtocolError",
         K::Encoding => "EncodingError",
         K::InvalidArgument => "InvalidArgumentError",
-        // A kind added to the client after this binding: the base class,
-        // whose code says "Error".
+        K::Panic => "InternalError",
+        K::System => "SystemResourceError",
+        // C only (a NULL pointer, a caller's buffer too small): Python
+        // cannot pass either. And kinds added to dlm-core after this
+        // binding: the base class, and the drift test fails.
         _ => "DlmError",
     }
+}
+
+/// Every kind of dlm-core a Python caller can meet (not the C-only ones,
+/// but a panic, which this binding catches too), as `(kind name, class
+/// name)`: what `tests/test_errors.py` checks
+/// `dlm/_errors.py` against.
+#[pyfunction]
+pub(crate) fn error_classes() -> Vec<(&'static str, &'static str)> {
+    dlm::ErrorKind::ALL
+        .into_iter()
+        .filter(|k| !k.c_only() || *k == dlm::ErrorKind::Panic)
+        .map(|k| (k.name(), class_name(k)))
+        .collect()
 }
 
 /// The exception classes, imported once from `dlm._errors`.

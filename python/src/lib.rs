@@ -61,5 +61,6 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TableEncoder>()?;
     m.add_class::<SealedEncoder>()?;
     m.add_class::<RawEncoder>()?;
+    m.add_function(wrap_pyfunction!(errors::error_classes, m)?)?;
     Ok(())
 }
