@@ -549,6 +549,9 @@ impl From<core_client::Error<'_>> for Fail {
 /// Reads the answer line `line` to the call `c`.
 fn read(w: &dlm_wire, c: &Checked<'_>, line: &mut [u8]) -> Result<Read, ReadFail> {
     let mut out = Read::new();
+    if c.call == dlm_call::DLM_CALL_LOCK {
+        return Err(invalid("read the answer to a lock with dlm_lease_new").into());
+    }
     if c.call == dlm_call::DLM_CALL_STATS {
         let stats = answer::stats(line)?;
         let mut json = String::from("{");
@@ -567,9 +570,8 @@ fn read(w: &dlm_wire, c: &Checked<'_>, line: &mut [u8]) -> Result<Read, ReadFail
     }
     let (_, r) = Response::parse(line).map_err(core_client::Error::from)?;
     match c.call {
-        dlm_call::DLM_CALL_LOCK => {
-            return Err(invalid("read the answer to a lock with dlm_lease_new").into());
-        }
+        // Refused above.
+        dlm_call::DLM_CALL_LOCK | dlm_call::DLM_CALL_STATS => {}
         dlm_call::DLM_CALL_UNLOCK => {
             if !answer::unlocked(&r)? {
                 return Err(Error::NotFound.into());
@@ -618,7 +620,6 @@ fn read(w: &dlm_wire, c: &Checked<'_>, line: &mut [u8]) -> Result<Read, ReadFail
             }
         }
         dlm_call::DLM_CALL_VERSION => out.data = answer::version(&r)?.as_bytes().to_vec(),
-        dlm_call::DLM_CALL_STATS => {}
     }
     Ok(out)
 }
