@@ -23,6 +23,12 @@ DLM_PROFILE=dev scripts/install-libdlm.sh "$prefix" >/dev/null
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 # -tags dlm_intree links the release build.
 cargo build -p libdlm --lib --release --locked
+# Go's build cache keys a cgo package on its flags, not on what pkg-config
+# says nor on the libraries it links: a define naming this libdlm (unused
+# by the code) makes Go rebuild when it changes.
+libdlm_id=$(cat "$prefix/lib/libdlm.a" "$prefix/lib/pkgconfig/dlm.pc" \
+  target/release/libdlm.a ffi/libdlm/include/dlm.h | sha256sum | cut -c1-16)
+export CGO_CPPFLAGS="${CGO_CPPFLAGS:+$CGO_CPPFLAGS }-DDLM_LIBDLM_BUILD=$libdlm_id"
 
 cd ffi/go
 unformatted=$(gofmt -l . ../../bench/bindings/go)
