@@ -49,29 +49,40 @@ type setup struct {
 // client is one measurement's shared client and its cycle.
 type client interface {
 	name() string
-	cycle(ctx context.Context, key string, i uint64) error
+	cycle(ctx context.Context, worker int, key string, i uint64) error
 	close()
 }
 
+// dlmClient is one shared *dlm.Client, or (perWorker) one per worker.
 type dlmClient struct {
-	c        *dlm.Client
-	workload string
+	cs        []*dlm.Client
+	workload  string
+	perWorker bool
 }
 
-func (d *dlmClient) name() string { return "dlm-go" }
+func (d *dlmClient) name() string {
+	if d.perWorker {
+		return "dlm-go-per-worker"
+	}
+	return "dlm-go"
+}
 
-func (d *dlmClient) cycle(ctx context.Context, key string, _ uint64) error {
+func (d *dlmClient) cycle(ctx context.Context, worker int, key string, _ uint64) error {
+	c := d.cs[0]
+	if d.perWorker {
+		c = d.cs[worker]
+	}
 	if d.workload == "lock" {
-		l, err := d.c.Lock(ctx, key, dlm.TTL(30*time.Second))
+		l, err := c.Lock(ctx, key, dlm.TTL(30*time.Second))
 		if err != nil {
 			return err
 		}
 		return l.Unlock(ctx)
 	}
-	if _, err := d.c.Put(ctx, key, value, 300*time.Second); err != nil {
+	if _, err := c.Put(ctx, key, value, 300*time.Second); err != nil {
 		return err
 	}
-	v, err := d.c.Get(ctx, key)
+	v, err := c.Get(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -81,7 +92,11 @@ func (d *dlmClient) cycle(ctx context.Context, key string, _ uint64) error {
 	return nil
 }
 
-func (d *dlmClient) close() { d.c.Close() }
+func (d *dlmClient) close() {
+	for _, c := range d.cs {
+		c.Close()
+	}
+}
 
 type redisClient struct {
 	c        *redis.Client
@@ -91,7 +106,7 @@ type redisClient struct {
 
 func (r *redisClient) name() string { return "go-redis" }
 
-func (r *redisClient) cycle(ctx context.Context, key string, i uint64) error {
+func (r *redisClient) cycle(ctx context.Context, _ int, key string, i uint64) error {
 	if r.workload == "lock" {
 		token := r.run + "-" + key + "-" + strconv.FormatUint(i, 10)
 		ok, err := r.c.SetNX(ctx, key, token, 30*time.Second).Result()
@@ -125,13 +140,26 @@ func (r *redisClient) cycle(ctx context.Context, key string, i uint64) error {
 
 func (r *redisClient) close() { r.c.Close() }
 
-func open(ctx context.Context, kind, workload string, s *setup) (client, error) {
-	if kind == "dlm" {
-		c, err := dlm.Dial(ctx, s.dlm)
-		if err != nil {
-			return nil, err
+func open(ctx context.Context, kind, workload string, workers int, s *setup) (client, error) {
+	switch kind {
+	case "dlm", "dlm-per-worker":
+		d := &dlmClient{workload: workload, perWorker: kind == "dlm-per-worker"}
+		n := 1
+		if d.perWorker {
+			n = workers
 		}
-		return &dlmClient{c: c, workload: workload}, nil
+		for range n {
+			c, err := dlm.Dial(ctx, s.dlm)
+			if err != nil {
+				d.close()
+				return nil, err
+			}
+			d.cs = append(d.cs, c)
+		}
+		return d, nil
+	case "redis":
+	default:
+		return nil, fmt.Errorf("unknown client %q", kind)
 	}
 	c := redis.NewClient(&redis.Options{Addr: s.redis})
 	if err := c.Ping(ctx).Err(); err != nil {
@@ -145,7 +173,7 @@ func open(ctx context.Context, kind, workload string, s *setup) (client, error) 
 // prints the result line.
 func measure(kind, workload string, workers int, s *setup) error {
 	ctx := context.Background()
-	c, err := open(ctx, kind, workload, s)
+	c, err := open(ctx, kind, workload, workers, s)
 	if err != nil {
 		return fmt.Errorf("%s: connect: %w", kind, err)
 	}
@@ -166,7 +194,7 @@ func measure(kind, workload string, workers int, s *setup) error {
 			// Its own key per measurement: a dlm entry belongs to the
 			// client (owner ID) that wrote it.
 			key := fmt.Sprintf("bench:%s:go:%s:%s:%d:%d", s.run, workload, kind, workers, w)
-			err := c.cycle(ctx, key, 0) // warm-up
+			err := c.cycle(ctx, w, key, 0) // warm-up
 			ready.Done()
 			if err != nil {
 				errs[w] = err
@@ -176,7 +204,7 @@ func measure(kind, workload string, workers int, s *setup) error {
 			own := make([]uint32, 0, 1<<16)
 			for i := uint64(1); !stop.Load(); i++ {
 				t0 := time.Now()
-				if err := c.cycle(ctx, key, i); err != nil {
+				if err := c.cycle(ctx, w, key, i); err != nil {
 					errs[w] = err
 					break
 				}
@@ -263,6 +291,9 @@ func run() error {
 			os.Exit(1)
 		}()
 	}
+	// DLM_BENCH_GO_CLIENTS: which clients, in order (default "dlm redis";
+	// "dlm-per-worker" is a *dlm.Client per goroutine, no pipelining
+	// across goroutines: for comparison, not in the table's pairs).
 	kinds := strings.Fields(env("DLM_BENCH_GO_CLIENTS", "dlm redis"))
 	for _, workload := range strings.Fields(env("DLM_BENCH_WORKLOADS", "lock kv")) {
 		if workload != "lock" && workload != "kv" {
