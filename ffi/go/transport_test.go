@@ -51,15 +51,16 @@ func slowProxy(t *testing.T, delay time.Duration) string {
 // once with ErrCancelled; the connection stays in step, so the next calls
 // on it get their own answers.
 func TestACallInFlightHonoursItsContext(t *testing.T) {
-	c := dialAt(t, slowProxy(t, 300*time.Millisecond))
+	// Answers take a second; the context, 50 ms.
+	c := dialAt(t, slowProxy(t, time.Second))
 	key := unique(t, "k")
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	_, err := c.Put(ctx, key, []byte("first"), time.Minute)
 	mustIs(t, err, dlm.ErrCancelled, context.DeadlineExceeded)
-	if took := time.Since(start); took > 250*time.Millisecond {
-		t.Fatalf("the cancelled Put returned after %v", took)
+	if took := time.Since(start); took > 900*time.Millisecond {
+		t.Fatalf("the cancelled Put returned after %v, as late as its answer", took)
 	}
 	bg := context.Background()
 	rev, err := c.Put(bg, key, []byte("second"), time.Minute)
@@ -93,17 +94,17 @@ func TestASilentServerAndAShortContext(t *testing.T) {
 // A lock (without Wait) granted after its caller gave up is released, not
 // left held until its TTL.
 func TestALockGrantedAfterItsCallerGaveUpIsReleased(t *testing.T) {
-	slow := dialAt(t, slowProxy(t, 300*time.Millisecond))
+	slow := dialAt(t, slowProxy(t, time.Second))
 	other := dial(t)
 	name := unique(t, "lock")
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := slow.Lock(ctx, name, dlm.TTL(time.Minute))
 	mustIs(t, err, dlm.ErrCancelled, context.DeadlineExceeded)
-	// The grant happened on the server; its answer comes 300 ms later and
-	// the client releases it then. Without that, it would stay taken for
-	// the minute of its TTL.
-	deadline := time.Now().Add(5 * time.Second)
+	// The grant happened on the server; its answer comes a second later
+	// and the client releases it then. Without that, it would stay taken
+	// for the minute of its TTL.
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		l, ok, err := other.TryLock(context.Background(), name)
 		if err != nil {
