@@ -85,6 +85,7 @@ fi
 cat <<EOT
   cc -std=c11 app.c \$(pkg-config --cflags --libs dlm) -o app        # C
   c++ -std=c++17 app.cpp \$(pkg-config --cflags --libs dlm) -o app  # C++ (#include <dlm.hpp>)
+  go build    # Go (package dlm in ffi/go: libdlm.a, linked statically)
 At run time, a program linked that way finds libdlm.so through the rpath
 that dlm.pc's Libs adds (-Wl,-rpath,$prefix/lib). One linked without it
 needs the loader told: add $prefix/lib to /etc/ld.so.conf.d/ and run

@@ -32,5 +32,10 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# The bindings benchmark's Go program (bench/bindings/go) measures the Go
+# package against go-redis: fetch its modules.
+command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
+(cd bench/bindings/go && go mod download)
+
 # The WebAssembly module and the Node.js package (wasm/).
 scripts/setup-wasm.sh

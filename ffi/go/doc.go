@@ -1,6 +1,8 @@
 // Package dlm is the Go client of dlm, a distributed lock manager and
-// volatile state coordinator. It wraps libdlm, dlm's native client library
-// (written in Rust, with a C ABI), through cgo.
+// volatile state coordinator. It does its I/O in Go (net.Conn, the
+// netpoller, contexts) and calls libdlm, dlm's native client library
+// (Rust, with a C ABI), through cgo only for the client's rules: writing
+// requests, reading answers, and the lease of a held lock.
 //
 //	c, err := dlm.Dial(ctx, "127.0.0.1:37373")
 //	if err != nil { ... }
@@ -14,40 +16,43 @@
 //
 // # How it fits together
 //
-//	Go code ──> package dlm ──cgo──> libdlm (Rust) ──TCP──> dlm-server
-//	              │   ▲                 │    │
-//	              │   └── lost / encode ┘    └── its own threads: auto-renewal
-//	              └── a goroutine per waiting Lock, watching ctx.Done()
-//	                  and calling dlm_cancel_trigger
+//	Go code ──> package dlm ──TCP (net.Conn)──> dlm-server
+//	              │    └── reader goroutines parked on the netpoller;
+//	              │        a renewal goroutine per AutoRenew lock
+//	              └──cgo──> libdlm's dlm_wire (request lines out, typed
+//	                        answers in) and dlm_lease (a lock's lease):
+//	                        short calls, no socket, no sleep
 //
-// Every Go value owns one libdlm handle: a Client owns a dlm_client, a Lock
-// a dlm_lock. Close (or Unlock) frees it at once; a finalizer frees what
-// was forgotten. Callbacks from libdlm (a lost lock, a custom Encoder) come
-// back to Go through exported functions, with a cgo.Handle as userdata.
+// A Client owns one dlm_wire and each Lock one dlm_lease. Close (or
+// Unlock) frees it at once; a finalizer frees what was forgotten.
 //
 // # Concurrency
 //
 // A Client is safe for concurrent use by many goroutines, and should be
-// shared: libdlm's dlm_client is thread-safe and keeps its own pool of
-// connections, so calls from several goroutines run side by side. Locks
-// belong to the Client's owner ID, not to a goroutine: to make goroutines
-// (or processes) exclude each other, give each its own Client. A Lock's
+// shared: calls from many goroutines are pipelined on a few shared
+// connections (one write and one read carry many requests), and a lock
+// waiting in the server's queue gets a connection of its own. Locks belong
+// to the Client's owner ID, not to a goroutine: to make goroutines (or
+// processes) exclude each other, give each its own Client. A Lock's
 // methods are safe for concurrent use.
 //
 // # Contexts
 //
-// Only a waiting Lock (with Wait) blocks for long; cancelling its ctx
-// aborts the wait at once (ErrCancelled, wrapping ctx's error) and the
-// server drops the waiter. Dial gives up when ctx is done. Every other call
-// checks ctx before it starts and is then bounded by the I/O timeout
-// (WithIOTimeout), because libdlm cannot abort it midway.
+// Every call honours its context: when it ends, the call returns
+// ErrCancelled (wrapping ctx's error). Cancelling a waiting Lock (with
+// Wait) closes the wait's connection, so the server drops the waiter; a
+// lock without Wait granted after its caller gave up is released. No
+// answer may take longer than the I/O timeout (WithIOTimeout) beyond a
+// lock's Wait. Unlock releases even with a finished context.
 //
 // # Errors
 //
-// Every error is an *Error that says which call failed, carries libdlm's
-// message, and unwraps to a sentinel: use errors.Is(err, dlm.ErrNotOwner)
-// and so on. libdlm keeps a failure's message per OS thread; this package
-// reads it inside the same cgo call, so it always belongs to that failure.
+// Every error is an *Error that says which call failed, carries what there
+// is to say beyond its kind (why a connection failed, the server's reason,
+// libdlm's detail), and unwraps to a sentinel: use errors.Is(err,
+// dlm.ErrNotOwner) and so on. libdlm keeps a failure's detail per OS
+// thread; this package reads it inside the same cgo call, so it always
+// belongs to that failure.
 //
 // # Values
 //
@@ -60,12 +65,16 @@
 //
 // # Building
 //
-// The package links libdlm statically from the repository's
-// target/debug/libdlm.a, so build it once first, from the repository root:
+// The package links an installed libdlm through pkg-config (#cgo
+// pkg-config: dlm), statically by default, so build and install it first,
+// from the repository root:
 //
-//	cargo build -p libdlm
+//	scripts/install-libdlm.sh /opt/dlm
+//	export PKG_CONFIG_PATH=/opt/dlm/lib/pkgconfig
 //
-// With -tags dlm_dynamic it links target/debug/libdlm.so instead. Build
-// with -tags debug to force a garbage collection at every C call, which
-// turns a missing runtime.KeepAlive into a crash in tests. See README.md.
+// With -tags dlm_dynamic it links the installed libdlm.so instead, and
+// with -tags dlm_intree the repository's target/release/libdlm.a (for
+// developing libdlm and this package together). Build with -tags debug to
+// force a garbage collection at every C call, which turns a missing
+// runtime.KeepAlive into a crash in tests. See README.md.
 package dlm

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unsafe"
 )
 
 // The sentinel errors of each kind of failure (ErrNotOwner, ErrTimeout,
@@ -40,13 +39,17 @@ type Error struct {
 	Op string
 	// Name is the lock or data key the call was about ("" if none).
 	Name string
-	// Message is what libdlm said about this failure beyond its kind (what
-	// dlm_client_last_error reported: "Connection refused (os error 111)",
-	// the server's reason for a bad request, ...), or "" if nothing.
+	// Message is what there is to say about this failure beyond its kind:
+	// why the connection failed ("dial: connect: connection refused
+	// (127.0.0.1:1)"), the server's reason for a bad request, what is wrong
+	// with an answer, ... (libdlm's detail, for what libdlm read), or ""
+	// if nothing.
 	Message string
 
 	kind  error
 	cause error
+	// revision is the current revision a compare-and-set conflict found.
+	revision uint64
 }
 
 // Error says what failed and why, e.g.
@@ -81,22 +84,12 @@ func newError(op, name string, kind error, cause error) *Error {
 	return &Error{Op: op, Name: name, kind: kind, cause: cause}
 }
 
-// statusError turns a failed status and the shim's report into an *Error,
-// taking ownership of (and freeing) the message.
-func statusError(op, name string, s C.dlm_status, report *C.gdlm_err) *Error {
+// statusError turns a failed libdlm status into an *Error (libdlm's
+// detail, if any, is added by the caller: see failure.asError).
+func statusError(op, name string, s C.dlm_status) *Error {
 	e := newError(op, name, sentinel(s), nil)
-	if report != nil && report.msg != nil {
-		e.Message = C.GoString(report.msg)
-		C.free(unsafe.Pointer(report.msg))
-		report.msg = nil
-	}
 	if e.kind == ErrInternal && s != C.DLM_ERR_PANIC {
-		status := fmt.Sprintf("libdlm status %d: %s", uint32(s), C.GoString(C.dlm_status_string(C.uint32_t(s))))
-		if e.Message == "" {
-			e.Message = status
-		} else {
-			e.Message = fmt.Sprintf("%s (%s)", e.Message, status)
-		}
+		e.Message = fmt.Sprintf("libdlm status %d: %s", uint32(s), C.GoString(C.dlm_status_string(C.uint32_t(s))))
 	}
 	return e
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +12,9 @@ import (
 	"dlm.example/dlm"
 )
 
-// buildInterop compiles testdata/interop.c against dlm.h and libdlm.a, with
-// the same native libraries as the Go package.
+// buildInterop compiles testdata/interop.c against the libdlm this package
+// links (statically, whatever the package's own link mode): C's blocking
+// client, libdlm's own sockets.
 func buildInterop(t *testing.T) string {
 	t.Helper()
 	cc := "cc"
@@ -22,13 +22,12 @@ func buildInterop(t *testing.T) string {
 		t.Skip("no C compiler")
 	}
 	bin := filepath.Join(t.TempDir(), "interop")
-	args := []string{"-std=c11", "-Wall", "-Wextra", "-Werror",
-		"-I", filepath.Join(repoRoot, "ffi", "libdlm", "include"),
-		filepath.Join("testdata", "interop.c"),
-		filepath.Join(repoRoot, "target", "debug", "libdlm.a"),
-	}
-	args = append(args, cgoLDFLAGS(t, "link_static.go", runtime.GOOS)...)
-	args = append(args, "-o", bin)
+	cflags, libs := cLinkArgs(t)
+	args := []string{"-std=c11", "-Wall", "-Wextra", "-Werror"}
+	args = append(args, cflags...)
+	args = append(args, filepath.Join("testdata", "interop.c"))
+	args = append(args, libs...)
+	args = append(args, "-pthread", "-o", bin)
 	if out, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
 		t.Fatalf("cc %s: %v\n%s", strings.Join(args, " "), err, out)
 	}

@@ -1,11 +1,12 @@
-//go:build dlm_dynamic
+//go:build dlm_dynamic && !dlm_intree
 
 package dlm
 
-// Dynamic linking, with `-tags dlm_dynamic`: libdlm.so from the workspace's
-// target/debug, found at run time through an rpath to that directory.
-// -L comes first, so it wins over a system library of the same name (such
-// as Debian's unrelated libdlm3).
+// -tags dlm_dynamic: libdlm as installed by scripts/install-libdlm.sh,
+// found through pkg-config, linked against libdlm.so. dlm.pc's Libs give an
+// rpath to the install prefix's lib directory, so the program finds the
+// library there at run time (deployed elsewhere, it needs libdlm.so.0.MINOR
+// on the loader's path).
 
-// #cgo LDFLAGS: -L${SRCDIR}/../../target/debug -Wl,-rpath,${SRCDIR}/../../target/debug -ldlm
+// #cgo pkg-config: dlm
 import "C"

@@ -7,73 +7,50 @@ import (
 	"context"
 	"errors"
 	"runtime"
-	"runtime/cgo"
 	"sync"
 	"time"
 )
 
-// Lock is a held lock: libdlm's dlm_lock. Its methods are safe for
-// concurrent use.
+// Lock is a held lock. Its methods are safe for concurrent use.
+//
+// Its rules — when the grant happened, its deadline, when to renew and
+// retry, when it is lost — are dlm-core's lease (libdlm's dlm_lease), the
+// same state machine every dlm client drives; the Lock only drives it,
+// with Go's clock and timers and the Client's connections.
 //
 // Keep the *Lock reachable for as long as you hold the lock (usually with
 // `defer l.Unlock(ctx)`): a Lock that becomes unreachable is released by a
 // finalizer, at a time of the garbage collector's choosing.
 type Lock struct {
-	c     *Client // keeps the client alive (libdlm frees locks first)
+	c     *Client // keeps the client alive while the lock is
 	core  *lockCore
 	name  string
 	token uint64
-	lost  *lostSignal
 }
 
-// lockCore owns the dlm_lock pointer. The Client's registry points at it,
-// not at the Lock, so an unreachable Lock can still be finalized.
+// lockCore owns the lease. The Client's registry and the renewal
+// goroutine point at it, not at the Lock, so an unreachable Lock can
+// still be finalized.
 type lockCore struct {
-	// mu is held shared by every call on ptr and exclusively to free it.
-	mu  sync.RWMutex
-	ptr *C.dlm_lock // nil once freed
+	c    *clientCore
+	name string
+
+	// io is held while a request for this lock is in flight: one at a
+	// time, as the lease wants.
+	io sync.Mutex
+	// mu guards lease (libdlm's lease is not thread-safe) and byClose.
+	mu    sync.Mutex
+	lease *C.dlm_lease // nil once freed
 	// byClose says the Client's Close freed it (calls then fail with
 	// ErrClosed rather than ErrLockLost).
 	byClose bool
-	// handle is the lost callback's userdata, valid until ptr is freed.
-	handle cgo.Handle
-	reg    *registry
+
+	lost     lostSignal
+	stop     chan struct{} // closed to stop the renewal goroutine
+	stopOnce sync.Once
 }
 
-// lptr returns the C pointer for a call; see Client.cptr.
-func (l *lockCore) lptr() *C.dlm_lock {
-	p := l.ptr
-	maybeGC()
-	return p
-}
-
-// free frees the dlm_lock (releasing the lock if it is still held, best
-// effort) and its callback handle. Idempotent.
-func (l *lockCore) free(byClose bool) {
-	l.mu.Lock()
-	freed := l.freeLocked(byClose)
-	l.mu.Unlock()
-	if freed {
-		l.reg.removeLock(l)
-	}
-}
-
-// freeLocked is free with l.mu held; it says whether it freed anything
-// (the caller then removes l from the registry, after unlocking l.mu).
-func (l *lockCore) freeLocked(byClose bool) bool {
-	if l.ptr == nil {
-		return false
-	}
-	// dlm_lock_free stops the renewal thread before returning, so the
-	// lost callback cannot run after this: the handle may go.
-	C.dlm_lock_free(l.lptr())
-	l.ptr = nil
-	l.byClose = byClose
-	l.handle.Delete()
-	return true
-}
-
-// lostSignal is what the lost callback's handle points at.
+// lostSignal is the Lost channel, closed once.
 type lostSignal struct {
 	once sync.Once
 	ch   chan struct{}
@@ -81,11 +58,186 @@ type lostSignal struct {
 
 func (s *lostSignal) fire() { s.once.Do(func() { close(s.ch) }) }
 
-//export goDlmLost
-func goDlmLost(h C.uintptr_t) {
-	// Runs on libdlm's renewal thread (or in an Extend that found the lock
-	// gone); it must not call back into the lock, and does not.
-	cgo.Handle(h).Value().(*lostSignal).fire()
+// lptr returns the C pointer for a call; see wire.wptr.
+func (l *lockCore) lptr() *C.dlm_lease {
+	p := l.lease
+	maybeGC()
+	return p
+}
+
+// noteLost closes Lost if the lease says the lock is lost.
+func (l *lockCore) noteLost(info *C.dlm_lease_info) {
+	if info.flags&C.DLM_LEASE_LOST != 0 {
+		l.lost.fire()
+	}
+}
+
+// state advances the lease to now and returns its state (ok is false once
+// the lease is freed). l.mu must not be held.
+func (l *lockCore) state() (info C.dlm_lease_info, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lease == nil {
+		return info, false
+	}
+	C.gdlm_lease_state(l.lptr(), C.uint64_t(nowMs()), &info)
+	runtime.KeepAlive(l)
+	l.noteLost(&info)
+	return info, true
+}
+
+// exchange sends the request the lease wants sent, if any, and hands it
+// the answer (or the failure to get one). It says whether it sent one,
+// and the error of that request for call op. The caller holds l.io.
+func (l *lockCore) exchange(ctx context.Context, op string) (bool, error) {
+	o := getOp()
+	l.mu.Lock()
+	if l.lease == nil {
+		l.mu.Unlock()
+		putOp(o)
+		return false, nil
+	}
+	var action C.dlm_lease_action
+	for attempt := 0; ; attempt++ {
+		buf := o.req[:cap(o.req)]
+		s := C.gdlm_lease_poll_request(l.lptr(), l.c.w.wptr(), C.uint64_t(nowMs()),
+			(*C.char)(bytesPtr(buf)), C.size_t(len(buf)), &o.n, &action, &o.report)
+		runtime.KeepAlive(l)
+		if s == C.DLM_OK {
+			o.req = buf[:o.n]
+			break
+		}
+		if s == C.DLM_ERR_BUFFER_TOO_SMALL && attempt == 0 {
+			o.req = make([]byte, 0, int(o.n))
+			continue
+		}
+		l.mu.Unlock()
+		f := takeFailure(s, &o.report)
+		putOp(o)
+		return false, f.asError(op, l.name)
+	}
+	l.mu.Unlock()
+	if len(o.req) == 0 {
+		putOp(o)
+		return false, nil
+	}
+
+	err := l.c.t.do(ctx, o, false, 0)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var info C.dlm_lease_info
+	now := C.uint64_t(nowMs())
+	if err != nil {
+		C.gdlm_lease_failed(l.lptr(), now, &info)
+		runtime.KeepAlive(l)
+		l.noteLost(&info)
+		e := l.c.transportError(ctx, op, l.name, err)
+		l.c.recycle(o, e)
+		return true, e
+	}
+	var done C.dlm_lease_done
+	s := C.gdlm_lease_handle_response(l.lptr(), now,
+		(*C.char)(bytesPtr(o.line)), C.size_t(len(o.line)), &done, &info, &o.report)
+	runtime.KeepAlive(l)
+	l.noteLost(&info)
+	if s != C.DLM_OK {
+		f := takeFailure(s, &o.report)
+		putOp(o)
+		return true, f.asError(op, l.name)
+	}
+	putOp(o)
+	return true, nil
+}
+
+// release asks the lease to release the grant and sends the release.
+// The caller holds l.io.
+func (l *lockCore) release(ctx context.Context) error {
+	l.mu.Lock()
+	if l.lease == nil {
+		l.mu.Unlock()
+		return nil
+	}
+	var queued C.bool
+	C.dlm_lease_release(l.lptr(), C.uint64_t(nowMs()), &queued)
+	runtime.KeepAlive(l)
+	l.mu.Unlock()
+	if !queued {
+		return nil
+	}
+	_, err := l.exchange(ctx, "unlock")
+	return err
+}
+
+// free releases the lock (best effort) if it is still held, and frees
+// its lease. Idempotent.
+func (l *lockCore) free(byClose bool) {
+	l.io.Lock()
+	_ = l.release(context.Background())
+	freed := l.freeLease(byClose)
+	l.io.Unlock()
+	if freed {
+		l.stopRenewal()
+		l.c.locks.remove(l)
+	}
+}
+
+// freeLease frees the lease if not yet freed (the caller holds l.io).
+func (l *lockCore) freeLease(byClose bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lease == nil {
+		return false
+	}
+	C.dlm_lease_free(l.lptr())
+	l.lease = nil
+	l.byClose = byClose
+	return true
+}
+
+func (l *lockCore) stopRenewal() {
+	if l.stop != nil {
+		l.stopOnce.Do(func() { close(l.stop) })
+	}
+}
+
+// gone is the error of a call on a freed lease.
+func (l *lockCore) gone(op string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byClose {
+		return newError(op, l.name, ErrClosed, nil)
+	}
+	return newError(op, l.name, ErrLockLost, nil)
+}
+
+// renew is the goroutine of an auto-renewed lock: it sleeps until the
+// lease's next timeout and sends what the lease asks for, until the lock
+// is released or lost.
+func (l *lockCore) renew() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		l.io.Lock()
+		sent, _ := l.exchange(context.Background(), "renew")
+		l.io.Unlock()
+		if sent {
+			continue
+		}
+		info, ok := l.state()
+		if !ok || info.flags&C.DLM_LEASE_HAS_TIMEOUT == 0 {
+			return // released or lost
+		}
+		if info.flags&C.DLM_LEASE_HAS_REQUEST != 0 {
+			continue
+		}
+		timer.Reset(time.Until(msTime(uint64(info.next_timeout_ms))))
+		select {
+		case <-timer.C:
+		case <-l.stop:
+			return
+		}
+	}
 }
 
 // Lock acquires name.
@@ -94,8 +246,8 @@ func goDlmLost(h C.uintptr_t) {
 // owner holds the lock. With Wait(d), it queues in the server's fair queue
 // for up to d and fails with ErrTimeout when that runs out; cancelling ctx
 // (or its deadline passing) aborts the wait at once with ErrCancelled, and
-// the server drops the waiter from its queue. libdlm gives each waiting
-// lock a connection of its own.
+// the server drops the waiter from its queue. A waiting lock has a
+// connection of its own.
 //
 // The lock is held by the Client's owner ID, not by the goroutine: see
 // Client. Pass Token() to whatever the lock protects.
@@ -132,65 +284,41 @@ func (c *Client) lock(ctx context.Context, op, name string, cfg lockConfig) (*Lo
 	}
 	defer c.mu.RUnlock()
 
-	var flags C.uint32_t
+	cl := call{kind: C.DLM_CALL_LOCK, name: name, ttl: millis(cfg.ttl), wait: millis(cfg.wait)}
 	if cfg.autoRenew {
-		flags |= C.DLM_LOCK_AUTO_RENEW
+		cl.flags |= C.DLM_LOCK_AUTO_RENEW
 	}
-	lost := &lostSignal{ch: make(chan struct{})}
-	handle := cgo.NewHandle(lost)
-
-	// A waiting lock gets a cancel handle, triggered by a goroutine that
-	// watches ctx (context.AfterFunc) or by Close. libdlm never reuses a
-	// connection that carried a cancel handle, so one-shot attempts go
-	// without.
-	var cancel *C.dlm_cancel
-	if cfg.wait > 0 {
-		if s := C.dlm_cancel_new(&cancel); s != C.DLM_OK {
-			handle.Delete()
-			return nil, statusError(op, name, s, nil)
-		}
-		if !c.reg.addCancel(cancel) {
-			C.dlm_cancel_free(cancel)
-			handle.Delete()
-			return nil, newError(op, name, ErrClosed, nil)
-		}
-		triggered := make(chan struct{})
-		stop := context.AfterFunc(ctx, func() {
-			C.dlm_cancel_trigger(cancel)
-			close(triggered)
-		})
-		defer func() {
-			if !stop() {
-				<-triggered // the trigger ran or is running: let it finish
-			}
-			c.reg.removeCancel(cancel)
-			C.dlm_cancel_free(cancel)
-		}()
+	waits := cl.wait > 0
+	o := getOp()
+	sent := nowMs()
+	if !waits {
+		// Granted after the caller gave up (its ctx ended): give it back
+		// rather than leave it held until its TTL.
+		core := c.clientCore
+		o.orphan = func(line []byte) { core.releaseOrphan(cl, sent, line) }
 	}
-
-	var out *C.dlm_lock
-	var report C.gdlm_err
-	s := C.gdlm_client_lock(c.cptr(), textOf(name), C.size_t(len(name)),
-		C.uint64_t(millis(cfg.ttl)), C.uint64_t(millis(cfg.wait)), flags, cancel,
-		C.uintptr_t(handle), &out, &report)
-	runtime.KeepAlive(c)
-	if s != C.DLM_OK {
-		handle.Delete()
-		e := statusError(op, name, s, &report)
-		if s == C.DLM_ERR_CANCELLED {
-			if err := ctx.Err(); err != nil {
-				e.cause = err
-			} else {
-				e.cause = ErrClosed
-			}
+	if err := c.roundTrip(ctx, op, &cl, o, waits, cfg.wait); err != nil {
+		c.recycle(o, err)
+		if waits && errors.Is(err, ErrClosed) {
+			// Close cancelled the wait.
+			return nil, newError(op, name, ErrCancelled, ErrClosed)
 		}
-		return nil, e
+		return nil, err
 	}
-	var token C.uint64_t
-	C.dlm_lock_token(out, &token)
-	core := &lockCore{ptr: out, handle: handle, reg: c.reg}
-	c.reg.addLock(core)
-	l := &Lock{c: c, core: core, name: name, token: uint64(token), lost: lost}
+	lease, f := c.w.newLease(&cl, o, sent)
+	putOp(o)
+	if f != nil {
+		return nil, f.asError(op, name)
+	}
+	core := &lockCore{c: c.clientCore, name: name, lease: lease, lost: lostSignal{ch: make(chan struct{})}}
+	var info C.dlm_lease_info
+	C.dlm_lease_inspect(core.lease, C.uint64_t(nowMs()), &info)
+	c.locks.add(core)
+	if cfg.autoRenew {
+		core.stop = make(chan struct{})
+		go core.renew()
+	}
+	l := &Lock{c: c, core: core, name: name, token: uint64(info.token)}
 	runtime.SetFinalizer(l, func(l *Lock) {
 		// Releasing is a network call: keep it off the finalizer
 		// goroutine. The closure keeps l.c alive until it is done.
@@ -200,6 +328,27 @@ func (c *Client) lock(ctx context.Context, op, name string, cfg lockConfig) (*Lo
 		}()
 	})
 	return l, nil
+}
+
+// releaseOrphan reads the answer to a lock request whose caller gave up
+// waiting, and releases the grant if there was one.
+func (c *clientCore) releaseOrphan(cl call, sent uint64, line []byte) {
+	if c.begin(context.Background(), "lock", cl.name) != nil {
+		return
+	}
+	defer c.mu.RUnlock()
+	o := getOp()
+	o.line = append(o.line[:0], line...)
+	lease, f := c.w.newLease(&cl, o, sent)
+	putOp(o)
+	if f != nil {
+		return // not granted
+	}
+	l := &lockCore{c: c, name: cl.name, lease: lease, lost: lostSignal{ch: make(chan struct{})}}
+	l.io.Lock()
+	_ = l.release(context.Background())
+	l.freeLease(false)
+	l.io.Unlock()
 }
 
 // Name is the lock's name.
@@ -217,88 +366,87 @@ func (l *Lock) Token() uint64 { return l.token }
 // found it gone. A lock without AutoRenew is found lost by the first call
 // on it (Remaining, Extend, Unlock) after its deadline. It is never closed
 // by a successful Unlock.
-func (l *Lock) Lost() <-chan struct{} { return l.lost.ch }
+func (l *Lock) Lost() <-chan struct{} { return l.core.lost.ch }
 
 // Remaining is the time left before the lock expires unless extended, by
 // this process's clock (never more than the server's); 0 once lost or
 // unlocked.
 func (l *Lock) Remaining() time.Duration {
-	l.core.mu.RLock()
-	defer l.core.mu.RUnlock()
-	if l.core.ptr == nil {
-		return 0
-	}
-	var ms C.uint64_t
-	s := C.dlm_lock_remaining_ms(l.core.lptr(), &ms)
+	info, ok := l.core.state()
 	runtime.KeepAlive(l)
-	if s != C.DLM_OK {
+	if !ok {
 		return 0
 	}
-	return time.Duration(ms) * time.Millisecond
+	return time.Duration(info.remaining_ms) * time.Millisecond
 }
 
 // Extend extends this grant to d from now (and makes d the TTL auto-renewal
 // uses). It never re-acquires: if the lock expired, was released, or is
-// held by anyone else, it fails with ErrLockLost and Lost is closed. ctx is
-// checked before the call, which is bounded by the I/O timeout.
+// held by anyone else, it fails with ErrLockLost and Lost is closed.
+// Cancelling ctx stops waiting for the answer (ErrCancelled); the lease
+// then counts the extension as failed.
 func (l *Lock) Extend(ctx context.Context, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return newError("extend", l.name, ErrCancelled, err)
 	}
-	l.core.mu.RLock()
-	defer l.core.mu.RUnlock()
-	if l.core.ptr == nil {
-		if l.core.byClose {
-			return newError("extend", l.name, ErrClosed, nil)
-		}
+	lc := l.core
+	lc.io.Lock()
+	defer lc.io.Unlock()
+	defer runtime.KeepAlive(l)
+	lc.mu.Lock()
+	if lc.lease == nil {
+		lc.mu.Unlock()
+		return lc.gone("extend")
+	}
+	o := getOp()
+	s := C.gdlm_lease_extend(lc.lptr(), C.uint64_t(nowMs()), C.uint64_t(millis(d)), &o.report)
+	lc.mu.Unlock()
+	if s != C.DLM_OK {
+		f := takeFailure(s, &o.report)
+		putOp(o)
+		lc.state() // closes Lost if the extension found the lock lost
+		return f.asError("extend", l.name)
+	}
+	putOp(o)
+	sent, err := lc.exchange(ctx, "extend")
+	if !sent && err == nil {
+		// Lost before it could be sent.
+		lc.state()
 		return newError("extend", l.name, ErrLockLost, nil)
 	}
-	var report C.gdlm_err
-	s := C.gdlm_lock_extend(l.core.lptr(), C.uint64_t(millis(d)), &report)
-	runtime.KeepAlive(l)
-	if s != C.DLM_OK {
-		if s == C.DLM_ERR_LOCK_LOST {
-			l.lost.fire()
-		}
-		return statusError("extend", l.name, s, &report)
-	}
-	return nil
+	return err
 }
 
 // Unlock releases the lock and stops its auto-renewal. It is idempotent:
 // only the first call does anything and reports the outcome (ErrLockLost
 // if the lock had expired first, ErrUnavailable if the server could not
-// be reached — libdlm does not retry a release); later calls return nil.
-// After the Client is closed it returns ErrClosed.
+// be reached — a release is not retried); later calls return nil. After
+// the Client is closed it returns ErrClosed.
 //
 // Unlock releases even if ctx is already done: it is one round trip,
 // bounded by the I/O timeout, and a lock left held because a context ended
 // would only keep others waiting until its TTL runs out.
 func (l *Lock) Unlock(ctx context.Context) error {
 	_ = ctx
-	l.core.mu.Lock()
-	if l.core.ptr == nil {
-		byClose := l.core.byClose
-		l.core.mu.Unlock()
+	lc := l.core
+	lc.io.Lock()
+	lc.mu.Lock()
+	if lc.lease == nil {
+		byClose := lc.byClose
+		lc.mu.Unlock()
+		lc.io.Unlock()
 		if byClose {
 			return newError("unlock", l.name, ErrClosed, nil)
 		}
 		return nil
 	}
-	var report C.gdlm_err
-	s := C.gdlm_lock_release(l.core.lptr(), &report)
-	runtime.KeepAlive(l)
-	var err error
-	if s != C.DLM_OK {
-		if s == C.DLM_ERR_LOCK_LOST {
-			l.lost.fire()
-		}
-		err = statusError("unlock", l.name, s, &report)
-	}
-	freed := l.core.freeLocked(false)
-	l.core.mu.Unlock()
+	lc.mu.Unlock()
+	err := lc.release(context.Background())
+	freed := lc.freeLease(false)
+	lc.io.Unlock()
 	if freed {
-		l.core.reg.removeLock(l.core)
+		lc.stopRenewal()
+		lc.c.locks.remove(lc)
 	}
 	runtime.SetFinalizer(l, nil)
 	return err

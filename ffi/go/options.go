@@ -9,6 +9,8 @@ type dialConfig struct {
 	clientID       string
 	connectTimeout time.Duration
 	ioTimeout      time.Duration
+	sharedConns    int
+	maxIdle        int
 	legacy         bool
 	credName       string
 	credSecret     string
@@ -17,30 +19,65 @@ type dialConfig struct {
 	encoder        Encoder
 }
 
-// WithClientID sets the owner ID the client sends (instead of libdlm's
-// random 48-character one). Everything the client locks or stores belongs
-// to this ID: another Client with the same ID is the same owner.
+// The defaults of the Dial options.
+const (
+	// DefaultConnectTimeout bounds each TCP connection attempt.
+	DefaultConnectTimeout = 5 * time.Second
+	// DefaultIOTimeout bounds how long an answer may take.
+	DefaultIOTimeout = 10 * time.Second
+	// DefaultSharedConns is how many pipelined connections a Client's
+	// calls share.
+	DefaultSharedConns = 2
+	// DefaultMaxIdle is how many idle connections for waiting locks a
+	// Client keeps.
+	DefaultMaxIdle = 16
+)
+
+// WithClientID sets the owner ID the client sends (instead of a random
+// 48-character one from the operating system's random source). Everything
+// the client locks or stores belongs to this ID: another Client with the
+// same ID is the same owner.
 func WithClientID(id string) Option {
 	return func(c *dialConfig) { c.clientID = id }
 }
 
-// WithConnectTimeout bounds each TCP connection attempt (libdlm's default
-// is 5 s). Rounded up to whole milliseconds; must be positive.
+// WithConnectTimeout bounds each TCP connection attempt (default
+// DefaultConnectTimeout); must be positive.
 func WithConnectTimeout(d time.Duration) Option {
 	return func(c *dialConfig) { c.connectTimeout = d }
 }
 
 // WithIOTimeout bounds how long a call waits for the server's answer,
-// beyond a lock's own Wait (libdlm's default is 10 s). Rounded up to whole
-// milliseconds; must be positive. Calls that do not wait for a lock are
-// bounded by it (their ctx is only checked before they start).
+// beyond a lock's own Wait (default DefaultIOTimeout); must be positive.
+// A connection that gives no answer for that long while requests are
+// outstanding is closed, and its calls fail with ErrUnavailable.
 func WithIOTimeout(d time.Duration) Option {
 	return func(c *dialConfig) { c.ioTimeout = d }
 }
 
+// WithSharedConns sets how many connections the calls the server answers
+// at once share (default DefaultSharedConns). Calls from many goroutines
+// are pipelined on them: one write carries every request that piled up
+// while the previous one went out, and one read brings back many answers.
+// A second connection opens only while the first has calls outstanding.
+// Locks that wait in the server's queue do not count: each has a
+// connection of its own.
+func WithSharedConns(n int) Option {
+	return func(c *dialConfig) { c.sharedConns = n }
+}
+
+// WithMaxIdle sets how many connections a Client keeps open for waiting
+// locks once their waits are over (default DefaultMaxIdle), so that the
+// next waits need not connect again. More concurrent waits open more
+// connections; those beyond the limit are closed when their wait ends.
+func WithMaxIdle(n int) Option {
+	return func(c *dialConfig) { c.maxIdle = n }
+}
+
 // WithLegacyFraming sends JackrabbitDLM's table-encoded request lines
-// instead of plain JSON, for talking to a JackrabbitDLM server. dlm-server
-// understands both.
+// instead of plain JSON, for talking to a JackrabbitDLM server: each
+// request then gets a connection of its own, closed after the answer, as
+// that server closes it. dlm-server understands both.
 func WithLegacyFraming() Option {
 	return func(c *dialConfig) { c.legacy = true }
 }
@@ -84,7 +121,7 @@ type lockConfig struct {
 }
 
 // DefaultTTL is a lock's time to live when no TTL option is given (the
-// same as libdlm's Rust API).
+// same as the other dlm clients).
 const DefaultTTL = 30 * time.Second
 
 // TTL sets how long the server keeps the lock unless it is extended
@@ -104,10 +141,10 @@ func Wait(d time.Duration) LockOption {
 	return func(c *lockConfig) { c.wait = d }
 }
 
-// AutoRenew makes libdlm extend the lock in the background every third of
-// its TTL until it is unlocked. If renewal fails for good (the lock
-// expired, or the server was unreachable past the deadline), the lock's
-// Lost channel is closed.
+// AutoRenew makes the client extend the lock in the background every
+// third of its TTL until it is unlocked (a goroutine per lock, asleep in
+// between). If renewal fails for good (the lock expired, or the server
+// was unreachable past the deadline), the lock's Lost channel is closed.
 func AutoRenew() LockOption {
 	return func(c *lockConfig) { c.autoRenew = true }
 }

@@ -1,9 +1,12 @@
 /*
- * The Go package's C side: thin wrappers over libdlm that read a failed
- * call's message in the same C call (libdlm keeps it per OS thread, and a
- * goroutine may change threads between two cgo calls), and trampolines that
- * forward libdlm's callbacks to exported Go functions with a cgo.Handle as
- * userdata. No logic lives here beyond that.
+ * The Go package's C side: thin wrappers over libdlm's sans-I/O calls
+ * (dlm_wire, dlm_lease) that
+ *   - take a request's fields as arguments and build the dlm_request on the
+ *     C stack (Go may pass pointers to Go memory as arguments, but not Go
+ *     memory that holds them), and
+ *   - read a failed call's detail in the same C call: libdlm keeps it per
+ *     OS thread, and a goroutine may change threads between two cgo calls.
+ * No logic lives here beyond that; none of these calls blocks.
  */
 #ifndef DLM_GO_SHIM_H
 #define DLM_GO_SHIM_H
@@ -13,53 +16,43 @@
 
 #include "dlm.h"
 
-/* What a failed call leaves for Go: the message (malloc'ed, or NULL; Go
- * frees it) and the OS thread it ran on (to find a Go encoder's error). */
+/* What a failed call leaves for Go: its detail (malloc'ed, or NULL; Go
+ * frees it). */
 typedef struct {
     char *msg;
-    uintptr_t thread;
 } gdlm_err;
 
-/* dlm_client_new, with the reason for a failure read off the options. */
-dlm_status gdlm_client_new(const char *addr, size_t addr_len,
-                           const dlm_options *opts, dlm_client **out,
-                           gdlm_err *err);
-dlm_status gdlm_client_test_lock(const dlm_client *c, const char *name,
-                                 size_t name_len, dlm_lock_state *state,
-                                 uint64_t *token, uint64_t *remaining_ms,
-                                 gdlm_err *err);
-dlm_status gdlm_client_unlock(const dlm_client *c, const char *name,
-                              size_t name_len, uint64_t token, gdlm_err *err);
-dlm_status gdlm_client_put(const dlm_client *c, const char *name,
-                           size_t name_len, const void *value,
-                           size_t value_len, uint64_t ttl_ms,
-                           uint64_t *revision, gdlm_err *err);
-dlm_status gdlm_client_put_if(const dlm_client *c, const char *name,
-                              size_t name_len, const void *value,
-                              size_t value_len, uint64_t ttl_ms,
-                              uint64_t expected, uint64_t *revision,
-                              gdlm_err *err);
-dlm_status gdlm_client_get(const dlm_client *c, const char *name,
-                           size_t name_len, void *buf, size_t buf_len,
-                           size_t *out_len, uint64_t *revision, gdlm_err *err);
-dlm_status gdlm_client_erase(const dlm_client *c, const char *name,
-                             size_t name_len, gdlm_err *err);
-dlm_status gdlm_client_server_version(const dlm_client *c, char *buf,
-                                      size_t len, size_t *out_n,
-                                      gdlm_err *err);
-dlm_status gdlm_client_stats_json(const dlm_client *c, char *buf, size_t len,
-                                  size_t *out_n, gdlm_err *err);
-/* dlm_client_lock with the Go lost callback; `lost` is a cgo.Handle, or 0
- * for no callback. */
-dlm_status gdlm_client_lock(const dlm_client *c, const char *name,
-                            size_t name_len, uint64_t ttl_ms, uint64_t wait_ms,
-                            uint32_t flags, const dlm_cancel *cancel,
-                            uintptr_t lost, dlm_lock **out, gdlm_err *err);
+/* A request's fields (see dlm_request). */
+#define GDLM_REQUEST_ARGS                                                     \
+    uint32_t call, uint32_t flags, const char *name, size_t name_len,         \
+        const void *value, size_t value_len, uint64_t ttl_ms,                 \
+        uint64_t wait_ms, uint64_t token, uint64_t revision
 
-dlm_status gdlm_lock_extend(const dlm_lock *l, uint64_t ttl_ms, gdlm_err *err);
-dlm_status gdlm_lock_release(const dlm_lock *l, gdlm_err *err);
-
-/* dlm_options_set_encoder with the Go encoder behind cgo.Handle `h`. */
-dlm_status gdlm_options_set_go_encoder(dlm_options *opts, uintptr_t h);
+dlm_status gdlm_wire_write(const dlm_wire *w, GDLM_REQUEST_ARGS, char *buf,
+                           size_t len, size_t *out_n, gdlm_err *err);
+dlm_status gdlm_wire_read(const dlm_wire *w, GDLM_REQUEST_ARGS,
+                          const char *line, size_t line_len, void *data,
+                          size_t data_cap, dlm_answer *out, gdlm_err *err);
+dlm_status gdlm_wire_id(const dlm_wire *w, char *buf, size_t len,
+                        size_t *out_n);
+dlm_status gdlm_lease_new(const dlm_wire *w, GDLM_REQUEST_ARGS,
+                          uint64_t sent_ms, uint64_t now_ms, const char *line,
+                          size_t line_len, dlm_lease **out, gdlm_err *err);
+dlm_status gdlm_lease_extend(dlm_lease *l, uint64_t now_ms, uint64_t ttl_ms,
+                             gdlm_err *err);
+dlm_status gdlm_lease_poll_request(dlm_lease *l, const dlm_wire *w,
+                                   uint64_t now_ms, char *buf, size_t len,
+                                   size_t *out_n, dlm_lease_action *out_action,
+                                   gdlm_err *err);
+dlm_status gdlm_lease_handle_response(dlm_lease *l, uint64_t now_ms,
+                                      const char *line, size_t line_len,
+                                      dlm_lease_done *out_done,
+                                      dlm_lease_info *out_info, gdlm_err *err);
+/* dlm_lease_handle_timeout then dlm_lease_inspect: a lease's state now. */
+dlm_status gdlm_lease_state(dlm_lease *l, uint64_t now_ms,
+                            dlm_lease_info *out);
+/* dlm_lease_handle_failure then dlm_lease_inspect. */
+dlm_status gdlm_lease_failed(dlm_lease *l, uint64_t now_ms,
+                             dlm_lease_info *out);
 
 #endif /* DLM_GO_SHIM_H */

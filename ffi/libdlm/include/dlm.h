@@ -16,9 +16,50 @@
 #define DLM_VERSION_PATCH 0
 #define DLM_VERSION_STRING "0.1.0"
 
+// Bit of `dlm_lease_info.flags`: the grant has a fencing token.
+#define DLM_LEASE_HAS_TOKEN 1
+
+// Bit of `dlm_lease_info.flags`: `next_timeout_ms` is set.
+#define DLM_LEASE_HAS_TIMEOUT 2
+
+// Bit of `dlm_lease_info.flags`: the lock is lost (its deadline passed
+// without a confirmed extension, or the server said it is gone).
+#define DLM_LEASE_LOST 4
+
+// Bit of `dlm_lease_info.flags`: the server confirmed the release.
+#define DLM_LEASE_RELEASED 8
+
+// Bit of `dlm_lease_info.flags`: the lease renews itself (until released
+// or lost).
+#define DLM_LEASE_RENEWING 16
+
+// Bit of `dlm_lease_info.flags`: a request waits to be handed out by
+// `dlm_lease_poll_request`.
+#define DLM_LEASE_HAS_REQUEST 32
+
 // Flag for `dlm_client_lock`: extend the lock in the background every
 // third of its TTL until it is released or freed.
 #define DLM_LOCK_AUTO_RENEW 1
+
+// Flag of a `DLM_CALL_PUT` request: compare-and-set, storing the value
+// only if the stored revision is the request's `revision` (0: only if
+// there is none).
+#define DLM_PUT_IF 2
+
+// Flag of a `DLM_CALL_PUT` or `DLM_CALL_GET` request: skip the wire's
+// encoder. A put's `value` is then the text to store as it is (UTF-8), and
+// a get hands back the stored text undecoded, for a program that encodes
+// values itself.
+#define DLM_VALUE_STORED 4
+
+// Bit of `dlm_answer.has`: the server sent a fencing token (`token`).
+#define DLM_ANSWER_TOKEN 1
+
+// Bit of `dlm_answer.has`: the server said how long is left (`ttl_ms`).
+#define DLM_ANSWER_TTL 2
+
+// Bit of `dlm_answer.has`: the server sent a revision (`revision`).
+#define DLM_ANSWER_REVISION 4
 
 // The result of every libdlm call. Values are stable and never reused;
 // each failure is one of dlm-core's error kinds, with its number.
@@ -93,6 +134,79 @@ typedef uint32_t dlm_lock_state;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// What a request handed out by `dlm_lease_poll_request` asks.
+enum dlm_lease_action
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Nothing to send.
+  DLM_LEASE_SEND_NONE = 0,
+  // Extend the grant (asked by `dlm_lease_extend`, or the renewal).
+  DLM_LEASE_SEND_EXTEND = 1,
+  // Release the grant (asked by `dlm_lease_release`).
+  DLM_LEASE_SEND_RELEASE = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum dlm_lease_action dlm_lease_action;
+#else
+typedef uint32_t dlm_lease_action;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// What an answered request did (`dlm_lease_handle_response`).
+enum dlm_lease_done
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The grant was extended.
+  DLM_LEASE_DONE_EXTENDED = 1,
+  // The grant was released.
+  DLM_LEASE_DONE_RELEASED = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum dlm_lease_done dlm_lease_done;
+#else
+typedef uint32_t dlm_lease_done;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Which call a `dlm_request` makes (its `call` field).
+enum dlm_call
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Acquire `name` for `ttl_ms`, waiting up to `wait_ms` in the server's
+  // queue (0: one attempt). Read its answer with `dlm_lease_new`.
+  DLM_CALL_LOCK = 1,
+  // Release `name` by name (fenced to `token` if it is not 0).
+  DLM_CALL_UNLOCK = 2,
+  // Ask who holds `name`.
+  DLM_CALL_TEST_LOCK = 3,
+  // Store `value` under `name` for `ttl_ms` (compare-and-set against
+  // `revision` with `DLM_PUT_IF`).
+  DLM_CALL_PUT = 4,
+  // Read `name`.
+  DLM_CALL_GET = 5,
+  // Delete `name`.
+  DLM_CALL_ERASE = 6,
+  // The server's version string.
+  DLM_CALL_VERSION = 7,
+  // The server's statistics.
+  DLM_CALL_STATS = 8,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum dlm_call dlm_call;
+#else
+typedef uint32_t dlm_call;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A cancellation handle for `dlm_client_lock`'s wait. **Thread-safe**:
 // `dlm_cancel_trigger` may be called from any thread while another waits.
 // Once triggered it stays triggered; use a new one per wait you may cancel.
@@ -104,6 +218,11 @@ typedef struct dlm_cancel dlm_cancel;
 // thread.
 typedef struct dlm_client dlm_client;
 
+// A held lock's lease. **Not thread-safe**: one call at a time (the
+// caller serialises them, e.g. under a mutex). Times are milliseconds on
+// any monotonic clock of the caller's, the same one for every call.
+typedef struct dlm_lease dlm_lease;
+
 // A held lock. **Thread-safe**: its functions may be called from several
 // threads (they take turns). Freeing it releases the lock if still held.
 typedef struct dlm_lock dlm_lock;
@@ -111,6 +230,59 @@ typedef struct dlm_lock dlm_lock;
 // Options for `dlm_client_new`. Not thread-safe: set it up on one thread,
 // then it may be used (read-only) by `dlm_client_new` from any thread.
 typedef struct dlm_options dlm_options;
+
+// dlm's client without sockets: one owner ID, its framing, credentials
+// and value encoder. Immutable once made, so **thread-safe**: any number
+// of threads may write and read with it at once.
+typedef struct dlm_wire dlm_wire;
+
+// One call, as `dlm_wire_write` writes it and `dlm_wire_read` reads its
+// answer (pass the same request to both). Zero-initialise it and set what
+// the call needs; the other fields are ignored.
+typedef struct dlm_request {
+  // Which call: a `dlm_call` value.
+  uint32_t call;
+  // `DLM_LOCK_AUTO_RENEW` (a lock; read by `dlm_lease_new`),
+  // `DLM_PUT_IF` (a put), `DLM_VALUE_STORED` (a put or get); 0 for none.
+  uint32_t flags;
+  // The lock's name or data key (UTF-8, not empty; not NUL-terminated).
+  const char *name;
+  // Length of `name` in bytes.
+  size_t name_len;
+  // A put's value (any bytes; UTF-8 with `DLM_VALUE_STORED`).
+  const void *value;
+  // Length of `value` in bytes.
+  size_t value_len;
+  // Time to live of a lock or put, in milliseconds (> 0).
+  uint64_t ttl_ms;
+  // How long a lock may wait in the server's queue, in milliseconds
+  // (0: one attempt).
+  uint64_t wait_ms;
+  // An unlock's grant (0: whichever grant this owner holds).
+  uint64_t token;
+  // The revision a `DLM_PUT_IF` put expects.
+  uint64_t revision;
+} dlm_request;
+
+// A lease's state at one instant (`dlm_lease_inspect`).
+typedef struct dlm_lease_info {
+  // `DLM_LEASE_*` bits.
+  uint32_t flags;
+  // The fencing token (0 without `DLM_LEASE_HAS_TOKEN`: JackrabbitDLM
+  // gives none; then extensions are plain re-locks, never sent once the
+  // deadline has passed).
+  uint64_t token;
+  // The TTL extensions ask for, in milliseconds.
+  uint64_t ttl_ms;
+  // When the lock expires at the latest unless extended (no later than
+  // the server's deadline).
+  uint64_t deadline_ms;
+  // Milliseconds left at the given time; 0 once lost or released.
+  uint64_t remaining_ms;
+  // When to call `dlm_lease_handle_timeout` next (with
+  // `DLM_LEASE_HAS_TIMEOUT`; none once released or lost).
+  uint64_t next_timeout_ms;
+} dlm_lease_info;
 
 // Called once when the lock is found lost: on libdlm's renewal thread when
 // auto-renewal fails for good, or on the calling thread inside the
@@ -139,6 +311,27 @@ typedef uint32_t (*dlm_encode_fn)(void *userdata,
 
 // A custom decoder; same contract as [`dlm_encode_fn`].
 typedef dlm_encode_fn dlm_decode_fn;
+
+// What an answer said, as `dlm_wire_read` reads it. Which fields mean
+// something depends on the call; `has` says which of the optional ones
+// the server sent (JackrabbitDLM sends no tokens, revisions or TTLs).
+typedef struct dlm_answer {
+  // `DLM_ANSWER_TOKEN`, `DLM_ANSWER_TTL` and `DLM_ANSWER_REVISION` bits.
+  uint32_t has;
+  // A test-lock's finding.
+  dlm_lock_state state;
+  // A test-lock's token, when the lock is this owner's (else 0).
+  uint64_t token;
+  // A put's new revision or a get's revision (0 if the server keeps
+  // none); after `DLM_ERR_CONFLICT`, the current revision (0: no entry).
+  uint64_t revision;
+  // The time left, in milliseconds, of a test-lock's lock or of a put's
+  // or get's value, when the server said (else 0).
+  uint64_t ttl_ms;
+  // How many bytes of `data` a get, version or stats answer filled (the
+  // needed size after `DLM_ERR_BUFFER_TOO_SMALL`).
+  size_t data_len;
+} dlm_answer;
 
 #ifdef __cplusplus
 extern "C" {
@@ -321,6 +514,144 @@ dlm_status dlm_client_stats_json(const struct dlm_client *client,
                                  size_t len,
                                  size_t *out_n);
 
+// Reads the server's answer `line` to the lock request `req` (a
+// `DLM_CALL_LOCK`, sent at `sent_ms` and answered at `now_ms`) and makes
+// the lease of the grant. `DLM_LOCK_AUTO_RENEW` in the request's flags
+// makes the lease renew itself. A refusal is `DLM_ERR_NOT_OWNER` after one
+// attempt, `DLM_ERR_TIMEOUT` after a wait that ran out (`NOT_OWNER` if
+// the server answered before the wait could have: it has no queue), and
+// so on; its detail is in `dlm_wire_last_error`. `line` is not modified.
+//
+// # Safety
+// `wire` must be a live wire; `req` must point to a valid `dlm_request`;
+// `line` to `line_len` readable bytes; `out` must be writable. Free the
+// lease with `dlm_lease_free`.
+dlm_status dlm_lease_new(const struct dlm_wire *wire,
+                         const struct dlm_request *req,
+                         uint64_t sent_ms,
+                         uint64_t now_ms,
+                         const char *line,
+                         size_t line_len,
+                         struct dlm_lease **out);
+
+// Frees a lease. Nothing is sent: release the grant first
+// (`dlm_lease_release`) unless it is meant to expire. NULL is accepted.
+//
+// # Safety
+// `lease` must be NULL or a pointer from `dlm_lease_new` not yet freed,
+// with no call on it still running.
+void dlm_lease_free(struct dlm_lease *lease);
+
+// Copies into `buf` (NUL-terminated) what the calling thread's most
+// recent libdlm call said beyond its status, if that call was on this
+// lease and failed (see `dlm_client_last_error`). Reading it records
+// nothing.
+//
+// # Safety
+// `lease` must be a live lease; `buf` must hold `len` writable bytes;
+// `out_n` must be writable.
+dlm_status dlm_lease_last_error(const struct dlm_lease *lease,
+                                char *buf,
+                                size_t len,
+                                size_t *out_n);
+
+// Writes the lease's state at `now_ms` to `out`. It changes nothing (call
+// `dlm_lease_handle_timeout` first to let a passed deadline lose it).
+//
+// # Safety
+// `lease` must be a live lease; `out` must be writable.
+dlm_status dlm_lease_inspect(const struct dlm_lease *lease,
+                             uint64_t now_ms,
+                             struct dlm_lease_info *out);
+
+// Advances the lease to `now_ms`: a passed deadline loses the lock, a due
+// renewal queues an extension (hand it out with `dlm_lease_poll_request`).
+//
+// # Safety
+// `lease` must be a live lease.
+dlm_status dlm_lease_handle_timeout(struct dlm_lease *lease,
+                                    uint64_t now_ms);
+
+// Asks to extend the grant to `ttl_ms` from when the request is sent
+// (and makes it the TTL renewals ask for); hand the request out with
+// `dlm_lease_poll_request`. `DLM_ERR_LOCK_LOST` if the lock is lost or
+// released (an extension never re-acquires), `DLM_ERR_INVALID_ARGUMENT`
+// for a zero TTL.
+//
+// # Safety
+// `lease` must be a live lease.
+dlm_status dlm_lease_extend(struct dlm_lease *lease,
+                            uint64_t now_ms,
+                            uint64_t ttl_ms);
+
+// Asks to release the grant (also after it was found lost: the server may
+// still hold it) and stops the renewal; hand the request out with
+// `dlm_lease_poll_request`. Writes to `out_queued` (may be NULL) whether
+// there is a release to send: false once the server confirmed one.
+//
+// # Safety
+// `lease` must be a live lease; `out_queued` NULL or writable.
+dlm_status dlm_lease_release(struct dlm_lease *lease,
+                             uint64_t now_ms,
+                             bool *out_queued);
+
+// Writes the next request line the lease wants sent (ending in `\n`, not
+// NUL-terminated) into `buf`, its length into `out_n` and what it asks
+// into `out_action` (may be NULL); `out_n` is 0 and the action
+// `DLM_LEASE_SEND_NONE` if there is nothing to send (one request is in flight
+// at a time). The request is then in flight: answer it with
+// `dlm_lease_handle_response` or `dlm_lease_handle_failure`. If `buf` is
+// too small, returns `DLM_ERR_BUFFER_TOO_SMALL` with the needed length in
+// `out_n`, and the next call hands out the same line. `wire` must be the
+// wire the lock was requested with (the owner ID, framing and credentials
+// of the request).
+//
+// # Safety
+// `lease` and `wire` must be live; `buf` must hold `len` writable bytes
+// (or be NULL with `len` 0); `out_n` writable; `out_action` NULL or
+// writable.
+dlm_status dlm_lease_poll_request(struct dlm_lease *lease,
+                                  const struct dlm_wire *wire,
+                                  uint64_t now_ms,
+                                  char *buf,
+                                  size_t len,
+                                  size_t *out_n,
+                                  dlm_lease_action *out_action);
+
+// Reads the server's answer `line` to the request in flight, received at
+// `now_ms`, and writes what it did to `out_done` (may be NULL). A refusal
+// is its error status, its detail in `dlm_lease_last_error`:
+// `DLM_ERR_LOCK_LOST` if the grant is gone (the lease is then lost). A
+// refused renewal that is not a loss is retried by the lease. `line` is
+// not modified.
+//
+// # Safety
+// `lease` must be a live lease; `line` must point to `line_len` readable
+// bytes; `out_done` NULL or writable.
+dlm_status dlm_lease_handle_response(struct dlm_lease *lease,
+                                     uint64_t now_ms,
+                                     const char *line,
+                                     size_t line_len,
+                                     dlm_lease_done *out_done);
+
+// Tells the lease the request in flight got no answer (the connection
+// failed or timed out) at `now_ms`. A failed renewal is retried until the
+// deadline; a failed release may be asked for again.
+//
+// # Safety
+// `lease` must be a live lease.
+dlm_status dlm_lease_handle_failure(struct dlm_lease *lease,
+                                    uint64_t now_ms);
+
+// Writes to `out_lost` whether the lock was lost since the last call:
+// true once, when the loss is first reported (a host runs its "lost"
+// callback then).
+//
+// # Safety
+// `lease` must be a live lease; `out_lost` must be writable.
+dlm_status dlm_lease_poll_event(struct dlm_lease *lease,
+                                bool *out_lost);
+
 // Acquires `name` for `ttl_ms` milliseconds.
 //
 // With `wait_ms` 0, one attempt: `DLM_ERR_NOT_OWNER` if another owner
@@ -499,6 +830,101 @@ dlm_status dlm_options_last_error(const struct dlm_options *opts,
                                   char *buf,
                                   size_t len,
                                   size_t *out_n);
+
+// Makes a wire from `opts` (NULL for the defaults): its client ID (a
+// random one if none was set), framing, credentials and value encoder.
+// The options' timeouts are not used: the caller does the I/O. `opts` may
+// be freed afterwards.
+//
+// # Safety
+// `opts` must be NULL or a live pointer from `dlm_options_new`; `out` must
+// be writable.
+dlm_status dlm_wire_new(const struct dlm_options *opts,
+                        struct dlm_wire **out);
+
+// Frees a wire. Leases read with it need not be freed first. NULL is
+// accepted.
+//
+// # Safety
+// `wire` must be NULL or a pointer from `dlm_wire_new` not yet freed, with
+// no call on it still running.
+void dlm_wire_free(struct dlm_wire *wire);
+
+// Copies into `buf` (NUL-terminated) what the calling thread's most
+// recent libdlm call said beyond its status, if that call was on this
+// wire (`dlm_wire_*`, `dlm_lease_new`) and failed: the server's reason
+// for a bad request, what is wrong with an answer line, ... (see
+// `dlm_client_last_error`). Reading it records nothing.
+//
+// # Safety
+// `wire` must be a live wire; `buf` must hold `len` writable bytes;
+// `out_n` must be writable.
+dlm_status dlm_wire_last_error(const struct dlm_wire *wire,
+                               char *buf,
+                               size_t len,
+                               size_t *out_n);
+
+// Copies the wire's owner ID (NUL-terminated) into `buf`.
+//
+// # Safety
+// As for `dlm_wire_last_error`.
+dlm_status dlm_wire_id(const struct dlm_wire *wire,
+                       char *buf,
+                       size_t len,
+                       size_t *out_n);
+
+// Writes the request line of `req` (ending in `\n`, not NUL-terminated)
+// into `buf`, and its length into `out_n`. If `buf` is too small, returns
+// `DLM_ERR_BUFFER_TOO_SMALL` with the needed length in `out_n`. A put's
+// value is encoded by the wire's encoder here (unless `DLM_VALUE_STORED`).
+// Nothing is written for an invalid request (empty name, zero TTL, ...).
+//
+// Send the line on a connection to the server; a request the server
+// answers at once may be pipelined behind others on the same connection
+// (answers come back in order), but a lock that waits
+// (`wait_ms` > 0) holds back every answer behind it: give it a
+// connection of its own.
+//
+// # Safety
+// `wire` must be a live wire; `req` must point to a valid `dlm_request`;
+// `buf` must hold `len` writable bytes (or be NULL with `len` 0); `out_n`
+// must be writable.
+dlm_status dlm_wire_write(const struct dlm_wire *wire,
+                          const struct dlm_request *req,
+                          char *buf,
+                          size_t len,
+                          size_t *out_n);
+
+// Reads the server's answer `line` (one line, with or without its `\n`)
+// to the request `req` (the one given to `dlm_wire_write`), by the rules
+// every dlm client follows, and writes what it said to `out`. `line` is
+// not modified.
+//
+// A get's value (decoded by the wire's encoder, or the stored text with
+// `DLM_VALUE_STORED`), a version string and the statistics (a JSON object,
+// e.g. `{"ALock":3,"Lock":12}`) go to `data` (not NUL-terminated), their
+// length to `out->data_len`. With the built-in encoders `line_len` bytes
+// of `data` are always enough; if `data` is too small, returns
+// `DLM_ERR_BUFFER_TOO_SMALL` with only `out->data_len` written (call again
+// with the same line and a larger buffer).
+//
+// A refusal is the call's error status (`DLM_ERR_NOT_OWNER`,
+// `DLM_ERR_NOT_FOUND` for a get, erase or unlock of nothing,
+// `DLM_ERR_CONFLICT` with the current revision in `out->revision`, ...),
+// its detail in `dlm_wire_last_error`; an answer that is not a dlm answer
+// is `DLM_ERR_PROTOCOL`. The answer to a lock is read by `dlm_lease_new`.
+//
+// # Safety
+// `wire` must be a live wire; `req` must point to a valid `dlm_request`;
+// `line` to `line_len` readable bytes; `data` to `data_cap` writable bytes
+// (or be NULL with `data_cap` 0); `out` must be writable.
+dlm_status dlm_wire_read(const struct dlm_wire *wire,
+                         const struct dlm_request *req,
+                         const char *line,
+                         size_t line_len,
+                         void *data,
+                         size_t data_cap,
+                         struct dlm_answer *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -36,16 +36,20 @@
 
 mod cancel;
 mod client;
+mod lease;
 mod lock;
 mod options;
+mod wire;
 
 use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_void};
 
 pub use cancel::*;
 pub use client::*;
+pub use lease::*;
 pub use lock::*;
 pub use options::*;
+pub use wire::*;
 
 use dlm::{Error, ErrorKind};
 

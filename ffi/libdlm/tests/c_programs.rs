@@ -173,6 +173,13 @@ const PROGRAMS: &[Program] = &[
         expect: Expect::Tally,
     },
     Program {
+        name: "sansio",
+        source: "tests/c/sansio.c",
+        lang: Lang::C,
+        setup: Setup::Plain,
+        expect: Expect::Tally,
+    },
+    Program {
         name: "hpp",
         source: "tests/c/hpp.cpp",
         lang: Lang::Cpp,

@@ -1,0 +1,6 @@
+//go:build !dlm_dynamic && !dlm_intree
+
+package dlm_test
+
+// linkMode is how this build links libdlm (see link_installed.go).
+const linkMode = "installed"

@@ -1,0 +1,702 @@
+//! `dlm_wire`: dlm's client without sockets. It writes request lines into a
+//! caller's buffer and reads the server's answer lines into typed results,
+//! by dlm-core's rules, so a program that does its own I/O (an event loop,
+//! Go's netpoller) behaves exactly as `dlm_client` does. Nothing here
+//! blocks, reads a clock or touches the network.
+//!
+//! ```text
+//!   dlm_request ─▶ dlm_wire_write ─▶ line ─▶ (your socket) ─▶ server
+//!   dlm_answer  ◀─ dlm_wire_read  ◀─ line ◀─ (your socket)
+//!   a Lock's answer ─▶ dlm_lease_new ─▶ dlm_lease (see lease.rs)
+//! ```
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
+
+use super::options::dlm_options;
+use super::{Fail, boundary, bytes, copy_last_error, dlm_status, non_null, put, quiet, write_text};
+use crate::client::dlm_lock_state;
+use dlm::{Encoder, Error, Framing, random_id};
+use dlm_core::client::{self as core_client, answer};
+use dlm_core::protocol::{
+    BufferTooSmall, Credentials, Out, Request, Response, Revision, SliceOut, Token,
+};
+use dlm_core::time::Ttl;
+
+/// Which call a `dlm_request` makes (its `call` field).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum dlm_call {
+    /// Acquire `name` for `ttl_ms`, waiting up to `wait_ms` in the server's
+    /// queue (0: one attempt). Read its answer with `dlm_lease_new`.
+    DLM_CALL_LOCK = 1,
+    /// Release `name` by name (fenced to `token` if it is not 0).
+    DLM_CALL_UNLOCK = 2,
+    /// Ask who holds `name`.
+    DLM_CALL_TEST_LOCK = 3,
+    /// Store `value` under `name` for `ttl_ms` (compare-and-set against
+    /// `revision` with `DLM_PUT_IF`).
+    DLM_CALL_PUT = 4,
+    /// Read `name`.
+    DLM_CALL_GET = 5,
+    /// Delete `name`.
+    DLM_CALL_ERASE = 6,
+    /// The server's version string.
+    DLM_CALL_VERSION = 7,
+    /// The server's statistics.
+    DLM_CALL_STATS = 8,
+}
+
+impl dlm_call {
+    const ALL: [Self; 8] = [
+        Self::DLM_CALL_LOCK,
+        Self::DLM_CALL_UNLOCK,
+        Self::DLM_CALL_TEST_LOCK,
+        Self::DLM_CALL_PUT,
+        Self::DLM_CALL_GET,
+        Self::DLM_CALL_ERASE,
+        Self::DLM_CALL_VERSION,
+        Self::DLM_CALL_STATS,
+    ];
+
+    fn from_u32(n: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| *c as u32 == n)
+    }
+
+    /// Whether the call is about a name.
+    fn named(self) -> bool {
+        !matches!(self, Self::DLM_CALL_VERSION | Self::DLM_CALL_STATS)
+    }
+
+    /// The flags the call accepts.
+    fn flags(self) -> u32 {
+        match self {
+            Self::DLM_CALL_LOCK => super::DLM_LOCK_AUTO_RENEW,
+            Self::DLM_CALL_PUT => DLM_PUT_IF | DLM_VALUE_STORED,
+            Self::DLM_CALL_GET => DLM_VALUE_STORED,
+            _ => 0,
+        }
+    }
+}
+
+/// Flag of a `DLM_CALL_PUT` request: compare-and-set, storing the value
+/// only if the stored revision is the request's `revision` (0: only if
+/// there is none).
+pub const DLM_PUT_IF: u32 = 2;
+
+/// Flag of a `DLM_CALL_PUT` or `DLM_CALL_GET` request: skip the wire's
+/// encoder. A put's `value` is then the text to store as it is (UTF-8), and
+/// a get hands back the stored text undecoded, for a program that encodes
+/// values itself.
+pub const DLM_VALUE_STORED: u32 = 4;
+
+/// One call, as `dlm_wire_write` writes it and `dlm_wire_read` reads its
+/// answer (pass the same request to both). Zero-initialise it and set what
+/// the call needs; the other fields are ignored.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct dlm_request {
+    /// Which call: a `dlm_call` value.
+    pub call: u32,
+    /// `DLM_LOCK_AUTO_RENEW` (a lock; read by `dlm_lease_new`),
+    /// `DLM_PUT_IF` (a put), `DLM_VALUE_STORED` (a put or get); 0 for none.
+    pub flags: u32,
+    /// The lock's name or data key (UTF-8, not empty; not NUL-terminated).
+    pub name: *const c_char,
+    /// Length of `name` in bytes.
+    pub name_len: usize,
+    /// A put's value (any bytes; UTF-8 with `DLM_VALUE_STORED`).
+    pub value: *const c_void,
+    /// Length of `value` in bytes.
+    pub value_len: usize,
+    /// Time to live of a lock or put, in milliseconds (> 0).
+    pub ttl_ms: u64,
+    /// How long a lock may wait in the server's queue, in milliseconds
+    /// (0: one attempt).
+    pub wait_ms: u64,
+    /// An unlock's grant (0: whichever grant this owner holds).
+    pub token: u64,
+    /// The revision a `DLM_PUT_IF` put expects.
+    pub revision: u64,
+}
+
+/// Bit of `dlm_answer.has`: the server sent a fencing token (`token`).
+pub const DLM_ANSWER_TOKEN: u32 = 1;
+/// Bit of `dlm_answer.has`: the server said how long is left (`ttl_ms`).
+pub const DLM_ANSWER_TTL: u32 = 2;
+/// Bit of `dlm_answer.has`: the server sent a revision (`revision`).
+pub const DLM_ANSWER_REVISION: u32 = 4;
+
+/// What an answer said, as `dlm_wire_read` reads it. Which fields mean
+/// something depends on the call; `has` says which of the optional ones
+/// the server sent (JackrabbitDLM sends no tokens, revisions or TTLs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct dlm_answer {
+    /// `DLM_ANSWER_TOKEN`, `DLM_ANSWER_TTL` and `DLM_ANSWER_REVISION` bits.
+    pub has: u32,
+    /// A test-lock's finding.
+    pub state: dlm_lock_state,
+    /// A test-lock's token, when the lock is this owner's (else 0).
+    pub token: u64,
+    /// A put's new revision or a get's revision (0 if the server keeps
+    /// none); after `DLM_ERR_CONFLICT`, the current revision (0: no entry).
+    pub revision: u64,
+    /// The time left, in milliseconds, of a test-lock's lock or of a put's
+    /// or get's value, when the server said (else 0).
+    pub ttl_ms: u64,
+    /// How many bytes of `data` a get, version or stats answer filled (the
+    /// needed size after `DLM_ERR_BUFFER_TOO_SMALL`).
+    pub data_len: usize,
+}
+
+/// dlm's client without sockets: one owner ID, its framing, credentials
+/// and value encoder. Immutable once made, so **thread-safe**: any number
+/// of threads may write and read with it at once.
+pub struct dlm_wire {
+    id: String,
+    framing: Framing,
+    credentials: Option<(String, String)>,
+    encoder: Arc<dyn Encoder>,
+}
+
+impl dlm_wire {
+    /// dlm-core's request builder for this owner.
+    pub(crate) fn core(&self) -> core_client::Client<'_> {
+        let c = core_client::Client::new(&self.id).with_framing(self.framing);
+        match &self.credentials {
+            Some((name, secret)) => c.with_credentials(Credentials { name, secret }),
+            None => c,
+        }
+    }
+}
+
+/// Borrows the wire behind `wire`.
+///
+/// # Safety
+/// `wire` must be NULL or a live pointer from `dlm_wire_new`.
+pub(crate) unsafe fn wire_ref<'a>(wire: *const dlm_wire) -> Result<&'a dlm_wire, Fail> {
+    // SAFETY: per the caller's contract.
+    unsafe { wire.as_ref() }.ok_or_else(|| Fail::null("the wire"))
+}
+
+/// A request's fields, checked.
+pub(crate) struct Checked<'a> {
+    pub(crate) call: dlm_call,
+    pub(crate) flags: u32,
+    pub(crate) name: &'a str,
+    value: &'a [u8],
+    pub(crate) ttl: Ttl,
+    pub(crate) wait: Ttl,
+    token: u64,
+    revision: u64,
+}
+
+fn invalid(why: &str) -> Fail {
+    Fail::new(dlm_status::DLM_ERR_INVALID_ARGUMENT, why)
+}
+
+/// Reads and checks the request behind `req`.
+///
+/// # Safety
+/// `req` must be NULL or point to a `dlm_request` whose pointers are valid
+/// for their lengths.
+pub(crate) unsafe fn call_of<'a>(req: *const dlm_request) -> Result<Checked<'a>, Fail> {
+    // SAFETY: per the caller's contract.
+    let req = unsafe { req.as_ref() }.ok_or_else(|| Fail::null("the request"))?;
+    let call = dlm_call::from_u32(req.call).ok_or_else(|| invalid("unknown call"))?;
+    if req.flags & !call.flags() != 0 {
+        return Err(invalid("flags this call does not take"));
+    }
+    let name = if call.named() {
+        // SAFETY: per the caller's contract.
+        unsafe { super::name(req.name, req.name_len) }?
+    } else {
+        ""
+    };
+    let value = if call == dlm_call::DLM_CALL_PUT {
+        // SAFETY: per the caller's contract.
+        unsafe { bytes(req.value, req.value_len, "the value") }?
+    } else {
+        &[]
+    };
+    let needs_ttl = matches!(call, dlm_call::DLM_CALL_LOCK | dlm_call::DLM_CALL_PUT);
+    if needs_ttl && req.ttl_ms == 0 {
+        return Err(invalid("a TTL must be positive"));
+    }
+    Ok(Checked {
+        call,
+        flags: req.flags,
+        name,
+        value,
+        ttl: Ttl::from_millis(req.ttl_ms),
+        wait: Ttl::from_millis(req.wait_ms),
+        token: req.token,
+        revision: req.revision,
+    })
+}
+
+/// Counts what would be written: the size a too-small buffer needed.
+struct Count(usize);
+
+impl Out for Count {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), BufferTooSmall> {
+        self.0 += bytes.len();
+        Ok(())
+    }
+}
+
+/// Writes `req`'s line into `buf` and its length into `out_n`, or, if it
+/// does not fit, the length it needs (and `DLM_ERR_BUFFER_TOO_SMALL`).
+///
+/// # Safety
+/// `buf` must be NULL with `len` 0 or hold `len` writable bytes; `out_n`
+/// must be writable.
+pub(crate) unsafe fn write_line(
+    req: &Request<'_>,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> dlm_status {
+    let slice: &mut [u8] = if len == 0 {
+        &mut []
+    } else {
+        // SAFETY: `len` writable bytes at `buf`, per the contract.
+        unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) }
+    };
+    let mut out = SliceOut::new(slice);
+    let (n, status) = match req.write(&mut out) {
+        Ok(()) => (out.len(), dlm_status::DLM_OK),
+        Err(BufferTooSmall) => {
+            let mut count = Count(0);
+            // Counting cannot fail.
+            let _ = req.write(&mut count);
+            (count.0, dlm_status::DLM_ERR_BUFFER_TOO_SMALL)
+        }
+    };
+    // SAFETY: writable per the contract.
+    unsafe { *out_n = n };
+    status
+}
+
+/// Makes a wire from `opts` (NULL for the defaults): its client ID (a
+/// random one if none was set), framing, credentials and value encoder.
+/// The options' timeouts are not used: the caller does the I/O. `opts` may
+/// be freed afterwards.
+///
+/// # Safety
+/// `opts` must be NULL or a live pointer from `dlm_options_new`; `out` must
+/// be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_wire_new(
+    opts: *const dlm_options,
+    out: *mut *mut dlm_wire,
+) -> dlm_status {
+    boundary(opts, || {
+        non_null(out, "out")?;
+        // SAFETY: per the contract.
+        let options = unsafe { opts.as_ref() }
+            .map(|o| o.options.clone())
+            .unwrap_or_default();
+        let id = match options.client_id {
+            Some(id) => id,
+            None => random_id()?,
+        };
+        let wire = Box::new(dlm_wire {
+            id,
+            framing: options.framing,
+            credentials: options.credentials,
+            encoder: options.encoder,
+        });
+        // SAFETY: `out` is non-null and writable.
+        unsafe { *out = Box::into_raw(wire) };
+        Ok(dlm_status::DLM_OK)
+    })
+}
+
+/// Frees a wire. Leases read with it need not be freed first. NULL is
+/// accepted.
+///
+/// # Safety
+/// `wire` must be NULL or a pointer from `dlm_wire_new` not yet freed, with
+/// no call on it still running.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_wire_free(wire: *mut dlm_wire) {
+    if !wire.is_null() {
+        quiet(|| {
+            // SAFETY: created by Box::into_raw in dlm_wire_new.
+            drop(unsafe { Box::from_raw(wire) });
+            dlm_status::DLM_OK
+        });
+    }
+}
+
+/// Copies into `buf` (NUL-terminated) what the calling thread's most
+/// recent libdlm call said beyond its status, if that call was on this
+/// wire (`dlm_wire_*`, `dlm_lease_new`) and failed: the server's reason
+/// for a bad request, what is wrong with an answer line, ... (see
+/// `dlm_client_last_error`). Reading it records nothing.
+///
+/// # Safety
+/// `wire` must be a live wire; `buf` must hold `len` writable bytes;
+/// `out_n` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_wire_last_error(
+    wire: *const dlm_wire,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> dlm_status {
+    quiet(|| {
+        if wire.is_null() {
+            return dlm_status::DLM_ERR_NULL_PARAMETER;
+        }
+        // SAFETY: per the contract.
+        unsafe { copy_last_error(wire, buf, len, out_n) }
+    })
+}
+
+/// Copies the wire's owner ID (NUL-terminated) into `buf`.
+///
+/// # Safety
+/// As for `dlm_wire_last_error`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_wire_id(
+    wire: *const dlm_wire,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> dlm_status {
+    boundary(wire, || {
+        // SAFETY: per the contract.
+        let w = unsafe { wire_ref(wire) }?;
+        // SAFETY: per the contract.
+        Ok(unsafe { write_text(&w.id, buf, len, out_n) })
+    })
+}
+
+/// Writes the request line of `req` (ending in `\n`, not NUL-terminated)
+/// into `buf`, and its length into `out_n`. If `buf` is too small, returns
+/// `DLM_ERR_BUFFER_TOO_SMALL` with the needed length in `out_n`. A put's
+/// value is encoded by the wire's encoder here (unless `DLM_VALUE_STORED`).
+/// Nothing is written for an invalid request (empty name, zero TTL, ...).
+///
+/// Send the line on a connection to the server; a request the server
+/// answers at once may be pipelined behind others on the same connection
+/// (answers come back in order), but a lock that waits
+/// (`wait_ms` > 0) holds back every answer behind it: give it a
+/// connection of its own.
+///
+/// # Safety
+/// `wire` must be a live wire; `req` must point to a valid `dlm_request`;
+/// `buf` must hold `len` writable bytes (or be NULL with `len` 0); `out_n`
+/// must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_wire_write(
+    wire: *const dlm_wire,
+    req: *const dlm_request,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> dlm_status {
+    boundary(wire, || {
+        // SAFETY: per the contract.
+        let w = unsafe { wire_ref(wire) }?;
+        non_null(out_n, "out_n")?;
+        if buf.is_null() && len > 0 {
+            return Err(Fail::null("buf (with a non-zero len)"));
+        }
+        // SAFETY: per the contract.
+        let c = unsafe { call_of(req) }?;
+        let core = w.core();
+        let encoded;
+        let request = match c.call {
+            dlm_call::DLM_CALL_LOCK if c.wait.is_zero() => core.lock(c.name, c.ttl),
+            dlm_call::DLM_CALL_LOCK => core.lock_wait(c.name, c.ttl, c.wait),
+            dlm_call::DLM_CALL_UNLOCK => {
+                core.unlock(c.name, (c.token > 0).then_some(Token(c.token)))
+            }
+            dlm_call::DLM_CALL_TEST_LOCK => core.test_lock(c.name),
+            dlm_call::DLM_CALL_PUT => {
+                let text = if c.flags & DLM_VALUE_STORED == 0 {
+                    encoded = w.encoder.encode(c.name, c.value)?;
+                    encoded.as_str()
+                } else {
+                    std::str::from_utf8(c.value)
+                        .map_err(|_| invalid("a value to store as it is must be UTF-8"))?
+                };
+                let revision = (c.flags & DLM_PUT_IF != 0).then_some(Revision(c.revision));
+                core.put(c.name, c.ttl, text, revision)
+            }
+            dlm_call::DLM_CALL_GET => core.get(c.name),
+            dlm_call::DLM_CALL_ERASE => core.erase(c.name),
+            dlm_call::DLM_CALL_VERSION => core.version(),
+            dlm_call::DLM_CALL_STATS => core.stats(),
+        };
+        // SAFETY: per the contract.
+        Ok(unsafe { write_line(&request, buf, len, out_n) })
+    })
+}
+
+thread_local! {
+    /// A copy of the answer line being read (dlm-core decodes it in place,
+    /// and the caller's line stays as it was): one buffer per thread,
+    /// reused, so reading allocates nothing once warm.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a mutable copy of `line`.
+pub(crate) fn with_copy<T>(line: &[u8], f: impl FnOnce(&mut [u8]) -> T) -> T {
+    let mut f = Some(f);
+    let reused = SCRATCH.try_with(|cell| {
+        // Taken only if no call on this thread is using it (a custom
+        // decoder making a call of its own inside this one).
+        let mut buf = cell.try_borrow_mut().ok()?;
+        buf.clear();
+        buf.extend_from_slice(line);
+        let f = f.take()?;
+        let out = f(&mut buf);
+        if buf.capacity() > 1 << 20 {
+            // Do not keep a huge answer's buffer for the thread's life.
+            *buf = Vec::new();
+        }
+        Some(out)
+    });
+    match (reused, f) {
+        (Ok(Some(out)), _) => out,
+        (_, Some(f)) => f(&mut line.to_vec()),
+        // `f` was taken, so its output was returned above.
+        (_, None) => unreachable!("the answer was read"),
+    }
+}
+
+/// Borrows an answer line given as pointer and length.
+///
+/// # Safety
+/// As for [`bytes`].
+pub(crate) unsafe fn line<'a>(ptr: *const c_char, len: usize) -> Result<&'a [u8], Fail> {
+    // SAFETY: forwarded contract.
+    let line = unsafe { bytes(ptr.cast(), len, "the line") }?;
+    if line.is_empty() {
+        return Err(Fail::new(
+            dlm_status::DLM_ERR_PROTOCOL,
+            "an empty answer line",
+        ));
+    }
+    Ok(line)
+}
+
+/// What a read found: the answer's fields and, for a get, version or
+/// stats, the bytes for `data`.
+struct Read {
+    answer: dlm_answer,
+    data: Vec<u8>,
+}
+
+impl Read {
+    fn new() -> Self {
+        Self {
+            answer: dlm_answer {
+                has: 0,
+                state: dlm_lock_state::DLM_LOCK_FREE,
+                token: 0,
+                revision: 0,
+                ttl_ms: 0,
+                data_len: 0,
+            },
+            data: Vec::new(),
+        }
+    }
+
+    fn ttl(&mut self, ttl: Option<Ttl>) {
+        if let Some(t) = ttl {
+            self.answer.has |= DLM_ANSWER_TTL;
+            self.answer.ttl_ms = t.as_millis();
+        }
+    }
+
+    fn revision(&mut self, revision: Option<Revision>) {
+        if let Some(Revision(r)) = revision {
+            self.answer.has |= DLM_ANSWER_REVISION;
+            self.answer.revision = r;
+        }
+    }
+}
+
+/// A failure of `dlm_wire_read`: the failure, and the current revision of
+/// a compare-and-set conflict.
+struct ReadFail {
+    fail: Fail,
+    conflict: Option<u64>,
+}
+
+impl<E: Into<Fail>> From<E> for ReadFail {
+    fn from(e: E) -> Self {
+        Self {
+            fail: e.into(),
+            conflict: None,
+        }
+    }
+}
+
+impl From<core_client::Error<'_>> for Fail {
+    fn from(e: core_client::Error<'_>) -> Self {
+        Error::from(e).into()
+    }
+}
+
+/// Reads the answer line `line` to the call `c`.
+fn read(w: &dlm_wire, c: &Checked<'_>, line: &mut [u8]) -> Result<Read, ReadFail> {
+    let mut out = Read::new();
+    if c.call == dlm_call::DLM_CALL_LOCK {
+        return Err(invalid("read the answer to a lock with dlm_lease_new").into());
+    }
+    if c.call == dlm_call::DLM_CALL_STATS {
+        let stats = answer::stats(line)?;
+        let mut json = String::from("{");
+        for (i, (stat, value)) in stats.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push('"');
+            json.push_str(stat.name());
+            json.push_str("\":");
+            json.push_str(&value.to_string());
+        }
+        json.push('}');
+        out.data = json.into_bytes();
+        return Ok(out);
+    }
+    let (_, r) = Response::parse(line).map_err(core_client::Error::from)?;
+    match c.call {
+        // Refused above.
+        dlm_call::DLM_CALL_LOCK | dlm_call::DLM_CALL_STATS => {}
+        dlm_call::DLM_CALL_UNLOCK => {
+            if !answer::unlocked(&r)? {
+                return Err(Error::NotFound.into());
+            }
+        }
+        dlm_call::DLM_CALL_TEST_LOCK => match answer::lock_state(&r)? {
+            core_client::LockState::Free => {}
+            core_client::LockState::Mine(grant) => {
+                out.answer.state = dlm_lock_state::DLM_LOCK_MINE;
+                if let Some(Token(t)) = grant.token {
+                    out.answer.has |= DLM_ANSWER_TOKEN;
+                    out.answer.token = t;
+                }
+                out.ttl(grant.ttl);
+            }
+            core_client::LockState::Taken(left) => {
+                out.answer.state = dlm_lock_state::DLM_LOCK_TAKEN;
+                out.ttl(left);
+            }
+        },
+        dlm_call::DLM_CALL_PUT => match answer::stored(&r, c.flags & DLM_PUT_IF != 0) {
+            Ok(stored) => {
+                out.revision(stored.revision);
+                out.ttl(stored.ttl);
+            }
+            Err(e) => {
+                return Err(ReadFail {
+                    conflict: e.revision().map(|Revision(r)| r),
+                    fail: e.into(),
+                });
+            }
+        },
+        dlm_call::DLM_CALL_GET => {
+            let fetched = answer::fetched(&r)?.ok_or(Error::NotFound)?;
+            out.revision(fetched.revision);
+            out.ttl(fetched.ttl);
+            out.data = if c.flags & DLM_VALUE_STORED == 0 {
+                w.encoder.decode(c.name, fetched.data)?
+            } else {
+                fetched.data.as_bytes().to_vec()
+            };
+        }
+        dlm_call::DLM_CALL_ERASE => {
+            if !answer::erased(&r)? {
+                return Err(Error::NotFound.into());
+            }
+        }
+        dlm_call::DLM_CALL_VERSION => out.data = answer::version(&r)?.as_bytes().to_vec(),
+    }
+    Ok(out)
+}
+
+/// Reads the server's answer `line` (one line, with or without its `\n`)
+/// to the request `req` (the one given to `dlm_wire_write`), by the rules
+/// every dlm client follows, and writes what it said to `out`. `line` is
+/// not modified.
+///
+/// A get's value (decoded by the wire's encoder, or the stored text with
+/// `DLM_VALUE_STORED`), a version string and the statistics (a JSON object,
+/// e.g. `{"ALock":3,"Lock":12}`) go to `data` (not NUL-terminated), their
+/// length to `out->data_len`. With the built-in encoders `line_len` bytes
+/// of `data` are always enough; if `data` is too small, returns
+/// `DLM_ERR_BUFFER_TOO_SMALL` with only `out->data_len` written (call again
+/// with the same line and a larger buffer).
+///
+/// A refusal is the call's error status (`DLM_ERR_NOT_OWNER`,
+/// `DLM_ERR_NOT_FOUND` for a get, erase or unlock of nothing,
+/// `DLM_ERR_CONFLICT` with the current revision in `out->revision`, ...),
+/// its detail in `dlm_wire_last_error`; an answer that is not a dlm answer
+/// is `DLM_ERR_PROTOCOL`. The answer to a lock is read by `dlm_lease_new`.
+///
+/// # Safety
+/// `wire` must be a live wire; `req` must point to a valid `dlm_request`;
+/// `line` to `line_len` readable bytes; `data` to `data_cap` writable bytes
+/// (or be NULL with `data_cap` 0); `out` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_wire_read(
+    wire: *const dlm_wire,
+    req: *const dlm_request,
+    line: *const c_char,
+    line_len: usize,
+    data: *mut c_void,
+    data_cap: usize,
+    out: *mut dlm_answer,
+) -> dlm_status {
+    boundary(wire, || {
+        // SAFETY: per the contract.
+        let w = unsafe { wire_ref(wire) }?;
+        non_null(out, "out")?;
+        if data.is_null() && data_cap > 0 {
+            return Err(Fail::null("data (with a non-zero data_cap)"));
+        }
+        // SAFETY: per the contract.
+        let c = unsafe { call_of(req) }?;
+        // SAFETY: per the contract.
+        let line = unsafe { self::line(line, line_len) }?;
+        match with_copy(line, |copy| read(w, &c, copy)) {
+            Ok(mut r) => {
+                r.answer.data_len = r.data.len();
+                if r.data.len() > data_cap {
+                    // SAFETY: `out` is non-null and writable.
+                    unsafe { (*out).data_len = r.data.len() };
+                    return Ok(dlm_status::DLM_ERR_BUFFER_TOO_SMALL);
+                }
+                if !r.data.is_empty() {
+                    // SAFETY: `data` holds `data_cap >= r.data.len()` bytes.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            r.data.as_ptr(),
+                            data.cast::<u8>(),
+                            r.data.len(),
+                        );
+                    }
+                }
+                // SAFETY: `out` is non-null and writable.
+                unsafe { put(out, r.answer) };
+                Ok(dlm_status::DLM_OK)
+            }
+            Err(ReadFail { fail, conflict }) => {
+                if let Some(current) = conflict {
+                    // SAFETY: `out` is non-null and writable.
+                    unsafe { (*out).revision = current };
+                }
+                Err(fail)
+            }
+        }
+    })
+}

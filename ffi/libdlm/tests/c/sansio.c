@@ -1,0 +1,425 @@
+/*
+ * libdlm without its sockets: dlm_wire writes request lines and reads the
+ * answers, dlm_lease keeps a held lock's lease, and this program does all
+ * the I/O itself over a plain POSIX socket, as a program with its own event
+ * loop (or Go's package dlm) does. Against a real server: locks, tokens,
+ * refusals, extensions, auto-renewal, loss, release, values (with
+ * compare-and-set), pipelining, and the argument checks.
+ *
+ * Usage: sansio ADDR
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "check.h"
+
+/* One connection: the socket and what was read past the last line. */
+struct conn {
+  int fd;
+  char in[65536];
+  size_t have;
+};
+
+static int conn_open(struct conn *c, const char *addr) {
+  char host[64];
+  const char *colon = strrchr(addr, ':');
+  if (colon == NULL || (size_t)(colon - addr) >= sizeof host) {
+    return -1;
+  }
+  memcpy(host, addr, (size_t)(colon - addr));
+  host[colon - addr] = '\0';
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)atoi(colon + 1));
+  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    return -1;
+  }
+  c->have = 0;
+  c->fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (c->fd < 0) {
+    return -1;
+  }
+  struct timeval tv = {5, 0}; /* no check may hang the program */
+  setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return connect(c->fd, (struct sockaddr *)&sa, sizeof sa);
+}
+
+static bool send_all(struct conn *c, const char *buf, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(c->fd, buf, n);
+    if (w <= 0) {
+      return false;
+    }
+    buf += w;
+    n -= (size_t)w;
+  }
+  return true;
+}
+
+/* Reads one answer line (with its '\n') into `line`; its length, or 0. */
+static size_t recv_line(struct conn *c, char *line, size_t cap) {
+  for (;;) {
+    char *nl = memchr(c->in, '\n', c->have);
+    if (nl != NULL) {
+      size_t n = (size_t)(nl - c->in) + 1;
+      if (n > cap) {
+        return 0;
+      }
+      memcpy(line, c->in, n);
+      memmove(c->in, c->in + n, c->have - n);
+      c->have -= n;
+      return n;
+    }
+    if (c->have == sizeof c->in) {
+      return 0;
+    }
+    ssize_t r = read(c->fd, c->in + c->have, sizeof c->in - c->have);
+    if (r <= 0) {
+      return 0;
+    }
+    c->have += (size_t)r;
+  }
+}
+
+static dlm_request req(dlm_call call, const char *name, uint64_t ttl_ms) {
+  dlm_request r;
+  memset(&r, 0, sizeof r);
+  r.call = (uint32_t)call;
+  r.name = name;
+  r.name_len = name ? strlen(name) : 0;
+  r.ttl_ms = ttl_ms;
+  return r;
+}
+
+static char line[65536];
+static size_t line_len;
+
+/* Writes `r`'s line, sends it, reads the answer into `line`. */
+static bool round_trip(struct conn *c, const dlm_wire *w, const dlm_request *r) {
+  char out[4096];
+  size_t n = 0;
+  if (dlm_wire_write(w, r, out, sizeof out, &n) != DLM_OK || !send_all(c, out, n)) {
+    return false;
+  }
+  line_len = recv_line(c, line, sizeof line);
+  return line_len > 0;
+}
+
+/* Sends what the lease wants sent, if anything, and hands it the answer;
+ * the status of dlm_lease_handle_response (DLM_OK if nothing was sent). */
+static dlm_status lease_exchange(struct conn *c, dlm_lease *l, const dlm_wire *w,
+                                 dlm_lease_action *action, dlm_lease_done *done) {
+  char out[4096];
+  size_t n = 0;
+  *action = DLM_LEASE_SEND_NONE;
+  dlm_status s = dlm_lease_poll_request(l, w, now_ms(), out, sizeof out, &n, action);
+  if (s != DLM_OK || n == 0) {
+    return s;
+  }
+  if (!send_all(c, out, n) || (line_len = recv_line(c, line, sizeof line)) == 0) {
+    return dlm_lease_handle_failure(l, now_ms()) == DLM_OK ? DLM_ERR_UNAVAILABLE : DLM_ERR_PANIC;
+  }
+  return dlm_lease_handle_response(l, now_ms(), line, line_len, done);
+}
+
+/* The wire's last error, in a static buffer. */
+static const char *wire_error(const dlm_wire *w) {
+  static char buf[512];
+  size_t n = 0;
+  if (dlm_wire_last_error(w, buf, sizeof buf, &n) != DLM_OK) {
+    return "(dlm_wire_last_error failed)";
+  }
+  return buf;
+}
+
+static dlm_wire *wire_as(const char *id) {
+  dlm_options *o = NULL;
+  dlm_wire *w = NULL;
+  if (dlm_options_new(&o) != DLM_OK) {
+    return NULL;
+  }
+  if (dlm_options_set_client_id(o, id, strlen(id)) != DLM_OK || dlm_wire_new(o, &w) != DLM_OK) {
+    w = NULL;
+  }
+  dlm_options_free(o);
+  return w;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s ADDR\n", argv[0]);
+    return 2;
+  }
+  struct conn ca, cb;
+  REQUIRE_OK(conn_open(&ca, argv[1]) == 0 ? DLM_OK : DLM_ERR_UNAVAILABLE);
+  REQUIRE_OK(conn_open(&cb, argv[1]) == 0 ? DLM_OK : DLM_ERR_UNAVAILABLE);
+  dlm_wire *a = wire_as("sansio-a");
+  dlm_wire *b = wire_as("sansio-b");
+  REQUIRE_OK(a != NULL && b != NULL ? DLM_OK : DLM_ERR_INVALID_ARGUMENT);
+  char buf[512];
+  size_t n = 0;
+  dlm_answer ans;
+  dlm_lease_info info;
+  dlm_lease_action action;
+  dlm_lease_done done;
+
+  /* The owner ID; a wire with random ID. */
+  CHECK_OK(dlm_wire_id(a, buf, sizeof buf, &n));
+  CHECK(strcmp(buf, "sansio-a") == 0 && n == 8);
+  dlm_wire *random = NULL;
+  CHECK_OK(dlm_wire_new(NULL, &random));
+  CHECK_OK(dlm_wire_id(random, buf, sizeof buf, &n));
+  CHECK(n == 48);
+  dlm_wire_free(random);
+  dlm_wire_free(NULL);
+
+  /* Version: the data is the server's version string. */
+  dlm_request version = req(DLM_CALL_VERSION, NULL, 0);
+  CHECK(round_trip(&ca, a, &version));
+  CHECK_OK(dlm_wire_read(a, &version, line, line_len, buf, sizeof buf - 1, &ans));
+  buf[ans.data_len < sizeof buf ? ans.data_len : sizeof buf - 1] = '\0';
+  CHECK_CONTAINS(buf, "JackrabbitDLM");
+
+  /* A lock: the lease has the grant's token and deadline. */
+  dlm_request lock = req(DLM_CALL_LOCK, "sansio-lock", 2000);
+  uint64_t sent = now_ms();
+  CHECK(round_trip(&ca, a, &lock));
+  dlm_lease *l = NULL;
+  REQUIRE_OK(dlm_lease_new(a, &lock, sent, now_ms(), line, line_len, &l));
+  CHECK_OK(dlm_lease_inspect(l, now_ms(), &info));
+  CHECK((info.flags & DLM_LEASE_HAS_TOKEN) && info.token > 0);
+  CHECK(!(info.flags & (DLM_LEASE_LOST | DLM_LEASE_RELEASED | DLM_LEASE_RENEWING)));
+  CHECK(info.remaining_ms > 0 && info.remaining_ms <= 2000);
+  CHECK(info.ttl_ms == 2000);
+  CHECK((info.flags & DLM_LEASE_HAS_TIMEOUT) && info.next_timeout_ms == info.deadline_ms);
+  uint64_t token = info.token;
+
+  /* Test-lock: mine, with that token; another owner sees it taken. */
+  dlm_request test = req(DLM_CALL_TEST_LOCK, "sansio-lock", 0);
+  CHECK(round_trip(&ca, a, &test));
+  CHECK_OK(dlm_wire_read(a, &test, line, line_len, NULL, 0, &ans));
+  CHECK(ans.state == DLM_LOCK_MINE && (ans.has & DLM_ANSWER_TOKEN) && ans.token == token);
+  CHECK(round_trip(&cb, b, &test));
+  CHECK_OK(dlm_wire_read(b, &test, line, line_len, NULL, 0, &ans));
+  CHECK(ans.state == DLM_LOCK_TAKEN && ans.token == 0);
+
+  /* Another owner's lock is refused, with a reason. */
+  dlm_lease *refused = NULL;
+  sent = now_ms();
+  CHECK(round_trip(&cb, b, &lock));
+  CHECK_STATUS(dlm_lease_new(b, &lock, sent, now_ms(), line, line_len, &refused),
+               DLM_ERR_NOT_OWNER);
+  CHECK(refused == NULL);
+
+  /* Extend: the request goes out once, the answer extends the grant. A
+   * buffer too small gets the needed length and the same line next time. */
+  CHECK_OK(dlm_lease_extend(l, now_ms(), 3000));
+  CHECK_OK(dlm_lease_inspect(l, now_ms(), &info));
+  CHECK(info.flags & DLM_LEASE_HAS_REQUEST);
+  CHECK_STATUS(dlm_lease_poll_request(l, a, now_ms(), NULL, 0, &n, &action),
+               DLM_ERR_BUFFER_TOO_SMALL);
+  CHECK(n > 0);
+  CHECK_OK(lease_exchange(&ca, l, a, &action, &done));
+  CHECK(action == DLM_LEASE_SEND_EXTEND && done == DLM_LEASE_DONE_EXTENDED);
+  CHECK_OK(dlm_lease_inspect(l, now_ms(), &info));
+  CHECK(info.ttl_ms == 3000 && info.remaining_ms > 2000 && info.token == token);
+  CHECK(!(info.flags & DLM_LEASE_HAS_REQUEST));
+  CHECK_OK(lease_exchange(&ca, l, a, &action, &done));
+  CHECK(action == DLM_LEASE_SEND_NONE);
+
+  /* A failed extension is not a loss before the deadline; an answer that
+   * is not a dlm answer counts as a failure. */
+  CHECK_OK(dlm_lease_extend(l, now_ms(), 3000));
+  CHECK_OK(dlm_lease_poll_request(l, a, now_ms(), buf, sizeof buf, &n, &action));
+  CHECK(n > 0 && action == DLM_LEASE_SEND_EXTEND);
+  CHECK_STATUS(dlm_lease_handle_response(l, now_ms(), S("not a dlm answer\n"), &done),
+               DLM_ERR_PROTOCOL);
+  CHECK_OK(dlm_lease_last_error(l, buf, sizeof buf, &n));
+  CHECK(n > 0);
+  CHECK_OK(dlm_lease_inspect(l, now_ms(), &info));
+  CHECK(!(info.flags & DLM_LEASE_LOST) && info.remaining_ms > 0);
+
+  /* Release: confirmed by the server; the lock is free for the other. */
+  bool queued = false;
+  CHECK_OK(dlm_lease_release(l, now_ms(), &queued));
+  CHECK(queued);
+  CHECK_OK(lease_exchange(&ca, l, a, &action, &done));
+  CHECK(action == DLM_LEASE_SEND_RELEASE && done == DLM_LEASE_DONE_RELEASED);
+  CHECK_OK(dlm_lease_inspect(l, now_ms(), &info));
+  CHECK((info.flags & DLM_LEASE_RELEASED) && info.remaining_ms == 0);
+  CHECK(!(info.flags & DLM_LEASE_HAS_TIMEOUT));
+  CHECK_OK(dlm_lease_release(l, now_ms(), &queued));
+  CHECK(!queued);
+  CHECK_STATUS(dlm_lease_extend(l, now_ms(), 1000), DLM_ERR_LOCK_LOST);
+  dlm_lease_free(l);
+  dlm_lease_free(NULL);
+  CHECK(round_trip(&cb, b, &test));
+  CHECK_OK(dlm_wire_read(b, &test, line, line_len, NULL, 0, &ans));
+  CHECK(ans.state == DLM_LOCK_FREE);
+
+  /* Auto-renewal driven by this loop: the lock outlives two TTLs. */
+  dlm_request renewed = req(DLM_CALL_LOCK, "sansio-renewed", 600);
+  renewed.flags = DLM_LOCK_AUTO_RENEW;
+  sent = now_ms();
+  CHECK(round_trip(&ca, a, &renewed));
+  REQUIRE_OK(dlm_lease_new(a, &renewed, sent, now_ms(), line, line_len, &l));
+  unsigned extensions = 0;
+  uint64_t until = now_ms() + 1500;
+  while (now_ms() < until) {
+    CHECK_OK(dlm_lease_inspect(l, now_ms(), &info));
+    if (!(info.flags & DLM_LEASE_HAS_TIMEOUT)) {
+      break;
+    }
+    uint64_t now = now_ms();
+    uint64_t at = info.next_timeout_ms < until ? info.next_timeout_ms : until;
+    if (at > now) {
+      sleep_ms((unsigned)(at - now));
+    }
+    CHECK_OK(dlm_lease_handle_timeout(l, now_ms()));
+    if (lease_exchange(&ca, l, a, &action, &done) == DLM_OK && action == DLM_LEASE_SEND_EXTEND &&
+        done == DLM_LEASE_DONE_EXTENDED) {
+      extensions++;
+    }
+  }
+  CHECK(extensions >= 2);
+  CHECK_OK(dlm_lease_inspect(l, now_ms(), &info));
+  CHECK((info.flags & DLM_LEASE_RENEWING) && !(info.flags & DLM_LEASE_LOST));
+  CHECK(info.remaining_ms > 0);
+  bool lost = true;
+  CHECK_OK(dlm_lease_poll_event(l, &lost));
+  CHECK(!lost);
+  CHECK_OK(dlm_lease_release(l, now_ms(), &queued));
+  CHECK_OK(lease_exchange(&ca, l, a, &action, &done));
+  CHECK(action == DLM_LEASE_SEND_RELEASE && done == DLM_LEASE_DONE_RELEASED);
+  dlm_lease_free(l);
+
+  /* Without renewal the lease is lost at its deadline, reported once. */
+  dlm_request brief = req(DLM_CALL_LOCK, "sansio-brief", 150);
+  sent = now_ms();
+  CHECK(round_trip(&ca, a, &brief));
+  REQUIRE_OK(dlm_lease_new(a, &brief, sent, now_ms(), line, line_len, &l));
+  CHECK_OK(dlm_lease_inspect(l, now_ms(), &info));
+  sleep_ms((unsigned)(info.remaining_ms + 20));
+  CHECK_OK(dlm_lease_handle_timeout(l, now_ms()));
+  CHECK_OK(dlm_lease_inspect(l, now_ms(), &info));
+  CHECK((info.flags & DLM_LEASE_LOST) && info.remaining_ms == 0);
+  CHECK_OK(dlm_lease_poll_event(l, &lost));
+  CHECK(lost);
+  CHECK_OK(dlm_lease_poll_event(l, &lost));
+  CHECK(!lost);
+  CHECK_STATUS(dlm_lease_extend(l, now_ms(), 1000), DLM_ERR_LOCK_LOST);
+  dlm_lease_free(l);
+
+  /* Values: put, get, compare-and-set, the stored text, erase. */
+  dlm_request put = req(DLM_CALL_PUT, "sansio-value", 60000);
+  put.value = "hello";
+  put.value_len = 5;
+  CHECK(round_trip(&ca, a, &put));
+  CHECK_OK(dlm_wire_read(a, &put, line, line_len, NULL, 0, &ans));
+  CHECK((ans.has & DLM_ANSWER_REVISION) && ans.revision == 1);
+  dlm_request get = req(DLM_CALL_GET, "sansio-value", 0);
+  CHECK(round_trip(&ca, a, &get));
+  CHECK_STATUS(dlm_wire_read(a, &get, line, line_len, buf, 2, &ans), DLM_ERR_BUFFER_TOO_SMALL);
+  CHECK(ans.data_len == 5);
+  CHECK_OK(dlm_wire_read(a, &get, line, line_len, buf, sizeof buf, &ans));
+  CHECK(ans.data_len == 5 && memcmp(buf, "hello", 5) == 0 && ans.revision == 1);
+  dlm_request stored = get;
+  stored.flags = DLM_VALUE_STORED;
+  CHECK_OK(dlm_wire_read(a, &stored, line, line_len, buf, sizeof buf, &ans));
+  CHECK(ans.data_len > 0 && !(ans.data_len == 5 && memcmp(buf, "hello", 5) == 0));
+  CHECK(round_trip(&cb, b, &get));
+  CHECK_STATUS(dlm_wire_read(b, &get, line, line_len, buf, sizeof buf, &ans), DLM_ERR_NOT_OWNER);
+  dlm_request put_if = put;
+  put_if.flags = DLM_PUT_IF;
+  put_if.revision = 7;
+  CHECK(round_trip(&ca, a, &put_if));
+  memset(&ans, 0, sizeof ans);
+  CHECK_STATUS(dlm_wire_read(a, &put_if, line, line_len, NULL, 0, &ans), DLM_ERR_CONFLICT);
+  CHECK(ans.revision == 1);
+  put_if.revision = 1;
+  CHECK(round_trip(&ca, a, &put_if));
+  CHECK_OK(dlm_wire_read(a, &put_if, line, line_len, NULL, 0, &ans));
+  CHECK(ans.revision == 2);
+  dlm_request erase = req(DLM_CALL_ERASE, "sansio-value", 0);
+  CHECK(round_trip(&ca, a, &erase));
+  CHECK_OK(dlm_wire_read(a, &erase, line, line_len, NULL, 0, &ans));
+  CHECK(round_trip(&ca, a, &erase));
+  CHECK_STATUS(dlm_wire_read(a, &erase, line, line_len, NULL, 0, &ans), DLM_ERR_NOT_FOUND);
+  CHECK(round_trip(&ca, a, &get));
+  CHECK_STATUS(dlm_wire_read(a, &get, line, line_len, buf, sizeof buf, &ans), DLM_ERR_NOT_FOUND);
+
+  /* Pipelining: three requests in one write, three answers in order. */
+  char out[4096];
+  size_t at = 0;
+  dlm_request pipelined[3] = {put, get, erase};
+  for (int i = 0; i < 3; i++) {
+    CHECK_OK(dlm_wire_write(a, &pipelined[i], out + at, sizeof out - at, &n));
+    at += n;
+  }
+  CHECK(send_all(&ca, out, at));
+  for (int i = 0; i < 3; i++) {
+    line_len = recv_line(&ca, line, sizeof line);
+    CHECK(line_len > 0);
+    CHECK_OK(dlm_wire_read(a, &pipelined[i], line, line_len, buf, sizeof buf, &ans));
+  }
+
+  /* Unlock by name, and stats. */
+  sent = now_ms();
+  CHECK(round_trip(&ca, a, &lock));
+  REQUIRE_OK(dlm_lease_new(a, &lock, sent, now_ms(), line, line_len, &l));
+  dlm_lease_free(l);
+  dlm_request unlock = req(DLM_CALL_UNLOCK, "sansio-lock", 0);
+  CHECK(round_trip(&ca, a, &unlock));
+  CHECK_OK(dlm_wire_read(a, &unlock, line, line_len, NULL, 0, &ans));
+  CHECK(round_trip(&ca, a, &unlock));
+  CHECK_STATUS(dlm_wire_read(a, &unlock, line, line_len, NULL, 0, &ans), DLM_ERR_NOT_FOUND);
+  dlm_request stats = req(DLM_CALL_STATS, NULL, 0);
+  CHECK(round_trip(&ca, a, &stats));
+  static char json[8192];
+  CHECK_OK(dlm_wire_read(a, &stats, line, line_len, json, sizeof json - 1, &ans));
+  json[ans.data_len < sizeof json ? ans.data_len : sizeof json - 1] = '\0';
+  CHECK(json[0] == '{');
+  CHECK_CONTAINS(json, "\"ALock\":");
+
+  /* What is refused before anything is written. */
+  CHECK_STATUS(dlm_wire_write(a, &lock, NULL, 0, &n), DLM_ERR_BUFFER_TOO_SMALL);
+  CHECK(n > 0);
+  dlm_request bad = req(DLM_CALL_LOCK, "", 1000);
+  CHECK_STATUS(dlm_wire_write(a, &bad, out, sizeof out, &n), DLM_ERR_INVALID_ARGUMENT);
+  bad = req(DLM_CALL_LOCK, "x", 0);
+  CHECK_STATUS(dlm_wire_write(a, &bad, out, sizeof out, &n), DLM_ERR_INVALID_ARGUMENT);
+  CHECK(strlen(wire_error(a)) > 0);
+  bad = req((dlm_call)99, "x", 1000);
+  CHECK_STATUS(dlm_wire_write(a, &bad, out, sizeof out, &n), DLM_ERR_INVALID_ARGUMENT);
+  bad = req(DLM_CALL_GET, "x", 0);
+  bad.flags = DLM_PUT_IF;
+  CHECK_STATUS(dlm_wire_write(a, &bad, out, sizeof out, &n), DLM_ERR_INVALID_ARGUMENT);
+  bad = put;
+  bad.flags = DLM_VALUE_STORED;
+  bad.value = "\xff";
+  bad.value_len = 1;
+  CHECK_STATUS(dlm_wire_write(a, &bad, out, sizeof out, &n), DLM_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(dlm_wire_write(NULL, &lock, out, sizeof out, &n), DLM_ERR_NULL_PARAMETER);
+  CHECK_STATUS(dlm_wire_write(a, NULL, out, sizeof out, &n), DLM_ERR_NULL_PARAMETER);
+  CHECK_STATUS(dlm_wire_read(a, &version, S("not a dlm answer\n"), buf, sizeof buf, &ans),
+               DLM_ERR_PROTOCOL);
+  CHECK(strlen(wire_error(a)) > 0);
+  CHECK_STATUS(dlm_wire_read(a, &version, "", 0, buf, sizeof buf, &ans), DLM_ERR_PROTOCOL);
+  CHECK_STATUS(dlm_wire_read(a, &lock, S("{}\n"), buf, sizeof buf, &ans),
+               DLM_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(dlm_lease_new(a, &get, 0, 0, S("{}\n"), &l), DLM_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(dlm_lease_inspect(NULL, 0, &info), DLM_ERR_NULL_PARAMETER);
+
+  dlm_wire_free(a);
+  dlm_wire_free(b);
+  close(ca.fd);
+  close(cb.fd);
+  return checks_done("sansio");
+}
