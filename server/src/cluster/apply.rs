@@ -79,6 +79,7 @@ impl Host {
                 if !replica.bootstrapped {
                     replica.bootstrapped = true;
                     replica.cluster_id = Some(b.cluster_id);
+                    tracing::debug!(node = me, cluster = %format_args!("{:016x}", b.cluster_id), "bootstrap applied: cluster ID known");
                     replica.settings = Some(b);
                     self.engine = Engine::new(engine_config(&b));
                     self.limits = b.limits.clamped();
