@@ -208,3 +208,77 @@ fn unavailable_only_once_no_member_answers_within_the_timeout() {
     let r = Client::connect("127.0.0.1:1,nonsense");
     assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
 }
+
+/// A server that answers the client's question about the cluster (a
+/// single server) and then, on each connection, reads one request, writes
+/// it down and closes the connection without answering, as a server
+/// killed after applying it would.
+struct Dropper {
+    addr: std::net::SocketAddr,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Dropper {
+    fn start() -> Self {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let log = log.clone();
+                thread::spawn(move || {
+                    let mut reader = BufReader::new(stream);
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                        if line.contains("\"Action\":\"Cluster\"") && !line.contains("\"Op\"") {
+                            let answer =
+                                "{\"Status\":\"Done\",\"Cluster\":{\"Mode\":\"single\"}}\n";
+                            let _ = reader.get_mut().write_all(answer.as_bytes());
+                            line.clear();
+                            continue;
+                        }
+                        log.lock().unwrap().push(line);
+                        return;
+                    }
+                });
+            }
+        });
+        Self { addr, seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// The value of `"Key":"..."` in a request line.
+fn text_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let rest = line.split(&format!("\"{key}\":\"")).nth(1)?;
+    rest.split('"').next()
+}
+
+#[test]
+fn what_may_have_been_applied_is_resent_only_with_its_request_id() {
+    let server = Dropper::start();
+    let c = client(&server.addr.to_string(), Duration::from_secs(2));
+
+    // A membership change carries none: written once, never again (here
+    // on the connection the client opened and pooled when it connected).
+    let r = c.cluster(dlm_core::protocol::ClusterOp::Remove { node: 7 });
+    assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+    let sent = server.seen();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("\"Op\":\"remove\""), "{sent:?}");
+
+    // A Put is resent while time is left, always with the one ID the
+    // server applies once.
+    let r = c.put("k", b"v", Duration::from_secs(60));
+    assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+    let puts = server.seen().split_off(1);
+    assert!(puts.len() >= 2, "resent: {puts:?}");
+    let id = text_field(&puts[0], "RequestID").expect("a RequestID");
+    assert!(puts.iter().all(|p| text_field(p, "RequestID") == Some(id)));
+}
