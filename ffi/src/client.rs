@@ -242,6 +242,9 @@ pub(crate) struct CallOptions<'c> {
     /// Ends the call by then at the latest (a renewal: the lease's
     /// deadline).
     pub(crate) not_after: Option<Instant>,
+    /// The release of a held lock's grant: sent with that grant's request
+    /// ID ([`Failover::start_release`]).
+    pub(crate) release: bool,
 }
 
 /// What a call's reader made of an answer line.
@@ -862,9 +865,13 @@ impl Shared {
         mut read: impl FnMut(&mut [u8]) -> Read<T>,
     ) -> Result<T> {
         let cancel = options.cancel;
-        let mut call = self
-            .failover()
-            .start(req, self.clock.now(), self.io_timeout.into());
+        let now = self.clock.now();
+        let timeout = self.io_timeout.into();
+        let mut call = if options.release {
+            self.failover().start_release(req, now, timeout)
+        } else {
+            self.failover().start(req, now, timeout)
+        };
         if let Some(at) = options.not_after {
             call.limit(at);
         }

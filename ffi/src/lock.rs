@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use dlm_core::client::{Acquire, Done, Event, Lease};
+use dlm_core::client::{Acquire, Action, Done, Event, Lease};
 use dlm_core::protocol::Token;
 use dlm_core::time::{Instant, Ttl};
 
@@ -123,7 +123,7 @@ impl<'c> LockBuilder<'c> {
         let req = acquire.request(&shared.core(), &self.name);
         let options = CallOptions {
             cancel: self.cancel.as_ref(),
-            not_after: None,
+            ..CallOptions::default()
         };
         // Across a failover the request is sent again, its wait cut to what
         // is left of it: a re-lock by this owner keeps a grant it got.
@@ -222,6 +222,7 @@ impl Inner {
         let options = CallOptions {
             cancel: None,
             not_after: pending.deadline(),
+            release: pending.action() == Action::Release,
         };
         let result = shared.call(&req, options, |r| {
             answered = true;

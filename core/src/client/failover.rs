@@ -48,10 +48,13 @@
 //!   applying it twice is harmless: reads; `Lock` (a re-lock by the same
 //!   owner keeps its grant and token, and a lost grant answers the truth);
 //!   and `Put`, `Erase`, `Unlock` carrying a `RequestID`, which the server
-//!   applies once. The machine attaches one to every `Put`, `Erase` and
-//!   `Unlock` in plain framing ([`Failover::start`]); an `Unlock` of a
-//!   grant gets the ID of that grant (`u.<token>`), so a release asked for
-//!   again after a failed call is still applied once. Anything else (a
+//!   applies once. The machine attaches a fresh one to every `Put`,
+//!   `Erase` and `Unlock` in plain framing ([`Failover::start`]); the
+//!   release of a held lock's grant ([`Failover::start_release`], for a
+//!   lease's release) gets the ID of that grant (`u.<token>`), so a
+//!   release asked for again after a failed call is still applied once,
+//!   while an `Unlock` a tool sends by name and token is its own request
+//!   (a second one answers that the lock is gone). Anything else (a
 //!   legacy-framed write to a JackrabbitDLM server, a membership change)
 //!   is sent again only if it provably never left: the connection failed
 //!   before a byte was written ([`Outcome::NotSent`]);
@@ -776,15 +779,29 @@ impl Failover {
 
     /// Starts a call of `req` at `now`, to be over by `now + timeout` (plus
     /// a lock's wait). A `Put`, `Erase` or `Unlock` in plain framing gets a
-    /// `RequestID` here unless it has one; send it with
+    /// fresh `RequestID` here unless it has one; send it with
     /// [`Call::request`].
     pub fn start(&mut self, req: &Request<'_>, now: Instant, timeout: Ttl) -> Call {
+        self.start_call(req, now, timeout, false)
+    }
+
+    /// As [`start`](Self::start), for the release of a held lock's grant
+    /// (a lease's [`Action::Release`](super::Action::Release)): an
+    /// `Unlock` fenced to a token gets the ID of that grant
+    /// ([`RequestId::for_unlock`]), the same for every release of it, so
+    /// that one asked for again after a call that failed is still applied
+    /// once and reads as released.
+    pub fn start_release(&mut self, req: &Request<'_>, now: Instant, timeout: Ttl) -> Call {
+        self.start_call(req, now, timeout, true)
+    }
+
+    fn start_call(&mut self, req: &Request<'_>, now: Instant, timeout: Ttl, release: bool) -> Call {
         let mut request_id = None;
         if req.framing == Framing::Plain && req.request_id.is_none() {
             match req.command {
                 Command::Unlock {
                     token: Some(token), ..
-                } => request_id = Some(RequestId::for_unlock(token)),
+                } if release => request_id = Some(RequestId::for_unlock(token)),
                 Command::Put { .. } | Command::Erase { .. } | Command::Unlock { .. } => {
                     request_id = Some(self.ids.next_id());
                 }

@@ -57,8 +57,10 @@
 //!   is slower than its deadline is the fencing token: every later grant
 //!   has a greater one, so the resource refuses the old holder's writes
 //!   once it has seen a newer token;
-//! - a release is an `Unlock` fenced to the token, carrying the request ID
-//!   of that grant ([`RequestId::for_unlock`](super::failover::RequestId::for_unlock)),
+//! - a release is an `Unlock` fenced to the token; hosts send it through
+//!   [`Failover::start_release`](super::failover::Failover::start_release),
+//!   which gives it the request ID of that grant
+//!   ([`RequestId::for_unlock`](super::failover::RequestId::for_unlock)),
 //!   so a release sent again after a lost answer is applied once and still
 //!   reads as released.
 //!

@@ -165,10 +165,21 @@ fn what_may_be_sent_again() {
         );
         seen.push(id);
     }
-    assert_eq!(seen[4], "u.9", "a release carries its grant's ID");
+    assert!(seen[4].len() > 4, "a tool's unlock gets its own ID");
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 5);
+    // A lease's release carries its grant's ID, every time.
+    for _ in 0..2 {
+        let call = f.start_release(&writes[4], at(0), t);
+        assert_eq!(call.request_id(), Some("u.9"));
+        assert_eq!(call.resend(), Resend::Always);
+    }
+    let call = f.start_release(&writes[3], at(0), t);
+    assert!(
+        call.request_id().is_some_and(|id| id.len() > 4),
+        "no token: a fresh ID"
+    );
     // A given ID is kept; reads and locks get none.
     let call = f.start(&writes[0].with_request_id("mine"), at(0), t);
     assert_eq!(call.request_id(), None);
