@@ -92,6 +92,13 @@ impl<'c> LockBuilder<'c> {
     /// is released; if that fails until the deadline (or the server says
     /// the lock is gone), the lock is lost ([`Lock::is_lost`]) and the
     /// [`on_lost`](Self::on_lost) callback runs.
+    ///
+    /// Across a cluster's failover the extensions go on through the new
+    /// leader, by the grant's token: a dropped connection or an election
+    /// does not lose the lock, only the cluster saying it is gone or the
+    /// deadline passing does. Meanwhile the TTL keeps running on this
+    /// process's clock: act on the lock only while [`Lock::remaining`] is
+    /// left, and pass [`Lock::token`] to what it protects.
     pub fn auto_renew(mut self, on: bool) -> Self {
         self.auto_renew = on;
         self
