@@ -13,8 +13,8 @@ class _Encoder(Protocol):
     def decode(self, name: str, stored: str) -> Union[bytes, bytearray, str]: ...
 
 class Client:
-    """A pool of persistent connections to one dlm server, under one owner
-    ID; safe to share between threads."""
+    """A pool of persistent connections to a dlm server or a cluster's
+    leader, under one owner ID; safe to share between threads."""
 
     def __init__(
         self,

@@ -98,7 +98,7 @@ typedef uint32_t dlm_lock_state;
 // Once triggered it stays triggered; use a new one per wait you may cancel.
 typedef struct dlm_cancel dlm_cancel;
 
-// A client of one dlm server. **Thread-safe**: every function taking a
+// A client of a dlm server or cluster. **Thread-safe**: every function taking a
 // `dlm_client` may be called from several threads at once (calls run side
 // by side on a small pool of connections). Error messages are kept per
 // thread.

@@ -1,5 +1,5 @@
-//! `dlm_client`: a connection (pool) to one server, and every call that
-//! does not need a held lock.
+//! `dlm_client`: a connection (pool) to a server or a cluster's leader,
+//! and every call that does not need a held lock.
 
 use std::ffi::{c_char, c_void};
 use std::time::Duration;
@@ -10,7 +10,7 @@ use super::{
 };
 use dlm::{Client, Error, LockState, Revision, Token};
 
-/// A client of one dlm server. **Thread-safe**: every function taking a
+/// A client of a dlm server or cluster. **Thread-safe**: every function taking a
 /// `dlm_client` may be called from several threads at once (calls run side
 /// by side on a small pool of connections). Error messages are kept per
 /// thread.
