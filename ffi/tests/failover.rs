@@ -210,9 +210,9 @@ fn unavailable_only_once_no_member_answers_within_the_timeout() {
 }
 
 /// A server that answers the client's question about the cluster (a
-/// single server) and then, on each connection, reads one request, writes
-/// it down and closes the connection without answering, as a server
-/// killed after applying it would.
+/// single server) and grants every lock (token 77), and on each connection
+/// reads one other request, writes it down and closes the connection
+/// without answering, as a server killed after applying it would.
 struct Dropper {
     addr: std::net::SocketAddr,
     seen: Arc<std::sync::Mutex<Vec<String>>>,
@@ -233,9 +233,17 @@ impl Dropper {
                     let mut reader = BufReader::new(stream);
                     let mut line = String::new();
                     while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                        if line.contains("\"Action\":\"Cluster\"") && !line.contains("\"Op\"") {
-                            let answer =
-                                "{\"Status\":\"Done\",\"Cluster\":{\"Mode\":\"single\"}}\n";
+                        let answer = if line.contains("\"Action\":\"Cluster\"")
+                            && !line.contains("\"Op\"")
+                        {
+                            Some("{\"Status\":\"Done\",\"Cluster\":{\"Mode\":\"single\"}}\n")
+                        } else if line.contains("\"Action\":\"Lock\"") {
+                            // Every lock is granted, with token 77.
+                            Some("{\"Status\":\"Locked\",\"Token\":77}\n")
+                        } else {
+                            None
+                        };
+                        if let Some(answer) = answer {
                             let _ = reader.get_mut().write_all(answer.as_bytes());
                             line.clear();
                             continue;
@@ -281,4 +289,31 @@ fn what_may_have_been_applied_is_resent_only_with_its_request_id() {
     assert!(puts.len() >= 2, "resent: {puts:?}");
     let id = text_field(&puts[0], "RequestID").expect("a RequestID");
     assert!(puts.iter().all(|p| text_field(p, "RequestID") == Some(id)));
+}
+
+#[test]
+fn a_release_is_resent_with_its_grants_id_a_tools_unlock_with_its_own() {
+    let server = Dropper::start();
+    let c = client(&server.addr.to_string(), Duration::from_secs(2));
+    let mut lock = c.lock("l").acquire().unwrap();
+    assert_eq!(lock.token(), Some(dlm::Token(77)));
+
+    // The lock's release: every resend is the same intent, the grant's.
+    let r = lock.release();
+    assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+    let releases = server.seen();
+    assert!(releases.len() >= 2, "resent: {releases:?}");
+    for u in &releases {
+        assert!(u.contains("\"Action\":\"Unlock\""), "{u}");
+        assert_eq!(text_field(u, "RequestID"), Some("u.77"), "{u}");
+    }
+
+    // An unlock by name and token is a request of its own: a second one
+    // must be able to answer that the lock is gone.
+    let r = c.unlock("l", Some(dlm::Token(77)));
+    assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+    let unlocks = server.seen().split_off(releases.len());
+    let id = text_field(&unlocks[0], "RequestID").expect("a RequestID");
+    assert_ne!(id, "u.77");
+    drop(lock);
 }
