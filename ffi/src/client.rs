@@ -1,22 +1,28 @@
-//! The blocking client: a small pool of persistent connections to one
-//! server, over dlm-core's sans-I/O client.
+//! The blocking client: a small pool of persistent connections to a dlm
+//! server or to the members of a dlm cluster, over dlm-core's sans-I/O
+//! client.
 //!
 //! A [`Client`] is cheap to clone and safe to share between threads: each
 //! call takes an idle connection from the pool (or opens one), so calls
 //! from several threads run side by side, and a lock that waits in the
-//! server's queue occupies only its own connection. A pooled connection the
-//! server has closed meanwhile is replaced transparently; connecting is
-//! retried a bounded number of times with backoff.
+//! server's queue occupies only its own connection.
+//!
+//! Which member to talk to, when to move to another, what may be sent
+//! again and when to give up are dlm-core's [`Failover`]: this module only
+//! connects where it says, reports what happened, and sleeps when told to.
 
 use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use dlm_core::client::failover::{
+    self, Call, ClusterView, Failover, Outcome, Refusal, Resend, ServerList, Step, Verdict,
+};
 use dlm_core::client::{self as core_client, answer};
-use dlm_core::protocol::{Credentials, Framing, Request, Response, Revision};
+use dlm_core::protocol::{ClusterOp, Credentials, Framing, Request, Response, Revision};
 use dlm_core::stats::Stats;
-use dlm_core::time::{MonotonicClock, Ttl};
+use dlm_core::time::{Instant, MonotonicClock, Ttl};
 
 use crate::cancel::CancelToken;
 use crate::encoder::{Encoder, TableEncoder};
@@ -45,7 +51,8 @@ pub struct Options {
     pub credentials: Option<(String, String)>,
     /// How values are encoded (the table codec by default).
     pub encoder: Arc<dyn Encoder>,
-    /// How many times to try connecting before giving up.
+    /// How many failed connections per server (a list's every member in
+    /// turn) one call makes before it gives up, even with time left.
     pub connect_attempts: u32,
     /// How many idle connections to keep.
     pub max_idle: usize,
@@ -132,7 +139,8 @@ impl Options {
         self
     }
 
-    /// How many times to try connecting before giving up (at least 1).
+    /// How many failed connections per server one call makes before it
+    /// gives up (at least 1).
     #[must_use]
     pub fn connect_attempts(mut self, attempts: u32) -> Self {
         self.connect_attempts = attempts;
@@ -182,36 +190,89 @@ struct Conn {
     line: Vec<u8>,
     out: Vec<u8>,
     /// The read and write timeouts the socket has now. They change only
-    /// when a call needs another limit (a lock's wait), so an ordinary
-    /// request costs two system calls, its write and its read.
+    /// when a call needs a limit more than 10 ms away from it (a lock's
+    /// wait, a call short of time), so an ordinary request costs two
+    /// system calls, its write and its read.
     timeout: Option<Duration>,
+    /// The failover epoch it was made at: a connection of another epoch is
+    /// to a server no longer in use.
+    epoch: u64,
+    /// Taken from the pool (it may have been closed meanwhile).
+    reused: bool,
 }
 
-/// Where the time limit of a call comes from.
-#[derive(Clone, Copy)]
-pub(crate) enum Wait {
-    /// An ordinary request.
-    None,
-    /// A lock request that may queue this long in the server.
-    Queue(Duration),
+/// How a round trip failed.
+enum Broken {
+    /// Before any byte of the request was written: it never left.
+    NotSent(io::Error),
+    /// No whole answer within the limit.
+    TimedOut(io::Error),
+    /// After the request was (maybe partly) written.
+    Failed(io::Error),
+}
+
+impl Broken {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Self::NotSent(_) => Outcome::NotSent,
+            Self::TimedOut(_) => Outcome::TimedOut,
+            Self::Failed(_) => Outcome::Closed,
+        }
+    }
+
+    fn into_io(self) -> io::Error {
+        match self {
+            Self::NotSent(e) | Self::TimedOut(e) | Self::Failed(e) => e,
+        }
+    }
+}
+
+/// How far a socket's timeouts may be from a call's limit before they are
+/// set again.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
+
+/// How long a backoff sleeps at a time, between looks at a cancellation.
+const SLEEP_SLICE: Duration = Duration::from_millis(50);
+
+/// Where a call's time limit and cancellation come from.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct CallOptions<'c> {
+    /// Aborts the call (a waiting lock) from another thread.
+    pub(crate) cancel: Option<&'c CancelToken>,
+    /// Ends the call by then at the latest (a renewal: the lease's
+    /// deadline).
+    pub(crate) not_after: Option<Instant>,
+    /// The release of a held lock's grant: sent with that grant's request
+    /// ID ([`Failover::start_release`]).
+    pub(crate) release: bool,
+}
+
+/// What a call's reader made of an answer line.
+enum Read<T> {
+    /// A member's refusal to serve now (never applied).
+    Refused(Refusal),
+    /// The call's result.
+    Done(Result<T>),
 }
 
 pub(crate) struct Shared {
-    addrs: Vec<SocketAddr>,
     id: String,
     framing: Framing,
     credentials: Option<(String, String)>,
     pub(crate) encoder: Arc<dyn Encoder>,
-    /// The clock every lease of this client reads.
+    /// The clock every lease and call of this client reads.
     pub(crate) clock: MonotonicClock,
     connect_timeout: Duration,
     io_timeout: Duration,
-    connect_attempts: u32,
     max_idle: usize,
+    /// Which server, when to move on, what to resend (held only around
+    /// its own calls, never across I/O).
+    failover: Mutex<Failover>,
     pool: Mutex<Vec<Conn>>,
 }
 
-/// A connection to a dlm server. Cheap to clone; all clones share one pool.
+/// A client of a dlm server, or of a dlm cluster's members. Cheap to clone;
+/// all clones share one pool.
 #[derive(Clone)]
 pub struct Client {
     pub(crate) shared: Arc<Shared>,
@@ -220,57 +281,120 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("server", &self.shared.addrs)
+            .field("server", &self.server())
             .field("id", &self.shared.id)
             .finish_non_exhaustive()
     }
 }
 
-/// Whether an error on a reused connection means it had gone stale (the
-/// server closed it while it sat idle), so a fresh one may be tried.
-fn stale(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
+/// Where the servers are: what [`Client::connect`] takes. One address or a
+/// list, as text (`"host:port"`, `"host:port,host:port,..."`, the syntax of
+/// `DLM_SERVER`), or socket addresses.
+pub trait ToServers {
+    /// The list, or why it is not one ([`Error::InvalidArgument`]).
+    fn to_servers(&self) -> Result<ServerList>;
+}
+
+impl ToServers for str {
+    fn to_servers(&self) -> Result<ServerList> {
+        Ok(ServerList::parse(self)?)
+    }
+}
+
+impl ToServers for String {
+    fn to_servers(&self) -> Result<ServerList> {
+        self.as_str().to_servers()
+    }
+}
+
+impl ToServers for SocketAddr {
+    fn to_servers(&self) -> Result<ServerList> {
+        Ok(ServerList::from_addresses([self.to_string()])?)
+    }
+}
+
+impl ToServers for [SocketAddr] {
+    fn to_servers(&self) -> Result<ServerList> {
+        Ok(ServerList::from_addresses(
+            self.iter().map(ToString::to_string),
+        )?)
+    }
+}
+
+impl<const N: usize> ToServers for [SocketAddr; N] {
+    fn to_servers(&self) -> Result<ServerList> {
+        self.as_slice().to_servers()
+    }
+}
+
+impl ToServers for Vec<SocketAddr> {
+    fn to_servers(&self) -> Result<ServerList> {
+        self.as_slice().to_servers()
+    }
+}
+
+impl ToServers for (&str, u16) {
+    fn to_servers(&self) -> Result<ServerList> {
+        let host = if self.0.contains(':') && !self.0.starts_with('[') {
+            format!("[{}]", self.0)
+        } else {
+            self.0.to_owned()
+        };
+        Ok(ServerList::from_addresses([format!("{host}:{}", self.1)])?)
+    }
+}
+
+impl<T: ToServers + ?Sized> ToServers for &T {
+    fn to_servers(&self) -> Result<ServerList> {
+        (**self).to_servers()
+    }
+}
+
+/// Whether the peer has closed an idle connection (checked before writing
+/// a request that could not be sent again on another).
+fn peer_closed(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut probe = [0u8; 1];
+    let closed = match stream.peek(&mut probe) {
+        // End of stream, or bytes nobody asked for: not usable either way.
+        Ok(_) => true,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).is_err() || closed
 }
 
 impl Client {
-    /// Connects to `addr` with default options.
-    pub fn connect(addr: impl ToSocketAddrs) -> Result<Self> {
-        Self::connect_with(addr, Options::default())
+    /// Connects to `servers` with default options: one address
+    /// (`"127.0.0.1:37373"`, a `SocketAddr`) or a cluster's members
+    /// (`"10.0.0.1:37373,10.0.0.2:37373,10.0.0.3:37373"`; one is enough,
+    /// the others are learned from it).
+    pub fn connect(servers: impl ToServers) -> Result<Self> {
+        Self::connect_with(servers, Options::default())
     }
 
-    /// Connects to `addr`. One connection is opened now, so an unreachable
-    /// server is reported here.
-    pub fn connect_with(addr: impl ToSocketAddrs, options: Options) -> Result<Self> {
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|e| match e.kind() {
-                // Not `host:port`, or a bad port: the caller's mistake. A
-                // failed name lookup stays `Unavailable`.
-                io::ErrorKind::InvalidInput => {
-                    Error::InvalidArgument("the server address is not host:port")
-                }
-                _ => Error::Unavailable(e),
-            })?
-            .collect();
-        if addrs.is_empty() {
-            return Err(Error::InvalidArgument(
-                "the server address resolves to nothing",
-            ));
-        }
+    /// Connects to `servers` (see [`connect`](Self::connect)). One
+    /// connection is opened now, to the cluster's leader if the member
+    /// reached says who leads, so that an unreachable server is reported
+    /// here.
+    pub fn connect_with(servers: impl ToServers, options: Options) -> Result<Self> {
+        let servers = servers.to_servers()?;
         let id = match options.client_id {
             Some(id) if id.is_empty() => return Err(Error::InvalidArgument("empty client ID")),
             Some(id) => id,
             None => random_id()?,
         };
+        let mut seed = [0u8; 16];
+        getrandom::fill(&mut seed).map_err(|e| Error::system("no random bytes", e))?;
+        let config = failover::Config {
+            connect_rounds: options.connect_attempts.max(1),
+            // JackrabbitDLM has no Cluster action.
+            discover: options.framing == Framing::Plain,
+            ..failover::Config::DEFAULT
+        };
         let client = Self {
             shared: Arc::new(Shared {
-                addrs,
                 id,
                 framing: options.framing,
                 credentials: options.credentials,
@@ -278,14 +402,35 @@ impl Client {
                 clock: MonotonicClock::new(),
                 connect_timeout: options.connect_timeout,
                 io_timeout: options.io_timeout,
-                connect_attempts: options.connect_attempts.max(1),
                 max_idle: options.max_idle,
+                failover: Mutex::new(Failover::new(servers, config, seed)),
                 pool: Mutex::new(Vec::new()),
             }),
         };
-        let conn = client.shared.open()?;
-        client.shared.checkin(conn);
+        let shared = &client.shared;
+        let mut call = shared
+            .failover()
+            .start_connect(shared.clock.now(), shared.io_timeout.into());
+        let mut last = None;
+        let (conn, _) = shared.connection(&mut call, None, &mut last)?;
+        shared.checkin(conn);
         Ok(client)
+    }
+
+    /// The server in use (`host:port`): the cluster's leader once a member
+    /// said who it is. For logs: it changes when the client moves on.
+    pub fn server(&self) -> String {
+        self.shared.failover().server().to_owned()
+    }
+
+    /// Every server this client knows: those it was given, then the
+    /// members learned from the cluster.
+    pub fn servers(&self) -> Vec<String> {
+        self.shared
+            .failover()
+            .servers()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The owner ID this client uses.
@@ -312,7 +457,7 @@ impl Client {
     pub fn test_lock(&self, name: &str) -> Result<LockState> {
         check_name(name)?;
         let req = self.shared.core().test_lock(name);
-        self.shared.call(&req, Wait::None, None, |r| {
+        self.shared.call(&req, CallOptions::default(), |r| {
             Ok(match answer::lock_state(r)? {
                 core_client::LockState::Free => LockState::Free,
                 core_client::LockState::Mine(g) => LockState::Mine {
@@ -333,7 +478,7 @@ impl Client {
         check_name(name)?;
         let req = self.shared.core().unlock(name, token);
         self.shared
-            .call(&req, Wait::None, None, |r| Ok(answer::unlocked(r)?))
+            .call(&req, CallOptions::default(), |r| Ok(answer::unlocked(r)?))
     }
 
     /// Stores `value` under `name` for `ttl`, returning its new revision
@@ -368,7 +513,7 @@ impl Client {
         let ttl = check_ttl(ttl)?;
         let encoded = self.shared.encoder.encode(name, value)?;
         let req = self.shared.core().put(name, ttl, &encoded, revision);
-        self.shared.call(&req, Wait::None, None, |r| {
+        self.shared.call(&req, CallOptions::default(), |r| {
             let stored = answer::stored(r, revision.is_some())?;
             Ok(stored.revision.unwrap_or(Revision(0)))
         })
@@ -379,7 +524,7 @@ impl Client {
     pub fn get(&self, name: &str) -> Result<Option<Value>> {
         check_name(name)?;
         let req = self.shared.core().get(name);
-        let fetched = self.shared.call(&req, Wait::None, None, |r| {
+        let fetched = self.shared.call(&req, CallOptions::default(), |r| {
             Ok(answer::fetched(r)?.map(|f| {
                 (
                     f.data.to_owned(),
@@ -403,13 +548,13 @@ impl Client {
         check_name(name)?;
         let req = self.shared.core().erase(name);
         self.shared
-            .call(&req, Wait::None, None, |r| Ok(answer::erased(r)?))
+            .call(&req, CallOptions::default(), |r| Ok(answer::erased(r)?))
     }
 
     /// The server's version string (it contains "JackrabbitDLM").
     pub fn version(&self) -> Result<String> {
         let req = self.shared.core().version();
-        self.shared.call(&req, Wait::None, None, |r| {
+        self.shared.call(&req, CallOptions::default(), |r| {
             Ok(answer::version(r)?.to_owned())
         })
     }
@@ -422,7 +567,7 @@ impl Client {
     /// [`ClusterOp::Status`]: dlm_core::protocol::ClusterOp::Status
     pub fn cluster(&self, op: dlm_core::protocol::ClusterOp<'_>) -> Result<String> {
         let req = self.shared.core().cluster(op);
-        self.shared.call(&req, Wait::None, None, |r| {
+        self.shared.call(&req, CallOptions::default(), |r| {
             Ok(answer::cluster(r)?.to_owned())
         })
     }
@@ -430,8 +575,9 @@ impl Client {
     /// The server's statistics.
     pub fn stats(&self) -> Result<Stats> {
         let req = self.shared.core().stats();
-        self.shared
-            .call_raw(&req, Wait::None, None, |line| Ok(answer::stats(line)?))
+        self.shared.call_raw(&req, CallOptions::default(), |line| {
+            Ok(answer::stats(line)?)
+        })
     }
 }
 
@@ -475,42 +621,48 @@ impl Shared {
         }
     }
 
-    fn open(&self) -> Result<Conn> {
-        let mut last = None;
-        for attempt in 0..self.connect_attempts {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(50) * (1 << (attempt - 1).min(5)));
-            }
-            for addr in &self.addrs {
-                match TcpStream::connect_timeout(addr, self.connect_timeout) {
-                    Ok(s) => {
-                        let _ = s.set_nodelay(true);
-                        return Ok(Conn {
-                            reader: BufReader::new(s),
-                            line: Vec::new(),
-                            out: Vec::new(),
-                            timeout: None,
-                        });
-                    }
-                    Err(e) => last = Some(e),
-                }
-            }
-        }
-        Err(Error::Unavailable(last.unwrap_or_else(|| {
-            io::Error::other("no address to connect to")
-        })))
+    /// The failover state, for a moment.
+    pub(crate) fn failover(&self) -> MutexGuard<'_, Failover> {
+        self.failover.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn checkout(&self) -> Result<(Conn, bool)> {
-        let pooled = self
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        match pooled {
-            Some(c) => Ok((c, true)),
-            None => Ok((self.open()?, false)),
+    /// Opens a connection to `addr` within `within` (and the connect
+    /// timeout).
+    fn open(&self, addr: &str, within: Ttl, epoch: u64) -> io::Result<Conn> {
+        let limit = self
+            .connect_timeout
+            .min(Duration::from(within))
+            .max(Duration::from_millis(1));
+        let mut last = None;
+        for a in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&a, limit) {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(Conn {
+                        reader: BufReader::new(s),
+                        line: Vec::new(),
+                        out: Vec::new(),
+                        timeout: None,
+                        epoch,
+                        reused: false,
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
         }
+        Err(last.unwrap_or_else(|| io::Error::other(format!("{addr} resolves to nothing"))))
+    }
+
+    /// A pooled connection of `epoch`; those of other epochs are closed.
+    fn checkout(&self, epoch: u64) -> Option<Conn> {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(mut c) = pool.pop() {
+            if c.epoch == epoch {
+                c.reused = true;
+                return Some(c);
+            }
+        }
+        None
     }
 
     fn checkin(&self, conn: Conn) {
@@ -519,69 +671,254 @@ impl Shared {
             // it after each answer.
             return;
         }
+        if conn.epoch != self.failover().epoch() {
+            return;
+        }
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         if pool.len() < self.max_idle {
             pool.push(conn);
         }
     }
 
+    /// The error a call gives up with: the failover's, with the last
+    /// failure of the operating system and the server it concerned.
+    fn give_up(&self, e: &core_client::Error<'static>, last: Option<io::Error>) -> Error {
+        let server = self.failover().server().to_owned();
+        let why = e.detail.to_string();
+        match last {
+            Some(io) => Error::Unavailable(io::Error::new(
+                io.kind(),
+                format!("{why} (last: {io}; server {server})"),
+            )),
+            None => Error::Unavailable(io::Error::other(format!("{why} (server {server})"))),
+        }
+    }
+
+    /// Sleeps until `at`, in slices, as long as `cancel` is not set.
+    fn sleep_until(&self, at: Instant, cancel: Option<&CancelToken>) -> Result<()> {
+        loop {
+            if cancel.is_some_and(CancelToken::is_cancelled) {
+                return Err(Error::Cancelled);
+            }
+            let left: Duration = at.saturating_since(self.clock.now()).into();
+            if left.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(SLEEP_SLICE));
+        }
+    }
+
+    /// A connection for `call`: a pooled one of the current epoch, or a new
+    /// one where the failover says (asking it for the cluster first if the
+    /// failover wants to know who leads).
+    fn connection(
+        &self,
+        call: &mut Call,
+        cancel: Option<&CancelToken>,
+        last: &mut Option<io::Error>,
+    ) -> Result<(Conn, u64)> {
+        loop {
+            if cancel.is_some_and(CancelToken::is_cancelled) {
+                return Err(Error::Cancelled);
+            }
+            let epoch = self.failover().epoch();
+            if let Some(c) = self.checkout(epoch) {
+                return Ok((c, epoch));
+            }
+            let now = self.clock.now();
+            // Out of the failover's lock before acting on it (the step
+            // borrows from it, and giving up reads it again).
+            let step = match self.failover().poll_connect(call, now) {
+                Step::Connect {
+                    addr,
+                    epoch,
+                    within,
+                } => Ok((addr.to_owned(), epoch, within)),
+                Step::Wait(at) => Err(Ok(at)),
+                Step::GiveUp(e) => Err(Err(e)),
+            };
+            let (addr, epoch, within) = match step {
+                Ok(connect) => connect,
+                Err(Ok(at)) => {
+                    self.sleep_until(at, cancel)?;
+                    continue;
+                }
+                Err(Err(e)) => return Err(self.give_up(&e, last.take())),
+            };
+            let mut conn = match self.open(&addr, within, epoch) {
+                Ok(c) => c,
+                Err(e) => {
+                    *last = Some(e);
+                    self.report(call, epoch, Outcome::ConnectFailed, last)?;
+                    continue;
+                }
+            };
+            if !self.failover().connected(epoch) {
+                return Ok((conn, epoch));
+            }
+            match self.discover(&mut conn, call) {
+                Ok(view) => {
+                    let stay = self.failover().discovered(epoch, view.as_ref());
+                    // A server without the action (JackrabbitDLM, or an
+                    // older dlm) may close the connection after refusing
+                    // it: a fresh one, now that it will not be asked again.
+                    if stay && view.is_some() {
+                        return Ok((conn, epoch));
+                    }
+                    // Or the leader is another member: go there.
+                }
+                Err(Ok(refusal)) => {
+                    self.report(call, epoch, Outcome::Refused(refusal), last)?;
+                }
+                Err(Err(e)) => {
+                    *last = Some(e.into_io());
+                    self.report(call, epoch, Outcome::NotSent, last)?;
+                }
+            }
+        }
+    }
+
+    /// Reports a failed attempt: `Ok` to try again, the error to give up
+    /// with otherwise.
+    fn report(
+        &self,
+        call: &mut Call,
+        epoch: u64,
+        outcome: Outcome,
+        last: &mut Option<io::Error>,
+    ) -> Result<()> {
+        let verdict = self
+            .failover()
+            .handle(call, epoch, outcome, self.clock.now());
+        match verdict {
+            Verdict::Retry | Verdict::Accept => Ok(()),
+            Verdict::GiveUp(e) => Err(self.give_up(&e, last.take())),
+        }
+    }
+
+    /// Asks a new connection who leads the cluster: the view, `None` if
+    /// the server cannot say (a single server answers a view that says
+    /// so), or why it failed (a refusal, or I/O).
+    fn discover(
+        &self,
+        conn: &mut Conn,
+        call: &Call,
+    ) -> std::result::Result<Option<ClusterView>, std::result::Result<Refusal, Broken>> {
+        let req = self.core().cluster(ClusterOp::Status);
+        conn.round_trip(&req, call.remaining(self.clock.now()).into())
+            .map_err(Err)?;
+        let Ok((_, r)) = Response::parse(&mut conn.line) else {
+            return Ok(None);
+        };
+        if let Some(refusal) = Refusal::of(&r) {
+            return Err(Ok(refusal));
+        }
+        Ok(match (r.status, r.cluster) {
+            (dlm_core::protocol::Status::Done, Some(text)) => ClusterView::parse(text).ok(),
+            _ => None,
+        })
+    }
+
     /// Sends `req` and hands the parsed answer to `f`.
     pub(crate) fn call<T>(
         &self,
         req: &Request<'_>,
-        wait: Wait,
-        cancel: Option<&CancelToken>,
+        options: CallOptions<'_>,
         f: impl FnOnce(&Response<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.call_raw(req, wait, cancel, |line| {
-            let (_, r) = Response::parse(line).map_err(core_client::Error::from)?;
-            f(&r)
+        let mut f = Some(f);
+        self.exchange(req, options, |line| match Response::parse(line) {
+            Err(e) => Read::Done(Err(core_client::Error::from(e).into())),
+            Ok((_, r)) => match Refusal::of(&r) {
+                Some(refusal) => Read::Refused(refusal),
+                None => Read::Done(match f.take() {
+                    Some(f) => f(&r),
+                    None => Err(Error::Protocol("an answer read twice".into())),
+                }),
+            },
         })
     }
 
-    /// Sends `req` and hands the raw answer line to `f`. A reused connection
-    /// that turns out to be closed is replaced once.
+    /// Sends `req` and hands the raw answer line to `f`.
     pub(crate) fn call_raw<T>(
         &self,
         req: &Request<'_>,
-        wait: Wait,
-        cancel: Option<&CancelToken>,
+        options: CallOptions<'_>,
         f: impl FnOnce(&mut [u8]) -> Result<T>,
     ) -> Result<T> {
-        let limit = match wait {
-            Wait::None => self.io_timeout,
-            Wait::Queue(w) => self.io_timeout.saturating_add(w),
+        let mut f = Some(f);
+        self.exchange(req, options, |line| match Refusal::of_line(line) {
+            Some(refusal) => Read::Refused(refusal),
+            None => Read::Done(match f.take() {
+                Some(f) => f(line),
+                None => Err(Error::Protocol("an answer read twice".into())),
+            }),
+        })
+    }
+
+    /// Sends `req` through the failover until `read` has an answer for it,
+    /// the call gives up, or it is cancelled.
+    fn exchange<T>(
+        &self,
+        req: &Request<'_>,
+        options: CallOptions<'_>,
+        mut read: impl FnMut(&mut [u8]) -> Read<T>,
+    ) -> Result<T> {
+        let cancel = options.cancel;
+        let now = self.clock.now();
+        let timeout = self.io_timeout.into();
+        let mut call = if options.release {
+            self.failover().start_release(req, now, timeout)
+        } else {
+            self.failover().start(req, now, timeout)
         };
-        let mut retried = false;
+        if let Some(at) = options.not_after {
+            call.limit(at);
+        }
+        let mut last: Option<io::Error> = None;
         loop {
-            let (mut conn, reused) = self.checkout()?;
+            let (mut conn, epoch) = self.connection(&mut call, cancel, &mut last)?;
+            // A request that cannot be sent again must not go out on a
+            // connection the server closed while it sat in the pool.
+            if conn.reused
+                && call.resend() == Resend::IfUnsent
+                && peer_closed(conn.reader.get_ref())
+            {
+                continue;
+            }
             let registration = match cancel {
                 Some(c) => Some(c.register(conn.reader.get_ref())?),
                 None => None,
             };
-            match conn.round_trip(req, limit) {
-                Ok(()) => {
-                    let r = f(&mut conn.line);
-                    // Reuse the connection unless a cancel may have shut it
-                    // down: once the registration is gone, a later cancel
-                    // no longer reaches it.
-                    drop(registration);
-                    if !cancel.is_some_and(CancelToken::is_cancelled) {
-                        self.checkin(conn);
+            let now = self.clock.now();
+            let attempt = call.request(*req, now);
+            match conn.round_trip(&attempt, call.remaining(now).into()) {
+                Ok(()) => match read(&mut conn.line) {
+                    Read::Refused(refusal) => {
+                        // The member may be about to close it: not pooled.
+                        drop(registration);
+                        self.report(&mut call, epoch, Outcome::Refused(refusal), &mut last)?;
                     }
-                    return r;
-                }
-                Err(e) => {
-                    if let Some(c) = cancel
-                        && c.is_cancelled()
-                    {
+                    Read::Done(result) => {
+                        self.failover()
+                            .handle(&mut call, epoch, Outcome::Answered, now);
+                        // Reuse the connection unless a cancel may have
+                        // shut it down: once the registration is gone, a
+                        // later cancel no longer reaches it.
+                        drop(registration);
+                        if !cancel.is_some_and(CancelToken::is_cancelled) {
+                            self.checkin(conn);
+                        }
+                        return result;
+                    }
+                },
+                Err(broken) => {
+                    if cancel.is_some_and(CancelToken::is_cancelled) {
                         return Err(Error::Cancelled);
                     }
-                    if reused && !retried && stale(&e) {
-                        retried = true;
-                        continue;
-                    }
-                    return Err(Error::Unavailable(e));
+                    let outcome = broken.outcome();
+                    last = Some(broken.into_io());
+                    self.report(&mut call, epoch, outcome, &mut last)?;
                 }
             }
         }
@@ -589,29 +926,67 @@ impl Shared {
 }
 
 impl Conn {
-    fn round_trip(&mut self, req: &Request<'_>, limit: Duration) -> io::Result<()> {
+    fn round_trip(&mut self, req: &Request<'_>, limit: Duration) -> Result<(), Broken> {
         self.out.clear();
         // Writing to a Vec cannot fail.
         let _ = req.write(&mut self.out);
+        let limit = limit.max(Duration::from_millis(1));
         let stream = self.reader.get_ref();
-        if self.timeout != Some(limit) {
+        let off = self
+            .timeout
+            .is_none_or(|t| t.abs_diff(limit) > TIMEOUT_SLACK);
+        if off {
             // Cleared first: if setting one fails, the next call tries again.
             self.timeout = None;
-            stream.set_write_timeout(Some(limit))?;
-            stream.set_read_timeout(Some(limit))?;
+            stream
+                .set_write_timeout(Some(limit))
+                .and_then(|()| stream.set_read_timeout(Some(limit)))
+                .map_err(Broken::NotSent)?;
             self.timeout = Some(limit);
         }
-        (&*stream).write_all(&self.out)?;
+        let mut written = 0;
+        while written < self.out.len() {
+            match (&*stream).write(&self.out[written..]) {
+                Ok(0) => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return Err(if written == 0 {
+                        Broken::NotSent(e)
+                    } else {
+                        Broken::Failed(e)
+                    });
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if written == 0 => return Err(Broken::NotSent(e)),
+                Err(e) if timed_out(&e) => return Err(Broken::TimedOut(e)),
+                Err(e) => return Err(Broken::Failed(e)),
+            }
+        }
         self.line.clear();
         let n = (&mut self.reader)
             .take(MAX_RESPONSE)
-            .read_until(b'\n', &mut self.line)?;
+            .read_until(b'\n', &mut self.line)
+            .map_err(|e| {
+                if timed_out(&e) {
+                    Broken::TimedOut(e)
+                } else {
+                    Broken::Failed(e)
+                }
+            })?;
         if n == 0 || self.line.last() != Some(&b'\n') {
-            return Err(io::Error::new(
+            return Err(Broken::Failed(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "connection closed before a complete answer",
-            ));
+            )));
         }
         Ok(())
     }
+}
+
+/// Whether an I/O error is a socket timeout running out.
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }

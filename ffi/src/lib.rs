@@ -45,7 +45,7 @@ mod error;
 mod lock;
 
 pub use cancel::CancelToken;
-pub use client::{Client, Options, Value, random_id};
+pub use client::{Client, Options, ToServers, Value, random_id};
 pub use dlm_core::client::ErrorKind;
 pub use dlm_core::protocol::{Framing, Revision, Token};
 pub use dlm_core::stats::{Stat, Stats};

@@ -14,12 +14,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use dlm_core::client::{Acquire, Done, Event, Lease};
+use dlm_core::client::{Acquire, Action, Done, Event, Lease};
 use dlm_core::protocol::Token;
 use dlm_core::time::{Instant, Ttl};
 
 use crate::cancel::CancelToken;
-use crate::client::{Client, Wait, check_name, check_ttl};
+use crate::client::{CallOptions, Client, check_name, check_ttl};
 use crate::error::{Error, Result};
 
 /// The default time to live of a lock.
@@ -92,6 +92,13 @@ impl<'c> LockBuilder<'c> {
     /// is released; if that fails until the deadline (or the server says
     /// the lock is gone), the lock is lost ([`Lock::is_lost`]) and the
     /// [`on_lost`](Self::on_lost) callback runs.
+    ///
+    /// Across a cluster's failover the extensions go on through the new
+    /// leader, by the grant's token: a dropped connection or an election
+    /// does not lose the lock, only the cluster saying it is gone or the
+    /// deadline passing does. Meanwhile the TTL keeps running on this
+    /// process's clock: act on the lock only while [`Lock::remaining`] is
+    /// left, and pass [`Lock::token`] to what it protects.
     pub fn auto_renew(mut self, on: bool) -> Self {
         self.auto_renew = on;
         self
@@ -118,13 +125,16 @@ impl<'c> LockBuilder<'c> {
         check_name(&self.name)?;
         let ttl = check_ttl(self.ttl)?;
         let shared = &self.client.shared;
-        let (wait, queue) = match self.wait {
-            Some(w) => (Some(Ttl::from(w)), Wait::Queue(w)),
-            None => (None, Wait::None),
-        };
+        let wait = self.wait.map(Ttl::from);
         let acquire = Acquire::new(ttl, wait, self.auto_renew, shared.clock.now());
         let req = acquire.request(&shared.core(), &self.name);
-        let lease = shared.call(&req, queue, self.cancel.as_ref(), |r| {
+        let options = CallOptions {
+            cancel: self.cancel.as_ref(),
+            ..CallOptions::default()
+        };
+        // Across a failover the request is sent again, its wait cut to what
+        // is left of it: a re-lock by this owner keeps a grant it got.
+        let lease = shared.call(&req, options, |r| {
             acquire
                 .handle_response(shared.clock.now(), r)
                 .map_err(Error::from)
@@ -214,7 +224,14 @@ impl Inner {
         let shared = &self.client.shared;
         let req = pending.request(&shared.core(), &self.name);
         let mut answered = false;
-        let result = shared.call(&req, Wait::None, None, |r| {
+        // An extension is worth nothing past the lease's deadline: the
+        // call ends by then, so that a loss is reported on time.
+        let options = CallOptions {
+            cancel: None,
+            not_after: pending.deadline(),
+            release: pending.action() == Action::Release,
+        };
+        let result = shared.call(&req, options, |r| {
             answered = true;
             self.with_lease(|lease, now| lease.handle_response(now, r).map_err(Error::from))
         });

@@ -13,8 +13,8 @@ class _Encoder(Protocol):
     def decode(self, name: str, stored: str) -> Union[bytes, bytearray, str]: ...
 
 class Client:
-    """A pool of persistent connections to one dlm server, under one owner
-    ID; safe to share between threads."""
+    """A pool of persistent connections to a dlm server or a cluster's
+    leader, under one owner ID; safe to share between threads."""
 
     def __init__(
         self,
@@ -32,6 +32,8 @@ class Client:
     def id(self) -> str: ...
     @property
     def server(self) -> str: ...
+    @property
+    def current_server(self) -> str: ...
     @property
     def closed(self) -> bool: ...
     def close(self) -> None: ...

@@ -14,7 +14,8 @@ use crate::errors::{blocking, invalid, to_py};
 use crate::lock::Lock;
 use crate::time;
 
-/// A connection pool to one dlm server, under one owner ID. Safe to share
+/// A connection pool to a dlm server or a cluster's leader, under one
+/// owner ID. Safe to share
 /// between threads; each call takes an idle connection (or opens one).
 /// Locks belong to the owner ID: parties that must exclude each other need
 /// a `Client` each.
@@ -46,8 +47,11 @@ impl Client {
 
 #[pymethods]
 impl Client {
-    /// Connects to `server` (`host:port`); one connection is opened now, so
-    /// an unreachable server raises `UnavailableError` here.
+    /// Connects to `server` (`host:port`), or to a cluster's members
+    /// (`host:port,host:port,...`; one is enough, the others are learned
+    /// from it): requests go to the leader and follow it when it changes.
+    /// One connection is opened now, so an unreachable server raises
+    /// `UnavailableError` here.
     #[new]
     #[pyo3(signature = (
         server = "127.0.0.1:37373",
@@ -111,10 +115,18 @@ impl Client {
         Ok(self.client(py)?.id().to_owned())
     }
 
-    /// The server address as given.
+    /// The server address, or the list of a cluster's members, as given.
     #[getter]
     fn server(&self) -> &str {
         &self.server
+    }
+
+    /// The server in use now (`host:port`): the cluster's leader once a
+    /// member said who leads. For logs: it changes when the client moves
+    /// on after a failure.
+    #[getter]
+    fn current_server(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.client(py)?.server())
     }
 
     /// Whether `close()` was called.

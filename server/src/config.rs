@@ -146,6 +146,18 @@ pub struct ServeArgs {
     /// its log is compacted) [default: 20000].
     #[arg(long, env = "DLM_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
+    /// The address (HOST:PORT) clients reach this member at, which the
+    /// `Cluster` answer tells them so that they can find the leader
+    /// [default: the address it listens on, unless that is 0.0.0.0 or ::].
+    #[arg(long, env = "DLM_ADVERTISE", value_parser = parse_advertise)]
+    pub advertise: Option<String>,
+}
+
+/// Checks an advertised client address (`HOST:PORT`, as clients take it).
+pub fn parse_advertise(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    dlm_core::client::failover::check_address(text).map_err(|e| format!("{text:?}: {e}"))?;
+    Ok(text.to_owned())
 }
 
 /// Cluster members: ID to peer address.
@@ -201,6 +213,8 @@ pub struct ClusterSettings {
     pub join: bool,
     /// Applied entries between snapshots.
     pub snapshot_every: u64,
+    /// Where clients reach this member (`--advertise`), if given.
+    pub advertise: Option<String>,
 }
 
 /// The TOML config file: the same settings, in `snake_case`.
@@ -457,6 +471,7 @@ impl ServeArgs {
                     data_dir: data_dir.clone(),
                     join: self.join,
                     snapshot_every: self.snapshot_every.unwrap_or(20_000).max(10),
+                    advertise: self.advertise.clone(),
                 }))
             }
             (Some(_), None, _) => Err(ConfigError(
@@ -473,6 +488,7 @@ impl ServeArgs {
                     data_dir: Some(dir.clone()),
                     join: false,
                     snapshot_every: self.snapshot_every.unwrap_or(20_000).max(10),
+                    advertise: self.advertise.clone(),
                 }))
             }
         }

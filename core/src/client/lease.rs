@@ -31,6 +31,39 @@
 //!
 //! One request is in flight at a time; hosts serialize a lock's calls.
 //!
+//! **Across a failover** (a cluster's leader fails; see
+//! [`failover`](super::failover)) the lease does not change its rules,
+//! because none of them depends on which member answers:
+//!
+//! - the grant lives in the replicated engine, so the new leader knows it,
+//!   with its token. An extension is a `Lock` with that `Token`: the new
+//!   leader extends it (same token) if it is still live, and refuses it if
+//!   it is not; it never grants anew. Hosts send each extension through a
+//!   failover [`Call`](super::Call) limited to the lease's deadline
+//!   ([`Pending::deadline`]), which moves to the next member, waits for
+//!   the election and sends the extension again as often as needed;
+//! - a connection that drops, a member that answers it has no leader, no
+//!   answer at all: none of these loses the lock. Only the cluster saying
+//!   the grant is gone (a refused extension or release: it expired, was
+//!   released, or another owner holds it) or the lease's own deadline
+//!   passing without a confirmed extension does;
+//! - meanwhile the holder's TTL keeps running on its own clock:
+//!   [`Lease::remaining`] is what it may still count on. A holder must
+//!   assume the lock ends at its deadline even if no member could be
+//!   asked, and stop acting on it before then. The cluster may in fact
+//!   keep it longer (its clock does not count the election: the grace of
+//!   the cluster, README "A cluster"), which only delays the next holder,
+//!   never the reverse. What protects the resource against a holder that
+//!   is slower than its deadline is the fencing token: every later grant
+//!   has a greater one, so the resource refuses the old holder's writes
+//!   once it has seen a newer token;
+//! - a release is an `Unlock` fenced to the token; hosts send it through
+//!   [`Failover::start_release`](super::failover::Failover::start_release),
+//!   which gives it the request ID of that grant
+//!   ([`RequestId::for_unlock`](super::failover::RequestId::for_unlock)),
+//!   so a release sent again after a lost answer is applied once and still
+//!   reads as released.
+//!
 //! **Without a fencing token** (JackrabbitDLM grants none) an extension is
 //! a plain re-lock, which that server would grant even after the lock
 //! expired. The lease therefore never sends one once its own deadline has
@@ -199,12 +232,22 @@ pub enum Action {
 pub struct Pending {
     action: Action,
     token: Option<Token>,
+    deadline: Option<Instant>,
 }
 
 impl Pending {
     /// What is asked.
     pub const fn action(&self) -> Action {
         self.action
+    }
+
+    /// When sending it stops being worth it: the lease's deadline, for an
+    /// extension (past it the lock is lost whatever the answer); `None`
+    /// for a release. Hosts end the call by then
+    /// ([`Call::limit`](super::Call::limit)), so that a renewal stuck in a
+    /// failover never delays the report of a loss.
+    pub const fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     /// The request to send for the lock `name`: an extension by token (a
@@ -424,6 +467,10 @@ impl Lease {
         Some(Pending {
             action,
             token: self.token,
+            deadline: match action {
+                Action::Extend { .. } => Some(self.deadline),
+                Action::Release => None,
+            },
         })
     }
 

@@ -16,11 +16,8 @@
 //! | [`answer`] | what each answer means, and the error of each refusal per call |
 //! | [`errors`] | [`ErrorKind`] (stable numbers, names, messages) and [`Error`] |
 //! | [`lease`] | [`Acquire`] and [`Lease`]: grant time, deadline, renewal, retry, loss |
+//! | [`failover`] | [`Failover`] and [`Call`]: server lists, the leader, reconnects, backoff, deadlines, what may be resent |
 //! | [`value`] | which encoder wrote a stored value, for clear decoding errors |
-//!
-//! Failover between cluster members (leader hints, reconnect and backoff,
-//! re-queueing waits, resending requests that carry a request ID) belongs
-//! beside these as one more state machine, `failover`.
 //!
 //! A whole round trip, with the engine standing in for the server:
 //!
@@ -52,11 +49,17 @@
 
 pub mod answer;
 pub mod errors;
+#[cfg(feature = "alloc")]
+pub mod failover;
 pub mod lease;
 pub mod request;
 pub mod value;
 
 pub use answer::{Fetched, Grant, LockState, Stored};
 pub use errors::{Detail, Error, ErrorKind};
+#[cfg(feature = "alloc")]
+pub use failover::{
+    Call, ClusterView, Failover, Outcome, Refusal, Resend, ServerList, Step, Verdict,
+};
 pub use lease::{Acquire, Action, Done, Event, Lease, Pending};
 pub use request::Client;

@@ -102,7 +102,7 @@ pub(crate) enum Value {
     Null,
     Bool,
     Object(Span),
-    Array,
+    Array(Span),
 }
 
 impl Value {
@@ -113,7 +113,7 @@ impl Value {
             Value::Null => "null",
             Value::Bool => "a boolean",
             Value::Object(_) => "an object",
-            Value::Array => "an array",
+            Value::Array(_) => "an array",
         }
     }
 }
@@ -153,6 +153,11 @@ impl<'b> Scanner<'b> {
     /// The bytes of a span read so far.
     pub(crate) fn bytes(&self, span: Span) -> &[u8] {
         span.of(self.buf)
+    }
+
+    /// The whole buffer, which spans index into.
+    pub(crate) fn whole(&self) -> &[u8] {
+        self.buf
     }
 
     #[inline]
@@ -246,6 +251,40 @@ impl<'b> Scanner<'b> {
         Ok(())
     }
 
+    /// Reads the elements of a nested array whose `[` is at `span.start`,
+    /// calling `f` with a scanner positioned after each element (to read a
+    /// nested object with [`for_each_nested`](Self::for_each_nested)) and
+    /// the element's value; strings in it are unescaped in place.
+    pub(crate) fn for_each_element<E: From<JsonError>>(
+        &mut self,
+        span: Span,
+        mut f: impl FnMut(&mut Scanner<'_>, Value) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut sub = Scanner {
+            buf: &mut self.buf[..span.end],
+            pos: span.start + 1,
+            first: true,
+            done: false,
+        };
+        loop {
+            sub.skip_ws();
+            let b = sub.peek()?;
+            if b == b']' {
+                return Ok(());
+            }
+            if !sub.first {
+                if b != b',' {
+                    return Err(sub.unexpected().into());
+                }
+                sub.pos += 1;
+                sub.skip_ws();
+            }
+            sub.first = false;
+            let v = sub.value()?;
+            f(&mut sub, v)?;
+        }
+    }
+
     /// Checks that only whitespace follows the object and hands back the
     /// buffer, now read-only, so spans can become borrowed strings.
     pub(crate) fn finish(mut self) -> Result<&'b [u8], JsonError> {
@@ -274,7 +313,7 @@ impl<'b> Scanner<'b> {
                 Ok(if open == b'{' {
                     Value::Object(span)
                 } else {
-                    Value::Array
+                    Value::Array(span)
                 })
             }
             _ => Err(self.unexpected()),

@@ -54,7 +54,9 @@ Exit status:
   128+N    CMD was killed by signal N
 
 Environment:
-  DLM_SERVER      the server, host:port (default 127.0.0.1:37373); --server wins
+  DLM_SERVER      the server, host:port (default 127.0.0.1:37373), or a cluster's
+                  members, host:port,host:port,... (one is enough: the others
+                  are learned from it); --server wins
   DLM_ID          the owner ID; --id wins
   DLM_LOCK_TOKEN  set for CMD by dlm lock: the grant's fencing token (unset if
                   the server gives none, as JackrabbitDLM does)
@@ -105,7 +107,9 @@ Examples:
     after_help = AFTER_HELP
 )]
 struct Cli {
-    /// The dlm server.
+    /// The dlm server (`host:port`), or a cluster's members
+    /// (`host:port,host:port,...`): requests go to the leader and follow it
+    /// when it changes.
     #[arg(
         long,
         short,

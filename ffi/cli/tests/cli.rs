@@ -503,3 +503,72 @@ fn cluster_status_and_changes() {
     let out = cli(&["cluster", "status", "--json"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("\"Leader\":{via}")));
 }
+
+/// `dlm lock NAME -- CMD` given a cluster's members: CMD keeps running
+/// while the leader is killed, the lock is extended through the new
+/// leader by its token, and CMD's own exit status comes back (not 75).
+#[test]
+fn a_command_keeps_its_lock_through_a_leader_failover() {
+    let long = Duration::from_secs(60);
+    let mut c = dlm_tests::cluster::Cluster::start(3, &[]);
+    let leader = c.leader();
+    let list = c
+        .members
+        .values()
+        .map(|s| s.addr().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let cli = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlm"));
+        cmd.env("DLM_SERVER", &list).env_remove("DLM_ID");
+        cmd
+    };
+    let stop = dlm_tests::scratch_dir("cli-failover").join("stop");
+    let script = format!(
+        "echo \"$DLM_LOCK_TOKEN\"; while [ ! -e '{}' ]; do sleep 0.05; done; exit 4",
+        stop.display()
+    );
+    let ttl = Duration::from_secs(12);
+    let mut holder = cli()
+        .args(["lock", "--ttl", "12", "job", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut token = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut token,
+    )
+    .unwrap();
+    let token: u64 = token.trim().parse().unwrap();
+    // How long the cluster keeps it, as `dlm test` says: "taken MS".
+    let expires = || {
+        let out = stdout(&run(cli().args(["test", "job"])));
+        let ms: u64 = out
+            .strip_prefix("taken ")
+            .unwrap_or_else(|| panic!("not held: {out}"))
+            .parse()
+            .unwrap();
+        Instant::now() + Duration::from_millis(ms)
+    };
+    let killed = Instant::now();
+    c.kill(leader);
+    assert_ne!(c.leader(), leader);
+    // Extended through the new leader: it now expires later than it could
+    // have without an extension since the kill.
+    let deadline = Instant::now() + long;
+    while expires() < killed + ttl + Duration::from_secs(1) {
+        assert!(Instant::now() < deadline, "never extended after the kill");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(holder.try_wait().unwrap().is_none(), "CMD was stopped");
+    // Still held by it.
+    let mut other = run(cli().args(["lock", "-n", "job", "--", "true"]));
+    assert_eq!(other.status.code(), Some(1), "{other:?}");
+    std::fs::write(&stop, b"").unwrap();
+    let status = holder.wait().unwrap();
+    assert_eq!(status.code(), Some(4), "CMD's own status, not 75");
+    other = run(cli().args(["lock", "job", "--", "sh", "-c", "echo \"$DLM_LOCK_TOKEN\""]));
+    assert!(other.status.success(), "{other:?}");
+    assert!(stdout(&other).parse::<u64>().unwrap() > token);
+}

@@ -212,7 +212,7 @@ typedef uint32_t dlm_call;
 // Once triggered it stays triggered; use a new one per wait you may cancel.
 typedef struct dlm_cancel dlm_cancel;
 
-// A client of one dlm server. **Thread-safe**: every function taking a
+// A client of a dlm server or cluster. **Thread-safe**: every function taking a
 // `dlm_client` may be called from several threads at once (calls run side
 // by side on a small pool of connections). Error messages are kept per
 // thread.
@@ -366,9 +366,13 @@ dlm_status dlm_cancel_trigger(const struct dlm_cancel *cancel);
 // `cancel` must be NULL or a pointer from `dlm_cancel_new` not yet freed.
 void dlm_cancel_free(struct dlm_cancel *cancel);
 
-// Connects to `addr` (`host:port`) with `opts` (NULL for defaults). One
+// Connects to `addr` (`host:port`), or to a cluster's members
+// (`host:port,host:port,...`; one is enough, the others are learned from
+// it), with `opts` (NULL for defaults). Requests go to the cluster's
+// leader and follow it when it changes, within each call's timeout. One
 // connection is opened now, so an unreachable server is reported here
-// (`DLM_ERR_UNAVAILABLE`). `opts` may be freed afterwards.
+// (`DLM_ERR_UNAVAILABLE`: no member answered). `opts` may be freed
+// afterwards.
 //
 // # Safety
 // `addr` must point to `addr_len` readable bytes; `opts` must be NULL or a
@@ -407,6 +411,17 @@ dlm_status dlm_client_id(const struct dlm_client *client,
                          char *buf,
                          size_t len,
                          size_t *out_n);
+
+// Copies the server the client talks to now (`host:port`,
+// NUL-terminated) into `buf`: the cluster's leader once a member said who
+// leads. For logs: it changes when the client moves on after a failure.
+//
+// # Safety
+// As for `dlm_client_last_error`.
+dlm_status dlm_client_server(const struct dlm_client *client,
+                             char *buf,
+                             size_t len,
+                             size_t *out_n);
 
 // Asks whether `name` is locked, without acquiring it. Writes the state,
 // and (each may be NULL) the token if this client holds it (0 if the

@@ -303,11 +303,13 @@ struct LockStatus {
   std::optional<std::chrono::milliseconds> remaining; /* if the server said */
 };
 
-/* A client of one dlm server: a pool of connections, one owner ID. */
+/* A client of a dlm server or of a cluster's leader: a pool of
+ * connections, one owner ID. */
 class Client {
 public:
-  /* Connects to `addr` ("host:port"); throws DLM_ERR_UNAVAILABLE if the
-   * server cannot be reached. */
+  /* Connects to `addr` ("host:port", or a cluster's members
+   * "host:port,host:port,..."); throws DLM_ERR_UNAVAILABLE if no server can
+   * be reached. */
   explicit Client(std::string_view addr, const Options &opts = Options()) {
     dlm_client *c = nullptr;
     detail::check(dlm_client_new(addr.data(), addr.size(), opts.get(), &c), "connect", opts.get(),
@@ -324,6 +326,19 @@ public:
               },
               out),
           "id");
+    return out;
+  }
+
+  /* The server in use now ("host:port"), for logs: the cluster's leader
+   * once a member said who leads. */
+  std::string server() const {
+    std::string out;
+    check(detail::text(
+              [this](char *buf, size_t len, size_t *n) {
+                return dlm_client_server(ptr_.get(), buf, len, n);
+              },
+              out),
+          "server");
     return out;
   }
 

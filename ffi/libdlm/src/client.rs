@@ -1,5 +1,5 @@
-//! `dlm_client`: a connection (pool) to one server, and every call that
-//! does not need a held lock.
+//! `dlm_client`: a connection (pool) to a server or a cluster's leader,
+//! and every call that does not need a held lock.
 
 use std::ffi::{c_char, c_void};
 use std::time::Duration;
@@ -10,7 +10,7 @@ use super::{
 };
 use dlm::{Client, Error, LockState, Revision, Token};
 
-/// A client of one dlm server. **Thread-safe**: every function taking a
+/// A client of a dlm server or cluster. **Thread-safe**: every function taking a
 /// `dlm_client` may be called from several threads at once (calls run side
 /// by side on a small pool of connections). Error messages are kept per
 /// thread.
@@ -39,9 +39,13 @@ pub(crate) unsafe fn client_ref<'a>(client: *const dlm_client) -> Result<&'a dlm
     unsafe { client.as_ref() }.ok_or_else(|| Fail::null("the client"))
 }
 
-/// Connects to `addr` (`host:port`) with `opts` (NULL for defaults). One
+/// Connects to `addr` (`host:port`), or to a cluster's members
+/// (`host:port,host:port,...`; one is enough, the others are learned from
+/// it), with `opts` (NULL for defaults). Requests go to the cluster's
+/// leader and follow it when it changes, within each call's timeout. One
 /// connection is opened now, so an unreachable server is reported here
-/// (`DLM_ERR_UNAVAILABLE`). `opts` may be freed afterwards.
+/// (`DLM_ERR_UNAVAILABLE`: no member answered). `opts` may be freed
+/// afterwards.
 ///
 /// # Safety
 /// `addr` must point to `addr_len` readable bytes; `opts` must be NULL or a
@@ -132,6 +136,27 @@ pub unsafe extern "C" fn dlm_client_id(
         let c = unsafe { client_ref(client) }?;
         // SAFETY: per the contract.
         Ok(unsafe { write_text(c.client.id(), buf, len, out_n) })
+    })
+}
+
+/// Copies the server the client talks to now (`host:port`,
+/// NUL-terminated) into `buf`: the cluster's leader once a member said who
+/// leads. For logs: it changes when the client moves on after a failure.
+///
+/// # Safety
+/// As for `dlm_client_last_error`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_server(
+    client: *const dlm_client,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> dlm_status {
+    boundary(client, || {
+        // SAFETY: per the contract.
+        let c = unsafe { client_ref(client) }?;
+        // SAFETY: per the contract.
+        Ok(unsafe { write_text(&c.client.server(), buf, len, out_n) })
     })
 }
 

@@ -798,3 +798,59 @@ fn install_script_pkg_config_and_native_static_libs() {
     }
     let _ = fs::remove_dir_all(&prefix);
 }
+
+/// A C client given a cluster's members (`tests/c/failover.c`) keeps its
+/// auto-renewed lock while the leader is killed: the program holds the
+/// lock, the leader dies here, and the program checks the lock was
+/// extended through the new leader, same token, never reported lost.
+#[test]
+fn a_c_client_keeps_its_lock_through_a_leader_failover() {
+    let program = Program {
+        name: "failover",
+        source: "tests/c/failover.c",
+        lang: Lang::C,
+        setup: Setup::Plain,
+        expect: Expect::Tally,
+    };
+    let dir = scratch_dir("c-failover");
+    let exe = build(&program, Link::Shared, &dir);
+    let mut cluster = dlm_tests::cluster::Cluster::start(3, &[]);
+    let leader = cluster.leader();
+    let list = cluster
+        .members
+        .values()
+        .map(|s| s.addr().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let err_path = dir.join("failover.err");
+    let mut child = Command::new(&exe)
+        .arg(&list)
+        .arg(cluster.member(leader).addr().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("held "),
+        "{line:?}\n{}",
+        fs::read_to_string(&err_path).unwrap_or_default()
+    );
+    cluster.kill(leader);
+    let new_leader = cluster.leader();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "go {}", cluster.member(new_leader).addr()).unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let stderr = fs::read_to_string(&err_path).unwrap_or_default();
+    assert!(status.success(), "{status}\n{rest}\n{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert!(rest.contains("failover: "), "{rest}");
+    assert!(rest.contains(" checks, 0 failed"), "{rest}");
+    let _ = fs::remove_dir_all(&dir);
+}

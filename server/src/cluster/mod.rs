@@ -115,9 +115,9 @@ pub struct ClusterStatus {
     pub commit: u64,
     /// The highest index applied here.
     pub applied: u64,
-    /// Every member: ID, peer address, and (as the leader sees it) the
-    /// index it has matched.
-    pub members: Vec<(u64, std::net::SocketAddr, Option<u64>)>,
+    /// Every member: ID, peer address, (as the leader sees it) the index
+    /// it has matched, and the address it serves clients on, if known.
+    pub members: Vec<(u64, std::net::SocketAddr, Option<u64>, Option<String>)>,
 }
 
 /// A membership change or leadership transfer asked for by a client,
@@ -150,11 +150,15 @@ impl ClusterStatus {
             self.commit,
             self.applied
         );
-        for (i, (id, addr, matched)) in self.members.iter().enumerate() {
+        for (i, (id, addr, matched, client)) in self.members.iter().enumerate() {
             if i > 0 {
                 s.push(',');
             }
             let _ = write!(s, "{{\"ID\":{id},\"Peer\":\"{addr}\"");
+            if let Some(client) = client {
+                // Checked as host:port when learned: nothing to escape.
+                let _ = write!(s, ",\"Client\":\"{client}\"");
+            }
             if let Some(m) = matched {
                 let lag = self.commit.saturating_sub(*m);
                 let _ = write!(s, ",\"Matched\":{m},\"Lag\":{lag}");

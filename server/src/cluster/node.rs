@@ -113,6 +113,10 @@ pub struct Member {
     /// that the new leader relays it before closing the old leader's
     /// sessions.
     transfer_next: Option<u64>,
+    /// Where members serve clients (this one's `--advertise`, the others'
+    /// from their `Hello`), for `Cluster` answers: clients find the leader
+    /// with it.
+    clients: BTreeMap<u64, String>,
 }
 
 impl std::fmt::Debug for Member {
@@ -247,7 +251,25 @@ impl Member {
             fresh,
             led_term: 0,
             transfer_next: None,
+            clients: BTreeMap::new(),
         })
+    }
+
+    /// Records where member `id` serves clients (`None`: it cannot say).
+    pub fn set_client(&mut self, id: u64, addr: Option<String>) {
+        match addr {
+            Some(a) => {
+                self.clients.insert(id, a);
+            }
+            None => {
+                self.clients.remove(&id);
+            }
+        }
+    }
+
+    /// Where member `id` serves clients, if known.
+    pub fn client(&self, id: u64) -> Option<&str> {
+        self.clients.get(&id).map(String::as_str)
     }
 
     /// This member's ID.
@@ -529,7 +551,14 @@ impl Member {
             members: self
                 .peers
                 .iter()
-                .map(|(id, addr)| (*id, *addr, matched.get(id).copied()))
+                .map(|(id, addr)| {
+                    (
+                        *id,
+                        *addr,
+                        matched.get(id).copied(),
+                        self.clients.get(id).cloned(),
+                    )
+                })
                 .collect(),
         };
         if let Some(r) = host.replica_mut() {

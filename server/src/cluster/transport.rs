@@ -2,7 +2,9 @@
 //!
 //! Each member dials every other (its *links*, carrying what it sends) and
 //! accepts their dials (carrying what they send). A dial starts with
-//! `Hello { cluster, node }`; a connection that sends anything else first,
+//! `Hello { cluster, node, client }` (`client`: the address the member
+//! serves clients on, possibly empty, so that every member can tell
+//! clients where the others are); a connection that sends anything else first,
 //! names another cluster or an unknown member, or sends a frame that does
 //! not decode is closed, logged and counted, and nothing it sent is used.
 //!
@@ -15,6 +17,9 @@ use std::fmt;
 /// snapshot): a peer cannot make us buffer more.
 pub const MAX_FRAME: usize = 256 << 20;
 
+/// The longest client address a `Hello` may carry.
+pub const MAX_CLIENT_ADDRESS: usize = 255;
+
 /// One frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
@@ -24,6 +29,10 @@ pub enum Frame<'a> {
         cluster: u64,
         /// The dialing member.
         node: u64,
+        /// The address it serves clients on (`host:port`, UTF-8, at most
+        /// [`MAX_CLIENT_ADDRESS`] bytes), or empty if it cannot say (it
+        /// listens on every interface without `--advertise`).
+        client: &'a [u8],
     },
     /// A raft message (protobuf).
     Raft(&'a [u8]),
@@ -88,10 +97,15 @@ pub fn encode(out: &mut Vec<u8>, frame: Frame<'_>) {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     match frame {
-        Frame::Hello { cluster, node } => {
+        Frame::Hello {
+            cluster,
+            node,
+            client,
+        } => {
             out.push(kind::HELLO);
             out.extend_from_slice(&cluster.to_le_bytes());
             out.extend_from_slice(&node.to_le_bytes());
+            out.extend_from_slice(&client[..client.len().min(MAX_CLIENT_ADDRESS)]);
         }
         Frame::Raft(bytes) => {
             out.push(kind::RAFT);
@@ -131,9 +145,10 @@ fn decode(body: &[u8]) -> Result<Frame<'_>, BadFrame> {
     let (&k, rest) = body.split_first().ok_or(BadFrame::Malformed("empty"))?;
     let session = || u64_at(rest).ok_or(BadFrame::Malformed("short session"));
     Ok(match k {
-        kind::HELLO if rest.len() == 16 => Frame::Hello {
+        kind::HELLO if (16..=16 + MAX_CLIENT_ADDRESS).contains(&rest.len()) => Frame::Hello {
             cluster: u64_at(rest).ok_or(BadFrame::Malformed("hello"))?,
             node: u64_at(&rest[8..]).ok_or(BadFrame::Malformed("hello"))?,
+            client: &rest[16..],
         },
         kind::RAFT => Frame::Raft(rest),
         kind::FORWARD => Frame::Forward {
@@ -219,6 +234,12 @@ mod tests {
             Frame::Hello {
                 cluster: 7,
                 node: 2,
+                client: b"127.0.0.1:37372",
+            },
+            Frame::Hello {
+                cluster: 7,
+                node: 3,
+                client: b"",
             },
             Frame::Raft(b"protobuf"),
             Frame::Forward {
@@ -263,5 +284,14 @@ mod tests {
         let mut r = FrameReader::default();
         r.push(&[3, 0, 0, 0, kind::HELLO, 1, 2]);
         assert!(r.next_frame().is_err());
+        // A client address longer than the limit.
+        let mut long = vec![kind::HELLO];
+        long.extend_from_slice(&[0; 16]);
+        long.extend_from_slice(&[b'a'; MAX_CLIENT_ADDRESS + 1]);
+        let mut wire = u32::try_from(long.len()).unwrap().to_le_bytes().to_vec();
+        wire.extend_from_slice(&long);
+        let mut r = FrameReader::default();
+        r.push(&wire);
+        assert!(matches!(r.next_frame(), Err(BadFrame::Malformed(_))));
     }
 }

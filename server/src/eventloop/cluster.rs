@@ -476,7 +476,11 @@ impl EventLoop {
         let mine = self.host.replica().and_then(|r| r.cluster_id);
         let Some(node) = conn.node else {
             return match f {
-                OwnedFrame::Hello { cluster, node } => {
+                OwnedFrame::Hello {
+                    cluster,
+                    node,
+                    client,
+                } => {
                     // 0: not known yet (a member that has not applied the
                     // cluster's first entry).
                     if let Some(mine) = mine
@@ -491,7 +495,14 @@ impl EventLoop {
                         return Err(format!("member {node} is not a peer of this cluster"));
                     }
                     conn.node = Some(node);
-                    debug!(peer = node, "peer connected");
+                    // Where it serves clients, if it said (and it reads as
+                    // an address: it goes into `Cluster` answers).
+                    let client = std::str::from_utf8(&client)
+                        .ok()
+                        .filter(|a| dlm_core::client::failover::check_address(a).is_ok())
+                        .map(str::to_owned);
+                    debug!(peer = node, client = ?client, "peer connected");
+                    c.member.set_client(node, client);
                     Ok(())
                 }
                 _ => Err("no hello first".into()),
@@ -799,6 +810,7 @@ impl EventLoop {
             return;
         };
         let id = c.member.id();
+        let client = c.member.client(id).unwrap_or("").as_bytes().to_vec();
         let Some(link) = c.links.get_mut(&node) else {
             return;
         };
@@ -829,6 +841,7 @@ impl EventLoop {
                         Frame::Hello {
                             cluster: cluster_id,
                             node: id,
+                            client: &client,
                         },
                     );
                 }
@@ -1144,21 +1157,40 @@ impl EventLoop {
 
 /// A frame with its bytes owned (taken out of the reader before acting).
 enum OwnedFrame {
-    Hello { cluster: u64, node: u64 },
+    Hello {
+        cluster: u64,
+        node: u64,
+        client: Vec<u8>,
+    },
     Raft(Vec<u8>),
-    Forward { session: u64, bytes: Vec<u8> },
-    Eof { session: u64 },
-    Reply { session: u64, bytes: Vec<u8> },
-    Close { session: u64 },
+    Forward {
+        session: u64,
+        bytes: Vec<u8>,
+    },
+    Eof {
+        session: u64,
+    },
+    Reply {
+        session: u64,
+        bytes: Vec<u8>,
+    },
+    Close {
+        session: u64,
+    },
     Goodbye,
 }
 
 impl OwnedFrame {
     fn frame(&self) -> Frame<'_> {
         match self {
-            Self::Hello { cluster, node } => Frame::Hello {
+            Self::Hello {
+                cluster,
+                node,
+                client,
+            } => Frame::Hello {
                 cluster: *cluster,
                 node: *node,
+                client,
             },
             Self::Raft(b) => Frame::Raft(b),
             Self::Forward { session, bytes } => Frame::Forward {
@@ -1177,7 +1209,15 @@ impl OwnedFrame {
 
     fn of(f: Frame<'_>) -> Self {
         match f {
-            Frame::Hello { cluster, node } => Self::Hello { cluster, node },
+            Frame::Hello {
+                cluster,
+                node,
+                client,
+            } => Self::Hello {
+                cluster,
+                node,
+                client: client.to_vec(),
+            },
             Frame::Raft(b) => Self::Raft(b.to_vec()),
             Frame::Forward { session, bytes } => Self::Forward {
                 session,

@@ -204,6 +204,7 @@ impl EventLoop {
                     io::Error::new(e.kind(), format!("log file {}: {e}", path.display()))
                 })?;
         }
+        let client_addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
@@ -291,6 +292,19 @@ impl EventLoop {
                 );
                 let mut member = member;
                 member.snapshot_every = cs.snapshot_every;
+                // Where clients reach this member, for `Cluster` answers.
+                let advertise = match &cs.advertise {
+                    Some(a) => Some(a.clone()),
+                    None if client_addr.ip().is_unspecified() => {
+                        warn!(
+                            "listening on {client_addr}: clients cannot be told where this \
+                             member is; set --advertise HOST:PORT"
+                        );
+                        None
+                    }
+                    None => Some(client_addr.to_string()),
+                };
+                member.set_client(cs.node, advertise);
                 let mut c = cluster::Cluster::new(member, peer_listener)?;
                 c.data_dir.clone_from(&cs.data_dir);
                 Some(c)
