@@ -56,7 +56,7 @@ pub mod lease;
 pub mod request;
 pub mod value;
 
-pub use answer::{Fetched, Grant, LockState, Stored};
+pub use answer::{Admin, Fetched, Grant, LockState, Stored};
 pub use errors::{Detail, Error, ErrorKind};
 pub use lease::{Acquire, Action, Done, Event, Lease, Pending};
 pub use request::Client;
