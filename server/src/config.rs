@@ -56,6 +56,10 @@ pub enum IdentitySubcommand {
         /// Largest `DataStore` the identity may put, in bytes.
         #[arg(long, value_parser = parse_size)]
         max_size: Option<u64>,
+        /// Make it an administrator: it may list the lock table, see a
+        /// lock's queue and revoke locks (`dlm admin`, the dashboard).
+        #[arg(long)]
+        admin: bool,
     },
 }
 

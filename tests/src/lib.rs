@@ -364,3 +364,26 @@ impl Conn {
 pub fn stat(stats: &Stats, s: Stat) -> u64 {
     stats.get(s)
 }
+
+/// Creates identity `name` in `dir` with `dlm-server identity new` (an
+/// administrator with `admin`) and returns its secret.
+pub fn new_identity(dir: &Path, name: &str, admin: bool) -> String {
+    let mut cmd = Command::new(binary("dlm-server", "dlm-server"));
+    cmd.args(["identity", "new", name, "--identity-dir"])
+        .arg(dir);
+    if admin {
+        cmd.arg("--admin");
+    }
+    let out = cmd.output().expect("run dlm-server identity new");
+    assert!(
+        out.status.success(),
+        "identity new {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.join(format!("{name}.cfg"))).expect("identity file");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("identity file is JSON");
+    v["Identity"]
+        .as_str()
+        .expect("an Identity field")
+        .to_owned()
+}
