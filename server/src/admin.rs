@@ -89,6 +89,59 @@ pub fn lock_json(engine: &Engine, name: &str) -> Option<String> {
     Some(json!({ "Lock": entry }).to_string())
 }
 
+/// What the dashboard asks of the lock table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// The locks whose names start with this.
+    Locks(String),
+    /// One lock and its queue.
+    Lock(String),
+}
+
+/// The credentials are not an administrator's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotAdmin;
+
+impl crate::host::Host {
+    /// Answers an administrator's `query` (the dashboard's, over HTTP):
+    /// [`NotAdmin`] if `name` and `secret` are not an administrator's,
+    /// `None` for a lock nobody holds, else the JSON of [`locks_json`] or
+    /// [`lock_json`].
+    pub(crate) fn admin_query(
+        &mut self,
+        at: std::time::Duration,
+        peers: &dyn crate::host::Peers,
+        name: &str,
+        secret: &str,
+        query: &Query,
+    ) -> Result<Option<String>, NotAdmin> {
+        if !self.identities.verify_admin(name, secret) {
+            self.engine
+                .stats_mut()
+                .incr(dlm_core::stats::Stat::AuthFailed);
+            return Err(NotAdmin);
+        }
+        if self.replica.is_none() {
+            // Bring a single server's engine to now, as a request would
+            // (a member's keeps the log's time).
+            let now = crate::host::engine_time(at);
+            let Self {
+                engine, deliveries, ..
+            } = self;
+            engine.advance(now, &mut |ev| {
+                deliveries.push(crate::dispatch::Delivery::of(&ev));
+            });
+            if !self.deliveries.is_empty() {
+                self.place_deliveries(at, peers);
+            }
+        }
+        Ok(match query {
+            Query::Locks(prefix) => Some(locks_json(&self.engine, prefix, MAX_LISTED)),
+            Query::Lock(name) => lock_json(&self.engine, name),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -150,6 +150,10 @@ pub struct ServeArgs {
     /// its log is compacted) [default: 20000].
     #[arg(long, env = "DLM_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
+    /// Serve Prometheus metrics (`/metrics`), `/healthz`, `/readyz` and the
+    /// dashboard (`/`) over HTTP on this address [default: off].
+    #[arg(long, env = "DLM_HTTP")]
+    pub http: Option<SocketAddr>,
 }
 
 /// Cluster members: ID to peer address.
@@ -226,6 +230,7 @@ pub struct FileConfig {
     log_file: Option<PathBuf>,
     threads: Option<usize>,
     busy_poll: Option<SizeOrText>,
+    http: Option<SocketAddr>,
 }
 
 /// A number, or text with a unit.
@@ -284,6 +289,8 @@ pub struct Settings {
     pub busy_poll: Duration,
     /// Cluster membership (`None`: a single server in memory, no log).
     pub cluster: Option<ClusterSettings>,
+    /// Where to serve metrics and the dashboard over HTTP (`None`: off).
+    pub http: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -301,6 +308,7 @@ impl Default for Settings {
             threads: 1,
             busy_poll: Duration::ZERO,
             cluster: None,
+            http: None,
         }
     }
 }
@@ -424,6 +432,7 @@ impl ServeArgs {
                 .unwrap_or(d.busy_poll)
                 .min(Duration::from_millis(10)),
             cluster: self.cluster_settings()?,
+            http: self.http.or(file.http),
         };
         settings.check()?;
         Ok(settings)

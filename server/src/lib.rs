@@ -29,7 +29,9 @@ mod deadlines;
 mod dispatch;
 mod eventloop;
 pub mod host;
+pub mod http;
 pub mod identity;
+pub mod metrics;
 mod server;
 pub mod statslog;
 
