@@ -5,6 +5,7 @@
 //! dlm lock NAME [--ttl S] [--wait S | -n] [-E CODE] -- CMD ARGS...
 //! dlm lock NAME                  hold it until SIGINT/SIGTERM; prints the token
 //! dlm get|put|erase|test|unlock|stats|version ...
+//! dlm admin locks|lock|revoke ... -i ADMIN.cfg   the lock table (administrators)
 //! ```
 //!
 //! `dlm lock` behaves like `flock(1)`: it waits for the lock (forever by
@@ -30,6 +31,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod admin;
+
 use clap::{Args, Parser, Subcommand};
 use dlm::{Client, Error, LockState, Options, Revision, Token};
 
@@ -50,6 +53,7 @@ Exit status:
   69       the server cannot be reached
   70       any other failure
   75       the lock was lost while CMD ran (CMD was stopped) or while held
+  77       dlm admin: the server refused (not an administrator identity)
   126/127  CMD cannot be run / was not found
   128+N    CMD was killed by signal N
 
@@ -59,6 +63,7 @@ Environment:
   DLM_LOCK_TOKEN  set for CMD by dlm lock: the grant's fencing token (unset if
                   the server gives none, as JackrabbitDLM does)
   DLM_LOCK_NAME   set for CMD by dlm lock: the lock's name
+  DLM_IDENTITY_FILE  dlm admin: the administrator's identity file
   USER            part of the default owner ID of the data commands
 
 Examples:
@@ -174,6 +179,10 @@ enum Cmd {
     /// change its membership.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// The lock table and revocation, for an administrator identity
+    /// (`--identity-file`).
+    #[command(subcommand)]
+    Admin(admin::AdminCmd),
     /// Print the server's version.
     Version,
 }
@@ -267,6 +276,9 @@ fn fail(e: &Error) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Admin(cmd) = cli.command {
+        return admin::run(&cli.server, cli.timeout, &cmd);
+    }
     let is_lock = matches!(cli.command, Cmd::Lock(_));
     let id = match (&cli.id, is_lock) {
         (Some(id), _) => Some(id.clone()),
@@ -361,6 +373,8 @@ fn run(client: &Client, command: Cmd) -> Result<ExitCode, Error> {
             let _ = writeln!(out, "{}", client.version()?);
         }
         Cmd::Cluster(c) => return cluster(client, c, &mut out),
+        // Handled before connecting, in main.
+        Cmd::Admin(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }
