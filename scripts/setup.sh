@@ -26,6 +26,9 @@ done
 # The bindings benchmark's C program (bench/bindings/c, smoke-run by the
 # tests) measures libdlm against hiredis.
 pkg-config --exists hiredis 2>/dev/null || need+=(libhiredis-dev)
+# The dashboard's browser test (tests/tests/dashboard_browser.rs) runs
+# Debian's chromium headless.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
   $sudo apt-get update -qq
