@@ -6,6 +6,7 @@
 //! dlm lock NAME                  hold it until SIGINT/SIGTERM; prints the token
 //! dlm get|put|erase|test|unlock|stats|version ...
 //! dlm admin locks|lock|revoke ... -i ADMIN.cfg   the lock table (administrators)
+//! dlm war [-f N] [-r ROUNDS] [--crash-rate P]      a lock fight, and its verdict
 //! ```
 //!
 //! `dlm lock` behaves like `flock(1)`: it waits for the lock (forever by
@@ -32,6 +33,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod admin;
+mod war;
 
 use clap::{Args, Parser, Subcommand};
 use dlm::{Client, Error, LockState, Options, Revision, Token};
@@ -183,6 +185,10 @@ enum Cmd {
     /// (`--identity-file`).
     #[command(subcommand)]
     Admin(admin::AdminCmd),
+    /// Fighters fight for one lock, each incrementing a counter through a
+    /// fenced resource; prints the verdict (counter exact, exclusion and
+    /// fencing held, grants per fighter, throughput). Exit 0 if it held.
+    War(war::WarArgs),
     /// Print the server's version.
     Version,
 }
@@ -276,8 +282,10 @@ fn fail(e: &Error) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Cmd::Admin(cmd) = cli.command {
-        return admin::run(&cli.server, cli.timeout, &cmd);
+    match cli.command {
+        Cmd::Admin(cmd) => return admin::run(&cli.server, cli.timeout, &cmd),
+        Cmd::War(args) => return war::run(&cli.server, cli.timeout, args),
+        _ => {}
     }
     let is_lock = matches!(cli.command, Cmd::Lock(_));
     let id = match (&cli.id, is_lock) {
@@ -374,7 +382,7 @@ fn run(client: &Client, command: Cmd) -> Result<ExitCode, Error> {
         }
         Cmd::Cluster(c) => return cluster(client, c, &mut out),
         // Handled before connecting, in main.
-        Cmd::Admin(_) => {}
+        Cmd::Admin(_) | Cmd::War(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }
