@@ -7,6 +7,7 @@
 //! dlm get|put|erase|test|unlock|stats|version ...
 //! dlm admin locks|lock|revoke ... -i ADMIN.cfg   the lock table (administrators)
 //! dlm war [-f N] [-r ROUNDS] [--crash-rate P]      a lock fight, and its verdict
+//! dlm chart LOG -o stats.png|stats.svg|stats.html  the statistics log, drawn
 //! ```
 //!
 //! `dlm lock` behaves like `flock(1)`: it waits for the lock (forever by
@@ -33,6 +34,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod admin;
+#[cfg(feature = "chart")]
+mod chart;
 mod war;
 
 use clap::{Args, Parser, Subcommand};
@@ -189,6 +192,10 @@ enum Cmd {
     /// fenced resource; prints the verdict (counter exact, exclusion and
     /// fencing held, grants per fighter, throughput). Exit 0 if it held.
     War(war::WarArgs),
+    /// Draw a statistics log (dlm-server --log-file, or JackrabbitDLM's)
+    /// as a chart: one line per counter over time (.png, .svg or .html).
+    #[cfg(feature = "chart")]
+    Chart(chart::ChartArgs),
     /// Print the server's version.
     Version,
 }
@@ -285,6 +292,8 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Admin(cmd) => return admin::run(&cli.server, cli.timeout, &cmd),
         Cmd::War(args) => return war::run(&cli.server, cli.timeout, args),
+        #[cfg(feature = "chart")]
+        Cmd::Chart(args) => return chart::run(&args),
         _ => {}
     }
     let is_lock = matches!(cli.command, Cmd::Lock(_));
@@ -383,6 +392,8 @@ fn run(client: &Client, command: Cmd) -> Result<ExitCode, Error> {
         Cmd::Cluster(c) => return cluster(client, c, &mut out),
         // Handled before connecting, in main.
         Cmd::Admin(_) | Cmd::War(_) => {}
+        #[cfg(feature = "chart")]
+        Cmd::Chart(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }
