@@ -29,6 +29,10 @@ pkg-config --exists hiredis 2>/dev/null || need+=(libhiredis-dev)
 # The dashboard's browser test (tests/tests/dashboard_browser.rs) runs
 # Debian's chromium headless.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# dlm chart (plotters) builds against fontconfig and draws PNG text with a
+# system font.
+pkg-config --exists fontconfig 2>/dev/null || need+=(libfontconfig1-dev)
+fc-list 2>/dev/null | grep -q . || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
   $sudo apt-get update -qq
