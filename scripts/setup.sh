@@ -33,6 +33,10 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # system font.
 pkg-config --exists fontconfig 2>/dev/null || need+=(libfontconfig1-dev)
 fc-list 2>/dev/null | grep -q . || need+=(fonts-dejavu-core)
+# The systemd unit is checked with systemd-analyze verify; the Debian
+# package is built with dpkg-deb.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
   $sudo apt-get update -qq

@@ -165,6 +165,8 @@ pub(crate) struct EventLoop {
     removed: bool,
     /// Where the loop publishes its metrics (with `--http`).
     metrics: Option<Metrics>,
+    /// Whether systemd was told the server is ready (`Type=notify`).
+    ready_notified: bool,
 }
 
 /// The loop's side of the metrics: what it publishes and what it keeps
@@ -352,6 +354,7 @@ impl EventLoop {
                 cluster,
                 removed: false,
                 metrics: None,
+                ready_notified: false,
             },
             handle,
         ))
@@ -384,6 +387,7 @@ impl EventLoop {
 
     /// Writes a snapshot for the HTTP side.
     fn publish(&mut self) {
+        let ready = self.is_ready();
         let Some(m) = &mut self.metrics else {
             return;
         };
@@ -422,8 +426,6 @@ impl EventLoop {
                 behind,
             }
         });
-        let ready =
-            self.listening && !self.removed && cluster.as_ref().is_none_or(|c| c.leader != 0);
         m.shared.publish(crate::metrics::Snapshot {
             unix_ms: crate::metrics::unix_ms(SystemTime::now()),
             taken: Instant::now(),
@@ -436,6 +438,40 @@ impl EventLoop {
             ready,
             cluster,
         });
+    }
+
+    /// Whether the server serves requests: listening and, in a cluster,
+    /// a leader known (a follower relays to it).
+    fn is_ready(&self) -> bool {
+        self.listening
+            && !self.removed
+            && self
+                .cluster
+                .as_ref()
+                .is_none_or(|c| c.member.leader().is_some())
+    }
+
+    /// Tells systemd (`Type=notify`, `$NOTIFY_SOCKET`) that the server
+    /// serves, once it does; nothing without a notify socket.
+    fn notify_ready_once(&mut self) {
+        if self.ready_notified || !self.is_ready() {
+            return;
+        }
+        self.ready_notified = true;
+        let status = if self.cluster.is_some() {
+            "serving (cluster member, leader known)"
+        } else {
+            "serving"
+        };
+        if let Err(e) = sd_notify::notify(
+            false,
+            &[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(status),
+            ],
+        ) {
+            warn!("cannot tell systemd the server is ready: {e}");
+        }
     }
 
     fn admin(
@@ -557,6 +593,7 @@ impl EventLoop {
                 tracing::error!("this member must stop: {e}");
                 return Err(e);
             }
+            self.notify_ready_once();
             let handed_over = handing_over.is_some_and(|t| {
                 Instant::now() >= t || !self.cluster.as_ref().is_some_and(|c| c.member.is_leader())
             });
@@ -845,8 +882,11 @@ impl EventLoop {
         }
         self.host.begin_shutdown();
         self.apply_actions();
-        // /readyz says so at once.
+        // /readyz says so at once, and systemd.
         self.publish();
+        if self.ready_notified {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        }
     }
 
     fn reload_identities(&mut self) {
