@@ -3,7 +3,12 @@
 //! and readiness (`Type=notify`) is sent only once the server serves; in
 //! a cluster, only once a leader is known.
 
-#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+// Test code: panicking on a broken expectation is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc
+)]
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
