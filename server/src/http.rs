@@ -375,11 +375,12 @@ async fn admin(req: &httparse::Request<'_, '_>, state: &State, query: Query) -> 
     });
     match tokio::time::timeout(ADMIN_TIMEOUT, rx).await {
         Ok(Ok(Some(a))) => {
-            let table: serde_json::Value = a
+            let mut table: serde_json::Value = a
                 .table
                 .as_deref()
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or(serde_json::Value::Null);
+            tokens_as_text(&mut table);
             let members: Vec<serde_json::Value> = a
                 .members
                 .iter()
@@ -396,8 +397,39 @@ async fn admin(req: &httparse::Request<'_, '_>, state: &State, query: Query) -> 
     }
 }
 
+/// Fencing tokens exceed what a JavaScript number holds exactly (2^53):
+/// the browser gets them as text.
+fn tokens_as_text(table: &mut serde_json::Value) {
+    let mut fix = |lock: &mut serde_json::Value| {
+        if let Some(t) = lock.get("Token").and_then(serde_json::Value::as_u64) {
+            lock["Token"] = serde_json::Value::String(t.to_string());
+        }
+    };
+    if let Some(locks) = table
+        .get_mut("Locks")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        locks.iter_mut().for_each(&mut fix);
+    }
+    if let Some(lock) = table.get_mut("Lock") {
+        fix(lock);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tokens_reach_the_browser_exactly() {
+        let mut v: serde_json::Value =
+            serde_json::from_str(r#"{"Locks":[{"Token":1796125439187295201}],"Count":1}"#).unwrap();
+        super::tokens_as_text(&mut v);
+        assert_eq!(v["Locks"][0]["Token"], "1796125439187295201");
+        let mut one: serde_json::Value =
+            serde_json::from_str(r#"{"Lock":{"Token":9007199254740993}}"#).unwrap();
+        super::tokens_as_text(&mut one);
+        assert_eq!(one["Lock"]["Token"], "9007199254740993");
+    }
+
     use super::*;
 
     #[test]

@@ -82,10 +82,11 @@ fn the_dashboard_draws_live_data_and_shows_locks_to_administrators_only() {
     let http = server.http_addr();
     let mut c = server.connect();
     let holder = Client::new("holder-dash");
-    assert_eq!(
-        c.call(&holder.lock("dash/test-lock", TTL)).status,
-        Status::Locked
-    );
+    let held = c.call(&holder.lock("dash/test-lock", TTL));
+    assert_eq!(held.status, Status::Locked);
+    // Past 2^53: the page must show it exactly, not as a rounded number.
+    let token = held.token.unwrap();
+    assert!(token > 1 << 53);
     assert_eq!(
         c.call(&holder.lock("elsewhere", TTL)).status,
         Status::Locked

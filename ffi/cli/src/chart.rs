@@ -171,9 +171,34 @@ fn read_log(path: &Path, only: &[String]) -> Result<Log, String> {
                 _ => full.push((t, 0.0)),
             }
         }
-        *points = full;
+        *points = with_gaps(&full, typical_gap(&log.times));
     }
     Ok(log)
+}
+
+/// The usual time between two lines (their median gap).
+fn typical_gap(times: &[f64]) -> f64 {
+    let mut gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_by(f64::total_cmp);
+    gaps.get(gaps.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The server writes no line for an interval where every counter is
+/// zero: where lines are missing, the counters drop to zero (instead of
+/// a slope across the silence).
+fn with_gaps(points: &[(f64, f64)], gap: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(points.len());
+    for (i, &(t, v)) in points.iter().enumerate() {
+        if i > 0 && gap > 0.0 {
+            let prev = points[i - 1].0;
+            if t - prev > 1.5 * gap {
+                out.push((prev + gap, 0.0));
+                out.push((t - gap, 0.0));
+            }
+        }
+        out.push((t, v));
+    }
+    out
 }
 
 /// `HH:MM` (or `MM-DD HH:MM` over more than a day) of a time in seconds.
@@ -381,6 +406,26 @@ mod tests {
         ] {
             assert!(parse_line(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn silent_intervals_drop_to_zero() {
+        let times = [0.0, 2.0, 4.0, 20.0, 22.0];
+        assert!((typical_gap(&times) - 2.0).abs() < 1e-9);
+        let pts: Vec<(f64, f64)> = times.iter().map(|&t| (t, 5.0)).collect();
+        let out = with_gaps(&pts, 2.0);
+        assert_eq!(
+            out,
+            [
+                (0.0, 5.0),
+                (2.0, 5.0),
+                (4.0, 5.0),
+                (6.0, 0.0),
+                (18.0, 0.0),
+                (20.0, 5.0),
+                (22.0, 5.0)
+            ]
+        );
     }
 
     #[test]

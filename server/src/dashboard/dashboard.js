@@ -38,8 +38,16 @@ const CHARTS = {
     ["not owner /s", rate("NotOwner")], ["waiters", level("AWait")], ["live locks", level("ALock")],
   ],
   connections: [["open", level("AConn")], ["accepted /s", rate("Connections")]],
-  memory: [["engine", level("Memory")], ["connections", level("ConnMemory")], ["budget", (_p, c) => c.MemoryBudget]],
+  // The budget is in the legend only: drawn, it would flatten the rest.
+  memory: [["engine", level("Memory")], ["connections", level("ConnMemory")], ["budget", (_p, c) => c.MemoryBudget, true]],
 };
+
+// 1, 2 or 5 times a power of ten, at least v.
+function niceCeil(v) {
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
 
 function sum(a, b) { return a === null || b === null ? null : a + b; }
 
@@ -57,16 +65,17 @@ function draw(name) {
   const ctx = canvas.getContext("2d");
   const W = canvas.width, H = canvas.height, L = 48, B = 20, T = 8, R = 8;
   ctx.clearRect(0, 0, W, H);
-  const series = CHARTS[name].map(([label, f]) => ({
+  const series = CHARTS[name].map(([label, f, legendOnly]) => ({
     label,
+    legendOnly: !!legendOnly,
     points: samples.map((c, i) => [c.At, f(samples[i - 1], c)]).filter((p) => p[1] !== null),
   }));
   const now = samples.length ? samples[samples.length - 1].At : Date.now();
   const t0 = Math.max(samples.length ? samples[0].At : now - 60000, now - HOUR_MS);
   const span = Math.max(now - t0, 10000);
   let max = 1;
-  for (const s of series) for (const p of s.points) max = Math.max(max, p[1]);
-  max *= 1.1;
+  for (const s of series) if (!s.legendOnly) for (const p of s.points) max = Math.max(max, p[1]);
+  max = niceCeil(max * 1.05);
   const x = (t) => L + ((t - (now - span)) / span) * (W - L - R);
   const y = (v) => H - B - (v / max) * (H - B - T);
   ctx.strokeStyle = "#26323e";
@@ -81,6 +90,7 @@ function draw(name) {
   ctx.fillText(mins >= 1 ? `last ${mins} min` : `last ${Math.round(span / 1000)} s`, L, H - 4);
   let drawn = 0;
   series.forEach((s, i) => {
+    if (s.legendOnly) return;
     ctx.strokeStyle = COLORS[i % COLORS.length];
     ctx.lineWidth = 1.6;
     ctx.beginPath();
