@@ -134,6 +134,10 @@ fn the_dashboard_draws_live_data_and_shows_locks_to_administrators_only() {
         "{dom}"
     );
     assert!(
+        dom.contains(&format!("<td>{token}</td>")),
+        "token {token} not shown exactly"
+    );
+    assert!(
         !dom.contains("<td>elsewhere</td>"),
         "the filter let through another lock"
     );
