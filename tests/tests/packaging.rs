@@ -187,3 +187,131 @@ fn a_cluster_member_is_ready_only_once_a_leader_is_known() {
     assert!(status.contains("\"Status\":\"Done\""), "{status}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_debian_package_holds_everything_and_its_binaries_serve() {
+    if Command::new("dpkg-deb").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: dpkg-deb not installed (scripts/setup.sh installs dpkg)");
+        return;
+    }
+    let dir = scratch_dir("deb");
+    let out = Command::new(repo().join("scripts/make-deb.sh"))
+        .arg(dir.join("out"))
+        .env("DLM_PROFILE", "dev")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "make-deb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    let run = |args: &[&str]| {
+        let o = Command::new("dpkg-deb")
+            .args(args)
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "dpkg-deb {args:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let contents = run(&["--contents"]);
+    for path in [
+        "./usr/bin/dlm-server",
+        "./usr/bin/dlm",
+        "./lib/systemd/system/dlm-server.service",
+        "./etc/dlm/dlm-server.toml",
+        "./usr/lib/dlm/lib/libdlm.so.0.1.0",
+        "./usr/lib/dlm/lib/libdlm.a",
+        "./usr/lib/dlm/include/dlm.h",
+        "./usr/lib/dlm/include/dlm.hpp",
+        "./usr/lib/dlm/lib/pkgconfig/dlm.pc",
+        "pkgconfig/dlm.pc -> /usr/lib/dlm/lib/pkgconfig/dlm.pc",
+    ] {
+        assert!(
+            contents.contains(path),
+            "the package lacks {path}:\n{contents}"
+        );
+    }
+    let conffiles = run(&["--info"]);
+    assert!(conffiles.contains("Package: dlm"), "{conffiles}");
+    let ctrl = dir.join("ctrl");
+    let o = Command::new("dpkg-deb")
+        .arg("--control")
+        .arg(&deb)
+        .arg(&ctrl)
+        .status()
+        .unwrap();
+    assert!(o.success());
+    assert_eq!(
+        std::fs::read_to_string(ctrl.join("conffiles")).unwrap(),
+        "/etc/dlm/dlm-server.toml\n"
+    );
+    let postinst = std::fs::read_to_string(ctrl.join("postinst")).unwrap();
+    assert!(postinst.contains("adduser --system") && postinst.contains("/etc/dlm/identities"));
+    let sh = Command::new("sh")
+        .arg("-n")
+        .arg(ctrl.join("postinst"))
+        .status()
+        .unwrap();
+    assert!(sh.success(), "postinst is not valid sh");
+
+    // Unpacked (not installed: that needs a machine of its own), the
+    // package's own binaries and configuration serve.
+    let root = dir.join("root");
+    let o = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(o.success());
+    let pc = std::fs::read_to_string(root.join("usr/lib/dlm/lib/pkgconfig/dlm.pc")).unwrap();
+    assert!(pc.starts_with("prefix=/usr/lib/dlm\n"), "{pc}");
+    std::fs::create_dir_all(dir.join("identities")).unwrap();
+    let config = std::fs::read_to_string(root.join("etc/dlm/dlm-server.toml"))
+        .unwrap()
+        .replace("port = 37373", "port = 0")
+        .replace("\"127.0.0.1:9373\"", "\"127.0.0.1:0\"")
+        .replace(
+            "/etc/dlm/identities",
+            dir.join("identities").to_str().unwrap(),
+        )
+        .replace(
+            "/var/log/dlm/stats.log",
+            dir.join("stats.log").to_str().unwrap(),
+        );
+    std::fs::write(dir.join("dlm-server.toml"), config).unwrap();
+    let mut child = Command::new(root.join("usr/bin/dlm-server"))
+        .arg("--config")
+        .arg(dir.join("dlm-server.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let o = Command::new(root.join("usr/bin/dlm"))
+        .env("DLM_SERVER", &addr)
+        .args([
+            "lock",
+            "packaged",
+            "-w",
+            "5",
+            "--",
+            "sh",
+            "-c",
+            "test -n \"$DLM_LOCK_TOKEN\"",
+        ])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(o.status.success(), "the packaged dlm could not lock: {o:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
