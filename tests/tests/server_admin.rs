@@ -165,3 +165,83 @@ fn only_an_administrator_lists_and_revokes() {
     assert_eq!(server.stats().get(dlm_core::stats::Stat::Revoked), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn in_a_cluster_a_revocation_goes_through_the_log() {
+    let dir = scratch_dir("admin-cluster-ids");
+    let root = new_identity(&dir, "root", true);
+    let cluster = dlm_tests::cluster::Cluster::start(
+        3,
+        &[
+            "--identity-dir",
+            dir.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let leader = cluster.leader();
+    let follower = cluster.followers(leader)[0];
+    let w1 = Client::new("c-holder");
+    let w2 = Client::new("c-waiter");
+    let mut holder = cluster.member(leader).connect();
+    let held = holder.call(&w1.lock("jobs/replicated", TTL));
+    assert_eq!(held.status, Status::Locked);
+    let mut waiter = cluster.member(leader).connect();
+    waiter.send(&w2.lock_wait("jobs/replicated", TTL, Ttl::from_secs(20)));
+    let admin = Client::new("ops").with_credentials(Credentials {
+        name: "root",
+        secret: &root,
+    });
+    // Through a follower (which relays to the leader).
+    let mut c = cluster.member(follower).connect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, json, _, _) = admin_call(
+            &mut c,
+            &admin.admin(AdminOp::Lock {
+                name: Resource("jobs/replicated"),
+            }),
+        );
+        if status == Status::Done && json.as_ref().is_some_and(|j| j["Lock"]["Waiters"] == 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw the waiter: {status:?} {json:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, _, revoked, error) = admin_call(
+        &mut c,
+        &admin.admin(AdminOp::Revoke {
+            name: Resource("jobs/replicated"),
+            token: held.token.map(Token),
+        }),
+    );
+    assert_eq!(
+        (status, revoked),
+        (Status::Unlocked, held.token),
+        "{error:?}"
+    );
+    let granted = waiter.recv();
+    assert_eq!(granted.status, Status::Locked);
+    assert!(granted.token > held.token);
+    // Every member applied it: its own engine counted it (each member's
+    // metrics are its own; a client connection would be relayed).
+    for id in cluster.members.keys() {
+        let http = cluster.member(*id).http_addr();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let text = dlm_tests::http_get(http, "/metrics", "").body;
+            if dlm_tests::metric(&text, "dlm_revoked_total").is_some_and(|v| v >= 1.0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "member {id} never applied the revocation:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
