@@ -1,5 +1,5 @@
 # The two commands a user needs are in README.md; everything else is here.
-.PHONY: test setup bench bench-cluster bench-bindings fuzz header
+.PHONY: test setup bench bench-cluster bench-bindings fuzz header deb
 test:
 	scripts/test.sh
 
@@ -32,3 +32,9 @@ bench-bindings:
 # engine model, and cargo-fuzz where a nightly toolchain has it.
 fuzz:
 	scripts/fuzz.sh
+
+# The Debian package: dlm-server with its systemd unit, the dlm command,
+# libdlm with its headers and pkg-config file (scripts/make-deb.sh;
+# target/deb/dlm_VERSION_ARCH.deb).
+deb:
+	scripts/make-deb.sh

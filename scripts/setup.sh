@@ -26,6 +26,17 @@ done
 # The bindings benchmark's C program (bench/bindings/c, smoke-run by the
 # tests) measures libdlm against hiredis.
 pkg-config --exists hiredis 2>/dev/null || need+=(libhiredis-dev)
+# The dashboard's browser test (tests/tests/dashboard_browser.rs) runs
+# Debian's chromium headless.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# dlm chart (plotters) builds against fontconfig and draws PNG text with a
+# system font.
+pkg-config --exists fontconfig 2>/dev/null || need+=(libfontconfig1-dev)
+fc-list 2>/dev/null | grep -q . || need+=(fonts-dejavu-core)
+# The systemd unit is checked with systemd-analyze verify; the Debian
+# package is built with dpkg-deb.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
   $sudo apt-get update -qq

@@ -104,6 +104,8 @@ stats! {
     /// Resent requests answered from memory instead of applied again
     /// (`RequestID`). Extension.
     Replayed = "Replayed", false;
+    /// Locks revoked by an administrator (`Admin` with `Op` `revoke`). Extension.
+    Revoked = "Revoked", false;
     /// `Stats` requests. Extension.
     Stats = "Stats", false;
     /// `TestLock`s that found a live lock.
@@ -238,6 +240,105 @@ impl fmt::Debug for Stats {
     }
 }
 
+/// The upper bounds, in milliseconds, of a [`Histogram`]'s buckets (the
+/// last bucket, unbounded, is not listed): from a millisecond to an hour,
+/// in steps of about 2.5x.
+pub const HISTOGRAM_BOUNDS_MS: [u64; 16] = [
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 60_000, 300_000, 3_600_000,
+];
+
+/// A histogram of durations in whole milliseconds, with the fixed buckets
+/// of [`HISTOGRAM_BOUNDS_MS`]: counts that only grow, in the manner of a
+/// Prometheus histogram. Recording is a comparison walk and three adds; no
+/// allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative), the last one unbounded.
+    buckets: [u64; HISTOGRAM_BOUNDS_MS.len() + 1],
+    /// Sum of the observations, in milliseconds.
+    sum_ms: u64,
+}
+
+impl Histogram {
+    /// Empty.
+    pub const fn new() -> Self {
+        Self {
+            buckets: [0; HISTOGRAM_BOUNDS_MS.len() + 1],
+            sum_ms: 0,
+        }
+    }
+
+    /// Records `n` observations of `ms` milliseconds each.
+    #[inline]
+    pub fn record_n(&mut self, ms: u64, n: u64) {
+        let i = HISTOGRAM_BOUNDS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(HISTOGRAM_BOUNDS_MS.len());
+        self.buckets[i] = self.buckets[i].saturating_add(n);
+        self.sum_ms = self.sum_ms.saturating_add(ms.saturating_mul(n));
+    }
+
+    /// Records one observation.
+    #[inline]
+    pub fn record(&mut self, ms: u64) {
+        self.record_n(ms, 1);
+    }
+
+    /// How many observations.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().fold(0u64, |a, &b| a.saturating_add(b))
+    }
+
+    /// Their sum, in milliseconds.
+    pub fn sum_ms(&self) -> u64 {
+        self.sum_ms
+    }
+
+    /// `(upper bound in ms, observations at or below it)` for every
+    /// bounded bucket, cumulative as Prometheus wants them; the unbounded
+    /// bucket's count is [`count`](Self::count).
+    pub fn cumulative(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut total = 0u64;
+        HISTOGRAM_BOUNDS_MS
+            .iter()
+            .zip(self.buckets.iter())
+            .map(move |(&bound, &n)| {
+                total = total.saturating_add(n);
+                (bound, total)
+            })
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Histogram")
+            .field("buckets", &self.buckets)
+            .field("sum_ms", &self.sum_ms)
+            .finish()
+    }
+}
+
+/// The engine's timings: how long locks were held and how long granted
+/// waiters had queued, measured on the engine's clock (so the same on
+/// every member of a cluster). Never reset, never part of a snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// From a grant to its end (unlock, expiry, revocation, or a hand-over
+    /// to the next waiter), per grant. A re-lock or extension continues
+    /// its grant.
+    pub hold: Histogram,
+    /// From joining a wait queue to being granted the lock, per granted
+    /// waiter (waiters whose wait ran out are counted `WaitTimeout`).
+    pub queued: Histogram,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +408,26 @@ mod tests {
         line.clear();
         s.write_log_line(&mut line).unwrap();
         assert_eq!(line, "ALock: 3");
+    }
+
+    #[test]
+    fn histogram_buckets_are_inclusive_and_cumulative() {
+        let mut h = Histogram::new();
+        h.record(0);
+        h.record(1);
+        h.record(2);
+        h.record_n(3, 2);
+        h.record(u64::MAX);
+        assert_eq!(h.count(), 6);
+        let c: alloc::vec::Vec<(u64, u64)> = h.cumulative().collect();
+        assert_eq!(c[0], (1, 2), "0 and 1 ms are at or below 1 ms");
+        assert_eq!(c[1], (2, 3));
+        assert_eq!(c[2], (5, 5));
+        assert_eq!(
+            c.last(),
+            Some(&(3_600_000, 5)),
+            "u64::MAX is past every bound"
+        );
+        assert_eq!(h.sum_ms(), u64::MAX, "the sum saturates");
     }
 }

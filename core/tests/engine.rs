@@ -1637,6 +1637,96 @@ fn lock_table_is_visible<S: Storage>() {
     assert!(h.e.lock_info("n").is_none());
 }
 
+/// How long a grant has been held and who waits how long are visible, and
+/// the timings record each grant's hold and each granted waiter's queueing.
+fn hold_and_queue_times_are_measured<S: Storage>() {
+    let mut h = H::<S>::new();
+    h.lock(100, "l", "a", 1_000);
+    h.advance(130);
+    assert_eq!(h.e.lock_info("l").unwrap().held, ttl(30));
+    // A re-lock continues the grant.
+    h.lock(140, "l", "a", 1_000);
+    let b = h.queue(150, "l", "b", 500, 2_000, 1);
+    h.queue(160, "l", "c", 500, 2_000, 2);
+    h.advance(170);
+    assert_eq!(h.e.lock_info("l").unwrap().held, ttl(70));
+    let q: Vec<_> =
+        h.e.waiters("l")
+            .map(|w| (w.owner, w.waited, w.wait_left, w.ttl))
+            .collect();
+    assert_eq!(
+        q,
+        [
+            ("b", ttl(20), ttl(1_980), ttl(500)),
+            ("c", ttl(10), ttl(1_990), ttl(500))
+        ]
+    );
+    assert_eq!(h.e.waiters("nothing").count(), 0);
+    assert_eq!(h.e.timings().hold.count(), 0);
+    // a holds 100..200, then b queued 150..200 gets it.
+    assert_eq!(h.unlock(200, "l", "a"), unlocked("a"));
+    assert_eq!(h.take()[0].waiter, b);
+    let t = *h.e.timings();
+    assert_eq!((t.hold.count(), t.hold.sum_ms()), (1, 100));
+    assert_eq!((t.queued.count(), t.queued.sum_ms()), (1, 50));
+    assert_eq!(h.e.lock_info("l").unwrap().held, ttl(0));
+    // b's grant runs out at 700 and goes to c, who queued at 160.
+    h.advance(700);
+    let t = *h.e.timings();
+    assert_eq!((t.hold.count(), t.hold.sum_ms()), (2, 600));
+    assert_eq!((t.queued.count(), t.queued.sum_ms()), (2, 50 + 540));
+    assert_eq!(h.e.lock_info("l").unwrap().owner, "c");
+}
+
+/// An administrator's revocation frees the lock as an unlock would (the
+/// next waiter gets it, with a greater token), by token only that grant.
+fn revoke_hands_the_lock_on<S: Storage>() {
+    use dlm_core::protocol::{AdminOp, RequestError};
+    let mut h = H::<S>::new();
+    let admin = Principal::Identity(h.e.register_identity("root", 100).unwrap());
+    let revoke = |name, token: Option<u64>| {
+        Command::Admin(AdminOp::Revoke {
+            name: Resource(name),
+            token: token.map(Token),
+        })
+    };
+    let t = H::<S>::token_of(&h.lock(0, "l", "a", 1_000));
+    let w = h.queue(0, "l", "b", 1_000, 5_000, 9);
+    h.seen = h.e.stats();
+    // Nobody anonymous may.
+    assert_eq!(
+        h.reply(10, &revoke("l", None)),
+        Reply::of(&dlm_core::protocol::Response::rejected(
+            RequestError::NotAdmin
+        ))
+    );
+    h.moved(&[(Stat::BadPayload, 1)]);
+    // Another grant's token: refused, nothing changes.
+    assert_eq!(
+        h.as_(admin).reply(10, &revoke("l", Some(t + 1))),
+        not_owner()
+    );
+    h.moved(&[(Stat::NotOwner, 1)]);
+    assert_eq!(h.e.lock_info("l").unwrap().owner, "a");
+    let r = h.as_(admin).reply(20, &revoke("l", Some(t)));
+    assert_eq!(r, Reply::bare(Status::Unlocked).token(t));
+    h.moved(&[(Stat::Revoked, 1), (Stat::Lock, 1), (Stat::WaitGranted, 1)]);
+    let ev = h.take();
+    assert_eq!(ev.len(), 1);
+    assert_eq!((ev[0].waiter, ev[0].tag), (w, 9));
+    assert!(H::<S>::token_of(&ev[0].reply) > t);
+    // The old holder has lost it: its unlock by token is refused.
+    assert_eq!(h.unlock_token(30, "l", "a", Some(t)), not_owner());
+    // Revoking what nobody holds is an unlock of nothing.
+    h.as_(admin).reply(40, &revoke("l", None));
+    h.seen = h.e.stats();
+    assert_eq!(
+        h.as_(admin).reply(50, &revoke("l", None)),
+        Reply::bare(Status::Unlocked)
+    );
+    h.moved(&[(Stat::UnlockNF, 1)]);
+}
+
 fn put_cmd<'a>(
     name: &'a str,
     owner: &'a str,
@@ -2133,6 +2223,37 @@ fn restore_errors_leave_an_empty_engine<S: Storage>() {
     }
 }
 
+/// A snapshot of the version before grant instants were kept (3) is still
+/// read: its locks count as granted at the restore.
+fn version_3_snapshots_are_read<S: Storage>() {
+    let mut h = H::<S>::new();
+    // A token whose bytes appear nowhere else in the snapshot.
+    h.e.seed_tokens(0x0123_4567_89ab_cdee);
+    let t = H::<S>::token_of(&h.lock(0, "l", "a", 100));
+    h.advance(40);
+    let v4 = h.e.snapshot_to_vec();
+    let mut r = H::<S>::new();
+    r.e.restore(at(500), &v4).unwrap();
+    assert_eq!(
+        r.e.lock_info("l").unwrap().held,
+        ttl(40),
+        "version 4 keeps it"
+    );
+    // The lock's fields: token, time left, told, then the held time.
+    let body = &v4[..v4.len() - 8];
+    let p = body.windows(8).position(|w| w == t.to_le_bytes()).unwrap();
+    let mut v3 = [&body[..p + 18], &body[p + 26..]].concat();
+    v3[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let mut r = H::<S>::new();
+    r.e.restore(at(500), &sealed(&v3)).unwrap();
+    let info = r.e.lock_info("l").unwrap();
+    assert_eq!(
+        (info.owner, info.token, info.remaining),
+        ("a", Token(t), ttl(60))
+    );
+    assert_eq!(info.held, ttl(0));
+}
+
 /// Regression: a snapshot that is well sealed but inconsistent is found
 /// out only after the token and waiter counters were read; the failed
 /// restore used to leave the engine with the snapshot's counters, so the
@@ -2286,6 +2407,12 @@ fn same_instant_hand_overs_follow_grant_order<S: Storage>() {
     let want: Vec<u64> = (0..20).map(|i| (i * 7) % 20).collect();
     assert_eq!(tags, want);
 }
+
+on_both!(
+    hold_and_queue_times_are_measured,
+    revoke_hands_the_lock_on,
+    version_3_snapshots_are_read
+);
 
 on_both!(
     snapshot_round_trip_is_identical,

@@ -1998,6 +1998,7 @@ impl RespSpec {
             error: self.error.as_deref().map(Message::Text),
             stats: None,
             cluster: None,
+            admin: None,
         }
     }
 }
@@ -2784,4 +2785,102 @@ fn request_ids_are_parsed_checked_and_written() {
         let back = Request::parse(&mut line, &Limits::DEFAULT).unwrap();
         assert_eq!(back.request_id, Some("id-9"));
     }
+}
+
+/// `Admin` (extension): every op parses from either framing, writes back to
+/// the same request, and refuses what is missing or unknown.
+#[test]
+fn admin_requests_parse_and_write_back() {
+    use dlm_core::protocol::{AdminOp, Credentials, Framing};
+    let cases: [(&str, AdminOp<'_>); 5] = [
+        (
+            r#"{"Action":"Admin","Op":"locks"}"#,
+            AdminOp::Locks { prefix: "" },
+        ),
+        (
+            r#"{"Action":"admin","Op":"LOCKS","FileName":"jobs/"}"#,
+            AdminOp::Locks { prefix: "jobs/" },
+        ),
+        (
+            r#"{"Action":"Admin","Op":"lock","FileName":"a"}"#,
+            AdminOp::Lock {
+                name: Resource("a"),
+            },
+        ),
+        (
+            r#"{"Action":"Admin","Op":"revoke","FileName":"a"}"#,
+            AdminOp::Revoke {
+                name: Resource("a"),
+                token: None,
+            },
+        ),
+        (
+            r#"{"Action":"Admin","Op":"revoke","FileName":"a","Token":7}"#,
+            AdminOp::Revoke {
+                name: Resource("a"),
+                token: Some(Token(7)),
+            },
+        ),
+    ];
+    for (text, op) in cases {
+        let mut line = text.as_bytes().to_vec();
+        let req = Request::parse(&mut line, &Limits::DEFAULT).unwrap();
+        assert_eq!(req.command, Command::Admin(op), "{text}");
+        for framing in [Framing::Plain, Framing::Legacy] {
+            let secret = "s".repeat(1100);
+            let out = Request {
+                framing,
+                command: Command::Admin(op),
+                credentials: Some(Credentials {
+                    name: "root",
+                    secret: &secret,
+                }),
+                request_id: None,
+            };
+            let mut bytes = Vec::new();
+            out.write(&mut bytes).unwrap();
+            let again = Request::parse(&mut bytes, &Limits::DEFAULT).unwrap();
+            assert_eq!(again, out, "{text} in {framing:?}");
+        }
+    }
+    for (text, status) in [
+        (r#"{"Action":"Admin"}"#, Status::BadPayload),
+        (r#"{"Action":"Admin","Op":"lock"}"#, Status::BadPayload),
+        (
+            r#"{"Action":"Admin","Op":"revoke","FileName":""}"#,
+            Status::BadPayload,
+        ),
+        (
+            r#"{"Action":"Admin","Op":"revoke","FileName":"a","Token":-1}"#,
+            Status::BadPayload,
+        ),
+        (r#"{"Action":"Admin","Op":"drop"}"#, Status::BadAction),
+    ] {
+        let mut line = text.as_bytes().to_vec();
+        let err = Request::parse(&mut line, &Limits::DEFAULT).unwrap_err();
+        assert_eq!(err.error.status(), status, "{text}: {err}");
+    }
+    let long = format!(
+        r#"{{"Action":"Admin","Op":"locks","FileName":"{}"}}"#,
+        "x".repeat(Limits::DEFAULT.max_name + 1)
+    );
+    let mut line = long.into_bytes();
+    assert!(Request::parse(&mut line, &Limits::DEFAULT).is_err());
+}
+
+/// The `Admin` field of a response is written as its JSON text and read
+/// back as the same text.
+#[test]
+fn admin_answers_round_trip() {
+    use dlm_core::protocol::Framing;
+    let mut r = Response::new(Status::Done);
+    r.admin = Some(r#"{"Locks":[{"FileName":"a","Waiters":0}],"More":false}"#);
+    for framing in [Framing::Plain, Framing::Legacy] {
+        let mut line = Vec::new();
+        r.write(framing, &mut line).unwrap();
+        let (f, back) = Response::parse(&mut line).unwrap();
+        assert_eq!((f, back), (framing, r));
+    }
+    let mut bad = br#"{"Status":"Done","Admin":[1]}"#.to_vec();
+    assert!(Response::parse(&mut bad).is_err());
 }

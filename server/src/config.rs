@@ -56,6 +56,10 @@ pub enum IdentitySubcommand {
         /// Largest `DataStore` the identity may put, in bytes.
         #[arg(long, value_parser = parse_size)]
         max_size: Option<u64>,
+        /// Make it an administrator: it may list the lock table, see a
+        /// lock's queue and revoke locks (`dlm admin`, the dashboard).
+        #[arg(long)]
+        admin: bool,
     },
 }
 
@@ -151,6 +155,10 @@ pub struct ServeArgs {
     /// [default: the address it listens on, unless that is 0.0.0.0 or ::].
     #[arg(long, env = "DLM_ADVERTISE", value_parser = parse_advertise)]
     pub advertise: Option<String>,
+    /// Serve Prometheus metrics (`/metrics`), `/healthz`, `/readyz` and the
+    /// dashboard (`/`) over HTTP on this address [default: off].
+    #[arg(long, env = "DLM_HTTP")]
+    pub http: Option<SocketAddr>,
 }
 
 /// Checks an advertised client address (`HOST:PORT`, as clients take it).
@@ -236,6 +244,7 @@ pub struct FileConfig {
     log_file: Option<PathBuf>,
     threads: Option<usize>,
     busy_poll: Option<SizeOrText>,
+    http: Option<SocketAddr>,
 }
 
 /// A number, or text with a unit.
@@ -294,6 +303,8 @@ pub struct Settings {
     pub busy_poll: Duration,
     /// Cluster membership (`None`: a single server in memory, no log).
     pub cluster: Option<ClusterSettings>,
+    /// Where to serve metrics and the dashboard over HTTP (`None`: off).
+    pub http: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -311,6 +322,7 @@ impl Default for Settings {
             threads: 1,
             busy_poll: Duration::ZERO,
             cluster: None,
+            http: None,
         }
     }
 }
@@ -434,6 +446,7 @@ impl ServeArgs {
                 .unwrap_or(d.busy_poll)
                 .min(Duration::from_millis(10)),
             cluster: self.cluster_settings()?,
+            http: self.http.or(file.http),
         };
         settings.check()?;
         Ok(settings)

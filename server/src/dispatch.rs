@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use dlm_core::engine::{Event, Outcome, Principal, WaiterId};
-use dlm_core::protocol::{Command, Framing, Request, RequestError, Response, Status, Token};
+use dlm_core::protocol::{
+    AdminOp, Command, Framing, Request, RequestError, Response, Status, Token,
+};
 use dlm_core::stats::Stat;
 use dlm_core::time::Ttl;
 use tracing::debug;
@@ -196,6 +198,52 @@ impl Host {
                 }
             }
         };
+        if let Command::Admin(op) = req.command {
+            // Only an administrator; the engine, which cannot tell, only
+            // refuses the anonymous.
+            let admin = matches!(principal, Principal::Identity(_))
+                && req.credentials.is_some_and(|c| identities.is_admin(c.name));
+            if !admin {
+                let stats = engine.stats_mut();
+                stats.incr(Stat::BadPayload);
+                stats.incr(Stat::Out);
+                conn.emit(&Response::rejected(RequestError::NotAdmin), framing);
+                return;
+            }
+            if self.replica.is_none() {
+                // A single server's engine sees time only when asked:
+                // bring it to now so times held and left are current (what
+                // fell due was handled above). A member's engine keeps the
+                // log's time, at most an idle stamp (250 ms) behind.
+                engine.advance(now, &mut |ev| deliveries.push(Delivery::of(&ev)));
+            }
+            let table = match op {
+                AdminOp::Locks { prefix } => Some(Some(crate::admin::locks_json(
+                    engine,
+                    prefix,
+                    crate::admin::MAX_LISTED,
+                ))),
+                AdminOp::Lock { name } => Some(crate::admin::lock_json(engine, &name)),
+                // A change of state: the engine's, through the log in a
+                // cluster, below.
+                AdminOp::Revoke { .. } => None,
+            };
+            if let Some(found) = table {
+                engine.stats_mut().incr(Stat::Out);
+                match found {
+                    Some(json) => {
+                        let mut r = Response::new(Status::Done);
+                        r.admin = Some(&json);
+                        conn.emit(&r, framing);
+                    }
+                    None => conn.emit(&Response::new(Status::NotFound), framing),
+                }
+                if !self.deliveries.is_empty() {
+                    self.place_deliveries(at, peers);
+                }
+                return;
+            }
+        }
         let waiter_tag = tag_node(
             tag(slot, generation, framing),
             self.replica.as_ref().map_or(0, |r| r.node),

@@ -2,7 +2,10 @@
 //! (PROTOCOL.md section 6).
 //!
 //! Each file is `{"Identity": "<secret of at least 1023 characters>",
-//! "MaxSize": <bytes, optional>}`. The directory is read at start (and again
+//! "MaxSize": <bytes, optional>, "Admin": <true, optional>}`. `Admin` (a
+//! dlm extension, ignored by JackrabbitDLM, which reads only the other two)
+//! makes the identity an administrator: it may list the lock table, look
+//! at a lock's queue and revoke locks (the `Admin` action, the dashboard). The directory is read at start (and again
 //! on `SIGHUP`). A request's secret is compared in constant time, and a
 //! failure never says whether the name exists: an unknown name is compared
 //! against a dummy secret so it costs the same.
@@ -30,11 +33,14 @@ struct IdentityFile {
     identity: String,
     #[serde(rename = "MaxSize", default, skip_serializing_if = "Option::is_none")]
     max_size: Option<u64>,
+    #[serde(rename = "Admin", default, skip_serializing_if = "std::ops::Not::not")]
+    admin: bool,
 }
 
 struct Entry {
     secret: Box<[u8]>,
     max_data: usize,
+    admin: bool,
 }
 
 /// The loaded identities.
@@ -128,6 +134,7 @@ impl Identities {
                         Entry {
                             secret: old.secret.clone(),
                             max_data: old.max_data,
+                            admin: old.admin,
                         },
                     );
                 }
@@ -177,6 +184,7 @@ impl Identities {
                 Entry {
                     secret: file.identity.into_bytes().into_boxed_slice(),
                     max_data: max,
+                    admin: file.admin,
                 },
             );
         }
@@ -203,6 +211,20 @@ impl Identities {
                 false
             }
         }
+    }
+
+    /// Whether `secret` is administrator `name`'s secret: [`verify`](Self::verify)
+    /// for an identity whose file says `"Admin": true`. Costs the same
+    /// whether the name exists, is no administrator, or the secret is wrong.
+    pub fn verify_admin(&self, name: &str, secret: &str) -> bool {
+        let ok = self.verify(name, secret);
+        ok && self.is_admin(name)
+    }
+
+    /// Whether identity `name` is an administrator (says nothing of a
+    /// request's secret: verify that first).
+    pub fn is_admin(&self, name: &str) -> bool {
+        self.by_name.get(name).is_some_and(|e| e.admin)
     }
 
     /// Every identity's name and `MaxSize` (for a cluster's leader to
@@ -239,7 +261,8 @@ fn permission_problem(path: &Path) -> Option<Openness> {
 /// URL-safe characters from the OS RNG, readable by the owner only,
 /// in a directory created private (0700) if it does not exist.
 /// Refuses to overwrite an existing file.
-pub fn create(dir: &Path, name: &str, max_size: Option<u64>) -> io::Result<PathBuf> {
+/// With `admin`, the identity is an administrator (`"Admin": true`).
+pub fn create(dir: &Path, name: &str, max_size: Option<u64>, admin: bool) -> io::Result<PathBuf> {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     if !valid_name(name) {
         return Err(io::Error::new(
@@ -256,6 +279,7 @@ pub fn create(dir: &Path, name: &str, max_size: Option<u64>) -> io::Result<PathB
     let body = serde_json::to_string(&IdentityFile {
         identity: secret,
         max_size: max_size.or(Some(DEFAULT_MAX_DATA as u64)),
+        admin,
     })
     .map_err(io::Error::other)?;
     // The directory holds secrets: only its owner may list or change it,
@@ -306,7 +330,7 @@ mod tests {
         // SAFETY: umask only changes this process's file creation mask.
         #[allow(unsafe_code)]
         let old = unsafe { libc::umask(0) };
-        let made = create(&dir.join("sub"), "alice", None);
+        let made = create(&dir.join("sub"), "alice", None, false);
         // SAFETY: as above, restoring it.
         #[allow(unsafe_code)]
         unsafe {
@@ -383,14 +407,17 @@ mod tests {
     fn create_then_load_then_verify() {
         let dir = std::env::temp_dir().join(format!("dlm-ident-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let path = create(&dir, "alice", Some(1 << 20)).unwrap();
+        let path = create(&dir, "alice", Some(1 << 20), false).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
             let mode = fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(create(&dir, "alice", None).is_err(), "must not overwrite");
+        assert!(
+            create(&dir, "alice", None, false).is_err(),
+            "must not overwrite"
+        );
         fs::write(dir.join("short.cfg"), r#"{"Identity":"tooshort"}"#).unwrap();
         fs::write(dir.join("broken.cfg"), "{").unwrap();
         let text = fs::read_to_string(&path).unwrap();
@@ -408,6 +435,16 @@ mod tests {
         assert_eq!(engine.identity("alice"), Some(id));
         assert!(!ids.verify("alice", "wrong"));
         assert!(!ids.verify("bob", &file.identity));
+        assert!(!ids.verify_admin("alice", &file.identity), "not an admin");
+        assert!(!text.contains("Admin"), "no Admin field unless asked");
+
+        let root = create(&dir, "root", None, true).unwrap();
+        let file: IdentityFile = serde_json::from_str(&fs::read_to_string(&root).unwrap()).unwrap();
+        assert!(file.admin);
+        let (ids, _) = Identities::load(&dir, &mut engine, DEFAULT_MAX_DATA, None).unwrap();
+        assert!(ids.verify_admin("root", &file.identity));
+        assert!(!ids.verify_admin("root", "wrong"));
+        assert!(ids.is_admin("root") && !ids.is_admin("alice") && !ids.is_admin("nobody"));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

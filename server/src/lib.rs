@@ -21,6 +21,7 @@
 // A std crate: the no_std discipline lints of the workspace are for dlm-core.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
+pub mod admin;
 pub mod cluster;
 pub mod config;
 mod conn;
@@ -28,7 +29,9 @@ mod deadlines;
 mod dispatch;
 mod eventloop;
 pub mod host;
+pub mod http;
 pub mod identity;
+pub mod metrics;
 mod server;
 pub mod statslog;
 

@@ -29,9 +29,10 @@ fn main() -> ExitCode {
         name,
         identity_dir,
         max_size,
+        admin,
     })) = cli.command
     {
-        return match dlm_server::identity::create(&identity_dir, &name, max_size) {
+        return match dlm_server::identity::create(&identity_dir, &name, max_size, admin) {
             Ok(path) => {
                 println!("{}", path.display());
                 ExitCode::SUCCESS

@@ -28,6 +28,8 @@ pub struct Server {
     event_loop: EventLoop,
     handle: Handle,
     addr: std::net::SocketAddr,
+    /// The operator's HTTP listener (`--http`) and the metrics it shows.
+    http: Option<(std::net::TcpListener, crate::metrics::Shared)>,
     /// SIGHUP, caught from the moment the server is ready (its default
     /// action would end the process).
     #[cfg(unix)]
@@ -48,11 +50,23 @@ impl Server {
     pub fn new(listener: TcpListener, settings: &Settings) -> io::Result<Self> {
         let listener = listener.into_std()?;
         let addr = listener.local_addr()?;
-        let (event_loop, handle) = EventLoop::new(listener, settings)?;
+        let (mut event_loop, handle) = EventLoop::new(listener, settings)?;
+        let http = match settings.http {
+            None => None,
+            Some(at) => {
+                let l = std::net::TcpListener::bind(at)
+                    .map_err(|e| io::Error::new(e.kind(), format!("--http {at}: {e}")))?;
+                tracing::info!("http listening on {}", l.local_addr()?);
+                let shared = crate::metrics::Shared::default();
+                event_loop.publish_metrics(shared.clone(), settings);
+                Some((l, shared))
+            }
+        };
         Ok(Self {
             event_loop,
             handle,
             addr,
+            http,
             #[cfg(unix)]
             hup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
         })
@@ -61,6 +75,11 @@ impl Server {
     /// The address clients connect to.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.addr
+    }
+
+    /// The operator's HTTP address (`--http`), if it serves one.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, then stops accepting, answers
@@ -72,6 +91,7 @@ impl Server {
             handle,
             #[cfg(unix)]
             hup,
+            http,
             ..
         } = self;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -84,6 +104,14 @@ impl Server {
             })?;
 
         let stop = CancellationToken::new();
+        let http = http.map(|(listener, shared)| {
+            tokio::spawn(crate::http::serve(
+                listener,
+                shared,
+                handle.clone(),
+                stop.clone(),
+            ))
+        });
         #[cfg(unix)]
         let reload = tokio::spawn(reload_on_sighup(hup, handle.clone(), stop.clone()));
         tokio::pin!(shutdown);
@@ -99,6 +127,9 @@ impl Server {
         stop.cancel();
         #[cfg(unix)]
         let _ = reload.await;
+        if let Some(http) = http {
+            let _ = http.await;
+        }
         thread
             .join()
             .map_err(|_| io::Error::other("the event loop panicked"))?

@@ -364,3 +364,96 @@ impl Conn {
 pub fn stat(stats: &Stats, s: Stat) -> u64 {
     stats.get(s)
 }
+
+/// Creates identity `name` in `dir` with `dlm-server identity new` (an
+/// administrator with `admin`) and returns its secret.
+pub fn new_identity(dir: &Path, name: &str, admin: bool) -> String {
+    let mut cmd = Command::new(binary("dlm-server", "dlm-server"));
+    cmd.args(["identity", "new", name, "--identity-dir"])
+        .arg(dir);
+    if admin {
+        cmd.arg("--admin");
+    }
+    let out = cmd.output().expect("run dlm-server identity new");
+    assert!(
+        out.status.success(),
+        "identity new {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.join(format!("{name}.cfg"))).expect("identity file");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("identity file is JSON");
+    v["Identity"]
+        .as_str()
+        .expect("an Identity field")
+        .to_owned()
+}
+
+impl Server {
+    /// The address of the server's HTTP listener (`--http`), from its log.
+    pub fn http_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if let Some(addr) = log
+                .split("http listening on ")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next())
+                .and_then(|a| a.parse().ok())
+            {
+                return addr;
+            }
+            assert!(Instant::now() < deadline, "no http address logged:\n{log}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// An HTTP answer.
+#[derive(Clone, Debug)]
+pub struct HttpReply {
+    /// The status code.
+    pub status: u16,
+    /// The head (status line and headers) as text.
+    pub head: String,
+    /// The body as text.
+    pub body: String,
+}
+
+/// Sends raw bytes as an HTTP request to `addr` and reads the answer to
+/// the end (the server closes after one answer); `None` if it closed
+/// without one.
+pub fn http_raw(addr: SocketAddr, request: &[u8]) -> Option<HttpReply> {
+    let mut s = TcpStream::connect(addr).expect("connect to the http listener");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    if s.write_all(request).is_err() {
+        return None;
+    }
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some(HttpReply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    })
+}
+
+/// `GET path` with extra header lines (each ending in `\r\n`).
+pub fn http_get(addr: SocketAddr, path: &str, headers: &str) -> HttpReply {
+    http_raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}\r\n").as_bytes(),
+    )
+    .unwrap_or_else(|| panic!("no answer to GET {path}"))
+}
+
+/// The value of an unlabelled sample in a Prometheus text exposition.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}

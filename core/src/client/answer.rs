@@ -225,6 +225,32 @@ pub fn cluster<'a>(r: &Response<'a>) -> Result<&'a str, Error<'a>> {
     }
 }
 
+/// What an `Admin` request was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admin<'a> {
+    /// The lock table (`locks`) or one lock (`lock`), as the JSON object
+    /// of the answer's `Admin` field.
+    Table(&'a str),
+    /// `lock` of a lock nobody holds.
+    NoSuchLock,
+    /// `revoke`: the token of the grant taken away, or `None` if no lock
+    /// was live.
+    Revoked(Option<Token>),
+}
+
+/// The answer to `Admin`. A revocation by token of a lock whose grant has
+/// another token is [`NotOwner`](ErrorKind::NotOwner); a request without an
+/// administrator identity is a [`BadRequest`](ErrorKind::BadRequest) with
+/// the server's reason.
+pub fn admin<'a>(r: &Response<'a>) -> Result<Admin<'a>, Error<'a>> {
+    match (r.status, r.admin) {
+        (Status::Done, Some(json)) => Ok(Admin::Table(json)),
+        (Status::NotFound, _) => Ok(Admin::NoSuchLock),
+        (Status::Unlocked, _) => Ok(Admin::Revoked(r.token)),
+        _ => Err(refused(r, ErrorKind::NotOwner)),
+    }
+}
+
 /// The answer to `Version`: the server's version string.
 pub fn version<'a>(r: &Response<'a>) -> Result<&'a str, Error<'a>> {
     match (r.status, r.id) {

@@ -55,7 +55,7 @@ pub mod lease;
 pub mod request;
 pub mod value;
 
-pub use answer::{Fetched, Grant, LockState, Stored};
+pub use answer::{Admin, Fetched, Grant, LockState, Stored};
 pub use errors::{Detail, Error, ErrorKind};
 #[cfg(feature = "alloc")]
 pub use failover::{

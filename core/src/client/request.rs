@@ -187,4 +187,14 @@ impl<'a> Client<'a> {
     {
         self.request(Command::Cluster(op))
     }
+
+    /// `Admin`: an administrator's look at the lock table, or a
+    /// revocation (the client must carry an administrator identity's
+    /// credentials).
+    pub fn admin<'r>(&self, op: crate::protocol::AdminOp<'r>) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::Admin(op))
+    }
 }

@@ -22,6 +22,8 @@ pub(super) struct LockSlot<S: sealed::Storage> {
     pub(super) ident: u16,
     /// Who was told `Locked` for this token: see [`Told`].
     pub(super) told: Told,
+    /// When the current grant was made (engine milliseconds).
+    pub(super) since: u64,
 }
 
 /// Who was told `Locked` for a lock's current token, so that taking back
@@ -241,6 +243,7 @@ impl<S: Storage> Engine<S> {
             hash: h,
             ident,
             told: Told::DIRECT,
+            since: now,
         };
         let Ok(slot) = self.timed.locks.insert(entry, widen(h), |l| widen(l.hash)) else {
             return self.no_memory();
@@ -263,6 +266,8 @@ impl<S: Storage> Engine<S> {
     ) {
         // The instant the lock came free: its expiry, or now if released.
         let free_at = self.timed.locks.get(slot).link.when.min(now);
+        let since = self.timed.locks.get(slot).since;
+        self.timings.hold.record(free_at.saturating_sub(since));
         loop {
             let (_, queue) = self.find_queue(slot);
             let Some(q) = queue else {
@@ -306,7 +311,9 @@ impl<S: Storage> Engine<S> {
                 lock.ident = w.ident;
                 lock.told = Told::ONE_WAITER;
                 lock.link.when = now + w.ttl + self.slack;
+                lock.since = now;
             }
+            self.timings.queued.record(now.saturating_sub(w.since));
             self.bytes = self.bytes + new_len - old_len;
             self.wheel
                 .insert(&mut self.timed, TimerRef::new(Kind::Lock, slot));
@@ -374,6 +381,7 @@ impl<S: Storage> Engine<S> {
             );
             let lock = self.timed.locks.get_mut(slot);
             lock.told = lock.told.add_waiter();
+            self.timings.queued.record(now.saturating_sub(w.since));
             self.stats.incr(Stat::Relock);
             self.stats.incr(Stat::WaitGranted);
             self.announce_grant(slot, &w, events);
@@ -405,6 +413,39 @@ impl<S: Storage> Engine<S> {
         self.stats.incr(Stat::Unlock);
         let mut r = Response::new(Status::Unlocked);
         r.id = Some(owner);
+        r
+    }
+
+    /// An administrator takes lock `name` away from its holder (with
+    /// `token`, only that grant): it is released as by its owner, so the
+    /// first waiter gets it at once, with a new token. The holder learns it
+    /// when it next extends or unlocks by token (`NotOwner`), and whatever
+    /// the lock guards refuses its token once the next holder has used a
+    /// greater one. Answers `Unlocked` with the revoked grant's `Token`, or
+    /// `Unlocked` alone if no lock was live, or `NotOwner` if `token`
+    /// names another grant.
+    pub(super) fn revoke<'s>(
+        &mut self,
+        now: u64,
+        name: &str,
+        token: Option<Token>,
+        events: &mut impl FnMut(Event<'_>),
+    ) -> Response<'s> {
+        let (_, found) = self.find_lock(name);
+        let Some(slot) = found else {
+            self.stats.incr(Stat::UnlockNF);
+            return Response::new(Status::Unlocked);
+        };
+        let current = self.timed.locks.get(slot).token;
+        if token.is_some_and(|t| t.0 != current) {
+            return self.not_owner(None);
+        }
+        self.wheel
+            .remove(&mut self.timed, TimerRef::new(Kind::Lock, slot));
+        self.release_unlinked(slot, now, events);
+        self.stats.incr(Stat::Revoked);
+        let mut r = Response::new(Status::Unlocked);
+        r.token = Some(Token(current));
         r
     }
 

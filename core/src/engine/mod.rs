@@ -79,8 +79,8 @@ use self::store::sealed::{self, Pair as _};
 use self::table::{KeyHasher, Table, overhead, widen};
 use self::wheel::{Kind, Link, Links, NONE, TimerRef, Wheel};
 use crate::limits::Limits;
-use crate::protocol::{Command, Response, Status, Token, VERSION_STRING};
-use crate::stats::{Stat, Stats};
+use crate::protocol::{AdminOp, Command, Response, Status, Token, VERSION_STRING};
+use crate::stats::{Stat, Stats, Timings};
 use crate::time::{Instant, Ttl};
 
 /// How the host configures an engine.
@@ -225,8 +225,26 @@ pub struct LockInfo<'e> {
     pub token: Token,
     /// Time left at the engine's current instant.
     pub remaining: Ttl,
+    /// How long the current grant has been held, at the engine's current
+    /// instant (re-locks and extensions continue a grant).
+    pub held: Ttl,
     /// Waiters queued for it.
     pub waiters: usize,
+}
+
+/// A queued lock request, as [`Engine::waiters`] shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaiterInfo<'e> {
+    /// The waiter's owner ID.
+    pub owner: &'e str,
+    /// Its identity, if it used one.
+    pub identity: Option<IdentityId>,
+    /// How long it has waited, at the engine's current instant.
+    pub waited: Ttl,
+    /// How long it will wait at most from the engine's current instant.
+    pub wait_left: Ttl,
+    /// The TTL it asked for.
+    pub ttl: Ttl,
 }
 
 /// The table has no room (fixed capacity, or the allocator failed).
@@ -289,6 +307,7 @@ macro_rules! engine_struct {
             next_waiter: u64,
             bytes: usize,
             stats: Stats,
+            timings: Timings,
         }
     };
 }
@@ -365,6 +384,10 @@ impl<S: Storage> Engine<S> {
             next_waiter: 1,
             bytes: 0,
             stats: Stats::new(),
+            timings: Timings {
+                hold: crate::stats::Histogram::new(),
+                queued: crate::stats::Histogram::new(),
+            },
         }
     }
 
@@ -420,8 +443,43 @@ impl<S: Storage> Engine<S> {
             identity: NonZeroU16::new(l.ident).map(IdentityId),
             token: Token(l.token),
             remaining: self.remaining(&l.link),
+            held: Ttl::from_millis(self.wheel.elapsed().saturating_sub(l.since)),
             waiters,
         }
+    }
+
+    /// The requests queued for lock `name`, first in line first (as of
+    /// the last instant the engine saw).
+    pub fn waiters<'e>(&'e self, name: &str) -> impl Iterator<Item = WaiterInfo<'e>> + 'e {
+        let now = self.wheel.elapsed();
+        let first = match self.find_lock(name) {
+            (_, Some(lock)) => self
+                .find_queue(lock)
+                .1
+                .map_or(self::wheel::NONE, |q| self.queues.get(q).head),
+            (_, None) => self::wheel::NONE,
+        };
+        let mut at = first;
+        core::iter::from_fn(move || {
+            if at == self::wheel::NONE {
+                return None;
+            }
+            let w = self.timed.waiters.get(at);
+            at = w.next;
+            Some(WaiterInfo {
+                owner: as_str(w.owner.parts().0),
+                identity: NonZeroU16::new(w.ident).map(IdentityId),
+                waited: Ttl::from_millis(now.saturating_sub(w.since)),
+                wait_left: self.remaining(&w.link),
+                ttl: Ttl::from_millis(w.ttl),
+            })
+        })
+    }
+
+    /// How long locks were held and waiters queued, since the engine
+    /// started (see [`Timings`]).
+    pub fn timings(&self) -> &Timings {
+        &self.timings
     }
 
     /// The engine's current instant: the latest `now` it was given.
@@ -626,11 +684,24 @@ impl<S: Storage> Engine<S> {
                 r.id = Some(VERSION_STRING);
                 r
             }
-            Command::Cluster(_) => {
+            Command::Cluster(_) | Command::Admin(AdminOp::Locks { .. } | AdminOp::Lock { .. }) => {
                 // The host's, not the engine's: an engine alone has no
-                // cluster to tell about.
+                // cluster to tell about, and reads of the lock table need
+                // an allocator to answer.
                 self.stats.incr(Stat::BadAction);
                 Response::rejected(crate::protocol::RequestError::UnknownAction)
+            }
+            Command::Admin(AdminOp::Revoke { name, token }) => {
+                // The host decides who is an administrator; the engine
+                // only refuses the anonymous (a request without identity
+                // can never be one).
+                if matches!(principal, Principal::Anonymous) {
+                    self.stats.incr(Stat::BadPayload);
+                    return Outcome::Reply(Response::rejected(
+                        crate::protocol::RequestError::NotAdmin,
+                    ));
+                }
+                self.revoke(now, name.0, token, events)
             }
             Command::Stats => {
                 self.stats.incr(Stat::Stats);

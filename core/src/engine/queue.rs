@@ -22,6 +22,8 @@ pub(super) struct WaiterSlot<S: sealed::Storage> {
     pub(super) next: u32,
     pub(super) link: Link,
     pub(super) ident: u16,
+    /// When it joined the queue (engine milliseconds).
+    pub(super) since: u64,
 }
 
 pub(super) struct QueueSlot {
@@ -96,6 +98,7 @@ impl<S: Storage> Engine<S> {
             next: NONE,
             link: Link::new(now + wait.as_millis() + self.slack),
             ident,
+            since: now,
         };
         if self.append_waiter(entry).is_err() {
             return Outcome::Reply(self.no_memory());

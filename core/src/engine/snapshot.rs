@@ -22,7 +22,10 @@ use crate::stats::Stat;
 use crate::time::Instant;
 
 const MAGIC: &[u8; 8] = b"DLMSNAP\0";
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
+/// The version before grant and queueing instants were kept: still read
+/// (those instants become the restore's).
+const VERSION_WITHOUT_SINCE: u32 = 3;
 
 /// Why a snapshot could not be restored. The engine is left empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +171,7 @@ impl<S: Storage> Engine<S> {
             w.u64(l.token)?;
             w.u64(left(&l.link))?;
             w.u16(l.told.0)?;
+            w.u64(now.saturating_sub(l.since))?;
         }
 
         w.len(self.timed.data.live)?;
@@ -194,6 +198,7 @@ impl<S: Storage> Engine<S> {
                 w.u64(wt.tag)?;
                 w.u64(wt.ttl)?;
                 w.u64(left(&wt.link))?;
+                w.u64(now.saturating_sub(wt.since))?;
                 at = wt.next;
             }
         }
@@ -226,7 +231,7 @@ impl<S: Storage> Engine<S> {
             buf: &bytes[MAGIC.len()..],
         };
         let version = r.u32()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_WITHOUT_SINCE {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         Ok(Instant::from_millis(r.u64()?))
@@ -284,9 +289,10 @@ impl<S: Storage> Engine<S> {
         let mut r = Reader { buf: body };
         r.take(MAGIC.len())?;
         let version = r.u32()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_WITHOUT_SINCE {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
+        let has_since = version >= 4;
         if fnv(FNV_OFFSET, body).to_le_bytes() != sum {
             return Err(SnapshotError::Checksum);
         }
@@ -332,6 +338,7 @@ impl<S: Storage> Engine<S> {
         for _ in 0..r.len()? {
             let (name, owner, ident) = (r.str()?, r.str()?, r.u16()?);
             let (token, left, told) = (r.u64()?, r.u64()?, r.u16()?);
+            let held = if has_since { r.u64()? } else { 0 };
             if !known_ident(self, ident) || token >= snap_token {
                 return Err(SnapshotError::Corrupt("lock"));
             }
@@ -347,6 +354,7 @@ impl<S: Storage> Engine<S> {
                 hash: h,
                 ident,
                 told: Told(told),
+                since: now.saturating_sub(held),
             };
             let slot = self
                 .timed
@@ -403,6 +411,7 @@ impl<S: Storage> Engine<S> {
             for _ in 0..count {
                 let (owner, ident, id) = (r.str()?, r.u16()?, r.u64()?);
                 let (tag, ttl, left) = (r.u64()?, r.u64()?, r.u64()?);
+                let waited = if has_since { r.u64()? } else { 0 };
                 if !known_ident(self, ident) || id >= snap_waiter || ttl == 0 {
                     return Err(SnapshotError::Corrupt("waiter"));
                 }
@@ -421,6 +430,7 @@ impl<S: Storage> Engine<S> {
                     next: NONE,
                     link: Link::new(when(left)?),
                     ident,
+                    since: now.saturating_sub(waited),
                 };
                 self.append_waiter(entry).map_err(|_| SnapshotError::Full)?;
                 self.bytes += owner.len() + overhead::<WaiterSlot<S>>();

@@ -162,6 +162,9 @@ pub enum RequestError {
     /// `Name`/`Identity` did not authenticate. Deliberately says nothing
     /// about whether the name exists.
     AuthFailed,
+    /// An `Admin` request without an identity the server marks `Admin`
+    /// (extension).
+    NotAdmin,
 }
 
 impl RequestError {
@@ -202,6 +205,7 @@ impl fmt::Display for RequestError {
             Self::DataTooLarge { limit } => write!(f, "DataStore larger than {limit} bytes"),
             Self::UnknownAction => f.write_str("unknown Action"),
             Self::AuthFailed => f.write_str("authentication failed"),
+            Self::NotAdmin => f.write_str("an administrator identity is required"),
         }
     }
 }

@@ -40,7 +40,7 @@ pub use error::{Field, RequestError, ResponseError};
 pub use json::JsonError;
 pub use out::{BufferTooSmall, Out, SliceOut};
 pub use request::{
-    ClusterOp, Command, Credentials, MAX_REQUEST_ID, Owner, Rejected, Request, Resource,
+    AdminOp, ClusterOp, Command, Credentials, MAX_REQUEST_ID, Owner, Rejected, Request, Resource,
 };
 pub use response::{Message, Response};
 

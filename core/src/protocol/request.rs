@@ -144,6 +144,47 @@ pub enum Command<'a> {
     /// Ask about, or change, the cluster's membership (extension; answered
     /// by the server, not the engine).
     Cluster(ClusterOp<'a>),
+    /// An administrator's look at the lock table, or a revocation
+    /// (extension; needs an identity the server marks `Admin`).
+    Admin(AdminOp<'a>),
+}
+
+/// What an `Admin` request asks. The server answers `Locks` and `Lock`
+/// from its lock table; `Revoke` changes state, so it goes to the engine
+/// like any request (through the log, in a cluster). Values are never
+/// shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminOp<'a> {
+    /// The live locks whose names start with `prefix` (every lock if it is
+    /// empty), in name order.
+    Locks {
+        /// The start of the names (`FileName`, optional).
+        prefix: &'a str,
+    },
+    /// One live lock: its holder, its grant and its queue.
+    Lock {
+        /// The lock.
+        name: Resource<'a>,
+    },
+    /// Takes the lock away from its holder, as if it had unlocked it; the
+    /// first waiter gets it.
+    Revoke {
+        /// The lock.
+        name: Resource<'a>,
+        /// Only if its current grant has this token.
+        token: Option<Token>,
+    },
+}
+
+impl AdminOp<'_> {
+    /// The `Op` on the wire.
+    pub const fn op(&self) -> &'static str {
+        match self {
+            Self::Locks { .. } => "locks",
+            Self::Lock { .. } => "lock",
+            Self::Revoke { .. } => "revoke",
+        }
+    }
 }
 
 /// What a `Cluster` request asks.
@@ -183,6 +224,7 @@ impl<'a> Command<'a> {
             Self::Version => "Version",
             Self::Stats => "Stats",
             Self::Cluster(_) => "Cluster",
+            Self::Admin(_) => "Admin",
         }
     }
 
@@ -195,7 +237,7 @@ impl<'a> Command<'a> {
             | Self::Put { name, owner, .. }
             | Self::Get { name, owner }
             | Self::Erase { name, owner } => Some((name, owner)),
-            Self::Version | Self::Stats | Self::Cluster(_) => None,
+            Self::Version | Self::Stats | Self::Cluster(_) | Self::Admin(_) => None,
         }
     }
 
@@ -230,6 +272,18 @@ impl<'a> Command<'a> {
         if let Some((name, owner)) = self.target() {
             check_name(Field::FileName, &name, limits.max_name)?;
             check_name(Field::Id, &owner, limits.max_id)?;
+        }
+        match *self {
+            Self::Admin(AdminOp::Locks { prefix }) if prefix.len() > limits.max_name => {
+                return Err(RequestError::TooLong {
+                    field: Field::FileName,
+                    limit: limits.max_name,
+                });
+            }
+            Self::Admin(AdminOp::Lock { name } | AdminOp::Revoke { name, .. }) => {
+                check_name(Field::FileName, &name, limits.max_name)?;
+            }
+            _ => {}
         }
         match *self {
             Self::Lock { ttl, wait, .. } => {
@@ -399,11 +453,12 @@ enum Action {
     Version,
     Stats,
     Cluster,
+    Admin,
 }
 
 impl Action {
     fn from_wire(s: &str) -> Option<Self> {
-        const NAMES: [(&str, Action); 9] = [
+        const NAMES: [(&str, Action); 10] = [
             ("lock", Action::Lock),
             ("unlock", Action::Unlock),
             ("testlock", Action::TestLock),
@@ -413,6 +468,7 @@ impl Action {
             ("version", Action::Version),
             ("stats", Action::Stats),
             ("cluster", Action::Cluster),
+            ("admin", Action::Admin),
         ];
         NAMES
             .iter()
@@ -562,6 +618,20 @@ impl<'a> Request<'a> {
                     Some(_) => return Err(RequestError::UnknownAction),
                 })
             }
+            Action::Admin => {
+                let name = || fields.required(Field::FileName).map(Resource);
+                Command::Admin(match fields.required(Field::Op)? {
+                    op if op.eq_ignore_ascii_case("locks") => AdminOp::Locks {
+                        prefix: fields.string(Field::FileName)?.unwrap_or(""),
+                    },
+                    op if op.eq_ignore_ascii_case("lock") => AdminOp::Lock { name: name()? },
+                    op if op.eq_ignore_ascii_case("revoke") => AdminOp::Revoke {
+                        name: name()?,
+                        token: fields.integer(Field::Token)?.map(Token),
+                    },
+                    _ => return Err(RequestError::UnknownAction),
+                })
+            }
         };
         if credentials.is_none() {
             command.check(limits, None)?;
@@ -615,6 +685,10 @@ impl<'a> Request<'a> {
             Some((name, owner)) => {
                 string(out, "FileName", &name)?;
                 string(out, "ID", &owner)?;
+            }
+            // An `Admin` request's `FileName` is its own (written below).
+            None if legacy && matches!(self.command, Command::Admin(_)) => {
+                string(out, "ID", "-")?;
             }
             // JackrabbitDLM requires these on every request.
             None if legacy => {
@@ -673,6 +747,23 @@ impl<'a> Request<'a> {
                     ClusterOp::Transfer { node } => {
                         string(out, "Op", "transfer")?;
                         number(out, "Node", node)?;
+                    }
+                }
+            }
+            Command::Admin(op) => {
+                if legacy {
+                    number(out, "Expire", 0)?;
+                }
+                string(out, "Op", op.op())?;
+                match op {
+                    AdminOp::Locks { prefix: "" } => {}
+                    AdminOp::Locks { prefix } => string(out, "FileName", prefix)?,
+                    AdminOp::Lock { name } => string(out, "FileName", &name)?,
+                    AdminOp::Revoke { name, token } => {
+                        string(out, "FileName", &name)?;
+                        if let Some(token) = token {
+                            number(out, "Token", token.0)?;
+                        }
                     }
                 }
             }

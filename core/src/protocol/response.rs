@@ -51,6 +51,9 @@ pub struct Response<'a> {
     /// The cluster's state (`Cluster`), a JSON object written and read as
     /// its text (extension).
     pub cluster: Option<&'a str>,
+    /// What an `Admin` request asked for (the lock table or one lock), a
+    /// JSON object written and read as its text (extension).
+    pub admin: Option<&'a str>,
 }
 
 impl<'a> Response<'a> {
@@ -66,6 +69,7 @@ impl<'a> Response<'a> {
             error: None,
             stats: None,
             cluster: None,
+            admin: None,
         }
     }
 
@@ -129,6 +133,10 @@ impl<'a> Response<'a> {
         if let Some(cluster) = self.cluster {
             out.put(b",\"Cluster\":")?;
             out.put(cluster.as_bytes())?;
+        }
+        if let Some(admin) = self.admin {
+            out.put(b",\"Admin\":")?;
+            out.put(admin.as_bytes())?;
         }
         if let Some(stats) = self.stats {
             out.put(b",\"Stats\":{")?;
@@ -206,12 +214,17 @@ fn parse_json<'a>(
     let mut values = [None; FIELDS.len()];
     let mut stats_seen = false;
     let mut cluster = None;
+    let mut admin = None;
     while let Some((key, value)) = scanner.next_member()? {
         let key = scanner.bytes(key);
-        if key == b"Cluster" {
-            match value {
-                Value::Object(span) => cluster = Some(span),
-                _ => return Err(ResponseError::BadField(Field::Stats)),
+        if key == b"Cluster" || key == b"Admin" {
+            let Value::Object(span) = value else {
+                return Err(ResponseError::BadField(Field::Stats));
+            };
+            if key == b"Cluster" {
+                cluster = Some(span);
+            } else {
+                admin = Some(span);
             }
             continue;
         }
@@ -275,6 +288,12 @@ fn parse_json<'a>(
         error: string(6)?.map(Message::Text),
         stats: None,
         cluster: match cluster {
+            Some(span) => {
+                Some(core::str::from_utf8(span.of(buf)).map_err(|_| ResponseError::InvalidUtf8)?)
+            }
+            None => None,
+        },
+        admin: match admin {
             Some(span) => {
                 Some(core::str::from_utf8(span.of(buf)).map_err(|_| ResponseError::InvalidUtf8)?)
             }

@@ -54,6 +54,11 @@ impl Reply {
         self
     }
 
+    pub(crate) fn token(mut self, token: u64) -> Self {
+        self.token = Some(token);
+        self
+    }
+
     pub(crate) fn revision(mut self, rev: u64) -> Self {
         self.revision = Some(rev);
         self
@@ -85,6 +90,7 @@ pub(crate) const ENGINE_COUNTERS: &[Stat] = &[
     Stat::PutNew,
     Stat::PutUpdate,
     Stat::Relock,
+    Stat::Revoked,
     Stat::Stats,
     Stat::TestLock,
     Stat::TestLockNF,

@@ -5,6 +5,9 @@
 //! dlm lock NAME [--ttl S] [--wait S | -n] [-E CODE] -- CMD ARGS...
 //! dlm lock NAME                  hold it until SIGINT/SIGTERM; prints the token
 //! dlm get|put|erase|test|unlock|stats|version ...
+//! dlm admin locks|lock|revoke ... -i ADMIN.cfg   the lock table (administrators)
+//! dlm war [-f N] [-r ROUNDS] [--crash-rate P]      a lock fight, and its verdict
+//! dlm chart LOG -o stats.png|stats.svg|stats.html  the statistics log, drawn
 //! ```
 //!
 //! `dlm lock` behaves like `flock(1)`: it waits for the lock (forever by
@@ -30,6 +33,11 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod admin;
+#[cfg(feature = "chart")]
+mod chart;
+mod war;
+
 use clap::{Args, Parser, Subcommand};
 use dlm::{Client, Error, LockState, Options, Revision, Token};
 
@@ -50,6 +58,7 @@ Exit status:
   69       the server cannot be reached
   70       any other failure
   75       the lock was lost while CMD ran (CMD was stopped) or while held
+  77       dlm admin: the server refused (not an administrator identity)
   126/127  CMD cannot be run / was not found
   128+N    CMD was killed by signal N
 
@@ -61,6 +70,7 @@ Environment:
   DLM_LOCK_TOKEN  set for CMD by dlm lock: the grant's fencing token (unset if
                   the server gives none, as JackrabbitDLM does)
   DLM_LOCK_NAME   set for CMD by dlm lock: the lock's name
+  DLM_IDENTITY_FILE  dlm admin: the administrator's identity file
   USER            part of the default owner ID of the data commands
 
 Examples:
@@ -178,6 +188,18 @@ enum Cmd {
     /// change its membership.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// The lock table and revocation, for an administrator identity
+    /// (`--identity-file`).
+    #[command(subcommand)]
+    Admin(admin::AdminCmd),
+    /// Fighters fight for one lock, each incrementing a counter through a
+    /// fenced resource; prints the verdict (counter exact, exclusion and
+    /// fencing held, grants per fighter, throughput). Exit 0 if it held.
+    War(war::WarArgs),
+    /// Draw a statistics log (dlm-server --log-file, or JackrabbitDLM's)
+    /// as a chart: one line per counter over time (.png, .svg or .html).
+    #[cfg(feature = "chart")]
+    Chart(chart::ChartArgs),
     /// Print the server's version.
     Version,
 }
@@ -271,6 +293,13 @@ fn fail(e: &Error) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.command {
+        Cmd::Admin(cmd) => return admin::run(&cli.server, cli.timeout, &cmd),
+        Cmd::War(args) => return war::run(&cli.server, cli.timeout, args),
+        #[cfg(feature = "chart")]
+        Cmd::Chart(args) => return chart::run(&args),
+        _ => {}
+    }
     let is_lock = matches!(cli.command, Cmd::Lock(_));
     let id = match (&cli.id, is_lock) {
         (Some(id), _) => Some(id.clone()),
@@ -365,6 +394,10 @@ fn run(client: &Client, command: Cmd) -> Result<ExitCode, Error> {
             let _ = writeln!(out, "{}", client.version()?);
         }
         Cmd::Cluster(c) => return cluster(client, c, &mut out),
+        // Handled before connecting, in main.
+        Cmd::Admin(_) | Cmd::War(_) => {}
+        #[cfg(feature = "chart")]
+        Cmd::Chart(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }

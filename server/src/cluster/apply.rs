@@ -127,7 +127,15 @@ impl Host {
 
     fn apply_request(&mut self, r: &entry::Logged<'_>, at: Instant, me: u64, serving: bool) {
         let mut line = r.line.to_vec();
-        let limits = self.limits;
+        let mut limits = self.limits;
+        if r.ident != 0 {
+            // The line was logged without its credentials: parse it as the
+            // identity it was verified as, whose TTL and data limits are
+            // not the anonymous ones (the engine checks the identity's own
+            // limits again).
+            limits.max_ttl_anonymous = limits.max_ttl;
+            limits.max_data_anonymous = usize::MAX;
+        }
         let ours = serving && r.node == me && node_of(r.tag) == me;
         let (slot, generation, _) = untag(r.tag);
         let principal = if r.ident == 0 {

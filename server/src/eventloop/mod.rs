@@ -57,6 +57,27 @@ pub(crate) enum Control {
     Shutdown,
     /// Re-read the identity directory.
     ReloadIdentities,
+    /// An administrator's look at the lock table (the dashboard's): the
+    /// answer is `None` if the credentials are not an administrator's.
+    Admin {
+        /// The identity's name.
+        name: String,
+        /// Its secret.
+        secret: String,
+        /// What to show.
+        query: crate::admin::Query,
+        /// Where the answer goes.
+        reply: tokio::sync::oneshot::Sender<Option<AdminAnswer>>,
+    },
+}
+
+/// What the loop answers an administrator's [`Control::Admin`].
+#[derive(Debug)]
+pub(crate) struct AdminAnswer {
+    /// The table's (or lock's) JSON, `None` for a lock nobody holds.
+    pub(crate) table: Option<String>,
+    /// The cluster's members and their peer addresses.
+    pub(crate) members: Vec<(u64, String)>,
 }
 
 /// A connection's socket and what epoll watches on it.
@@ -142,6 +163,22 @@ pub(crate) struct EventLoop {
     cluster: Option<cluster::Cluster>,
     /// This member was removed from its cluster: it stops.
     removed: bool,
+    /// Where the loop publishes its metrics (with `--http`).
+    metrics: Option<Metrics>,
+    /// Whether systemd was told the server is ready (`Type=notify`).
+    ready_notified: bool,
+}
+
+/// The loop's side of the metrics: what it publishes and what it keeps
+/// between snapshots.
+struct Metrics {
+    shared: crate::metrics::Shared,
+    next: Instant,
+    /// Counters folded in before each reset by the statistics line.
+    totals: dlm_core::stats::Stats,
+    latency: crate::metrics::Latency,
+    memory_budget: u64,
+    max_connections: u64,
 }
 
 /// The waker for a loop, so other threads can hand it a [`Control`].
@@ -330,6 +367,8 @@ impl EventLoop {
                 log_file: settings.log_file.clone(),
                 cluster,
                 removed: false,
+                metrics: None,
+                ready_notified: false,
             },
             handle,
         ))
@@ -337,6 +376,138 @@ impl EventLoop {
             l.register_cluster()?;
             Ok((l, h))
         })
+    }
+
+    /// Publishes metrics into `shared` from now on (about once a second).
+    pub(crate) fn publish_metrics(&mut self, shared: crate::metrics::Shared, settings: &Settings) {
+        self.metrics = Some(Metrics {
+            shared,
+            next: Instant::now(),
+            totals: dlm_core::stats::Stats::new(),
+            latency: crate::metrics::Latency::default(),
+            memory_budget: settings.memory_budget as u64,
+            max_connections: settings.max_connections as u64,
+        });
+        self.publish();
+    }
+
+    /// The count of request lines received since start.
+    fn requests_total(&self) -> u64 {
+        let now = self.host.engine().stats().get(dlm_core::stats::Stat::In);
+        self.metrics.as_ref().map_or(now, |m| {
+            m.totals.get(dlm_core::stats::Stat::In).saturating_add(now)
+        })
+    }
+
+    /// Writes a snapshot for the HTTP side.
+    fn publish(&mut self) {
+        let ready = self.is_ready();
+        let Some(m) = &mut self.metrics else {
+            return;
+        };
+        m.next = Instant::now() + crate::metrics::PUBLISH_EVERY;
+        let engine = self.host.engine();
+        let mut stats = engine.stats();
+        for &s in dlm_core::stats::Stat::ALL {
+            if !s.is_gauge() {
+                stats.add(s, m.totals.get(s));
+            }
+        }
+        let timings = *engine.timings();
+        let cluster = self.cluster.as_ref().map(|c| {
+            let member = &c.member;
+            let (commit, applied) = member.indexes();
+            let behind = if member.is_leader() {
+                member
+                    .progress()
+                    .into_iter()
+                    .map(|(id, matched)| (id, commit.saturating_sub(matched)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            crate::metrics::ClusterView {
+                node: member.id(),
+                term: member.term(),
+                leader: member.leader().unwrap_or(0),
+                commit,
+                applied,
+                members: member
+                    .peers()
+                    .iter()
+                    .map(|(id, a)| (*id, a.to_string()))
+                    .collect(),
+                behind,
+            }
+        });
+        m.shared.publish(crate::metrics::Snapshot {
+            unix_ms: crate::metrics::unix_ms(SystemTime::now()),
+            taken: Instant::now(),
+            stats,
+            memory_budget: m.memory_budget,
+            max_connections: m.max_connections,
+            hold: timings.hold,
+            queued: timings.queued,
+            latency: m.latency,
+            ready,
+            cluster,
+        });
+    }
+
+    /// Whether the server serves requests: listening and, in a cluster,
+    /// a leader known (a follower relays to it).
+    fn is_ready(&self) -> bool {
+        self.listening
+            && !self.removed
+            && self
+                .cluster
+                .as_ref()
+                .is_none_or(|c| c.member.leader().is_some())
+    }
+
+    /// Tells systemd (`Type=notify`, `$NOTIFY_SOCKET`) that the server
+    /// serves, once it does; nothing without a notify socket.
+    fn notify_ready_once(&mut self) {
+        if self.ready_notified || !self.is_ready() {
+            return;
+        }
+        self.ready_notified = true;
+        let status = if self.cluster.is_some() {
+            "serving (cluster member, leader known)"
+        } else {
+            "serving"
+        };
+        if let Err(e) = sd_notify::notify(
+            false,
+            &[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(status),
+            ],
+        ) {
+            warn!("cannot tell systemd the server is ready: {e}");
+        }
+    }
+
+    fn admin(
+        &mut self,
+        name: &str,
+        secret: &str,
+        query: &crate::admin::Query,
+    ) -> Option<AdminAnswer> {
+        let now = self.now();
+        let table = self
+            .host
+            .admin_query(now, &self.sockets, name, secret, query)
+            .ok()?;
+        self.apply_actions();
+        let members = self.cluster.as_ref().map_or_else(Vec::new, |c| {
+            c.member
+                .peers()
+                .iter()
+                .map(|(id, a)| (*id, a.to_string()))
+                .collect()
+        });
+        Some(AdminAnswer { table, members })
     }
 
     /// The host's time.
@@ -367,6 +538,12 @@ impl EventLoop {
                     return Err(e);
                 }
             }
+            // Request latency, with --http: from here to the answers
+            // written, for the lines this turn read.
+            let turn = self
+                .metrics
+                .is_some()
+                .then(|| (Instant::now(), self.requests_total()));
             for ev in &events {
                 if self.cluster.is_some() && self.cluster_event(ev.token(), ev) {
                     continue;
@@ -394,6 +571,14 @@ impl EventLoop {
                                 }
                                 Control::Shutdown => {}
                                 Control::ReloadIdentities => self.reload_identities(),
+                                Control::Admin {
+                                    name,
+                                    secret,
+                                    query,
+                                    reply,
+                                } => {
+                                    let _ = reply.send(self.admin(&name, &secret, &query));
+                                }
                             }
                         }
                     }
@@ -422,6 +607,7 @@ impl EventLoop {
                 tracing::error!("this member must stop: {e}");
                 return Err(e);
             }
+            self.notify_ready_once();
             let handed_over = handing_over.is_some_and(|t| {
                 Instant::now() >= t || !self.cluster.as_ref().is_some_and(|c| c.member.is_leader())
             });
@@ -431,6 +617,15 @@ impl EventLoop {
                 self.begin_shutdown();
             }
             self.flush_dirty();
+            if let Some((started, before)) = turn {
+                let n = self.requests_total().saturating_sub(before);
+                if n > 0
+                    && let Some(m) = &mut self.metrics
+                {
+                    let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    m.latency.record_n(us, n);
+                }
+            }
             if let Some(at) = shutdown_at
                 && (self.host.active() == 0 || Instant::now() >= at)
             {
@@ -457,6 +652,9 @@ impl EventLoop {
         }
         if let Some(c) = &self.cluster {
             at = at.min(c.next_wake());
+        }
+        if let Some(m) = &self.metrics {
+            at = at.min(m.next);
         }
         // Round up to the next millisecond: epoll counts whole ones, and
         // waking early only to sleep again costs a turn.
@@ -621,6 +819,13 @@ impl EventLoop {
             self.next_stats = Instant::now() + self.stats_every;
             self.write_stats();
         }
+        if self
+            .metrics
+            .as_ref()
+            .is_some_and(|m| Instant::now() >= m.next)
+        {
+            self.publish();
+        }
     }
 
     /// Writes every connection's ready answers.
@@ -691,6 +896,11 @@ impl EventLoop {
         }
         self.host.begin_shutdown();
         self.apply_actions();
+        // /readyz says so at once, and systemd.
+        self.publish();
+        if self.ready_notified {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        }
     }
 
     fn reload_identities(&mut self) {
@@ -730,6 +940,14 @@ impl EventLoop {
 
     fn write_stats(&mut self) {
         let stats = self.host.engine().stats();
+        if let Some(m) = &mut self.metrics {
+            // Counters only grow on /metrics: fold them in before the reset.
+            for (s, v) in stats.iter() {
+                if !s.is_gauge() {
+                    m.totals.add(s, v);
+                }
+            }
+        }
         self.host.engine_mut().stats_mut().reset_counters();
         match &self.log_file {
             Some(path) => {
