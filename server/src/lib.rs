@@ -31,6 +31,7 @@ pub mod host;
 pub mod identity;
 mod server;
 pub mod statslog;
+pub mod tls;
 
 pub use conn::{LineBuffer, MIN_READ, Next, READ_CHUNK};
 pub use dispatch::Told;
