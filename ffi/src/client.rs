@@ -49,6 +49,8 @@ pub struct Options {
     pub connect_attempts: u32,
     /// How many idle connections to keep.
     pub max_idle: usize,
+    /// Connect with TLS (`None`: plaintext).
+    pub tls: Option<crate::Tls>,
 }
 
 impl Default for Options {
@@ -62,6 +64,7 @@ impl Default for Options {
             encoder: Arc::new(TableEncoder),
             connect_attempts: 3,
             max_idle: 4,
+            tls: None,
         }
     }
 }
@@ -139,6 +142,13 @@ impl Options {
         self
     }
 
+    /// Connect with TLS, as `tls` says (see [`Tls`](crate::Tls)).
+    #[must_use]
+    pub fn tls(mut self, tls: crate::Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// How many idle connections to keep for reuse: as many as the threads
     /// that call the client at once, or some calls open a new connection.
     #[must_use]
@@ -161,6 +171,7 @@ impl std::fmt::Debug for Options {
             )
             .field("connect_attempts", &self.connect_attempts)
             .field("max_idle", &self.max_idle)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -178,7 +189,7 @@ pub fn random_id() -> Result<String> {
 
 /// One connection: a socket and its read buffer.
 struct Conn {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<crate::tls::Stream>,
     line: Vec<u8>,
     out: Vec<u8>,
     /// The read and write timeouts the socket has now. They change only
@@ -209,6 +220,8 @@ pub(crate) struct Shared {
     connect_attempts: u32,
     max_idle: usize,
     pool: Mutex<Vec<Conn>>,
+    /// TLS for every connection (`None`: plaintext).
+    tls: Option<crate::tls::Connector>,
 }
 
 /// A connection to a dlm server. Cheap to clone; all clones share one pool.
@@ -281,6 +294,11 @@ impl Client {
                 connect_attempts: options.connect_attempts.max(1),
                 max_idle: options.max_idle,
                 pool: Mutex::new(Vec::new()),
+                tls: options
+                    .tls
+                    .as_ref()
+                    .map(crate::Tls::connector)
+                    .transpose()?,
             }),
         };
         let conn = client.shared.open()?;
@@ -485,12 +503,26 @@ impl Shared {
                 match TcpStream::connect_timeout(addr, self.connect_timeout) {
                     Ok(s) => {
                         let _ = s.set_nodelay(true);
-                        return Ok(Conn {
-                            reader: BufReader::new(s),
-                            line: Vec::new(),
-                            out: Vec::new(),
-                            timeout: None,
-                        });
+                        match crate::tls::Stream::open(
+                            s,
+                            self.tls.as_ref(),
+                            *addr,
+                            self.connect_timeout,
+                        ) {
+                            Ok(stream) => {
+                                return Ok(Conn {
+                                    reader: BufReader::new(stream),
+                                    line: Vec::new(),
+                                    out: Vec::new(),
+                                    timeout: None,
+                                });
+                            }
+                            // A refused certificate stays refused.
+                            Err(e) if crate::tls::is_tls_failure(&e) => {
+                                return Err(Error::Unavailable(e));
+                            }
+                            Err(e) => last = Some(e),
+                        }
                     }
                     Err(e) => last = Some(e),
                 }
@@ -556,7 +588,7 @@ impl Shared {
         loop {
             let (mut conn, reused) = self.checkout()?;
             let registration = match cancel {
-                Some(c) => Some(c.register(conn.reader.get_ref())?),
+                Some(c) => Some(c.register(conn.reader.get_ref().tcp())?),
                 None => None,
             };
             match conn.round_trip(req, limit) {
@@ -593,15 +625,17 @@ impl Conn {
         self.out.clear();
         // Writing to a Vec cannot fail.
         let _ = req.write(&mut self.out);
-        let stream = self.reader.get_ref();
         if self.timeout != Some(limit) {
+            let stream = self.reader.get_ref().tcp();
             // Cleared first: if setting one fails, the next call tries again.
             self.timeout = None;
             stream.set_write_timeout(Some(limit))?;
             stream.set_read_timeout(Some(limit))?;
             self.timeout = Some(limit);
         }
-        (&*stream).write_all(&self.out)?;
+        let stream = self.reader.get_mut();
+        stream.write_all(&self.out)?;
+        stream.flush()?;
         self.line.clear();
         let n = (&mut self.reader)
             .take(MAX_RESPONSE)

@@ -522,13 +522,20 @@ impl EventLoop {
         at.saturating_duration_since(now) + Duration::from_micros(999)
     }
 
+    /// Tries accepting again on every port, after `accept` failed for want
+    /// of resources.
+    fn accept_all(&mut self) {
+        self.accept_retry = None;
+        self.accept(false);
+        self.accept(true);
+    }
+
     /// Accepts what waits on the client port, or (`plain`) on the
     /// plaintext port beside a TLS one.
     fn accept(&mut self, plain: bool) {
         if !self.listening {
             return;
         }
-        self.accept_retry = None;
         loop {
             let accepted = match (&self.plain_listener, plain) {
                 (Some(l), true) => l.accept(),
@@ -725,8 +732,7 @@ impl EventLoop {
             }
             self.actions.read = resume;
             if closed_any && self.accept_retry.is_some() {
-                self.accept(false);
-                self.accept(true);
+                self.accept_all();
             }
         }
     }
@@ -739,8 +745,7 @@ impl EventLoop {
             self.apply_actions();
         }
         if self.accept_retry.is_some_and(|t| Instant::now() >= t) {
-            self.accept(false);
-            self.accept(true);
+            self.accept_all();
         }
         if Instant::now() >= self.next_stats {
             self.next_stats = Instant::now() + self.stats_every;
