@@ -71,6 +71,22 @@ impl Tls {
         self
     }
 
+    /// Unless a name was given, the host of `addr` (`host:port` or
+    /// `[v6]:port`) is the name the server's certificate must carry:
+    /// what a caller with the server's address as text wants.
+    #[must_use]
+    pub fn default_server_name(mut self, addr: &str) -> Self {
+        if self.server_name.is_none() {
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            self.server_name = Some(host.to_owned());
+        }
+        self
+    }
+
     /// Present this certificate chain and key (PEM files).
     #[must_use]
     pub fn client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
@@ -294,5 +310,15 @@ mod tests {
         let name = explain(&rustls::Error::InvalidCertificate(C::NotValidForName));
         assert!(name.to_string().contains("name mismatch"));
         assert!(!is_tls_failure(&io::Error::other("x")));
+    }
+
+    #[test]
+    fn the_default_name_is_the_host_of_the_address() {
+        let name = |addr| Tls::new().default_server_name(addr).server_name.unwrap();
+        assert_eq!(name("db.example:37373"), "db.example");
+        assert_eq!(name("[::1]:37373"), "::1");
+        assert_eq!(name("127.0.0.1:1"), "127.0.0.1");
+        let given = Tls::new().server_name("x").default_server_name("y:1");
+        assert_eq!(given.server_name.as_deref(), Some("x"));
     }
 }

@@ -168,11 +168,11 @@ impl Cli {
         if !self.tls && self.tls_ca.is_none() && self.tls_cert.is_none() {
             return None;
         }
-        let mut tls = Tls::new().server_name(
-            self.tls_server_name
-                .clone()
-                .unwrap_or_else(|| host_of(&self.server).to_owned()),
-        );
+        let mut tls = Tls::new();
+        if let Some(name) = &self.tls_server_name {
+            tls = tls.server_name(name);
+        }
+        let mut tls = tls.default_server_name(&self.server);
         if let Some(ca) = &self.tls_ca {
             tls = tls.ca_file(ca);
         }
@@ -181,14 +181,6 @@ impl Cli {
         }
         Some(tls)
     }
-}
-
-/// The host of `host:port` (`[v6]:port` too).
-fn host_of(server: &str) -> &str {
-    let host = server.rsplit_once(':').map_or(server, |(h, _)| h);
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
 }
 
 #[derive(Subcommand)]
