@@ -174,6 +174,20 @@ func (cfg *dialConfig) wire() (*wire, error) {
 			return nil, fail(s, "credentials need a non-empty UTF-8 name and secret")
 		}
 	}
+	if cfg.tls {
+		if s := C.dlm_options_set_tls(o,
+			textOf(cfg.tlsCA), C.size_t(len(cfg.tlsCA)),
+			textOf(cfg.tlsServerName), C.size_t(len(cfg.tlsServerName))); s != C.DLM_OK {
+			return nil, fail(s, "TLS needs UTF-8 file and server names")
+		}
+	}
+	if cfg.tlsCert != "" || cfg.tlsKey != "" {
+		if s := C.dlm_options_set_tls_client_cert(o,
+			textOf(cfg.tlsCert), C.size_t(len(cfg.tlsCert)),
+			textOf(cfg.tlsKey), C.size_t(len(cfg.tlsKey))); s != C.DLM_OK {
+			return nil, fail(s, "a client certificate needs a certificate and a key file")
+		}
+	}
 	if cfg.sealedKey != nil {
 		key := cfg.sealedKey
 		if s := C.dlm_options_set_sealed_key(o, bytesPtr(key), C.size_t(len(key))); s != C.DLM_OK {
