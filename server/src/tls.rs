@@ -34,7 +34,7 @@ use rustls::server::WebPkiClientVerifier;
 /// Most plaintext answers rustls buffers, encrypted and unsent, for one
 /// connection; past it, answers stay in the connection's own (counted)
 /// output until the client reads.
-pub(crate) const SEND_LIMIT: usize = 16 * 1024;
+pub const SEND_LIMIT: usize = 16 * 1024;
 
 /// What a TLS connection's rustls state may hold beyond our own buffers,
 /// charged to the connection memory budget for as long as it is open: one
@@ -42,7 +42,7 @@ pub(crate) const SEND_LIMIT: usize = 16 * 1024;
 /// expansion, 5 of header), the decrypted plaintext rustls keeps until we
 /// read it (it stops reading the socket past 16 KiB, so at most that and
 /// one more record), the [`SEND_LIMIT`], and the connection's own state.
-pub(crate) const CONN_CHARGE: usize = (16 * 1024 + 2048 + 5) + 2 * (16 * 1024) + SEND_LIMIT + 2048;
+pub const CONN_CHARGE: usize = (16 * 1024 + 2048 + 5) + 2 * (16 * 1024) + SEND_LIMIT + 2048;
 
 /// Where the TLS files are.
 #[derive(Clone, Debug, PartialEq, Eq)]
