@@ -102,11 +102,19 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if err := cfg.check(addr); err != nil {
 		return nil, err
 	}
+	tlsConfig, err := cfg.tlsConfig(addr)
+	if err != nil {
+		e := newError("dial", "", ErrInvalidArgument, nil)
+		e.Message = err.Error()
+		return nil, e
+	}
 	w, err := cfg.wire()
 	if err != nil {
 		return nil, err
 	}
-	core := &clientCore{w: w, t: newTransport(addr, &cfg), enc: cfg.encoder}
+	t := newTransport(addr, &cfg)
+	t.tls = tlsConfig
+	core := &clientCore{w: w, t: t, enc: cfg.encoder}
 	core.id = w.id()
 	if _, err := core.t.sharedPipe(ctx); err != nil {
 		core.t.close()
@@ -172,20 +180,6 @@ func (cfg *dialConfig) wire() (*wire, error) {
 			textOf(cfg.credName), C.size_t(len(cfg.credName)),
 			textOf(cfg.credSecret), C.size_t(len(cfg.credSecret))); s != C.DLM_OK {
 			return nil, fail(s, "credentials need a non-empty UTF-8 name and secret")
-		}
-	}
-	if cfg.tls {
-		if s := C.dlm_options_set_tls(o,
-			textOf(cfg.tlsCA), C.size_t(len(cfg.tlsCA)),
-			textOf(cfg.tlsServerName), C.size_t(len(cfg.tlsServerName))); s != C.DLM_OK {
-			return nil, fail(s, "TLS needs UTF-8 file and server names")
-		}
-	}
-	if cfg.tlsCert != "" || cfg.tlsKey != "" {
-		if s := C.dlm_options_set_tls_client_cert(o,
-			textOf(cfg.tlsCert), C.size_t(len(cfg.tlsCert)),
-			textOf(cfg.tlsKey), C.size_t(len(cfg.tlsKey))); s != C.DLM_OK {
-			return nil, fail(s, "a client certificate needs a certificate and a key file")
 		}
 	}
 	if cfg.sealedKey != nil {
@@ -263,6 +257,9 @@ func (c *clientCore) transportError(ctx context.Context, op, name string, err er
 // netMessage says what went wrong with a connection, without repeating
 // the address.
 func netMessage(err error) string {
+	if m, ok := tlsMessage(err); ok {
+		return m
+	}
 	var oe *net.OpError
 	switch {
 	case errors.Is(err, io.EOF):

@@ -96,7 +96,8 @@ func WithCredentials(name, secret string) Option {
 	}
 }
 
-// WithTLS connects with TLS (libdlm's rustls), trusting the CA
+// WithTLS connects with TLS (Go's crypto/tls: the package does its own
+// I/O), trusting the CA
 // certificates of the PEM file caFile ("": the system's trusted roots) and
 // checking that the server's certificate is valid for serverName ("": the
 // host of the address given to Dial). A refused handshake fails Dial with
