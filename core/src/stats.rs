@@ -112,6 +112,14 @@ stats! {
     TestLock = "TestLock", false;
     /// `TestLock`s that found none.
     TestLockNF = "TestLockNF", false;
+    /// Connections to the TLS port closed before their handshake
+    /// finished: not TLS, a refused or missing client certificate, a
+    /// protocol error, a truncated or stalled handshake (host). Extension.
+    TlsFailed = "TlsFailed", false;
+    /// TLS handshakes completed (host). Extension.
+    TlsHandshake = "TlsHandshake", false;
+    /// TLS hellos refused on a plaintext port (host). Extension.
+    TlsOnPlain = "TlsOnPlain", false;
     /// Locks released.
     Unlock = "Unlock", false;
     /// `Unlock`s that found no live lock.

@@ -102,11 +102,19 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if err := cfg.check(addr); err != nil {
 		return nil, err
 	}
+	tlsConfig, err := cfg.tlsConfig(addr)
+	if err != nil {
+		e := newError("dial", "", ErrInvalidArgument, nil)
+		e.Message = err.Error()
+		return nil, e
+	}
 	w, err := cfg.wire()
 	if err != nil {
 		return nil, err
 	}
-	core := &clientCore{w: w, t: newTransport(addr, &cfg), enc: cfg.encoder}
+	t := newTransport(addr, &cfg)
+	t.tls = tlsConfig
+	core := &clientCore{w: w, t: t, enc: cfg.encoder}
 	core.id = w.id()
 	if _, err := core.t.sharedPipe(ctx); err != nil {
 		core.t.close()
@@ -249,6 +257,9 @@ func (c *clientCore) transportError(ctx context.Context, op, name string, err er
 // netMessage says what went wrong with a connection, without repeating
 // the address.
 func netMessage(err error) string {
+	if m, ok := tlsMessage(err); ok {
+		return m
+	}
 	var oe *net.OpError
 	switch {
 	case errors.Is(err, io.EOF):

@@ -3,6 +3,7 @@ package dlm
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -53,8 +54,10 @@ func (e *ioTimeoutError) Error() string {
 }
 
 type transport struct {
-	addr      string
-	dialer    net.Dialer
+	addr   string
+	dialer net.Dialer
+	// tls: connections speak TLS with this configuration (nil: plaintext).
+	tls       *tls.Config
 	ioTimeout time.Duration
 	// legacy: a connection per request, closed after its answer (a
 	// JackrabbitDLM server closes it anyway).
@@ -96,6 +99,18 @@ func (t *transport) open(ctx context.Context) (*pipe, error) {
 			<-ctx.Done()
 		}
 		return nil, err
+	}
+	if t.tls != nil {
+		// The handshake within the connect timeout (and ctx).
+		hctx, cancel := context.WithTimeout(ctx, t.dialer.Timeout)
+		tc := tls.Client(conn, t.tls)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		conn = tc
 	}
 	p := &pipe{t: t, conn: conn}
 	go p.readLoop()

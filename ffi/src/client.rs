@@ -56,6 +56,8 @@ pub struct Options {
     pub connect_attempts: u32,
     /// How many idle connections to keep.
     pub max_idle: usize,
+    /// Connect with TLS (`None`: plaintext).
+    pub tls: Option<crate::Tls>,
 }
 
 impl Default for Options {
@@ -69,6 +71,7 @@ impl Default for Options {
             encoder: Arc::new(TableEncoder),
             connect_attempts: 3,
             max_idle: 4,
+            tls: None,
         }
     }
 }
@@ -147,6 +150,13 @@ impl Options {
         self
     }
 
+    /// Connect with TLS, as `tls` says (see [`Tls`](crate::Tls)).
+    #[must_use]
+    pub fn tls(mut self, tls: crate::Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// How many idle connections to keep for reuse: as many as the threads
     /// that call the client at once, or some calls open a new connection.
     #[must_use]
@@ -169,6 +179,7 @@ impl std::fmt::Debug for Options {
             )
             .field("connect_attempts", &self.connect_attempts)
             .field("max_idle", &self.max_idle)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -186,7 +197,7 @@ pub fn random_id() -> Result<String> {
 
 /// One connection: a socket and its read buffer.
 struct Conn {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<crate::tls::Stream>,
     line: Vec<u8>,
     out: Vec<u8>,
     /// The read and write timeouts the socket has now. They change only
@@ -269,6 +280,8 @@ pub(crate) struct Shared {
     /// its own calls, never across I/O).
     failover: Mutex<Failover>,
     pool: Mutex<Vec<Conn>>,
+    /// TLS for every connection (`None`: plaintext).
+    tls: Option<crate::tls::Connector>,
 }
 
 /// A client of a dlm server, or of a dlm cluster's members. Cheap to clone;
@@ -405,6 +418,11 @@ impl Client {
                 max_idle: options.max_idle,
                 failover: Mutex::new(Failover::new(servers, config, seed)),
                 pool: Mutex::new(Vec::new()),
+                tls: options
+                    .tls
+                    .as_ref()
+                    .map(crate::Tls::connector)
+                    .transpose()?,
             }),
         };
         let shared = &client.shared;
@@ -638,8 +656,9 @@ impl Shared {
             match TcpStream::connect_timeout(&a, limit) {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
+                    let stream = crate::tls::Stream::open(s, self.tls.as_ref(), a, limit)?;
                     return Ok(Conn {
-                        reader: BufReader::new(s),
+                        reader: BufReader::new(stream),
                         line: Vec::new(),
                         out: Vec::new(),
                         timeout: None,
@@ -747,6 +766,8 @@ impl Shared {
             };
             let mut conn = match self.open(&addr, within, epoch) {
                 Ok(c) => c,
+                // A refused certificate stays refused: say why at once.
+                Err(e) if crate::tls::is_tls_failure(&e) => return Err(Error::Unavailable(e)),
                 Err(e) => {
                     *last = Some(e);
                     self.report(call, epoch, Outcome::ConnectFailed, last)?;
@@ -882,12 +903,12 @@ impl Shared {
             // connection the server closed while it sat in the pool.
             if conn.reused
                 && call.resend() == Resend::IfUnsent
-                && peer_closed(conn.reader.get_ref())
+                && peer_closed(conn.reader.get_ref().tcp())
             {
                 continue;
             }
             let registration = match cancel {
-                Some(c) => Some(c.register(conn.reader.get_ref())?),
+                Some(c) => Some(c.register(conn.reader.get_ref().tcp())?),
                 None => None,
             };
             let now = self.clock.now();
@@ -931,11 +952,11 @@ impl Conn {
         // Writing to a Vec cannot fail.
         let _ = req.write(&mut self.out);
         let limit = limit.max(Duration::from_millis(1));
-        let stream = self.reader.get_ref();
         let off = self
             .timeout
             .is_none_or(|t| t.abs_diff(limit) > TIMEOUT_SLACK);
         if off {
+            let stream = self.reader.get_ref().tcp();
             // Cleared first: if setting one fails, the next call tries again.
             self.timeout = None;
             stream
@@ -944,9 +965,13 @@ impl Conn {
                 .map_err(Broken::NotSent)?;
             self.timeout = Some(limit);
         }
+        // Over TLS, a write takes the bytes into the session and the
+        // flush sends them: nothing reached the socket until a write
+        // succeeded, so `written == 0` still means "not sent".
+        let stream = self.reader.get_mut();
         let mut written = 0;
         while written < self.out.len() {
-            match (&*stream).write(&self.out[written..]) {
+            match stream.write(&self.out[written..]) {
                 Ok(0) => {
                     let e = io::Error::from(io::ErrorKind::WriteZero);
                     return Err(if written == 0 {
@@ -962,6 +987,13 @@ impl Conn {
                 Err(e) => return Err(Broken::Failed(e)),
             }
         }
+        stream.flush().map_err(|e| {
+            if timed_out(&e) {
+                Broken::TimedOut(e)
+            } else {
+                Broken::Failed(e)
+            }
+        })?;
         self.line.clear();
         let n = (&mut self.reader)
             .take(MAX_RESPONSE)

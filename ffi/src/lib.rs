@@ -43,6 +43,7 @@ mod client;
 mod encoder;
 mod error;
 mod lock;
+mod tls;
 
 pub use cancel::CancelToken;
 pub use client::{Client, Options, ToServers, Value, random_id};
@@ -52,3 +53,4 @@ pub use dlm_core::stats::{Stat, Stats};
 pub use encoder::{Encoder, SealedEncoder, TableEncoder};
 pub use error::{Error, Result};
 pub use lock::{DEFAULT_TTL, Lock, LockBuilder, LockState, LostCallback};
+pub use tls::Tls;

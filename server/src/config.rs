@@ -41,6 +41,29 @@ pub enum Subcommand {
     /// Manage identities (named secrets for authenticated requests).
     #[command(subcommand)]
     Identity(IdentitySubcommand),
+    /// TLS certificates for development.
+    #[command(subcommand)]
+    Tls(TlsSubcommand),
+}
+
+/// `tls` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TlsSubcommand {
+    /// Write a development CA (`ca.pem`/`ca.key`), a server certificate
+    /// for localhost, 127.0.0.1 and `::1` (`server.pem`/`server.key`) and a
+    /// client certificate per `--client NAME` (`NAME.pem`/`NAME.key`, its
+    /// CN the identity it stands for) into DIR. Never overwrites.
+    New {
+        /// Where to write them (created if missing).
+        dir: PathBuf,
+        /// A client certificate for this identity name (repeatable).
+        #[arg(long = "client", value_name = "NAME")]
+        clients: Vec<String>,
+        /// Another DNS name or IP address for the server certificate
+        /// (repeatable).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
 }
 
 /// `identity` subcommands.
@@ -159,6 +182,26 @@ pub struct ServeArgs {
     /// dashboard (`/`) over HTTP on this address [default: off].
     #[arg(long, env = "DLM_HTTP")]
     pub http: Option<SocketAddr>,
+    /// Serve TLS on the client port with this certificate chain (PEM);
+    /// needs --tls-key. Re-read on SIGHUP.
+    #[arg(long, env = "DLM_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM). Re-read on SIGHUP.
+    #[arg(long, env = "DLM_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates chaining to these CA certificates
+    /// (PEM); a certificate stands for the identity named by its subject
+    /// CN (or first DNS SAN). Re-read on SIGHUP.
+    #[arg(long, env = "DLM_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// With TLS on the client port: also serve plaintext on this port of
+    /// the same host (0 picks a free one), for clients without TLS.
+    #[arg(long, env = "DLM_PLAINTEXT_PORT")]
+    pub plaintext_port: Option<u16>,
+    /// Refuse requests carrying an identity (`Name`/`Identity`) on
+    /// plaintext connections, so no secret crosses the network in clear.
+    #[arg(long, env = "DLM_REQUIRE_TLS_FOR_IDENTITIES")]
+    pub require_tls_for_identities: bool,
 }
 
 /// Checks an advertised client address (`HOST:PORT`, as clients take it).
@@ -245,6 +288,11 @@ pub struct FileConfig {
     threads: Option<usize>,
     busy_poll: Option<SizeOrText>,
     http: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    plaintext_port: Option<u16>,
+    require_tls_for_identities: Option<bool>,
 }
 
 /// A number, or text with a unit.
@@ -305,6 +353,12 @@ pub struct Settings {
     pub cluster: Option<ClusterSettings>,
     /// Where to serve metrics and the dashboard over HTTP (`None`: off).
     pub http: Option<SocketAddr>,
+    /// TLS on the client port (`None`: the client port is plaintext).
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// With TLS: the port of the same host that also serves plaintext.
+    pub plaintext_port: Option<u16>,
+    /// Refuse identities on plaintext connections.
+    pub require_tls_for_identities: bool,
 }
 
 impl Default for Settings {
@@ -323,6 +377,9 @@ impl Default for Settings {
             busy_poll: Duration::ZERO,
             cluster: None,
             http: None,
+            tls: None,
+            plaintext_port: None,
+            require_tls_for_identities: false,
         }
     }
 }
@@ -447,6 +504,34 @@ impl ServeArgs {
                 .min(Duration::from_millis(10)),
             cluster: self.cluster_settings()?,
             http: self.http.or(file.http),
+            tls: {
+                let client_ca = self.tls_client_ca.clone().or(file.tls_client_ca);
+                match (
+                    self.tls_cert.clone().or(file.tls_cert),
+                    self.tls_key.clone().or(file.tls_key),
+                ) {
+                    (Some(cert), Some(key)) => Some(crate::tls::TlsSettings {
+                        cert,
+                        key,
+                        client_ca,
+                    }),
+                    (None, None) if client_ca.is_none() => None,
+                    (None, None) => {
+                        return Err(ConfigError(
+                            "--tls-client-ca needs --tls-cert and --tls-key".into(),
+                        ));
+                    }
+                    (Some(_), None) => {
+                        return Err(ConfigError("--tls-cert needs --tls-key".into()));
+                    }
+                    (None, Some(_)) => {
+                        return Err(ConfigError("--tls-key needs --tls-cert".into()));
+                    }
+                }
+            },
+            plaintext_port: self.plaintext_port.or(file.plaintext_port),
+            require_tls_for_identities: self.require_tls_for_identities
+                || file.require_tls_for_identities.unwrap_or(false),
         };
         settings.check()?;
         Ok(settings)
@@ -534,6 +619,21 @@ impl Settings {
         }
         if self.threads == 0 {
             return fail("threads must be at least 1");
+        }
+        if self.tls.is_none() && self.plaintext_port.is_some() {
+            return fail(
+                "--plaintext-port needs --tls-cert (without TLS the client port is plaintext already)",
+            );
+        }
+        if self.tls.is_none() && self.require_tls_for_identities {
+            return fail(
+                "--require-tls-for-identities needs --tls-cert (without TLS it would refuse every identity)",
+            );
+        }
+        if self.tls.is_some() && self.cluster.is_some() {
+            return fail(
+                "TLS is not available on cluster members yet: a follower relays its clients' plaintext to the leader",
+            );
         }
         if let Some(path) = &self.log_file {
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty());

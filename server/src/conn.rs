@@ -242,6 +242,14 @@ pub(crate) struct Conn {
     pub(crate) discarded: usize,
     /// What [`charge`](Self::charge) said when last accounted.
     pub(crate) charged: usize,
+    /// What the transport holds for this connection beyond these buffers
+    /// (TLS state and buffers), charged with them.
+    pub(crate) transport_bytes: usize,
+    /// The identity this connection's client certificate stands for.
+    pub(crate) cert_identity: Option<Box<str>>,
+    /// Requests carrying an identity are refused (plaintext connection,
+    /// `--require-tls-for-identities`).
+    pub(crate) identities_refused: bool,
 }
 
 impl Conn {
@@ -265,6 +273,9 @@ impl Conn {
             closing: Closing::No,
             discarded: 0,
             charged: 0,
+            transport_bytes: 0,
+            cert_identity: None,
+            identities_refused: false,
         }
     }
 
@@ -272,6 +283,7 @@ impl Conn {
     /// storage, the answers held behind a waiter, and its own record.
     pub(crate) fn charge(&self) -> usize {
         std::mem::size_of::<Self>()
+            + self.transport_bytes
             + self.input.capacity()
             + self.out.capacity()
             + self.held_bytes

@@ -179,11 +179,24 @@ impl Host {
         let framing = req.framing;
         let principal = match req.credentials {
             None => Principal::Anonymous,
+            Some(_) if conn.identities_refused => {
+                let stats = engine.stats_mut();
+                stats.incr(Stat::AuthFailed);
+                stats.incr(Stat::BadPayload);
+                stats.incr(Stat::Out);
+                let mut r = Response::new(Status::BadPayload);
+                r.error = Some(dlm_core::protocol::Message::Text(
+                    "identities need TLS on this server; connect to its TLS port",
+                ));
+                conn.emit(&r, framing);
+                return;
+            }
             Some(c) => {
-                // The secret is this member's to check; the identity's
-                // number is the engine's (the same on every member).
-                if let Some(id) = identities
-                    .verify(c.name, c.secret)
+                // The secret is this member's to check (or the client
+                // certificate stands for the name); the identity's number
+                // is the engine's (the same on every member).
+                let by_certificate = conn.cert_identity.as_deref() == Some(c.name);
+                if let Some(id) = (by_certificate || identities.verify(c.name, c.secret))
                     .then(|| engine.identity(c.name))
                     .flatten()
                 {

@@ -382,6 +382,26 @@ impl Host {
         Admission::Accepted(slot)
     }
 
+    /// What connection `slot` travels over: `transport_bytes` its
+    /// transport holds (charged to the connection budget), whether
+    /// identities are refused on it (plaintext under
+    /// `--require-tls-for-identities`).
+    pub fn set_transport(&mut self, slot: usize, transport_bytes: usize, identities_refused: bool) {
+        if let Some(conn) = self.conn_mut(slot) {
+            conn.transport_bytes = transport_bytes;
+            conn.identities_refused = identities_refused;
+        }
+        self.account(slot);
+    }
+
+    /// Connection `slot`'s client certificate stands for identity `name`:
+    /// its requests with that `Name` need no secret.
+    pub fn set_certificate_identity(&mut self, slot: usize, name: Option<String>) {
+        if let Some(conn) = self.conn_mut(slot) {
+            conn.cert_identity = name.map(String::into_boxed_str);
+        }
+    }
+
     /// The idle connection to close for a newcomer, if any.
     fn evictable(&self, now: Duration) -> Option<usize> {
         self.conns

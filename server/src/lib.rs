@@ -34,6 +34,7 @@ pub mod identity;
 pub mod metrics;
 mod server;
 pub mod statslog;
+pub mod tls;
 
 pub use conn::{LineBuffer, MIN_READ, Next, READ_CHUNK};
 pub use dispatch::Told;

@@ -3,6 +3,7 @@
 //! ```text
 //! dlm-server [HOST] [PORT] [OPTIONS]       serve (default 127.0.0.1 37373)
 //! dlm-server identity new NAME             create an identity file
+//! dlm-server tls new DIR [--client NAME]   write a development CA and certificates
 //! ```
 
 // A std crate: the no_std discipline lints of the workspace are for dlm-core.
@@ -12,7 +13,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use dlm_server::config::{Cli, IdentitySubcommand, Subcommand};
+use dlm_server::config::{Cli, IdentitySubcommand, Subcommand, TlsSubcommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -39,6 +40,29 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("dlm-server: cannot create identity {name}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    if let Some(Subcommand::Tls(TlsSubcommand::New {
+        dir,
+        clients,
+        hosts,
+    })) = cli.command
+    {
+        return match dlm_server::tls::write_dev_pki(&dir, &hosts, &clients) {
+            Ok(pki) => {
+                for f in pki.files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "dlm-server: cannot write TLS files into {}: {e}",
+                    dir.display()
+                );
                 ExitCode::FAILURE
             }
         };

@@ -163,8 +163,9 @@ async fn reload_on_sighup(
                 if got.is_none() {
                     return;
                 }
-                tracing::info!("SIGHUP: reloading identities");
+                tracing::info!("SIGHUP: reloading identities and TLS files");
                 handle.send(Control::ReloadIdentities);
+                handle.send(Control::ReloadTls);
             }
         }
     }

@@ -28,6 +28,7 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
@@ -39,7 +40,7 @@ mod chart;
 mod war;
 
 use clap::{Args, Parser, Subcommand};
-use dlm::{Client, Error, LockState, Options, Revision, Token};
+use dlm::{Client, Error, LockState, Options, Revision, Tls, Token};
 
 /// Exit status when the server cannot be reached (sysexits `EX_UNAVAILABLE`).
 const EXIT_UNAVAILABLE: u8 = 69;
@@ -72,6 +73,8 @@ Environment:
   DLM_LOCK_NAME   set for CMD by dlm lock: the lock's name
   DLM_IDENTITY_FILE  dlm admin: the administrator's identity file
   USER            part of the default owner ID of the data commands
+  DLM_TLS_CA, DLM_TLS_CERT, DLM_TLS_KEY, DLM_TLS_SERVER_NAME, DLM_TLS=true
+                  the --tls-* options
 
 Examples:
   dlm lock backup --ttl 30 -w 60 -- ./backup.sh
@@ -84,6 +87,8 @@ Examples:
       store a value for 300 s (prints its revision); dlm --id me get config
   dlm test backup
       free | mine TOKEN MS | taken MS
+  dlm --server localhost:37373 --tls-ca ca.pem version
+      over TLS, trusting ca.pem, checking the certificate is for localhost
 ";
 
 /// The end of `dlm lock --help`.
@@ -136,8 +141,60 @@ struct Cli {
     /// Seconds to wait for the server to answer (beyond a lock's wait).
     #[arg(long, default_value = "10", value_parser = seconds, global = true)]
     timeout: Duration,
+    /// Connect with TLS, trusting the system's root certificates (unless
+    /// --tls-ca says otherwise). The server's certificate must be valid
+    /// for the host of --server (or --tls-server-name).
+    #[arg(long, env = "DLM_TLS", global = true)]
+    tls: bool,
+    /// Connect with TLS, trusting the CA certificates of this PEM file.
+    #[arg(long, env = "DLM_TLS_CA", global = true, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Present this client certificate (PEM; with --tls-key). Its CN can
+    /// stand for an identity on a server with --tls-client-ca.
+    #[arg(
+        long,
+        env = "DLM_TLS_CERT",
+        global = true,
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(
+        long,
+        env = "DLM_TLS_KEY",
+        global = true,
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    /// The name the server's certificate must be valid for, if not the
+    /// host of --server.
+    #[arg(long, env = "DLM_TLS_SERVER_NAME", global = true, value_name = "NAME")]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Cmd,
+}
+
+impl Cli {
+    /// The TLS settings the flags ask for, if any.
+    fn tls(&self) -> Option<Tls> {
+        if !self.tls && self.tls_ca.is_none() && self.tls_cert.is_none() {
+            return None;
+        }
+        let mut tls = Tls::new();
+        if let Some(name) = &self.tls_server_name {
+            tls = tls.server_name(name);
+        }
+        let mut tls = tls.default_server_name(&self.server);
+        if let Some(ca) = &self.tls_ca {
+            tls = tls.ca_file(ca);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            tls = tls.client_cert(cert, key);
+        }
+        Some(tls)
+    }
 }
 
 #[derive(Subcommand)]
@@ -311,6 +368,7 @@ fn main() -> ExitCode {
         Options {
             client_id: id,
             io_timeout: cli.timeout,
+            tls: cli.tls(),
             ..Options::default()
         },
     ) {

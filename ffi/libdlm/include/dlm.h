@@ -832,6 +832,38 @@ dlm_status dlm_options_set_encoder(struct dlm_options *opts,
                                    dlm_decode_fn decode,
                                    void *userdata);
 
+// Connects with TLS. `ca_file` is a PEM file of the CA certificates to
+// trust (NULL or empty: the system's trusted roots); `server_name` the
+// name the server's certificate must be valid for (NULL or empty: the
+// host of the address given to `dlm_client_new`). Both are UTF-8, not
+// NUL-terminated. The files are read by `dlm_client_new`, whose error
+// (see `dlm_options_last_error`) says why a handshake failed: an unknown
+// CA, a name mismatch, an expired certificate.
+//
+// # Safety
+// `opts` must be a live pointer from `dlm_options_new`; each string must
+// be NULL or point to its length in readable bytes.
+dlm_status dlm_options_set_tls(struct dlm_options *opts,
+                               const char *ca_file,
+                               size_t ca_file_len,
+                               const char *server_name,
+                               size_t server_name_len);
+
+// Presents this client certificate chain and key (PEM files; UTF-8
+// paths, not NUL-terminated) to servers that ask for one; turns TLS on
+// (trusting the system's roots) if `dlm_options_set_tls` was not called.
+// A server with client certificates may take the certificate's CN for an
+// identity: then set credentials with that name and any secret.
+//
+// # Safety
+// `opts` must be a live pointer from `dlm_options_new`; the strings must
+// point to their lengths in readable bytes.
+dlm_status dlm_options_set_tls_client_cert(struct dlm_options *opts,
+                                           const char *cert_file,
+                                           size_t cert_file_len,
+                                           const char *key_file,
+                                           size_t key_file_len);
+
 // Copies into `buf` (NUL-terminated) what the calling thread's most
 // recent libdlm call said beyond its status, if that call was made with
 // these options and failed: a `dlm_options_set_*`, or a `dlm_client_new`

@@ -69,9 +69,11 @@ pub unsafe extern "C" fn dlm_client_new(
             ));
         }
         // SAFETY: per the contract.
-        let options = unsafe { opts.as_ref() }
+        let mut options = unsafe { opts.as_ref() }
             .map(|o| o.options.clone())
             .unwrap_or_default();
+        // TLS checks the host of the address unless told another name.
+        options.tls = options.tls.map(|t| t.default_server_name(addr));
         let client = Client::connect_with(addr, options)?;
         // SAFETY: `out` is non-null and writable.
         unsafe { *out = Box::into_raw(Box::new(dlm_client { client })) };

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Fail, UserData, boundary, bytes, copy_last_error, dlm_status, non_null, quiet, text};
-use dlm::{Encoder, Error, Framing, Options, Result, SealedEncoder};
+use dlm::{Encoder, Error, Framing, Options, Result, SealedEncoder, Tls};
 
 /// Options for `dlm_client_new`. Not thread-safe: set it up on one thread,
 /// then it may be used (read-only) by `dlm_client_new` from any thread.
@@ -335,6 +335,91 @@ pub unsafe extern "C" fn dlm_options_set_encoder(
                 decode,
                 userdata,
             });
+            Ok(())
+        })
+    }
+}
+
+/// An optional string argument: NULL or empty is `None`.
+///
+/// # Safety
+/// As for [`text`].
+unsafe fn optional_text(
+    ptr: *const std::ffi::c_char,
+    len: usize,
+    what: &str,
+) -> Result<Option<String>, Fail> {
+    if ptr.is_null() || len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: forwarded contract.
+    Ok(Some(unsafe { text(ptr, len, what) }?.to_owned()))
+}
+
+/// Connects with TLS. `ca_file` is a PEM file of the CA certificates to
+/// trust (NULL or empty: the system's trusted roots); `server_name` the
+/// name the server's certificate must be valid for (NULL or empty: the
+/// host of the address given to `dlm_client_new`). Both are UTF-8, not
+/// NUL-terminated. The files are read by `dlm_client_new`, whose error
+/// (see `dlm_options_last_error`) says why a handshake failed: an unknown
+/// CA, a name mismatch, an expired certificate.
+///
+/// # Safety
+/// `opts` must be a live pointer from `dlm_options_new`; each string must
+/// be NULL or point to its length in readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_options_set_tls(
+    opts: *mut dlm_options,
+    ca_file: *const std::ffi::c_char,
+    ca_file_len: usize,
+    server_name: *const std::ffi::c_char,
+    server_name_len: usize,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with(opts, |o| {
+            let ca = optional_text(ca_file, ca_file_len, "the CA file")?;
+            let name = optional_text(server_name, server_name_len, "the server name")?;
+            let client_cert = o.tls.take().and_then(|t| t.client_cert);
+            o.tls = Some(Tls {
+                ca_file: ca.map(Into::into),
+                server_name: name,
+                client_cert,
+            });
+            Ok(())
+        })
+    }
+}
+
+/// Presents this client certificate chain and key (PEM files; UTF-8
+/// paths, not NUL-terminated) to servers that ask for one; turns TLS on
+/// (trusting the system's roots) if `dlm_options_set_tls` was not called.
+/// A server with client certificates may take the certificate's CN for an
+/// identity: then set credentials with that name and any secret.
+///
+/// # Safety
+/// `opts` must be a live pointer from `dlm_options_new`; the strings must
+/// point to their lengths in readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_options_set_tls_client_cert(
+    opts: *mut dlm_options,
+    cert_file: *const std::ffi::c_char,
+    cert_file_len: usize,
+    key_file: *const std::ffi::c_char,
+    key_file_len: usize,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with(opts, |o| {
+            let cert = text(cert_file, cert_file_len, "the certificate file")?;
+            let key = text(key_file, key_file_len, "the key file")?;
+            if cert.is_empty() || key.is_empty() {
+                return Err(invalid(
+                    "a client certificate needs a certificate and a key file",
+                ));
+            }
+            let tls = o.tls.take().unwrap_or_default();
+            o.tls = Some(tls.client_cert(cert, key));
             Ok(())
         })
     }

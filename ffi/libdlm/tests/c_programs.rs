@@ -115,6 +115,9 @@ enum Setup {
     ServerPid,
     /// A server with an identity; the identity's name and secret.
     Identity,
+    /// A TLS server asking for client certificates; its CA file, another
+    /// CA's file, a client certificate and key.
+    Tls,
 }
 
 /// How a successful run shows.
@@ -177,6 +180,13 @@ const PROGRAMS: &[Program] = &[
         source: "tests/c/sansio.c",
         lang: Lang::C,
         setup: Setup::Plain,
+        expect: Expect::Tally,
+    },
+    Program {
+        name: "tls",
+        source: "tests/c/tls.c",
+        lang: Lang::C,
+        setup: Setup::Tls,
         expect: Expect::Tally,
     },
     Program {
@@ -388,6 +398,35 @@ fn run_program(program: &Program, exe: &Path, runner: &Runner<'_>, dir: &Path) -
         Setup::Identity => {
             let (server, secret) = server_with_identity(&identities);
             (server, vec!["c-tests".to_owned(), secret])
+        }
+        Setup::Tls => {
+            let (pki, other) = (identities.join("pki"), identities.join("other"));
+            for (dir, client) in [(&pki, "c-tests"), (&other, "c-tests")] {
+                must(
+                    Command::new(binary("dlm-server", "dlm-server"))
+                        .args(["tls", "new", "--client", client])
+                        .arg(dir),
+                    "dlm-server tls new",
+                );
+            }
+            let file = |d: &Path, f: &str| d.join(f).to_str().unwrap().to_owned();
+            let server = Server::with_args(&[
+                "--tls-cert",
+                &file(&pki, "server.pem"),
+                "--tls-key",
+                &file(&pki, "server.key"),
+                "--tls-client-ca",
+                &file(&pki, "ca.pem"),
+            ]);
+            (
+                server,
+                vec![
+                    file(&pki, "ca.pem"),
+                    file(&other, "ca.pem"),
+                    file(&pki, "c-tests.pem"),
+                    file(&pki, "c-tests.key"),
+                ],
+            )
         }
     };
     let mut cmd = match runner.wrap {

@@ -1110,6 +1110,10 @@ impl EventLoop {
             Endpoint::Tcp(super::Sock {
                 stream: r.stream,
                 writable_interest: false,
+                // Cluster members serve plaintext only (TLS is refused
+                // with a cluster at start).
+                tls: None,
+                fresh: false,
             }),
         );
         let mut bytes = r.pending;

@@ -30,6 +30,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use dlm_core::engine::Engine;
+use dlm_core::stats::Stat;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token as MioToken, Waker};
 use tracing::{debug, info, warn};
@@ -38,6 +39,11 @@ use crate::config::Settings;
 use crate::host::{Actions, Admission, Host, HostConfig, Peers};
 use crate::identity::Identities;
 use crate::statslog;
+use crate::tls;
+
+/// What a plaintext client reads when it connects to the TLS port.
+const PLAINTEXT_ON_TLS: &[u8] =
+    b"{\"Status\":\"BadPayload\",\"Error\":\"this port speaks TLS; connect with TLS or to the plaintext port\"}\n";
 
 /// How long shutdown waits for answers to drain.
 const DRAIN: Duration = Duration::from_millis(500);
@@ -49,6 +55,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 const LISTENER: MioToken = MioToken(usize::MAX);
 const WAKER: MioToken = MioToken(usize::MAX - 1);
+/// The plaintext port beside a TLS client port (`--plaintext-port`).
+const PLAIN_LISTENER: MioToken = MioToken(usize::MAX - 3);
 
 /// What the rest of the process asks of the loop.
 #[derive(Debug)]
@@ -69,6 +77,9 @@ pub(crate) enum Control {
         /// Where the answer goes.
         reply: tokio::sync::oneshot::Sender<Option<AdminAnswer>>,
     },
+    /// Re-read the TLS certificate, key and client CA: new connections
+    /// get them, open ones keep theirs.
+    ReloadTls,
 }
 
 /// What the loop answers an administrator's [`Control::Admin`].
@@ -84,6 +95,20 @@ pub(crate) struct AdminAnswer {
 struct Sock {
     stream: TcpStream,
     writable_interest: bool,
+    /// Its TLS session, on the TLS port.
+    tls: Option<Box<TlsSession>>,
+    /// Nothing was read yet (a plaintext connection's first bytes are
+    /// checked for a TLS hello, a TLS one's for plaintext).
+    fresh: bool,
+}
+
+/// rustls's side of a TLS connection.
+struct TlsSession {
+    conn: rustls::ServerConnection,
+    /// The handshake completed.
+    handshaken: bool,
+    /// The socket reached its end of input.
+    eof: bool,
 }
 
 /// What stands behind a host connection: a socket, or (on a cluster's
@@ -102,6 +127,17 @@ impl Sockets {
             Some(Endpoint::Tcp(sock)) => Some(sock),
             _ => None,
         }
+    }
+
+    fn tls_mut(&mut self, slot: usize) -> Option<&mut TlsSession> {
+        self.get_mut(slot).and_then(|s| s.tls.as_deref_mut())
+    }
+
+    fn is_tls(&self, slot: usize) -> bool {
+        matches!(
+            self.0.get(slot).and_then(Option::as_ref),
+            Some(Endpoint::Tcp(Sock { tls: Some(_), .. }))
+        )
     }
 
     fn session_mut(&mut self, slot: usize) -> Option<&mut cluster::SessionEnd> {
@@ -140,6 +176,10 @@ impl Peers for Sockets {
 }
 
 /// The loop: everything the server serves.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent flags of the loop (listening, systemd told, TLS policy), not a state machine"
+)]
 pub(crate) struct EventLoop {
     poll: Poll,
     listener: TcpListener,
@@ -167,6 +207,15 @@ pub(crate) struct EventLoop {
     metrics: Option<Metrics>,
     /// Whether systemd was told the server is ready (`Type=notify`).
     ready_notified: bool,
+    /// The TLS configuration new connections to the client port get
+    /// (`None`: that port is plaintext).
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Where it came from, for `SIGHUP`.
+    tls_settings: Option<tls::TlsSettings>,
+    /// The plaintext port beside the TLS one, if asked for.
+    plain_listener: Option<TcpListener>,
+    /// Refuse identities on plaintext connections.
+    require_tls_for_identities: bool,
 }
 
 /// The loop's side of the metrics: what it publishes and what it keeps
@@ -247,6 +296,28 @@ impl EventLoop {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let tls_config = settings.tls.as_ref().map(tls::server_config).transpose()?;
+        let plain_listener = match settings.plaintext_port {
+            Some(port) if settings.tls.is_some() => {
+                let addr = std::net::SocketAddr::new(listener.local_addr()?.ip(), port);
+                let l = std::net::TcpListener::bind(addr)
+                    .map_err(|e| io::Error::new(e.kind(), format!("plaintext port {addr}: {e}")))?;
+                l.set_nonblocking(true)?;
+                let mut l = TcpListener::from_std(l);
+                poll.registry()
+                    .register(&mut l, PLAIN_LISTENER, Interest::READABLE)?;
+                info!(addr = %l.local_addr()?, "plaintext listener on {}", l.local_addr()?);
+                Some(l)
+            }
+            _ => None,
+        };
+        if let Some(t) = &settings.tls {
+            info!(
+                cert = %t.cert.display(),
+                client_certificates = t.client_ca.is_some(),
+                "TLS on the client port"
+            );
+        }
         let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = mpsc::channel();
         let config = HostConfig {
@@ -369,6 +440,10 @@ impl EventLoop {
                 removed: false,
                 metrics: None,
                 ready_notified: false,
+                tls: tls_config,
+                tls_settings: settings.tls.clone(),
+                plain_listener,
+                require_tls_for_identities: settings.require_tls_for_identities,
             },
             handle,
         ))
@@ -549,7 +624,8 @@ impl EventLoop {
                     continue;
                 }
                 match ev.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(false),
+                    PLAIN_LISTENER => self.accept(true),
                     WAKER => {
                         while let Ok(cmd) = self.commands.try_recv() {
                             match cmd {
@@ -579,6 +655,7 @@ impl EventLoop {
                                 } => {
                                     let _ = reply.send(self.admin(&name, &secret, &query));
                                 }
+                                Control::ReloadTls => self.reload_tls(),
                             }
                         }
                     }
@@ -661,14 +738,31 @@ impl EventLoop {
         at.saturating_duration_since(now) + Duration::from_micros(999)
     }
 
-    fn accept(&mut self) {
+    /// Tries accepting again on every port, after `accept` failed for want
+    /// of resources.
+    fn accept_all(&mut self) {
+        self.accept_retry = None;
+        self.accept(false);
+        self.accept(true);
+    }
+
+    /// Accepts what waits on the client port, or (`plain`) on the
+    /// plaintext port beside a TLS one.
+    fn accept(&mut self, plain: bool) {
         if !self.listening {
             return;
         }
-        self.accept_retry = None;
         loop {
-            match self.listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+            let accepted = match (&self.plain_listener, plain) {
+                (Some(l), true) => l.accept(),
+                (None, true) => return,
+                (_, false) => self.listener.accept(),
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let tls = if plain { None } else { self.tls.clone() };
+                    self.admit(stream, peer, tls);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -685,7 +779,12 @@ impl EventLoop {
         }
     }
 
-    fn admit(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
+    fn admit(
+        &mut self,
+        stream: TcpStream,
+        peer: std::net::SocketAddr,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    ) {
         // A follower relays its clients to the leader.
         let Some(mut stream) = self.relay_if_following(stream) else {
             return;
@@ -713,11 +812,34 @@ impl EventLoop {
             self.apply_actions();
             return;
         }
+        let session = match tls.map(rustls::ServerConnection::new).transpose() {
+            Ok(s) => s.map(|mut conn| {
+                conn.set_buffer_limit(Some(tls::SEND_LIMIT));
+                Box::new(TlsSession {
+                    conn,
+                    handshaken: false,
+                    eof: false,
+                })
+            }),
+            Err(e) => {
+                warn!("cannot start a TLS session: {e}");
+                self.host.failed(slot);
+                self.apply_actions();
+                return;
+            }
+        };
+        if session.is_some() {
+            self.host.set_transport(slot, tls::CONN_CHARGE, false);
+        } else if self.require_tls_for_identities {
+            self.host.set_transport(slot, 0, true);
+        }
         self.sockets.put(
             slot,
             Endpoint::Tcp(Sock {
                 stream,
                 writable_interest: false,
+                tls: session,
+                fresh: true,
             }),
         );
     }
@@ -728,6 +850,10 @@ impl EventLoop {
         let now = self.now();
         if self.sockets.session_mut(slot).is_some() {
             self.feed_session(slot);
+            return;
+        }
+        if self.sockets.is_tls(slot) {
+            self.readable_tls(slot, hung_up);
             return;
         }
         self.host.resume(slot, now, &self.sockets);
@@ -742,6 +868,17 @@ impl EventLoop {
                     break;
                 }
                 Ok(n) => {
+                    let tls_hello = sock.fresh && tls::looks_like_tls(&space[..n]);
+                    sock.fresh = false;
+                    if tls_hello {
+                        // A TLS client on the plaintext port: it reads a
+                        // TLS alert, not a line it cannot parse.
+                        debug!(slot, "TLS hello on a plaintext port: refused");
+                        let _ = sock.stream.write(tls::ALERT_HANDSHAKE_FAILURE);
+                        self.host.engine_mut().stats_mut().incr(Stat::TlsOnPlain);
+                        self.host.failed(slot);
+                        break;
+                    }
                     self.host.received(slot, n, now, &self.sockets);
                     if n < want {
                         // The socket is drained; edge-triggered epoll will
@@ -779,6 +916,9 @@ impl EventLoop {
                     Some(Endpoint::Tcp(mut sock)) => {
                         let _ = self.poll.registry().deregister(&mut sock.stream);
                         closed_any = true;
+                        if sock.tls.as_ref().is_some_and(|t| !t.handshaken) {
+                            self.host.engine_mut().stats_mut().incr(Stat::TlsFailed);
+                        }
                     }
                     Some(Endpoint::Session(s)) => {
                         if let Some(c) = &mut self.cluster {
@@ -790,6 +930,14 @@ impl EventLoop {
             }
             for &slot in &self.actions.shutdown_write {
                 if let Some(sock) = self.sockets.get_mut(slot) {
+                    if let Some(t) = &mut sock.tls {
+                        t.conn.send_close_notify();
+                        while t.conn.wants_write() {
+                            if t.conn.write_tls(&mut sock.stream).is_err() {
+                                break;
+                            }
+                        }
+                    }
                     let _ = sock.stream.shutdown(std::net::Shutdown::Write);
                 }
             }
@@ -800,7 +948,7 @@ impl EventLoop {
             }
             self.actions.read = resume;
             if closed_any && self.accept_retry.is_some() {
-                self.accept();
+                self.accept_all();
             }
         }
     }
@@ -813,7 +961,7 @@ impl EventLoop {
             self.apply_actions();
         }
         if self.accept_retry.is_some_and(|t| Instant::now() >= t) {
-            self.accept();
+            self.accept_all();
         }
         if Instant::now() >= self.next_stats {
             self.next_stats = Instant::now() + self.stats_every;
@@ -849,6 +997,10 @@ impl EventLoop {
             self.flush_session(slot);
             return;
         }
+        if self.sockets.is_tls(slot) {
+            self.flush_tls(slot);
+            return;
+        }
         loop {
             let out = self.host.output(slot);
             if out.is_empty() {
@@ -871,6 +1023,11 @@ impl EventLoop {
         let Some(blocked) = self.host.flushed(slot, now) else {
             return;
         };
+        self.want_writable(slot, blocked);
+    }
+
+    /// Asks epoll to say when `slot`'s socket is writable, or stops asking.
+    fn want_writable(&mut self, slot: usize, blocked: bool) {
         let Some(sock) = self.sockets.get_mut(slot) else {
             return;
         };
@@ -892,6 +1049,9 @@ impl EventLoop {
         info!("shutting down");
         if self.listening {
             let _ = self.poll.registry().deregister(&mut self.listener);
+            if let Some(l) = &mut self.plain_listener {
+                let _ = self.poll.registry().deregister(l);
+            }
             self.listening = false;
         }
         self.host.begin_shutdown();
@@ -901,6 +1061,175 @@ impl EventLoop {
         if self.ready_notified {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         }
+    }
+
+    fn reload_tls(&mut self) {
+        let Some(settings) = &self.tls_settings else {
+            return;
+        };
+        match tls::server_config(settings) {
+            Ok(config) => {
+                self.tls = Some(config);
+                info!("TLS certificate, key and client CA reloaded; open connections keep theirs");
+            }
+            Err(e) => warn!("cannot reload TLS: {e}; keeping the configuration loaded before"),
+        }
+    }
+
+    /// Reads what a TLS connection's socket holds through rustls into the
+    /// host: the handshake first, then the decrypted lines. The host's
+    /// pausing holds here as in plaintext: while it gives no space, the
+    /// socket is not read (so rustls's buffers stay within
+    /// [`tls::CONN_CHARGE`]).
+    fn readable_tls(&mut self, slot: usize, hung_up: bool) {
+        let now = self.now();
+        self.host.resume(slot, now, &self.sockets);
+        if let Some(sock) = self.sockets.get_mut(slot)
+            && sock.fresh
+        {
+            let mut first = [0u8; 1];
+            match sock.stream.peek(&mut first) {
+                Ok(1) if !tls::looks_like_tls(&first) => {
+                    // Plaintext on the TLS port: say so in the protocol's
+                    // words, which a plaintext client can read.
+                    debug!(slot, "plaintext on the TLS port: refused");
+                    let _ = sock.stream.write(PLAINTEXT_ON_TLS);
+                    self.host.failed(slot);
+                    return;
+                }
+                Ok(_) => sock.fresh = false,
+                Err(_) => {}
+            }
+        }
+        loop {
+            // What rustls decrypted goes to the host first.
+            let mut ended = false;
+            let mut paused = true;
+            while let Some(space) = self.host.read_space(slot) {
+                let Some(tls) = self.sockets.tls_mut(slot) else {
+                    return;
+                };
+                match tls.conn.reader().read(space) {
+                    // Ok(0): close_notify; an error: the end of input
+                    // without one (or after a fatal alert).
+                    Ok(0) => ended = true,
+                    Ok(n) => {
+                        self.host.received(slot, n, now, &self.sockets);
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => ended = true,
+                }
+                paused = false;
+                break;
+            }
+            if ended {
+                self.host.closed_by_peer(slot, now, &self.sockets);
+                break;
+            }
+            if paused {
+                break;
+            }
+            let Some(sock) = self.sockets.get_mut(slot) else {
+                return;
+            };
+            let Some(tls) = sock.tls.as_deref_mut() else {
+                return;
+            };
+            if tls.eof {
+                break;
+            }
+            match tls.conn.read_tls(&mut sock.stream) {
+                Ok(0) => tls.eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!(slot, "TLS connection error: {e}");
+                    self.host.failed(slot);
+                    return;
+                }
+            }
+            if let Err(e) = tls.conn.process_new_packets() {
+                // rustls queued an alert that says why: send it, close.
+                let _ = tls.conn.write_tls(&mut sock.stream);
+                debug!(slot, "TLS refused: {e}");
+                self.host.failed(slot);
+                return;
+            }
+            if !tls.handshaken && !tls.conn.is_handshaking() {
+                tls.handshaken = true;
+                let identity = tls
+                    .conn
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(tls::certificate_identity);
+                debug!(slot, identity = ?identity, "TLS handshake done");
+                self.host.engine_mut().stats_mut().incr(Stat::TlsHandshake);
+                self.host.set_certificate_identity(slot, identity);
+            } else if tls.eof && !tls.handshaken {
+                debug!(slot, "TLS handshake cut short");
+                self.host.failed(slot);
+                return;
+            }
+            if self
+                .sockets
+                .tls_mut(slot)
+                .is_some_and(|t| t.conn.wants_write())
+            {
+                self.dirty.push(slot);
+            }
+        }
+        if hung_up {
+            self.host.hung_up(slot);
+        }
+    }
+
+    /// Encrypts `slot`'s ready answers and writes them, with whatever the
+    /// handshake has to say.
+    fn flush_tls(&mut self, slot: usize) {
+        let now = self.now();
+        let mut blocked = false;
+        loop {
+            let out = self.host.output(slot);
+            let Some(sock) = self.sockets.get_mut(slot) else {
+                return;
+            };
+            let Some(tls) = sock.tls.as_deref_mut() else {
+                return;
+            };
+            // rustls takes what fits under its buffer limit.
+            let took = if out.is_empty() {
+                0
+            } else {
+                tls.conn.writer().write(out).unwrap_or(0)
+            };
+            while tls.conn.wants_write() {
+                match tls.conn.write_tls(&mut sock.stream) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        debug!(slot, "write failed: {e}");
+                        self.host.failed(slot);
+                        return;
+                    }
+                }
+            }
+            if took > 0 {
+                self.host.sent(slot, took, now);
+            }
+            if blocked || took == 0 {
+                break;
+            }
+        }
+        let Some(host_blocked) = self.host.flushed(slot, now) else {
+            return;
+        };
+        self.want_writable(slot, blocked || host_blocked);
     }
 
     fn reload_identities(&mut self) {

@@ -11,6 +11,11 @@
 //!   `put` (TTL 300 s), `get`. Redis: `SET key value PX 300000`, `GET key`.
 //!
 //! One operation is one cycle; the latencies are a cycle's.
+//!
+//! With `DLM_BENCH_DLM_TLS` (the address of a dlm-server's TLS port) and
+//! `DLM_BENCH_DLM_TLS_CA` (its CA file; the certificate must be valid for
+//! localhost), every row is also measured over TLS (`"client":"dlm-tls"`),
+//! between the plaintext dlm row and the Redis one.
 
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
@@ -41,6 +46,7 @@ impl Workload {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Dlm,
+    DlmTls,
     Redis,
 }
 
@@ -51,6 +57,8 @@ struct Setup {
     run: String,
     seconds: Duration,
     unlock_sha: String,
+    /// A TLS port of dlm-server and its CA file.
+    dlm_tls: Option<(String, String)>,
 }
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -68,6 +76,15 @@ impl Conn {
                 setup.dlm.as_str(),
                 dlm::Options::new().max_idle(1),
             )?),
+            Kind::DlmTls => {
+                let (addr, ca) = setup.dlm_tls.as_ref().ok_or("no TLS server")?;
+                Self::Dlm(dlm::Client::connect_with(
+                    addr.as_str(),
+                    dlm::Options::new()
+                        .max_idle(1)
+                        .tls(dlm::Tls::new().ca_file(ca).server_name("localhost")),
+                )?)
+            }
             Kind::Redis => {
                 let con = redis::Client::open(format!("redis://{}/", setup.redis))?
                     .get_connection_with_timeout(Duration::from_secs(5))?;
@@ -157,6 +174,7 @@ fn measure(setup: &Setup, kind: Kind, workload: Workload, workers: usize) -> Res
                     // measurement's clients are new ones.
                     let client = match kind {
                         Kind::Dlm => "dlm",
+                        Kind::DlmTls => "dlm-tls",
                         Kind::Redis => "redis",
                     };
                     let key = format!(
@@ -201,6 +219,7 @@ fn measure(setup: &Setup, kind: Kind, workload: Workload, workers: usize) -> Res
          \"ops_per_s\":{rate:.0},\"p50_us\":{},\"p99_us\":{},\"ops\":{},\"seconds\":{:.3}}}",
         match kind {
             Kind::Dlm => "dlm",
+            Kind::DlmTls => "dlm-tls",
             Kind::Redis => "redis-rs",
         },
         workload.name(),
@@ -229,6 +248,13 @@ fn run() -> Result<(), Failure> {
         run: env("DLM_BENCH_RUN", "run"),
         seconds: Duration::try_from_secs_f64(seconds)?,
         unlock_sha: String::new(),
+        dlm_tls: match (
+            std::env::var("DLM_BENCH_DLM_TLS"),
+            std::env::var("DLM_BENCH_DLM_TLS_CA"),
+        ) {
+            (Ok(addr), Ok(ca)) if !addr.is_empty() && !ca.is_empty() => Some((addr, ca)),
+            _ => None,
+        },
     };
     let mut con = redis::Client::open(format!("redis://{}/", setup.redis))?.get_connection()?;
     setup.unlock_sha = redis::cmd("SCRIPT")
@@ -250,6 +276,9 @@ fn run() -> Result<(), Failure> {
         };
         for &n in &workers {
             measure(&setup, Kind::Dlm, workload, n)?;
+            if setup.dlm_tls.is_some() {
+                measure(&setup, Kind::DlmTls, workload, n)?;
+            }
             measure(&setup, Kind::Redis, workload, n)?;
         }
     }
