@@ -1,5 +1,5 @@
 # The two commands a user needs are in README.md; everything else is here.
-.PHONY: test setup bench bench-cluster bench-bindings fuzz header
+.PHONY: test setup bench bench-cluster bench-bindings fuzz header chaos
 test:
 	scripts/test.sh
 
@@ -32,3 +32,12 @@ bench-bindings:
 # engine model, and cargo-fuzz where a nightly toolchain has it.
 fuzz:
 	scripts/fuzz.sh
+
+# The fault-injection suite (issue 15): dlm clusters of 3 and 5 members (and
+# one, and in memory) under kills, pauses, partitions, delays, cut data-dir
+# tails and clock jumps; mutual exclusion at a fenced resource and
+# linearizability (porcupine) checked. CHAOS_DURATION seconds per run
+# (default 300, four runs); `scripts/chaos.sh --quick` is the short run
+# `make test` makes.
+chaos:
+	scripts/chaos.sh
