@@ -286,6 +286,14 @@ impl Host {
                     .replica
                     .as_ref()
                     .is_none_or(|r| r.node == node_of(d.tag));
+                if !mine {
+                    // A grant to a waiter of another member's connection:
+                    // a former leader's, whose last entries this member
+                    // applies as the new leader. That member may have told
+                    // its client already; taking the grant back here would
+                    // hand the lock to a second holder. It lasts its TTL.
+                    continue;
+                }
                 let live = self
                     .conn(slot)
                     .filter(|c| mine && c.generation == generation)

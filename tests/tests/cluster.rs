@@ -604,3 +604,52 @@ fn a_leader_counts_lock_time_on_the_cluster_clock_not_its_own_uptime() {
         .call(&Client::new("a").test_lock("x"));
     assert_eq!((r.status, r.token), (Status::Locked, a.token));
 }
+
+/// Found by the chaos suite (`dlm-chaos`, issue 15): a new leader applying
+/// the last entries of its predecessor took a grant to one of the
+/// predecessor's waiters for undeliverable and took it back, though the
+/// predecessor had told its client already; the lock then went to a
+/// second holder at once. (The race needs the old leader to stop before
+/// its followers hear that the grant's entry committed; each round
+/// stops it right after the grant arrives.)
+#[test]
+fn a_new_leader_never_takes_back_a_grant_its_predecessor_delivered() {
+    let c = Cluster::start(3, &[]);
+    for round in 0..3 {
+        let leader = c.leader();
+        let name = format!("x{round}");
+        let a = Client::new("a");
+        let mut holder = c.member(leader).connect();
+        assert_eq!(holder.call(&a.lock(&name, TTL)).status, Status::Locked);
+        let mut waiter = c.member(leader).connect();
+        waiter.send(&Client::new("b").lock_wait(&name, TTL, TTL));
+        c.member(leader)
+            .wait_for(LONG, "b waits", |s| s.get(Stat::AWait) == 1);
+        holder.send(&a.unlock(&name, None));
+        let granted = waiter.recv();
+        c.member(leader).signal(libc::SIGSTOP);
+        assert_eq!(granted.status, Status::Locked);
+        // A new leader, through the followers.
+        let followers = c.followers(leader);
+        let deadline = Instant::now() + LONG;
+        let next = loop {
+            let l = field(&c.status(followers[0]), "\"Leader\":");
+            if l != 0 && l != leader {
+                break l;
+            }
+            assert!(Instant::now() < deadline, "no new leader");
+            thread::sleep(Duration::from_millis(20));
+        };
+        let r = c
+            .member(next)
+            .connect()
+            .call(&Client::new("c").lock(&name, TTL));
+        c.member(leader).signal(libc::SIGCONT);
+        assert_eq!(
+            r.status,
+            Status::NotOwner,
+            "round {round}: c got the lock b was granted (token {:?}) from the new leader",
+            granted.token
+        );
+    }
+}
