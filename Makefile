@@ -33,11 +33,11 @@ bench-bindings:
 fuzz:
 	scripts/fuzz.sh
 
-# The fault-injection suite (issue 15): dlm clusters of 3 and 5 members (and
-# one, and in memory) under kills, pauses, partitions, delays, cut data-dir
-# tails and clock jumps; mutual exclusion at a fenced resource and
-# linearizability (porcupine) checked. CHAOS_DURATION seconds per run
-# (default 300, four runs); `scripts/chaos.sh --quick` is the short run
-# `make test` makes.
+# The fault-injection suite (issue 15): dlm clusters of 3 and 5 members, of
+# one, in memory, and the plain in-memory server, under kills, pauses,
+# partitions, delays, cut data-dir tails and clock jumps; mutual exclusion at
+# a fenced resource and linearizability (porcupine) checked. CHAOS_DURATION
+# seconds per run (default 300, five runs); `scripts/chaos.sh --quick` is
+# the short run `make test` makes.
 chaos:
 	scripts/chaos.sh

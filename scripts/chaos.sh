@@ -8,6 +8,7 @@
 #                              (CHAOS_DURATION seconds each, default 300):
 #                              3 members durable, 5 members durable,
 #                              3 members in memory, 1 durable member
+#                              under kill -9, the plain in-memory server
 #   scripts/chaos.sh --quick   the short run of `make test` (~1.5 min,
 #                              debug build: 3 members durable, 45 s;
 #                              3 members in memory, 20 s)
@@ -46,6 +47,7 @@ else
     "--nodes 5 --duration $d"
     "--nodes 3 --duration $d --memory"
     "--nodes 1 --duration $d --faults kill-leader,pause-leader,clock"
+    "--single --memory --duration $d --faults pause-leader,clock"
   )
 fi
 

@@ -251,7 +251,7 @@ func main() {
 	if err != nil {
 		emit(report{Result: "error", Error: err.Error()}, 3)
 	}
-	res, info := porcupine.CheckOperationsVerbose(model, ops, 60*time.Second)
+	res, info := porcupine.CheckOperationsVerbose(model, ops, 180*time.Second)
 	var notes []porcupine.Annotation
 	for _, a := range h.Annotations {
 		notes = append(notes, porcupine.Annotation{Tag: a.Tag, Start: a.Start, End: a.End,
@@ -275,7 +275,7 @@ func main() {
 	// The smallest failing key, and its longest linearizable prefix plus
 	// the operations none of whose orders could extend it.
 	for _, part := range parts {
-		pres, pinfo := porcupine.CheckOperationsVerbose(model, part, 60*time.Second)
+		pres, pinfo := porcupine.CheckOperationsVerbose(model, part, 180*time.Second)
 		if pres != porcupine.Illegal {
 			continue
 		}

@@ -8,6 +8,9 @@
  *   byte written to that file through any fd of this process. Bytes past
  *   the last LENGTH recorded for a file were never synced: a crash of the
  *   machine could lose them, and the suite cuts them off after a SIGKILL.
+ *   An fd that wrote nothing records the file's size (an fsync syncs the
+ *   whole file). Writes and syncs of a file are assumed to go through one
+ *   fd while it has one writer, as raft-engine's do.
  *   (Recorded before the sync runs: if the process dies inside the sync,
  *   the suite treats those bytes as synced and keeps them, which errs on
  *   the side of never cutting what the server was told is durable.)
@@ -72,8 +75,12 @@ static void record_sync(int fd) {
     ssize_t n = readlink(link, path, sizeof path - 1);
     if (n <= 0) return;
     path[n] = 0;
+    /* An fd that wrote nothing (a file reopened by a restarted member and
+     * synced before any write): an fsync syncs the whole file, whoever
+     * wrote it, so all of it counts as synced. */
+    long long synced = written_end[fd] > 0 ? (long long)written_end[fd] : (long long)st.st_size;
     char line[PATH_MAX + 32];
-    int len = snprintf(line, sizeof line, "%s\t%lld\n", path, (long long)written_end[fd]);
+    int len = snprintf(line, sizeof line, "%s\t%lld\n", path, synced);
     if (len > 0) syscall(SYS_write, sync_log, line, (size_t)len);
 }
 

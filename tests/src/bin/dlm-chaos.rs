@@ -58,6 +58,7 @@ struct Args {
     ttl: Duration,
     faults: Vec<String>,
     durable: bool,
+    single: bool,
     out: Option<PathBuf>,
     keep: bool,
     server: Option<PathBuf>,
@@ -67,7 +68,7 @@ struct Args {
 fn usage() -> String {
     format!(
         "usage: dlm-chaos [--seed N] [--duration SECS] [--nodes 3|5] [--lock-clients N] \
-         [--kv-clients N] [--ttl-ms MS] [--faults {}] [--memory] [--out DIR] [--keep] \
+         [--kv-clients N] [--ttl-ms MS] [--faults {}] [--memory] [--single] [--out DIR] [--keep] \
          [--server PATH] [--porcupine PATH]",
         ALL_FAULTS.join(",")
     )
@@ -88,6 +89,7 @@ fn parse_args() -> Result<Args, String> {
         ttl: Duration::from_secs(1),
         faults: ALL_FAULTS.iter().map(|s| (*s).to_owned()).collect(),
         durable: true,
+        single: false,
         out: None,
         keep: false,
         server: None,
@@ -120,6 +122,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--memory" => a.durable = false,
+            "--single" => a.single = true,
             "--out" => a.out = Some(PathBuf::from(value("--out")?)),
             "--keep" => a.keep = true,
             "--server" => a.server = Some(PathBuf::from(value("--server")?)),
@@ -130,6 +133,10 @@ fn parse_args() -> Result<Args, String> {
     }
     if !(1..=9).contains(&a.nodes) {
         return Err("--nodes must be 1 to 9".into());
+    }
+    if a.single {
+        // One plain server: nothing to partition.
+        a.nodes = 1;
     }
     if !a.durable {
         // A member killed in memory comes back empty and must rejoin;
@@ -155,10 +162,23 @@ fn replay(a: &Args) -> String {
     if !a.durable {
         s.push_str(" --memory");
     }
+    if a.single {
+        s.push_str(" --single");
+    }
     s
 }
 
-/// The directory of this binary (target/<profile>).
+/// What ran: "3 members, durable", "one plain server, in memory".
+fn shape(a: &Args) -> String {
+    let kind = if a.durable { "durable" } else { "in memory" };
+    if a.single {
+        format!("one plain server, {kind}")
+    } else {
+        format!("{} members, {kind}", a.nodes)
+    }
+}
+
+/// The directory of this binary (`target/<profile>`).
 fn target_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
@@ -203,11 +223,10 @@ fn run(args: &Args) -> Result<bool, String> {
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     println!(
-        "dlm-chaos: seed {} ({} s, {} members, {}), output in {}",
+        "dlm-chaos: seed {} ({} s, {}), output in {}",
         args.seed,
         args.duration.as_secs(),
-        args.nodes,
-        if args.durable { "durable" } else { "in memory" },
+        shape(args),
         out.display()
     );
     println!("replay: {}", replay(args));
@@ -245,6 +264,7 @@ fn run(args: &Args) -> Result<bool, String> {
         dir: out.clone(),
         durable: args.durable,
         preload: preload.clone(),
+        single: args.single,
     };
     let members = Members::start(args.nodes, setup, &net).map_err(|e| e.to_string())?;
     let addrs = members.client_addrs();
@@ -445,11 +465,10 @@ fn run(args: &Args) -> Result<bool, String> {
         let s = &mut summary;
         let _ = writeln!(
             s,
-            "seed {}  duration {:.1}s  members {} ({})",
+            "seed {}  duration {:.1}s  {}",
             args.seed,
             wall.as_secs_f64(),
-            args.nodes,
-            if args.durable { "durable" } else { "in memory" }
+            shape(args)
         );
         let _ = writeln!(
             s,

@@ -43,6 +43,9 @@ pub struct Setup {
     pub durable: bool,
     /// `LD_PRELOAD` for members (the fault shim), if any.
     pub preload: Option<PathBuf>,
+    /// One plain server (no `--node`/`--peers`): in memory, the server
+    /// without Raft; with a data directory, a durable cluster of one.
+    pub single: bool,
 }
 
 /// The members and the proxies between them.
@@ -139,9 +142,11 @@ impl Members {
         let mut log = OpenOptions::new().create(true).append(true).open(&m.log)?;
         writeln!(log, "==== dlm-chaos: starting member {id} ====")?;
         let mut cmd = Command::new(&setup.server);
-        cmd.args(["127.0.0.1", &m.client_port.to_string()])
-            .args(["--node", &id.to_string(), "--peers", &peers])
-            .env("DLM_LOG", "info")
+        cmd.args(["127.0.0.1", &m.client_port.to_string()]);
+        if !setup.single {
+            cmd.args(["--node", &id.to_string(), "--peers", &peers]);
+        }
+        cmd.env("DLM_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
