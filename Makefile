@@ -1,5 +1,5 @@
 # The two commands a user needs are in README.md; everything else is here.
-.PHONY: test setup bench bench-cluster bench-bindings fuzz header deb
+.PHONY: test setup bench bench-cluster bench-bindings fuzz header deb chaos
 test:
 	scripts/test.sh
 
@@ -38,3 +38,12 @@ fuzz:
 # target/deb/dlm_VERSION_ARCH.deb).
 deb:
 	scripts/make-deb.sh
+
+# The fault-injection suite (issue 15): dlm clusters of 3 and 5 members, of
+# one, in memory, and the plain in-memory server, under kills, pauses,
+# partitions, delays, cut data-dir tails and clock jumps; mutual exclusion at
+# a fenced resource and linearizability (porcupine) checked. CHAOS_DURATION
+# seconds per run (default 300, five runs); `scripts/chaos.sh --quick` is
+# the short run `make test` makes.
+chaos:
+	scripts/chaos.sh

@@ -50,3 +50,9 @@ command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
 
 # The WebAssembly module and the Node.js package (wasm/).
 scripts/setup-wasm.sh
+
+# The chaos suite's linearizability checker is porcupine (Go), built from
+# tests/chaos/porcupine-check; its fault shim is C (gcc, above). Go is
+# preinstalled in /usr/local/go on our machines.
+command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
+(cd tests/chaos/porcupine-check && go mod download)

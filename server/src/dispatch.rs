@@ -143,7 +143,12 @@ impl Host {
         // Time first: waiters served by what fell due are answered before
         // this request's effect (the engine would do the same inside
         // `handle`; doing it here keeps the journal in the engine's order).
-        if self.engine.next_deadline().is_some_and(|d| d <= now) {
+        // Not on a cluster member: its engine takes time only from the
+        // log's stamps, like every other member's; this host's own clock
+        // (its uptime) would expire locks early on the leader alone, and
+        // the members' engines would part (tokens granted twice after a
+        // failover, two holders at once).
+        if self.replica.is_none() && self.engine.next_deadline().is_some_and(|d| d <= now) {
             let Self {
                 engine, deliveries, ..
             } = self;
@@ -342,6 +347,14 @@ impl Host {
                     .replica
                     .as_ref()
                     .is_none_or(|r| r.node == node_of(d.tag));
+                if !mine {
+                    // A grant to a waiter of another member's connection:
+                    // a former leader's, whose last entries this member
+                    // applies as the new leader. That member may have told
+                    // its client already; taking the grant back here would
+                    // hand the lock to a second holder. It lasts its TTL.
+                    continue;
+                }
                 let live = self
                     .conn(slot)
                     .filter(|c| mine && c.generation == generation)

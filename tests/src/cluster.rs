@@ -37,20 +37,26 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` members with `extra` arguments each.
     pub fn start(n: u64, extra: &[&str]) -> Self {
-        let peers: BTreeMap<u64, u16> = (1..=n).map(|id| (id, free_port())).collect();
-        let turn = ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut c = Self {
-            peers,
-            members: BTreeMap::new(),
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-            _turn: turn,
-        };
+        let mut c = Self::prepare(n, extra);
         for id in 1..=n {
             c.boot(id, false);
         }
         c
+    }
+
+    /// A cluster of `n` members with `extra` arguments each, none started
+    /// yet: the test boots them ([`boot`](Self::boot)) when it wants.
+    pub fn prepare(n: u64, extra: &[&str]) -> Self {
+        let peers: BTreeMap<u64, u16> = (1..=n).map(|id| (id, free_port())).collect();
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self {
+            peers,
+            members: BTreeMap::new(),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            _turn: turn,
+        }
     }
 
     /// The `--peers` argument.

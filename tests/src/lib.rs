@@ -19,6 +19,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod chaos;
 pub mod cluster;
 
 use dlm_core::protocol::{Framing, Request, Response, Status};

@@ -558,3 +558,98 @@ fn a_member_waits_for_its_peers_and_says_so() {
     let r = first.connect().call(&Client::new("x").lock("formed", TTL));
     assert_eq!(r.status, Status::Locked);
 }
+
+/// Found by the chaos suite (`dlm-chaos`, issue 15): the leader advanced
+/// its engine by its own uptime on every client line, outside the log, so
+/// its engine expired locks earlier than every other member's (whose time
+/// comes only from the log's stamps). The leader then granted a lock that
+/// was still held on the cluster's clock, and the members' engines parted:
+/// after a failover the next leader handed out the same fencing tokens
+/// again. A member whose uptime runs ahead of the cluster's clock (it
+/// started long before its peers could elect) shows it at once.
+#[test]
+fn a_leader_counts_lock_time_on_the_cluster_clock_not_its_own_uptime() {
+    let mut c = Cluster::prepare(3, &[]);
+    c.boot(1, false);
+    // The fault itself, not a wait for state: member 1 runs alone (no
+    // quorum, no cluster clock yet) for longer than the lock's TTL below.
+    thread::sleep(Duration::from_secs(4));
+    c.boot(2, false);
+    c.boot(3, false);
+    if c.leader() != 1 {
+        c.admin("{\"Action\":\"Cluster\",\"Op\":\"transfer\",\"Node\":1}");
+        let deadline = Instant::now() + LONG;
+        while c.leader() != 1 {
+            assert!(Instant::now() < deadline, "member 1 never took the lead");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let mut conn = c.member(1).connect();
+    let a = conn.call(&Client::new("a").lock("x", Ttl::from_millis(2_500)));
+    assert_eq!(a.status, Status::Locked);
+    let b = conn.call(&Client::new("b").lock("x", TTL));
+    assert_eq!(
+        b.status,
+        Status::NotOwner,
+        "b was granted a's lock at once (token {:?} after a's {:?})",
+        b.token,
+        a.token
+    );
+    // Every member's engine agrees: the next leader still sees a's grant.
+    c.kill(1);
+    let next = c.leader();
+    let r = c
+        .member(next)
+        .connect()
+        .call(&Client::new("a").test_lock("x"));
+    assert_eq!((r.status, r.token), (Status::Locked, a.token));
+}
+
+/// Found by the chaos suite (`dlm-chaos`, issue 15): a new leader applying
+/// the last entries of its predecessor took a grant to one of the
+/// predecessor's waiters for undeliverable and took it back, though the
+/// predecessor had told its client already; the lock then went to a
+/// second holder at once. (The race needs the old leader to stop before
+/// its followers hear that the grant's entry committed; each round
+/// stops it right after the grant arrives.)
+#[test]
+fn a_new_leader_never_takes_back_a_grant_its_predecessor_delivered() {
+    let c = Cluster::start(3, &[]);
+    for round in 0..3 {
+        let leader = c.leader();
+        let name = format!("x{round}");
+        let a = Client::new("a");
+        let mut holder = c.member(leader).connect();
+        assert_eq!(holder.call(&a.lock(&name, TTL)).status, Status::Locked);
+        let mut waiter = c.member(leader).connect();
+        waiter.send(&Client::new("b").lock_wait(&name, TTL, TTL));
+        c.member(leader)
+            .wait_for(LONG, "b waits", |s| s.get(Stat::AWait) == 1);
+        holder.send(&a.unlock(&name, None));
+        let granted = waiter.recv();
+        c.member(leader).signal(libc::SIGSTOP);
+        assert_eq!(granted.status, Status::Locked);
+        // A new leader, through the followers.
+        let followers = c.followers(leader);
+        let deadline = Instant::now() + LONG;
+        let next = loop {
+            let l = field(&c.status(followers[0]), "\"Leader\":");
+            if l != 0 && l != leader {
+                break l;
+            }
+            assert!(Instant::now() < deadline, "no new leader");
+            thread::sleep(Duration::from_millis(20));
+        };
+        let r = c
+            .member(next)
+            .connect()
+            .call(&Client::new("c").lock(&name, TTL));
+        c.member(leader).signal(libc::SIGCONT);
+        assert_eq!(
+            r.status,
+            Status::NotOwner,
+            "round {round}: c got the lock b was granted (token {:?}) from the new leader",
+            granted.token
+        );
+    }
+}

@@ -1,0 +1,5 @@
+module dlm.example/chaos/porcupinecheck
+
+go 1.22
+
+require github.com/anishathalye/porcupine v1.3.1

@@ -1,0 +1,427 @@
+//! The chaos clients: each a thread speaking the line protocol directly
+//! (plain JSON) to one member at a time, moving to the next member when
+//! its connection fails or answers `NO`. Every call has a timeout; a call
+//! whose request was written but whose answer did not come is recorded as
+//! indeterminate (it may or may not have been applied).
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::history::{Clock, Grant, History, KvInput, KvOp, KvOutput, Write, push};
+use super::rng::Rng;
+
+/// How a call ended.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// An answer (`Status` other than `NO`).
+    Answer(Value),
+    /// Certainly not applied: not connected, nothing written, or `NO`.
+    Refused(String),
+    /// Written, not answered in time (or the connection ended).
+    Unknown(String),
+}
+
+/// A connection that fails over to the next member.
+pub struct Conn {
+    addrs: Vec<SocketAddr>,
+    at: usize,
+    stream: Option<(BufReader<TcpStream>, TcpStream)>,
+}
+
+impl Conn {
+    /// A client of the members at `addrs`, starting with the `first`th.
+    pub fn new(addrs: Vec<SocketAddr>, first: usize) -> Self {
+        let at = first % addrs.len().max(1);
+        Self {
+            addrs,
+            at,
+            stream: None,
+        }
+    }
+
+    /// The index of the member it talks to (or will next).
+    pub fn member(&self) -> usize {
+        self.at
+    }
+
+    fn next_member(&mut self) {
+        self.stream = None;
+        self.at = (self.at + 1) % self.addrs.len().max(1);
+    }
+
+    /// Sends `request` and waits up to `timeout` for its answer.
+    pub fn call(&mut self, request: &Value, timeout: Duration) -> Outcome {
+        if self.stream.is_none() {
+            let Some(addr) = self.addrs.get(self.at).copied() else {
+                return Outcome::Refused("no members".into());
+            };
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    let Ok(w) = s.try_clone() else {
+                        return Outcome::Refused("clone".into());
+                    };
+                    self.stream = Some((BufReader::new(s), w));
+                }
+                Err(e) => {
+                    self.next_member();
+                    return Outcome::Refused(format!("connect {addr}: {e}"));
+                }
+            }
+        }
+        let Some((reader, writer)) = self.stream.as_mut() else {
+            return Outcome::Refused("not connected".into());
+        };
+        let mut line = request.to_string();
+        line.push('\n');
+        let _ = writer.set_write_timeout(Some(timeout));
+        if let Err(e) = writer.write_all(line.as_bytes()) {
+            // Part of it may have gone out: a whole line could have.
+            self.next_member();
+            return Outcome::Unknown(format!("write: {e}"));
+        }
+        let _ = reader.get_ref().set_read_timeout(Some(timeout));
+        let mut answer = String::new();
+        match reader.read_line(&mut answer) {
+            Ok(n) if n > 0 && answer.ends_with('\n') => {}
+            Ok(_) => {
+                self.next_member();
+                return Outcome::Unknown("connection closed".into());
+            }
+            Err(e) => {
+                self.next_member();
+                return Outcome::Unknown(format!("read: {e}"));
+            }
+        }
+        match serde_json::from_str::<Value>(&answer) {
+            Ok(v) if v["Status"] == "NO" => {
+                self.next_member();
+                Outcome::Refused(format!("NO: {}", v["Error"]))
+            }
+            Ok(v) => Outcome::Answer(v),
+            Err(_) => {
+                self.next_member();
+                Outcome::Unknown(format!("bad answer {answer:?}"))
+            }
+        }
+    }
+}
+
+/// What every client shares.
+pub struct Shared {
+    /// The run's clock.
+    pub clock: Clock,
+    /// Where everything is recorded.
+    pub history: Arc<History>,
+    /// Set when the clients should stop.
+    pub stop: Arc<AtomicBool>,
+    /// Member client addresses.
+    pub addrs: Vec<SocketAddr>,
+    /// The guarded resource.
+    pub resource: Arc<Resource>,
+    /// Lock TTL.
+    pub ttl: Duration,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+impl Shared {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Records how far a call overran its timeout, if it did.
+    fn overrun(&self, call: u64, ret: u64, timeout: Duration, what: &str) {
+        let limit = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        let took = ret.saturating_sub(call);
+        // The connect (300 ms) and the write come before the read timeout.
+        let slack = 500_000_000;
+        if took > limit + slack {
+            let mut o = self
+                .history
+                .overrun
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if o.as_ref().is_none_or(|(d, _)| took - limit > *d) {
+                *o = Some((took - limit, what.to_owned()));
+            }
+        }
+    }
+}
+
+/// A resource guarded by the lock (as a storage service would guard
+/// itself): it takes a write only with a token at least the highest it
+/// has seen for that name.
+#[derive(Debug, Default)]
+pub struct Resource {
+    highest: Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl Resource {
+    /// A write by `client` holding `token` on `name`, made only if the
+    /// holder's lease (as the holder counts it) still runs when the
+    /// resource takes it; recorded. Returns whether the lease still ran.
+    pub fn write(
+        &self,
+        shared: &Shared,
+        client: u64,
+        name: &str,
+        token: u64,
+        lease_end: u64,
+    ) -> bool {
+        let mut highest = self.highest.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = shared.clock.now();
+        if at >= lease_end {
+            return false;
+        }
+        let h = highest.entry(name.to_owned()).or_insert(0);
+        let accepted = token >= *h;
+        if accepted {
+            *h = token;
+        }
+        push(
+            &shared.history.writes,
+            Write {
+                client,
+                name: name.to_owned(),
+                token,
+                at,
+                accepted,
+            },
+        );
+        true
+    }
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn sleep_ms(rng: &mut Rng, lo: u64, hi: u64) {
+    std::thread::sleep(Duration::from_millis(rng.range(lo, hi)));
+}
+
+/// Names the lock clients fight over.
+pub const LOCK_NAMES: [&str; 2] = ["hot-a", "hot-b"];
+/// Keys the key/value clients share.
+pub const KEYS: [&str; 3] = ["k1", "k2", "k3"];
+/// The owner ID of every key/value client (they share the entries).
+pub const KV_OWNER: &str = "kv";
+
+/// A lock client: Lock (often with Wait), writes to the resource while
+/// its lease runs, Extend (Lock with Token), Unlock with Token.
+pub fn lock_client(shared: &Shared, client: u64) {
+    let mut rng = Rng::fork(shared.seed, 1000 + client);
+    let mut conn = Conn::new(shared.addrs.clone(), usize::try_from(client).unwrap_or(0));
+    let ttl = shared.ttl;
+    let mut attempt = 0u64;
+    while !shared.stopped() {
+        attempt += 1;
+        let name = *rng.pick(&LOCK_NAMES);
+        let owner = format!("c{client}-{attempt}");
+        let wait = if rng.chance(70) {
+            Duration::from_millis(rng.range(100, 600))
+        } else {
+            Duration::ZERO
+        };
+        let mut req = json!({"Action":"Lock","FileName":name,"ID":owner,"Expire":secs(ttl)});
+        if !wait.is_zero() {
+            req["Wait"] = json!(secs(wait));
+        }
+        let timeout = wait + Duration::from_secs(2);
+        let call = shared.clock.now();
+        let via = conn.member();
+        let out = conn.call(&req, timeout);
+        let ret = shared.clock.now();
+        shared.overrun(call, ret, timeout, "Lock");
+        let (token, answer_owner) = match out {
+            Outcome::Answer(v) if v["Status"] == "Locked" => (
+                v["Token"].as_u64(),
+                v["ID"].as_str().unwrap_or("").to_owned(),
+            ),
+            Outcome::Answer(_) => {
+                sleep_ms(&mut rng, 0, 30);
+                continue;
+            }
+            Outcome::Refused(_) => {
+                sleep_ms(&mut rng, 20, 80);
+                continue;
+            }
+            Outcome::Unknown(_) => {
+                *shared
+                    .history
+                    .unknown_locks
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) += 1;
+                sleep_ms(&mut rng, 20, 80);
+                continue;
+            }
+        };
+        let Some(token) = token else {
+            // Locked without a token: recorded as a grant of token 0,
+            // which the checker's rules will refuse.
+            push(
+                &shared.history.grants,
+                Grant {
+                    client,
+                    owner,
+                    name: name.to_owned(),
+                    token: 0,
+                    call,
+                    ret,
+                    lease_end: call,
+                    wrong_extend_tokens: vec![],
+                    answer_owner,
+                    via,
+                },
+            );
+            continue;
+        };
+        let mut lease_end = call + ns(ttl);
+        let mut wrong = Vec::new();
+        let steps = rng.range(1, 5);
+        for _ in 0..steps {
+            if !shared
+                .resource
+                .write(shared, client, name, token, lease_end)
+            {
+                break;
+            }
+            sleep_ms(
+                &mut rng,
+                0,
+                u64::try_from(ttl.as_millis() / 3).unwrap_or(100),
+            );
+            if rng.chance(50) && !shared.stopped() {
+                let req = json!({"Action":"Lock","FileName":name,"ID":owner,
+                                 "Expire":secs(ttl),"Token":token});
+                let timeout = Duration::from_secs(2);
+                let c = shared.clock.now();
+                let out = conn.call(&req, timeout);
+                let r = shared.clock.now();
+                shared.overrun(c, r, timeout, "Extend");
+                match out {
+                    Outcome::Answer(v) if v["Status"] == "Locked" => {
+                        if v["Token"].as_u64() == Some(token) {
+                            lease_end = lease_end.max(c + ns(ttl));
+                        } else {
+                            wrong.push(v["Token"].as_u64().unwrap_or(0));
+                        }
+                    }
+                    Outcome::Answer(_) => {
+                        // Lost: the holder stops counting on it.
+                        lease_end = lease_end.min(c);
+                        break;
+                    }
+                    Outcome::Refused(_) | Outcome::Unknown(_) => {}
+                }
+            }
+        }
+        let c = shared.clock.now();
+        lease_end = lease_end.min(c);
+        push(
+            &shared.history.grants,
+            Grant {
+                client,
+                owner: owner.clone(),
+                name: name.to_owned(),
+                token,
+                call,
+                ret,
+                lease_end,
+                wrong_extend_tokens: wrong,
+                answer_owner,
+                via,
+            },
+        );
+        let req = json!({"Action":"Unlock","FileName":name,"ID":owner,"Token":token});
+        let timeout = Duration::from_secs(2);
+        let out = conn.call(&req, timeout);
+        shared.overrun(c, shared.clock.now(), timeout, "Unlock");
+        drop(out);
+    }
+}
+
+/// A key/value client: Put, Get, compare-and-set, now and then Erase, on
+/// a few shared keys; every value it writes is unique.
+pub fn kv_client(shared: &Shared, client: u64) {
+    let mut rng = Rng::fork(shared.seed, 2000 + client);
+    let mut conn = Conn::new(shared.addrs.clone(), usize::try_from(client).unwrap_or(0));
+    let mut n = 0u64;
+    let mut seen_rev = 0u64;
+    while !shared.stopped() {
+        n += 1;
+        let key = *rng.pick(&KEYS);
+        let value = format!("v{client}x{n}");
+        let roll = rng.range(0, 100);
+        let input = match roll {
+            0..=29 => KvInput::Put(value),
+            30..=64 => KvInput::Get,
+            65..=94 => KvInput::Cas(value, if rng.chance(20) { 0 } else { seen_rev }),
+            _ => KvInput::Erase,
+        };
+        let out = kv_call(&mut conn, shared, client, key, &input);
+        if let Some(KvOutput::Answer {
+            revision: Some(r), ..
+        }) = out
+        {
+            seen_rev = r;
+        }
+        sleep_ms(&mut rng, 0, 20);
+    }
+}
+
+/// One key/value call, recorded unless it was certainly not applied;
+/// returns its output if recorded.
+pub fn kv_call(
+    conn: &mut Conn,
+    shared: &Shared,
+    client: u64,
+    key: &str,
+    input: &KvInput,
+) -> Option<KvOutput> {
+    let req = match input {
+        KvInput::Put(v) => {
+            json!({"Action":"Put","FileName":key,"ID":KV_OWNER,"Expire":3000,"DataStore":v})
+        }
+        KvInput::Cas(v, r) => json!({"Action":"Put","FileName":key,"ID":KV_OWNER,
+                                     "Expire":3000,"DataStore":v,"Revision":r}),
+        KvInput::Get => json!({"Action":"Get","FileName":key,"ID":KV_OWNER}),
+        KvInput::Erase => json!({"Action":"Erase","FileName":key,"ID":KV_OWNER}),
+    };
+    let timeout = Duration::from_secs(2);
+    let call = shared.clock.now();
+    let out = conn.call(&req, timeout);
+    let ret = shared.clock.now();
+    shared.overrun(call, ret, timeout, "kv");
+    let output = match out {
+        Outcome::Refused(_) => return None,
+        Outcome::Unknown(_) => KvOutput::Unknown,
+        Outcome::Answer(v) => KvOutput::Answer {
+            status: v["Status"].as_str().unwrap_or("?").to_owned(),
+            value: v["DataStore"].as_str().map(str::to_owned),
+            revision: v["Revision"].as_u64(),
+        },
+    };
+    push(
+        &shared.history.kv,
+        KvOp {
+            client,
+            key: key.to_owned(),
+            input: input.clone(),
+            call,
+            ret,
+            output: output.clone(),
+        },
+    );
+    Some(output)
+}
