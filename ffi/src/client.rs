@@ -792,7 +792,14 @@ impl Shared {
                     self.report(call, epoch, Outcome::Refused(refusal), last)?;
                 }
                 Err(Err(e)) => {
-                    *last = Some(e.into_io());
+                    let e = e.into_io();
+                    // A refused certificate stays refused (with TLS 1.3 a
+                    // server refuses a client's certificate only after the
+                    // handshake, on the first answer).
+                    if crate::tls::is_tls_failure(&e) {
+                        return Err(Error::Unavailable(e));
+                    }
+                    *last = Some(e);
                     self.report(call, epoch, Outcome::NotSent, last)?;
                 }
             }
@@ -938,7 +945,11 @@ impl Shared {
                         return Err(Error::Cancelled);
                     }
                     let outcome = broken.outcome();
-                    last = Some(broken.into_io());
+                    let e = broken.into_io();
+                    if crate::tls::is_tls_failure(&e) {
+                        return Err(Error::Unavailable(e));
+                    }
+                    last = Some(e);
                     self.report(&mut call, epoch, outcome, &mut last)?;
                 }
             }
