@@ -51,7 +51,7 @@ step "WebAssembly module and Node.js package (wasm/)"; scripts/test-wasm.sh
 step "benchmark smoke run (dlm-server, Redis and the floor, a few seconds)"
 scripts/bench.sh --quick
 
-step "bindings benchmark smoke run (C and Rust against their Redis clients, ~2 s)"
+step "bindings benchmark smoke run (C, Go, Node, Python, Rust against their Redis clients; debug builds)"
 scripts/bench-bindings.sh --quick
 
 step "all tests passed"
