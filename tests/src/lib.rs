@@ -199,13 +199,22 @@ impl Server {
         }
     }
 
-    /// Sends a signal to the server process.
+    /// Sends a signal to the server process. For `SIGSTOP`, returns once
+    /// the kernel reports the process stopped (kill(2) returns before
+    /// that, and until then the server may still answer).
     pub fn signal(&self, sig: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
         // SAFETY: kill(2) with a pid we own and a valid signal number.
         #[allow(unsafe_code)]
         let rc = unsafe { libc::kill(pid, sig) };
         assert_eq!(rc, 0, "kill failed");
+        if sig == libc::SIGSTOP {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !process_stopped(self.child.id()) {
+                assert!(Instant::now() < deadline, "the server never stopped");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 
     /// Whether the process is still running.
@@ -456,5 +465,14 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         let (n, v) = l.split_once(' ')?;
         (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Whether /proc says process `pid` is stopped (state `T` or `t`).
+fn process_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|i| stat.get(i + 2..i + 3))
+            .is_some_and(|state| state == "T" || state == "t")
     })
 }

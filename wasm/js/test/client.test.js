@@ -14,6 +14,17 @@ const { startServer, tempDir, sleep, eventually, waiting, serverPath } = require
 const te = new TextEncoder();
 const td = new TextDecoder();
 
+/** Resolves once /proc says process `pid` is stopped (state T). */
+async function stoppedProcess(pid) {
+  for (let i = 0; i < 5000; i += 1) {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (state === 'T' || state === 't') return;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  throw new Error(`process ${pid} never stopped`);
+}
+
 /** Asserts that `promise` rejects with an instance of `Class` with `code`. */
 async function rejectsWith(promise, Class, code) {
   await assert.rejects(promise, (e) => {
@@ -532,6 +543,9 @@ describe('client against other servers', () => {
     try {
       const lock = await c.lock('u-retry', { ttlMs: 30_000 });
       srv.proc.kill('SIGSTOP');
+      // kill() returns before the stop takes effect: until the kernel
+      // reports the process stopped, it may still answer.
+      await stoppedProcess(srv.proc.pid);
       try {
         await rejectsWith(lock.unlock(), dlm.UnavailableError, 'Unavailable');
         // Not released, so not silently "done": it is asked again.
