@@ -331,27 +331,7 @@ fn silent_connections_cannot_lock_everyone_out() {
 /// start, and warns when `--max-connections` needs more than that.
 #[test]
 fn the_open_files_limit_is_raised_and_a_short_one_is_reported() {
-    use std::os::unix::process::CommandExt as _;
-    let server = Server::with_command(
-        |cmd| {
-            // SAFETY: setrlimit in the child before exec touches only it.
-            #[allow(unsafe_code)]
-            unsafe {
-                cmd.pre_exec(|| {
-                    let lim = libc::rlimit {
-                        rlim_cur: 64,
-                        rlim_max: 200,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-        },
-        &["--max-connections", "1000"],
-    );
+    let server = with_open_files_limit(64, 200, &["--max-connections", "1000"]);
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid()))
         .expect("the server's limits");
     let open_files = limits
@@ -373,25 +353,9 @@ fn the_open_files_limit_is_raised_and_a_short_one_is_reported() {
 /// retried when descriptors return.
 #[test]
 fn accepting_resumes_when_descriptors_return() {
-    use std::os::unix::process::CommandExt as _;
-    let server = Server::with_command(
-        |cmd| {
-            // SAFETY: setrlimit in the child before exec touches only it.
-            #[allow(unsafe_code)]
-            unsafe {
-                cmd.pre_exec(|| {
-                    let lim = libc::rlimit {
-                        rlim_cur: 64,
-                        rlim_max: 64,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-        },
+    let server = with_open_files_limit(
+        64,
+        64,
         &["--max-connections", "1000", "--idle-timeout", "60s"],
     );
     // More connections than descriptors: the rest wait in the kernel.
@@ -513,4 +477,29 @@ fn a_lock_never_lasts_less_than_asked() {
         let held = sent.elapsed();
         assert!(held >= Duration::from_millis(5), "trial {i}: {held:?}");
     }
+}
+
+/// A server started with the open-files limit `soft`/`hard`.
+fn with_open_files_limit(soft: u64, hard: u64, args: &[&str]) -> Server {
+    use std::os::unix::process::CommandExt as _;
+    Server::with_command(
+        |cmd| {
+            // SAFETY: setrlimit in the child before exec touches only it.
+            #[allow(unsafe_code)]
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        },
+        args,
+    )
 }
