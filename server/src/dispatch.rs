@@ -294,7 +294,7 @@ impl Host {
                 Principal::Anonymous => 0,
                 Principal::Identity(id) => id.number(),
             };
-            if let Err(why) = replica.log_request(&req, waiter_tag, ident, &mut conn.held) {
+            if let Err(why) = replica.log_request(&req, at, waiter_tag, ident, &mut conn.held) {
                 engine.stats_mut().incr(Stat::Out);
                 conn.emit(&refusal(why), framing);
             }

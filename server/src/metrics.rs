@@ -278,7 +278,7 @@ impl Collector for SnapshotCollector {
         histogram(
             &mut encoder,
             "dlm_request_latency",
-            "From reading a request to writing its answer, for requests answered at once.",
+            "From reading a request to its answer being written; a cluster leader times its requests until they apply. Queued waits are in dlm_queue_wait.",
             micros_to_seconds(s.latency.sum_us),
             s.latency.count(),
             &s.latency.buckets_seconds(),

@@ -88,7 +88,8 @@ fn a_scrape_sees_locks_taken_and_counters_only_grow() {
     let text = wait_metric(http, "dlm_locks", |v| v == 1.0);
     assert!(metric(&text, "dlm_lock_total").unwrap() > granted);
     assert!(metric(&text, "dlm_connections").unwrap() >= 2.0);
-    assert!(metric(&text, "dlm_request_latency_seconds_count").unwrap() >= 2.0);
+    // The lock was answered; the queued wait is not a request latency.
+    assert!(metric(&text, "dlm_request_latency_seconds_count").unwrap() >= 1.0);
     // The hand-over: one hold ends, one queue wait is counted.
     assert_eq!(a.call(&w1.unlock("res", None)).status, Status::Unlocked);
     assert_eq!(b.recv().status, Status::Locked);
@@ -254,4 +255,53 @@ fn a_cluster_member_shows_its_term_leader_and_lag() {
     assert_eq!(metric(&text, "dlm_cluster_is_leader"), Some(0.0));
     assert_eq!(metric(&text, "dlm_cluster_leader"), Some(leader as f64));
     assert_eq!(http_get(fhttp, "/readyz", "").status, 200);
+}
+
+/// Latency counts every answered request once, when its answer goes out
+/// (a cluster leader's when its entry applies), and never a request still
+/// waiting in a queue (its time is `dlm_queue_wait`'s): once nothing is in
+/// flight, the histogram's count is the requests read less the waits.
+fn latency_counts_answers_not_waits(http: SocketAddr, c: &mut dlm_tests::Conn) {
+    let owner = Client::new("latency");
+    for i in 0..10 {
+        let name = format!("l{i}");
+        assert_eq!(c.call(&owner.lock(&name, TTL)).status, Status::Locked);
+        assert_eq!(c.call(&owner.unlock(&name, None)).status, Status::Unlocked);
+    }
+    assert_eq!(c.call(&owner.lock("held", TTL)).status, Status::Locked);
+    let mut waiter = dlm_tests::Conn::open(c.stream().peer_addr().expect("a connected stream"));
+    waiter.send(&Client::new("waiter").lock_wait("held", TTL, TTL));
+    let deadline = Instant::now() + LONG;
+    loop {
+        let text = scrape(http);
+        let get = |name: &str| metric(&text, name).unwrap_or(0.0);
+        let (read, waits) = (get("dlm_in_total"), get("dlm_wait_total"));
+        let timed = get("dlm_request_latency_seconds_count");
+        if get("dlm_waiters") == 1.0 && read >= 22.0 && timed == read - waits {
+            assert_eq!(waits, 1.0);
+            assert!(get("dlm_request_latency_seconds_sum") > 0.0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "latency never counted the {read} requests read less the {waits} waits \
+             (it counted {timed}):\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn request_latency_counts_answers_not_waits() {
+    let server = Server::with_args(&["--http", "127.0.0.1:0"]);
+    latency_counts_answers_not_waits(server.http_addr(), &mut server.connect());
+}
+
+#[test]
+fn a_cluster_leader_times_requests_until_they_apply() {
+    let cluster = dlm_tests::cluster::Cluster::start(3, &["--http", "127.0.0.1:0"]);
+    let leader = cluster.leader();
+    let http = cluster.member(leader).http_addr();
+    wait_metric(http, "dlm_cluster_is_leader", |v| v == 1.0);
+    latency_counts_answers_not_waits(http, &mut cluster.member(leader).connect());
 }

@@ -81,7 +81,11 @@ impl Host {
                     replica.cluster_id = Some(b.cluster_id);
                     tracing::debug!(node = me, cluster = %format_args!("{:016x}", b.cluster_id), "bootstrap applied: cluster ID known");
                     replica.settings = Some(b);
+                    // What was counted before (requests read while the
+                    // cluster formed, connections) carries over.
+                    let counted = self.engine.stats_mut().clone();
                     self.engine = Engine::new(engine_config(&b));
+                    *self.engine.stats_mut() = counted;
                     self.limits = b.limits.clamped();
                 }
             }
@@ -152,6 +156,11 @@ impl Host {
             replica,
             ..
         } = self;
+        let read_at = if ours {
+            replica.as_mut().and_then(|rep| rep.applied(r.seq))
+        } else {
+            None
+        };
         let conn = conns
             .get_mut(slot)
             .and_then(Option::as_mut)
@@ -204,6 +213,9 @@ impl Host {
         }
         if answered {
             self.engine.stats_mut().incr(dlm_core::stats::Stat::Out);
+            if let (Some(at), Some(replica)) = (read_at, self.replica.as_mut()) {
+                replica.answered(at);
+            }
         }
         if ours {
             self.actions.write.push(slot);

@@ -13,7 +13,7 @@
 //! cancelled waits and undeliverable grants. The leader's host serves
 //! every client (its own connections and the ones followers relay); a
 //! request's answer waits in its place among its connection's answers
-//! until the entry that carries it applies. See `/work/notes/cluster-design.md`
+//! until the entry that carries it applies. See `docs/cluster-design.md`
 //! for the whole design and README "Cluster" for its guarantees.
 
 pub mod apply;
@@ -25,6 +25,7 @@ pub mod snapshot;
 pub mod transport;
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use dlm_core::engine::WaiterId;
 use dlm_core::protocol::{Framing, Request};
@@ -102,6 +103,15 @@ pub struct Replica {
     pub status: ClusterStatus,
     /// Membership changes asked for, waiting for the loop.
     pub(crate) admin: VecDeque<Admin>,
+    /// When each request this member logged and has not applied yet was
+    /// read (host time), in sequence order: one entry per answer place
+    /// held, so bounded by the connections' held-answer limits.
+    logged_at: VecDeque<(u64, Duration)>,
+    /// When the requests answered since the loop last asked were read
+    /// (see [`take_answered`](Self::take_answered)).
+    answered: Vec<Duration>,
+    /// Whether to keep those times (the latency histogram is on).
+    timing: bool,
 }
 
 /// The cluster as a member sees it, for `{"Action":"Cluster"}`.
@@ -194,15 +204,20 @@ impl Replica {
             applied_stamp: 0,
             status: ClusterStatus::default(),
             admin: VecDeque::new(),
+            logged_at: VecDeque::new(),
+            answered: Vec::new(),
+            timing: false,
         }
     }
 
-    /// Logs `req` (verified as identity number `ident`; 0 = anonymous) for
-    /// the connection whose waiter tag is `tag`; its answer's place goes
-    /// into `held`. A refusal to answer at once if it cannot be logged.
+    /// Logs `req` (verified as identity number `ident`; 0 = anonymous),
+    /// read at host time `at`, for the connection whose waiter tag is
+    /// `tag`; its answer's place goes into `held`. A refusal to answer at
+    /// once if it cannot be logged.
     pub(crate) fn log_request(
         &mut self,
         req: &Request<'_>,
+        at: Duration,
         tag: u64,
         ident: u16,
         held: &mut VecDeque<Held>,
@@ -229,7 +244,56 @@ impl Replica {
             line: &line,
         });
         held.push_back(Held::Pending(self.seq, req.framing));
+        if self.timing {
+            self.logged_at.push_back((self.seq, at));
+        }
         Ok(())
+    }
+
+    /// How many requests (and membership changes) this member has sent to
+    /// the log: they are answered when they apply, not in the turn that
+    /// read them.
+    pub fn logged(&self) -> u64 {
+        self.seq
+    }
+
+    /// Logged request `seq` applied: when it was read, if this member
+    /// logged it (earlier ones that never applied are forgotten).
+    pub(crate) fn applied(&mut self, seq: u64) -> Option<Duration> {
+        while let Some(&(s, at)) = self.logged_at.front() {
+            if s > seq {
+                break;
+            }
+            self.logged_at.pop_front();
+            if s == seq {
+                return Some(at);
+            }
+        }
+        None
+    }
+
+    /// Logged request read at `at` was answered.
+    pub(crate) fn answered(&mut self, at: Duration) {
+        if self.timing {
+            self.answered.push(at);
+        }
+    }
+
+    /// Keeps when logged requests were read and answered, for
+    /// [`take_answered`](Self::take_answered) (off by default: nothing is
+    /// kept).
+    pub fn time_answers(&mut self, on: bool) {
+        self.timing = on;
+        if !on {
+            self.logged_at.clear();
+            self.answered.clear();
+        }
+    }
+
+    /// When the requests answered since the last call were read (host
+    /// time), for the request-latency histogram; the list is emptied.
+    pub fn take_answered(&mut self, into: &mut Vec<Duration>) {
+        into.append(&mut self.answered);
     }
 
     /// A queued request leaves its queue, through the log.
@@ -269,6 +333,62 @@ impl Replica {
     /// Drops what was not proposed (leadership lost).
     pub fn discard(&mut self) {
         self.outbox.clear();
+        self.logged_at.clear();
         let _ = self.batch.take(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dlm_core::client::Client;
+    use dlm_core::time::Ttl;
+
+    fn log(r: &mut Replica, name: &str, at_ms: u64, held: &mut VecDeque<Held>) {
+        let req = Client::new("t").lock(name, Ttl::from_secs(1));
+        r.log_request(&req, Duration::from_millis(at_ms), 1, 0, held)
+            .expect("a serving replica logs");
+    }
+
+    #[test]
+    fn answered_requests_report_when_they_were_read() {
+        let mut r = Replica::new(1);
+        r.serving = true;
+        r.time_answers(true);
+        let mut held = VecDeque::new();
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            log(&mut r, name, 10 * (i as u64 + 1), &mut held);
+        }
+        assert_eq!(r.logged(), 3);
+        // The second applies first (the first was lost): the first is
+        // forgotten, never reported.
+        assert_eq!(r.applied(2), Some(Duration::from_millis(20)));
+        assert_eq!(r.applied(1), None);
+        r.answered(Duration::from_millis(20));
+        assert_eq!(r.applied(3), Some(Duration::from_millis(30)));
+        r.answered(Duration::from_millis(30));
+        let mut out = Vec::new();
+        r.take_answered(&mut out);
+        assert_eq!(out, [Duration::from_millis(20), Duration::from_millis(30)]);
+        r.take_answered(&mut out);
+        assert_eq!(out.len(), 2, "taken once");
+        // Leadership lost: what was logged is forgotten.
+        log(&mut r, "d", 40, &mut held);
+        r.discard();
+        assert_eq!(r.applied(4), None);
+    }
+
+    #[test]
+    fn nothing_is_kept_unless_timing_is_on() {
+        let mut r = Replica::new(1);
+        r.serving = true;
+        let mut held = VecDeque::new();
+        log(&mut r, "a", 10, &mut held);
+        assert_eq!(r.applied(1), None);
+        r.answered(Duration::from_millis(10));
+        let mut out = Vec::new();
+        r.take_answered(&mut out);
+        assert!(out.is_empty());
+        assert!(r.logged_at.is_empty());
     }
 }

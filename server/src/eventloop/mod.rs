@@ -226,6 +226,8 @@ struct Metrics {
     /// Counters folded in before each reset by the statistics line.
     totals: dlm_core::stats::Stats,
     latency: crate::metrics::Latency,
+    /// When the logged requests answered this turn were read.
+    answered: Vec<Duration>,
     memory_budget: u64,
     max_connections: u64,
 }
@@ -460,18 +462,55 @@ impl EventLoop {
             next: Instant::now(),
             totals: dlm_core::stats::Stats::new(),
             latency: crate::metrics::Latency::default(),
+            answered: Vec::new(),
             memory_budget: settings.memory_budget as u64,
             max_connections: settings.max_connections as u64,
         });
+        if let Some(replica) = self.host.replica_mut() {
+            replica.time_answers(true);
+        }
         self.publish();
     }
 
     /// The count of request lines received since start.
     fn requests_total(&self) -> u64 {
-        let now = self.host.engine().stats().get(dlm_core::stats::Stat::In);
-        self.metrics.as_ref().map_or(now, |m| {
-            m.totals.get(dlm_core::stats::Stat::In).saturating_add(now)
-        })
+        self.stat_total(dlm_core::stats::Stat::In)
+    }
+
+    /// A counter since start (the statistics line resets the engine's).
+    fn stat_total(&self, stat: dlm_core::stats::Stat) -> u64 {
+        let now = self.host.engine().stats().get(stat);
+        self.metrics
+            .as_ref()
+            .map_or(now, |m| m.totals.get(stat).saturating_add(now))
+    }
+
+    /// Requests read but not answered in the turn that read them, since
+    /// start: a cluster member's logged requests (timed when they apply),
+    /// a single server's queued waits (their wait is `dlm_queue_wait`).
+    fn deferred_total(&self) -> u64 {
+        match self.host.replica() {
+            Some(replica) => replica.logged(),
+            None => self.stat_total(dlm_core::stats::Stat::Wait),
+        }
+    }
+
+    /// Records the latency of the logged requests answered since the last
+    /// turn: from reading each to now, when its answer is being written.
+    fn record_logged_latency(&mut self) {
+        let now = self.now();
+        let Some(m) = &mut self.metrics else {
+            return;
+        };
+        let Some(replica) = self.host.replica_mut() else {
+            return;
+        };
+        m.answered.clear();
+        replica.take_answered(&mut m.answered);
+        for &at in &m.answered {
+            let us = u64::try_from(now.saturating_sub(at).as_micros()).unwrap_or(u64::MAX);
+            m.latency.record_n(us, 1);
+        }
     }
 
     /// Writes a snapshot for the HTTP side.
@@ -614,11 +653,12 @@ impl EventLoop {
                 }
             }
             // Request latency, with --http: from here to the answers
-            // written, for the lines this turn read.
+            // written, for the lines this turn read and answered (a
+            // cluster's logged requests are timed when they apply).
             let turn = self
                 .metrics
                 .is_some()
-                .then(|| (Instant::now(), self.requests_total()));
+                .then(|| (Instant::now(), self.requests_total(), self.deferred_total()));
             for ev in &events {
                 if self.cluster.is_some() && self.cluster_event(ev.token(), ev) {
                     continue;
@@ -694,14 +734,19 @@ impl EventLoop {
                 self.begin_shutdown();
             }
             self.flush_dirty();
-            if let Some((started, before)) = turn {
-                let n = self.requests_total().saturating_sub(before);
+            if let Some((started, before, deferred_before)) = turn {
+                let deferred = self.deferred_total().saturating_sub(deferred_before);
+                let n = self
+                    .requests_total()
+                    .saturating_sub(before)
+                    .saturating_sub(deferred);
                 if n > 0
                     && let Some(m) = &mut self.metrics
                 {
                     let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                     m.latency.record_n(us, n);
                 }
+                self.record_logged_latency();
             }
             if let Some(at) = shutdown_at
                 && (self.host.active() == 0 || Instant::now() >= at)
