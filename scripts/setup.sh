@@ -34,9 +34,15 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 pkg-config --exists fontconfig 2>/dev/null || need+=(libfontconfig1-dev)
 fc-list 2>/dev/null | grep -q . || need+=(fonts-dejavu-core)
 # The systemd unit is checked with systemd-analyze verify; the Debian
-# package is built with dpkg-deb.
+# package is built with dpkg-deb, then installed and run under a systemd
+# booted in namespaces (scripts/test-deb-systemd.sh: unshare, nsenter, ip).
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+[ -x /lib/systemd/systemd ] || need+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v ps >/dev/null 2>&1 || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
   $sudo apt-get update -qq

@@ -35,6 +35,9 @@ step "cargo test"
 cargo test --workspace --locked
 cargo test -p dlm-core --locked --all-features --lib
 
+step "Debian package: dpkg -i, run by systemd (booted in namespaces), reload, crash, stop, purge"
+scripts/test-deb-systemd.sh
+
 step "Python: a JackrabbitDLM-style client against dlm-server"
 python3 -m pytest -q tests/python
 
