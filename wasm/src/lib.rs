@@ -45,8 +45,10 @@
 
 pub mod bindings;
 mod error;
+pub mod failover;
 pub mod leases;
 pub mod link;
+pub mod table;
 pub mod wire;
 
 pub use error::Error;
