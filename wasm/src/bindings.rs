@@ -244,6 +244,11 @@ impl Link {
         self.0.answered(&mut fo.0, call, epoch_of(epoch), now_ms)
     }
 
+    /// Reads the oldest answer and ignores it (its call was cancelled).
+    pub fn skip(&mut self) -> Result<(), Error> {
+        self.0.skip()
+    }
+
     /// Reads the answer to `cluster()` for call `call` on a connection of
     /// `epoch`: 0 to use the connection, 1 to close it and ask
     /// `pollConnect` again. Throws if the call gives up.
@@ -472,6 +477,13 @@ impl Failover {
     #[wasm_bindgen(getter)]
     pub fn calls(&self) -> u32 {
         u32::try_from(self.0.calls()).unwrap_or(u32::MAX)
+    }
+
+    /// Starts a call that only connects (and asks who leads), for a
+    /// client's first connection; `end` it once connected.
+    #[wasm_bindgen(js_name = startConnect)]
+    pub fn start_connect(&mut self, now_ms: f64) -> Result<f64, Error> {
+        self.0.start_connect(now_ms)
     }
 
     /// What to do for a connection for call `call` at `nowMs`: -1 to

@@ -183,6 +183,16 @@ impl Failover {
         }
     }
 
+    /// Starts a call that only connects (and discovers), over by the
+    /// timeout: for a client that opens a connection up front.
+    pub fn start_connect(&mut self, now_ms: f64) -> Result<f64, Error> {
+        let call = self.machine.start_connect(instant(now_ms), self.timeout);
+        self.calls.insert(Entry {
+            call,
+            line: Vec::new(),
+        })
+    }
+
     /// Writes call `handle`'s request again to `out`, as an attempt at
     /// `now_ms` sends it (the same request ID, a lock's wait cut to what
     /// is left).
