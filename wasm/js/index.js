@@ -1,11 +1,13 @@
 'use strict';
 // The Node.js client of dlm. The WebAssembly module (./pkg, generated from
 // wasm/src by scripts/build-wasm.sh) builds every request and reads every
-// answer: it is dlm-core's sans-I/O client. This file only moves bytes
-// with node:net, matches answers to requests, and keeps time.
+// answer, and decides where each request goes: it is dlm-core's sans-I/O
+// client and failover machine. This file only moves bytes with node:net
+// (node:tls), matches answers to requests, keeps time, and reports.
 //
-//   client.put() ─▶ link.putTable() ─▶ link's output ─(once per turn)─▶ socket.write
-//   resolve(revision) ◀─ link.readStored() ◀─ FIFO of pending requests ◀─ link.feed(chunk) ◀─ socket
+//   client.put() ─▶ link.putTable(fo, ..) ─▶ link's output ─(once per turn)─▶ socket.write
+//   resolve(revision) ◀─ link.readStored() ◀─ link.answered(fo, call) ◀─ FIFO ◀─ link.feed(chunk) ◀─ socket
+//   connection failed ─▶ fo.handle(call, outcome) ─▶ send again (link.resend) where fo.pollConnect says, or reject
 //
 // Each connection has a WebAssembly `Link` holding its bytes both ways, so
 // an answer crosses into JavaScript as the few numbers or bytes its caller
