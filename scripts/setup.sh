@@ -43,6 +43,9 @@ command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ps >/dev/null 2>&1 || need+=(procps)
+# The Node package's TLS test signs an expired server certificate with
+# the openssl command (wasm/js/test/tls.test.js).
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
   $sudo apt-get update -qq

@@ -96,6 +96,18 @@ class UnavailableError extends DlmError {
   }
 }
 
+/** A TLS handshake failed: the server's certificate was refused (`reason`
+ * 'unknown-ca', 'name-mismatch', 'expired', 'not-yet-valid', 'bad-certificate')
+ * or the server refused ours or the handshake ('refused'). Never retried: a
+ * certificate that is refused once stays refused. Its `code` is
+ * 'Unavailable', as the other bindings report it. */
+class TlsError extends UnavailableError {
+  constructor(message, reason, options) {
+    super(message, options);
+    this.reason = reason;
+  }
+}
+
 /** The server answered something that makes no sense. */
 class ProtocolError extends DlmError {
   constructor(message = 'protocol error', options) {
@@ -170,6 +182,7 @@ module.exports = {
   BadRequestError,
   NoMemoryError,
   UnavailableError,
+  TlsError,
   ProtocolError,
   EncodingError,
   InvalidArgumentError,

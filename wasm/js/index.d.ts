@@ -28,7 +28,33 @@ export declare const DEFAULT_PORT: number;
 /** A lock's default time to live, 30 000 ms. */
 export declare const DEFAULT_TTL_MS: number;
 
+/** TLS to the server (`tls: true`: Node's bundled root certificates). */
+export interface TlsOptions {
+  /** The CA certificates (PEM file) the server's must chain to; default
+   * Node's bundled roots. */
+  caFile?: string;
+  /** The same, as PEM text or bytes. */
+  ca?: string | Uint8Array | Array<string | Uint8Array>;
+  /** A client certificate (PEM file), for a server that requires one;
+   * needs `keyFile`. */
+  certFile?: string;
+  /** Its private key (PEM file). */
+  keyFile?: string;
+  /** The client certificate as PEM text or bytes (instead of `certFile`). */
+  cert?: string | Uint8Array;
+  /** Its key as PEM text or bytes (instead of `keyFile`). */
+  key?: string | Uint8Array;
+  /** The name the server's certificate must be for (sent as SNI); default
+   * the host connected to, a name or an IP address. Always checked. */
+  serverName?: string;
+}
+
 export interface ConnectOptions {
+  /** The servers: one `"host:port"` or a cluster's members,
+   * `"host:port,host:port,..."` (the syntax of `DLM_SERVER`) or an array;
+   * one member is enough, the others are learned from it. Overrides
+   * `host` and `port`. */
+  servers?: string | string[];
   /** Default "127.0.0.1". */
   host?: string;
   /** Default 37373. */
@@ -36,9 +62,15 @@ export interface ConnectOptions {
   /** The owner ID sent with every request; random (48 URL-safe characters)
    * if not given. Locks and values belong to the ID that made them. */
   clientId?: string;
-  /** How long to wait for a connection and for each answer (a waiting lock
-   * adds its wait). Default 10 000. */
+  /** How long each call may take, from connecting (failing over to
+   * another member if need be) to its answer (a waiting lock adds its
+   * wait). Default 10 000. */
   timeoutMs?: number;
+  /** Failed connections per server after which a call gives up
+   * (UnavailableError) even with time left. Default 3. */
+  connectAttempts?: number;
+  /** Connect with TLS; a refused handshake is a TlsError, never retried. */
+  tls?: boolean | TlsOptions;
   /** How values are encoded. Default `tableEncoder`. */
   encoder?: Encoder;
   /** Send JackrabbitDLM's table-encoded framing, to talk to an original
@@ -124,6 +156,11 @@ export declare class Client implements AsyncDisposable {
   private constructor();
   /** The owner ID this client sends. */
   readonly id: string;
+  /** The server in use (`host:port`): the cluster's leader once a member
+   * said who it is. For logs: it changes when the client fails over. */
+  readonly server: string;
+  /** Every server known: those given, then the members learned. */
+  readonly servers: string[];
   /** Acquires `name` (NotOwnerError, TimeoutError, CancelledError). */
   lock(name: string, options?: LockOptions): Promise<Lock>;
   /** One attempt: the lock, or null if another owner holds it. */
@@ -229,6 +266,13 @@ export declare class NoMemoryError extends DlmError {
 export declare class UnavailableError extends DlmError {
   constructor(message?: string, options?: ErrorOptions);
   readonly code: 'Unavailable';
+}
+/** Why a TLS handshake failed. */
+export type TlsReason = 'unknown-ca' | 'name-mismatch' | 'expired' | 'not-yet-valid' | 'bad-certificate' | 'refused';
+/** A TLS handshake failed; `reason` says why. Never retried. */
+export declare class TlsError extends UnavailableError {
+  constructor(message: string, reason: TlsReason, options?: ErrorOptions);
+  readonly reason: TlsReason;
 }
 /** The server answered something that makes no sense. */
 export declare class ProtocolError extends DlmError {

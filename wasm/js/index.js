@@ -1,11 +1,13 @@
 'use strict';
 // The Node.js client of dlm. The WebAssembly module (./pkg, generated from
 // wasm/src by scripts/build-wasm.sh) builds every request and reads every
-// answer: it is dlm-core's sans-I/O client. This file only moves bytes
-// with node:net, matches answers to requests, and keeps time.
+// answer, and decides where each request goes: it is dlm-core's sans-I/O
+// client and failover machine. This file only moves bytes with node:net
+// (node:tls), matches answers to requests, keeps time, and reports.
 //
-//   client.put() ─▶ link.putTable() ─▶ link's output ─(once per turn)─▶ socket.write
-//   resolve(revision) ◀─ link.readStored() ◀─ FIFO of pending requests ◀─ link.feed(chunk) ◀─ socket
+//   client.put() ─▶ link.putTable(fo, ..) ─▶ link's output ─(once per turn)─▶ socket.write
+//   resolve(revision) ◀─ link.readStored() ◀─ link.answered(fo, call) ◀─ FIFO ◀─ link.feed(chunk) ◀─ socket
+//   connection failed ─▶ fo.handle(call, outcome) ─▶ send again (link.resend) where fo.pollConnect says, or reject
 //
 // Each connection has a WebAssembly `Link` holding its bytes both ways, so
 // an answer crosses into JavaScript as the few numbers or bytes its caller
@@ -18,7 +20,9 @@
 // connection of its own from a small pool, so it holds up nobody; aborting
 // it destroys that connection and the server drops the waiter.
 
+const fs = require('node:fs');
 const net = require('node:net');
+const tls = require('node:tls');
 const { webcrypto } = require('node:crypto');
 const wasm = require('./pkg/dlm_wasm.js');
 const errors = require('./errors.js');
@@ -36,6 +40,7 @@ const {
   BadRequestError,
   NoMemoryError,
   UnavailableError,
+  TlsError,
   ProtocolError,
   EncodingError,
   InvalidArgumentError,
@@ -138,30 +143,100 @@ function sealedEncoder(key) {
   return encoder;
 }
 
+/** What an attempt's failure was, for `Failover.handle` (dlm-core's
+ * `Outcome`). */
+const CONNECT_FAILED = 0;
+const NOT_SENT = 1;
+const CLOSED = 2;
+const TIMED_OUT = 3;
+/** `Link.readDiscovery`: use the new connection (else close it and ask
+ * `pollConnect` again). */
+const USE = 0;
+
 /**
- * One socket to the server, its WebAssembly `Link` (the request and answer
- * buffers) and a FIFO of requests awaiting answers.
+ * One request on its way: its call in the client's `Failover` (a number),
+ * the reader of its answer, and its promise. It is sent, and sent again,
+ * wherever the failover says until it is answered or given up.
+ */
+class Entry {
+  constructor(read, resolve, reject) {
+    this.call = -1;
+    this.read = read;
+    this.resolve = resolve;
+    this.reject = reject;
+    this.settled = false;
+    /** On a connection of its own (a waiting lock, legacy framing). */
+    this.exclusive = false;
+    /** The connection it was last sent on, if exclusive. */
+    this.conn = undefined;
+    /** When its call must be over (`performance.now()` ms). */
+    this.deadline = 0;
+    /** Written to a socket (not only appended to a link's output). */
+    this.sent = false;
+    /** The last failure of the operating system, for the final error. */
+    this.lastError = undefined;
+    this.signal = undefined;
+    this.onAbort = undefined;
+    /** The discovery question on a new connection, not a call's request. */
+    this.discovery = false;
+  }
+
+  done(value) {
+    if (this.settled) return;
+    this.settled = true;
+    this.detach();
+    this.resolve(value);
+  }
+
+  fail(err) {
+    if (this.settled) return;
+    this.settled = true;
+    this.detach();
+    this.reject(err);
+  }
+
+  detach() {
+    if (this.onAbort) this.signal.removeEventListener('abort', this.onAbort);
+    this.onAbort = undefined;
+  }
+}
+
+/**
+ * One socket to a server, its WebAssembly `Link` (the request and answer
+ * buffers) and a FIFO of entries awaiting answers.
  *
  * A request is appended to the link's output at once, and everything
  * appended in one turn of the event loop is written with one
  * `socket.write` at its end (a `process.nextTick`, after the promise jobs
  * that made the requests). Every chunk received is fed to the link, which
- * says how many complete answers it holds; each settles the oldest pending
- * request, read by that request's own `read(link)`. One timer per
- * connection watches the deadlines of all of them.
+ * says how many complete answers it holds; each is the oldest entry's:
+ * the failover says whether it is the call's to read (`Link.answered`) or
+ * a member's refusal to send again. One timer per connection watches the
+ * deadlines of all of them. When the connection fails, each entry's
+ * failure goes to the failover, which says whether and where to send it
+ * again.
  */
 class Connection {
   /**
+   * @param {Session} session
    * @param {import('node:net').Socket} socket
-   * @param {number} timeoutMs
    * @param {import('./pkg/dlm_wasm').Link} link
+   * @param {number} epoch the failover epoch it was made at
+   * @param {string} address `host:port`
    */
-  constructor(socket, timeoutMs, link) {
+  constructor(session, socket, link, epoch, address) {
+    this.session = session;
     this.socket = socket;
-    this.timeoutMs = timeoutMs;
     this.link = link;
+    this.epoch = epoch;
+    this.address = address;
+    /** @type {Entry[]} */
     this.pending = [];
+    /** How many entries at the end of `pending` are not written yet. */
+    this.unsent = 0;
     this.closed = false;
+    /** No new requests: closed once its pending entries are answered. */
+    this.retiring = false;
     this.error = undefined;
     this.flushQueued = false;
     this.watchdog = undefined;
@@ -172,62 +247,41 @@ class Connection {
       this.error = err;
     });
     socket.on('close', () => {
-      this.fail(new UnavailableError('the connection closed before an answer', { cause: this.error }));
+      this.fail(this.error ?? new UnavailableError(`${address} closed the connection before an answer`));
     });
   }
 
-  /** Opens a connection, trying a few times with a short backoff;
-   * `newLink()` makes its link. */
-  static async open(host, port, timeoutMs, newLink) {
-    let last;
-    for (let attempt = 0; attempt < CONNECT_ATTEMPTS; attempt += 1) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * 2 ** (attempt - 1)));
-      try {
-        const socket = await connectOnce(host, port, timeoutMs);
-        return new Connection(socket, timeoutMs, newLink());
-      } catch (err) {
-        last = err;
-      }
-    }
-    throw new UnavailableError(`cannot connect to ${host}:${port}: ${last?.message}`, { cause: last });
+  /** Whether new requests may go on it: open, and to the server in use. */
+  usable() {
+    return !this.closed && !this.retiring && this.epoch === this.session.epoch;
   }
 
-  /**
-   * Sends one request: `write(link)` appends it (or throws, appending
-   * nothing); resolves with `read(link)`, which reads its answer.
-   * @template T
-   * @param {(link: import('./pkg/dlm_wasm').Link) => void} write
-   * @param {(link: import('./pkg/dlm_wasm').Link) => T} read
-   * @param {{ extraMs?: number, signal?: AbortSignal }} [options]
-   * @returns {Promise<T>}
-   */
-  request(write, read, options) {
+  /** Adds an entry whose request was just appended to the link. */
+  push(entry) {
+    entry.sent = false;
+    entry.deadline = this.session.fo.deadlineMs(entry.call);
+    this.pending.push(entry);
+    this.unsent += 1;
+    if (entry.deadline < this.watchdogAt) this.watch(entry.deadline);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      process.nextTick(flush, this);
+    }
+  }
+
+  /** Asks the new connection who leads, for `entry`'s call: resolves with
+   * USE or not, or `{ gaveUp }` with the error the call gave up with;
+   * rejects if the connection fails first. */
+  discover(entry) {
     return new Promise((resolve, reject) => {
-      if (this.closed) {
-        reject(new UnavailableError('the connection is closed', { cause: this.error }));
-        return;
-      }
-      const signal = options?.signal;
-      if (signal?.aborted) {
-        this.fail(cancelled(signal));
-        reject(cancelled(signal));
-        return;
-      }
-      try {
-        write(this.link);
-      } catch (err) {
-        reject(err);
-        return;
-      }
-      const limit = this.timeoutMs + (options?.extraMs ?? 0);
-      const entry = { read, resolve, reject, deadline: performance.now() + limit, limit, signal, onAbort: undefined };
-      if (signal) {
-        // Closing the connection is how a waiter leaves the server's queue.
-        entry.onAbort = () => this.fail(cancelled(signal));
-        signal.addEventListener('abort', entry.onAbort, { once: true });
-      }
-      this.pending.push(entry);
-      if (entry.deadline < this.watchdogAt) this.watch(entry.deadline);
+      this.link.cluster();
+      const question = new Entry(undefined, resolve, reject);
+      question.discovery = true;
+      question.call = entry.call;
+      question.deadline = this.session.fo.deadlineMs(entry.call);
+      this.pending.push(question);
+      this.unsent += 1;
+      this.watch(question.deadline);
       if (!this.flushQueued) {
         this.flushQueued = true;
         process.nextTick(flush, this);
@@ -248,9 +302,11 @@ class Connection {
 
   onData(chunk) {
     if (this.closed) return;
+    const { link, session } = this;
+    const fo = session.fo;
     let answers;
     try {
-      answers = this.link.feed(chunk);
+      answers = link.feed(chunk);
     } catch (err) {
       this.fail(err);
       return;
@@ -261,20 +317,65 @@ class Connection {
         this.fail(new ProtocolError('an answer to no request'));
         return;
       }
-      if (entry.onAbort) entry.signal.removeEventListener('abort', entry.onAbort);
-      let value;
-      try {
-        value = entry.read(this.link);
-      } catch (err) {
-        entry.reject(err);
+      const now = performance.now();
+      if (entry.discovery) {
+        try {
+          entry.resolve(link.readDiscovery(fo, entry.call, this.epoch, now));
+        } catch (err) {
+          entry.resolve({ gaveUp: err });
+        }
+        session.epoch = fo.epoch;
         continue;
       }
-      entry.resolve(value);
+      if (entry.settled) {
+        // Cancelled meanwhile: its answer is nobody's.
+        link.skip();
+        continue;
+      }
+      let mine;
+      try {
+        mine = link.answered(fo, entry.call, this.epoch, now);
+      } catch (err) {
+        session.epoch = fo.epoch;
+        entry.fail(session.why(err, entry));
+        continue;
+      }
+      if (!mine) {
+        // A member's refusal (no leader, not the leader, full,
+        // stopping): the failover said to send it again, and this member
+        // may be about to close: no new requests on it.
+        session.epoch = fo.epoch;
+        this.retire();
+        session.retry([entry]);
+        continue;
+      }
+      let value;
+      try {
+        value = entry.read(link);
+      } catch (err) {
+        entry.fail(err);
+        continue;
+      }
+      entry.done(value);
     }
+    if (this.retiring && this.pending.length === 0) this.close();
   }
 
-  /** Closes the connection and rejects everything pending with `err`. */
-  fail(err) {
+  /** No new requests; closed once nothing is pending. */
+  retire() {
+    this.retiring = true;
+    if (this.session.main === this) this.session.main = undefined;
+    if (this.pending.length === 0) this.close();
+  }
+
+  /** Closes a connection nothing is pending on. */
+  close() {
+    this.fail(new UnavailableError('the connection is no longer needed'));
+  }
+
+  /** Closes the connection; the failover hears of every pending entry's
+   * failure (`overdue`: the one whose time ran out). */
+  fail(err, overdue) {
     if (!this.closed) {
       this.closed = true;
       this.socket.destroy();
@@ -284,10 +385,9 @@ class Connection {
     }
     const pending = this.pending;
     this.pending = [];
-    for (const entry of pending) {
-      if (entry.onAbort) entry.signal.removeEventListener('abort', entry.onAbort);
-      entry.reject(err);
-    }
+    this.unsent = 0;
+    if (pending.length > 0) this.session.lost(this, pending, err, overdue);
+    else this.session.forget(this);
   }
 }
 
@@ -295,6 +395,9 @@ class Connection {
 function flush(conn) {
   conn.flushQueued = false;
   if (conn.closed) return;
+  const { pending } = conn;
+  for (let i = pending.length - conn.unsent; i < pending.length; i += 1) pending[i].sent = true;
+  conn.unsent = 0;
   conn.socket.write(conn.link.takeOutput());
 }
 
@@ -307,7 +410,7 @@ function onWatchdog(conn) {
   let next = Infinity;
   for (const entry of conn.pending) {
     if (entry.deadline <= now) {
-      conn.fail(new UnavailableError(`no answer within ${entry.limit} ms`));
+      conn.fail(new UnavailableError(`no answer from ${conn.address} in time`), entry);
       return;
     }
     if (entry.deadline < next) next = entry.deadline;
@@ -315,14 +418,77 @@ function onWatchdog(conn) {
   if (next !== Infinity) conn.watch(next);
 }
 
-function connectOnce(host, port, timeoutMs) {
+/** `host` and `port` of a `host:port` the failover checked (IPv6 in
+ * brackets). */
+function splitAddress(address) {
+  const colon = address.lastIndexOf(':');
+  let host = address.slice(0, colon);
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  return { host, port: Number(address.slice(colon + 1)) };
+}
+
+/** Why a TLS handshake failed, from Node's error code; undefined if the
+ * error is no TLS failure. */
+function tlsReason(err) {
+  const code = err?.code;
+  if (typeof code !== 'string') return undefined;
+  switch (code) {
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+      return ['unknown-ca', 'unknown CA'];
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return ['name-mismatch', 'name mismatch'];
+    case 'CERT_HAS_EXPIRED':
+      return ['expired', 'the certificate has expired'];
+    case 'CERT_NOT_YET_VALID':
+      return ['not-yet-valid', 'the certificate is not yet valid'];
+    default:
+      if (code.startsWith('CERT_') || code.startsWith('ERR_TLS_CERT')) {
+        return ['bad-certificate', 'the certificate was refused'];
+      }
+      if (code.startsWith('ERR_SSL_')) {
+        if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') {
+          return ['refused', 'the server does not speak TLS (is that port plaintext?)'];
+        }
+        if (code.includes('ALERT')) return ['refused', 'the server refused the handshake or our certificate'];
+        return ['refused', 'the handshake failed'];
+      }
+      return undefined;
+  }
+}
+
+/** The typed error of a failed handshake with `address`, or undefined. */
+function tlsError(err, address) {
+  if (err instanceof TlsError) return err;
+  const reason = tlsReason(err);
+  if (!reason) return undefined;
+  return new TlsError(`TLS handshake with ${address} failed: ${reason[1]} (${err.message})`, reason[0], { cause: err });
+}
+
+/** Opens a socket to `address` within `timeoutMs`, over TLS if `tlsOptions`. */
+function connectOnce(address, timeoutMs, tlsOptions) {
+  const { host, port } = splitAddress(address);
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port });
+    let socket;
+    let ready;
+    if (tlsOptions) {
+      const options = { host, port, ...tlsOptions };
+      // SNI takes names only; the name checked is `servername` or the host.
+      if (!options.servername && !net.isIP(host)) options.servername = host;
+      socket = tls.connect(options);
+      ready = 'secureConnect';
+    } else {
+      socket = net.connect({ host, port });
+      ready = 'connect';
+    }
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`no connection within ${timeoutMs} ms`));
+      reject(new Error(`no connection to ${address} within ${Math.round(timeoutMs)} ms`));
     }, timeoutMs);
-    socket.once('connect', () => {
+    socket.once(ready, () => {
       clearTimeout(timer);
       socket.removeAllListeners('error');
       resolve(socket);
@@ -335,38 +501,18 @@ function connectOnce(host, port, timeoutMs) {
   });
 }
 
-/** Rejects with CancelledError as soon as `signal` aborts; `onLate` gets
- * the value if it arrives after that (to dispose of it). */
-function abortable(promise, signal, onLate) {
-  if (!signal) return promise;
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const onAbort = () => {
-      done = true;
-      reject(cancelled(signal));
-    };
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        if (done) onLate(v);
-        else resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        if (!done) reject(e);
-      },
-    );
+/** Resolves at `at` (`performance.now()` ms). */
+function sleepUntil(at) {
+  return new Promise((resolve) => {
+    setTimeout(resolve, Math.min(Math.max(0, at - performance.now()), MAX_TIMER_MS));
   });
 }
 
-/** Everything a client shares with its locks: who it is, the pipelined
- * connection, the pool for waiting locks. */
+/** Everything a client shares with its locks: who it is, the failover
+ * (dlm-core's, in the module), the pipelined connection, the pool of
+ * connections for waiting locks. */
 class Session {
   constructor(options) {
-    this.host = options.host;
-    this.port = options.port;
     this.timeoutMs = options.timeoutMs;
     /** @type {import('./index').Encoder} */
     this.encoder = options.encoder;
@@ -376,8 +522,20 @@ class Session {
     // JackrabbitDLM's framing: that server answers one request per
     // connection and closes it, so every request gets one of its own.
     this.legacy = options.legacy;
-    this.mainConn = undefined; // the pipelined Connection
-    this.mainOpening = undefined; // Promise<Connection> while it opens
+    /** Options for `tls.connect`, or undefined for plaintext. */
+    this.tls = options.tls;
+    /** @type {import('./pkg/dlm_wasm').Failover} */
+    this.fo = options.failover;
+    /** The failover's epoch, read after every call that may change it. */
+    this.epoch = this.fo.epoch;
+    /** The pipelined connection. */
+    this.main = undefined;
+    /** Pipelined entries waiting for a connection. */
+    this.queue = [];
+    this.pumping = false;
+    /** A link no socket reads: requests made while there is no connection
+     * start their calls here, and go out with `resend` once there is. */
+    this.staging = this.newLink();
     this.idle = [];
     this.busy = new Set();
     this.locks = new Set();
@@ -396,75 +554,316 @@ class Session {
     if (this.closed) throw new UnavailableError('the client is closed');
   }
 
-  /** Opens a connection of this session's. */
-  open() {
-    return Connection.open(this.host, this.port, this.timeoutMs, () => this.newLink());
-  }
-
-  /** The pipelined connection, reopened if the last one closed; callers
-   * arriving while it opens share the attempt. */
-  async connection() {
-    this.checkOpen();
-    if (this.mainConn && !this.mainConn.closed) return this.mainConn;
-    if (!this.mainOpening) {
-      this.mainOpening = this.open()
-        .then((conn) => {
-          if (this.closed) {
-            conn.fail(new UnavailableError('the client is closed'));
-            throw new UnavailableError('the client is closed');
-          }
-          this.mainConn = conn;
-          return conn;
-        })
-        .finally(() => {
-          this.mainOpening = undefined;
-        });
+  /** The error a call gives up with: the failover's, with the last
+   * failure of the operating system and the server in use. */
+  why(err, entry) {
+    if (err instanceof UnavailableError && !(err instanceof TlsError)) {
+      const last = entry?.lastError;
+      err.message += last ? ` (last: ${last.message}; server ${this.fo.server})` : ` (server ${this.fo.server})`;
+      if (last && err.cause === undefined) err.cause = last;
     }
-    return this.mainOpening;
+    return err;
   }
 
-  /** Sends a request on the pipelined connection (see
-   * `Connection.request`). While connected, it is appended at once, so
-   * calls made one after another are sent (and answered) in that order. */
+  /**
+   * Sends a request on the pipelined connection: `write(link, fo, now)`
+   * appends it and starts its call (returning the call), `read(link)`
+   * reads its answer. Made while connected, it is appended at once, so
+   * calls made one after another are sent (and answered) in that order.
+   */
   request(write, read) {
-    this.checkOpen();
-    if (this.legacy) return this.oneShot(write, read);
-    const conn = this.mainConn;
-    if (conn && !conn.closed) return conn.request(write, read);
-    return this.connection().then((c) => c.request(write, read));
+    if (this.legacy) return this.exclusive(write, read);
+    return new Promise((resolve, reject) => {
+      if (this.closed) {
+        reject(new UnavailableError('the client is closed'));
+        return;
+      }
+      const entry = new Entry(read, resolve, reject);
+      const conn = this.main;
+      const now = performance.now();
+      try {
+        if (conn !== undefined && conn.usable()) {
+          entry.call = write(conn.link, this.fo, now);
+          conn.push(entry);
+          return;
+        }
+        entry.call = write(this.staging, this.fo, now);
+      } catch (err) {
+        this.staging.clearOutput();
+        reject(err);
+        return;
+      }
+      this.staging.clearOutput();
+      this.queue.push(entry);
+      this.pump();
+    });
   }
 
-  /** Sends a request on a connection of its own, closed after the answer. */
-  async oneShot(write, read) {
-    const conn = await this.checkout();
+  /** Sends a request on a connection of its own (a waiting or abortable
+   * lock, or any request in legacy framing); `signal` aborts it. */
+  exclusive(write, read, signal) {
+    return new Promise((resolve, reject) => {
+      if (this.closed) {
+        reject(new UnavailableError('the client is closed'));
+        return;
+      }
+      if (signal?.aborted) {
+        reject(cancelled(signal));
+        return;
+      }
+      const entry = new Entry(read, resolve, reject);
+      entry.exclusive = true;
+      try {
+        entry.call = write(this.staging, this.fo, performance.now());
+      } catch (err) {
+        this.staging.clearOutput();
+        reject(err);
+        return;
+      }
+      this.staging.clearOutput();
+      if (signal) {
+        entry.signal = signal;
+        entry.onAbort = () => {
+          this.fo.end(entry.call);
+          const conn = entry.conn;
+          entry.fail(cancelled(signal));
+          // Closing the connection is how a waiter leaves the server's queue.
+          if (conn && !conn.closed) conn.fail(cancelled(signal));
+        };
+        signal.addEventListener('abort', entry.onAbort, { once: true });
+      }
+      this.runExclusive(entry);
+    });
+  }
+
+  /** Sends an exclusive entry on an idle connection of the server in use,
+   * or on a new one. */
+  async runExclusive(entry) {
     try {
-      return await conn.request(write, read);
-    } finally {
-      this.checkin(conn);
+      let conn;
+      while ((conn = this.idle.pop())) {
+        if (conn.usable()) break;
+        conn.close();
+      }
+      if (!conn) conn = await this.connectFor(entry);
+      if (entry.settled || this.closed) {
+        this.checkin(conn);
+        return;
+      }
+      entry.conn = conn;
+      this.busy.add(conn);
+      const settle = () => {
+        if (entry.conn !== conn) return;
+        this.busy.delete(conn);
+        this.checkin(conn);
+      };
+      const { resolve, reject } = entry;
+      entry.resolve = (v) => {
+        settle();
+        resolve(v);
+      };
+      entry.reject = (e) => {
+        settle();
+        reject(e);
+      };
+      conn.link.resend(this.fo, entry.call, performance.now());
+      conn.push(entry);
+    } catch (err) {
+      entry.fail(err);
     }
   }
 
-  /** A connection of its own (for a waiting or abortable call). */
-  async checkout() {
-    this.checkOpen();
-    let conn;
-    while ((conn = this.idle.pop())) {
-      if (!conn.closed) break;
-    }
-    if (!conn) conn = await this.open();
-    if (this.closed) {
-      conn.fail(new UnavailableError('the client is closed'));
-      throw new UnavailableError('the client is closed');
-    }
-    this.busy.add(conn);
-    return conn;
-  }
-
+  /** Keeps an exclusive connection for the next waiting lock, or closes it. */
   checkin(conn) {
     this.busy.delete(conn);
     if (conn.closed) return;
-    if (!this.closed && !this.legacy && this.idle.length < MAX_IDLE) this.idle.push(conn);
-    else conn.fail(new UnavailableError('the connection is no longer needed'));
+    if (!this.closed && !this.legacy && conn.usable() && conn.pending.length === 0 && this.idle.length < MAX_IDLE) {
+      this.idle.push(conn);
+    } else if (conn.pending.length === 0) {
+      conn.close();
+    }
+  }
+
+  /** Connects the pipelined entries waiting in the queue: a connection for
+   * the oldest (the failover says where, when, and when to give up), then
+   * every one of them goes out on it. */
+  async pump() {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0 && !this.closed) {
+        const main = this.main;
+        if (main !== undefined && main.usable()) {
+          this.flushQueue(main);
+          break;
+        }
+        const head = this.queue[0];
+        let conn;
+        try {
+          conn = await this.connectFor(head);
+        } catch (err) {
+          const i = this.queue.indexOf(head);
+          if (i >= 0) this.queue.splice(i, 1);
+          head.fail(err);
+          continue;
+        }
+        if (this.closed) {
+          conn.close();
+          break;
+        }
+        if (this.main && this.main !== conn) this.main.retire();
+        this.main = conn;
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Sends every queued entry again on `conn`. */
+  flushQueue(conn) {
+    const now = performance.now();
+    const queue = this.queue;
+    this.queue = [];
+    for (const entry of queue) {
+      if (entry.settled) continue;
+      try {
+        conn.link.resend(this.fo, entry.call, now);
+      } catch (err) {
+        this.fo.end(entry.call);
+        entry.fail(err);
+        continue;
+      }
+      conn.push(entry);
+    }
+  }
+
+  /** A connection for `entry`'s call where the failover says: connecting,
+   * sleeping out its backoff, asking a new connection who leads and going
+   * there. Rejects with the error the call gave up with (it is over), or a
+   * TlsError (never retried). */
+  async connectFor(entry) {
+    const fo = this.fo;
+    for (;;) {
+      if (this.closed) throw new UnavailableError('the client is closed');
+      if (entry.settled) throw new CancelledError('the call is over');
+      const step = fo.pollConnect(entry.call, performance.now());
+      if (step >= 0) {
+        await sleepUntil(step);
+        continue;
+      }
+      const address = fo.address;
+      const epoch = fo.connectEpoch;
+      const within = Math.max(1, Math.min(fo.withinMs, this.timeoutMs));
+      let socket;
+      try {
+        socket = await connectOnce(address, within, this.tls);
+      } catch (err) {
+        const refused = tlsError(err, address);
+        if (refused) {
+          fo.end(entry.call);
+          throw refused;
+        }
+        entry.lastError = err;
+        this.report(entry, epoch, CONNECT_FAILED);
+        continue;
+      }
+      const conn = new Connection(this, socket, this.newLink(), epoch, address);
+      if (this.closed || entry.settled) {
+        conn.close();
+        continue;
+      }
+      if (!fo.connected(epoch)) return conn;
+      let verdict;
+      // Closed with the client meanwhile.
+      this.busy.add(conn);
+      try {
+        verdict = await conn.discover(entry);
+      } catch (err) {
+        conn.fail(err);
+        const refused = tlsError(err, address);
+        if (refused) {
+          fo.end(entry.call);
+          throw refused;
+        }
+        entry.lastError = err;
+        this.report(entry, epoch, NOT_SENT);
+        continue;
+      }
+      this.busy.delete(conn);
+      if (verdict === USE && !this.closed) return conn;
+      conn.close();
+      if (verdict?.gaveUp) throw this.why(verdict.gaveUp, entry);
+    }
+  }
+
+  /** Reports a failed attempt of `entry`'s call; throws the error it gives
+   * up with. */
+  report(entry, epoch, outcome) {
+    try {
+      this.fo.handle(entry.call, epoch, outcome, performance.now());
+    } catch (err) {
+      throw this.why(err, entry);
+    } finally {
+      this.epoch = this.fo.epoch;
+    }
+  }
+
+  /** `conn` failed with `err` while `entries` awaited answers: each one's
+   * failure goes to the failover; those it says to send again are. */
+  lost(conn, entries, err, overdue) {
+    this.forget(conn);
+    const refused = tlsError(err, conn.address);
+    const retry = [];
+    const now = performance.now();
+    for (const entry of entries) {
+      if (entry.settled) continue;
+      if (entry.discovery) {
+        entry.fail(err);
+        continue;
+      }
+      if (this.closed || refused || err instanceof CancelledError) {
+        this.fo.end(entry.call);
+        entry.fail(refused ?? err);
+        continue;
+      }
+      entry.lastError = err;
+      const outcome = entry === overdue ? TIMED_OUT : entry.sent ? CLOSED : NOT_SENT;
+      try {
+        this.fo.handle(entry.call, conn.epoch, outcome, now);
+      } catch (gaveUp) {
+        entry.fail(this.why(gaveUp, entry));
+        continue;
+      }
+      retry.push(entry);
+    }
+    this.epoch = this.fo.epoch;
+    this.retry(retry);
+  }
+
+  /** Sends `entries` again, as the failover said. */
+  retry(entries) {
+    const pipelined = [];
+    for (const entry of entries) {
+      if (entry.exclusive) {
+        entry.conn = undefined;
+        this.runExclusive(entry);
+      } else {
+        pipelined.push(entry);
+      }
+    }
+    if (pipelined.length > 0) {
+      // Older than anything queued since: first.
+      this.queue.unshift(...pipelined);
+      this.pump();
+    }
+  }
+
+  /** A closed connection is no longer the client's. */
+  forget(conn) {
+    if (this.main === conn) this.main = undefined;
+    this.busy.delete(conn);
+    const i = this.idle.indexOf(conn);
+    if (i >= 0) this.idle.splice(i, 1);
   }
 
   /** Closes every connection; pending calls fail with Unavailable. */
@@ -474,8 +873,12 @@ class Session {
     for (const conn of [...this.idle, ...this.busy]) conn.fail(err);
     this.idle = [];
     this.busy.clear();
-    this.mainConn?.fail(err);
-    this.mainConn = undefined;
+    this.main?.fail(err);
+    this.main = undefined;
+    for (const entry of this.queue.splice(0)) {
+      this.fo.end(entry.call);
+      entry.fail(err);
+    }
   }
 }
 
@@ -678,12 +1081,14 @@ class Lock {
       let written = false;
       try {
         await this.#session.request(
-          (link) => {
-            written = true;
-            if (!link.leaseRequest(leases, handle, performance.now(), name)) {
+          (link, fo, now) => {
+            const call = link.leaseRequest(fo, leases, handle, now, name);
+            if (call === undefined) {
               // An extension asked for after the deadline passed.
               throw new LockLostError('the lock was lost');
             }
+            written = true;
+            return call;
           },
           (link) => link.readLease(leases, handle, performance.now()),
         );
@@ -730,6 +1135,18 @@ class Client {
     return this.#session.id;
   }
 
+  /** The server in use (`host:port`): the cluster's leader once a member
+   * said who it is. For logs: it changes when the client moves on. */
+  get server() {
+    return this.#session.fo.server;
+  }
+
+  /** Every server known: those given, then the members learned from the
+   * cluster. */
+  get servers() {
+    return this.#session.fo.servers();
+  }
+
   /** Acquires `name`. Without `waitMs`, one attempt (NotOwnerError if
    * another owner holds it); with it, queue in the server's fair queue up
    * to that long (TimeoutError when it runs out). `signal` aborts the wait
@@ -745,22 +1162,15 @@ class Client {
     // dlm-core's Acquire: the send time it is given bounds the lease's
     // deadline, so it is taken before the request is written.
     let sentMs = 0;
-    const write = (link) => {
-      sentMs = performance.now();
-      link.lock(name, ttlMs, waitMs);
+    const write = (link, fo, now) => {
+      sentMs = now;
+      return link.lock(fo, now, name, ttlMs, waitMs);
     };
     const read = (link) => link.readGrant(session.leases, ttlMs, waitMs, renew, sentMs, performance.now());
-    let handle;
-    if (waitMs > 0 || signal) {
-      const conn = await abortable(session.checkout(), signal, (c) => session.checkin(c));
-      try {
-        handle = await conn.request(write, read, { extraMs: waitMs, signal });
-      } finally {
-        session.checkin(conn);
-      }
-    } else {
-      handle = await session.request(write, read);
-    }
+    // A wait (or one that may be aborted) takes a connection of its own:
+    // it holds up nobody, and closing it takes the waiter off the queue.
+    const handle =
+      waitMs > 0 || signal ? await session.exclusive(write, read, signal) : await session.request(write, read);
     return new Lock(session, name, handle);
   }
 
@@ -806,7 +1216,7 @@ class Client {
     const session = this.#session;
     session.checkOpen();
     return session.request(
-      (link) => link.testLock(name),
+      (link, fo, now) => link.testLock(fo, now, name),
       (link) => {
         switch (link.readLockState()) {
           case 0:
@@ -828,7 +1238,7 @@ class Client {
     session.checkOpen();
     const token = options.token === undefined ? undefined : toU64(options.token, 'token');
     return session.request(
-      (link) => link.unlock(name, token),
+      (link, fo, now) => link.unlock(fo, now, name, token),
       (link) => link.readReleased(),
     );
   }
@@ -847,14 +1257,14 @@ class Client {
     let write;
     if (encoder === tableEncoder) {
       // The built-in encoders run inside the module: no text crosses.
-      write = (link) => link.putTable(name, ttlMs, bytes, expected);
+      write = (link, fo, now) => link.putTable(fo, now, name, ttlMs, bytes, expected);
     } else if (sealers.has(encoder)) {
       const sealer = sealers.get(encoder);
-      write = (link) => link.putSealed(sealer, randomBytes(24), name, ttlMs, bytes, expected);
+      write = (link, fo, now) => link.putSealed(fo, now, sealer, randomBytes(24), name, ttlMs, bytes, expected);
     } else {
       const encoded = encoder.encode(name, bytes);
       if (typeof encoded !== 'string') throw new InvalidArgumentError('an encoder must return a string');
-      write = (link) => link.put(name, ttlMs, encoded, expected);
+      write = (link, fo, now) => link.put(fo, now, name, ttlMs, encoded, expected);
     }
     const compared = expected !== undefined;
     return session.request(write, (link) => link.readStored(compared));
@@ -865,7 +1275,7 @@ class Client {
     const session = this.#session;
     session.checkOpen();
     const encoder = session.encoder;
-    const write = (link) => link.get(name);
+    const write = (link, fo, now) => link.get(fo, now, name);
     if (encoder === tableEncoder || sealers.has(encoder)) {
       const sealer = sealers.get(encoder);
       return session.request(write, (link) => {
@@ -887,7 +1297,7 @@ class Client {
     const session = this.#session;
     session.checkOpen();
     return session.request(
-      (link) => link.erase(name),
+      (link, fo, now) => link.erase(fo, now, name),
       (link) => link.readErased(),
     );
   }
@@ -897,7 +1307,7 @@ class Client {
     const session = this.#session;
     session.checkOpen();
     return session.request(
-      (link) => link.version(),
+      (link, fo, now) => link.version(fo, now),
       (link) => link.readVersion(),
     );
   }
@@ -907,7 +1317,7 @@ class Client {
     const session = this.#session;
     session.checkOpen();
     return session.request(
-      (link) => link.stats(),
+      (link, fo, now) => link.stats(fo, now),
       (link) => link.readStats(),
     );
   }
@@ -930,25 +1340,77 @@ class Client {
   }
 }
 
+/** The `tls` option as `tls.connect` options (files read once, here). */
+function tlsOptions(option) {
+  if (option === undefined || option === false || option === null) return undefined;
+  const o = option === true ? {} : option;
+  if (typeof o !== 'object') throw new InvalidArgumentError('tls must be true or an object');
+  const read = (file, what) => {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw new InvalidArgumentError(`cannot read the ${what} ${file}: ${err.message}`, { cause: err });
+    }
+  };
+  const out = { rejectUnauthorized: true };
+  if (o.caFile !== undefined) out.ca = read(o.caFile, 'CA file');
+  else if (o.ca !== undefined) out.ca = o.ca;
+  // Neither: Node's bundled root certificates.
+  const cert = o.certFile !== undefined ? read(o.certFile, 'certificate file') : o.cert;
+  const key = o.keyFile !== undefined ? read(o.keyFile, 'key file') : o.key;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new InvalidArgumentError('a client certificate needs both the certificate and its key');
+  }
+  if (cert !== undefined) {
+    out.cert = cert;
+    out.key = key;
+  }
+  if (o.serverName !== undefined) {
+    if (typeof o.serverName !== 'string' || o.serverName === '') {
+      throw new InvalidArgumentError('tls.serverName must be a non-empty string');
+    }
+    out.servername = o.serverName;
+  }
+  return out;
+}
+
+/** The server list from the options: `servers` ("host:port,host:port" or
+ * an array of them), else `host` and `port`. */
+function serverList(options) {
+  const { servers, host = '127.0.0.1', port = DEFAULT_PORT } = options;
+  if (servers !== undefined) {
+    if (Array.isArray(servers) && servers.every((s) => typeof s === 'string')) return servers.join(',');
+    if (typeof servers === 'string') return servers;
+    throw new InvalidArgumentError('servers must be "host:port,..." or an array of "host:port"');
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidArgumentError('port must be an integer from 0 to 65535');
+  }
+  if (typeof host !== 'string') throw new InvalidArgumentError('host must be a string');
+  return `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
+}
+
 /**
- * Connects to a dlm server. One connection is opened now, so an
- * unreachable server is reported here (UnavailableError).
+ * Connects to a dlm server, or to a dlm cluster's members (`servers`; one
+ * is enough, the others are learned from it). One connection is opened
+ * now, to the cluster's leader if the member reached says who leads, so
+ * that an unreachable server is reported here (UnavailableError).
  */
 async function connect(options = {}) {
   const {
-    host = '127.0.0.1',
-    port = DEFAULT_PORT,
     clientId,
     timeoutMs = DEFAULT_TIMEOUT_MS,
+    connectAttempts = CONNECT_ATTEMPTS,
     encoder = tableEncoder,
     legacy = false,
     identity,
   } = options;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new InvalidArgumentError('port must be an integer from 0 to 65535');
-  }
+  const servers = serverList(options);
   if (!(typeof timeoutMs === 'number' && timeoutMs > 0)) {
     throw new InvalidArgumentError('timeoutMs must be a positive number');
+  }
+  if (!(Number.isInteger(connectAttempts) && connectAttempts > 0 && connectAttempts < 2 ** 32)) {
+    throw new InvalidArgumentError('connectAttempts must be a positive integer');
   }
   if (!encoder || typeof encoder.encode !== 'function' || typeof encoder.decode !== 'function') {
     throw new InvalidArgumentError('an encoder needs encode(name, bytes) and decode(name, text)');
@@ -961,10 +1423,30 @@ async function connect(options = {}) {
   // Checks the ID and the identity once: every connection's link is made
   // from them.
   new wasm.Link(id, Boolean(legacy), credentials?.name, credentials?.secret).free();
-  const session = new Session({ host, port, timeoutMs, encoder, id, identity: credentials, legacy: Boolean(legacy) });
-  // Reachable? (In legacy framing, a connection is only opened per request.)
-  if (session.legacy) session.checkin(await session.checkout());
-  else await session.connection();
+  // dlm-core's failover: the list, the timeouts, the seed of its jitter
+  // and request IDs. JackrabbitDLM has no Cluster action: no discovery.
+  const failover = new wasm.Failover(servers, timeoutMs, connectAttempts, !legacy, randomBytes(16));
+  const session = new Session({
+    timeoutMs,
+    encoder,
+    id,
+    identity: credentials,
+    legacy: Boolean(legacy),
+    tls: tlsOptions(options.tls),
+    failover,
+  });
+  // Reachable? One connection now, where the failover says (to the
+  // leader, once a member said who leads). In legacy framing, connections
+  // are only opened per request: this one is closed.
+  const entry = new Entry(undefined, () => {}, () => {});
+  entry.call = failover.startConnect(performance.now());
+  try {
+    const conn = await session.connectFor(entry);
+    if (session.legacy) conn.close();
+    else session.main = conn;
+  } finally {
+    failover.end(entry.call);
+  }
   return new Client(session);
 }
 
@@ -988,6 +1470,7 @@ module.exports = {
   BadRequestError,
   NoMemoryError,
   UnavailableError,
+  TlsError,
   ProtocolError,
   EncodingError,
   InvalidArgumentError,

@@ -93,95 +93,175 @@ impl Link {
         self.0.writer().id().to_owned()
     }
 
+    // Every request starts a call in `fo` at `nowMs` (`performance.now()`)
+    // and appends its first attempt to the output; each returns the
+    // call's handle (see `Failover`).
+
     /// Appends `Lock` for `ttlMs`, queueing up to `waitMs` (0: one attempt).
-    pub fn lock(&mut self, name: &str, ttl_ms: f64, wait_ms: f64) -> Result<(), Error> {
-        self.0.lock(name, ttl_ms, wait_ms)
+    pub fn lock(
+        &mut self,
+        fo: &mut Failover,
+        now_ms: f64,
+        name: &str,
+        ttl_ms: f64,
+        wait_ms: f64,
+    ) -> Result<f64, Error> {
+        self.0.lock(&mut fo.0, now_ms, name, ttl_ms, wait_ms)
     }
 
     /// Appends `Unlock` by name, fenced to `token` if given.
-    pub fn unlock(&mut self, name: &str, token: Option<u64>) -> Result<(), Error> {
-        self.0.unlock(name, token)
+    pub fn unlock(
+        &mut self,
+        fo: &mut Failover,
+        now_ms: f64,
+        name: &str,
+        token: Option<u64>,
+    ) -> Result<f64, Error> {
+        self.0.unlock(&mut fo.0, now_ms, name, token)
     }
 
     /// Appends `TestLock`.
     #[wasm_bindgen(js_name = testLock)]
-    pub fn test_lock(&mut self, name: &str) -> Result<(), Error> {
-        self.0.test_lock(name)
+    pub fn test_lock(&mut self, fo: &mut Failover, now_ms: f64, name: &str) -> Result<f64, Error> {
+        self.0.test_lock(&mut fo.0, now_ms, name)
     }
 
     /// Appends `Put` of text an encoder made; compare-and-set with `revision`.
     pub fn put(
         &mut self,
+        fo: &mut Failover,
+        now_ms: f64,
         name: &str,
         ttl_ms: f64,
         data: &str,
         revision: Option<u64>,
-    ) -> Result<(), Error> {
-        self.0.put(name, ttl_ms, data, revision)
+    ) -> Result<f64, Error> {
+        self.0.put(&mut fo.0, now_ms, name, ttl_ms, data, revision)
     }
 
     /// Appends `Put` of bytes through the table codec.
     #[wasm_bindgen(js_name = putTable)]
     pub fn put_table(
         &mut self,
+        fo: &mut Failover,
+        now_ms: f64,
         name: &str,
         ttl_ms: f64,
         plain: &[u8],
         revision: Option<u64>,
-    ) -> Result<(), Error> {
-        self.0.put_table(name, ttl_ms, plain, revision)
+    ) -> Result<f64, Error> {
+        self.0
+            .put_table(&mut fo.0, now_ms, name, ttl_ms, plain, revision)
     }
 
     /// Appends `Put` of bytes sealed under `sealer`'s key; `nonce` is 24
     /// random bytes.
     #[wasm_bindgen(js_name = putSealed)]
+    #[allow(clippy::too_many_arguments)]
     pub fn put_sealed(
         &mut self,
+        fo: &mut Failover,
+        now_ms: f64,
         sealer: &Sealer,
         nonce: &[u8],
         name: &str,
         ttl_ms: f64,
         plain: &[u8],
         revision: Option<u64>,
-    ) -> Result<(), Error> {
-        self.0
-            .put_sealed(&sealer.0, nonce, name, ttl_ms, plain, revision)
+    ) -> Result<f64, Error> {
+        self.0.put_sealed(
+            &mut fo.0, now_ms, &sealer.0, nonce, name, ttl_ms, plain, revision,
+        )
     }
 
     /// Appends `Get`.
-    pub fn get(&mut self, name: &str) -> Result<(), Error> {
-        self.0.get(name)
+    pub fn get(&mut self, fo: &mut Failover, now_ms: f64, name: &str) -> Result<f64, Error> {
+        self.0.get(&mut fo.0, now_ms, name)
     }
 
     /// Appends `Erase`.
-    pub fn erase(&mut self, name: &str) -> Result<(), Error> {
-        self.0.erase(name)
+    pub fn erase(&mut self, fo: &mut Failover, now_ms: f64, name: &str) -> Result<f64, Error> {
+        self.0.erase(&mut fo.0, now_ms, name)
     }
 
     /// Appends `Version`.
-    pub fn version(&mut self) {
-        self.0.version();
+    pub fn version(&mut self, fo: &mut Failover, now_ms: f64) -> Result<f64, Error> {
+        self.0.version(&mut fo.0, now_ms)
     }
 
     /// Appends `Stats`.
-    pub fn stats(&mut self) {
-        self.0.stats();
+    pub fn stats(&mut self, fo: &mut Failover, now_ms: f64) -> Result<f64, Error> {
+        self.0.stats(&mut fo.0, now_ms)
     }
 
     /// Appends the request the lease `handle` wants sent for the lock
-    /// `name` at `nowMs`, if any; whether there was one.
+    /// `name` at `nowMs`, if any, as a call: its handle, or `undefined`.
     #[wasm_bindgen(js_name = leaseRequest)]
     pub fn lease_request(
         &mut self,
+        fo: &mut Failover,
         leases: &mut Leases,
         handle: f64,
         now_ms: f64,
         name: &str,
-    ) -> bool {
+    ) -> Result<Option<f64>, Error> {
         match leases.0.get_mut(handle) {
-            Some(lease) => self.0.lease_request(lease, now_ms, name),
-            None => false,
+            Some(lease) => self.0.lease_request(&mut fo.0, lease, now_ms, name),
+            None => Ok(None),
         }
+    }
+
+    /// Appends call `call`'s request again, as an attempt at `nowMs` sends
+    /// it (the same request ID; a lock's wait cut to what is left).
+    pub fn resend(&mut self, fo: &mut Failover, call: f64, now_ms: f64) -> Result<(), Error> {
+        self.0.resend(&mut fo.0, call, now_ms)
+    }
+
+    /// Appends the discovery question (`{"Action":"Cluster"}`).
+    pub fn cluster(&mut self) {
+        self.0.cluster();
+    }
+
+    /// Forgets the output without sending it (the requests' calls keep
+    /// their lines for `resend`).
+    #[wasm_bindgen(js_name = clearOutput)]
+    pub fn clear_output(&mut self) {
+        self.0.clear_output();
+    }
+
+    /// Whether the oldest answer is call `call`'s to read (received at
+    /// `nowMs` on a connection of `epoch`): true to read it with the
+    /// call's reader (the call is over); false if a member refused it
+    /// (skipped; send the call again with `resend`). Throws
+    /// `UnavailableError` if the call gives up.
+    pub fn answered(
+        &mut self,
+        fo: &mut Failover,
+        call: f64,
+        epoch: f64,
+        now_ms: f64,
+    ) -> Result<bool, Error> {
+        self.0.answered(&mut fo.0, call, epoch_of(epoch), now_ms)
+    }
+
+    /// Reads the oldest answer and ignores it (its call was cancelled).
+    pub fn skip(&mut self) -> Result<(), Error> {
+        self.0.skip()
+    }
+
+    /// Reads the answer to `cluster()` for call `call` on a connection of
+    /// `epoch`: 0 to use the connection, 1 to close it and ask
+    /// `pollConnect` again. Throws if the call gives up.
+    #[wasm_bindgen(js_name = readDiscovery)]
+    pub fn read_discovery(
+        &mut self,
+        fo: &mut Failover,
+        call: f64,
+        epoch: f64,
+        now_ms: f64,
+    ) -> Result<u8, Error> {
+        self.0
+            .read_discovery(&mut fo.0, call, epoch_of(epoch), now_ms)
     }
 
     /// The bytes of every request appended since the last call, copied
@@ -331,6 +411,131 @@ impl Link {
     #[wasm_bindgen(getter, js_name = ttlMs)]
     pub fn ttl_ms(&self) -> Option<f64> {
         self.0.ttl().map(to_js_millis)
+    }
+}
+
+/// An epoch from JavaScript (a whole number below 2^53).
+fn epoch_of(epoch: f64) -> u64 {
+    // Epochs count up from 0 by one per failure: far below 2^53.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let e = epoch.max(0.0) as u64;
+    e
+}
+
+/// An epoch for JavaScript.
+#[allow(clippy::cast_precision_loss)]
+fn epoch_to_js(epoch: u64) -> f64 {
+    epoch as f64
+}
+
+/// dlm-core's failover machine for one client, and its calls in flight by
+/// handle (see [`crate::failover`]): which server, when to move on, the
+/// backoff, what may be sent again and when to give up. The package's
+/// JavaScript connects where it says, reports what happened, and sleeps
+/// when it says; it decides nothing of its own.
+#[wasm_bindgen]
+pub struct Failover(crate::failover::Failover);
+
+#[wasm_bindgen]
+impl Failover {
+    /// The failover over `servers` (`"host:port"` or
+    /// `"host:port,host:port,..."`); calls end after `timeoutMs` (plus a
+    /// lock's wait) and give up after `connectAttempts` failed connections
+    /// per server; `discover` asks new connections who leads; `seed` is 16
+    /// random bytes. Throws `InvalidArgumentError` for a bad list.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        servers: &str,
+        timeout_ms: f64,
+        connect_attempts: u32,
+        discover: bool,
+        seed: &[u8],
+    ) -> Result<Failover, Error> {
+        crate::failover::Failover::new(servers, timeout_ms, connect_attempts, discover, seed)
+            .map(Self)
+    }
+
+    /// The server in use (`host:port`), for logs.
+    #[wasm_bindgen(getter)]
+    pub fn server(&self) -> String {
+        self.0.server().to_owned()
+    }
+
+    /// Every server known: those given, then the members learned.
+    pub fn servers(&self) -> Vec<String> {
+        self.0.servers()
+    }
+
+    /// The current epoch: connections of another are to a server no
+    /// longer in use.
+    #[wasm_bindgen(getter)]
+    pub fn epoch(&self) -> f64 {
+        epoch_to_js(self.0.epoch())
+    }
+
+    /// How many calls are in flight.
+    #[wasm_bindgen(getter)]
+    pub fn calls(&self) -> u32 {
+        u32::try_from(self.0.calls()).unwrap_or(u32::MAX)
+    }
+
+    /// Starts a call that only connects (and asks who leads), for a
+    /// client's first connection; `end` it once connected.
+    #[wasm_bindgen(js_name = startConnect)]
+    pub fn start_connect(&mut self, now_ms: f64) -> Result<f64, Error> {
+        self.0.start_connect(now_ms)
+    }
+
+    /// What to do for a connection for call `call` at `nowMs`: -1 to
+    /// connect to `address` within `withinMs` (for epoch `connectEpoch`),
+    /// else the instant to sleep until. Throws `UnavailableError` if the
+    /// call gives up (it is over).
+    #[wasm_bindgen(js_name = pollConnect)]
+    pub fn poll_connect(&mut self, call: f64, now_ms: f64) -> Result<f64, Error> {
+        self.0.poll_connect(call, now_ms)
+    }
+
+    /// Where the last `pollConnect` said to connect.
+    #[wasm_bindgen(getter)]
+    pub fn address(&self) -> String {
+        self.0.address().to_owned()
+    }
+
+    /// The epoch of the last `pollConnect`'s connection.
+    #[wasm_bindgen(getter, js_name = connectEpoch)]
+    pub fn connect_epoch(&self) -> f64 {
+        epoch_to_js(self.0.connect_epoch())
+    }
+
+    /// The most the last `pollConnect`'s connection may take.
+    #[wasm_bindgen(getter, js_name = withinMs)]
+    pub fn within_ms(&self) -> f64 {
+        self.0.within_ms()
+    }
+
+    /// A connection of `epoch` is up: whether to ask it `cluster()` first.
+    pub fn connected(&mut self, epoch: f64) -> bool {
+        self.0.connected(epoch_of(epoch))
+    }
+
+    /// An attempt of call `call` on a connection of `epoch` failed:
+    /// `outcome` 0 connecting failed, 1 not sent, 2 closed after it was
+    /// sent, 3 no answer in time. Returns to send it again; throws
+    /// `UnavailableError` if the call gives up (it is over).
+    pub fn handle(&mut self, call: f64, epoch: f64, outcome: u8, now_ms: f64) -> Result<(), Error> {
+        self.0.handle(call, epoch_of(epoch), outcome, now_ms)
+    }
+
+    /// When call `call` must be over (`performance.now()` milliseconds).
+    #[wasm_bindgen(js_name = deadlineMs)]
+    pub fn deadline_ms(&self, call: f64) -> f64 {
+        self.0.deadline_ms(call)
+    }
+
+    /// Ends call `call` without an answer (cancelled, or the client
+    /// closed); whether it was in flight.
+    pub fn end(&mut self, call: f64) -> bool {
+        self.0.end(call)
     }
 }
 

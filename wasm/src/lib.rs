@@ -18,6 +18,12 @@
 //! table per client, [`Leases`](bindings::Leases), under number handles
 //! ([`leases`]).
 //!
+//! Every request is a call of the client's [`Failover`](bindings::Failover)
+//! (dlm-core's failover machine, [`failover`]), under a number handle
+//! ([`table`]): which server, the backoff, what may be sent again and when
+//! to give up are decided here, and the package only connects, reports
+//! and sleeps as told.
+//!
 //! Values go through the table codec ([`encode_table`](bindings::encode_table))
 //! or a [`Sealer`](bindings::Sealer) (XChaCha20-Poly1305 from dlm-core's
 //! `seal`), so every byte written from Node reads back identically from
@@ -32,7 +38,7 @@
 //! JavaScript as a `DlmError` subclass with a `code`. No export unwraps or
 //! indexes unchecked input, so no panic reaches JavaScript.
 //!
-//! The pure half ([`wire`], [`link`], [`leases`]) is ordinary Rust and
+//! The pure half ([`wire`], [`link`], [`leases`], [`failover`]) is ordinary Rust and
 //! tested on the host, through dlm-core's engine standing in for a server; the
 //! Node tests in `wasm/js/test/` drive the built package against a real
 //! `dlm-server`.
@@ -45,8 +51,10 @@
 
 pub mod bindings;
 mod error;
+pub mod failover;
 pub mod leases;
 pub mod link;
+pub mod table;
 pub mod wire;
 
 pub use error::Error;

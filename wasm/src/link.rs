@@ -25,6 +25,7 @@ use dlm_core::client::ErrorKind;
 use dlm_core::time::Ttl;
 
 use crate::error::Error;
+use crate::failover::Failover;
 use crate::wire::{self, Acquisition, Decode, Fetched, Lease, LockState, Sealer, Writer};
 
 /// The longest answer line accepted from a server, in bytes.
@@ -85,66 +86,99 @@ impl Link {
         &self.writer
     }
 
-    // ---- requests: each appends one whole line to the output, or nothing.
+    // ---- requests: each starts a call in `fo` at `now_ms` and appends its
+    // first attempt to the output (one whole line, or nothing), returning
+    // the call's handle.
 
     /// `Lock` for `ttl_ms`, queueing up to `wait_ms` (0: one attempt).
-    pub fn lock(&mut self, name: &str, ttl_ms: f64, wait_ms: f64) -> Result<(), Error> {
-        Acquisition::new(ttl_ms, wait_ms, false, 0.0)?.request(&self.writer, name, &mut self.out)
+    pub fn lock(
+        &mut self,
+        fo: &mut Failover,
+        now_ms: f64,
+        name: &str,
+        ttl_ms: f64,
+        wait_ms: f64,
+    ) -> Result<f64, Error> {
+        let out = &mut self.out;
+        Acquisition::new(ttl_ms, wait_ms, false, 0.0)?
+            .request(&self.writer, name, |r| fo.start(r, None, now_ms, out))?
     }
 
     /// `Unlock` by name, fenced to `token` if given.
-    pub fn unlock(&mut self, name: &str, token: Option<u64>) -> Result<(), Error> {
-        self.writer.unlock(&mut self.out, name, token)
+    pub fn unlock(
+        &mut self,
+        fo: &mut Failover,
+        now_ms: f64,
+        name: &str,
+        token: Option<u64>,
+    ) -> Result<f64, Error> {
+        let out = &mut self.out;
+        self.writer
+            .unlock(name, token, |r| fo.start(r, None, now_ms, out))?
     }
 
     /// `TestLock`.
-    pub fn test_lock(&mut self, name: &str) -> Result<(), Error> {
-        self.writer.test_lock(&mut self.out, name)
+    pub fn test_lock(&mut self, fo: &mut Failover, now_ms: f64, name: &str) -> Result<f64, Error> {
+        let out = &mut self.out;
+        self.writer
+            .test_lock(name, |r| fo.start(r, None, now_ms, out))?
     }
 
     /// `Put` of text an encoder made.
     pub fn put(
         &mut self,
+        fo: &mut Failover,
+        now_ms: f64,
         name: &str,
         ttl_ms: f64,
         data: &str,
         revision: Option<u64>,
-    ) -> Result<(), Error> {
-        self.writer.put(&mut self.out, name, ttl_ms, data, revision)
+    ) -> Result<f64, Error> {
+        let out = &mut self.out;
+        self.writer.put(name, ttl_ms, data, revision, |r| {
+            fo.start(r, None, now_ms, out)
+        })?
     }
 
     /// `Put` of bytes through the table codec.
     pub fn put_table(
         &mut self,
+        fo: &mut Failover,
+        now_ms: f64,
         name: &str,
         ttl_ms: f64,
         plain: &[u8],
         revision: Option<u64>,
-    ) -> Result<(), Error> {
+    ) -> Result<f64, Error> {
         wire::encode_table_into(plain, &mut self.text);
-        let put = self
-            .writer
-            .put(&mut self.out, name, ttl_ms, &self.text, revision);
+        let out = &mut self.out;
+        let put = self.writer.put(name, ttl_ms, &self.text, revision, |r| {
+            fo.start(r, None, now_ms, out)
+        });
         self.trim_text();
-        put
+        put?
     }
 
     /// `Put` of bytes sealed under `sealer`'s key with `nonce`.
+    #[allow(clippy::too_many_arguments)]
     pub fn put_sealed(
         &mut self,
+        fo: &mut Failover,
+        now_ms: f64,
         sealer: &Sealer,
         nonce: &[u8],
         name: &str,
         ttl_ms: f64,
         plain: &[u8],
         revision: Option<u64>,
-    ) -> Result<(), Error> {
+    ) -> Result<f64, Error> {
         sealer.seal_into(nonce, name, plain, &mut self.text)?;
-        let put = self
-            .writer
-            .put(&mut self.out, name, ttl_ms, &self.text, revision);
+        let out = &mut self.out;
+        let put = self.writer.put(name, ttl_ms, &self.text, revision, |r| {
+            fo.start(r, None, now_ms, out)
+        });
         self.trim_text();
-        put
+        put?
     }
 
     /// Lets a large value's encoding go (see [`KEEP`]).
@@ -155,29 +189,58 @@ impl Link {
     }
 
     /// `Get`.
-    pub fn get(&mut self, name: &str) -> Result<(), Error> {
-        self.writer.get(&mut self.out, name)
+    pub fn get(&mut self, fo: &mut Failover, now_ms: f64, name: &str) -> Result<f64, Error> {
+        let out = &mut self.out;
+        self.writer.get(name, |r| fo.start(r, None, now_ms, out))?
     }
 
     /// `Erase`.
-    pub fn erase(&mut self, name: &str) -> Result<(), Error> {
-        self.writer.erase(&mut self.out, name)
+    pub fn erase(&mut self, fo: &mut Failover, now_ms: f64, name: &str) -> Result<f64, Error> {
+        let out = &mut self.out;
+        self.writer
+            .erase(name, |r| fo.start(r, None, now_ms, out))?
     }
 
     /// `Version`.
-    pub fn version(&mut self) {
-        self.writer.version(&mut self.out);
+    pub fn version(&mut self, fo: &mut Failover, now_ms: f64) -> Result<f64, Error> {
+        let out = &mut self.out;
+        self.writer.version(|r| fo.start(r, None, now_ms, out))
     }
 
     /// `Stats`.
-    pub fn stats(&mut self) {
-        self.writer.stats(&mut self.out);
+    pub fn stats(&mut self, fo: &mut Failover, now_ms: f64) -> Result<f64, Error> {
+        let out = &mut self.out;
+        self.writer.stats(|r| fo.start(r, None, now_ms, out))
     }
 
     /// The request `lease` wants sent for the lock `name` at `now_ms`, if
-    /// any; whether there was one.
-    pub fn lease_request(&mut self, lease: &mut Lease, now_ms: f64, name: &str) -> bool {
-        lease.poll_request(now_ms, &self.writer, name, &mut self.out)
+    /// any, as a call (a renewal ends by the lease's deadline; a release
+    /// carries its grant's request ID): the call's handle, or `None`.
+    pub fn lease_request(
+        &mut self,
+        fo: &mut Failover,
+        lease: &mut Lease,
+        now_ms: f64,
+        name: &str,
+    ) -> Result<Option<f64>, Error> {
+        let out = &mut self.out;
+        lease
+            .poll_request(now_ms, &self.writer, name, |r, pending| {
+                fo.start(r, Some(pending), now_ms, out)
+            })
+            .transpose()
+    }
+
+    /// Call `handle`'s request again, as an attempt at `now_ms` sends it.
+    pub fn resend(&mut self, fo: &mut Failover, handle: f64, now_ms: f64) -> Result<(), Error> {
+        fo.resend(handle, now_ms, &mut self.out)
+    }
+
+    /// The discovery question (`{"Action":"Cluster"}`), not a call of its
+    /// own: its answer is read by [`read_discovery`](Self::read_discovery).
+    pub fn cluster(&mut self) {
+        let out = &mut self.out;
+        self.writer.cluster(|r| wire::write(r, out));
     }
 
     // ---- the output
@@ -242,6 +305,43 @@ impl Link {
         let start = self.read;
         self.read = start + len + 1;
         Ok(self.input.get_mut(start..start + len).unwrap_or_default())
+    }
+
+    /// Whether the oldest answer is call `handle`'s to read, arrived at
+    /// `now_ms` on a connection of `epoch` ([`Failover::answered`]): true
+    /// to read it with the call's reader; false if it was a member's
+    /// refusal (skipped: send the call again); the error if the call gives
+    /// up.
+    pub fn answered(
+        &mut self,
+        fo: &mut Failover,
+        handle: f64,
+        epoch: u64,
+        now_ms: f64,
+    ) -> Result<bool, Error> {
+        let unread = self.input.get(self.read..self.partial).unwrap_or_default();
+        let Some(len) = unread.iter().position(|&b| b == b'\n') else {
+            return Err(Error::new(ErrorKind::Protocol, "no answer to read"));
+        };
+        let line = unread.get(..len).unwrap_or_default();
+        let answered = fo.answered(handle, epoch, now_ms, line)?;
+        if !answered {
+            self.skip()?;
+        }
+        Ok(answered)
+    }
+
+    /// Reads the answer to the discovery question for call `handle` on a
+    /// connection of `epoch` ([`Failover::discovered`]).
+    pub fn read_discovery(
+        &mut self,
+        fo: &mut Failover,
+        handle: f64,
+        epoch: u64,
+        now_ms: f64,
+    ) -> Result<u8, Error> {
+        let line = self.next_line()?;
+        fo.discovered(handle, epoch, now_ms, line)
     }
 
     /// Reads the answer to a `Lock` (made by [`lock`](Self::lock) with the
@@ -358,6 +458,11 @@ impl Link {
 #[allow(clippy::float_cmp)] // exact whole milliseconds
 mod tests {
     use super::*;
+    use crate::failover::Failover;
+
+    fn failover() -> Failover {
+        Failover::new("127.0.0.1:37373", 10_000.0, 3, true, &[7; 16]).unwrap()
+    }
     use crate::wire::encode_table;
     use dlm_core::engine::{Config, Engine, Outcome, Principal};
     use dlm_core::limits::Limits;
@@ -394,22 +499,23 @@ mod tests {
 
     #[test]
     fn every_request_round_trips_through_the_engine() {
+        let mut fo = failover();
         for legacy in [false, true] {
             let mut e = Engine::new(Config::default());
             let mut a = link("a", legacy);
             let mut b = link("b", legacy);
 
-            a.lock("L", 1000.0, 0.0).unwrap();
+            a.lock(&mut fo, 0.0, "L", 1000.0, 0.0).unwrap();
             assert_eq!(serve(&mut e, 0, &mut a), 1);
             let mut lease = a.read_grant(1000.0, 0.0, false, 0.0, 0.0).unwrap();
             let token = lease.token().unwrap();
             assert_eq!(lease.remaining_ms(0.0), 1000.0);
-            b.lock("L", 1000.0, 0.0).unwrap();
+            b.lock(&mut fo, 0.0, "L", 1000.0, 0.0).unwrap();
             serve(&mut e, 1, &mut b);
             let err = b.read_grant(1000.0, 0.0, false, 1.0, 1.0).unwrap_err();
             assert_eq!(err.code(), "NotOwner");
 
-            a.test_lock("L").unwrap();
+            a.test_lock(&mut fo, 0.0, "L").unwrap();
             serve(&mut e, 1, &mut a);
             assert_eq!(
                 a.read_lock_state(),
@@ -419,38 +525,59 @@ mod tests {
                 (a.token(), a.ttl()),
                 (Some(token), Some(Ttl::from_millis(999)))
             );
-            b.test_lock("L").unwrap();
+            b.test_lock(&mut fo, 0.0, "L").unwrap();
             serve(&mut e, 1, &mut b);
             assert!(matches!(b.read_lock_state(), Ok(LockState::Taken(Some(_)))));
 
             lease.extend(2.0, 5000.0).unwrap();
-            assert!(a.lease_request(&mut lease, 2.0, "L"));
-            assert!(!a.lease_request(&mut lease, 2.0, "L"), "one at a time");
+            assert!(
+                a.lease_request(&mut fo, &mut lease, 2.0, "L")
+                    .unwrap()
+                    .is_some()
+            );
+            assert!(
+                a.lease_request(&mut fo, &mut lease, 2.0, "L")
+                    .unwrap()
+                    .is_none(),
+                "one at a time"
+            );
             serve(&mut e, 2, &mut a);
             assert_eq!(a.read_lease(&mut lease, 2.0), Ok(()));
             assert_eq!(lease.remaining_ms(2.0), 5000.0);
 
-            b.unlock("L", None).unwrap();
+            b.unlock(&mut fo, 0.0, "L", None).unwrap();
             serve(&mut e, 3, &mut b);
             assert_eq!(b.read_released().unwrap_err().code(), "NotOwner");
             assert!(lease.release(3.0));
-            assert!(a.lease_request(&mut lease, 3.0, "L"));
+            assert!(
+                a.lease_request(&mut fo, &mut lease, 3.0, "L")
+                    .unwrap()
+                    .is_some()
+            );
             serve(&mut e, 3, &mut a);
             assert_eq!(a.read_lease(&mut lease, 3.0), Ok(()));
             assert!(lease.is_released());
-            a.unlock("L", Some(token)).unwrap();
-            a.test_lock("L").unwrap();
+            a.unlock(&mut fo, 0.0, "L", Some(token)).unwrap();
+            a.test_lock(&mut fo, 0.0, "L").unwrap();
             assert_eq!(serve(&mut e, 3, &mut a), 2, "two answers in one chunk");
             assert_eq!(a.read_released(), Ok(false));
             assert_eq!(a.read_lock_state(), Ok(LockState::Free));
 
             // Values: table-encoded in the module, or text an encoder made.
-            a.put_table("K", 60_000.0, b"hello", None).unwrap();
-            a.put("K", 60_000.0, &encode_table(b"hello"), Some(7))
+            a.put_table(&mut fo, 0.0, "K", 60_000.0, b"hello", None)
                 .unwrap();
-            a.get("K").unwrap();
-            a.get("K").unwrap();
-            b.get("K").unwrap();
+            a.put(
+                &mut fo,
+                0.0,
+                "K",
+                60_000.0,
+                &encode_table(b"hello"),
+                Some(7),
+            )
+            .unwrap();
+            a.get(&mut fo, 0.0, "K").unwrap();
+            a.get(&mut fo, 0.0, "K").unwrap();
+            b.get(&mut fo, 0.0, "K").unwrap();
             assert_eq!(serve(&mut e, 4, &mut a), 4);
             assert_eq!(a.read_stored(false), Ok(1));
             assert_eq!((a.revision(), a.ttl()), (1, Some(Ttl::from_millis(60_000))));
@@ -468,10 +595,10 @@ mod tests {
                 "NotOwner"
             );
 
-            a.erase("K").unwrap();
-            a.erase("K").unwrap();
-            a.get("K").unwrap();
-            a.version();
+            a.erase(&mut fo, 0.0, "K").unwrap();
+            a.erase(&mut fo, 0.0, "K").unwrap();
+            a.get(&mut fo, 0.0, "K").unwrap();
+            a.version(&mut fo, 0.0).unwrap();
             serve(&mut e, 6, &mut a);
             assert_eq!(a.read_erased(), Ok(true));
             assert_eq!(a.read_erased(), Ok(false));
@@ -487,14 +614,17 @@ mod tests {
 
     #[test]
     fn sealed_values_are_sealed_and_opened_in_the_module() {
+        let mut fo = failover();
         let mut e = Engine::new(Config::default());
         let mut a = link("a", false);
         let sealer = Sealer::new(&[9; 32]).unwrap();
-        a.put_sealed(&sealer, &[1; 24], "S", 1000.0, b"secret", None)
-            .unwrap();
-        a.get("S").unwrap();
-        a.get("S").unwrap();
-        a.get("S").unwrap();
+        a.put_sealed(
+            &mut fo, 0.0, &sealer, &[1; 24], "S", 1000.0, b"secret", None,
+        )
+        .unwrap();
+        a.get(&mut fo, 0.0, "S").unwrap();
+        a.get(&mut fo, 0.0, "S").unwrap();
+        a.get(&mut fo, 0.0, "S").unwrap();
         serve(&mut e, 0, &mut a);
         assert_eq!(a.read_stored(false), Ok(1));
         assert_eq!(
@@ -514,7 +644,7 @@ mod tests {
             "Encoding"
         );
         assert_eq!(
-            a.put_sealed(&sealer, &[1; 23], "S", 1000.0, b"x", None)
+            a.put_sealed(&mut fo, 0.0, &sealer, &[1; 23], "S", 1000.0, b"x", None)
                 .unwrap_err()
                 .code(),
             "InvalidArgument"
@@ -527,6 +657,7 @@ mod tests {
 
     #[test]
     fn answers_split_anywhere_are_read_whole() {
+        let mut fo = failover();
         let mut a = link("a", false);
         let text =
             b"{\"Status\":\"Done\",\"Revision\":3}\n{\"Status\":\"Unlocked\",\"ID\":\"a\"}\n";
@@ -558,7 +689,8 @@ mod tests {
         assert_eq!(a.read_fetched(Decode::Table), Ok(Some(vec![b'{'; 1 << 20])));
         a.feed(b"").unwrap();
         assert!(a.input.capacity() <= KEEP);
-        a.put_table("K", 1000.0, &vec![0; 1 << 20], None).unwrap();
+        a.put_table(&mut fo, 0.0, "K", 1000.0, &vec![0; 1 << 20], None)
+            .unwrap();
         assert!(a.output().len() > 2 << 20);
         a.clear_output();
         assert!(a.out.capacity() <= KEEP && a.text.capacity() <= KEEP);
@@ -586,8 +718,9 @@ mod tests {
 
     #[test]
     fn a_lease_is_lost_at_its_deadline_and_a_refused_extension_says_so() {
+        let mut fo = failover();
         let mut a = link("a", false);
-        a.lock("L", 100.0, 0.0).unwrap();
+        a.lock(&mut fo, 0.0, "L", 100.0, 0.0).unwrap();
         answer(&mut a, r#"{"Status":"Locked","Token":5,"Expire":0.1}"#);
         let mut lease = a.read_grant(100.0, 0.0, false, 10.4, 12.0).unwrap();
         assert_eq!(lease.poll_timeout(), Some(110.0));
@@ -601,7 +734,11 @@ mod tests {
         let mut lease = a.read_grant(100.0, 0.0, false, 10.4, 12.0).unwrap();
         lease.extend(20.0, 100.0).unwrap();
         a.clear_output();
-        assert!(a.lease_request(&mut lease, 20.0, "L"));
+        assert!(
+            a.lease_request(&mut fo, &mut lease, 20.0, "L")
+                .unwrap()
+                .is_some()
+        );
         let line = String::from_utf8(a.output().to_vec()).unwrap();
         assert!(line.contains(r#""Token":5"#), "{line}");
         answer(&mut a, r#"{"Status":"NotOwner"}"#);
@@ -612,11 +749,16 @@ mod tests {
 
     #[test]
     fn nonsense_is_no_answer_and_an_extension_may_be_asked_again() {
+        let mut fo = failover();
         let mut a = link("a", false);
         answer(&mut a, r#"{"Status":"Locked","Token":5}"#);
         let mut lease = a.read_grant(1000.0, 0.0, false, 0.0, 0.0).unwrap();
         lease.extend(1.0, 1000.0).unwrap();
-        assert!(a.lease_request(&mut lease, 1.0, "L"));
+        assert!(
+            a.lease_request(&mut fo, &mut lease, 1.0, "L")
+                .unwrap()
+                .is_some()
+        );
         answer(&mut a, "garbage");
         assert_eq!(
             a.read_lease(&mut lease, 2.0).unwrap_err().code(),
@@ -625,7 +767,11 @@ mod tests {
         assert!(!lease.is_lost());
         // No line at all: the same.
         lease.extend(3.0, 1000.0).unwrap();
-        assert!(a.lease_request(&mut lease, 3.0, "L"));
+        assert!(
+            a.lease_request(&mut fo, &mut lease, 3.0, "L")
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(
             a.read_lease(&mut lease, 3.0).unwrap_err().code(),
             "Protocol"
@@ -635,6 +781,7 @@ mod tests {
 
     #[test]
     fn a_request_that_could_not_be_sent_failed() {
+        let mut fo = failover();
         let mut a = link("a", false);
         answer(&mut a, r#"{"Status":"Locked","Token":5}"#);
         let mut lease = a.read_grant(1000.0, 0.0, true, 0.0, 0.0).unwrap();
@@ -649,7 +796,11 @@ mod tests {
         lease.handle_unsent(450.0);
         assert!(!lease.has_request() && !lease.is_released() && !lease.is_lost());
         assert!(lease.release(460.0));
-        assert!(a.lease_request(&mut lease, 460.0, "L"));
+        assert!(
+            a.lease_request(&mut fo, &mut lease, 460.0, "L")
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
@@ -727,6 +878,7 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_refused_before_anything_is_written() {
+        let mut fo = failover();
         let mut a = link("a", false);
         for (ttl, wait) in [
             (0.0, 0.0),
@@ -737,28 +889,36 @@ mod tests {
             (1e300, 0.0),
         ] {
             assert_eq!(
-                a.lock("L", ttl, wait).unwrap_err().code(),
+                a.lock(&mut fo, 0.0, "L", ttl, wait).unwrap_err().code(),
                 "InvalidArgument",
                 "{ttl} {wait}"
             );
         }
-        assert_eq!(a.lock("", 1.0, 0.0).unwrap_err().code(), "InvalidArgument");
         assert_eq!(
-            a.put("K", 0.0, "", None).unwrap_err().code(),
+            a.lock(&mut fo, 0.0, "", 1.0, 0.0).unwrap_err().code(),
             "InvalidArgument"
         );
         assert_eq!(
-            a.put_table("", 1.0, b"", None).unwrap_err().code(),
+            a.put(&mut fo, 0.0, "K", 0.0, "", None).unwrap_err().code(),
+            "InvalidArgument"
+        );
+        assert_eq!(
+            a.put_table(&mut fo, 0.0, "", 1.0, b"", None)
+                .unwrap_err()
+                .code(),
             "InvalidArgument"
         );
         for f in [Link::get, Link::erase, Link::test_lock] {
-            assert_eq!(f(&mut a, "").unwrap_err().code(), "InvalidArgument");
+            assert_eq!(
+                f(&mut a, &mut fo, 0.0, "").unwrap_err().code(),
+                "InvalidArgument"
+            );
         }
         assert!(a.output().is_empty());
         assert!(Writer::new(String::new(), false, None).is_err());
         assert!(Writer::new("a".into(), false, Some(("n".into(), String::new()))).is_err());
         // Fractions of a millisecond round up, as the protocol does.
-        a.lock("L", 0.2, 1500.5).unwrap();
+        a.lock(&mut fo, 0.0, "L", 0.2, 1500.5).unwrap();
         let text = String::from_utf8(a.output().to_vec()).unwrap();
         assert!(text.contains(r#""Expire":0.001"#), "{text}");
         assert!(text.contains(r#""Wait":1.501"#), "{text}");

@@ -4,9 +4,9 @@
 
 use dlm_core::client::{
     self as core_client, Acquire, Done, Event, Lease as CoreLease, LockState as CoreLockState,
-    answer, value,
+    Pending, answer, value,
 };
-use dlm_core::protocol::{Credentials, Framing, Request, Response, Revision, Token};
+use dlm_core::protocol::{ClusterOp, Credentials, Framing, Request, Response, Revision, Token};
 use dlm_core::time::{Instant, Ttl};
 use dlm_core::{codec, seal};
 
@@ -52,7 +52,7 @@ fn check_name(name: &str) -> Result<(), Error> {
 }
 
 /// Appends `req`'s line to `out`.
-fn write(req: &Request<'_>, out: &mut Vec<u8>) {
+pub(crate) fn write(req: &Request<'_>, out: &mut Vec<u8>) {
     // Writing into a Vec grows it; it cannot run out of room.
     let _ = req.write(out);
 }
@@ -106,63 +106,74 @@ impl Writer {
         }
     }
 
-    // Each request is appended to `out` whole, or not at all: arguments
-    // are checked before anything is written.
+    // Each request is handed to `send` (which starts its call and writes
+    // it) whole, or not at all: arguments are checked first.
 
     /// `Unlock`, fenced to grant `token` if given.
-    pub fn unlock(&self, out: &mut Vec<u8>, name: &str, token: Option<u64>) -> Result<(), Error> {
+    pub fn unlock<R>(
+        &self,
+        name: &str,
+        token: Option<u64>,
+        send: impl FnOnce(&Request<'_>) -> R,
+    ) -> Result<R, Error> {
         check_name(name)?;
-        write(&self.core().unlock(name, token.map(Token)), out);
-        Ok(())
+        Ok(send(&self.core().unlock(name, token.map(Token))))
     }
 
     /// `TestLock`.
-    pub fn test_lock(&self, out: &mut Vec<u8>, name: &str) -> Result<(), Error> {
+    pub fn test_lock<R>(
+        &self,
+        name: &str,
+        send: impl FnOnce(&Request<'_>) -> R,
+    ) -> Result<R, Error> {
         check_name(name)?;
-        write(&self.core().test_lock(name), out);
-        Ok(())
+        Ok(send(&self.core().test_lock(name)))
     }
 
     /// `Put` of an encoded value; compare-and-set if `revision` is given.
-    pub fn put(
+    pub fn put<R>(
         &self,
-        out: &mut Vec<u8>,
         name: &str,
         ttl_ms: f64,
         data: &str,
         revision: Option<u64>,
-    ) -> Result<(), Error> {
+        send: impl FnOnce(&Request<'_>) -> R,
+    ) -> Result<R, Error> {
         check_name(name)?;
         let ttl = millis("ttlMs", ttl_ms, false)?;
-        write(
-            &self.core().put(name, ttl, data, revision.map(Revision)),
-            out,
-        );
-        Ok(())
+        Ok(send(&self.core().put(
+            name,
+            ttl,
+            data,
+            revision.map(Revision),
+        )))
     }
 
     /// `Get`.
-    pub fn get(&self, out: &mut Vec<u8>, name: &str) -> Result<(), Error> {
+    pub fn get<R>(&self, name: &str, send: impl FnOnce(&Request<'_>) -> R) -> Result<R, Error> {
         check_name(name)?;
-        write(&self.core().get(name), out);
-        Ok(())
+        Ok(send(&self.core().get(name)))
     }
 
     /// `Erase`.
-    pub fn erase(&self, out: &mut Vec<u8>, name: &str) -> Result<(), Error> {
+    pub fn erase<R>(&self, name: &str, send: impl FnOnce(&Request<'_>) -> R) -> Result<R, Error> {
         check_name(name)?;
-        write(&self.core().erase(name), out);
-        Ok(())
+        Ok(send(&self.core().erase(name)))
     }
 
     /// `Version`.
-    pub fn version(&self, out: &mut Vec<u8>) {
-        write(&self.core().version(), out);
+    pub fn version<R>(&self, send: impl FnOnce(&Request<'_>) -> R) -> R {
+        send(&self.core().version())
     }
 
     /// `Stats`.
-    pub fn stats(&self, out: &mut Vec<u8>) {
-        write(&self.core().stats(), out);
+    pub fn stats<R>(&self, send: impl FnOnce(&Request<'_>) -> R) -> R {
+        send(&self.core().stats())
+    }
+
+    /// `{"Action":"Cluster"}`: who leads, and where the members are.
+    pub fn cluster<R>(&self, send: impl FnOnce(&Request<'_>) -> R) -> R {
+        send(&self.core().cluster(ClusterOp::Status))
     }
 }
 
@@ -214,11 +225,15 @@ impl Acquisition {
         self.0.wait().is_some()
     }
 
-    /// Appends the `Lock` request for `name` to `out`.
-    pub fn request(&self, writer: &Writer, name: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+    /// Hands the `Lock` request for `name` to `send`.
+    pub fn request<R>(
+        &self,
+        writer: &Writer,
+        name: &str,
+        send: impl FnOnce(&Request<'_>) -> R,
+    ) -> Result<R, Error> {
         check_name(name)?;
-        write(&self.0.request(&writer.core(), name), out);
-        Ok(())
+        Ok(send(&self.0.request(&writer.core(), name)))
     }
 
     /// Reads the answer, received at `now_ms`: the lease, or why there is
@@ -293,22 +308,18 @@ impl Lease {
         self.0.release(instant(now_ms))
     }
 
-    /// Appends the next request to send for the lock `name` to `out`, if
-    /// there is one; whether there was.
-    pub fn poll_request(
+    /// Hands the next request to send for the lock `name` to `send`, if
+    /// there is one, with what it is (its deadline and whether it is a
+    /// release, for its call).
+    pub fn poll_request<R>(
         &mut self,
         now_ms: f64,
         writer: &Writer,
         name: &str,
-        out: &mut Vec<u8>,
-    ) -> bool {
-        match self.0.poll_request(instant(now_ms)) {
-            Some(pending) => {
-                write(&pending.request(&writer.core(), name), out);
-                true
-            }
-            None => false,
-        }
+        send: impl FnOnce(&Request<'_>, &Pending) -> R,
+    ) -> Option<R> {
+        let pending = self.0.poll_request(instant(now_ms))?;
+        Some(send(&pending.request(&writer.core(), name), &pending))
     }
 
     /// Reads the answer to the request in flight: what it did, or the

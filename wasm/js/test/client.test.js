@@ -45,6 +45,14 @@ async function closedPort() {
 }
 
 /** A fake server: `answer(line)` returns what to write back (or nothing). */
+/** What a single dlm server answers the client's question about the
+ * cluster (asked first on every new connection). */
+const SINGLE = '{"Status":"Done","Cluster":{"Mode":"single"}}\n';
+const isClusterQuestion = (line) => line.startsWith('{"Action":"Cluster"');
+
+/** A server on a free port answering each line with `answer(line)` (none
+ * if undefined); the question about the cluster is answered as a single
+ * server does. */
 async function fakeServer(answer) {
   const sockets = new Set();
   const server = net.createServer((socket) => {
@@ -57,7 +65,7 @@ async function fakeServer(answer) {
       while ((i = buf.indexOf('\n')) !== -1) {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
-        const out = answer(line);
+        const out = isClusterQuestion(line) ? SINGLE : answer(line);
         if (out !== undefined) socket.write(out);
       }
     });
@@ -626,6 +634,10 @@ describe('client against other servers', () => {
       socket.setNoDelay(true);
       socket.on('error', () => {});
       socket.on('data', (d) => {
+        if (isClusterQuestion(d.toString())) {
+          socket.write(SINGLE);
+          return;
+        }
         const lines = d.toString().split('\n').length - 1;
         linesPerRead.push(lines);
         // Every answer at once, cut into 7-byte writes.
@@ -696,7 +708,7 @@ describe('client against other servers', () => {
     }
   });
 
-  it('a server that closes the connection: Unavailable, then a new connection', async () => {
+  it('a server that closes the connection: a read is sent again on a new connection', async () => {
     let n = 0;
     const fake = await fakeServer(() => {
       n += 1;
@@ -710,7 +722,9 @@ describe('client against other servers', () => {
         (count) => count === 1,
       );
       fake.drop();
-      await rejectsWith(first, dlm.UnavailableError, 'Unavailable');
+      // A read may be applied twice: the failover sends it again.
+      assert.equal(await first, 'JackrabbitDLM/fake');
+      assert.equal(n, 2);
       assert.equal(await c.version(), 'JackrabbitDLM/fake');
       await c.close();
     } finally {

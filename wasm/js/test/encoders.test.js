@@ -112,6 +112,7 @@ test('every error class has its code, its name and is a DlmError', () => {
 test('no input makes the WebAssembly module trap: garbage is a DlmError', () => {
   const wasm = require('../pkg/dlm_wasm.js');
   const link = new wasm.Link('a', false);
+  const fo = new wasm.Failover('127.0.0.1:1', 10_000, 3, true, new Uint8Array(16));
   const leases = new wasm.Leases();
   const sealer = new wasm.Sealer(new Uint8Array(32));
   const feedLine = (bytes) => {
@@ -125,7 +126,7 @@ test('no input makes the WebAssembly module trap: garbage is a DlmError', () => 
     const handle = link.readGrant(leases, 1000, 0, true, 0, 1);
     if (release) leases.release(handle, 2);
     else leases.extend(handle, 2, 1000);
-    assert.ok(link.leaseRequest(leases, handle, 2, 'x'));
+    assert.equal(typeof link.leaseRequest(fo, leases, handle, 2, 'x'), 'number');
     return handle;
   };
   const readers = [
@@ -202,10 +203,22 @@ test('no input makes the WebAssembly module trap: garbage is a DlmError', () => 
     assert.equal(leases.released(h), true);
     assert.equal(leases.token(h), undefined);
     assert.throws(() => leases.extend(h, 0, 1000), dlm.LockLostError);
-    assert.equal(link.leaseRequest(leases, h, 0, 'x'), false);
+    assert.equal(link.leaseRequest(fo, leases, h, 0, 'x'), undefined);
   }
   // No answer to read: a ProtocolError, not a trap.
   assert.throws(() => link.readStored(false), dlm.ProtocolError);
+  // Calls that name nothing, outcomes that are none, lists that are not.
+  for (const h of [-1, 0.5, NaN, Infinity, 2 ** 53, 123456]) {
+    assert.throws(() => fo.pollConnect(h, 0), dlm.ProtocolError);
+    assert.throws(() => fo.handle(h, 0, 2, 0), dlm.ProtocolError);
+    assert.throws(() => link.resend(fo, h, 0), dlm.ProtocolError);
+    assert.equal(fo.end(h), false);
+  }
+  assert.throws(() => fo.handle(fo.startConnect(0), 0, 9, 0), dlm.InvalidArgumentError);
+  for (const list of ['', 'nonsense', 'a:0', 'a:1,,b', '[::1', 'x'.repeat(300) + ':1']) {
+    assert.throws(() => new wasm.Failover(list, 1000, 3, true, new Uint8Array(16)), dlm.InvalidArgumentError, list);
+  }
+  assert.throws(() => new wasm.Failover('a:1', 1000, 3, true, new Uint8Array(15)), dlm.InvalidArgumentError);
   for (const bad of [[new Uint8Array(31)], [new Uint8Array(33)]]) {
     assert.throws(() => new wasm.Sealer(...bad), dlm.InvalidArgumentError);
   }
@@ -214,13 +227,13 @@ test('no input makes the WebAssembly module trap: garbage is a DlmError', () => 
   assert.throws(() => new wasm.Link('a', false, 'name'), dlm.InvalidArgumentError);
   const w = new wasm.Link('a', false);
   for (const ms of [0, -1, NaN, Infinity, 2 ** 54]) {
-    assert.throws(() => w.lock('x', ms, 0), dlm.InvalidArgumentError, String(ms));
-    assert.throws(() => w.put('x', ms, '', undefined), dlm.InvalidArgumentError, String(ms));
-    assert.throws(() => w.putTable('x', ms, new Uint8Array(), undefined), dlm.InvalidArgumentError, String(ms));
+    assert.throws(() => w.lock(fo, 0, 'x', ms, 0), dlm.InvalidArgumentError, String(ms));
+    assert.throws(() => w.put(fo, 0, 'x', ms, '', undefined), dlm.InvalidArgumentError, String(ms));
+    assert.throws(() => w.putTable(fo, 0, 'x', ms, new Uint8Array(), undefined), dlm.InvalidArgumentError, String(ms));
   }
   assert.equal(w.takeOutput().length, 0, 'nothing written for refused requests');
-  w.lock('x', 1, 0);
-  w.get('x');
+  w.lock(fo, 0, 'x', 1, 0);
+  w.get(fo, 0, 'x');
   assert.equal(
     new TextDecoder().decode(w.takeOutput()),
     '{"Action":"Lock","FileName":"x","ID":"a","Expire":0.001}\n{"Action":"Get","FileName":"x","ID":"a"}\n',

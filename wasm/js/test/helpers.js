@@ -5,6 +5,7 @@
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
+const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
@@ -80,6 +81,99 @@ function start(binary, args) {
   });
 }
 
+/** A free loopback port (bound and released: good enough for tests). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Sends one raw request line to `port` and resolves with the answer line
+ * (undefined if the connection closed first). */
+function ask(port, line) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    let buf = '';
+    const done = (v) => {
+      socket.destroy();
+      resolve(v);
+    };
+    socket.setTimeout(2000, () => done(undefined));
+    socket.on('connect', () => socket.write(`${line}\n`));
+    socket.on('data', (d) => {
+      buf += d;
+      const i = buf.indexOf('\n');
+      if (i >= 0) done(buf.slice(0, i));
+    });
+    socket.on('error', () => done(undefined));
+    socket.on('close', () => done(undefined));
+  });
+}
+
+/** The number after `"key":` in a JSON text, or 0. */
+function field(json, key) {
+  const m = new RegExp(`"${key}":(\\d+)`).exec(json ?? '');
+  return m ? Number(m[1]) : 0;
+}
+
+/**
+ * Starts a cluster of `n` dlm-server members on free loopback ports
+ * (`--node`, `--peers`, as tests/src/cluster.rs does).
+ */
+async function startCluster(n, extra = []) {
+  const peers = new Map();
+  for (let id = 1; id <= n; id += 1) peers.set(id, await freePort());
+  const peersArg = [...peers].map(([id, port]) => `${id}=127.0.0.1:${port}`).join(',');
+  const members = new Map();
+  try {
+    for (let id = 1; id <= n; id += 1) {
+      members.set(id, await startServer(['--node', String(id), '--peers', peersArg, ...extra]));
+    }
+  } catch (err) {
+    await Promise.all([...members.values()].map((m) => m.stop('SIGKILL')));
+    throw err;
+  }
+  const cluster = {
+    members,
+    /** `host:port` of member `id`'s client port. */
+    address: (id) => `127.0.0.1:${members.get(id).port}`,
+    /** Every running member's client address, as a list. */
+    list: () => [...members.keys()].map((id) => cluster.address(id)).join(','),
+    /** Waits until every running member names the same running leader. */
+    async leader() {
+      return eventually(
+        async () => {
+          const seen = await Promise.all(
+            [...members.values()].map(async (m) => field(await ask(m.port, '{"Action":"Cluster"}'), 'Leader')),
+          );
+          return seen.every((l) => l === seen[0]) && members.has(seen[0]) ? seen[0] : 0;
+        },
+        (l) => l !== 0,
+        60_000,
+      );
+    },
+    followers: (leader) => [...members.keys()].filter((id) => id !== leader),
+    /** The waiters queued at member `id`, read on the member itself. */
+    waiters: async (id) => field(await ask(members.get(id).port, '{"Action":"Stats"}'), 'AWait'),
+    /** Kills member `id` with SIGKILL and waits for its exit. */
+    async kill(id) {
+      const m = members.get(id);
+      members.delete(id);
+      await m.stop('SIGKILL');
+    },
+    async stop() {
+      await Promise.all([...members.values()].map((m) => m.stop('SIGKILL')));
+      members.clear();
+    },
+  };
+  return cluster;
+}
+
 /** A fresh empty directory. */
 function tempDir(what) {
   return fs.mkdtempSync(path.join(os.tmpdir(), `dlm-js-${what}-`));
@@ -112,6 +206,8 @@ function waiting(client, n) {
 
 module.exports = {
   startServer,
+  startCluster,
+  ask,
   startJackrabbit,
   tempDir,
   sleep,

@@ -18,6 +18,7 @@ import {
   BadRequestError,
   NoMemoryError,
   UnavailableError,
+  TlsError,
   ProtocolError,
   EncodingError,
   InvalidArgumentError,
@@ -27,6 +28,7 @@ import {
   type Lock,
   type LockState,
   type Stats,
+  type TlsReason,
   type Value,
 } from 'dlm-client';
 
@@ -47,6 +49,24 @@ export async function example(): Promise<number> {
   });
   const other = await connect({ encoder: reversed, legacy: false, identity: { name: 'n', secret: 's' } });
   await other.close();
+  const cluster = await connect({
+    servers: ['10.0.0.1:37373', '10.0.0.2:37373'],
+    connectAttempts: 2,
+    tls: { caFile: 'ca.pem', certFile: 'me.pem', keyFile: 'me.key', serverName: 'dlm.internal' },
+  });
+  const inUse: string = cluster.server;
+  const known: string[] = cluster.servers;
+  await (await connect({ servers: 'a:1,b:2', tls: true })).close();
+  await cluster.close();
+  try {
+    await connect({ tls: { ca: 'PEM' } });
+  } catch (err) {
+    if (err instanceof TlsError) {
+      const reason: TlsReason = err.reason;
+      void reason;
+    }
+  }
+  void [inUse, known];
 
   const controller = new AbortController();
   {
@@ -119,6 +139,7 @@ export async function example(): Promise<number> {
     new BadRequestError(),
     new NoMemoryError(),
     new UnavailableError(),
+    new TlsError('handshake failed', 'unknown-ca'),
     new ProtocolError(),
     new EncodingError(),
     new InvalidArgumentError(),
