@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -23,6 +24,10 @@ import (
 type failover struct {
 	mu  sync.Mutex
 	ptr *C.dlm_failover // nil once freed
+	// cur is the machine's epoch as last read (under mu, after every call
+	// that can move it: a failure handled, a discovery), so that finding a
+	// pooled connection takes no lock and no C call.
+	cur atomic.Uint64
 }
 
 // fcall is one request's passage through the failover (libdlm's
@@ -79,14 +84,14 @@ func (f *failover) server() string {
 
 // epoch is the current epoch: pooled connections of another are to a
 // server no longer in use.
-func (f *failover) epoch() uint64 {
+func (f *failover) epoch() uint64 { return f.cur.Load() }
+
+// sync reads the machine's epoch into cur; the caller holds mu.
+func (f *failover) sync() {
 	var e C.uint64_t
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.ptr != nil {
-		C.dlm_failover_epoch(f.ptr, &e)
+	if f.ptr != nil && C.dlm_failover_epoch(f.ptr, &e) == C.DLM_OK {
+		f.cur.Store(uint64(e))
 	}
-	return uint64(e)
 }
 
 // start starts a call of c, to be over within timeout (plus a lock's
@@ -195,6 +200,7 @@ func (f *failover) discovered(fc *fcall, epoch uint64, line []byte) (bool, *fail
 	f.mu.Lock()
 	s := C.gdlm_failover_discovered(f.ptr, fc.ptr, C.uint64_t(epoch),
 		(*C.char)(bytesPtr(line)), C.size_t(len(line)), C.uint64_t(nowMs()), &stay, &report)
+	f.sync()
 	f.mu.Unlock()
 	if s != C.DLM_OK {
 		return false, takeFailure(s, &report)
@@ -220,6 +226,11 @@ func (f *failover) handle(fc *fcall, epoch uint64, outcome uint32, line []byte) 
 	f.mu.Lock()
 	s := C.gdlm_failover_handle(f.ptr, fc.ptr, C.uint64_t(epoch), C.uint32_t(outcome),
 		(*C.char)(bytesPtr(line)), C.size_t(len(line)), C.uint64_t(nowMs()), &retry, &report)
+	if s != C.DLM_OK || retry {
+		// A failure may have moved the machine to another member (an
+		// accepted answer never does).
+		f.sync()
+	}
 	f.mu.Unlock()
 	if s != C.DLM_OK {
 		return false, takeFailure(s, &report)

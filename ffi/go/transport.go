@@ -374,25 +374,30 @@ func (t *transport) pooled(epoch uint64, exclusive bool) (p *pipe, dial bool, er
 		return nil, false, errClosed
 	}
 	var best *pipe
-	current := 0
-	kept := t.shared[:0]
+	current, old := 0, 0
 	for _, q := range t.shared {
 		if q.epoch != epoch {
-			if q.load.Load() == 0 {
-				stale = append(stale, q)
-				continue
-			}
-			kept = append(kept, q)
+			old++
 			continue
 		}
-		kept = append(kept, q)
 		current++
 		if best == nil || q.load.Load() < best.load.Load() {
 			best = q
 		}
 	}
-	clear(t.shared[len(kept):])
-	t.shared = kept
+	if old > 0 {
+		// Connections to a member no longer in use: closed once idle.
+		kept := t.shared[:0]
+		for _, q := range t.shared {
+			if q.epoch != epoch && q.load.Load() == 0 {
+				stale = append(stale, q)
+				continue
+			}
+			kept = append(kept, q)
+		}
+		clear(t.shared[len(kept):])
+		t.shared = kept
+	}
 	full := current+t.dialing >= t.sharedConns
 	if best != nil && (best.load.Load() == 0 || full) {
 		return best, false, nil
