@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -42,6 +43,7 @@ type clientCore struct {
 	id  string
 	w   *wire
 	t   *transport
+	fo  *failover
 	enc Encoder // nil: libdlm's encoder (the table codec or sealed)
 
 	// mu is held shared by every call and exclusively by Close, which
@@ -83,9 +85,26 @@ func (r *registry) all() []*lockCore {
 	return out
 }
 
-// Dial connects to a dlm server at addr ("host:port"). One connection is
-// opened now, so an unreachable server is reported here (ErrUnavailable).
-// ctx bounds the dial: if it is done first, Dial returns ErrCancelled.
+// Dial connects to a dlm server at addr ("host:port"), or to a cluster's
+// members ("10.0.0.1:37373,10.0.0.2:37373,10.0.0.3:37373"; one is
+// enough, the others are learned from it). An empty addr reads the
+// DLM_SERVER environment variable, which has the same syntax.
+//
+// With a cluster, the client talks to the leader (a member says who
+// leads) and follows it when it changes: calls in flight when a member
+// fails are sent again to the next member, paused with backoff and
+// jitter between rounds, as far as their deadlines allow. What is sent
+// again is only what is safe to: reads, locks (a re-lock keeps its grant
+// and token), and puts, erases and unlocks, which carry a request ID the
+// server applies once. Held locks are extended by their token through
+// the new leader, and a lock's wait is queued again there with what is
+// left of it. A call fails with ErrUnavailable only when no member
+// answered within its time. Server says which member the client talks
+// to. Every rule of this is dlm-core's failover machine, through libdlm.
+//
+// One connection is opened now, so an unreachable server is reported here
+// (ErrUnavailable). ctx bounds the dial: if it is done first, Dial
+// returns ErrCancelled.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	cfg := dialConfig{
 		connectTimeout: DefaultConnectTimeout,
@@ -99,34 +118,50 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, newError("dial", "", ErrCancelled, err)
 	}
+	if addr == "" {
+		addr = os.Getenv("DLM_SERVER")
+	}
 	if err := cfg.check(addr); err != nil {
 		return nil, err
 	}
-	tlsConfig, err := cfg.tlsConfig(addr)
+	fo, f := newFailover(addr, cfg.legacy)
+	if f != nil {
+		return nil, f.asError("dial", "")
+	}
+	tlsConfig, err := cfg.tlsConfig()
 	if err != nil {
+		fo.free()
 		e := newError("dial", "", ErrInvalidArgument, nil)
 		e.Message = err.Error()
 		return nil, e
 	}
 	w, err := cfg.wire()
 	if err != nil {
+		fo.free()
 		return nil, err
 	}
-	t := newTransport(addr, &cfg)
+	t := newTransport(fo, w, &cfg)
 	t.tls = tlsConfig
-	core := &clientCore{w: w, t: t, enc: cfg.encoder}
+	core := &clientCore{w: w, t: t, fo: fo, enc: cfg.encoder}
 	core.id = w.id()
-	if _, err := core.t.sharedPipe(ctx); err != nil {
+	fc := fo.startConnect(cfg.ioTimeout)
+	var last error
+	_, _, err = t.connection(ctx, fc, false, &last)
+	fc.free()
+	if err != nil {
+		e := core.transportError(ctx, "dial", "", err)
 		core.t.close()
 		w.free()
-		return nil, core.transportError(ctx, "dial", "", err)
+		fo.free()
+		return nil, e
 	}
 	c := &Client{core}
 	runtime.SetFinalizer(c, (*Client).Close)
 	return c, nil
 }
 
-// check refuses what no server could accept, before anything is opened.
+// check refuses what no server could accept, before anything is opened
+// (the failover checks the addresses).
 func (cfg *dialConfig) check(addr string) error {
 	invalid := func(why string) error {
 		e := newError("dial", "", ErrInvalidArgument, nil)
@@ -134,10 +169,7 @@ func (cfg *dialConfig) check(addr string) error {
 		return e
 	}
 	if addr == "" {
-		return invalid("the address is empty")
-	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return invalid(fmt.Sprintf("the address is not host:port (%v)", err))
+		return invalid("the address is empty (and DLM_SERVER is not set)")
 	}
 	switch {
 	case cfg.connectTimeout <= 0:
@@ -214,8 +246,14 @@ func (c *Client) Close() error {
 	}
 	c.t.close()
 	c.w.free()
+	c.fo.free()
 	return nil
 }
+
+// Server is the server the client talks to now ("host:port"): with a
+// cluster, its leader once a member said who leads. For logs: it changes
+// when the client follows a new leader.
+func (c *Client) Server() string { return c.fo.server() }
 
 // begin starts a call: it holds c.mu shared (release with c.mu.RUnlock)
 // and fails if the client is closed or ctx is done.
@@ -236,13 +274,27 @@ func (c *clientCore) begin(ctx context.Context, op, name string) error {
 // failure: a closed client, a context that ended, a connection that could
 // not be made or broke, no answer in time.
 func (c *clientCore) transportError(ctx context.Context, op, name string, err error) *Error {
-	var gaveUp *abandoned
+	var ab *abandoned
+	var gu *gaveUp
 	var ce *connError
+	var de *Error
 	switch {
 	case errors.Is(err, errClosed):
 		return newError(op, name, ErrClosed, nil)
-	case errors.As(err, &gaveUp):
-		return newError(op, name, ErrCancelled, gaveUp.cause)
+	case errors.As(err, &ab):
+		return newError(op, name, ErrCancelled, ab.cause)
+	case errors.As(err, &gu):
+		// The failover gave up: no member answered in time.
+		e := newError(op, name, ErrUnavailable, nil)
+		e.Message = gu.f.message
+		if gu.last != nil {
+			e.Message += " (last: " + netMessage(gu.last) + ")"
+		}
+		e.Message += " (server " + c.fo.server() + ")"
+		return e
+	case errors.As(err, &de):
+		de.Op, de.Name = op, name
+		return de
 	case errors.As(err, &ce):
 		err = ce.err
 	case ctx.Err() != nil:
@@ -250,7 +302,7 @@ func (c *clientCore) transportError(ctx context.Context, op, name string, err er
 		return newError(op, name, ErrCancelled, ctx.Err())
 	}
 	e := newError(op, name, ErrUnavailable, nil)
-	e.Message = fmt.Sprintf("%s (%s)", netMessage(err), c.t.addr)
+	e.Message = fmt.Sprintf("%s (%s)", netMessage(err), c.fo.server())
 	return e
 }
 
@@ -270,14 +322,17 @@ func netMessage(err error) string {
 	return err.Error()
 }
 
-// roundTrip writes c's request, sends it (exclusive: on a connection of
-// its own, for a lock that waits) and reads the answer into o. The
-// failure is the *Error of call op.
-func (c *clientCore) roundTrip(ctx context.Context, op string, cl *call, o *op, exclusive bool, wait time.Duration) error {
-	if f := c.w.write(cl, o); f != nil {
+// roundTrip sends c's request through the failover (exclusive: on a
+// connection of its own, for a lock that waits) and reads the answer into
+// o. The failure is the *Error of call op.
+func (c *clientCore) roundTrip(ctx context.Context, op string, cl *call, o *op, exclusive bool) error {
+	fc, f := c.fo.start(c.w, cl, c.t.ioTimeout)
+	if f != nil {
 		return f.asError(op, cl.name)
 	}
-	if err := c.t.do(ctx, o, exclusive, wait); err != nil {
+	err := c.t.do(ctx, o, exclusive, fc)
+	fc.free()
+	if err != nil {
 		return c.transportError(ctx, op, cl.name, err)
 	}
 	return nil
@@ -292,7 +347,7 @@ func (c *clientCore) simple(ctx context.Context, op string, cl *call) (*op, erro
 	}
 	defer c.mu.RUnlock()
 	o := getOp()
-	if err := c.roundTrip(ctx, op, cl, o, false, 0); err != nil {
+	if err := c.roundTrip(ctx, op, cl, o, false); err != nil {
 		c.recycle(o, err)
 		return nil, err
 	}

@@ -355,13 +355,23 @@ func fakeServer(t *testing.T, serve func(net.Conn)) string {
 	return l.Addr().String()
 }
 
+// silent answers a client's first request, asking who leads, as a single
+// server does, and then reads and never answers, until the client goes.
+func silent(conn net.Conn) {
+	r := bufio.NewReader(conn)
+	if line, err := r.ReadString('\n'); err != nil || !strings.Contains(line, `"Cluster"`) {
+		return
+	}
+	if _, err := conn.Write([]byte(`{"Status":"DONE","Cluster":{"Mode":"single"}}` + "\n")); err != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, r)
+}
+
 // A server that accepts and never answers: calls fail with ErrUnavailable
 // once the I/O timeout passes.
 func TestIOTimeout(t *testing.T) {
-	addr := fakeServer(t, func(conn net.Conn) {
-		// Read, never answer, until the client goes.
-		_, _ = io.Copy(io.Discard, conn)
-	})
+	addr := fakeServer(t, silent)
 	c := dialAt(t, addr, dlm.WithIOTimeout(200*time.Millisecond))
 	start := time.Now()
 	_, err := c.Put(context.Background(), "k", []byte("v"), time.Second)

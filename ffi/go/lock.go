@@ -90,39 +90,25 @@ func (l *lockCore) state() (info C.dlm_lease_info, ok bool) {
 // the answer (or the failure to get one). It says whether it sent one,
 // and the error of that request for call op. The caller holds l.io.
 func (l *lockCore) exchange(ctx context.Context, op string) (bool, error) {
-	o := getOp()
 	l.mu.Lock()
 	if l.lease == nil {
 		l.mu.Unlock()
-		putOp(o)
 		return false, nil
 	}
-	var action C.dlm_lease_action
-	for attempt := 0; ; attempt++ {
-		buf := o.req[:cap(o.req)]
-		s := C.gdlm_lease_poll_request(l.lptr(), l.c.w.wptr(), C.uint64_t(nowMs()),
-			(*C.char)(bytesPtr(buf)), C.size_t(len(buf)), &o.n, &action, &o.report)
-		runtime.KeepAlive(l)
-		if s == C.DLM_OK {
-			o.req = buf[:o.n]
-			break
-		}
-		if s == C.DLM_ERR_BUFFER_TOO_SMALL && attempt == 0 {
-			o.req = make([]byte, 0, int(o.n))
-			continue
-		}
-		l.mu.Unlock()
-		f := takeFailure(s, &o.report)
-		putOp(o)
+	// The call of the request the lease wants sent: an extension ends by
+	// the lease's deadline, a release carries its grant's request ID.
+	fc, _, f := l.c.fo.startLease(l.lptr(), l.c.w, l.c.t.ioTimeout)
+	runtime.KeepAlive(l)
+	l.mu.Unlock()
+	if f != nil {
 		return false, f.asError(op, l.name)
 	}
-	l.mu.Unlock()
-	if len(o.req) == 0 {
-		putOp(o)
+	if fc == nil {
 		return false, nil
 	}
-
-	err := l.c.t.do(ctx, o, false, 0)
+	o := getOp()
+	err := l.c.t.do(ctx, o, false, fc)
+	fc.free()
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -297,7 +283,7 @@ func (c *Client) lock(ctx context.Context, op, name string, cfg lockConfig) (*Lo
 		core := c.clientCore
 		o.orphan = func(line []byte) { core.releaseOrphan(cl, sent, line) }
 	}
-	if err := c.roundTrip(ctx, op, &cl, o, waits, cfg.wait); err != nil {
+	if err := c.roundTrip(ctx, op, &cl, o, waits); err != nil {
 		c.recycle(o, err)
 		if waits && errors.Is(err, ErrClosed) {
 			// Close cancelled the wait.

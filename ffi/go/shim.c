@@ -15,6 +15,11 @@ static dlm_status lease_last_error(const void *h, char *buf, size_t len,
     return dlm_lease_last_error((const dlm_lease *)h, buf, len, out_n);
 }
 
+static dlm_status failover_last_error(const void *h, char *buf, size_t len,
+                                      size_t *out_n) {
+    return dlm_failover_last_error((const dlm_failover *)h, buf, len, out_n);
+}
+
 // Fills `err` after a call on handle `h` returned `s`; returns `s`.
 static dlm_status fail(dlm_status s, const void *h, last_error_fn get,
                        gdlm_err *err) {
@@ -114,4 +119,60 @@ dlm_status gdlm_lease_failed(dlm_lease *l, uint64_t now_ms,
         return s;
     }
     return dlm_lease_inspect(l, now_ms, out);
+}
+
+dlm_status gdlm_failover_new(const char *servers, size_t servers_len,
+                             uint32_t no_discovery, const uint8_t *seed,
+                             dlm_failover **out, gdlm_err *err) {
+    dlm_failover_config cfg = {0};
+    cfg.no_discovery = no_discovery;
+    return fail(dlm_failover_new(servers, servers_len, &cfg, seed, out), NULL,
+                failover_last_error, err);
+}
+
+dlm_status gdlm_failover_start(dlm_failover *f, const dlm_wire *w,
+                               GDLM_REQUEST_ARGS, uint64_t now_ms,
+                               uint64_t timeout_ms, dlm_failover_call **out,
+                               gdlm_err *err) {
+    dlm_request req = REQUEST;
+    return fail(dlm_failover_start(f, w, &req, now_ms, timeout_ms, out), f,
+                failover_last_error, err);
+}
+
+dlm_status gdlm_failover_start_lease(dlm_failover *f, dlm_lease *l,
+                                     const dlm_wire *w, uint64_t now_ms,
+                                     uint64_t timeout_ms,
+                                     dlm_failover_call **out,
+                                     dlm_lease_action *out_action,
+                                     gdlm_err *err) {
+    return fail(dlm_failover_start_lease(f, l, w, now_ms, timeout_ms, out,
+                                         out_action),
+                f, failover_last_error, err);
+}
+
+dlm_status gdlm_failover_poll_connect(dlm_failover *f, dlm_failover_call *c,
+                                      uint64_t now_ms, char *addr,
+                                      size_t addr_len, dlm_failover_step *out,
+                                      gdlm_err *err) {
+    return fail(dlm_failover_poll_connect(f, c, now_ms, addr, addr_len, out),
+                f, failover_last_error, err);
+}
+
+dlm_status gdlm_failover_discovered(dlm_failover *f, dlm_failover_call *c,
+                                    uint64_t epoch, const char *line,
+                                    size_t line_len, uint64_t now_ms,
+                                    bool *out_stay, gdlm_err *err) {
+    return fail(dlm_failover_discovered(f, c, epoch, line, line_len, now_ms,
+                                        out_stay),
+                f, failover_last_error, err);
+}
+
+dlm_status gdlm_failover_handle(dlm_failover *f, dlm_failover_call *c,
+                                uint64_t epoch, uint32_t outcome,
+                                const char *line, size_t line_len,
+                                uint64_t now_ms, bool *out_retry,
+                                gdlm_err *err) {
+    return fail(dlm_failover_handle(f, c, epoch, outcome, line, line_len,
+                                    now_ms, out_retry),
+                f, failover_last_error, err);
 }

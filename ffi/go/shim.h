@@ -11,6 +11,7 @@
 #ifndef DLM_GO_SHIM_H
 #define DLM_GO_SHIM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -54,5 +55,34 @@ dlm_status gdlm_lease_state(dlm_lease *l, uint64_t now_ms,
 /* dlm_lease_handle_failure then dlm_lease_inspect. */
 dlm_status gdlm_lease_failed(dlm_lease *l, uint64_t now_ms,
                              dlm_lease_info *out);
+
+/* dlm_failover: the failover machine (see failover.go). Each reports a
+ * failure's detail (a give-up's reason) as the calls above do. */
+dlm_status gdlm_failover_new(const char *servers, size_t servers_len,
+                             uint32_t no_discovery, const uint8_t *seed,
+                             dlm_failover **out, gdlm_err *err);
+dlm_status gdlm_failover_start(dlm_failover *f, const dlm_wire *w,
+                               GDLM_REQUEST_ARGS, uint64_t now_ms,
+                               uint64_t timeout_ms, dlm_failover_call **out,
+                               gdlm_err *err);
+dlm_status gdlm_failover_start_lease(dlm_failover *f, dlm_lease *l,
+                                     const dlm_wire *w, uint64_t now_ms,
+                                     uint64_t timeout_ms,
+                                     dlm_failover_call **out,
+                                     dlm_lease_action *out_action,
+                                     gdlm_err *err);
+dlm_status gdlm_failover_poll_connect(dlm_failover *f, dlm_failover_call *c,
+                                      uint64_t now_ms, char *addr,
+                                      size_t addr_len, dlm_failover_step *out,
+                                      gdlm_err *err);
+dlm_status gdlm_failover_discovered(dlm_failover *f, dlm_failover_call *c,
+                                    uint64_t epoch, const char *line,
+                                    size_t line_len, uint64_t now_ms,
+                                    bool *out_stay, gdlm_err *err);
+dlm_status gdlm_failover_handle(dlm_failover *f, dlm_failover_call *c,
+                                uint64_t epoch, uint32_t outcome,
+                                const char *line, size_t line_len,
+                                uint64_t now_ms, bool *out_retry,
+                                gdlm_err *err);
 
 #endif /* DLM_GO_SHIM_H */

@@ -5,25 +5,19 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 )
 
 // tlsConfig is the TLS configuration the options ask for (nil: plaintext),
 // with its files read now so a bad file fails Dial, not a later call.
-func (cfg *dialConfig) tlsConfig(addr string) (*tls.Config, error) {
+func (cfg *dialConfig) tlsConfig() (*tls.Config, error) {
 	if !cfg.tls {
 		return nil, nil
 	}
+	// Without a name of its own, each connection checks the host of the
+	// address it dials (transport.open).
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.tlsServerName}
-	if c.ServerName == "" {
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil {
-			return nil, fmt.Errorf("TLS: the address is not host:port (%v)", err)
-		}
-		c.ServerName = host
-	}
 	if cfg.tlsCA != "" {
 		pem, err := os.ReadFile(cfg.tlsCA)
 		if err != nil {

@@ -15,9 +15,11 @@ import (
 // The transport is the one place where connections live: dialling, the
 // pool, pipelining, time limits and cancellation. The rest of the package
 // hands it request lines and gets answer lines back (or why not); it
-// knows nothing of what the lines say. A layer that follows a cluster's
-// leader or tries several addresses belongs here, in open and in the
-// retry of requests that never left (see do).
+// knows nothing of what the lines say. Where to connect, when to pause,
+// what to send again and when to give up are libdlm's failover machine
+// (failover.go): do drives it, one attempt at a time, and every
+// connection belongs to the failover's epoch it was made at (those of an
+// older epoch are to a member no longer in use, and are not reused).
 //
 //	calls ──▶ do ──▶ shared pipes: requests the server answers at once,
 //	                 pipelined on a few connections (one write for a
@@ -54,9 +56,12 @@ func (e *ioTimeoutError) Error() string {
 }
 
 type transport struct {
-	addr   string
+	fo     *failover
+	w      *wire
 	dialer net.Dialer
-	// tls: connections speak TLS with this configuration (nil: plaintext).
+	// tls: connections speak TLS with this configuration (nil: plaintext);
+	// without a server name of its own, each connection checks the host
+	// of the address it dials.
 	tls       *tls.Config
 	ioTimeout time.Duration
 	// legacy: a connection per request, closed after its answer (a
@@ -76,9 +81,10 @@ type transport struct {
 	closed  bool
 }
 
-func newTransport(addr string, cfg *dialConfig) *transport {
+func newTransport(fo *failover, w *wire, cfg *dialConfig) *transport {
 	return &transport{
-		addr:        addr,
+		fo:          fo,
+		w:           w,
 		dialer:      net.Dialer{Timeout: cfg.connectTimeout},
 		ioTimeout:   cfg.ioTimeout,
 		legacy:      cfg.legacy,
@@ -88,9 +94,10 @@ func newTransport(addr string, cfg *dialConfig) *transport {
 	}
 }
 
-// open dials a new connection and starts its reader.
-func (t *transport) open(ctx context.Context) (*pipe, error) {
-	conn, err := t.dialer.DialContext(ctx, "tcp", t.addr)
+// open dials addr for the failover's epoch and starts the connection's
+// reader.
+func (t *transport) open(ctx context.Context, addr string, epoch uint64) (*pipe, error) {
+	conn, err := t.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		// The dialer stops at ctx's deadline by its own clock, which may
 		// be a moment before ctx says it is done: wait for ctx then, so
@@ -101,144 +108,343 @@ func (t *transport) open(ctx context.Context) (*pipe, error) {
 		return nil, err
 	}
 	if t.tls != nil {
+		cfg := t.tls
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
 		// The handshake within the connect timeout (and ctx).
 		hctx, cancel := context.WithTimeout(ctx, t.dialer.Timeout)
-		tc := tls.Client(conn, t.tls)
+		tc := tls.Client(conn, cfg)
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
 			_ = conn.Close()
-			return nil, err
+			return nil, &tlsFailure{err: err}
 		}
 		conn = tc
 	}
-	p := &pipe{t: t, conn: conn}
+	p := &pipe{t: t, conn: conn, epoch: epoch}
 	go p.readLoop()
 	return p, nil
 }
 
-// do sends o.req and waits for its answer (into o.line), or for ctx.
-// exclusive is for a lock that waits in the server's queue up to wait:
-// it gets a connection of its own, and cancelling ctx closes that
-// connection so the server drops the waiter. Other requests share the
-// pipelined connections; one that never left this process because its
-// connection failed first is sent again on another.
-func (t *transport) do(ctx context.Context, o *op, exclusive bool, wait time.Duration) error {
-	o.limit = t.ioTimeout + wait
-	if exclusive || t.legacy {
-		return t.doExclusive(ctx, o)
-	}
-	for attempt := 0; ; attempt++ {
-		p, err := t.sharedPipe(ctx)
+// tlsFailure: a refused handshake, which trying again will not fix.
+type tlsFailure struct{ err error }
+
+func (e *tlsFailure) Error() string { return e.err.Error() }
+func (e *tlsFailure) Unwrap() error { return e.err }
+
+// gaveUp: the failover gave the call up (no member answered in time, or
+// the request may have been applied and cannot be sent again); last is
+// the last connection failure seen, if any.
+type gaveUp struct {
+	f    *failure
+	last error
+}
+
+func (e *gaveUp) Error() string { return e.f.message }
+
+// do sends the request of fc (written into o.req for each attempt) and
+// waits for its answer (into o.line), or for ctx, through the failover:
+// it connects where the failover says, pauses when it says, sends again
+// what it allows, and gives up when it says (a *gaveUp). exclusive is for
+// a lock that waits in the server's queue: it gets a connection of its
+// own, and cancelling ctx closes that connection so the server drops the
+// waiter. Other requests share the pipelined connections.
+func (t *transport) do(ctx context.Context, o *op, exclusive bool, fc *fcall) error {
+	exclusive = exclusive || t.legacy
+	var last error
+	for {
+		p, epoch, err := t.connection(ctx, fc, exclusive, &last)
 		if err != nil {
 			return err
 		}
+		left, f := fc.write(t.w, o)
+		if f != nil {
+			t.done(p, exclusive, false)
+			return f.asError("", "")
+		}
+		o.limit = max(left, time.Millisecond)
 		p.send(o)
 		err = o.await(ctx)
+		var outcome uint32
+		var ab *abandoned
 		var ce *connError
-		if errors.As(err, &ce) && ce.unsent && attempt < 2 {
-			o.rearm()
+		var te *ioTimeoutError
+		switch {
+		case err == nil:
+			outcome = outcomeAnswered
+		case errors.As(err, &ab):
+			if exclusive {
+				// The server may still hold the request (a waiter in
+				// its queue): closing the connection withdraws it.
+				p.fail(errClosed)
+				t.done(p, exclusive, false)
+			}
+			return err
+		case errors.Is(err, errClosed):
+			t.done(p, exclusive, false)
+			return err
+		case errors.As(err, &ce) && ce.unsent:
+			outcome, last = outcomeNotSent, ce.err
+		case errors.As(err, &ce):
+			outcome, last = outcomeClosed, ce.err
+		case errors.As(err, &te):
+			outcome, last = outcomeTimedOut, err
+		default:
+			outcome, last = outcomeClosed, err
+		}
+		var line []byte
+		if outcome == outcomeAnswered {
+			line = o.line
+		}
+		retry, f := t.fo.handle(fc, epoch, outcome, line)
+		t.done(p, exclusive, err == nil && !retry)
+		switch {
+		case f != nil:
+			return &gaveUp{f: f, last: last}
+		case !retry:
+			return nil
+		}
+		o.rearm()
+	}
+}
+
+// done is the end of an attempt on p: an exclusive connection is given
+// back (kept for reuse if reuse), a shared one stays where it is.
+func (t *transport) done(p *pipe, exclusive, reuse bool) {
+	if exclusive {
+		t.giveBack(p, reuse && !t.legacy)
+	}
+}
+
+// connection finds a connection for fc: a pooled one of the failover's
+// current epoch, or a new one where the failover says (after the pause it
+// says), asked who leads first if the failover wants to know. last keeps
+// the last connection failure, for the error of a call given up.
+func (t *transport) connection(ctx context.Context, fc *fcall, exclusive bool, last *error) (*pipe, uint64, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, &abandoned{cause: err}
+		}
+		epoch := t.fo.epoch()
+		p, dial, err := t.pooled(epoch, exclusive)
+		if err != nil {
+			return nil, 0, err
+		}
+		if p != nil {
+			return p, epoch, nil
+		}
+		st, f := t.fo.pollConnect(fc)
+		if f != nil {
+			t.undial(dial)
+			return nil, 0, &gaveUp{f: f, last: *last}
+		}
+		if st.wait {
+			t.undial(dial)
+			// The backoff: a Go timer, and ctx may end it.
+			d := time.Until(st.until)
+			if timer == nil {
+				timer = time.NewTimer(d)
+			} else {
+				timer.Reset(d)
+			}
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return nil, 0, &abandoned{cause: ctx.Err()}
+			}
 			continue
 		}
-		return err
+		dctx, cancel := context.WithTimeout(ctx, max(st.within, time.Millisecond))
+		p, err = t.open(dctx, st.addr, st.epoch)
+		cancel()
+		if err == nil && t.fo.connected(st.epoch) {
+			var stay bool
+			stay, err = t.discover(ctx, p, fc, st.epoch)
+			if err == nil && !stay {
+				p.fail(errClosed)
+				t.undial(dial)
+				continue
+			}
+		}
+		if err != nil {
+			t.undial(dial)
+			var ab *abandoned
+			var gu *gaveUp
+			var tf *tlsFailure
+			switch {
+			case errors.As(err, &gu):
+				return nil, 0, err
+			case ctx.Err() != nil || errors.As(err, &ab):
+				return nil, 0, &abandoned{cause: ctx.Err()}
+			case errors.As(err, &tf):
+				// A refused certificate stays refused: say why at once.
+				return nil, 0, &connError{err: err}
+			}
+			*last = err
+			outcome := uint32(outcomeConnectFailed)
+			var ce *connError
+			if errors.As(err, &ce) {
+				// Discovery failed on a connection that was up.
+				outcome, *last = outcomeNotSent, ce.err
+			}
+			if _, f := t.fo.handle(fc, st.epoch, outcome, nil); f != nil {
+				return nil, 0, &gaveUp{f: f, last: *last}
+			}
+			continue
+		}
+		if q, err := t.adopt(p, st.epoch, exclusive, dial); err != nil || q != nil {
+			return q, st.epoch, err
+		}
 	}
 }
 
-// doExclusive runs o alone on a connection.
-func (t *transport) doExclusive(ctx context.Context, o *op) error {
-	p, err := t.takeExclusive(ctx)
-	if err != nil {
-		return err
-	}
-	p.send(o)
-	err = o.await(ctx)
-	var gaveUp *abandoned
-	if errors.As(err, &gaveUp) {
-		// The server may still hold the request (a waiter in its queue):
-		// closing the connection withdraws it.
+// discover asks the new connection p who leads, and hands the answer to
+// the failover: whether to use p (false: the leader is elsewhere, or the
+// member could not say). An I/O failure is a *connError (p is failed), a
+// give-up a *gaveUp.
+func (t *transport) discover(ctx context.Context, p *pipe, fc *fcall, epoch uint64) (bool, error) {
+	o := getOp()
+	if f := discoveryLine(t.w, o); f != nil {
+		putOp(o)
 		p.fail(errClosed)
+		return false, f.asError("dial", "")
 	}
-	t.giveBack(p, err == nil && !t.legacy)
-	return err
+	o.limit = t.ioTimeout
+	p.send(o)
+	if err := o.await(ctx); err != nil {
+		var ab *abandoned
+		if !errors.As(err, &ab) {
+			putOp(o)
+		}
+		p.fail(errClosed)
+		if ce := (*connError)(nil); errors.As(err, &ce) || ab != nil {
+			return false, err
+		}
+		return false, &connError{err: err}
+	}
+	stay, f := t.fo.discovered(fc, epoch, o.line)
+	putOp(o)
+	if f != nil {
+		p.fail(errClosed)
+		return false, &gaveUp{f: f}
+	}
+	return stay, nil
 }
 
-// sharedPipe picks the least busy shared connection, opening another
-// while all are busy and there are fewer than sharedConns.
-func (t *transport) sharedPipe(ctx context.Context) (*pipe, error) {
+// pooled takes a connection of epoch for a call: for an exclusive one, an
+// idle connection; for a shared one, the least busy, unless all are busy
+// and there is room for another (then dial is true: the caller opens one,
+// counted as being dialled until adopt or undial). Connections of other
+// epochs are closed once idle.
+func (t *transport) pooled(epoch uint64, exclusive bool) (p *pipe, dial bool, err error) {
+	var stale []*pipe
+	defer func() {
+		for _, q := range stale {
+			q.fail(errClosed)
+		}
+	}()
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if exclusive {
+		if t.closing || t.closed {
+			return nil, false, errClosed
+		}
+		for len(t.idle) > 0 {
+			q := t.idle[len(t.idle)-1]
+			t.idle = t.idle[:len(t.idle)-1]
+			if q.epoch != epoch {
+				stale = append(stale, q)
+				continue
+			}
+			t.busy[q] = struct{}{}
+			return q, false, nil
+		}
+		return nil, false, nil
+	}
 	if t.closed {
-		t.mu.Unlock()
-		return nil, errClosed
+		return nil, false, errClosed
 	}
 	var best *pipe
-	for _, p := range t.shared {
-		if best == nil || p.load.Load() < best.load.Load() {
-			best = p
+	current, old := 0, 0
+	for _, q := range t.shared {
+		if q.epoch != epoch {
+			old++
+			continue
+		}
+		current++
+		if best == nil || q.load.Load() < best.load.Load() {
+			best = q
 		}
 	}
-	full := len(t.shared)+t.dialing >= t.sharedConns
+	if old > 0 {
+		// Connections to a member no longer in use: closed once idle.
+		kept := t.shared[:0]
+		for _, q := range t.shared {
+			if q.epoch != epoch && q.load.Load() == 0 {
+				stale = append(stale, q)
+				continue
+			}
+			kept = append(kept, q)
+		}
+		clear(t.shared[len(kept):])
+		t.shared = kept
+	}
+	full := current+t.dialing >= t.sharedConns
 	if best != nil && (best.load.Load() == 0 || full) {
-		t.mu.Unlock()
-		return best, nil
+		return best, false, nil
 	}
 	t.dialing++
-	t.mu.Unlock()
-
-	p, err := t.open(ctx)
-	t.mu.Lock()
-	t.dialing--
-	switch {
-	case err != nil:
-		t.mu.Unlock()
-		if best != nil {
-			return best, nil
-		}
-		return nil, err
-	case t.closed:
-		t.mu.Unlock()
-		p.fail(errClosed)
-		return nil, errClosed
-	case len(t.shared) >= t.sharedConns:
-		// Others opened enough meanwhile.
-		t.mu.Unlock()
-		p.fail(errClosed)
-		if best != nil {
-			return best, nil
-		}
-		return t.sharedPipe(ctx)
-	}
-	t.shared = append(t.shared, p)
-	t.mu.Unlock()
-	return p, nil
+	return nil, true, nil
 }
 
-// takeExclusive takes an idle connection, or opens one, for a request
-// that must be alone on it.
-func (t *transport) takeExclusive(ctx context.Context) (*pipe, error) {
-	t.mu.Lock()
-	if t.closing || t.closed {
+// undial: a connection counted by pooled as being dialled will not be.
+func (t *transport) undial(dial bool) {
+	if dial {
+		t.mu.Lock()
+		t.dialing--
 		t.mu.Unlock()
+	}
+}
+
+// adopt puts the new connection p of epoch in use: busy for an exclusive
+// call, among the shared ones otherwise. It returns the connection to use
+// (nil: look again, others opened enough meanwhile).
+func (t *transport) adopt(p *pipe, epoch uint64, exclusive, dial bool) (*pipe, error) {
+	t.mu.Lock()
+	if dial {
+		t.dialing--
+	}
+	if t.closed || (exclusive && t.closing) {
+		t.mu.Unlock()
+		p.fail(errClosed)
 		return nil, errClosed
 	}
-	if n := len(t.idle); n > 0 && !t.legacy {
-		p := t.idle[n-1]
-		t.idle = t.idle[:n-1]
+	if exclusive {
 		t.busy[p] = struct{}{}
 		t.mu.Unlock()
 		return p, nil
 	}
-	t.mu.Unlock()
-	p, err := t.open(ctx)
-	if err != nil {
-		return nil, err
+	current := 0
+	for _, q := range t.shared {
+		if q.epoch == epoch {
+			current++
+		}
 	}
-	t.mu.Lock()
-	if t.closing || t.closed {
+	if current >= t.sharedConns {
 		t.mu.Unlock()
 		p.fail(errClosed)
-		return nil, errClosed
+		return nil, nil
 	}
-	t.busy[p] = struct{}{}
+	t.shared = append(t.shared, p)
 	t.mu.Unlock()
 	return p, nil
 }
@@ -307,9 +513,10 @@ func (t *transport) close() {
 // answer line to the oldest request waiting, as the server answers in
 // order.
 type pipe struct {
-	t    *transport
-	conn net.Conn
-	load atomic.Int32 // requests sent and not yet answered
+	t     *transport
+	conn  net.Conn
+	epoch uint64       // the failover's epoch it was made at
+	load  atomic.Int32 // requests sent and not yet answered
 
 	mu       sync.Mutex
 	out      []byte // request bytes not yet taken by a write

@@ -79,8 +79,7 @@ func TestACallInFlightHonoursItsContext(t *testing.T) {
 // A silent server: a call with a context shorter than the I/O timeout
 // gives up with the context, not the timeout.
 func TestASilentServerAndAShortContext(t *testing.T) {
-	silent := fakeServer(t, func(conn net.Conn) { _, _ = io.Copy(io.Discard, conn) })
-	c := dialAt(t, silent, dlm.WithIOTimeout(10*time.Second))
+	c := dialAt(t, fakeServer(t, silent), dlm.WithIOTimeout(10*time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -86,6 +86,17 @@ impl Error {
         (!text.is_empty()).then_some(text)
     }
 
+    /// Why TLS refused the connection, if it did: an
+    /// [`Unavailable`](Self::Unavailable) from a failed handshake (an
+    /// unknown CA, a certificate for another name, ...), which trying
+    /// again will not fix.
+    pub fn tls_failure(&self) -> Option<crate::TlsFailure> {
+        match self {
+            Self::Unavailable(e) => crate::tls::failure_of(e),
+            _ => None,
+        }
+    }
+
     /// An I/O failure of the operating system, with what was being done.
     pub(crate) fn system(what: &str, e: impl Into<io::Error>) -> Self {
         let e = e.into();

@@ -53,4 +53,4 @@ pub use dlm_core::stats::{Stat, Stats};
 pub use encoder::{Encoder, SealedEncoder, TableEncoder};
 pub use error::{Error, Result};
 pub use lock::{DEFAULT_TTL, Lock, LockBuilder, LockState, LostCallback};
-pub use tls::Tls;
+pub use tls::{Tls, TlsFailure};

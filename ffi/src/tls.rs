@@ -249,25 +249,93 @@ fn rewrap(e: io::Error) -> io::Error {
     }
 }
 
+/// Why a TLS handshake (or session) failed: what
+/// [`Error::tls_failure`](crate::Error::tls_failure) reports, so that a
+/// binding can raise a typed error without reading the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The server's certificate is not signed by a trusted CA.
+    UnknownCa,
+    /// The server's certificate is for another name.
+    NameMismatch,
+    /// The server's certificate has expired.
+    Expired,
+    /// The server's certificate is not valid yet.
+    NotValidYet,
+    /// The server's certificate was refused for another reason.
+    BadCertificate,
+    /// The server refused the client's certificate (or the lack of one).
+    ClientCertificateRefused,
+    /// The server did not speak TLS, or refused the handshake.
+    NotTls,
+    /// Anything else TLS reported.
+    Other,
+}
+
+impl TlsFailure {
+    /// A short name: `unknown_ca`, `name_mismatch`, `expired`,
+    /// `not_valid_yet`, `bad_certificate`, `client_certificate_refused`,
+    /// `not_tls` or `other`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::UnknownCa => "unknown_ca",
+            Self::NameMismatch => "name_mismatch",
+            Self::Expired => "expired",
+            Self::NotValidYet => "not_valid_yet",
+            Self::BadCertificate => "bad_certificate",
+            Self::ClientCertificateRefused => "client_certificate_refused",
+            Self::NotTls => "not_tls",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// The error inside the `io::Error` of a failed handshake: its reason and
+/// its explanation.
+#[derive(Debug)]
+struct Failed {
+    reason: TlsFailure,
+    text: String,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Failed {}
+
 /// Says why a TLS handshake (or session) failed, in words that point at
 /// the fix.
 pub(crate) fn explain(e: &rustls::Error) -> io::Error {
+    use TlsFailure as R;
     use rustls::{AlertDescription as A, CertificateError as C, Error as E};
-    let why = match e {
+    let (reason, why) = match e {
         E::InvalidCertificate(c) => match c {
-            C::UnknownIssuer => format!(
-                "TLS: the server's certificate is not signed by a trusted CA (unknown CA): {e}"
+            C::UnknownIssuer => (
+                R::UnknownCa,
+                format!(
+                    "TLS: the server's certificate is not signed by a trusted CA (unknown CA): {e}"
+                ),
             ),
-            C::NotValidForName | C::NotValidForNameContext { .. } => {
-                format!("TLS: the server's certificate is for another name (name mismatch): {e}")
-            }
-            C::Expired | C::ExpiredContext { .. } => {
-                format!("TLS: the server's certificate has expired: {e}")
-            }
-            C::NotValidYet | C::NotValidYetContext { .. } => {
-                format!("TLS: the server's certificate is not valid yet (check the clocks): {e}")
-            }
-            _ => format!("TLS: the server's certificate was refused: {e}"),
+            C::NotValidForName | C::NotValidForNameContext { .. } => (
+                R::NameMismatch,
+                format!("TLS: the server's certificate is for another name (name mismatch): {e}"),
+            ),
+            C::Expired | C::ExpiredContext { .. } => (
+                R::Expired,
+                format!("TLS: the server's certificate has expired: {e}"),
+            ),
+            C::NotValidYet | C::NotValidYetContext { .. } => (
+                R::NotValidYet,
+                format!("TLS: the server's certificate is not valid yet (check the clocks): {e}"),
+            ),
+            _ => (
+                R::BadCertificate,
+                format!("TLS: the server's certificate was refused: {e}"),
+            ),
         },
         E::AlertReceived(
             A::UnknownCA
@@ -276,23 +344,35 @@ pub(crate) fn explain(e: &rustls::Error) -> io::Error {
             | A::CertificateExpired
             | A::CertificateUnknown
             | A::AccessDenied,
-        ) => format!("TLS: the server refused our client certificate: {e}"),
-        E::AlertReceived(A::HandshakeFailure) => {
-            format!("TLS: the server refused the handshake (is that port plaintext?): {e}")
-        }
-        E::InvalidMessage(_) => {
-            format!("TLS: the server did not answer in TLS (a plaintext port?): {e}")
-        }
-        _ => format!("TLS: {e}"),
+        ) => (
+            R::ClientCertificateRefused,
+            format!("TLS: the server refused our client certificate: {e}"),
+        ),
+        E::AlertReceived(A::HandshakeFailure) => (
+            R::NotTls,
+            format!("TLS: the server refused the handshake (is that port plaintext?): {e}"),
+        ),
+        E::InvalidMessage(_) => (
+            R::NotTls,
+            format!("TLS: the server did not answer in TLS (a plaintext port?): {e}"),
+        ),
+        _ => (R::Other, format!("TLS: {e}")),
     };
-    io::Error::new(io::ErrorKind::InvalidData, why)
+    io::Error::new(io::ErrorKind::InvalidData, Failed { reason, text: why })
+}
+
+/// Why `e` failed, if TLS failed it (a refusal that trying again will not
+/// fix).
+pub(crate) fn failure_of(e: &io::Error) -> Option<TlsFailure> {
+    if e.kind() != io::ErrorKind::InvalidData {
+        return None;
+    }
+    e.get_ref()?.downcast_ref::<Failed>().map(|f| f.reason)
 }
 
 /// Whether `e` came from TLS (a refusal that trying again will not fix).
 pub(crate) fn is_tls_failure(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::InvalidData
-        && e.get_ref()
-            .is_some_and(|i| i.to_string().starts_with("TLS: "))
+    failure_of(e).is_some()
 }
 
 #[cfg(test)]
@@ -309,7 +389,12 @@ mod tests {
         assert!(expired.to_string().contains("expired"));
         let name = explain(&rustls::Error::InvalidCertificate(C::NotValidForName));
         assert!(name.to_string().contains("name mismatch"));
+        assert_eq!(failure_of(&unknown), Some(TlsFailure::UnknownCa));
+        assert_eq!(failure_of(&name), Some(TlsFailure::NameMismatch));
         assert!(!is_tls_failure(&io::Error::other("x")));
+        // A message that only looks like one is not one.
+        let lookalike = io::Error::new(io::ErrorKind::InvalidData, "TLS: unknown CA");
+        assert!(!is_tls_failure(&lookalike));
     }
 
     #[test]

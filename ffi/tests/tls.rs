@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use dlm::{Client, Error, Options, Stat, Tls};
+use dlm::{Client, Error, Options, Stat, Tls, TlsFailure};
 use dlm_tests::{Server, binary, scratch_dir};
 
 /// A development CA, server certificate and client certificates, written
@@ -104,6 +104,20 @@ fn a_certificate_from_an_unknown_ca_or_for_another_name_is_refused_with_its_reas
     assert!(
         why.contains("name mismatch") && why.contains("db.example"),
         "{why}"
+    );
+    // The reason is typed too, for bindings that raise typed errors.
+    let reason = |tls: Tls| connect(&server, tls).err().and_then(|e| e.tls_failure());
+    assert_eq!(
+        reason(Tls::new().ca_file(other.join("ca.pem"))),
+        Some(TlsFailure::UnknownCa)
+    );
+    assert_eq!(
+        reason(
+            Tls::new()
+                .ca_file(dir.join("ca.pem"))
+                .server_name("db.example")
+        ),
+        Some(TlsFailure::NameMismatch)
     );
 }
 

@@ -34,6 +34,7 @@ from ._errors import (
     ProtocolError,
     SystemResourceError,
     TimeoutError,
+    TlsError,
     UnavailableError,
 )
 from ._native import (
@@ -43,6 +44,7 @@ from ._native import (
     LockState,
     SealedEncoder,
     TableEncoder,
+    Tls,
     Value,
     __version__,
 )
@@ -57,6 +59,7 @@ __all__ = [
     "TableEncoder",
     "SealedEncoder",
     "FunctionEncoder",
+    "Tls",
     "Locker",
     "__version__",
     *_errors.__all__,

@@ -24,6 +24,7 @@ __all__ = [
     "BadRequestError",
     "NoMemoryError",
     "UnavailableError",
+    "TlsError",
     "ProtocolError",
     "EncodingError",
     "InvalidArgumentError",
@@ -103,6 +104,25 @@ class UnavailableError(DlmError, ConnectionError):
     """The server could not be reached, or the connection failed."""
 
     code = "Unavailable"
+
+
+class TlsError(UnavailableError):
+    """The TLS handshake failed: a refusal that trying again will not fix.
+    ``reason`` says why: ``"unknown_ca"`` (the server's certificate is not
+    signed by a trusted CA), ``"name_mismatch"`` (it is for another name),
+    ``"expired"``, ``"not_valid_yet"``, ``"bad_certificate"``,
+    ``"client_certificate_refused"`` (the server refused ours, or wanted
+    one), ``"not_tls"`` (the port does not speak TLS) or ``"other"``.
+    Its ``code`` stays ``"Unavailable"``, as in every binding."""
+
+    code = "Unavailable"
+
+    def __init__(self, message: str = "TLS handshake failed", reason: str = "other") -> None:
+        super().__init__(message, reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class ProtocolError(DlmError):

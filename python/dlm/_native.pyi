@@ -1,6 +1,8 @@
 # Type stubs of dlm._native, the Rust extension (python/src). tests/test_stubs.py
 # checks that every class and method here exists at run time and the reverse.
 
+import os
+import pathlib
 from types import TracebackType
 from typing import Dict, Optional, Protocol, Tuple, Type, Union
 
@@ -27,6 +29,7 @@ class Client:
         encoder: Optional[Union["TableEncoder", "SealedEncoder", "RawEncoder", _Encoder]] = None,
         connect_attempts: int = 3,
         max_idle: int = 4,
+        tls: Optional["Tls"] = None,
     ) -> None: ...
     @property
     def id(self) -> str: ...
@@ -52,6 +55,28 @@ class Client:
     def erase(self, name: str) -> bool: ...
     def version(self) -> str: ...
     def stats(self) -> Dict[str, int]: ...
+
+class Tls:
+    """How a Client connects over TLS: the CA to trust (None: the system's
+    roots), a client certificate and key, the name the server's certificate
+    must carry (always checked)."""
+
+    def __init__(
+        self,
+        ca_file: Optional[Union[str, "os.PathLike[str]"]] = None,
+        *,
+        client_cert: Optional[Union[str, "os.PathLike[str]"]] = None,
+        client_key: Optional[Union[str, "os.PathLike[str]"]] = None,
+        server_name: Optional[str] = None,
+    ) -> None: ...
+    @property
+    def ca_file(self) -> Optional[pathlib.Path]: ...
+    @property
+    def client_cert(self) -> Optional[pathlib.Path]: ...
+    @property
+    def client_key(self) -> Optional[pathlib.Path]: ...
+    @property
+    def server_name(self) -> Optional[str]: ...
 
 class Lock:
     """One named lock of one client; a context manager."""

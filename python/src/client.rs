@@ -13,6 +13,7 @@ use crate::encoder::{bytes_of, from_py};
 use crate::errors::{blocking, invalid, to_py};
 use crate::lock::Lock;
 use crate::time;
+use crate::tls::Tls;
 
 /// A connection pool to a dlm server or a cluster's leader, under one
 /// owner ID. Safe to share
@@ -51,7 +52,8 @@ impl Client {
     /// (`host:port,host:port,...`; one is enough, the others are learned
     /// from it): requests go to the leader and follow it when it changes.
     /// One connection is opened now, so an unreachable server raises
-    /// `UnavailableError` here.
+    /// `UnavailableError` here (`TlsError`, one of them, if the TLS
+    /// handshake failed). `tls`: a `Tls` to connect over TLS.
     #[new]
     #[pyo3(signature = (
         server = "127.0.0.1:37373",
@@ -63,6 +65,7 @@ impl Client {
         encoder = None,
         connect_attempts = 3,
         max_idle = 4,
+        tls = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -75,6 +78,7 @@ impl Client {
         encoder: Option<&Bound<'_, PyAny>>,
         connect_attempts: u32,
         max_idle: usize,
+        tls: Option<PyRef<'_, Tls>>,
     ) -> PyResult<Self> {
         let mut options = dlm::Options {
             io_timeout: time::duration(
@@ -91,6 +95,7 @@ impl Client {
             credentials: identity,
             connect_attempts,
             max_idle,
+            tls: tls.map(|t| t.for_servers(server)),
             ..dlm::Options::default()
         };
         if options.io_timeout.is_zero() || options.connect_timeout.is_zero() {

@@ -128,30 +128,45 @@ fn class<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyType
     Ok(module.bind(py).getattr(name)?.cast_into::<PyType>()?)
 }
 
+/// What an exception carries beyond its message.
+enum Extra {
+    None,
+    /// `ConflictError.revision`.
+    Revision(u64),
+    /// `TlsError.reason`.
+    Reason(&'static str),
+}
+
 impl Failure {
     /// The Python exception for this failure.
     pub(crate) fn into_py(self, py: Python<'_>) -> PyErr {
-        let (name, message, revision, cause) = match self {
+        let (name, message, extra, cause) = match self {
             Self::Panic(why) => (
                 "InternalError",
                 format!("internal error (a bug in dlm): {why}"),
-                None,
+                Extra::None,
                 None,
             ),
             Self::Dlm(e) => {
                 let cause = matches!(e, dlm::Error::Encoding(_))
                     .then(take_callback_error)
                     .flatten();
-                let revision = match &e {
-                    dlm::Error::Conflict { current } => Some(current.0),
-                    _ => None,
+                let (name, extra) = match (&e, e.tls_failure()) {
+                    (dlm::Error::Conflict { current }, _) => {
+                        (class_name(e.kind()), Extra::Revision(current.0))
+                    }
+                    // A refused handshake: the kind's class refined, with
+                    // the reason.
+                    (_, Some(reason)) => ("TlsError", Extra::Reason(reason.name())),
+                    _ => (class_name(e.kind()), Extra::None),
                 };
-                (class_name(e.kind()), e.to_string(), revision, cause)
+                (name, e.to_string(), extra, cause)
             }
         };
-        let made = class(py, name).and_then(|cls| match revision {
-            Some(r) => cls.call1((message.clone(), r)),
-            None => cls.call1((message.clone(),)),
+        let made = class(py, name).and_then(|cls| match extra {
+            Extra::Revision(r) => cls.call1((message.clone(), r)),
+            Extra::Reason(r) => cls.call1((message.clone(), r)),
+            Extra::None => cls.call1((message.clone(),)),
         });
         let err = match made {
             Ok(instance) => PyErr::from_value(instance),

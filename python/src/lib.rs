@@ -43,10 +43,12 @@ mod encoder;
 mod errors;
 mod lock;
 mod time;
+mod tls;
 
 pub use client::{Client, LockState, Value};
 pub use encoder::{RawEncoder, SealedEncoder, TableEncoder};
 pub use lock::{CancelToken, Lock};
+pub use tls::Tls;
 
 /// The module `dlm._native`.
 #[pymodule]
@@ -61,6 +63,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TableEncoder>()?;
     m.add_class::<SealedEncoder>()?;
     m.add_class::<RawEncoder>()?;
+    m.add_class::<Tls>()?;
     m.add_function(wrap_pyfunction!(errors::error_classes, m)?)?;
     Ok(())
 }

@@ -6,7 +6,7 @@ import pathlib
 import signal
 import subprocess
 import time
-from typing import Callable, Iterator, List
+from typing import Callable, Iterator, List, Optional
 
 import pytest
 
@@ -20,7 +20,7 @@ CLI_BIN = pathlib.Path(os.environ.get("DLM_CLI_BIN", ROOT / "target" / "debug" /
 class Server:
     """A dlm-server process on a free port."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, probe_tls: Optional["dlm.Tls"] = None) -> None:
         self.proc = subprocess.Popen(
             [str(SERVER_BIN), "127.0.0.1", "0", *args],
             stdout=subprocess.PIPE,
@@ -33,7 +33,7 @@ class Server:
         self.addr = line.rsplit(" ", 1)[1]
         self.host, port = self.addr.rsplit(":", 1)
         self.port = int(port)
-        self._probe = dlm.Client(self.addr, client_id="test-probe")
+        self._probe = dlm.Client(self.addr, client_id="test-probe", tls=probe_tls)
 
     def stats(self) -> dict:
         return self._probe.stats()
@@ -69,8 +69,8 @@ def fresh_server() -> Iterator[Callable[..., Server]]:
     """Starts servers with extra options, for one test."""
     started: List[Server] = []
 
-    def start(*args: str) -> Server:
-        s = Server(*args)
+    def start(*args: str, probe_tls: Optional[dlm.Tls] = None) -> Server:
+        s = Server(*args, probe_tls=probe_tls)
         started.append(s)
         return s
 

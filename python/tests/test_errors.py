@@ -21,8 +21,11 @@ def test_classes_are_distinct_and_every_class_is_used():
     pairs = _native.error_classes()
     names = [c for _, c in pairs]
     assert len(names) == len(set(names))
-    declared = {n for n in _errors.__all__ if n != "DlmError"}
+    # TlsError refines UnavailableError (same code): not a kind of its own.
+    declared = {n for n in _errors.__all__ if n not in ("DlmError", "TlsError")}
     assert declared == set(names)
+    assert issubclass(dlm.TlsError, dlm.UnavailableError)
+    assert dlm.TlsError.code == dlm.UnavailableError.code
 
 
 def test_builtin_families():

@@ -211,6 +211,25 @@ def test_holder_waiter_and_writer_ride_through_the_leaders_death(cluster: Cluste
         c.close()
 
 
+def test_a_client_given_one_follower_finds_and_follows_the_leader(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    follower = next(n for n in cluster.members if n != leader)
+    given = cluster.members[follower].addr
+    with dlm.Client(given, timeout=LONG) as c:
+        assert c.server == given
+        # Discovery: the member given named the leader, and the client went there.
+        assert c.current_server == cluster.members[leader].addr
+        first = c.put("followed", "1", 600)
+        # The leader dies. The client knows the other members from the
+        # cluster itself, not from its argument, and follows the new leader.
+        cluster.kill(leader)
+        new_leader = cluster.leader()
+        assert c.put("followed", "2", 600, revision=first) == first + 1
+        assert c.current_server == cluster.members[new_leader].addr
+        got = c.get("followed")
+        assert got is not None and got.text == "2"
+
+
 def test_unavailable_only_once_no_member_answers(cluster: Cluster) -> None:
     cluster.leader()
     c = dlm.Client(cluster.servers, timeout=3)

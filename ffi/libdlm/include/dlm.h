@@ -16,6 +16,10 @@
 #define DLM_VERSION_PATCH 0
 #define DLM_VERSION_STRING "0.1.0"
 
+// Longest `host:port` the failover hands out, in bytes; a buffer of one
+// more byte always holds it (with its NUL).
+#define DLM_FAILOVER_ADDRESS_MAX 255
+
 // Bit of `dlm_lease_info.flags`: the grant has a fencing token.
 #define DLM_LEASE_HAS_TOKEN 1
 
@@ -155,6 +159,26 @@ typedef uint32_t dlm_lease_action;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// What `dlm_failover_poll_connect` tells the caller to do.
+enum dlm_failover_step_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Connect to the address written, within `within_ms` (and the
+  // caller's own connect timeout); the connection belongs to `epoch`.
+  DLM_FAILOVER_CONNECT = 1,
+  // Sleep until `until_ms` (backoff), then ask again.
+  DLM_FAILOVER_WAIT = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum dlm_failover_step_kind dlm_failover_step_kind;
+#else
+typedef uint32_t dlm_failover_step_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // What an answered request did (`dlm_lease_handle_response`).
 enum dlm_lease_done
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -207,6 +231,35 @@ typedef uint32_t dlm_call;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// What became of one attempt of a call (`dlm_failover_handle`'s
+// `outcome`).
+enum dlm_failover_outcome
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Connecting failed (refused, unreachable, timed out): nothing sent.
+  DLM_OUTCOME_CONNECT_FAILED = 1,
+  // The connection failed before any byte of the request was written
+  // (or while asking it who leads).
+  DLM_OUTCOME_NOT_SENT = 2,
+  // The connection failed after the request was (perhaps partly)
+  // written, before a whole answer: it may have been applied.
+  DLM_OUTCOME_CLOSED = 3,
+  // No whole answer within the call's time: it may have been applied.
+  DLM_OUTCOME_TIMED_OUT = 4,
+  // An answer line came (pass it): a member's refusal to serve now (no
+  // leader, not the leader, full, stopping) is told apart here.
+  DLM_OUTCOME_ANSWERED = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum dlm_failover_outcome dlm_failover_outcome;
+#else
+typedef uint32_t dlm_failover_outcome;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A cancellation handle for `dlm_client_lock`'s wait. **Thread-safe**:
 // `dlm_cancel_trigger` may be called from any thread while another waits.
 // Once triggered it stays triggered; use a new one per wait you may cancel.
@@ -217,6 +270,15 @@ typedef struct dlm_cancel dlm_cancel;
 // by side on a small pool of connections). Error messages are kept per
 // thread.
 typedef struct dlm_client dlm_client;
+
+// The failover state of one client: the servers given and learned, the
+// one in use, the backoff. Made by `dlm_failover_new`; not thread-safe.
+typedef struct dlm_failover dlm_failover;
+
+// One request's passage through the failover (its deadline, resend rule
+// and request ID), made by `dlm_failover_start`, `dlm_failover_start_lease`
+// or `dlm_failover_start_connect`; freed with `dlm_failover_call_free`.
+typedef struct dlm_failover_call dlm_failover_call;
 
 // A held lock's lease. **Not thread-safe**: one call at a time (the
 // caller serialises them, e.g. under a mutex). Times are milliseconds on
@@ -235,6 +297,22 @@ typedef struct dlm_options dlm_options;
 // and value encoder. Immutable once made, so **thread-safe**: any number
 // of threads may write and read with it at once.
 typedef struct dlm_wire dlm_wire;
+
+// The failover's settings (`dlm_failover_new`); zero-initialise it for
+// dlm-core's defaults, or set what differs.
+typedef struct dlm_failover_config {
+  // The first pause once every known member failed in a row, in
+  // milliseconds (0: 25).
+  uint64_t backoff_min_ms;
+  // The longest pause, in milliseconds (0: 1000).
+  uint64_t backoff_max_ms;
+  // A call gives up after this many failed connections per known server
+  // (0: 3).
+  uint32_t connect_rounds;
+  // Non-zero: do not ask new connections who leads (for JackrabbitDLM
+  // servers, which have no `Cluster` action).
+  uint32_t no_discovery;
+} dlm_failover_config;
 
 // One call, as `dlm_wire_write` writes it and `dlm_wire_read` reads its
 // answer (pass the same request to both). Zero-initialise it and set what
@@ -263,6 +341,18 @@ typedef struct dlm_request {
   // The revision a `DLM_PUT_IF` put expects.
   uint64_t revision;
 } dlm_request;
+
+// The step `dlm_failover_poll_connect` says to take.
+typedef struct dlm_failover_step {
+  // Connect or wait.
+  dlm_failover_step_kind kind;
+  // The epoch a new connection belongs to (`DLM_FAILOVER_CONNECT`).
+  uint64_t epoch;
+  // What is left of the call's time (`DLM_FAILOVER_CONNECT`).
+  uint64_t within_ms;
+  // Until when to sleep (`DLM_FAILOVER_WAIT`).
+  uint64_t until_ms;
+} dlm_failover_step;
 
 // A lease's state at one instant (`dlm_lease_inspect`).
 typedef struct dlm_lease_info {
@@ -528,6 +618,223 @@ dlm_status dlm_client_stats_json(const struct dlm_client *client,
                                  char *buf,
                                  size_t len,
                                  size_t *out_n);
+
+// Makes the failover over `servers` (`"host:port"`, or several separated
+// by commas, as `DLM_SERVER` holds them), with `config` (NULL for the
+// defaults) and 16 random bytes at `seed` (the backoff's jitter and the
+// request IDs come from them; draw them from the system's generator).
+// `DLM_ERR_INVALID_ARGUMENT` if the list is not valid; what is wrong
+// with it is read with `dlm_failover_last_error(NULL, ...)` (the call was
+// on no failover yet).
+//
+// # Safety
+// `servers` must point to `servers_len` readable bytes; `config` must be
+// NULL or readable; `seed` must point to 16 readable bytes; `out` must be
+// writable. Free the failover with `dlm_failover_free`.
+dlm_status dlm_failover_new(const char *servers,
+                            size_t servers_len,
+                            const struct dlm_failover_config *config,
+                            const uint8_t *seed,
+                            struct dlm_failover **out);
+
+// Frees a failover. Its calls need not be freed first (they do not point
+// at it). NULL is accepted.
+//
+// # Safety
+// `fo` must be NULL or a pointer from `dlm_failover_new` not yet freed,
+// with no call on it still running.
+void dlm_failover_free(struct dlm_failover *fo);
+
+// Frees a call. NULL is accepted.
+//
+// # Safety
+// `call` must be NULL or a pointer from a `dlm_failover_start*` function
+// not yet freed, not in use by another thread.
+void dlm_failover_call_free(struct dlm_failover_call *call);
+
+// Copies into `buf` (NUL-terminated) what the calling thread's most
+// recent call on this failover (or on NULL: `dlm_failover_new`) said
+// beyond its status: why a call gave up, what is wrong with a server
+// list. Reading it records nothing.
+//
+// # Safety
+// `buf` must hold `len` writable bytes; `out_n` must be writable.
+dlm_status dlm_failover_last_error(const struct dlm_failover *fo,
+                                   char *buf,
+                                   size_t len,
+                                   size_t *out_n);
+
+// Copies the server in use (`host:port`, NUL-terminated) into `buf`: the
+// cluster's leader once a member said who it is. For logs.
+//
+// # Safety
+// `fo` must be a live failover; `buf` must hold `len` writable bytes;
+// `out_n` must be writable.
+dlm_status dlm_failover_server(struct dlm_failover *fo,
+                               char *buf,
+                               size_t len,
+                               size_t *out_n);
+
+// Writes the current epoch to `out`: a connection made at another epoch
+// is to a server no longer in use (close it rather than pool it).
+//
+// # Safety
+// `fo` must be a live failover; `out` must be writable.
+dlm_status dlm_failover_epoch(struct dlm_failover *fo,
+                              uint64_t *out);
+
+// Starts a call of `req` (a `dlm_request`, as for `dlm_wire_write`) at
+// `now_ms`, to be over by `now_ms + timeout_ms` (plus a lock's wait). A
+// put, erase or unlock gets a request ID here, so that the server applies
+// it once however often it is sent; a put's value is encoded here, once.
+// Write each attempt with `dlm_failover_call_write`.
+//
+// # Safety
+// `fo` and `wire` must be live; `req` must point to a valid
+// `dlm_request`; `out` must be writable. Free the call with
+// `dlm_failover_call_free`.
+dlm_status dlm_failover_start(struct dlm_failover *fo,
+                              const struct dlm_wire *wire,
+                              const struct dlm_request *req,
+                              uint64_t now_ms,
+                              uint64_t timeout_ms,
+                              struct dlm_failover_call **out);
+
+// Starts a call of the request the lease wants sent (an extension or a
+// release; `out_action` says which, and `*out` is NULL with
+// `DLM_LEASE_SEND_NONE` if there is none). The request is then in flight:
+// answer it with `dlm_lease_handle_response` (an accepted answer) or
+// `dlm_lease_handle_failure` (the call gave up). An extension's call ends
+// by the lease's deadline at the latest (past it the lock is lost
+// anyway); a release carries the grant's own request ID, so asking for
+// it again after a failed call still releases it once.
+//
+// # Safety
+// `fo`, `lease` and `wire` must be live (the wire the lock was requested
+// with), none in use by another thread; `out` must be writable;
+// `out_action` NULL or writable.
+dlm_status dlm_failover_start_lease(struct dlm_failover *fo,
+                                    struct dlm_lease *lease,
+                                    const struct dlm_wire *wire,
+                                    uint64_t now_ms,
+                                    uint64_t timeout_ms,
+                                    struct dlm_failover_call **out,
+                                    dlm_lease_action *out_action);
+
+// Starts a call that only connects (and asks who leads), to be over by
+// `now_ms + timeout_ms`: for a client that opens a connection up front.
+//
+// # Safety
+// `fo` must be live; `out` must be writable.
+dlm_status dlm_failover_start_connect(struct dlm_failover *fo,
+                                      uint64_t now_ms,
+                                      uint64_t timeout_ms,
+                                      struct dlm_failover_call **out);
+
+// Says what to do to get a connection for `call` at `now_ms`, in `out`:
+// connect to the address written into `addr` (NUL-terminated; `addr_len`
+// must be at least `DLM_FAILOVER_ADDRESS_MAX + 1`), or wait. Giving up is
+// the call's error status (`DLM_ERR_UNAVAILABLE`: no member answered
+// within the time), its detail in `dlm_failover_last_error`.
+//
+// # Safety
+// `fo` and `call` must be live; `addr` must hold `addr_len` writable
+// bytes; `out` must be writable.
+dlm_status dlm_failover_poll_connect(struct dlm_failover *fo,
+                                     struct dlm_failover_call *call,
+                                     uint64_t now_ms,
+                                     char *addr,
+                                     size_t addr_len,
+                                     struct dlm_failover_step *out);
+
+// A connection made for `epoch` is up: writes to `out_ask` whether to
+// ask it who leads first (send `dlm_failover_discovery_line`, hand the
+// answer to `dlm_failover_discovered`).
+//
+// # Safety
+// `fo` must be live; `out_ask` must be writable.
+dlm_status dlm_failover_connected(struct dlm_failover *fo,
+                                  uint64_t epoch,
+                                  bool *out_ask);
+
+// Writes the request that asks a member who leads (`{"Action":"Cluster"}`
+// with the wire's credentials) into `buf`, its length into `out_n`
+// (`DLM_ERR_BUFFER_TOO_SMALL` with the needed length if it does not fit).
+//
+// # Safety
+// `wire` must be live; `buf` must hold `len` writable bytes (or be NULL
+// with `len` 0); `out_n` must be writable.
+dlm_status dlm_failover_discovery_line(const struct dlm_wire *wire,
+                                       char *buf,
+                                       size_t len,
+                                       size_t *out_n);
+
+// What the member reached at `epoch` answered (`line`) to the discovery
+// request, for `call` at `now_ms`. Writes to `out_stay` whether to use
+// this connection for the call: false if the leader is another member
+// (the epoch moved there), or the member could not say (a server without
+// the action may close the connection: open another), or it refused to
+// serve now; then close it and go back to `dlm_failover_poll_connect`.
+// A refusal that ends the call is its error status.
+//
+// # Safety
+// `fo` and `call` must be live; `line` must point to `line_len` readable
+// bytes; `out_stay` must be writable.
+dlm_status dlm_failover_discovered(struct dlm_failover *fo,
+                                   struct dlm_failover_call *call,
+                                   uint64_t epoch,
+                                   const char *line,
+                                   size_t line_len,
+                                   uint64_t now_ms,
+                                   bool *out_stay);
+
+// Writes the line of this attempt of `call` at `now_ms` (its request ID,
+// a lock's wait cut to what is left of it) into `buf`, its length into
+// `out_n` (`DLM_ERR_BUFFER_TOO_SMALL` with the needed length if it does
+// not fit), and what is left of the call's time into `out_remaining_ms`
+// (may be NULL): the most the answer may take. `wire` must be the one the
+// call was started with.
+//
+// # Safety
+// `call` and `wire` must be live; `buf` must hold `len` writable bytes
+// (or be NULL with `len` 0); `out_n` must be writable; `out_remaining_ms`
+// NULL or writable.
+dlm_status dlm_failover_call_write(struct dlm_failover_call *call,
+                                   const struct dlm_wire *wire,
+                                   uint64_t now_ms,
+                                   char *buf,
+                                   size_t len,
+                                   size_t *out_n,
+                                   uint64_t *out_remaining_ms);
+
+// What is left of `call`'s time at `now_ms`, into `out_ms`.
+//
+// # Safety
+// `call` must be live; `out_ms` must be writable.
+dlm_status dlm_failover_call_remaining(const struct dlm_failover_call *call,
+                                       uint64_t now_ms,
+                                       uint64_t *out_ms);
+
+// Reports what became of an attempt of `call` on a connection of
+// `epoch`, at `now_ms` (with the answer `line` for
+// `DLM_OUTCOME_ANSWERED`; NULL otherwise), and writes to `out_retry`
+// whether to send it again (back to `dlm_failover_poll_connect`; false:
+// read the answer, the call is over). Giving up is the call's error
+// status (`DLM_ERR_UNAVAILABLE`), its detail in `dlm_failover_last_error`:
+// no member answered in time, or the request may have been applied and
+// cannot be sent again.
+//
+// # Safety
+// `fo` and `call` must be live; `line` must be NULL (with `line_len` 0)
+// or point to `line_len` readable bytes; `out_retry` must be writable.
+dlm_status dlm_failover_handle(struct dlm_failover *fo,
+                               struct dlm_failover_call *call,
+                               uint64_t epoch,
+                               uint32_t outcome,
+                               const char *line,
+                               size_t line_len,
+                               uint64_t now_ms,
+                               bool *out_retry);
 
 // Reads the server's answer `line` to the lock request `req` (a
 // `DLM_CALL_LOCK`, sent at `sent_ms` and answered at `now_ms`) and makes

@@ -24,11 +24,11 @@ use dlm_core::time::{Instant, Ttl};
 /// caller serialises them, e.g. under a mutex). Times are milliseconds on
 /// any monotonic clock of the caller's, the same one for every call.
 pub struct dlm_lease {
-    lease: Lease,
-    name: String,
+    pub(crate) lease: Lease,
+    pub(crate) name: String,
     /// A request taken from the lease whose line did not fit the caller's
     /// buffer: the next `dlm_lease_poll_request` hands it out first.
-    unsent: Option<(Vec<u8>, Action)>,
+    pub(crate) unsent: Option<(Vec<u8>, Action)>,
 }
 
 /// What a request handed out by `dlm_lease_poll_request` asks.

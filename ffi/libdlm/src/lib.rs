@@ -36,6 +36,7 @@
 
 mod cancel;
 mod client;
+mod failover;
 mod lease;
 mod lock;
 mod options;
@@ -46,6 +47,7 @@ use std::ffi::{CStr, c_char, c_void};
 
 pub use cancel::*;
 pub use client::*;
+pub use failover::*;
 pub use lease::*;
 pub use lock::*;
 pub use options::*;

@@ -186,11 +186,11 @@ pub(crate) struct Checked<'a> {
     pub(crate) call: dlm_call,
     pub(crate) flags: u32,
     pub(crate) name: &'a str,
-    value: &'a [u8],
+    pub(crate) value: &'a [u8],
     pub(crate) ttl: Ttl,
     pub(crate) wait: Ttl,
-    token: u64,
-    revision: u64,
+    pub(crate) token: u64,
+    pub(crate) revision: u64,
 }
 
 fn invalid(why: &str) -> Fail {
@@ -409,34 +409,49 @@ pub unsafe extern "C" fn dlm_wire_write(
         }
         // SAFETY: per the contract.
         let c = unsafe { call_of(req) }?;
+        let text = stored_value(w, &c)?;
         let core = w.core();
-        let encoded;
-        let request = match c.call {
-            dlm_call::DLM_CALL_LOCK if c.wait.is_zero() => core.lock(c.name, c.ttl),
-            dlm_call::DLM_CALL_LOCK => core.lock_wait(c.name, c.ttl, c.wait),
-            dlm_call::DLM_CALL_UNLOCK => {
-                core.unlock(c.name, (c.token > 0).then_some(Token(c.token)))
-            }
-            dlm_call::DLM_CALL_TEST_LOCK => core.test_lock(c.name),
-            dlm_call::DLM_CALL_PUT => {
-                let text = if c.flags & DLM_VALUE_STORED == 0 {
-                    encoded = w.encoder.encode(c.name, c.value)?;
-                    encoded.as_str()
-                } else {
-                    std::str::from_utf8(c.value)
-                        .map_err(|_| invalid("a value to store as it is must be UTF-8"))?
-                };
-                let revision = (c.flags & DLM_PUT_IF != 0).then_some(Revision(c.revision));
-                core.put(c.name, c.ttl, text, revision)
-            }
-            dlm_call::DLM_CALL_GET => core.get(c.name),
-            dlm_call::DLM_CALL_ERASE => core.erase(c.name),
-            dlm_call::DLM_CALL_VERSION => core.version(),
-            dlm_call::DLM_CALL_STATS => core.stats(),
-        };
+        let request = request_of(&core, &c, c.name, text.as_deref().unwrap_or(""));
         // SAFETY: per the contract.
         Ok(unsafe { write_line(&request, buf, len, out_n) })
     })
+}
+
+/// The text a put stores: its value through the wire's encoder, or as it
+/// is with `DLM_VALUE_STORED` (`None` for other calls).
+pub(crate) fn stored_value(w: &dlm_wire, c: &Checked<'_>) -> Result<Option<String>, Fail> {
+    if c.call != dlm_call::DLM_CALL_PUT {
+        return Ok(None);
+    }
+    if c.flags & DLM_VALUE_STORED == 0 {
+        return Ok(Some(w.encoder.encode(c.name, c.value)?));
+    }
+    std::str::from_utf8(c.value)
+        .map(|t| Some(t.to_owned()))
+        .map_err(|_| invalid("a value to store as it is must be UTF-8"))
+}
+
+/// The request of the checked call `c` on `name`, a put storing `text`.
+pub(crate) fn request_of<'r>(
+    core: &core_client::Client<'r>,
+    c: &Checked<'_>,
+    name: &'r str,
+    text: &'r str,
+) -> Request<'r> {
+    match c.call {
+        dlm_call::DLM_CALL_LOCK if c.wait.is_zero() => core.lock(name, c.ttl),
+        dlm_call::DLM_CALL_LOCK => core.lock_wait(name, c.ttl, c.wait),
+        dlm_call::DLM_CALL_UNLOCK => core.unlock(name, (c.token > 0).then_some(Token(c.token))),
+        dlm_call::DLM_CALL_TEST_LOCK => core.test_lock(name),
+        dlm_call::DLM_CALL_PUT => {
+            let revision = (c.flags & DLM_PUT_IF != 0).then_some(Revision(c.revision));
+            core.put(name, c.ttl, text, revision)
+        }
+        dlm_call::DLM_CALL_GET => core.get(name),
+        dlm_call::DLM_CALL_ERASE => core.erase(name),
+        dlm_call::DLM_CALL_VERSION => core.version(),
+        dlm_call::DLM_CALL_STATS => core.stats(),
+    }
 }
 
 thread_local! {

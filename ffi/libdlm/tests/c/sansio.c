@@ -152,6 +152,248 @@ static dlm_wire *wire_as(const char *id) {
   return w;
 }
 
+
+/* The failover's last error (on NULL: dlm_failover_new's), in a static
+ * buffer. */
+static const char *failover_error(const dlm_failover *f) {
+  static char buf[512];
+  size_t n = 0;
+  if (dlm_failover_last_error(f, buf, sizeof buf, &n) != DLM_OK) {
+    return "(dlm_failover_last_error failed)";
+  }
+  return buf;
+}
+
+/* One attempt of `call` the way a host drives dlm_failover: a connection
+ * where the failover says (after `refused` addresses that refuse it),
+ * discovery, the call's line, the answer. The status of the last failover
+ * call; *retry says whether the failover wants it sent again. `sent_line`
+ * gets the line written. */
+static dlm_status failover_attempt(dlm_failover *f, dlm_failover_call *call, const dlm_wire *w,
+                                   struct conn *c, char *sent_line, size_t cap, bool *retry,
+                                   unsigned *waits) {
+  char addr[DLM_FAILOVER_ADDRESS_MAX + 1];
+  dlm_failover_step step;
+  for (;;) {
+    dlm_status s = dlm_failover_poll_connect(f, call, now_ms(), addr, sizeof addr, &step);
+    if (s != DLM_OK) {
+      return s;
+    }
+    if (step.kind == DLM_FAILOVER_WAIT) {
+      (*waits)++;
+      uint64_t now = now_ms();
+      sleep_ms(step.until_ms > now ? (unsigned)(step.until_ms - now) : 0);
+      continue;
+    }
+    c->fd = -1;
+    if (conn_open(c, addr) != 0) {
+      if (c->fd >= 0) {
+        close(c->fd);
+      }
+      s = dlm_failover_handle(f, call, step.epoch, DLM_OUTCOME_CONNECT_FAILED, NULL, 0, now_ms(),
+                              retry);
+      if (s != DLM_OK || !*retry) {
+        return s;
+      }
+      continue;
+    }
+    bool ask = false;
+    s = dlm_failover_connected(f, step.epoch, &ask);
+    if (s != DLM_OK) {
+      return s;
+    }
+    if (ask) {
+      char q[512];
+      size_t qn = 0;
+      bool stay = false;
+      s = dlm_failover_discovery_line(w, q, sizeof q, &qn);
+      if (s != DLM_OK || !send_all(c, q, qn) || (line_len = recv_line(c, line, sizeof line)) == 0) {
+        close(c->fd);
+        return s != DLM_OK ? s : DLM_ERR_UNAVAILABLE;
+      }
+      s = dlm_failover_discovered(f, call, step.epoch, line, line_len, now_ms(), &stay);
+      if (s != DLM_OK) {
+        close(c->fd);
+        return s;
+      }
+      if (!stay) {
+        close(c->fd);
+        continue;
+      }
+    }
+    size_t n = 0;
+    uint64_t left = 0;
+    s = dlm_failover_call_write(call, w, now_ms(), sent_line, cap - 1, &n, &left);
+    if (s != DLM_OK) {
+      close(c->fd);
+      return s;
+    }
+    sent_line[n] = '\0';
+    if (!send_all(c, sent_line, n) || (line_len = recv_line(c, line, sizeof line)) == 0) {
+      close(c->fd);
+      return dlm_failover_handle(f, call, step.epoch, DLM_OUTCOME_CLOSED, NULL, 0, now_ms(), retry);
+    }
+    s = dlm_failover_handle(f, call, step.epoch, DLM_OUTCOME_ANSWERED, line, line_len, now_ms(),
+                            retry);
+    close(c->fd);
+    return s;
+  }
+}
+
+/* dlm_failover: dlm-core's failover machine driven over this program's
+ * own sockets. */
+static void failover_checks(const char *addr) {
+  dlm_wire *w = wire_as("sansio-failover");
+  uint8_t seed[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  char list[256];
+  char sent[4096];
+  char buf[512];
+  size_t n = 0;
+  bool retry = true;
+  unsigned waits = 0;
+  struct conn c;
+  dlm_answer ans;
+
+  /* A list whose first member refuses connections: the next is tried at
+   * once, asked who leads (a single server says so), and used. */
+  snprintf(list, sizeof list, "127.0.0.1:1, %s", addr);
+  dlm_failover *f = NULL;
+  if (!CHECK_OK(dlm_failover_new(list, strlen(list), NULL, seed, &f))) {
+    dlm_wire_free(w);
+    return;
+  }
+  CHECK_OK(dlm_failover_server(f, buf, sizeof buf, &n));
+  CHECK(strcmp(buf, "127.0.0.1:1") == 0);
+  uint64_t epoch0 = 99;
+  CHECK_OK(dlm_failover_epoch(f, &epoch0));
+  dlm_request put = req(DLM_CALL_PUT, "sansio-fo", 60000);
+  put.value = "once";
+  put.value_len = 4;
+  dlm_failover_call *call = NULL;
+  CHECK_OK(dlm_failover_start(f, w, &put, now_ms(), 5000, &call));
+  CHECK_OK(failover_attempt(f, call, w, &c, sent, sizeof sent, &retry, &waits));
+  CHECK(!retry);
+  CHECK(waits == 0);
+  CHECK_OK(dlm_wire_read(w, &put, line, line_len, buf, sizeof buf, &ans));
+  CHECK(ans.revision == 1);
+  CHECK_OK(dlm_failover_server(f, buf, sizeof buf, &n));
+  CHECK(strcmp(buf, addr) == 0);
+  uint64_t epoch1 = 0;
+  CHECK_OK(dlm_failover_epoch(f, &epoch1));
+  CHECK(epoch1 != epoch0);
+  /* The put carries a request ID. Its connection closing after it was
+   * written: sent again with the same ID, and the server applies it once
+   * (the same revision comes back). */
+  CHECK_CONTAINS(sent, "\"RequestID\":\"");
+  char first[4096];
+  memcpy(first, sent, sizeof first);
+  CHECK_OK(dlm_failover_handle(f, call, epoch1, DLM_OUTCOME_CLOSED, NULL, 0, now_ms(), &retry));
+  CHECK(retry);
+  CHECK_OK(failover_attempt(f, call, w, &c, sent, sizeof sent, &retry, &waits));
+  CHECK(strcmp(first, sent) == 0);
+  CHECK_OK(dlm_wire_read(w, &put, line, line_len, buf, sizeof buf, &ans));
+  CHECK(ans.revision == 1);
+  uint64_t left = 0;
+  CHECK_OK(dlm_failover_call_remaining(call, now_ms(), &left));
+  CHECK(left > 0 && left <= 5000);
+  dlm_failover_call_free(call);
+
+  /* A member's refusal to serve now is told apart from an answer. */
+  CHECK_OK(dlm_failover_start(f, w, &put, now_ms(), 5000, &call));
+  CHECK_OK(dlm_failover_handle(f, call, epoch1, DLM_OUTCOME_ANSWERED,
+                               S("{\"Status\":\"NO\",\"Error\":\"no leader\"}\n"), now_ms(),
+                               &retry));
+  CHECK(retry);
+  dlm_failover_call_free(call);
+
+  /* A lock, then its release through the lease: the release carries the
+   * grant's own ID (u.TOKEN), the same every time it is asked for. */
+  dlm_request lock = req(DLM_CALL_LOCK, "sansio-fo-lock", 5000);
+  uint64_t t0 = now_ms();
+  CHECK_OK(dlm_failover_start(f, w, &lock, t0, 5000, &call));
+  CHECK_OK(failover_attempt(f, call, w, &c, sent, sizeof sent, &retry, &waits));
+  CHECK(strstr(sent, "RequestID") == NULL);
+  dlm_failover_call_free(call);
+  dlm_lease *l = NULL;
+  if (CHECK_OK(dlm_lease_new(w, &lock, t0, now_ms(), line, line_len, &l))) {
+    dlm_lease_info info;
+    CHECK_OK(dlm_lease_inspect(l, now_ms(), &info));
+    dlm_lease_action action = DLM_LEASE_SEND_EXTEND;
+    CHECK_OK(dlm_failover_start_lease(f, l, w, now_ms(), 5000, &call, &action));
+    CHECK(call == NULL && action == DLM_LEASE_SEND_NONE);
+    bool queued = false;
+    CHECK_OK(dlm_lease_release(l, now_ms(), &queued));
+    CHECK(queued);
+    CHECK_OK(dlm_failover_start_lease(f, l, w, now_ms(), 5000, &call, &action));
+    CHECK(call != NULL && action == DLM_LEASE_SEND_RELEASE);
+    CHECK_OK(failover_attempt(f, call, w, &c, sent, sizeof sent, &retry, &waits));
+    char id[64];
+    snprintf(id, sizeof id, "\"RequestID\":\"u.%llu\"", (unsigned long long)info.token);
+    CHECK_CONTAINS(sent, id);
+    dlm_lease_done done = DLM_LEASE_DONE_EXTENDED;
+    CHECK_OK(dlm_lease_handle_response(l, now_ms(), line, line_len, &done));
+    CHECK(done == DLM_LEASE_DONE_RELEASED);
+    dlm_failover_call_free(call);
+    dlm_lease_free(l);
+  }
+
+  /* A call that only connects. */
+  CHECK_OK(dlm_failover_start_connect(f, now_ms(), 5000, &call));
+  CHECK_STATUS(dlm_failover_call_write(call, w, now_ms(), sent, sizeof sent, &n, NULL),
+               DLM_ERR_INVALID_ARGUMENT);
+  dlm_failover_call_free(call);
+
+  /* Argument checks. */
+  char small[8];
+  dlm_failover_step step;
+  CHECK_OK(dlm_failover_start(f, w, &put, now_ms(), 5000, &call));
+  CHECK_STATUS(dlm_failover_poll_connect(f, call, now_ms(), small, sizeof small, &step),
+               DLM_ERR_BUFFER_TOO_SMALL);
+  CHECK_STATUS(dlm_failover_handle(f, call, epoch1, 77, NULL, 0, now_ms(), &retry),
+               DLM_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(dlm_failover_handle(f, call, epoch1, DLM_OUTCOME_ANSWERED, NULL, 0, now_ms(),
+                                   &retry),
+               DLM_ERR_PROTOCOL);
+  CHECK_STATUS(dlm_failover_handle(NULL, call, epoch1, DLM_OUTCOME_CLOSED, NULL, 0, now_ms(),
+                                   &retry),
+               DLM_ERR_NULL_PARAMETER);
+  CHECK_STATUS(dlm_failover_handle(f, NULL, epoch1, DLM_OUTCOME_CLOSED, NULL, 0, now_ms(), &retry),
+               DLM_ERR_NULL_PARAMETER);
+  CHECK_STATUS(dlm_failover_start(f, NULL, &put, now_ms(), 5000, &call), DLM_ERR_NULL_PARAMETER);
+  CHECK_STATUS(dlm_failover_start(f, w, NULL, now_ms(), 5000, &call), DLM_ERR_NULL_PARAMETER);
+  CHECK_STATUS(dlm_failover_epoch(f, NULL), DLM_ERR_NULL_PARAMETER);
+  dlm_failover_call_free(call);
+  dlm_failover_call_free(NULL);
+  dlm_failover_free(f);
+  dlm_failover_free(NULL);
+  dlm_failover *bad = NULL;
+  CHECK_STATUS(dlm_failover_new(S("127.0.0.1:1,nonsense"), NULL, seed, &bad),
+               DLM_ERR_INVALID_ARGUMENT);
+  CHECK(bad == NULL);
+  CHECK_CONTAINS(failover_error(NULL), "host:port");
+  CHECK_STATUS(dlm_failover_new(S(""), NULL, seed, &bad), DLM_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(dlm_failover_new(S("127.0.0.1:1"), NULL, NULL, &bad), DLM_ERR_NULL_PARAMETER);
+
+  /* Nobody answers: connections pause (backoff) once each member had its
+   * try, and the call gives up with DLM_ERR_UNAVAILABLE once its connect
+   * rounds are spent, saying why. */
+  dlm_failover_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.backoff_min_ms = 5;
+  cfg.backoff_max_ms = 20;
+  cfg.connect_rounds = 4;
+  CHECK_OK(dlm_failover_new(S("127.0.0.1:1"), &cfg, seed, &f));
+  CHECK_OK(dlm_failover_start(f, w, &put, now_ms(), 10000, &call));
+  waits = 0;
+  CHECK_STATUS(failover_attempt(f, call, w, &c, sent, sizeof sent, &retry, &waits),
+               DLM_ERR_UNAVAILABLE);
+  CHECK(waits >= 2);
+  CHECK_CONTAINS(failover_error(f), "no server could be connected to");
+  dlm_failover_call_free(call);
+  dlm_failover_free(f);
+  dlm_wire_free(w);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s ADDR\n", argv[0]);
@@ -416,6 +658,8 @@ int main(int argc, char **argv) {
                DLM_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(dlm_lease_new(a, &get, 0, 0, S("{}\n"), &l), DLM_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(dlm_lease_inspect(NULL, 0, &info), DLM_ERR_NULL_PARAMETER);
+
+  failover_checks(argv[1]);
 
   dlm_wire_free(a);
   dlm_wire_free(b);
