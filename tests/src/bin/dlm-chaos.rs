@@ -37,7 +37,7 @@ use dlm_tests::chaos::rng::Rng;
 use dlm_tests::chaos::{kv, locks, shim, timeline};
 
 /// Every kind of fault the nemesis knows.
-const ALL_FAULTS: [&str; 8] = [
+const ALL_FAULTS: [&str; 9] = [
     "kill-leader",
     "kill-follower",
     "pause-leader",
@@ -46,6 +46,7 @@ const ALL_FAULTS: [&str; 8] = [
     "one-way",
     "delay",
     "clock",
+    "monotonic",
 ];
 
 #[derive(Clone, Debug)]
@@ -213,6 +214,8 @@ struct Counts {
     pauses: u64,
     partitions: u64,
     clock_jumps: u64,
+    monotonic_jumps: u64,
+    monotonic_stalls: u64,
 }
 
 fn run(args: &Args) -> Result<bool, String> {
@@ -481,13 +484,15 @@ fn run(args: &Args) -> Result<bool, String> {
         );
         let _ = writeln!(
             s,
-            "faults: {} total: {} kills ({} data-dir tails cut), {} pauses, {} partitions/delays, {} clock jumps",
+            "faults: {} total: {} kills ({} data-dir tails cut), {} pauses, {} partitions/delays, {} wall-clock jumps, {} monotonic-clock jumps, {} monotonic-clock stalls",
             faults.len(),
             counts.kills,
             counts.tails_cut,
             counts.pauses,
             counts.partitions,
-            counts.clock_jumps
+            counts.clock_jumps,
+            counts.monotonic_jumps,
+            counts.monotonic_stalls
         );
         let _ = writeln!(
             s,
@@ -593,19 +598,30 @@ fn nemesis(
         .faults
         .iter()
         .map(String::as_str)
-        .filter(|f| shim || *f != "clock")
+        .filter(|f| shim || (*f != "clock" && *f != "monotonic"))
         .collect();
     if faults.is_empty() {
         thread::sleep(args.duration);
         return;
     }
     let ttl_ms = u64::try_from(args.ttl.as_millis()).unwrap_or(1000);
+    // Every kind once first (in an order drawn from the seed), so that a
+    // short run meets each; then kinds at random.
+    let mut first_round = faults.clone();
+    for i in (1..first_round.len()).rev() {
+        let j = usize::try_from(rng.range(0, i as u64 + 1)).unwrap_or(0);
+        first_round.swap(i, j);
+    }
+    first_round.reverse();
     while Instant::now() < deadline {
         thread::sleep(Duration::from_millis(rng.range(300, 1500)));
         if Instant::now() >= deadline {
             break;
         }
-        let kind = *rng.pick(&faults);
+        let kind = match first_round.pop() {
+            Some(k) => k,
+            None => *rng.pick(&faults),
+        };
         let leader = {
             let l = lock(members).leader();
             if l == 0 { *rng.pick(&ids) } else { l }
@@ -743,6 +759,70 @@ fn nemesis(
                         }
                     ),
                 )
+            }
+            "monotonic" => {
+                // The leader's clock most often: it stamps the cluster's
+                // time, by which every lock expires.
+                let victim = if rng.chance(70) {
+                    leader
+                } else {
+                    *rng.pick(&ids)
+                };
+                let dir = lock(members).data_dir(victim).map(Path::to_path_buf);
+                let role = if victim == leader {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                if rng.chance(60) {
+                    // Half the time by less than the 20 ticks (400 ms) a
+                    // turn catches up (a leader that believed its clock
+                    // would end leases early by that much and keep
+                    // leading), half the time by many TTLs (its ticks also
+                    // jump: it steps down).
+                    let ms = if rng.chance(50) {
+                        rng.range(50, 350)
+                    } else {
+                        rng.range(ttl_ms * 2, ttl_ms * 30)
+                    };
+                    counts.monotonic_jumps += 1;
+                    let res = dir.map(|d| {
+                        shim::jump_monotonic(&d, i64::try_from(ms).unwrap_or(0) * 1_000_000)
+                    });
+                    (
+                        "monotonic",
+                        format!(
+                            "member {victim}'s ({role}) monotonic clock jumps {ms} ms forward{}",
+                            match res {
+                                Some(Err(e)) => format!(" (failed: {e})"),
+                                _ => String::new(),
+                            }
+                        ),
+                    )
+                } else {
+                    let stall = Duration::from_millis(rng.range(ttl_ms / 2, ttl_ms * 3));
+                    counts.monotonic_stalls += 1;
+                    let detail = match dir {
+                        Some(d) => match shim::stall_monotonic(&d) {
+                            Ok(since) => {
+                                thread::sleep(stall);
+                                match shim::end_stall(&d, since) {
+                                    Ok(()) => String::new(),
+                                    Err(e) => format!(" (resume failed: {e})"),
+                                }
+                            }
+                            Err(e) => format!(" (failed: {e})"),
+                        },
+                        None => String::new(),
+                    };
+                    (
+                        "monotonic",
+                        format!(
+                            "member {victim}'s ({role}) monotonic clock stalls for {} ms{detail}",
+                            stall.as_millis()
+                        ),
+                    )
+                }
             }
             _ => continue,
         };

@@ -326,6 +326,19 @@ pub fn lock_client(shared: &Shared, client: u64) {
                 }
             }
         }
+        // Now and then the holder uses its lease to the end: a last write
+        // just before it runs out, where a lease the cluster ended early
+        // (a leader's clock that jumped) meets the next holder's writes.
+        if rng.chance(30) && !shared.stopped() {
+            let margin = rng.range(1, 30) * 1_000_000;
+            let now = shared.clock.now();
+            if lease_end > now + margin {
+                std::thread::sleep(Duration::from_nanos(lease_end - now - margin));
+                shared
+                    .resource
+                    .write(shared, client, name, token, lease_end);
+            }
+        }
         let c = shared.clock.now();
         lease_end = lease_end.min(c);
         push(

@@ -155,9 +155,7 @@ impl Members {
         }
         if let Some(p) = &setup.preload {
             let clock = super::shim::clock_file(&m.data_dir);
-            if !clock.exists() {
-                std::fs::write(&clock, 0i64.to_le_bytes())?;
-            }
+            super::shim::init_clock(&m.data_dir)?;
             cmd.env("LD_PRELOAD", p)
                 .env("DLM_CHAOS_SYNC_LOG", super::shim::sync_log(&m.data_dir))
                 .env("DLM_CHAOS_CLOCK", clock);
