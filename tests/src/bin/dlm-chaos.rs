@@ -11,6 +11,7 @@
 //! dlm-chaos [--seed N] [--duration SECS] [--nodes 3|5] [--lock-clients N]
 //!           [--kv-clients N] [--ttl-ms MS] [--faults LIST] [--memory]
 //!           [--out DIR] [--keep] [--server PATH] [--porcupine PATH]
+//!           [--cli PATH]
 //! ```
 //!
 //! Exit status 0: every checker passed; 1: a checker failed (the seed, the
@@ -37,7 +38,7 @@ use dlm_tests::chaos::rng::Rng;
 use dlm_tests::chaos::{kv, locks, shim, timeline};
 
 /// Every kind of fault the nemesis knows.
-const ALL_FAULTS: [&str; 9] = [
+const ALL_FAULTS: [&str; 10] = [
     "kill-leader",
     "kill-follower",
     "pause-leader",
@@ -47,6 +48,7 @@ const ALL_FAULTS: [&str; 9] = [
     "delay",
     "clock",
     "monotonic",
+    "member-change",
 ];
 
 #[derive(Clone, Debug)]
@@ -64,13 +66,14 @@ struct Args {
     keep: bool,
     server: Option<PathBuf>,
     porcupine: Option<PathBuf>,
+    cli: Option<PathBuf>,
 }
 
 fn usage() -> String {
     format!(
         "usage: dlm-chaos [--seed N] [--duration SECS] [--nodes 3|5] [--lock-clients N] \
          [--kv-clients N] [--ttl-ms MS] [--faults {}] [--memory] [--single] [--out DIR] [--keep] \
-         [--server PATH] [--porcupine PATH]",
+         [--server PATH] [--porcupine PATH] [--cli PATH]",
         ALL_FAULTS.join(",")
     )
 }
@@ -95,6 +98,7 @@ fn parse_args() -> Result<Args, String> {
         keep: false,
         server: None,
         porcupine: None,
+        cli: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -128,6 +132,7 @@ fn parse_args() -> Result<Args, String> {
             "--keep" => a.keep = true,
             "--server" => a.server = Some(PathBuf::from(value("--server")?)),
             "--porcupine" => a.porcupine = Some(PathBuf::from(value("--porcupine")?)),
+            "--cli" => a.cli = Some(PathBuf::from(value("--cli")?)),
             "-h" | "--help" => return Err(usage()),
             other => return Err(format!("unknown argument {other}\n{}", usage())),
         }
@@ -136,8 +141,12 @@ fn parse_args() -> Result<Args, String> {
         return Err("--nodes must be 1 to 9".into());
     }
     if a.single {
-        // One plain server: nothing to partition.
+        // One plain server: nothing to partition, no membership.
         a.nodes = 1;
+    }
+    if a.nodes < 3 {
+        // Removing one of two members leaves no quorum to add it back.
+        a.faults.retain(|f| f != "member-change");
     }
     if !a.durable {
         // A member killed in memory comes back empty and must rejoin;
@@ -214,6 +223,7 @@ struct Counts {
     pauses: u64,
     partitions: u64,
     clock_jumps: u64,
+    member_changes: u64,
     monotonic_jumps: u64,
     monotonic_stalls: u64,
 }
@@ -253,6 +263,16 @@ fn run(args: &Args) -> Result<bool, String> {
             p
         }
     };
+    let cli = args
+        .cli
+        .clone()
+        .or_else(|| Some(bin_dir.join("dlm")))
+        .filter(|p| p.exists());
+    if cli.is_none() && args.faults.iter().any(|f| f == "member-change") {
+        eprintln!(
+            "dlm-chaos: no dlm command (cargo build -p dlm-cli, or --cli PATH): no membership changes"
+        );
+    }
     let preload = match shim::build(&bin_dir.join("libdlm-chaos-shim.so")) {
         Ok(p) => Some(p),
         Err(e) => {
@@ -356,15 +376,11 @@ fn run(args: &Args) -> Result<bool, String> {
     // The nemesis, on this thread.
     let mut counts = Counts::default();
     let started = Instant::now();
-    nemesis(
-        args,
-        &members,
-        &net,
-        &history,
-        clock,
-        &mut counts,
-        preload.is_some(),
-    );
+    let tools = Tools {
+        shim: preload.is_some(),
+        cli,
+    };
+    nemesis(args, &members, &net, &history, clock, &mut counts, &tools);
     let nemesis_end = clock.now();
 
     // Heal everything, bring every member back, and time the recovery.
@@ -484,7 +500,7 @@ fn run(args: &Args) -> Result<bool, String> {
         );
         let _ = writeln!(
             s,
-            "faults: {} total: {} kills ({} data-dir tails cut), {} pauses, {} partitions/delays, {} wall-clock jumps, {} monotonic-clock jumps, {} monotonic-clock stalls",
+            "faults: {} total: {} kills ({} data-dir tails cut), {} pauses, {} partitions/delays, {} wall-clock jumps, {} monotonic-clock jumps, {} monotonic-clock stalls, {} membership changes (remove, add back empty)",
             faults.len(),
             counts.kills,
             counts.tails_cut,
@@ -492,7 +508,8 @@ fn run(args: &Args) -> Result<bool, String> {
             counts.partitions,
             counts.clock_jumps,
             counts.monotonic_jumps,
-            counts.monotonic_stalls
+            counts.monotonic_stalls,
+            counts.member_changes
         );
         let _ = writeln!(
             s,
@@ -580,6 +597,14 @@ fn wait_serving(shared: &Shared, within: Duration) -> Option<Duration> {
     None
 }
 
+/// What the nemesis has to inject faults with.
+struct Tools {
+    /// The fault shim is under every member (tail cuts, clock faults).
+    shim: bool,
+    /// The `dlm` command (membership changes).
+    cli: Option<PathBuf>,
+}
+
 /// The nemesis: one fault at a time, drawn from the seed, until the
 /// duration is spent.
 fn nemesis(
@@ -589,8 +614,9 @@ fn nemesis(
     history: &History,
     clock: Clock,
     counts: &mut Counts,
-    shim: bool,
+    tools: &Tools,
 ) {
+    let shim = tools.shim;
     let mut rng = Rng::fork(args.seed, 1);
     let deadline = Instant::now() + args.duration;
     let ids: Vec<u64> = (1..=args.nodes).collect();
@@ -599,6 +625,7 @@ fn nemesis(
         .iter()
         .map(String::as_str)
         .filter(|f| shim || (*f != "clock" && *f != "monotonic"))
+        .filter(|f| tools.cli.is_some() || *f != "member-change")
         .collect();
     if faults.is_empty() {
         thread::sleep(args.duration);
@@ -823,6 +850,32 @@ fn nemesis(
                         ),
                     )
                 }
+            }
+            "member-change" => {
+                // A follower most often; the leader now and then (it
+                // hands over once its removal commits).
+                let victim = if rng.chance(25) || others.is_empty() {
+                    leader
+                } else {
+                    *rng.pick(&others)
+                };
+                counts.member_changes += 1;
+                let Some(cli) = tools.cli.as_deref() else {
+                    continue;
+                };
+                let role = if victim == leader {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                let res = lock(members).remove_and_add(victim, cli);
+                (
+                    "membership",
+                    match res {
+                        Ok(done) => format!("member {victim} ({role}): {done}"),
+                        Err(e) => format!("member {victim} ({role}): FAILED: {e}"),
+                    },
+                )
             }
             _ => continue,
         };
