@@ -11,7 +11,16 @@
 //! dlm-chaos [--seed N] [--duration SECS] [--nodes 3|5] [--lock-clients N]
 //!           [--kv-clients N] [--ttl-ms MS] [--faults LIST] [--memory]
 //!           [--out DIR] [--keep] [--server PATH] [--porcupine PATH]
-//!           [--cli PATH]
+//!           [--cli PATH] [--binding-clients N] [--python PATH]
+//! ```
+//!
+//! Besides its own protocol clients (`--lock-clients`, `--kv-clients`),
+//! `--binding-clients N` lock and N key/value clients run through the `dlm`
+//! Rust crate, and as many through the Python package if `--python` names
+//! an interpreter that has it (scripts/chaos.sh passes the virtualenv
+//! scripts/test-python.sh builds).
+//!
+//! ```text
 //! ```
 //!
 //! Exit status 0: every checker passed; 1: a checker failed (the seed, the
@@ -35,7 +44,7 @@ use dlm_tests::chaos::history::{Clock, Fault, History, KvInput, LeaderSample, co
 use dlm_tests::chaos::members::{Members, Setup};
 use dlm_tests::chaos::proxy::{Link, Net};
 use dlm_tests::chaos::rng::Rng;
-use dlm_tests::chaos::{kv, locks, shim, timeline};
+use dlm_tests::chaos::{bindings, kv, locks, shim, timeline};
 
 /// Every kind of fault the nemesis knows.
 const ALL_FAULTS: [&str; 10] = [
@@ -67,13 +76,16 @@ struct Args {
     server: Option<PathBuf>,
     porcupine: Option<PathBuf>,
     cli: Option<PathBuf>,
+    binding_clients: u64,
+    python: Option<PathBuf>,
 }
 
 fn usage() -> String {
     format!(
         "usage: dlm-chaos [--seed N] [--duration SECS] [--nodes 3|5] [--lock-clients N] \
          [--kv-clients N] [--ttl-ms MS] [--faults {}] [--memory] [--single] [--out DIR] [--keep] \
-         [--server PATH] [--porcupine PATH] [--cli PATH]",
+         [--server PATH] [--porcupine PATH] [--cli PATH] [--binding-clients N] \
+         [--python PATH]",
         ALL_FAULTS.join(",")
     )
 }
@@ -99,6 +111,8 @@ fn parse_args() -> Result<Args, String> {
         server: None,
         porcupine: None,
         cli: None,
+        binding_clients: 1,
+        python: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -133,6 +147,8 @@ fn parse_args() -> Result<Args, String> {
             "--server" => a.server = Some(PathBuf::from(value("--server")?)),
             "--porcupine" => a.porcupine = Some(PathBuf::from(value("--porcupine")?)),
             "--cli" => a.cli = Some(PathBuf::from(value("--cli")?)),
+            "--binding-clients" => a.binding_clients = num(value("--binding-clients")?)?,
+            "--python" => a.python = Some(PathBuf::from(value("--python")?)),
             "-h" | "--help" => return Err(usage()),
             other => return Err(format!("unknown argument {other}\n{}", usage())),
         }
@@ -160,12 +176,13 @@ fn parse_args() -> Result<Args, String> {
 fn replay(a: &Args) -> String {
     let mut s = format!(
         "cargo run --release -p dlm-tests --bin dlm-chaos -- --seed {} --duration {} --nodes {} \
-         --lock-clients {} --kv-clients {} --ttl-ms {} --faults {}",
+         --lock-clients {} --kv-clients {} --binding-clients {} --ttl-ms {} --faults {}",
         a.seed,
         a.duration.as_secs(),
         a.nodes,
         a.lock_clients,
         a.kv_clients,
+        a.binding_clients,
         a.ttl.as_millis(),
         a.faults.join(",")
     );
@@ -174,6 +191,9 @@ fn replay(a: &Args) -> String {
     }
     if a.single {
         s.push_str(" --single");
+    }
+    if let Some(p) = &a.python {
+        let _ = write!(s, " --python {}", p.display());
     }
     s
 }
@@ -372,6 +392,31 @@ fn run(args: &Args) -> Result<bool, String> {
         let id = args.lock_clients + c;
         threads.push(thread::spawn(move || client::kv_client(&s, id)));
     }
+    // Through the bindings: client numbers from 100 (Rust crate) and 200
+    // (Python) up, so histories name them apart.
+    for c in 0..args.binding_clients {
+        let s = Arc::clone(&shared);
+        threads.push(thread::spawn(move || {
+            bindings::rust_lock_client(&s, 100 + c)
+        }));
+        let s = Arc::clone(&shared);
+        threads.push(thread::spawn(move || bindings::rust_kv_client(&s, 150 + c)));
+        if let Some(py) = &args.python {
+            for (role, id) in [("lock", 200 + c), ("kv", 250 + c)] {
+                let s = Arc::clone(&shared);
+                let py = py.clone();
+                threads.push(thread::spawn(move || {
+                    if let Err(e) = bindings::python_client(&s, &py, role, id) {
+                        eprintln!("dlm-chaos: Python {role} client {id}: {e}");
+                        *s.history
+                            .binding_failures
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) += 1;
+                    }
+                }));
+            }
+        }
+    }
 
     // The nemesis, on this thread.
     let mut counts = Counts::default();
@@ -477,7 +522,11 @@ fn run(args: &Args) -> Result<bool, String> {
     let kv_ok = matches!(kv_verdict, kv::Verdict::Ok { .. });
     let recovered_ok = recovered.is_some();
     let timeouts_ok = overrun.is_none();
-    let ok = kv_ok && lock_verdict.ok() && recovered_ok && timeouts_ok;
+    let binding_failures = *history
+        .binding_failures
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let ok = kv_ok && lock_verdict.ok() && recovered_ok && timeouts_ok && binding_failures == 0;
 
     let mut summary = String::new();
     {
@@ -497,6 +546,33 @@ fn run(args: &Args) -> Result<bool, String> {
             grants.len(),
             unknown_locks,
             lock_verdict.writes
+        );
+        let family = |c: u64| match c {
+            100..=199 => 1,
+            200..=299 => 2,
+            _ => 0,
+        };
+        let mut by = [[0usize; 2]; 3];
+        for o in &kv_ops {
+            by[family(o.client)][0] += 1;
+        }
+        for g in &grants {
+            by[family(g.client)][1] += 1;
+        }
+        let _ = writeln!(
+            s,
+            "by client: protocol {} key/value, {} grants; Rust crate {} key/value, {} grants; Python package {} key/value, {} grants{}",
+            by[0][0],
+            by[0][1],
+            by[1][0],
+            by[1][1],
+            by[2][0],
+            by[2][1],
+            if args.python.is_none() {
+                " (no --python: none)"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(
             s,
@@ -555,6 +631,12 @@ fn run(args: &Args) -> Result<bool, String> {
                 None => "FAILED: no successful operation within 30 s of healing".to_owned(),
             }
         );
+        if binding_failures > 0 {
+            let _ = writeln!(
+                s,
+                "checker binding clients ran: FAILED: {binding_failures} Python worker(s) could not run"
+            );
+        }
         let _ = writeln!(s, "verdict: {}", if ok { "PASS" } else { "FAIL" });
     }
     print!("{summary}");
@@ -640,9 +722,11 @@ fn nemesis(
         first_round.swap(i, j);
     }
     first_round.reverse();
-    while Instant::now() < deadline {
+    // The first round always completes (a run longer than asked, if
+    // need be), so that every kind was injected at least once.
+    while Instant::now() < deadline || !first_round.is_empty() {
         thread::sleep(Duration::from_millis(rng.range(300, 1500)));
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline && first_round.is_empty() {
             break;
         }
         let kind = match first_round.pop() {

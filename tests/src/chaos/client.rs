@@ -4,6 +4,8 @@
 //! whose request was written but whose answer did not come is recorded as
 //! indeterminate (it may or may not have been applied).
 
+#![allow(clippy::cast_precision_loss)] // seconds for people to read
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -131,12 +133,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn stopped(&self) -> bool {
+    /// Whether the clients should stop.
+    pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
 
     /// Records how far a call overran its timeout, if it did.
-    fn overrun(&self, call: u64, ret: u64, timeout: Duration, what: &str) {
+    pub fn overrun(&self, call: u64, ret: u64, timeout: Duration, what: &str) {
         let limit = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         let took = ret.saturating_sub(call);
         // The connect (300 ms) and the write come before the read timeout.
@@ -148,7 +151,14 @@ impl Shared {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if o.as_ref().is_none_or(|(d, _)| took - limit > *d) {
-                *o = Some((took - limit, what.to_owned()));
+                *o = Some((
+                    took - limit,
+                    format!(
+                        "{what} (sent at {:.3}s, took {:.3}s)",
+                        call as f64 / 1e9,
+                        took as f64 / 1e9
+                    ),
+                ));
             }
         }
     }
