@@ -397,7 +397,7 @@ fn run(args: &Args) -> Result<bool, String> {
     for c in 0..args.binding_clients {
         let s = Arc::clone(&shared);
         threads.push(thread::spawn(move || {
-            bindings::rust_lock_client(&s, 100 + c)
+            bindings::rust_lock_client(&s, 100 + c);
         }));
         let s = Arc::clone(&shared);
         threads.push(thread::spawn(move || bindings::rust_kv_client(&s, 150 + c)));

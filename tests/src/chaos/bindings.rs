@@ -1,6 +1,6 @@
 //! Chaos clients through the real bindings, with their failover on: the
 //! `dlm` Rust crate (threads of this process) and the Python package (a
-//! worker process, tests/chaos/python_worker.py, speaking JSON lines with
+//! worker process, `tests/chaos/python_worker.py`, speaking JSON lines with
 //! this one). Both record into the same history as the protocol clients,
 //! on the same keys and lock names, and write to the same guarded
 //! resource; a call that failed after it may have been sent is recorded
@@ -254,7 +254,7 @@ pub fn rust_kv_client(shared: &Shared, client: u64) {
     }
 }
 
-/// A Python worker process (tests/chaos/python_worker.py under the
+/// A Python worker process (`tests/chaos/python_worker.py` under the
 /// interpreter `python`, which has the `dlm` package): `role` is `lock` or
 /// `kv`. Runs until the clients stop; what it records goes into the
 /// history. Returns why it could not run, if it could not.

@@ -311,7 +311,9 @@ impl Members {
                 if out.status.success() {
                     return Ok(());
                 }
-                last = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+                String::from_utf8_lossy(&out.stderr)
+                    .trim()
+                    .clone_into(&mut last);
                 std::thread::sleep(Duration::from_millis(300));
             }
             Err(format!("dlm {}: {last}", args.join(" ")))

@@ -133,9 +133,9 @@ pub fn real_monotonic_ns() -> i64 {
     unsafe {
         libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts);
     }
-    i64::from(ts.tv_sec)
+    ts.tv_sec
         .saturating_mul(1_000_000_000)
-        .saturating_add(i64::from(ts.tv_nsec))
+        .saturating_add(ts.tv_nsec)
 }
 
 /// Shifts the wall clock of that member by `secs` from the real one.
