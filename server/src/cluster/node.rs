@@ -922,3 +922,27 @@ fn restore(host: &mut Host, data: &[u8], peers: &mut BTreeMap<u64, SocketAddr>) 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cluster_clock_follows_the_leader_in_bounded_steps() {
+        let t0 = Instant::now();
+        let mut c = ClusterClock::new(1_000, t0);
+        // Readings a tick apart or closer count in full.
+        let mut at = t0;
+        for _ in 0..50 {
+            at += Duration::from_millis(10);
+            c.read(at);
+        }
+        assert_eq!(c.read(at), 1_500);
+        // A gap of 5 s (a jump of the clock, or a stall) counts one step.
+        at += Duration::from_secs(5);
+        assert_eq!(c.read(at), 1_500 + 20);
+        // A reading earlier than the last never takes time back.
+        assert_eq!(c.read(at - Duration::from_millis(50)), 1_520);
+        assert_eq!(c.read(at + Duration::from_millis(5)), 1_525);
+    }
+}
