@@ -165,8 +165,16 @@ pub fn rust_lock_client(shared: &Shared, client: u64) {
                 via: 0,
             },
         );
+        // `unlock` consumes the guard: if its release failed to reach a
+        // member, the guard's `Drop` tries once more (documented), so the
+        // call may take two timeouts.
         let _ = held.unlock();
-        shared.overrun(c0, shared.clock.now(), CALL_TIMEOUT, "Rust crate Unlock");
+        shared.overrun(
+            c0,
+            shared.clock.now(),
+            CALL_TIMEOUT * 2,
+            "Rust crate Unlock (and Drop's retry)",
+        );
     }
 }
 
