@@ -12,8 +12,10 @@
 #                              3 members in memory, 1 durable member
 #                              under kill -9, the plain in-memory server
 #   scripts/chaos.sh --quick   the short run of `make test` (~1.5 min,
-#                              debug build: 3 members durable, 45 s;
-#                              3 members in memory, 20 s)
+#                              debug build: 3 members durable, 40 s;
+#                              3 members in memory, 15 s; each run at
+#                              least as long as every fault kind takes
+#                              once)
 #
 # CHAOS_SEED fixes the seed of every run (otherwise each draws its own and
 # prints it); CHAOS_PROFILE=debug|release picks the build. A failing run
@@ -49,8 +51,8 @@ seed_args+=(--python "$py")
 
 if [ $quick = 1 ]; then
   runs=(
-    "--nodes 3 --duration 45"
-    "--nodes 3 --duration 20 --memory"
+    "--nodes 3 --duration 40"
+    "--nodes 3 --duration 15 --memory"
   )
 else
   d=${CHAOS_DURATION:-300}

@@ -71,7 +71,7 @@ def lock_worker(a, rng):
             held = None
         ret = now(a.origin)
         send({"t": "call", "what": "Lock", "call": call, "ret": ret,
-              "timeout": int(((wait or 0) + a.timeout) * 1e9)})
+              "timeout": int(((wait or 0) + a.wait_slack + a.timeout) * 1e9)})
         if held is None:
             client.close()
             time.sleep(rng.uniform(0.02, 0.08))
@@ -176,6 +176,7 @@ def main():
     p.add_argument("--ttl-ms", type=int, required=True)
     p.add_argument("--origin", type=int, required=True)
     p.add_argument("--timeout", type=float, required=True)
+    p.add_argument("--wait-slack", type=float, required=True)
     p.add_argument("--kv-owner", required=True)
     p.add_argument("--keys", type=lambda s: s.split(","), required=True)
     p.add_argument("--names", type=lambda s: s.split(","), required=True)

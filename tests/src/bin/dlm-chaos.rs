@@ -1,8 +1,12 @@
 //! `dlm-chaos`: the fault-injection suite of issue 15. It starts a dlm
 //! cluster (3 or 5 `dlm-server` members with data directories, each
 //! reaching the others through proxies it controls), runs lock and
-//! key/value clients against it while a nemesis kills, pauses, partitions
-//! and delays members on a schedule drawn from a printed seed, then checks
+//! key/value clients against it (its own, and through the `dlm` Rust crate
+//! and the Python package) while a nemesis kills, pauses, partitions and
+//! delays members, jumps their wall and monotonic clocks, stalls the
+//! latter, and removes and adds members back (`dlm cluster remove/add`),
+//! on a schedule drawn from a printed seed (every kind at least once per
+//! run), then checks
 //! the history: mutual exclusion at a fenced resource, linearizability of
 //! the key/value operations (porcupine), calls within their timeouts, and
 //! that the cluster serves again once the faults stop.
@@ -253,6 +257,9 @@ fn run(args: &Args) -> Result<bool, String> {
         .out
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("dlm-chaos-{}", args.seed)));
+    // Absolute: the shim records the files members sync by absolute path,
+    // and the tail cut matches them against the data directories.
+    let out = std::path::absolute(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     println!(

@@ -15,7 +15,7 @@ use std::time::Duration;
 use dlm::{Client, Error, Options, Revision};
 use serde_json::{Value, json};
 
-use super::client::{KEYS, KV_OWNER, LOCK_NAMES, Shared};
+use super::client::{KEYS, KV_OWNER, LOCK_NAMES, Shared, WAIT_SLACK};
 use super::history::{Grant, KvInput, KvOp, KvOutput, push};
 use super::rng::Rng;
 
@@ -93,7 +93,12 @@ pub fn rust_lock_client(shared: &Shared, client: u64) {
         let call = shared.clock.now();
         let got = c.lock(name).ttl(ttl).wait(wait).acquire();
         let ret = shared.clock.now();
-        shared.overrun(call, ret, wait + CALL_TIMEOUT, "Rust crate Lock");
+        shared.overrun(
+            call,
+            ret,
+            wait + WAIT_SLACK + CALL_TIMEOUT,
+            "Rust crate Lock",
+        );
         let held = match got {
             Ok(l) => l,
             Err(Error::NotOwner | Error::Timeout) => {
@@ -290,6 +295,8 @@ pub fn python_client(
             &shared.clock.origin().to_string(),
             "--timeout",
             &CALL_TIMEOUT.as_secs_f64().to_string(),
+            "--wait-slack",
+            &WAIT_SLACK.as_secs_f64().to_string(),
             "--kv-owner",
             KV_OWNER,
             "--keys",

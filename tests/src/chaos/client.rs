@@ -220,6 +220,11 @@ fn sleep_ms(rng: &mut Rng, lo: u64, hi: u64) {
     std::thread::sleep(Duration::from_millis(rng.range(lo, hi)));
 }
 
+/// How much later than asked a cluster may end a wait (its deadline
+/// slack, `dlm_server::cluster::node::CLOCK_JUMP_SLACK` plus a millisecond;
+/// the plain server's is a millisecond).
+pub const WAIT_SLACK: Duration = Duration::from_millis(201);
+
 /// Names the lock clients fight over.
 pub const LOCK_NAMES: [&str; 2] = ["hot-a", "hot-b"];
 /// Keys the key/value clients share.
@@ -247,7 +252,10 @@ pub fn lock_client(shared: &Shared, client: u64) {
         if !wait.is_zero() {
             req["Wait"] = json!(secs(wait));
         }
-        let timeout = wait + Duration::from_secs(2);
+        // The server ends a wait up to its deadline slack (201 ms in a
+        // cluster: a millisecond for truncation, 200 for jumps of the
+        // leader's clock) after the wait asked for; then 2 s to answer.
+        let timeout = wait + WAIT_SLACK + Duration::from_secs(2);
         let call = shared.clock.now();
         let via = conn.member();
         let out = conn.call(&req, timeout);
