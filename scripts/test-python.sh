@@ -4,7 +4,13 @@
 # (with interop checks against the dlm command and the JackrabbitDLM-style
 # client of tests/python). scripts/test.sh calls it; it sets up what it
 # needs itself, so it also runs alone on a fresh machine.
+#
+#   scripts/test-python.sh --build-only   the virtualenv with the wheel
+#                                          installed, no tests (for the
+#                                          chaos suite's Python clients)
 set -euo pipefail
+build_only=0
+if [ "${1:-}" = --build-only ]; then build_only=1; fi
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -38,6 +44,11 @@ rm -rf "$wheels"
 wheel=$(ls "$wheels"/dlm-*.whl)
 echo "built $(basename "$wheel")"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheel"
+
+if [ $build_only = 1 ]; then
+  step "python: built in $((SECONDS - start)) s ($venv)"
+  exit 0
+fi
 
 step "python: pytest"
 # From an empty folder, so `import dlm` can only find the installed wheel.

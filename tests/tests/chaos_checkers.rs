@@ -302,7 +302,7 @@ fn the_shim_records_synced_lengths_and_shifts_the_wall_clock() {
         "{len} {cut}"
     );
     // The wall clock, a day ahead; the monotonic one untouched.
-    std::fs::write(shim::clock_file(&data), 0i64.to_le_bytes()).unwrap();
+    shim::init_clock(&data).unwrap();
     shim::jump_clock(&data, 86_400).unwrap();
     let out = std::process::Command::new("date")
         .arg("+%s")

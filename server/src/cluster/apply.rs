@@ -232,8 +232,13 @@ pub(crate) fn engine_config(b: &super::entry::Bootstrap) -> Config {
         memory_budget: usize::try_from(b.memory_budget).unwrap_or(usize::MAX),
         hash_key: b.hash_key,
         first_token: b.first_token,
-        // The leader's clock truncates to milliseconds.
-        deadline_slack: Ttl::from_millis(1),
+        // The leader's clock truncates to milliseconds (1 ms), and each
+        // jump of its monotonic clock may bring deadlines a step closer
+        // (node::CLOCK_JUMP_SLACK). Every member must run the same value:
+        // expiry is part of the replicated state.
+        deadline_slack: Ttl::from_millis(
+            1 + u64::try_from(super::node::CLOCK_JUMP_SLACK.as_millis()).unwrap_or(0),
+        ),
         ..Config::DEFAULT
     }
 }

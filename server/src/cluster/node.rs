@@ -60,18 +60,52 @@ pub enum RoleChange {
     },
 }
 
+/// The most one reading of the leader's clock may add to the cluster's
+/// time. The loop reads it every turn, and a turn comes at least every
+/// [`TICK`]; a longer gap between two readings (the process stalled, or
+/// its monotonic clock jumped forward) counts as this much. A jump of the
+/// leader's clock therefore brings every deadline at most this much
+/// closer (the engine's deadline slack, [`CLOCK_JUMP_SLACK`], absorbs
+/// several), while a stall of the whole leader only makes leases last
+/// longer (never shorter) than their TTL on the holders' clocks.
+pub const MAX_CLOCK_STEP: Duration = TICK;
+
+/// What every cluster deadline (lock, data, wait) gets on top of its TTL
+/// for jumps of the leader's clock: [`MAX_CLOCK_STEP`] for each of ten
+/// jumps within one TTL. A holder counting its TTL from when it sent its
+/// request keeps all of it through them.
+pub const CLOCK_JUMP_SLACK: Duration = MAX_CLOCK_STEP.saturating_mul(10);
+
 /// Leader-stamped time: the cluster's clock exists only as entry stamps.
 /// A new leader continues from the last stamp it applied, so the time of an
-/// election is never counted against anyone's TTL.
+/// election is never counted against anyone's TTL. It follows the leader's
+/// monotonic clock in steps of at most [`MAX_CLOCK_STEP`] per reading, so
+/// that a jump of that clock (a member's monotonic clock is not trusted
+/// more than its wall clock) cannot expire every lock at once.
 #[derive(Clone, Copy, Debug)]
 struct ClusterClock {
-    base: u64,
+    /// Cluster time at the last reading, in microseconds.
+    micros: u64,
+    /// When the leader's clock was last read.
     at: Instant,
 }
 
 impl ClusterClock {
-    fn now(&self) -> u64 {
-        self.base + u64::try_from(self.at.elapsed().as_millis()).unwrap_or(u64::MAX / 2)
+    fn new(base_ms: u64, at: Instant) -> Self {
+        Self {
+            micros: base_ms.saturating_mul(1000),
+            at,
+        }
+    }
+
+    /// Reads the leader's clock at `now`: the cluster time, milliseconds.
+    fn read(&mut self, now: Instant) -> u64 {
+        let step = now.saturating_duration_since(self.at).min(MAX_CLOCK_STEP);
+        self.micros = self
+            .micros
+            .saturating_add(u64::try_from(step.as_micros()).unwrap_or(0));
+        self.at = now.max(self.at);
+        self.micros / 1000
     }
 }
 
@@ -423,9 +457,12 @@ impl Member {
     }
 
     /// The cluster time a leader stamps with now.
-    fn stamp(&self, host: &Host) -> u64 {
+    fn stamp(&mut self, host: &Host) -> u64 {
         let applied = host.replica().map_or(0, |r| r.applied_stamp);
-        self.clock.map_or(applied, |c| c.now().max(applied))
+        let now = Instant::now();
+        self.clock
+            .as_mut()
+            .map_or(applied, |c| c.read(now).max(applied))
     }
 
     /// Proposes what the host has for the log (the leader only), and an
@@ -751,10 +788,7 @@ impl Member {
         let term = self.raw.raft.term;
         if role == StateRole::Leader {
             let base = host.replica().map_or(0, |r| r.applied_stamp);
-            self.clock = Some(ClusterClock {
-                base,
-                at: Instant::now(),
-            });
+            self.clock = Some(ClusterClock::new(base, Instant::now()));
             self.advance_pending = false;
             self.led_term = term;
             info!(
@@ -887,4 +921,28 @@ fn restore(host: &mut Host, data: &[u8], peers: &mut BTreeMap<u64, SocketAddr>) 
         peers.entry(id).or_insert(addr);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cluster_clock_follows_the_leader_in_bounded_steps() {
+        let t0 = Instant::now();
+        let mut c = ClusterClock::new(1_000, t0);
+        // Readings a tick apart or closer count in full.
+        let mut at = t0;
+        for _ in 0..50 {
+            at += Duration::from_millis(10);
+            c.read(at);
+        }
+        assert_eq!(c.read(at), 1_500);
+        // A gap of 5 s (a jump of the clock, or a stall) counts one step.
+        at += Duration::from_secs(5);
+        assert_eq!(c.read(at), 1_500 + 20);
+        // A reading earlier than the last never takes time back.
+        assert_eq!(c.read(t0 + Duration::from_millis(5_450)), 1_520);
+        assert_eq!(c.read(at + Duration::from_millis(5)), 1_525);
+    }
 }

@@ -15,10 +15,21 @@
  *   the suite treats those bytes as synced and keeps them, which errs on
  *   the side of never cutting what the server was told is durable.)
  *
- * DLM_CHAOS_CLOCK=FILE  FILE holds 8 bytes, a signed little-endian number
- *   of seconds added to CLOCK_REALTIME (clock_gettime, gettimeofday, time):
- *   the suite writes it to jump a member's wall clock while it runs.
- *   CLOCK_MONOTONIC is left alone.
+ * DLM_CHAOS_CLOCK=FILE  FILE holds three signed little-endian 64-bit
+ *   numbers the suite rewrites in place while the member runs:
+ *   [0]  seconds added to CLOCK_REALTIME (clock_gettime, gettimeofday,
+ *        time): the member's wall clock jumps;
+ *   [1]  nanoseconds added to CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE,
+ *        CLOCK_MONOTONIC_RAW and CLOCK_BOOTTIME (what std::time::Instant
+ *        reads): the member's monotonic clock jumps forward;
+ *   [2]  if not 0, the monotonic clocks (offset included) read at most
+ *        this many nanoseconds: the member's monotonic clock stalls. The
+ *        suite ends a stall by lowering [1] by the stall's length and then
+ *        clearing [2], so the clock goes on from where it stopped.
+ *   Each monotonic clock also never reads less than it last read in this
+ *   process, whatever the order in which the suite's writes land.
+ *   Timers the kernel runs (epoll_wait, nanosleep) are untouched: to the
+ *   member, a jump forward looks like time that passed without it.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -40,7 +51,8 @@
 #define MAX_FD 65536
 static _Atomic int64_t written_end[MAX_FD];
 static int sync_log = -1;
-static volatile int64_t *clock_offset;
+static volatile int64_t *clock_offset; /* the three numbers above */
+#define CLOCK_WORDS 3
 
 __attribute__((constructor)) static void shim_init(void) {
     const char *log = getenv("DLM_CHAOS_SYNC_LOG");
@@ -51,7 +63,7 @@ __attribute__((constructor)) static void shim_init(void) {
     if (clk && *clk) {
         int fd = (int)syscall(SYS_openat, AT_FDCWD, clk, O_RDONLY | O_CLOEXEC);
         if (fd >= 0) {
-            void *p = mmap(NULL, 8, PROT_READ, MAP_SHARED, fd, 0);
+            void *p = mmap(NULL, CLOCK_WORDS * 8, PROT_READ, MAP_SHARED, fd, 0);
             if (p != MAP_FAILED) clock_offset = (volatile int64_t *)p;
             syscall(SYS_close, fd);
         }
@@ -147,12 +159,50 @@ int fdatasync(int fd) {
     return real_fdatasync(fd);
 }
 
-static int64_t offset_now(void) { return clock_offset ? *clock_offset : 0; }
+static int64_t offset_now(void) { return clock_offset ? clock_offset[0] : 0; }
+
+/* The last value each monotonic clock returned (ns), to keep it monotonic. */
+static _Atomic int64_t mono_last[4];
+
+static int mono_slot(clockid_t id) {
+    switch (id) {
+    case CLOCK_MONOTONIC: return 0;
+    case CLOCK_MONOTONIC_COARSE: return 1;
+    case CLOCK_MONOTONIC_RAW: return 2;
+    case CLOCK_BOOTTIME: return 3;
+    default: return -1;
+    }
+}
+
+static void shift_monotonic(int slot, struct timespec *ts) {
+    if (!clock_offset) return;
+    int64_t v = (int64_t)ts->tv_sec * 1000000000LL + ts->tv_nsec + clock_offset[1];
+    int64_t frozen = clock_offset[2];
+    if (frozen != 0 && v > frozen) v = frozen;
+    int64_t last = mono_last[slot];
+    while (1) {
+        if (v < last) {
+            v = last;
+            break;
+        }
+        if (__atomic_compare_exchange_n(&mono_last[slot], &last, v, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST))
+            break;
+    }
+    ts->tv_sec = (time_t)(v / 1000000000LL);
+    ts->tv_nsec = (long)(v % 1000000000LL);
+}
 
 int clock_gettime(clockid_t id, struct timespec *ts) {
     REAL(clock_gettime);
     int r = real_clock_gettime(id, ts);
-    if (r == 0 && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE)) ts->tv_sec += offset_now();
+    if (r != 0) return r;
+    if (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE) {
+        ts->tv_sec += offset_now();
+    } else {
+        int slot = mono_slot(id);
+        if (slot >= 0) shift_monotonic(slot, ts);
+    }
     return r;
 }
 

@@ -1,8 +1,12 @@
 //! `dlm-chaos`: the fault-injection suite of issue 15. It starts a dlm
 //! cluster (3 or 5 `dlm-server` members with data directories, each
 //! reaching the others through proxies it controls), runs lock and
-//! key/value clients against it while a nemesis kills, pauses, partitions
-//! and delays members on a schedule drawn from a printed seed, then checks
+//! key/value clients against it (its own, and through the `dlm` Rust crate
+//! and the Python package) while a nemesis kills, pauses, partitions and
+//! delays members, jumps their wall and monotonic clocks, stalls the
+//! latter, and removes and adds members back (`dlm cluster remove/add`),
+//! on a schedule drawn from a printed seed (every kind at least once per
+//! run), then checks
 //! the history: mutual exclusion at a fenced resource, linearizability of
 //! the key/value operations (porcupine), calls within their timeouts, and
 //! that the cluster serves again once the faults stop.
@@ -11,6 +15,16 @@
 //! dlm-chaos [--seed N] [--duration SECS] [--nodes 3|5] [--lock-clients N]
 //!           [--kv-clients N] [--ttl-ms MS] [--faults LIST] [--memory]
 //!           [--out DIR] [--keep] [--server PATH] [--porcupine PATH]
+//!           [--cli PATH] [--binding-clients N] [--python PATH]
+//! ```
+//!
+//! Besides its own protocol clients (`--lock-clients`, `--kv-clients`),
+//! `--binding-clients N` lock and N key/value clients run through the `dlm`
+//! Rust crate, and as many through the Python package if `--python` names
+//! an interpreter that has it (scripts/chaos.sh passes the virtualenv
+//! scripts/test-python.sh builds).
+//!
+//! ```text
 //! ```
 //!
 //! Exit status 0: every checker passed; 1: a checker failed (the seed, the
@@ -34,10 +48,10 @@ use dlm_tests::chaos::history::{Clock, Fault, History, KvInput, LeaderSample, co
 use dlm_tests::chaos::members::{Members, Setup};
 use dlm_tests::chaos::proxy::{Link, Net};
 use dlm_tests::chaos::rng::Rng;
-use dlm_tests::chaos::{kv, locks, shim, timeline};
+use dlm_tests::chaos::{bindings, kv, locks, shim, timeline};
 
 /// Every kind of fault the nemesis knows.
-const ALL_FAULTS: [&str; 8] = [
+const ALL_FAULTS: [&str; 10] = [
     "kill-leader",
     "kill-follower",
     "pause-leader",
@@ -46,6 +60,8 @@ const ALL_FAULTS: [&str; 8] = [
     "one-way",
     "delay",
     "clock",
+    "monotonic",
+    "member-change",
 ];
 
 #[derive(Clone, Debug)]
@@ -63,13 +79,17 @@ struct Args {
     keep: bool,
     server: Option<PathBuf>,
     porcupine: Option<PathBuf>,
+    cli: Option<PathBuf>,
+    binding_clients: u64,
+    python: Option<PathBuf>,
 }
 
 fn usage() -> String {
     format!(
         "usage: dlm-chaos [--seed N] [--duration SECS] [--nodes 3|5] [--lock-clients N] \
          [--kv-clients N] [--ttl-ms MS] [--faults {}] [--memory] [--single] [--out DIR] [--keep] \
-         [--server PATH] [--porcupine PATH]",
+         [--server PATH] [--porcupine PATH] [--cli PATH] [--binding-clients N] \
+         [--python PATH]",
         ALL_FAULTS.join(",")
     )
 }
@@ -94,6 +114,9 @@ fn parse_args() -> Result<Args, String> {
         keep: false,
         server: None,
         porcupine: None,
+        cli: None,
+        binding_clients: 1,
+        python: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -127,6 +150,9 @@ fn parse_args() -> Result<Args, String> {
             "--keep" => a.keep = true,
             "--server" => a.server = Some(PathBuf::from(value("--server")?)),
             "--porcupine" => a.porcupine = Some(PathBuf::from(value("--porcupine")?)),
+            "--cli" => a.cli = Some(PathBuf::from(value("--cli")?)),
+            "--binding-clients" => a.binding_clients = num(value("--binding-clients")?)?,
+            "--python" => a.python = Some(PathBuf::from(value("--python")?)),
             "-h" | "--help" => return Err(usage()),
             other => return Err(format!("unknown argument {other}\n{}", usage())),
         }
@@ -135,8 +161,12 @@ fn parse_args() -> Result<Args, String> {
         return Err("--nodes must be 1 to 9".into());
     }
     if a.single {
-        // One plain server: nothing to partition.
+        // One plain server: nothing to partition, no membership.
         a.nodes = 1;
+    }
+    if a.nodes < 3 {
+        // Removing one of two members leaves no quorum to add it back.
+        a.faults.retain(|f| f != "member-change");
     }
     if !a.durable {
         // A member killed in memory comes back empty and must rejoin;
@@ -150,12 +180,13 @@ fn parse_args() -> Result<Args, String> {
 fn replay(a: &Args) -> String {
     let mut s = format!(
         "cargo run --release -p dlm-tests --bin dlm-chaos -- --seed {} --duration {} --nodes {} \
-         --lock-clients {} --kv-clients {} --ttl-ms {} --faults {}",
+         --lock-clients {} --kv-clients {} --binding-clients {} --ttl-ms {} --faults {}",
         a.seed,
         a.duration.as_secs(),
         a.nodes,
         a.lock_clients,
         a.kv_clients,
+        a.binding_clients,
         a.ttl.as_millis(),
         a.faults.join(",")
     );
@@ -164,6 +195,9 @@ fn replay(a: &Args) -> String {
     }
     if a.single {
         s.push_str(" --single");
+    }
+    if let Some(p) = &a.python {
+        let _ = write!(s, " --python {}", p.display());
     }
     s
 }
@@ -213,6 +247,9 @@ struct Counts {
     pauses: u64,
     partitions: u64,
     clock_jumps: u64,
+    member_changes: u64,
+    monotonic_jumps: u64,
+    monotonic_stalls: u64,
 }
 
 fn run(args: &Args) -> Result<bool, String> {
@@ -220,6 +257,9 @@ fn run(args: &Args) -> Result<bool, String> {
         .out
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("dlm-chaos-{}", args.seed)));
+    // Absolute: the shim records the files members sync by absolute path,
+    // and the tail cut matches them against the data directories.
+    let out = std::path::absolute(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     println!(
@@ -250,6 +290,16 @@ fn run(args: &Args) -> Result<bool, String> {
             p
         }
     };
+    let cli = args
+        .cli
+        .clone()
+        .or_else(|| Some(bin_dir.join("dlm")))
+        .filter(|p| p.exists());
+    if cli.is_none() && args.faults.iter().any(|f| f == "member-change") {
+        eprintln!(
+            "dlm-chaos: no dlm command (cargo build -p dlm-cli, or --cli PATH): no membership changes"
+        );
+    }
     let preload = match shim::build(&bin_dir.join("libdlm-chaos-shim.so")) {
         Ok(p) => Some(p),
         Err(e) => {
@@ -349,19 +399,40 @@ fn run(args: &Args) -> Result<bool, String> {
         let id = args.lock_clients + c;
         threads.push(thread::spawn(move || client::kv_client(&s, id)));
     }
+    // Through the bindings: client numbers from 100 (Rust crate) and 200
+    // (Python) up, so histories name them apart.
+    for c in 0..args.binding_clients {
+        let s = Arc::clone(&shared);
+        threads.push(thread::spawn(move || {
+            bindings::rust_lock_client(&s, 100 + c);
+        }));
+        let s = Arc::clone(&shared);
+        threads.push(thread::spawn(move || bindings::rust_kv_client(&s, 150 + c)));
+        if let Some(py) = &args.python {
+            for (role, id) in [("lock", 200 + c), ("kv", 250 + c)] {
+                let s = Arc::clone(&shared);
+                let py = py.clone();
+                threads.push(thread::spawn(move || {
+                    if let Err(e) = bindings::python_client(&s, &py, role, id) {
+                        eprintln!("dlm-chaos: Python {role} client {id}: {e}");
+                        *s.history
+                            .binding_failures
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) += 1;
+                    }
+                }));
+            }
+        }
+    }
 
     // The nemesis, on this thread.
     let mut counts = Counts::default();
     let started = Instant::now();
-    nemesis(
-        args,
-        &members,
-        &net,
-        &history,
-        clock,
-        &mut counts,
-        preload.is_some(),
-    );
+    let tools = Tools {
+        shim: preload.is_some(),
+        cli,
+    };
+    nemesis(args, &members, &net, &history, clock, &mut counts, &tools);
     let nemesis_end = clock.now();
 
     // Heal everything, bring every member back, and time the recovery.
@@ -458,7 +529,11 @@ fn run(args: &Args) -> Result<bool, String> {
     let kv_ok = matches!(kv_verdict, kv::Verdict::Ok { .. });
     let recovered_ok = recovered.is_some();
     let timeouts_ok = overrun.is_none();
-    let ok = kv_ok && lock_verdict.ok() && recovered_ok && timeouts_ok;
+    let binding_failures = *history
+        .binding_failures
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let ok = kv_ok && lock_verdict.ok() && recovered_ok && timeouts_ok && binding_failures == 0;
 
     let mut summary = String::new();
     {
@@ -479,15 +554,45 @@ fn run(args: &Args) -> Result<bool, String> {
             unknown_locks,
             lock_verdict.writes
         );
+        let family = |c: u64| match c {
+            100..=199 => 1,
+            200..=299 => 2,
+            _ => 0,
+        };
+        let mut by = [[0usize; 2]; 3];
+        for o in &kv_ops {
+            by[family(o.client)][0] += 1;
+        }
+        for g in &grants {
+            by[family(g.client)][1] += 1;
+        }
         let _ = writeln!(
             s,
-            "faults: {} total: {} kills ({} data-dir tails cut), {} pauses, {} partitions/delays, {} clock jumps",
+            "by client: protocol {} key/value, {} grants; Rust crate {} key/value, {} grants; Python package {} key/value, {} grants{}",
+            by[0][0],
+            by[0][1],
+            by[1][0],
+            by[1][1],
+            by[2][0],
+            by[2][1],
+            if args.python.is_none() {
+                " (no --python: none)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            s,
+            "faults: {} total: {} kills ({} data-dir tails cut), {} pauses, {} partitions/delays, {} wall-clock jumps, {} monotonic-clock jumps, {} monotonic-clock stalls, {} membership changes (remove, add back empty)",
             faults.len(),
             counts.kills,
             counts.tails_cut,
             counts.pauses,
             counts.partitions,
-            counts.clock_jumps
+            counts.clock_jumps,
+            counts.monotonic_jumps,
+            counts.monotonic_stalls,
+            counts.member_changes
         );
         let _ = writeln!(
             s,
@@ -533,6 +638,12 @@ fn run(args: &Args) -> Result<bool, String> {
                 None => "FAILED: no successful operation within 30 s of healing".to_owned(),
             }
         );
+        if binding_failures > 0 {
+            let _ = writeln!(
+                s,
+                "checker binding clients ran: FAILED: {binding_failures} Python worker(s) could not run"
+            );
+        }
         let _ = writeln!(s, "verdict: {}", if ok { "PASS" } else { "FAIL" });
     }
     print!("{summary}");
@@ -575,6 +686,14 @@ fn wait_serving(shared: &Shared, within: Duration) -> Option<Duration> {
     None
 }
 
+/// What the nemesis has to inject faults with.
+struct Tools {
+    /// The fault shim is under every member (tail cuts, clock faults).
+    shim: bool,
+    /// The `dlm` command (membership changes).
+    cli: Option<PathBuf>,
+}
+
 /// The nemesis: one fault at a time, drawn from the seed, until the
 /// duration is spent.
 fn nemesis(
@@ -584,8 +703,9 @@ fn nemesis(
     history: &History,
     clock: Clock,
     counts: &mut Counts,
-    shim: bool,
+    tools: &Tools,
 ) {
+    let shim = tools.shim;
     let mut rng = Rng::fork(args.seed, 1);
     let deadline = Instant::now() + args.duration;
     let ids: Vec<u64> = (1..=args.nodes).collect();
@@ -593,19 +713,33 @@ fn nemesis(
         .faults
         .iter()
         .map(String::as_str)
-        .filter(|f| shim || *f != "clock")
+        .filter(|f| shim || (*f != "clock" && *f != "monotonic"))
+        .filter(|f| tools.cli.is_some() || *f != "member-change")
         .collect();
     if faults.is_empty() {
         thread::sleep(args.duration);
         return;
     }
     let ttl_ms = u64::try_from(args.ttl.as_millis()).unwrap_or(1000);
-    while Instant::now() < deadline {
+    // Every kind once first (in an order drawn from the seed), so that a
+    // short run meets each; then kinds at random.
+    let mut first_round = faults.clone();
+    for i in (1..first_round.len()).rev() {
+        let j = usize::try_from(rng.range(0, i as u64 + 1)).unwrap_or(0);
+        first_round.swap(i, j);
+    }
+    first_round.reverse();
+    // The first round always completes (a run longer than asked, if
+    // need be), so that every kind was injected at least once.
+    while Instant::now() < deadline || !first_round.is_empty() {
         thread::sleep(Duration::from_millis(rng.range(300, 1500)));
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline && first_round.is_empty() {
             break;
         }
-        let kind = *rng.pick(&faults);
+        let kind = match first_round.pop() {
+            Some(k) => k,
+            None => *rng.pick(&faults),
+        };
         let leader = {
             let l = lock(members).leader();
             if l == 0 { *rng.pick(&ids) } else { l }
@@ -742,6 +876,96 @@ fn nemesis(
                             _ => String::new(),
                         }
                     ),
+                )
+            }
+            "monotonic" => {
+                // The leader's clock most often: it stamps the cluster's
+                // time, by which every lock expires.
+                let victim = if rng.chance(70) {
+                    leader
+                } else {
+                    *rng.pick(&ids)
+                };
+                let dir = lock(members).data_dir(victim).map(Path::to_path_buf);
+                let role = if victim == leader {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                if rng.chance(60) {
+                    // Half the time by less than the 20 ticks (400 ms) a
+                    // turn catches up (a leader that believed its clock
+                    // would end leases early by that much and keep
+                    // leading), half the time by many TTLs (its ticks also
+                    // jump: it steps down).
+                    let ms = if rng.chance(50) {
+                        rng.range(50, 350)
+                    } else {
+                        rng.range(ttl_ms * 2, ttl_ms * 30)
+                    };
+                    counts.monotonic_jumps += 1;
+                    let res = dir.map(|d| {
+                        shim::jump_monotonic(&d, i64::try_from(ms).unwrap_or(0) * 1_000_000)
+                    });
+                    (
+                        "monotonic",
+                        format!(
+                            "member {victim}'s ({role}) monotonic clock jumps {ms} ms forward{}",
+                            match res {
+                                Some(Err(e)) => format!(" (failed: {e})"),
+                                _ => String::new(),
+                            }
+                        ),
+                    )
+                } else {
+                    let stall = Duration::from_millis(rng.range(ttl_ms / 2, ttl_ms * 3));
+                    counts.monotonic_stalls += 1;
+                    let detail = match dir {
+                        Some(d) => match shim::stall_monotonic(&d) {
+                            Ok(since) => {
+                                thread::sleep(stall);
+                                match shim::end_stall(&d, since) {
+                                    Ok(()) => String::new(),
+                                    Err(e) => format!(" (resume failed: {e})"),
+                                }
+                            }
+                            Err(e) => format!(" (failed: {e})"),
+                        },
+                        None => String::new(),
+                    };
+                    (
+                        "monotonic",
+                        format!(
+                            "member {victim}'s ({role}) monotonic clock stalls for {} ms{detail}",
+                            stall.as_millis()
+                        ),
+                    )
+                }
+            }
+            "member-change" => {
+                // A follower most often; the leader now and then (it
+                // hands over once its removal commits).
+                let victim = if rng.chance(25) || others.is_empty() {
+                    leader
+                } else {
+                    *rng.pick(&others)
+                };
+                counts.member_changes += 1;
+                let Some(cli) = tools.cli.as_deref() else {
+                    continue;
+                };
+                let role = if victim == leader {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                let res = lock(members).remove_and_add(victim, cli);
+                (
+                    "membership",
+                    match res {
+                        Ok(done) => format!("member {victim} ({role}): {done}"),
+                        Err(e) => format!("member {victim} ({role}): FAILED: {e}"),
+                    },
                 )
             }
             _ => continue,

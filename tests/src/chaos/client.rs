@@ -4,6 +4,8 @@
 //! whose request was written but whose answer did not come is recorded as
 //! indeterminate (it may or may not have been applied).
 
+#![allow(clippy::cast_precision_loss)] // seconds for people to read
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -131,12 +133,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn stopped(&self) -> bool {
+    /// Whether the clients should stop.
+    pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
 
     /// Records how far a call overran its timeout, if it did.
-    fn overrun(&self, call: u64, ret: u64, timeout: Duration, what: &str) {
+    pub fn overrun(&self, call: u64, ret: u64, timeout: Duration, what: &str) {
         let limit = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         let took = ret.saturating_sub(call);
         // The connect (300 ms) and the write come before the read timeout.
@@ -148,7 +151,14 @@ impl Shared {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if o.as_ref().is_none_or(|(d, _)| took - limit > *d) {
-                *o = Some((took - limit, what.to_owned()));
+                *o = Some((
+                    took - limit,
+                    format!(
+                        "{what} (sent at {:.3}s, took {:.3}s)",
+                        call as f64 / 1e9,
+                        took as f64 / 1e9
+                    ),
+                ));
             }
         }
     }
@@ -210,6 +220,11 @@ fn sleep_ms(rng: &mut Rng, lo: u64, hi: u64) {
     std::thread::sleep(Duration::from_millis(rng.range(lo, hi)));
 }
 
+/// How much later than asked a cluster may end a wait (its deadline
+/// slack, `dlm_server::cluster::node::CLOCK_JUMP_SLACK` plus a millisecond;
+/// the plain server's is a millisecond).
+pub const WAIT_SLACK: Duration = Duration::from_millis(201);
+
 /// Names the lock clients fight over.
 pub const LOCK_NAMES: [&str; 2] = ["hot-a", "hot-b"];
 /// Keys the key/value clients share.
@@ -237,7 +252,10 @@ pub fn lock_client(shared: &Shared, client: u64) {
         if !wait.is_zero() {
             req["Wait"] = json!(secs(wait));
         }
-        let timeout = wait + Duration::from_secs(2);
+        // The server ends a wait up to its deadline slack (201 ms in a
+        // cluster: a millisecond for truncation, 200 for jumps of the
+        // leader's clock) after the wait asked for; then 2 s to answer.
+        let timeout = wait + WAIT_SLACK + Duration::from_secs(2);
         let call = shared.clock.now();
         let via = conn.member();
         let out = conn.call(&req, timeout);
@@ -324,6 +342,19 @@ pub fn lock_client(shared: &Shared, client: u64) {
                     }
                     Outcome::Refused(_) | Outcome::Unknown(_) => {}
                 }
+            }
+        }
+        // Now and then the holder uses its lease to the end: a last write
+        // just before it runs out, where a lease the cluster ended early
+        // (a leader's clock that jumped) meets the next holder's writes.
+        if rng.chance(30) && !shared.stopped() {
+            let margin = rng.range(1, 30) * 1_000_000;
+            let now = shared.clock.now();
+            if lease_end > now + margin {
+                std::thread::sleep(Duration::from_nanos(lease_end - now - margin));
+                shared
+                    .resource
+                    .write(shared, client, name, token, lease_end);
             }
         }
         let c = shared.clock.now();

@@ -4,23 +4,29 @@
 //! guarded resource saw, and the nemesis's faults.
 
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
 
 use serde_json::{Value, json};
 
-/// The run's clock: nanoseconds since it started.
+/// The run's clock: nanoseconds since it started, on the machine's
+/// `CLOCK_MONOTONIC` (which worker processes read too, so their times
+/// share this timeline).
 #[derive(Clone, Copy, Debug)]
-pub struct Clock(Instant);
+pub struct Clock(i64);
 
 impl Clock {
     /// A clock starting now.
     pub fn start() -> Self {
-        Self(Instant::now())
+        Self(super::shim::real_monotonic_ns())
     }
 
     /// Nanoseconds since the start.
     pub fn now(&self) -> u64 {
-        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        u64::try_from(super::shim::real_monotonic_ns().saturating_sub(self.0)).unwrap_or(0)
+    }
+
+    /// The start, in `CLOCK_MONOTONIC` nanoseconds.
+    pub fn origin(&self) -> i64 {
+        self.0
     }
 }
 
@@ -156,6 +162,8 @@ pub struct History {
     pub leaders: Mutex<Vec<LeaderSample>>,
     /// Longest time a call took beyond its own timeout (ns), and which.
     pub overrun: Mutex<Option<(u64, String)>>,
+    /// Worker processes (Python clients) that failed to run.
+    pub binding_failures: Mutex<u64>,
 }
 
 /// Appends to a vector behind a mutex, whatever happened to another holder.

@@ -30,6 +30,8 @@ pub struct Member {
     child: Option<Child>,
     /// Whether it is stopped by SIGSTOP.
     pub paused: bool,
+    /// Whether it starts with `--join` (it was removed and added back).
+    pub join: bool,
 }
 
 /// How members are started.
@@ -83,6 +85,7 @@ impl Members {
                     data_dir,
                     child: None,
                     paused: false,
+                    join: false,
                 },
             );
         }
@@ -153,11 +156,12 @@ impl Members {
         if setup.durable {
             cmd.arg("--data-dir").arg(&m.data_dir);
         }
+        if m.join {
+            cmd.arg("--join");
+        }
         if let Some(p) = &setup.preload {
             let clock = super::shim::clock_file(&m.data_dir);
-            if !clock.exists() {
-                std::fs::write(&clock, 0i64.to_le_bytes())?;
-            }
+            super::shim::init_clock(&m.data_dir)?;
             cmd.env("LD_PRELOAD", p)
                 .env("DLM_CHAOS_SYNC_LOG", super::shim::sync_log(&m.data_dir))
                 .env("DLM_CHAOS_CLOCK", clock);
@@ -276,9 +280,88 @@ impl Members {
             .map_or(0, |(l, _)| l)
     }
 
+    /// A membership change through the `dlm` command (`cli`), as an
+    /// operator would make it: `dlm cluster remove ID`, wait for the member
+    /// to stop by itself, give it an empty data directory (a fresh
+    /// machine), `dlm cluster add ID PEER`, and start it with `--join`.
+    /// What was done, for the fault record; an error if a step failed
+    /// (the member is left as that step left it; the caller brings every
+    /// member back at the end).
+    pub fn remove_and_add(&mut self, id: u64, cli: &Path) -> Result<String, String> {
+        let servers = self
+            .client_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let peer = self
+            .members
+            .get(&id)
+            .map(|m| format!("127.0.0.1:{}", m.peer_port))
+            .ok_or("no such member")?;
+        let dlm = |args: &[&str]| -> Result<(), String> {
+            let mut last = String::new();
+            for _ in 0..5 {
+                let out = Command::new(cli)
+                    .args(["--server", &servers, "--timeout", "5"])
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .output()
+                    .map_err(|e| format!("cannot run {}: {e}", cli.display()))?;
+                if out.status.success() {
+                    return Ok(());
+                }
+                String::from_utf8_lossy(&out.stderr)
+                    .trim()
+                    .clone_into(&mut last);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            Err(format!("dlm {}: {last}", args.join(" ")))
+        };
+        dlm(&["cluster", "remove", &id.to_string()])?;
+        // A removed member stops by itself once it applies its removal (or
+        // after a grace, if it never hears of it); then it is gone anyway.
+        let m = self.members.get_mut(&id).ok_or("no such member")?;
+        let mut stopped_itself = false;
+        if let Some(mut child) = m.child.take() {
+            for _ in 0..500 {
+                if child.try_wait().ok().flatten().is_some() {
+                    stopped_itself = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        m.paused = false;
+        let _ = std::fs::remove_dir_all(&m.data_dir);
+        std::fs::create_dir_all(&m.data_dir).map_err(|e| e.to_string())?;
+        let _ = std::fs::write(super::shim::sync_log(&m.data_dir), b"");
+        m.join = true;
+        dlm(&["cluster", "add", &id.to_string(), &peer])?;
+        self.boot(id).map_err(|e| e.to_string())?;
+        Ok(format!(
+            "dlm cluster remove {id} (it {}), data directory emptied, dlm cluster add {id} {peer}, \
+             started with --join",
+            if stopped_itself {
+                "stopped by itself"
+            } else {
+                "was still running after 10 s: killed"
+            }
+        ))
+    }
+
     /// The directory of member `id`'s data.
     pub fn data_dir(&self, id: u64) -> Option<&Path> {
         self.members.get(&id).map(|m| m.data_dir.as_path())
+    }
+}
+
+impl Drop for Members {
+    /// No member outlives the suite (or a test that panicked).
+    fn drop(&mut self) {
+        self.stop_all();
     }
 }
 
