@@ -153,7 +153,19 @@ fn a_server_that_does_not_exclude_fails_the_war() {
     let addr = start_broken_server();
     let o = war(
         addr,
-        &["--fighters", "6", "--rounds", "300", "--hold-ms", "5"],
+        // A long TTL: a fighter starved for seconds on a loaded machine
+        // must not see its lease run out (that would fail the war for
+        // another reason than the one this test checks).
+        &[
+            "--fighters",
+            "6",
+            "--rounds",
+            "300",
+            "--hold-ms",
+            "5",
+            "--ttl",
+            "60",
+        ],
     );
     let text = out(&o);
     assert_eq!(
