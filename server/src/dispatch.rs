@@ -417,16 +417,14 @@ fn record(slot: usize, command: &Command<'_>, r: &Response<'_>, at: Duration) ->
             Some(token),
             Some(ttl),
             _,
-        ) => {
-            Some(Told::Locked {
-                slot,
-                name: name.0.to_owned(),
-                owner: owner.0.to_owned(),
-                token: token.0,
-                ttl,
-                at,
-            })
-        }
+        ) => Some(Told::Locked {
+            slot,
+            name: name.0.to_owned(),
+            owner: owner.0.to_owned(),
+            token: token.0,
+            ttl,
+            at,
+        }),
         (Command::Unlock { name, owner, .. }, Status::Unlocked, _, _, Some(_)) => {
             Some(Told::Released {
                 name: name.0.to_owned(),
