@@ -79,7 +79,10 @@ fn a_semaphores_holders_survive_the_leaders_death() {
         if lag == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "member {leader} never caught up: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "member {leader} never caught up: {s}"
+        );
         thread::sleep(Duration::from_millis(20));
     }
     assert!(
