@@ -192,3 +192,24 @@ fn names_keep_one_kind_while_they_live() {
         assert_eq!(c.recv().status, Status::BadPayload, "{line}");
     }
 }
+
+/// A writer first in line that leaves (its connection closes) lets the
+/// readers behind it in at once: the queue moves when a waiter leaves, not
+/// only when a hold ends.
+#[test]
+fn a_waiting_writer_that_leaves_lets_the_readers_behind_it_in() {
+    let server = Server::start();
+    let mut c = server.connect();
+    let r1 = c.call(&Client::new("r1").acquire("cfg", Shape::Read, TTL, None));
+    assert_eq!(r1.status, Status::Locked);
+    let w = queue(&server, "w", "cfg", Shape::Write, 1);
+    let mut r2 = queue(&server, "r2", "cfg", Shape::Read, 2);
+    drop(w);
+    let got = r2.recv();
+    assert_eq!(
+        (got.status, got.id.as_deref()),
+        (Status::Locked, Some("r2"))
+    );
+    let s = server.stats();
+    assert_eq!((s.get(Stat::AWait), s.get(Stat::WaitCancel)), (0, 1));
+}
