@@ -2,7 +2,10 @@
 //! deterministic state machine.
 //!
 //! The engine owns two separate namespaces (locks and data entries), the
-//! FIFO wait queues, the fencing-token counter and the statistics. It never
+//! FIFO wait queues, the fencing-token counter and the statistics. The lock
+//! namespace also holds semaphores and read/write locks (names several
+//! hold at once, with `alloc`; see the `shared` module and PROTOCOL.md
+//! section 8), one kind per name at a time. It never
 //! reads a clock, a socket or a random number generator: the host passes
 //! the time into every call and the hash key in the [`Config`], so the same
 //! sequence of `(command, now)` always gives the same answers and state.
