@@ -16,7 +16,7 @@ use dlm_core::codec::{self, DecodeError};
 use dlm_core::limits::{DEFAULT_MAX_TTL, Limits, MAX_JSON_DEPTH, NAME_CEILING};
 use dlm_core::protocol::{
     Command, Credentials, Field, Framing, JsonError, Message, Owner, Rejected, Request,
-    RequestError, Resource, Response, ResponseError, Revision, SliceOut, Status, Token,
+    RequestError, Resource, Response, ResponseError, Revision, Shape, SliceOut, Status, Token,
 };
 use dlm_core::stats::{Stat, Stats};
 use dlm_core::time::Ttl;
@@ -2883,4 +2883,114 @@ fn admin_answers_round_trip() {
     }
     let mut bad = br#"{"Status":"Done","Admin":[1]}"#.to_vec();
     assert!(Response::parse(&mut bad).is_err());
+}
+
+// ---------------------------------------------------------------------------
+// Semaphores and read/write locks: `Lock` with `Permits` or `Mode`
+
+#[test]
+fn permits_and_mode_make_an_acquisition() {
+    let acquire = |shape, wait: Option<u64>, token: Option<u64>| Command::Acquire {
+        name: Resource("pool"),
+        owner: Owner("a"),
+        shape,
+        ttl: Ttl::from_millis(1500),
+        wait: wait.map(Ttl::from_millis),
+        token: token.map(Token),
+    };
+    let cases = [
+        (
+            r#"{"Action":"Lock","FileName":"pool","ID":"a","Expire":1.5,"Permits":3}"#,
+            acquire(Shape::Semaphore { permits: 3 }, None, None),
+        ),
+        (
+            r#"{"Action":"lock","FileName":"pool","ID":"a","Expire":"1.5","Mode":"read","Wait":2}"#,
+            acquire(Shape::Read, Some(2000), None),
+        ),
+        (
+            r#"{"Action":"Lock","FileName":"pool","ID":"a","Expire":1.5,"Mode":"WRITE","Token":7,"Permits":null}"#,
+            acquire(Shape::Write, None, Some(7)),
+        ),
+        (
+            r#"{"Action":"Lock","FileName":"pool","ID":"a","Expire":1.5,"Permits":4294967295}"#,
+            acquire(Shape::Semaphore { permits: u32::MAX }, None, None),
+        ),
+    ];
+    for (line, want) in cases {
+        assert_eq!(cmd(line), want, "{line}");
+        assert_eq!(cmd(legacy(line)), want, "legacy {line}");
+        // Written and read back, in both framings.
+        for framing in [Framing::Plain, Framing::Legacy] {
+            let req = Request {
+                framing,
+                command: want,
+                credentials: None,
+                request_id: None,
+            };
+            assert_eq!(ok(write_request(&req)).command, want);
+        }
+        assert_eq!(want.action(), "Lock");
+    }
+    // Without either field it is the plain lock, as JackrabbitDLM sends it.
+    assert!(matches!(
+        cmd(r#"{"Action":"Lock","FileName":"pool","ID":"a","Expire":1.5,"Mode":null}"#),
+        Command::Lock { .. }
+    ));
+}
+
+#[test]
+fn bad_permits_or_mode_are_refused() {
+    let permits = RequestError::InvalidValue {
+        field: Field::Permits,
+        expected: "an integer from 1 to 4294967295",
+    };
+    let base = r#""Action":"Lock","FileName":"p","ID":"a","Expire":1"#;
+    for (extra, error) in [
+        (r#""Permits":0"#, permits),
+        (r#""Permits":4294967296"#, permits),
+        (r#""Permits":-1"#, RequestError::Negative(Field::Permits)),
+        (
+            r#""Permits":1.5"#,
+            RequestError::NotAnInteger(Field::Permits),
+        ),
+        (
+            r#""Permits":"2""#,
+            RequestError::WrongType {
+                field: Field::Permits,
+                found: "a string",
+            },
+        ),
+        (
+            r#""Mode":"shared""#,
+            RequestError::InvalidValue {
+                field: Field::Mode,
+                expected: "Read or Write",
+            },
+        ),
+        (
+            r#""Mode":"Read","Permits":2"#,
+            RequestError::Exclusive {
+                first: Field::Permits,
+                second: Field::Mode,
+            },
+        ),
+        (
+            r#""Mode":"Read","Mode":"Write""#,
+            RequestError::DuplicateField(Field::Mode),
+        ),
+        (
+            r#""Permits":2,"Expire":0"#,
+            RequestError::DuplicateField(Field::Expire),
+        ),
+    ] {
+        rejects(&format!("{{{base},{extra}}}"), error);
+    }
+    rejects(
+        r#"{"Action":"Lock","FileName":"p","ID":"a","Expire":0,"Permits":2}"#,
+        RequestError::ZeroTtl,
+    );
+    assert_eq!(
+        permits.to_string(),
+        "field Permits must be an integer from 1 to 4294967295"
+    );
 }

@@ -461,6 +461,29 @@ impl Client {
         LockBuilder::new(self, name)
     }
 
+    /// Starts a request for one permit of the counting semaphore `name` of
+    /// `permits` permits. Every acquisition is a hold of its own with its
+    /// own fencing token (the same owner may hold several), extended and
+    /// released through its [`crate::Lock`] guard; waiters are served first
+    /// come, first served. The size is fixed by the first use while anyone
+    /// holds or waits: asking another size fails with [`Error::Mismatch`].
+    pub fn semaphore(&self, name: &str, permits: u32) -> LockBuilder<'_> {
+        LockBuilder::shaped(self, name, dlm_core::protocol::Shape::Semaphore { permits })
+    }
+
+    /// Starts a request for the shared (read) side of the read/write lock
+    /// `name`: held beside other readers, never beside a writer. A writer
+    /// that waits is served before readers that come after it.
+    pub fn read_lock(&self, name: &str) -> LockBuilder<'_> {
+        LockBuilder::shaped(self, name, dlm_core::protocol::Shape::Read)
+    }
+
+    /// Starts a request for the exclusive (write) side of the read/write
+    /// lock `name`: held alone.
+    pub fn write_lock(&self, name: &str) -> LockBuilder<'_> {
+        LockBuilder::shaped(self, name, dlm_core::protocol::Shape::Write)
+    }
+
     /// One attempt at `name` for `ttl`: the lock, or `None` if another
     /// owner holds it.
     pub fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<crate::Lock>> {

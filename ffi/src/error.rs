@@ -23,6 +23,11 @@ pub enum Error {
         /// The stored revision (0: there is no entry).
         current: Revision,
     },
+    /// A semaphore or read/write lock request named a name that is
+    /// something else now: an exclusive lock, a semaphore of another size,
+    /// or the other kind (the server's words say which). Its kind is
+    /// [`ErrorKind::Conflict`].
+    Mismatch(String),
     /// A waiting lock's wait ran out.
     Timeout,
     /// The lock was lost: it expired or was taken before it could be
@@ -54,7 +59,7 @@ impl Error {
         match self {
             Self::NotOwner => ErrorKind::NotOwner,
             Self::NotFound => ErrorKind::NotFound,
-            Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::Conflict { .. } | Self::Mismatch(_) => ErrorKind::Conflict,
             Self::Timeout => ErrorKind::Timeout,
             Self::LockLost => ErrorKind::LockLost,
             Self::Cancelled => ErrorKind::Cancelled,
@@ -79,7 +84,10 @@ impl Error {
             | Self::Cancelled
             | Self::NoMemory => return None,
             Self::Conflict { current } => format!("current revision {current}"),
-            Self::BadRequest(why) | Self::Protocol(why) | Self::Encoding(why) => why.clone(),
+            Self::BadRequest(why)
+            | Self::Protocol(why)
+            | Self::Encoding(why)
+            | Self::Mismatch(why) => why.clone(),
             Self::Unavailable(e) | Self::System(e) => e.to_string(),
             Self::InvalidArgument(why) => (*why).to_owned(),
         };
@@ -113,8 +121,11 @@ impl From<CoreError<'_>> for Error {
         match e.kind {
             ErrorKind::NotOwner => Self::NotOwner,
             ErrorKind::NotFound => Self::NotFound,
-            ErrorKind::Conflict => Self::Conflict {
-                current: e.revision().unwrap_or(Revision(0)),
+            ErrorKind::Conflict => match e.detail {
+                Detail::Server(m) => Self::Mismatch(m.to_string()),
+                _ => Self::Conflict {
+                    current: e.revision().unwrap_or(Revision(0)),
+                },
             },
             ErrorKind::Timeout => Self::Timeout,
             ErrorKind::LockLost => Self::LockLost,

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dlm_core::client::{Acquire, Action, Done, Event, Lease};
-use dlm_core::protocol::Token;
+use dlm_core::protocol::{Shape, Token};
 use dlm_core::time::{Instant, Ttl};
 
 use crate::cancel::CancelToken;
@@ -59,6 +59,7 @@ pub struct LockBuilder<'c> {
     auto_renew: bool,
     on_lost: Option<LostCallback>,
     cancel: Option<CancelToken>,
+    shape: Option<Shape>,
 }
 
 impl<'c> LockBuilder<'c> {
@@ -71,6 +72,17 @@ impl<'c> LockBuilder<'c> {
             auto_renew: false,
             on_lost: None,
             cancel: None,
+            shape: None,
+        }
+    }
+
+    /// A request for one hold of a semaphore or read/write lock instead of
+    /// the exclusive lock (see [`Client::semaphore`], [`Client::read_lock`],
+    /// [`Client::write_lock`]).
+    pub(crate) fn shaped(client: &'c Client, name: &str, shape: Shape) -> Self {
+        Self {
+            shape: Some(shape),
+            ..Self::new(client, name)
         }
     }
 
@@ -116,8 +128,11 @@ impl<'c> LockBuilder<'c> {
         self
     }
 
-    /// Acquires the lock. Fails with [`Error::NotOwner`] if another owner
-    /// holds it and no wait was asked for, [`Error::Timeout`] if the wait
+    /// Acquires the lock (or the semaphore permit, or the read/write lock
+    /// in its mode). Fails with [`Error::NotOwner`] if another owner
+    /// holds it (no permit is free, a writer holds it or waits, ...) and
+    /// no wait was asked for, [`Error::Mismatch`] if the name is another
+    /// kind of lock (or a semaphore of another size), [`Error::Timeout`] if the wait
     /// ran out, [`Error::Cancelled`] if cancelled. With auto-renewal, fails
     /// with [`Error::System`] (having released the lock) if the renewal
     /// thread cannot be started.
@@ -126,7 +141,15 @@ impl<'c> LockBuilder<'c> {
         let ttl = check_ttl(self.ttl)?;
         let shared = &self.client.shared;
         let wait = self.wait.map(Ttl::from);
-        let acquire = Acquire::new(ttl, wait, self.auto_renew, shared.clock.now());
+        let mut acquire = Acquire::new(ttl, wait, self.auto_renew, shared.clock.now());
+        if let Some(shape) = self.shape {
+            if shape == (Shape::Semaphore { permits: 0 }) {
+                return Err(Error::InvalidArgument(
+                    "a semaphore needs at least 1 permit",
+                ));
+            }
+            acquire = acquire.with_shape(shape);
+        }
         let req = acquire.request(&shared.core(), &self.name);
         let options = CallOptions {
             cancel: self.cancel.as_ref(),

@@ -411,16 +411,20 @@ impl Host {
 /// What a direct answer told a client about holding a lock, if anything.
 fn record(slot: usize, command: &Command<'_>, r: &Response<'_>, at: Duration) -> Option<Told> {
     match (command, r.status, r.token, r.expire, r.id) {
-        (Command::Lock { name, owner, .. }, Status::Locked, Some(token), Some(ttl), _) => {
-            Some(Told::Locked {
-                slot,
-                name: name.0.to_owned(),
-                owner: owner.0.to_owned(),
-                token: token.0,
-                ttl,
-                at,
-            })
-        }
+        (
+            Command::Lock { name, owner, .. } | Command::Acquire { name, owner, .. },
+            Status::Locked,
+            Some(token),
+            Some(ttl),
+            _,
+        ) => Some(Told::Locked {
+            slot,
+            name: name.0.to_owned(),
+            owner: owner.0.to_owned(),
+            token: token.0,
+            ttl,
+            at,
+        }),
         (Command::Unlock { name, owner, .. }, Status::Unlocked, _, _, Some(_)) => {
             Some(Told::Released {
                 name: name.0.to_owned(),

@@ -20,6 +20,11 @@
 //! - **no lost grant**: every lock the engine holds was told to somebody
 //!   (a grant to a client that had gone is taken back);
 //! - **tokens** of new grants strictly increase;
+//! - **semaphores and read/write locks** (`sa`, two permits, and `ra`):
+//!   never more holds than permits, never a writer beside anyone, nobody
+//!   waiting first in line who could be granted, and every hold the engine
+//!   keeps was told to a client (a permit handed to a waiter whose client
+//!   had gone is taken back like a lock);
 //! - **answers** arrive in request order, each of the kind its request
 //!   allows;
 //! - **memory**: the connection memory the host accounts equals the sum of
@@ -53,13 +58,16 @@ use std::time::Duration;
 use dlm_core::client::Client;
 use dlm_core::engine::Engine;
 use dlm_core::limits::Limits;
-use dlm_core::protocol::{Revision, Status, Token};
+use dlm_core::protocol::{Revision, Shape, Status, Token};
 use dlm_core::time::Ttl;
 use dlm_server::Told;
 use dlm_server::host::{Actions, Admission, CONN_BASE, Host, HostConfig, MAX_BACKLOG, Peers};
 use dlm_server::identity::Identities;
 
 const NAMES: [&str; 2] = ["la", "lb"];
+/// Names used as a semaphore of two permits and as a read/write lock.
+const GROUPS: [&str; 2] = ["sa", "ra"];
+const SA: Shape = Shape::Semaphore { permits: 2 };
 const KEYS: [&str; 2] = ["ka", "kb"];
 const OWNERS: [&str; 3] = ["o0", "o1", "o2"];
 const MAX_LINE: usize = 600;
@@ -93,7 +101,17 @@ impl Rng {
 /// A request a client sent, waiting for its answer.
 #[derive(Clone, Debug)]
 enum Sent {
-    Lock { name: usize, ttl: Ttl },
+    Lock {
+        name: usize,
+        ttl: Ttl,
+    },
+    /// A semaphore permit or a read/write lock (`GROUPS[group]`), or an
+    /// extension of one.
+    Acquire {
+        group: usize,
+        shape: Shape,
+        ttl: Ttl,
+    },
     Unlock,
     Test,
     Put,
@@ -143,6 +161,8 @@ struct Sock {
     gone_at: Option<Duration>,
     /// Last token this client got per lock.
     tokens: HashMap<usize, u64>,
+    /// Last hold this client got per group, and how it was taken.
+    holds: HashMap<usize, (u64, Shape)>,
 }
 
 impl Sock {
@@ -168,6 +188,7 @@ impl Sock {
             stalled: false,
             gone_at: None,
             tokens: HashMap::new(),
+            holds: HashMap::new(),
         }
     }
 }
@@ -505,7 +526,41 @@ impl Sim {
         let key = KEYS[self.rng.below(KEYS.len() as u64) as usize];
         let ttl = Ttl::from_millis(self.rng.pick(&[1, 3, 10, 40, 200, 1000]));
         let mut line = Vec::new();
-        let sent = match self.rng.below(20) {
+        let sent = match self.rng.below(24) {
+            20..=23 => {
+                let group = self.rng.below(GROUPS.len() as u64) as usize;
+                let gname = GROUPS[group];
+                let shape = match group {
+                    0 => SA,
+                    _ if self.rng.chance(60) => Shape::Read,
+                    _ => Shape::Write,
+                };
+                let held = sock.holds.get(&group).copied();
+                match self.rng.below(4) {
+                    0 if held.is_some() => {
+                        let (t, shape) = held.unwrap();
+                        me.extend_hold(gname, shape, ttl, Token(t))
+                            .write(&mut line)
+                            .unwrap();
+                        Sent::Acquire { group, shape, ttl }
+                    }
+                    1 => {
+                        let token = held.filter(|_| self.rng.chance(60)).map(|h| Token(h.0));
+                        me.unlock(gname, token).write(&mut line).unwrap();
+                        Sent::Unlock
+                    }
+                    _ => {
+                        let wait = self
+                            .rng
+                            .chance(60)
+                            .then(|| Ttl::from_millis(self.rng.pick(&[1, 5, 50, 500, 3000])));
+                        me.acquire(gname, shape, ttl, wait)
+                            .write(&mut line)
+                            .unwrap();
+                        Sent::Acquire { group, shape, ttl }
+                    }
+                }
+            }
             0..=5 => {
                 if self.rng.chance(60) {
                     let wait = Ttl::from_millis(self.rng.pick(&[1, 5, 50, 500, 3000]));
@@ -629,6 +684,18 @@ impl Sim {
                     }
                 }
                 (Sent::Lock { .. }, Status::NotOwner | Status::No) => true,
+                (Sent::Acquire { group, shape, ttl }, Status::Locked) => {
+                    let token = r.token.map(|t| t.0);
+                    if r.id != Some(owner) || r.expire != Some(*ttl) || token.is_none() {
+                        false
+                    } else {
+                        self.socks[i]
+                            .holds
+                            .insert(*group, (token.unwrap_or(0), *shape));
+                        true
+                    }
+                }
+                (Sent::Acquire { .. }, Status::NotOwner | Status::No) => true,
                 (Sent::Unlock, Status::Unlocked | Status::NotOwner) => true,
                 (Sent::Test, Status::Locked) => r.id == Some(owner),
                 (Sent::Test, Status::NotOwner | Status::Unlocked) => true,
@@ -706,6 +773,24 @@ impl Sim {
                     slot,
                 } => {
                     let until = at + Duration::from_millis(ttl.as_millis());
+                    if GROUPS.contains(&name.as_str()) {
+                        // Several hold a group at once: judged from the
+                        // engine below; here only its tokens.
+                        if self.excl.told.insert((name.clone(), token)) {
+                            if token <= self.excl.last_new_token {
+                                let msg = format!(
+                                    "{name}: new token {token} not above {}",
+                                    self.excl.last_new_token
+                                );
+                                self.fail(&msg);
+                            }
+                            self.excl.last_new_token = token;
+                        }
+                        self.log(|| {
+                            format!("journal: {owner} holds {name} #{token} until {until:?}")
+                        });
+                        continue;
+                    }
                     let holders = self.excl.holders.entry(name.clone()).or_default();
                     holders.retain(|_, end| *end > at);
                     if let Some((other, end)) = holders.iter().find(|(o, _)| **o != owner) {
@@ -752,6 +837,47 @@ impl Sim {
             .collect();
         if let Some(l) = lost.first() {
             self.fail(l);
+        }
+        // Semaphores and read/write locks, from the engine.
+        let engine = self.host.engine();
+        let pump_due = engine
+            .next_group_deadline()
+            .is_some_and(|d| d <= engine.now());
+        let mut broken = None;
+        for g in GROUPS {
+            let holds: Vec<_> = engine.holds(g).collect();
+            let writers = holds.iter().filter(|h| h.write).count();
+            if g == "sa" && (holds.len() > 2 || writers > 0) {
+                broken = Some(format!("{g}: {} holds of 2 permits", holds.len()));
+            }
+            if writers > 0 && holds.len() > 1 {
+                broken = Some(format!("{g}: a writer beside {} others", holds.len() - 1));
+            }
+            if let Some(h) = holds
+                .iter()
+                .find(|h| !self.excl.told.contains(&(g.to_owned(), h.token.0)))
+            {
+                broken = Some(format!(
+                    "{g} #{} held by {} told to nobody",
+                    h.token.0, h.owner
+                ));
+            }
+            if let Some((w, write)) = engine.group_queue(g).next() {
+                let fits = match g {
+                    "sa" => holds.len() < 2,
+                    _ if write => holds.is_empty(),
+                    _ => writers == 0,
+                };
+                if fits && !pump_due {
+                    broken = Some(format!(
+                        "{g}: waiter {} first in line could be granted",
+                        w.get()
+                    ));
+                }
+            }
+        }
+        if let Some(b) = broken {
+            self.fail(&b);
         }
         // Memory.
         let accounted = self.host.connection_memory();
@@ -1021,4 +1147,84 @@ fn orphaned_grant_with_a_same_owner_waiter_behind_it() {
     let token = info.token.0;
     sim.client_read(2);
     assert_eq!(sim.socks[2].tokens.get(&9), Some(&token));
+}
+
+/// Issue 10's class of bug with a semaphore, step by step: a permit
+/// handed to a waiter whose client has gone is taken back and goes to the
+/// next waiter, so no permit is lost and none is doubled.
+#[test]
+fn an_orphaned_permit_goes_to_the_next_waiter() {
+    let mut sim = Sim::with(11, false, |c| {
+        c.max_connections = 8;
+        c.memory_budget = 1 << 20;
+    });
+    for _ in 0..3 {
+        sim.connect();
+    }
+    // c0 = holder of both permits, c1 = X (will vanish), c2 = Y.
+    for (i, owner) in [0, 1, 2].into_iter().enumerate() {
+        sim.socks[i].owner = owner;
+    }
+    let line = |r: dlm_core::protocol::Request<'_>| {
+        let mut v = Vec::new();
+        r.write(&mut v).unwrap();
+        v
+    };
+    let ttl = Ttl::from_secs(30);
+    let push = |sim: &mut Sim, i: usize, bytes: Vec<u8>, sent: Sent| {
+        sim.socks[i].c2s.extend(bytes);
+        sim.socks[i].readable_edge = true;
+        sim.socks[i].outstanding.push_back(sent);
+        sim.server_turn();
+        sim.check();
+    };
+    let acquire = Sent::Acquire {
+        group: 0,
+        shape: SA,
+        ttl,
+    };
+    for _ in 0..2 {
+        push(
+            &mut sim,
+            0,
+            line(Client::new("o0").acquire("sa", SA, ttl, None)),
+            acquire.clone(),
+        );
+    }
+    sim.client_read(0);
+    let (first, _) = sim.socks[0].holds[&0];
+    for (i, o) in [(1, "o1"), (2, "o2")] {
+        push(
+            &mut sim,
+            i,
+            line(Client::new(o).acquire("sa", SA, ttl, Some(ttl))),
+            acquire.clone(),
+        );
+    }
+    assert_eq!(sim.host.engine().waiter_count(), 2);
+    // X's client goes away without the host reading its end yet.
+    sim.socks[1].client_eof = true;
+    sim.socks[1].client_gone = true;
+    push(
+        &mut sim,
+        0,
+        line(Client::new("o0").unlock("sa", Some(Token(first)))),
+        Sent::Unlock,
+    );
+    let owners: Vec<String> = sim
+        .host
+        .engine()
+        .holds("sa")
+        .map(|h| h.owner.to_owned())
+        .collect();
+    assert_eq!(owners, ["o0", "o2"], "X's permit went on to Y");
+    assert_eq!(
+        sim.host
+            .engine()
+            .stats()
+            .get(dlm_core::stats::Stat::WaitOrphaned),
+        1
+    );
+    sim.client_read(2);
+    assert!(sim.socks[2].holds.contains_key(&0), "Y was told");
 }

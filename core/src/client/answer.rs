@@ -78,6 +78,12 @@ pub struct Fetched<'a> {
 fn refused<'a>(r: &Response<'a>, not_owner: ErrorKind) -> Error<'a> {
     let (kind, detail) = match r.status {
         Status::NotOwner => (not_owner, Detail::None),
+        // A semaphore or read/write lock request that names a name of
+        // another kind or size says so in `Error`.
+        Status::Conflict if r.error.is_some() && r.revision.is_none() => (
+            ErrorKind::Conflict,
+            r.error.map_or(Detail::None, Detail::Server),
+        ),
         Status::Conflict => (
             ErrorKind::Conflict,
             Detail::Revision(r.revision.unwrap_or(Revision(0))),

@@ -343,7 +343,12 @@ impl Resend {
             // A re-lock by the same owner keeps its grant (same token) and
             // an extension by token never acquires: a second application
             // answers the truth of the moment, never a second grant.
-            | Command::Lock { .. } => Self::Always,
+            | Command::Lock { .. }
+            // An extension of a semaphore's or read/write lock's hold by
+            // its token never acquires. A new acquisition is a hold of its
+            // own each time: sent twice, it could hold twice (the second
+            // until its TTL runs out), so only if it never left.
+            | Command::Acquire { token: Some(_), .. } => Self::Always,
             Command::Put { .. } | Command::Erase { .. } | Command::Unlock { .. }
                 if req.request_id.is_some() =>
             {
@@ -675,7 +680,9 @@ impl Call {
         {
             req.request_id = Some(id.as_str());
         }
-        if let (Command::Lock { wait, .. }, Some(until)) = (&mut req.command, self.wait_until) {
+        if let (Command::Lock { wait, .. } | Command::Acquire { wait, .. }, Some(until)) =
+            (&mut req.command, self.wait_until)
+        {
             let left = until.saturating_since(now);
             *wait = (!left.is_zero()).then_some(left);
         }
@@ -810,6 +817,11 @@ impl Failover {
         }
         let wait = match req.command {
             Command::Lock {
+                wait: Some(w),
+                token: None,
+                ..
+            }
+            | Command::Acquire {
                 wait: Some(w),
                 token: None,
                 ..

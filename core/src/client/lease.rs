@@ -116,7 +116,7 @@
 use super::answer::{self, Grant};
 use super::errors::{Error, ErrorKind};
 use super::request::Client;
-use crate::protocol::{Request, Response, Token};
+use crate::protocol::{Request, Response, Shape, Token};
 use crate::time::{Instant, Ttl};
 
 /// After a wait, the grant is taken to have happened this long before the
@@ -135,6 +135,7 @@ pub struct Acquire {
     wait: Option<Ttl>,
     auto_renew: bool,
     sent: Instant,
+    shape: Option<Shape>,
 }
 
 impl Acquire {
@@ -151,7 +152,22 @@ impl Acquire {
             wait,
             auto_renew,
             sent,
+            shape: None,
         }
+    }
+
+    /// The same acquisition, of one hold of a semaphore or read/write lock
+    /// (`Lock` with `Permits` or `Mode`) instead of an exclusive lock. Its
+    /// lease extends that hold by its token.
+    #[must_use]
+    pub const fn with_shape(mut self, shape: Shape) -> Self {
+        self.shape = Some(shape);
+        self
+    }
+
+    /// The semaphore or read/write lock shape, if it is one.
+    pub const fn shape(&self) -> Option<Shape> {
+        self.shape
     }
 
     /// The TTL asked for.
@@ -166,9 +182,10 @@ impl Acquire {
 
     /// The `Lock` request to send.
     pub fn request<'r, 'a: 'r>(&self, client: &Client<'a>, name: &'r str) -> Request<'r> {
-        match self.wait {
-            Some(wait) => client.lock_wait(name, self.ttl, wait),
-            None => client.lock(name, self.ttl),
+        match (self.shape, self.wait) {
+            (Some(shape), wait) => client.acquire(name, shape, self.ttl, wait),
+            (None, Some(wait)) => client.lock_wait(name, self.ttl, wait),
+            (None, None) => client.lock(name, self.ttl),
         }
     }
 
@@ -201,7 +218,11 @@ impl Acquire {
                     .max(self.sent.as_millis()),
             ),
         };
-        Ok(Lease::new(grant, self.ttl, granted, self.auto_renew))
+        let lease = Lease::new(grant, self.ttl, granted, self.auto_renew);
+        Ok(match self.shape {
+            Some(shape) => lease.with_shape(shape),
+            None => lease,
+        })
     }
 }
 
@@ -233,6 +254,7 @@ pub struct Pending {
     action: Action,
     token: Option<Token>,
     deadline: Option<Instant>,
+    shape: Option<Shape>,
 }
 
 impl Pending {
@@ -254,7 +276,10 @@ impl Pending {
     /// plain re-lock without one), or an unlock fenced to the token.
     pub fn request<'r, 'a: 'r>(&self, client: &Client<'a>, name: &'r str) -> Request<'r> {
         match (self.action, self.token) {
-            (Action::Extend { ttl, .. }, Some(token)) => client.extend(name, ttl, token),
+            (Action::Extend { ttl, .. }, Some(token)) => match self.shape {
+                Some(shape) => client.extend_hold(name, shape, ttl, token),
+                None => client.extend(name, ttl, token),
+            },
             (Action::Extend { ttl, .. }, None) => client.lock(name, ttl),
             (Action::Release, token) => client.unlock(name, token),
         }
@@ -280,6 +305,8 @@ struct InFlight {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lease {
     token: Option<Token>,
+    /// A hold of a semaphore or read/write lock, not an exclusive lock.
+    shape: Option<Shape>,
     ttl: Ttl,
     deadline: Instant,
     auto_renew: bool,
@@ -310,6 +337,7 @@ impl Lease {
         let ttl = grant.ttl.map_or(ttl, |t| t.min(ttl));
         Self {
             token: grant.token,
+            shape: None,
             ttl,
             deadline: granted.saturating_add(ttl),
             auto_renew,
@@ -319,6 +347,14 @@ impl Lease {
             in_flight: None,
             renew_at: auto_renew.then(|| granted.saturating_add(third(ttl))),
         }
+    }
+
+    /// The same lease, of a hold of a semaphore or read/write lock taken
+    /// as `shape`: its extensions say so.
+    #[must_use]
+    pub const fn with_shape(mut self, shape: Shape) -> Self {
+        self.shape = Some(shape);
+        self
     }
 
     /// The fencing token; `None` if the server gives none.
@@ -467,6 +503,7 @@ impl Lease {
         Some(Pending {
             action,
             token: self.token,
+            shape: self.shape,
             deadline: match action {
                 Action::Extend { .. } => Some(self.deadline),
                 Action::Release => None,

@@ -2,7 +2,9 @@
 //! owner ID, in its framing and with its credentials. Writing a request
 //! borrows the caller's strings and allocates nothing.
 
-use crate::protocol::{Command, Credentials, Framing, Owner, Request, Resource, Revision, Token};
+use crate::protocol::{
+    Command, Credentials, Framing, Owner, Request, Resource, Revision, Shape, Token,
+};
 use crate::time::Ttl;
 
 /// Builds requests for one owner ID.
@@ -103,6 +105,52 @@ impl<'a> Client<'a> {
         'a: 'r,
     {
         self.lock_request(name, ttl, None, Some(token))
+    }
+
+    /// `Lock` with `Permits` or `Mode`: take one hold of the semaphore or
+    /// read/write lock `name` for `ttl`, queueing up to `wait` if it cannot
+    /// be granted at once (`None` or zero: one attempt). Each acquisition
+    /// is a hold of its own, with its own token.
+    pub fn acquire<'r>(
+        &self,
+        name: &'r str,
+        shape: Shape,
+        ttl: Ttl,
+        wait: Option<Ttl>,
+    ) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::Acquire {
+            name: Resource(name),
+            owner: Owner(self.id),
+            shape,
+            ttl,
+            wait: wait.filter(|w| !w.is_zero()),
+            token: None,
+        })
+    }
+
+    /// `Lock` with `Permits` or `Mode` and `Token`: extend the hold
+    /// `token` to `ttl` from now; never acquires a lost hold.
+    pub fn extend_hold<'r>(
+        &self,
+        name: &'r str,
+        shape: Shape,
+        ttl: Ttl,
+        token: Token,
+    ) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::Acquire {
+            name: Resource(name),
+            owner: Owner(self.id),
+            shape,
+            ttl,
+            wait: None,
+            token: Some(token),
+        })
     }
 
     /// `Unlock`, optionally fenced to one grant.

@@ -139,6 +139,9 @@ impl<S: Storage> Engine<S> {
         let now = now.as_millis().max(self.wheel.elapsed());
         self.advance(Instant::from_millis(now), events);
         let (_, Some(slot)) = self.find_lock(name) else {
+            #[cfg(feature = "alloc")]
+            return self.orphaned_shared(now, name, token, events);
+            #[cfg(not(feature = "alloc"))]
             return false;
         };
         let lock = self.timed.locks.get_mut(slot);
@@ -168,7 +171,7 @@ impl<S: Storage> Engine<S> {
 
     #[allow(clippy::too_many_arguments)]
     pub(super) fn lock<'s>(
-        &mut self,
+        &'s mut self,
         now: u64,
         name: &str,
         owner: &'s str,
@@ -180,6 +183,14 @@ impl<S: Storage> Engine<S> {
     ) -> Outcome<'s> {
         let (h, found) = self.find_lock(name);
         let Some(slot) = found else {
+            #[cfg(feature = "alloc")]
+            if self.group_label(name).is_some() {
+                // A semaphore or read/write lock: never taken whole.
+                self.stats.incr(Stat::NotOwner);
+                let mut r = Response::new(Status::NotOwner);
+                r.error = self.group_label(name).map(crate::protocol::Message::Text);
+                return Outcome::Reply(r);
+            }
             if token.is_some() {
                 // An extension never brings a lost lock back.
                 return Outcome::Reply(self.not_owner(None));
@@ -399,6 +410,10 @@ impl<S: Storage> Engine<S> {
     ) -> Response<'s> {
         let (_, found) = self.find_lock(name);
         let Some(slot) = found else {
+            #[cfg(feature = "alloc")]
+            if let Some(r) = self.release_shared(now, name, owner, ident, token, events) {
+                return r;
+            }
             self.stats.incr(Stat::UnlockNF);
             return Response::new(Status::Unlocked);
         };
@@ -450,7 +465,7 @@ impl<S: Storage> Engine<S> {
     }
 
     pub(super) fn test_lock<'s>(
-        &mut self,
+        &'s mut self,
         _now: u64,
         name: &str,
         owner: &'s str,
@@ -458,6 +473,12 @@ impl<S: Storage> Engine<S> {
     ) -> Response<'s> {
         let (_, found) = self.find_lock(name);
         let Some(slot) = found else {
+            #[cfg(feature = "alloc")]
+            if self.group_label(name).is_some() {
+                return self
+                    .test_shared(name, owner, ident)
+                    .unwrap_or(Response::new(Status::Unlocked));
+            }
             self.stats.incr(Stat::TestLockNF);
             return Response::new(Status::Unlocked);
         };

@@ -2,7 +2,10 @@
 //! deterministic state machine.
 //!
 //! The engine owns two separate namespaces (locks and data entries), the
-//! FIFO wait queues, the fencing-token counter and the statistics. It never
+//! FIFO wait queues, the fencing-token counter and the statistics. The lock
+//! namespace also holds semaphores and read/write locks (names several
+//! hold at once, with `alloc`; see the `shared` module and PROTOCOL.md
+//! section 8), one kind per name at a time. It never
 //! reads a clock, a socket or a random number generator: the host passes
 //! the time into every call and the hash key in the [`Config`], so the same
 //! sequence of `(command, now)` always gives the same answers and state.
@@ -56,6 +59,8 @@ mod dedup;
 mod identity;
 mod locks;
 mod queue;
+#[cfg(feature = "alloc")]
+mod shared;
 mod snapshot;
 mod store;
 mod table;
@@ -65,6 +70,8 @@ use core::fmt;
 
 use core::num::NonZeroU16;
 
+#[cfg(feature = "alloc")]
+pub use shared::{GroupInfo, SharedHold};
 pub use snapshot::SnapshotError;
 #[cfg(feature = "alloc")]
 pub use store::Heap;
@@ -303,6 +310,9 @@ macro_rules! engine_struct {
             dedup_tail: u32,
             dedup_capacity: usize,
             dedup_window: u64,
+            /// Semaphores and read/write locks.
+            #[cfg(feature = "alloc")]
+            shared: shared::Shared,
             next_token: u64,
             next_waiter: u64,
             bytes: usize,
@@ -380,6 +390,8 @@ impl<S: Storage> Engine<S> {
             dedup_tail: NONE,
             dedup_capacity: config.dedup_capacity,
             dedup_window: config.dedup_window.as_millis(),
+            #[cfg(feature = "alloc")]
+            shared: shared::Shared::default(),
             next_token: config.first_token.saturating_add(1),
             next_waiter: 1,
             bytes: 0,
@@ -406,8 +418,11 @@ impl<S: Storage> Engine<S> {
         self.timed.data.live
     }
 
-    /// Queued waiters.
+    /// Queued waiters (for locks, semaphores and read/write locks).
     pub fn waiter_count(&self) -> usize {
+        #[cfg(feature = "alloc")]
+        return self.timed.waiters.live + self.shared.waiter_count();
+        #[cfg(not(feature = "alloc"))]
         self.timed.waiters.live
     }
 
@@ -512,14 +527,20 @@ impl<S: Storage> Engine<S> {
     fn fill_gauges(&self, s: &mut Stats) {
         s.set(Stat::ALock, self.timed.locks.live as u64);
         s.set(Stat::AData, self.timed.data.live as u64);
-        s.set(Stat::AWait, self.timed.waiters.live as u64);
+        s.set(Stat::AWait, self.waiter_count() as u64);
         s.set(Stat::Memory, self.bytes as u64);
     }
 
     /// When the engine next needs [`advance`](Self::advance): the earliest
     /// expiry or wait deadline (possibly a little earlier, never later).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.wheel.next_deadline().map(Instant::from_millis)
+        let wheel = self.wheel.next_deadline();
+        #[cfg(feature = "alloc")]
+        let wheel = match (wheel, self.next_shared_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        wheel.map(Instant::from_millis)
     }
 
     /// Expires everything due at `now` (handing expired locks to their
@@ -573,6 +594,8 @@ impl<S: Storage> Engine<S> {
             }
         }
         self.hand_over(due, now, events);
+        #[cfg(feature = "alloc")]
+        self.advance_shared(now.max(self.wheel.elapsed()), events);
     }
 
     /// Applies one command at `now` on behalf of `principal`.
@@ -664,6 +687,23 @@ impl<S: Storage> Engine<S> {
                 token,
             } => {
                 return self.lock(now, name.0, owner.0, ident, ttl, wait, token, tag);
+            }
+            #[cfg(feature = "alloc")]
+            Command::Acquire {
+                name,
+                owner,
+                shape,
+                ttl,
+                wait,
+                token,
+            } => {
+                return self.acquire(now, name.0, owner.0, ident, shape, ttl, wait, token, tag);
+            }
+            #[cfg(not(feature = "alloc"))]
+            Command::Acquire { .. } => {
+                // A fixed-capacity engine keeps no groups.
+                self.stats.incr(Stat::BadAction);
+                Response::rejected(crate::protocol::RequestError::UnknownAction)
             }
             Command::Unlock { name, owner, token } => {
                 self.unlock(now, name.0, owner.0, ident, token, events)

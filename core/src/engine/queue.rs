@@ -49,6 +49,10 @@ impl<S: Storage> Engine<S> {
             self.stats.incr(Stat::WaitCancel);
             n += 1;
         }
+        #[cfg(feature = "alloc")]
+        {
+            n += self.cancel_all_shared();
+        }
         n
     }
 
@@ -57,6 +61,9 @@ impl<S: Storage> Engine<S> {
     pub fn cancel(&mut self, waiter: WaiterId) -> bool {
         let h = KeyHasher::int(waiter.0);
         let Some(slot) = self.timed.waiters.find(widen(h), |w| w.id == waiter.0) else {
+            #[cfg(feature = "alloc")]
+            return self.cancel_shared(waiter.0);
+            #[cfg(not(feature = "alloc"))]
             return false;
         };
         self.wheel

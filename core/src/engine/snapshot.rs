@@ -22,7 +22,10 @@ use crate::stats::Stat;
 use crate::time::Instant;
 
 const MAGIC: &[u8; 8] = b"DLMSNAP\0";
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
+/// The version before semaphores and read/write locks: still read (it has
+/// none).
+const VERSION_WITHOUT_GROUPS: u32 = 4;
 /// The version before grant and queueing instants were kept: still read
 /// (those instants become the restore's).
 const VERSION_WITHOUT_SINCE: u32 = 3;
@@ -213,8 +216,61 @@ impl<S: Storage> Engine<S> {
             w.u64(revision)?;
             at = d.next;
         }
+        self.snapshot_groups(&mut w, now)?;
         let sum = w.sum;
         w.out.put(&sum.to_le_bytes())
+    }
+
+    #[cfg(feature = "alloc")]
+    fn snapshot_groups<O: Out + ?Sized>(
+        &self,
+        w: &mut Writer<'_, O>,
+        now: u64,
+    ) -> Result<(), BufferTooSmall> {
+        w.len(self.shared.groups.len())?;
+        for (name, g) in &self.shared.groups {
+            w.str(name.as_bytes())?;
+            let (code, permits) = g.kind.code();
+            w.bytes(&[code])?;
+            w.u32(permits)?;
+            match self.shared.pumps.get(name) {
+                Some(&at) => {
+                    w.bytes(&[1])?;
+                    w.u64(now.saturating_sub(at))?;
+                }
+                None => w.bytes(&[0])?,
+            }
+            w.len(g.holds.len())?;
+            for h in &g.holds {
+                w.str(h.owner.as_bytes())?;
+                w.u16(h.ident)?;
+                w.u64(h.token)?;
+                w.bytes(&[u8::from(h.write), u8::from(h.direct)])?;
+                w.u64(h.when.saturating_sub(now))?;
+                w.u64(now.saturating_sub(h.since))?;
+            }
+            w.len(g.queue.len())?;
+            for q in &g.queue {
+                w.str(q.owner.as_bytes())?;
+                w.u16(q.ident)?;
+                w.u64(q.id)?;
+                w.u64(q.tag)?;
+                w.u64(q.ttl)?;
+                w.bytes(&[u8::from(q.write)])?;
+                w.u64(q.when.saturating_sub(now))?;
+                w.u64(now.saturating_sub(q.since))?;
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    fn snapshot_groups<O: Out + ?Sized>(
+        &self,
+        w: &mut Writer<'_, O>,
+        _now: u64,
+    ) -> Result<(), BufferTooSmall> {
+        w.len(0)
     }
 
     /// The instant a snapshot was taken at (the engine's `now` then), read
@@ -231,7 +287,7 @@ impl<S: Storage> Engine<S> {
             buf: &bytes[MAGIC.len()..],
         };
         let version = r.u32()?;
-        if version != VERSION && version != VERSION_WITHOUT_SINCE {
+        if !(VERSION_WITHOUT_SINCE..=VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         Ok(Instant::from_millis(r.u64()?))
@@ -274,6 +330,10 @@ impl<S: Storage> Engine<S> {
         self.dedup_head = NONE;
         self.dedup_tail = NONE;
         self.wheel = super::Wheel::new(now.as_millis());
+        #[cfg(feature = "alloc")]
+        {
+            self.shared = super::shared::Shared::default();
+        }
         self.bytes = 0;
         self.stats = crate::stats::Stats::new();
     }
@@ -289,10 +349,11 @@ impl<S: Storage> Engine<S> {
         let mut r = Reader { buf: body };
         r.take(MAGIC.len())?;
         let version = r.u32()?;
-        if version != VERSION && version != VERSION_WITHOUT_SINCE {
+        if !(VERSION_WITHOUT_SINCE..=VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
-        let has_since = version >= 4;
+        let has_since = version >= VERSION_WITHOUT_GROUPS;
+        let has_groups = version > VERSION_WITHOUT_GROUPS;
         if fnv(FNV_OFFSET, body).to_le_bytes() != sum {
             return Err(SnapshotError::Checksum);
         }
@@ -446,9 +507,146 @@ impl<S: Storage> Engine<S> {
             }
             self.dedup_insert(key, answer, now.saturating_sub(age));
         }
+        if has_groups {
+            self.restore_groups(&mut r, now, snap_token, snap_waiter)?;
+        }
         if !r.buf.is_empty() {
             return Err(SnapshotError::Corrupt("trailing bytes"));
         }
         Ok(())
+    }
+}
+
+impl<S: Storage> Engine<S> {
+    #[cfg(feature = "alloc")]
+    fn restore_groups(
+        &mut self,
+        r: &mut Reader<'_>,
+        now: u64,
+        snap_token: u64,
+        snap_waiter: u64,
+    ) -> Result<(), SnapshotError> {
+        use super::shared::{Group, GroupKind, Hold, Waiting, entry_charge, group_charge};
+        use alloc::string::String;
+        let ceiling =
+            crate::limits::TTL_CEILING.as_millis() + super::MAX_DEADLINE_SLACK.as_millis();
+        let when = |left: u64| -> Result<u64, SnapshotError> {
+            if left == 0 || left > ceiling {
+                return Err(SnapshotError::Corrupt("deadline"));
+            }
+            Ok(now + left)
+        };
+        let idents = self.identities.live;
+        let known_ident = |ident: u16| ident == 0 || (u32::from(ident) as usize) <= idents;
+        let mut tokens = alloc::collections::BTreeSet::new();
+        for _ in 0..r.len()? {
+            let name = r.str()?;
+            let [code] = r.array::<1>()?;
+            let permits = r.u32()?;
+            let kind =
+                GroupKind::decode(code, permits).ok_or(SnapshotError::Corrupt("group kind"))?;
+            if self.find_lock(name).1.is_some() || self.shared.groups.contains_key(name) {
+                return Err(SnapshotError::Corrupt("duplicate group"));
+            }
+            let [pump] = r.array::<1>()?;
+            let pump = match pump {
+                0 => None,
+                1 => Some(now.saturating_sub(r.u64()?)),
+                _ => return Err(SnapshotError::Corrupt("group pump")),
+            };
+            let group = Group::new(kind);
+            self.bytes += group_charge(name, &group.label);
+            self.shared.groups.insert(String::from(name), group);
+            for _ in 0..r.len()? {
+                let (owner, ident, token) = (r.str()?, r.u16()?, r.u64()?);
+                let [write, direct] = r.array::<2>()?;
+                let (left, held) = (r.u64()?, r.u64()?);
+                let fits = self
+                    .shared
+                    .groups
+                    .get(name)
+                    .is_some_and(|g| g.admits(write == 1));
+                if !known_ident(ident)
+                    || token >= snap_token
+                    || !tokens.insert(token)
+                    || write > 1
+                    || direct > 1
+                    || (write == 1 && kind != GroupKind::RwLock)
+                    || !fits
+                {
+                    return Err(SnapshotError::Corrupt("hold"));
+                }
+                self.bytes += entry_charge(name, owner);
+                self.add_hold(
+                    name,
+                    Hold {
+                        owner: String::from(owner),
+                        ident,
+                        token,
+                        write: write == 1,
+                        when: when(left)?,
+                        since: now.saturating_sub(held),
+                        direct: direct == 1,
+                    },
+                );
+            }
+            for _ in 0..r.len()? {
+                let (owner, ident, id) = (r.str()?, r.u16()?, r.u64()?);
+                let (tag, ttl) = (r.u64()?, r.u64()?);
+                let [write] = r.array::<1>()?;
+                let (left, waited) = (r.u64()?, r.u64()?);
+                if !known_ident(ident)
+                    || id >= snap_waiter
+                    || ttl == 0
+                    || write > 1
+                    || (write == 1 && kind != GroupKind::RwLock)
+                    || self.shared.waiters.contains_key(&id)
+                {
+                    return Err(SnapshotError::Corrupt("group waiter"));
+                }
+                self.bytes += entry_charge(name, owner);
+                self.add_waiter(
+                    name,
+                    Waiting {
+                        id,
+                        owner: String::from(owner),
+                        ident,
+                        tag,
+                        ttl,
+                        write: write == 1,
+                        when: when(left)?,
+                        since: now.saturating_sub(waited),
+                    },
+                );
+            }
+            let empty = self
+                .shared
+                .groups
+                .get(name)
+                .is_some_and(|g| g.holds.is_empty() && g.queue.is_empty());
+            match pump {
+                Some(at) => {
+                    self.shared.pumps.insert(String::from(name), at);
+                }
+                None if empty => return Err(SnapshotError::Corrupt("empty group")),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    fn restore_groups(
+        &mut self,
+        r: &mut Reader<'_>,
+        _now: u64,
+        _snap_token: u64,
+        _snap_waiter: u64,
+    ) -> Result<(), SnapshotError> {
+        if r.len()? == 0 {
+            Ok(())
+        } else {
+            Err(SnapshotError::Full)
+        }
     }
 }

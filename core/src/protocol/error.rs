@@ -38,6 +38,12 @@ pub enum Field {
     Node,
     /// `Peer`: a cluster member's peer address (extension).
     Peer,
+    /// `Permits`: the name is a counting semaphore of this many permits
+    /// (extension).
+    Permits,
+    /// `Mode`: the name is a read/write lock, taken to `Read` (shared) or
+    /// `Write` (exclusive) (extension).
+    Mode,
     /// `Status` (responses).
     Status,
     /// `Error` (responses).
@@ -64,6 +70,8 @@ impl Field {
             Self::Op => "Op",
             Self::Node => "Node",
             Self::Peer => "Peer",
+            Self::Permits => "Permits",
+            Self::Mode => "Mode",
             Self::Status => "Status",
             Self::Error => "Error",
             Self::Stats => "Stats",
@@ -86,6 +94,8 @@ impl Field {
             b"Op" => Self::Op,
             b"Node" => Self::Node,
             b"Peer" => Self::Peer,
+            b"Permits" => Self::Permits,
+            b"Mode" => Self::Mode,
             _ => return None,
         })
     }
@@ -165,6 +175,20 @@ pub enum RequestError {
     /// An `Admin` request without an identity the server marks `Admin`
     /// (extension).
     NotAdmin,
+    /// A field whose value is none of those allowed (extension).
+    InvalidValue {
+        /// The field.
+        field: Field,
+        /// What it may be, such as "Read or Write".
+        expected: &'static str,
+    },
+    /// Two fields that exclude each other (extension).
+    Exclusive {
+        /// The first.
+        first: Field,
+        /// The second.
+        second: Field,
+    },
 }
 
 impl RequestError {
@@ -206,6 +230,12 @@ impl fmt::Display for RequestError {
             Self::UnknownAction => f.write_str("unknown Action"),
             Self::AuthFailed => f.write_str("authentication failed"),
             Self::NotAdmin => f.write_str("an administrator identity is required"),
+            Self::InvalidValue { field, expected } => {
+                write!(f, "field {field} must be {expected}")
+            }
+            Self::Exclusive { first, second } => {
+                write!(f, "fields {first} and {second} exclude each other")
+            }
         }
     }
 }

@@ -41,6 +41,7 @@ pub use json::JsonError;
 pub use out::{BufferTooSmall, Out, SliceOut};
 pub use request::{
     AdminOp, ClusterOp, Command, Credentials, MAX_REQUEST_ID, Owner, Rejected, Request, Resource,
+    Shape,
 };
 pub use response::{Message, Response};
 

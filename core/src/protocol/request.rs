@@ -94,6 +94,24 @@ pub enum Command<'a> {
         /// Only extend the live grant with this token; never acquire.
         token: Option<Token>,
     },
+    /// Take a permit of a counting semaphore, or a read/write lock in one
+    /// of its modes, or extend such a hold by its token (`Lock` with
+    /// `Permits` or `Mode`, extension). Every acquisition is a hold of its
+    /// own with its own token; it is released by `Unlock`.
+    Acquire {
+        /// The semaphore or read/write lock.
+        name: Resource<'a>,
+        /// Who asks.
+        owner: Owner<'a>,
+        /// What the name is, and how it is taken.
+        shape: Shape,
+        /// How long to hold it from now.
+        ttl: Ttl,
+        /// Queue for up to this long if it cannot be granted at once.
+        wait: Option<Ttl>,
+        /// Only extend the live hold with this token; never acquire.
+        token: Option<Token>,
+    },
     /// Release a lock.
     Unlock {
         /// The lock.
@@ -147,6 +165,22 @@ pub enum Command<'a> {
     /// An administrator's look at the lock table, or a revocation
     /// (extension; needs an identity the server marks `Admin`).
     Admin(AdminOp<'a>),
+}
+
+/// How an [`Command::Acquire`] takes its name: what the name is (a
+/// semaphore and its size, or a read/write lock) and in which mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shape {
+    /// One permit of a counting semaphore of `permits` permits (at least
+    /// 1; `Permits` on the wire).
+    Semaphore {
+        /// How many holders the semaphore admits at once.
+        permits: u32,
+    },
+    /// The shared side of a read/write lock (`"Mode":"Read"`).
+    Read,
+    /// The exclusive side of a read/write lock (`"Mode":"Write"`).
+    Write,
 }
 
 /// What an `Admin` request asks. The server answers `Locks` and `Lock`
@@ -215,7 +249,7 @@ impl<'a> Command<'a> {
     /// The action's name on the wire.
     pub const fn action(&self) -> &'static str {
         match self {
-            Self::Lock { .. } => "Lock",
+            Self::Lock { .. } | Self::Acquire { .. } => "Lock",
             Self::Unlock { .. } => "Unlock",
             Self::TestLock { .. } => "TestLock",
             Self::Put { .. } => "Put",
@@ -232,6 +266,7 @@ impl<'a> Command<'a> {
     pub const fn target(&self) -> Option<(Resource<'a>, Owner<'a>)> {
         match *self {
             Self::Lock { name, owner, .. }
+            | Self::Acquire { name, owner, .. }
             | Self::Unlock { name, owner, .. }
             | Self::TestLock { name, owner }
             | Self::Put { name, owner, .. }
@@ -286,7 +321,16 @@ impl<'a> Command<'a> {
             _ => {}
         }
         match *self {
-            Self::Lock { ttl, wait, .. } => {
+            Self::Acquire {
+                shape: Shape::Semaphore { permits: 0 },
+                ..
+            } => {
+                return Err(RequestError::InvalidValue {
+                    field: Field::Permits,
+                    expected: "an integer from 1 to 4294967295",
+                });
+            }
+            Self::Lock { ttl, wait, .. } | Self::Acquire { ttl, wait, .. } => {
                 if ttl.is_zero() {
                     return Err(RequestError::ZeroTtl);
                 }
@@ -369,7 +413,7 @@ impl core::error::Error for Rejected {
 }
 
 /// Number of request fields the parser tracks (the first ten [`Field`]s).
-const REQUEST_FIELDS: usize = 14;
+const REQUEST_FIELDS: usize = 16;
 
 struct Fields<'b> {
     buf: &'b [u8],
@@ -422,6 +466,32 @@ impl<'b> Fields<'b> {
             Err(NumError::TooLarge) => Err(RequestError::OverLimit {
                 field,
                 limit: Ttl::from_millis(u64::MAX),
+            }),
+        }
+    }
+
+    /// `Permits` or `Mode`, if either is present (never both).
+    fn shape(&self) -> Result<Option<Shape>, RequestError> {
+        let permits = self.integer(Field::Permits)?;
+        let mode = self.string(Field::Mode)?;
+        match (permits, mode) {
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => Err(RequestError::Exclusive {
+                first: Field::Permits,
+                second: Field::Mode,
+            }),
+            (Some(n), None) => match u32::try_from(n) {
+                Ok(permits) if permits > 0 => Ok(Some(Shape::Semaphore { permits })),
+                _ => Err(RequestError::InvalidValue {
+                    field: Field::Permits,
+                    expected: "an integer from 1 to 4294967295",
+                }),
+            },
+            (None, Some(m)) if m.eq_ignore_ascii_case("read") => Ok(Some(Shape::Read)),
+            (None, Some(m)) if m.eq_ignore_ascii_case("write") => Ok(Some(Shape::Write)),
+            (None, Some(_)) => Err(RequestError::InvalidValue {
+                field: Field::Mode,
+                expected: "Read or Write",
             }),
         }
     }
@@ -556,12 +626,27 @@ impl<'a> Request<'a> {
         let command = match action {
             Action::Lock => {
                 let (name, owner) = target()?;
-                Command::Lock {
-                    name,
-                    owner,
-                    ttl: ttl()?,
-                    wait: fields.seconds(Field::Wait)?.filter(|w| !w.is_zero()),
-                    token: fields.integer(Field::Token)?.map(Token),
+                let (ttl, wait, token) = (
+                    ttl()?,
+                    fields.seconds(Field::Wait)?.filter(|w| !w.is_zero()),
+                    fields.integer(Field::Token)?.map(Token),
+                );
+                match fields.shape()? {
+                    None => Command::Lock {
+                        name,
+                        owner,
+                        ttl,
+                        wait,
+                        token,
+                    },
+                    Some(shape) => Command::Acquire {
+                        name,
+                        owner,
+                        shape,
+                        ttl,
+                        wait,
+                        token,
+                    },
                 }
             }
             Action::Unlock => {
@@ -702,6 +787,26 @@ impl<'a> Request<'a> {
                 ttl, wait, token, ..
             } => {
                 seconds(out, "Expire", ttl)?;
+                if let Some(wait) = wait {
+                    seconds(out, "Wait", wait)?;
+                }
+                if let Some(token) = token {
+                    number(out, "Token", token.0)?;
+                }
+            }
+            Command::Acquire {
+                shape,
+                ttl,
+                wait,
+                token,
+                ..
+            } => {
+                seconds(out, "Expire", ttl)?;
+                match shape {
+                    Shape::Semaphore { permits } => number(out, "Permits", u64::from(permits))?,
+                    Shape::Read => string(out, "Mode", "Read")?,
+                    Shape::Write => string(out, "Mode", "Write")?,
+                }
                 if let Some(wait) = wait {
                     seconds(out, "Wait", wait)?;
                 }

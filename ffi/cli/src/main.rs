@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! dlm lock NAME [--ttl S] [--wait S | -n] [-E CODE] -- CMD ARGS...
+//! dlm lock NAME --permits N | --shared | --write ...   a semaphore permit, a read/write lock
 //! dlm lock NAME                  hold it until SIGINT/SIGTERM; prints the token
 //! dlm get|put|erase|test|unlock|stats|version ...
 //! dlm admin locks|lock|revoke ... -i ADMIN.cfg   the lock table (administrators)
@@ -111,6 +112,9 @@ Exit status: 1 (or -E CODE) if the lock cannot be had; see dlm --help.
 Examples:
   dlm lock backup -w 60 -- ./backup.sh
   dlm lock maintenance                 hold until Ctrl-C; prints the token
+  dlm lock gpu --permits 4 -- ./train.sh   one of 4 permits (a semaphore)
+  dlm lock config --shared -- ./read.sh    readers together, never beside
+  dlm lock config --write -- ./write.sh    a writer (--write), writers alone
   dlm lock deploy > token & pid=$!     hold in the background; kill $pid releases
 ";
 
@@ -313,6 +317,17 @@ struct LockArgs {
     /// Do not wait: fail at once if the lock is held.
     #[arg(long, short = 'n')]
     nonblock: bool,
+    /// Take one permit of NAME as a counting semaphore of N permits (N is
+    /// fixed by its first user while anyone holds or waits).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with_all = ["shared", "write"])]
+    permits: Option<u32>,
+    /// Take NAME as a read/write lock, on its shared (read) side: beside
+    /// other readers, never beside a writer.
+    #[arg(long, conflicts_with = "write")]
+    shared: bool,
+    /// Take NAME as a read/write lock, on its exclusive (write) side.
+    #[arg(long)]
+    write: bool,
     /// Exit status when the lock cannot be had.
     #[arg(long, short = 'E', default_value = "1")]
     conflict_exit_code: u8,
@@ -519,8 +534,13 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
             (false, None) => ROUND,
         };
         let lost_tx = lost_tx.clone();
-        let attempt = client
-            .lock(&args.name)
+        let builder = match (args.permits, args.shared, args.write) {
+            (Some(n), _, _) => client.semaphore(&args.name, n),
+            (None, true, _) => client.read_lock(&args.name),
+            (None, false, true) => client.write_lock(&args.name),
+            (None, false, false) => client.lock(&args.name),
+        };
+        let attempt = builder
             .ttl(args.ttl)
             .wait(wait)
             .auto_renew(true)
@@ -544,6 +564,15 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
             Err(Error::NotOwner | Error::Timeout) => {
                 drop(progress);
                 eprintln!("dlm: {}: lock is held by another owner", args.name);
+                return Ok(ExitCode::from(args.conflict_exit_code));
+            }
+            Err(Error::Mismatch(why)) => {
+                drop(progress);
+                eprintln!(
+                    "dlm: {}: {}",
+                    args.name,
+                    why.replace("FileName", "the name")
+                );
                 return Ok(ExitCode::from(args.conflict_exit_code));
             }
             Err(e) => {
