@@ -749,3 +749,74 @@ fn a_cancelled_writer_lets_readers_in() {
     });
     assert_eq!(got, vec![(b, Status::Locked)]);
 }
+
+/// An administrator's revocation of a semaphore takes back one hold by its
+/// token, whoever holds it, or every hold, and the queue moves at once;
+/// the anonymous may not.
+#[test]
+fn revoking_a_semaphore_takes_back_its_holds() {
+    use dlm_core::protocol::{AdminOp, RequestError};
+    let mut e = Engine::new(Config::default());
+    let root = Principal::Identity(e.register_identity("root", 100).expect("room"));
+    let sem = Shape::Semaphore { permits: 2 };
+    let a = reply(&mut e, 0, &acquire("s", "a", sem, None))
+        .1
+        .expect("token");
+    let b = reply(&mut e, 0, &acquire("s", "b", sem, None))
+        .1
+        .expect("token");
+    let Outcome::Queued(w) = e.handle(
+        at(1),
+        &acquire("s", "c", sem, Some(5000)),
+        Principal::Anonymous,
+        0,
+        &mut |_| {},
+    ) else {
+        panic!("the third waits");
+    };
+    let revoke = |token: Option<u64>| {
+        Command::Admin(AdminOp::Revoke {
+            name: Resource("s"),
+            token: token.map(Token),
+        })
+    };
+    let run = |e: &mut Engine, who: Principal, c: &Command<'_>| {
+        let mut got = Vec::new();
+        let Outcome::Reply(r) = e.handle(at(2), c, who, 0, &mut |ev: Event<'_>| {
+            got.push((ev.waiter, ev.response.status));
+        }) else {
+            panic!("a revocation is answered");
+        };
+        (r.status, r.error.map(|m| m.to_string()), got)
+    };
+    let (status, error, _) = run(&mut e, Principal::Anonymous, &revoke(None));
+    assert_eq!(status, Status::BadPayload);
+    assert_eq!(
+        error,
+        Some(
+            dlm_core::protocol::Response::rejected(RequestError::NotAdmin)
+                .error
+                .expect("why")
+                .to_string()
+        )
+    );
+    // A token that is no hold: refused, nothing moves.
+    let (status, _, got) = run(&mut e, root, &revoke(Some(a.max(b) + 100)));
+    assert_eq!(status, Status::NotOwner);
+    assert!(got.is_empty());
+    // One hold by its token: the waiter takes its permit.
+    let (status, _, got) = run(&mut e, root, &revoke(Some(a)));
+    assert_eq!(status, Status::Unlocked);
+    assert_eq!(got, vec![(w, Status::Locked)]);
+    assert_eq!(e.holds("s").count(), 2);
+    assert!(e.holds("s").all(|h| h.token != Token(a)));
+    // Every hold: the name is free for anyone.
+    let (status, _, _) = run(&mut e, root, &revoke(None));
+    assert_eq!(status, Status::Unlocked);
+    assert_eq!(e.holds("s").count(), 0);
+    assert_eq!(
+        reply(&mut e, 3, &acquire("s", "d", Shape::Write, None)).0,
+        Status::Locked,
+        "forgotten once nobody holds it: any kind may take the name"
+    );
+}

@@ -446,6 +446,9 @@ impl<S: Storage> Engine<S> {
         token: Option<Token>,
         events: &mut impl FnMut(Event<'_>),
     ) -> Response<'s> {
+        if let Some(r) = self.revoke_shared(now, name, token, events) {
+            return r;
+        }
         let (_, found) = self.find_lock(name);
         let Some(slot) = found else {
             self.stats.incr(Stat::UnlockNF);

@@ -385,6 +385,36 @@ impl<S: Storage> Engine<S> {
         Some(r)
     }
 
+    /// An administrator's revocation of a name that is a group; `None` if
+    /// it is not one. With `token`: that hold, whoever holds it (`NotOwner`
+    /// if it is gone); without: every hold. The queue moves at once.
+    pub(super) fn revoke_shared<'s>(
+        &mut self,
+        now: u64,
+        name: &str,
+        token: Option<Token>,
+        events: &mut impl FnMut(Event<'_>),
+    ) -> Option<Response<'s>> {
+        let g = self.shared.groups.get(name)?;
+        let gone: Vec<u64> = g
+            .holds
+            .iter()
+            .filter(|h| token.is_none_or(|t| t.0 == h.token))
+            .map(|h| h.token)
+            .collect();
+        if token.is_some() && gone.is_empty() {
+            return Some(self.not_owner(None));
+        }
+        for &t in &gone {
+            self.drop_hold(name, t, now);
+            self.stats.incr(Stat::Revoked);
+        }
+        self.pump(name, now, now, events);
+        let mut r = Response::new(Status::Unlocked);
+        r.token = token;
+        Some(r)
+    }
+
     /// `TestLock` of a name that is a group; `None` if it is not one.
     /// `Locked` (with the token of the caller's earliest hold) if the
     /// caller holds it, else `NotOwner` with what the name is.
