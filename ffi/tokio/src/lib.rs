@@ -124,17 +124,21 @@
 
 mod client;
 mod conn;
-mod encoder;
-mod error;
 mod lock;
 mod pipe;
+mod stream;
 
-pub use client::{Builder, Client, LockState, Value, random_id};
+pub use client::{Builder, Client};
+// The blocking crate's own types: one error enum, one set of encoders, one
+// TLS configuration for both clients, so code written for one reads the
+// other's results and errors unchanged.
+pub use dlm::{
+    Encoder, Error, LockState, Result, SealedEncoder, TableEncoder, Tls, ToServers, Value,
+    random_id,
+};
 pub use dlm_core::client::ErrorKind;
-pub use dlm_core::protocol::{Framing, Revision, Token};
+pub use dlm_core::protocol::{ClusterOp, Framing, Revision, Token};
 pub use dlm_core::stats::{Stat, Stats};
-pub use encoder::{Encoder, SealedEncoder, TableEncoder};
-pub use error::{Error, Result};
 pub use lock::{DEFAULT_TTL, Lock, LockBuilder};
 
 #[cfg(test)]
