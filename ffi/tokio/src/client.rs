@@ -498,7 +498,17 @@ impl Shared {
         if let Some(pipe) = usable(slot) {
             return Ok(pipe);
         }
-        let _gate = slot.connecting.lock().await;
+        // Another call of the slot may be connecting (and backing off, for
+        // as long as its own deadline allows): wait for it only as long as
+        // this call's deadline allows.
+        let remaining = call.remaining(self.clock.now()).into();
+        let Ok(_gate) = tokio::time::timeout(remaining, slot.connecting.lock()).await else {
+            let e = core_client::Error::text(
+                core_client::ErrorKind::Unavailable,
+                "no connection to the server within the time limit",
+            );
+            return Err(self.give_up(&e, last.take()));
+        };
         loop {
             if let Some(pipe) = usable(slot) {
                 return Ok(pipe);
