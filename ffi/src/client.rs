@@ -281,7 +281,7 @@ pub(crate) struct Shared {
     failover: Mutex<Failover>,
     pool: Mutex<Vec<Conn>>,
     /// TLS for every connection (`None`: plaintext).
-    tls: Option<crate::tls::Connector>,
+    tls: Option<crate::tls::TlsConfig>,
 }
 
 /// A client of a dlm server, or of a dlm cluster's members. Cheap to clone;
@@ -418,11 +418,7 @@ impl Client {
                 max_idle: options.max_idle,
                 failover: Mutex::new(Failover::new(servers, config, seed)),
                 pool: Mutex::new(Vec::new()),
-                tls: options
-                    .tls
-                    .as_ref()
-                    .map(crate::Tls::connector)
-                    .transpose()?,
+                tls: options.tls.as_ref().map(crate::Tls::config).transpose()?,
             }),
         };
         let shared = &client.shared;

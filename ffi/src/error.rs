@@ -1,7 +1,7 @@
 //! The client's errors: one enum whose [`kind`](Error::kind) is dlm-core's
 //! [`ErrorKind`], the one definition every binding maps to its own idiom
-//! (C status codes, Go sentinel errors, JS error codes). Messages come from
-//! there too: `Display` writes the kind's message, then `: ` and the
+//! (C status codes, Go sentinel errors, JS error codes). The async client
+//! dlm-tokio returns this same type. Messages come from there too: `Display` writes the kind's message, then `: ` and the
 //! detail, if there is one.
 
 use std::fmt;
@@ -33,7 +33,8 @@ pub enum Error {
     /// The lock was lost: it expired or was taken before it could be
     /// extended or released.
     LockLost,
-    /// A blocking call was cancelled.
+    /// A blocking call was cancelled. (dlm-tokio cancels by dropping a
+    /// call's future, which returns nothing: it never reports this kind.)
     Cancelled,
     /// The server refused the request as malformed or over a limit (its
     /// reason, if it gave one).
@@ -49,7 +50,7 @@ pub enum Error {
     /// An argument was invalid.
     InvalidArgument(&'static str),
     /// The operating system refused something the client needs (a thread,
-    /// random bytes).
+    /// random bytes), or, for dlm-tokio, there is no tokio runtime.
     System(io::Error),
 }
 
@@ -105,8 +106,9 @@ impl Error {
         }
     }
 
-    /// An I/O failure of the operating system, with what was being done.
-    pub(crate) fn system(what: &str, e: impl Into<io::Error>) -> Self {
+    /// An [`Error::System`]: a failure of the operating system, with what
+    /// was being done (`"no random bytes: ..."`).
+    pub fn system(what: &str, e: impl Into<io::Error>) -> Self {
         let e = e.into();
         Self::System(io::Error::new(e.kind(), format!("{what}: {e}")))
     }

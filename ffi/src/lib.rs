@@ -43,7 +43,7 @@ mod client;
 mod encoder;
 mod error;
 mod lock;
-mod tls;
+pub mod tls;
 
 pub use cancel::CancelToken;
 pub use client::{Client, Options, ToServers, Value, random_id};

@@ -8,10 +8,17 @@
 //! [`Tls`] says whom to trust (a CA file, or the system's roots), which
 //! name the server's certificate must carry, and optionally the client
 //! certificate to present. The client wraps each of its sockets in a
-//! [`Stream`]: plaintext, or TLS with the handshake done at connect time.
+//! `Stream`: plaintext, or TLS with the handshake done at connect time.
+//!
+//! An async client drives its own sockets: it reads the files once with
+//! [`Tls::config`], hands [`TlsConfig::client_config`] and
+//! [`TlsConfig::server_name`] to its TLS library (dlm-tokio: tokio-rustls,
+//! over the same rustls), and passes the errors through [`explained`] so
+//! that they say why, in the same words as this client's, and
+//! [`is_tls_failure`] tells it not to try again.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +28,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use crate::error::{Error, Result};
+
+/// The rustls this crate builds its configuration with (0.23, `ring`).
+pub use rustls;
 
 /// How to connect with TLS.
 ///
@@ -94,8 +104,12 @@ impl Tls {
         self
     }
 
-    /// Reads the files and builds what every connection shares.
-    pub(crate) fn connector(&self) -> Result<Connector> {
+    /// Reads the files and builds what every connection shares: a CA
+    /// file that cannot be read or holds no certificate, a client
+    /// certificate or key that cannot be read, or a server name that is
+    /// neither a DNS name nor an IP address is an error here, before any
+    /// connection.
+    pub fn config(&self) -> Result<TlsConfig> {
         let roots = match &self.ca_file {
             Some(path) => {
                 let mut roots = rustls::RootCertStore::empty();
@@ -138,7 +152,7 @@ impl Tls {
             })?),
             None => None,
         };
-        Ok(Connector {
+        Ok(TlsConfig {
             config: Arc::new(config),
             name,
         })
@@ -163,12 +177,36 @@ fn read_certs(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-/// What a client's connections share: the configuration and the name to
-/// check.
+/// What a client's connections share, made by [`Tls::config`]: the rustls
+/// configuration and the name to check.
 #[derive(Clone)]
-pub(crate) struct Connector {
+pub struct TlsConfig {
     config: Arc<ClientConfig>,
     name: Option<ServerName<'static>>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsConfig {
+    /// The rustls client configuration: trust, protocol versions, the
+    /// client certificate.
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        self.config.clone()
+    }
+
+    /// The name the certificate of the server at `ip` must carry (and the
+    /// SNI to send): the one given, or else that address.
+    pub fn server_name(&self, ip: IpAddr) -> ServerName<'static> {
+        self.name
+            .clone()
+            .unwrap_or_else(|| ServerName::IpAddress(ip.into()))
+    }
 }
 
 /// A connection to the server: plaintext, or TLS over TCP.
@@ -182,17 +220,14 @@ impl Stream {
     /// finish within `timeout`.
     pub(crate) fn open(
         tcp: TcpStream,
-        tls: Option<&Connector>,
+        tls: Option<&TlsConfig>,
         addr: SocketAddr,
         timeout: Duration,
     ) -> io::Result<Self> {
         let Some(tls) = tls else {
             return Ok(Self::Plain(tcp));
         };
-        let name = tls
-            .name
-            .clone()
-            .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+        let name = tls.server_name(addr.ip());
         let mut conn = ClientConnection::new(tls.config.clone(), name).map_err(|e| explain(&e))?;
         let mut tcp = tcp;
         let limit = Some(timeout.max(Duration::from_millis(1)));
@@ -201,7 +236,7 @@ impl Stream {
         while conn.is_handshaking() {
             match conn.complete_io(&mut tcp) {
                 Ok(_) => {}
-                Err(e) => return Err(rewrap(e)),
+                Err(e) => return Err(explained(e)),
             }
         }
         Ok(Self::Tls(Box::new(StreamOwned::new(conn, tcp))))
@@ -220,7 +255,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Self::Plain(s) => s.read(buf),
-            Self::Tls(s) => s.read(buf).map_err(rewrap),
+            Self::Tls(s) => s.read(buf).map_err(explained),
         }
     }
 }
@@ -229,20 +264,23 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Self::Plain(s) => s.write(buf),
-            Self::Tls(s) => s.write(buf).map_err(rewrap),
+            Self::Tls(s) => s.write(buf).map_err(explained),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Self::Plain(s) => s.flush(),
-            Self::Tls(s) => s.flush().map_err(rewrap),
+            Self::Tls(s) => s.flush().map_err(explained),
         }
     }
 }
 
-/// An I/O error that carries a rustls error gets the explanation of it.
-fn rewrap(e: io::Error) -> io::Error {
+/// An I/O error that carries a rustls error (as rustls's and
+/// tokio-rustls's streams return them) becomes one that says why the
+/// handshake or session failed, in words that point at the fix; any other
+/// is returned as it is.
+pub fn explained(e: io::Error) -> io::Error {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         Some(tls) => explain(tls),
         None => e,
@@ -370,8 +408,9 @@ pub(crate) fn failure_of(e: &io::Error) -> Option<TlsFailure> {
     e.get_ref()?.downcast_ref::<Failed>().map(|f| f.reason)
 }
 
-/// Whether `e` came from TLS (a refusal that trying again will not fix).
-pub(crate) fn is_tls_failure(e: &io::Error) -> bool {
+/// Whether `e` came from TLS, as [`explained`] made it: a refusal that
+/// trying again will not fix, so a client says it at once.
+pub fn is_tls_failure(e: &io::Error) -> bool {
     failure_of(e).is_some()
 }
 

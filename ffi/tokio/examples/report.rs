@@ -6,6 +6,10 @@
 //! cargo run --release -p dlm-server &          # 127.0.0.1:37373
 //! cargo run -p dlm-tokio --example report -- 127.0.0.1:37373
 //! ```
+//!
+//! The server is the first argument, else `DLM_SERVER` (as for the `dlm`
+//! command), else 127.0.0.1:37373; a cluster's members may be listed,
+//! `host:port,host:port,...`.
 
 // An application, not dlm-core: std is the natural import.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
@@ -18,6 +22,7 @@ use dlm_tokio::{Client, Error};
 async fn main() -> Result<(), Error> {
     let addr = std::env::args()
         .nth(1)
+        .or_else(|| std::env::var("DLM_SERVER").ok())
         .unwrap_or_else(|| "127.0.0.1:37373".to_owned());
     let client = Client::connect(addr.as_str()).await?;
 

@@ -40,6 +40,7 @@
 //!  tasks ─┬─ put/get/extend/try_lock ─▶ one pipelined connection (a task owns the socket;
 //!         │                              requests batched per write, answers in order)
 //!         └─ lock(..).wait(..) ────────▶ a connection of its own while it waits
+//!  every call ── dlm-core Failover: which member (the leader), backoff, resend or give up
 //!  Lock ── dlm-core Lease ◀── renewal task (tokio timer) ── extend by token / lost()
 //! ```
 //!
@@ -57,9 +58,36 @@
 //! - Values go through an [`Encoder`]: the table codec by default
 //!   (readable by every binding and by JackrabbitDLM's Python client), or
 //!   [`SealedEncoder`] so the server stores only ciphertext.
-//! - Errors are [`Error`], whose [`kind`](Error::kind) is dlm-core's
-//!   [`ErrorKind`], the same list the blocking, C, Go and Node.js clients
-//!   use.
+//! - Errors are [`Error`], the blocking `dlm` crate's own type (as are the
+//!   encoders, [`Value`], [`LockState`] and [`Tls`]), whose
+//!   [`kind`](Error::kind) is dlm-core's [`ErrorKind`], the same list the
+//!   blocking, C, Go and Node.js clients use.
+//!
+//! ## Clusters and TLS
+//!
+//! Given a cluster's members (one is enough, the others are learned), the
+//! client goes to the leader and follows it through failovers, as
+//! dlm-core's failover says: calls move on by themselves until
+//! [`io_timeout`](Builder::io_timeout) runs out (then
+//! [`Error::Unavailable`]), writes carry a request ID the cluster applies
+//! once, a held lock is renewed by its token through the new leader, and a
+//! wait is queued again there with what is left of it. TLS takes the
+//! blocking client's [`Tls`]:
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() -> dlm_tokio::Result<()> {
+//! let client = dlm_tokio::Client::builder()
+//!     .tls(
+//!         dlm_tokio::Tls::new()
+//!             .ca_file("/etc/dlm/ca.pem")
+//!             .server_name("dlm.internal"),
+//!     )
+//!     .connect("10.0.0.1:37373,10.0.0.2:37373,10.0.0.3:37373")
+//!     .await?;
+//! println!("talking to {}", client.server()); // the leader
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! ## Owners
 //!
@@ -124,17 +152,21 @@
 
 mod client;
 mod conn;
-mod encoder;
-mod error;
 mod lock;
 mod pipe;
+mod stream;
 
-pub use client::{Builder, Client, LockState, Value, random_id};
+pub use client::{Builder, Client};
+// The blocking crate's own types: one error enum, one set of encoders, one
+// TLS configuration for both clients, so code written for one reads the
+// other's results and errors unchanged.
+pub use dlm::{
+    Encoder, Error, LockState, Result, SealedEncoder, TableEncoder, Tls, ToServers, Value,
+    random_id,
+};
 pub use dlm_core::client::ErrorKind;
-pub use dlm_core::protocol::{Framing, Revision, Token};
+pub use dlm_core::protocol::{ClusterOp, Framing, Revision, Token};
 pub use dlm_core::stats::{Stat, Stats};
-pub use encoder::{Encoder, SealedEncoder, TableEncoder};
-pub use error::{Error, Result};
 pub use lock::{DEFAULT_TTL, Lock, LockBuilder};
 
 #[cfg(test)]

@@ -27,16 +27,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use dlm_core::client::{self as core_client, Acquire, Done, Event, Lease};
-use dlm_core::protocol::{Framing, Request, Response, Token};
+use dlm_core::client::{Acquire, Action, Done, Event, Lease};
+use dlm_core::protocol::{Response, Token};
 use dlm_core::time::{Instant, Ttl};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
-use crate::client::{Client, check_name, check_ttl, stale};
+use crate::client::{CallOptions, Client, Via, check_name, check_ttl};
 use crate::conn::Conn;
-use crate::error::{Error, Result};
 use crate::pipe::Reply;
+use crate::{Error, Result};
 
 /// The default time to live of a lock.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
@@ -148,56 +148,23 @@ struct Attempt {
 }
 
 impl Attempt {
+    /// Sends the `Lock` through the failover: a wait on a connection of
+    /// its own (queued again on the next member, with what is left of it,
+    /// if the one it waits on fails), one attempt pipelined.
     async fn run(&mut self) -> Result<Lease> {
         let req = self.acquire.request(&self.client.core(), &self.name);
-        let shared = &self.client.shared;
-        let mut line = if self.acquire.wait().is_some() || shared.framing == Framing::Legacy {
-            wait_on_own_connection(&self.client, self.acquire, &mut self.waiting, &req).await?
+        let via = if self.acquire.wait().is_some() {
+            Via::Own(&mut self.waiting)
         } else {
-            shared.round_trip_in(&req, &mut self.queued).await?
+            Via::Pipe(&mut self.queued)
         };
-        let (_, r) = Response::parse(&mut line).map_err(core_client::Error::from)?;
-        Ok(self.acquire.handle_response(self.client.now(), &r)?)
-    }
-}
-
-/// Sends a `Lock` on a connection of its own and reads its answer, however
-/// long the server keeps it queued. The connection stays in `waiting`
-/// until the answer is read, for the attempt's `Drop` to find.
-async fn wait_on_own_connection(
-    client: &Client,
-    acquire: Acquire,
-    waiting: &mut Option<Conn>,
-    req: &Request<'_>,
-) -> Result<Vec<u8>> {
-    let shared = &client.shared;
-    let mut bytes = Vec::new();
-    // Writing into a Vec cannot fail.
-    let _ = req.write(&mut bytes);
-    let wait = acquire.wait().map_or(Duration::ZERO, Duration::from);
-    let limit = shared.io_timeout.saturating_add(wait);
-    let mut retried = false;
-    loop {
-        let (conn, reused) = shared.dedicated().await?;
-        let conn = waiting.insert(conn);
-        match conn.round_trip(&bytes, limit).await {
-            Ok(()) => {
-                let line = std::mem::take(conn.line());
-                if let Some(conn) = waiting.take() {
-                    shared.checkin(conn);
-                }
-                return Ok(line);
-            }
-            Err(e) if reused && !retried && stale(&e) => {
-                // The server closed it while it sat idle: nothing was
-                // queued there.
-                retried = true;
-                *waiting = None;
-            }
-            // The connection stays in `waiting`: dropping the attempt
-            // reads what the server still owes on it.
-            Err(e) => return Err(Error::Unavailable(e)),
-        }
+        let (acquire, clock) = (self.acquire, self.client.shared.clock);
+        self.client
+            .shared
+            .call(&req, CallOptions::default(), via, |r| {
+                Ok(acquire.handle_response(clock.now(), r)?)
+            })
+            .await
     }
 }
 
@@ -245,7 +212,14 @@ async fn give_back(client: &Client, name: &str, acquire: Acquire, line: &mut [u8
         && let Some(pending) = lease.poll_request(now)
     {
         let req = pending.request(&client.core(), name);
-        let _ = client.shared.round_trip(&req).await;
+        let options = CallOptions {
+            release: true,
+            ..CallOptions::default()
+        };
+        let _ = client
+            .shared
+            .exchange(&req, options, Via::Pipe(&mut None))
+            .await;
     }
 }
 
@@ -292,17 +266,28 @@ impl Inner {
     async fn exchange(&self) -> Option<Result<Done>> {
         let pending = self.with_lease(Lease::poll_request)?;
         let req = pending.request(&self.client.core(), &self.name);
+        // An extension is worth nothing past the lease's deadline: the
+        // call ends by then, so that a loss is reported on time. Through a
+        // failover it goes to whichever member the failover moved to.
+        let options = CallOptions {
+            not_after: pending.deadline(),
+            release: pending.action() == Action::Release,
+        };
         let mut flight = Unanswered(Some(self));
-        let result = match self.client.shared.round_trip(&req).await {
-            Ok(mut line) => match Response::parse(&mut line) {
-                Ok((_, r)) => {
-                    flight.0 = None;
-                    self.with_lease(|lease, now| {
-                        lease.handle_response(now, &r).map_err(Error::from)
-                    })
-                }
-                Err(e) => Err(core_client::Error::from(e).into()),
-            },
+        let answered =
+            self.client
+                .shared
+                .call(&req, options, Via::Pipe(&mut None), |r| {
+                    Ok(self.with_lease(|lease, now| {
+                        lease.handle_response(now, r).map_err(Error::from)
+                    }))
+                })
+                .await;
+        let result = match answered {
+            Ok(done) => {
+                flight.0 = None;
+                done
+            }
             Err(e) => Err(e),
         };
         drop(flight);

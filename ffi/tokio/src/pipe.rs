@@ -10,7 +10,7 @@
 //!
 //! ```text
 //!  call ──▶ Pipe::send: request bytes ─▶ State.out ─┐   (mutex, no await)
-//!  call ◀── oneshot ◀── answer line ◀─ Driver ◀─────┴─▶ TcpStream
+//!  call ◀── oneshot ◀── answer line ◀─ Driver ◀─────┴─▶ TcpStream (or TLS)
 //! ```
 //!
 //! Only requests the server answers at once belong here: a `Lock` that
@@ -34,9 +34,10 @@ use std::time::Duration;
 
 use dlm_core::protocol::Request;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
+
+use crate::stream::Stream;
 
 /// Longest answer line accepted from a server.
 pub(crate) const MAX_ANSWER: usize = 64 << 20;
@@ -61,6 +62,11 @@ impl Failure {
     pub(crate) fn to_io(&self) -> io::Error {
         io::Error::new(self.kind, self.why.to_string())
     }
+
+    /// Whether the connection was closed for giving no answer in time.
+    pub(crate) fn timed_out(&self) -> bool {
+        self.kind == io::ErrorKind::TimedOut
+    }
 }
 
 /// What a call receives: the answer line (with its `\n`), or why none
@@ -73,6 +79,9 @@ pub(crate) type Reply = oneshot::Receiver<Answer>;
 /// One pipelined connection, shared by the calls and its task.
 pub(crate) struct Pipe {
     state: Mutex<State>,
+    /// The failover epoch it was opened at: one of another epoch is to a
+    /// server no longer in use.
+    pub(crate) epoch: u64,
 }
 
 #[derive(Default)]
@@ -91,9 +100,10 @@ struct State {
 
 impl Pipe {
     /// Starts the task for `stream` on the current runtime.
-    pub(crate) fn start(stream: TcpStream, io_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn start(stream: Stream, io_timeout: Duration, epoch: u64) -> Arc<Self> {
         let pipe = Arc::new(Self {
             state: Mutex::new(State::default()),
+            epoch,
         });
         tokio::spawn(Driver {
             pipe: pipe.clone(),
@@ -164,7 +174,7 @@ impl Pipe {
 /// The task of one connection.
 struct Driver {
     pipe: Arc<Pipe>,
-    stream: TcpStream,
+    stream: Stream,
     /// Requests being written, and how much of them is.
     wbuf: Vec<u8>,
     wpos: usize,
@@ -233,6 +243,13 @@ impl Driver {
                     Poll::Ready(Err(e)) => return Err(e),
                     Poll::Pending => break,
                 }
+            }
+            // Over TLS a write may leave records in the session: push them
+            // out (a no-op for plain TCP). Pending: woken when it can.
+            if self.wpos == self.wbuf.len()
+                && let Poll::Ready(Err(e)) = Pin::new(&mut self.stream).poll_flush(cx)
+            {
+                return Err(e);
             }
             loop {
                 self.make_room()?;
