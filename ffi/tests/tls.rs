@@ -9,35 +9,15 @@
     clippy::std_instead_of_alloc
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use dlm::{Client, Error, Options, Stat, Tls, TlsFailure};
-use dlm_tests::{Server, binary, scratch_dir};
+use dlm_tests::{Server, binary, scratch_dir, tls_server};
 
-/// A development CA, server certificate and client certificates, written
-/// by `dlm-server tls new`.
 fn pki(clients: &[&str]) -> PathBuf {
-    let dir = scratch_dir("client-tls").join("pki");
-    let mut cmd = Command::new(binary("dlm-server", "dlm-server"));
-    cmd.args(["tls", "new"]).arg(&dir);
-    for c in clients {
-        cmd.args(["--client", c]);
-    }
-    assert!(cmd.output().unwrap().status.success());
-    dir
-}
-
-fn tls_server(cert: &Path, key: &Path, extra: &[&str]) -> Server {
-    let mut args = vec![
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Server::with_args(&args)
+    dlm_tests::dev_pki("client-tls", clients)
 }
 
 fn connect(server: &Server, tls: Tls) -> dlm::Result<Client> {

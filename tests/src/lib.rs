@@ -64,6 +64,38 @@ pub fn scratch_dir(what: &str) -> PathBuf {
     dir
 }
 
+/// A development PKI written by `dlm-server tls new` into a fresh scratch
+/// directory named after `what`: `ca.pem`, `server.pem`/`server.key` (for
+/// localhost and 127.0.0.1) and a certificate and key per client name.
+pub fn dev_pki(what: &str, clients: &[&str]) -> PathBuf {
+    let dir = scratch_dir(what).join("pki");
+    let mut cmd = Command::new(binary("dlm-server", "dlm-server"));
+    cmd.args(["tls", "new"]).arg(&dir);
+    for c in clients {
+        cmd.args(["--client", c]);
+    }
+    let out = cmd.output().expect("run dlm-server tls new");
+    assert!(
+        out.status.success(),
+        "dlm-server tls new failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+/// A `dlm-server` serving TLS with `cert` and `key`, plus `extra`
+/// arguments.
+pub fn tls_server(cert: &Path, key: &Path, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--tls-cert",
+        cert.to_str().expect("a UTF-8 path"),
+        "--tls-key",
+        key.to_str().expect("a UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    Server::with_args(&args)
+}
+
 /// A running `dlm-server`, stopped when dropped.
 pub struct Server {
     child: Child,

@@ -23,22 +23,8 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-/// Writes a development CA, server certificate and client certificates
-/// with `dlm-server tls new`.
 fn pki(clients: &[&str]) -> PathBuf {
-    let dir = scratch_dir("tls").join("pki");
-    let mut cmd = Command::new(binary("dlm-server", "dlm-server"));
-    cmd.args(["tls", "new"]).arg(&dir);
-    for c in clients {
-        cmd.args(["--client", c]);
-    }
-    let out = cmd.output().expect("run dlm-server tls new");
-    assert!(
-        out.status.success(),
-        "tls new failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
+    dlm_tests::dev_pki("tls", clients)
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -149,18 +135,9 @@ fn wait_stats(plain: SocketAddr, what: &str, ok: impl Fn(&Stats) -> bool) -> Sta
 }
 
 fn tls_server(dir: &Path, extra: &[&str]) -> Server {
-    let cert = dir.join("server.pem");
-    let key = dir.join("server.key");
-    let mut args = vec![
-        "--tls-cert",
-        cert.to_str().expect("path"),
-        "--tls-key",
-        key.to_str().expect("path"),
-        "--plaintext-port",
-        "0",
-    ];
+    let mut args = vec!["--plaintext-port", "0"];
     args.extend_from_slice(extra);
-    Server::with_args(&args)
+    dlm_tests::tls_server(&dir.join("server.pem"), &dir.join("server.key"), &args)
 }
 
 #[test]

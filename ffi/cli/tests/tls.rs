@@ -11,29 +11,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use dlm_tests::{Server, binary, scratch_dir};
+use dlm_tests::Server;
 
 fn pki(clients: &[&str]) -> PathBuf {
-    let dir = scratch_dir("cli-tls").join("pki");
-    let mut cmd = Command::new(binary("dlm-server", "dlm-server"));
-    cmd.args(["tls", "new"]).arg(&dir);
-    for c in clients {
-        cmd.args(["--client", c]);
-    }
-    assert!(cmd.output().unwrap().status.success());
-    dir
+    dlm_tests::dev_pki("cli-tls", clients)
 }
 
 fn tls_server(dir: &Path, extra: &[&str]) -> Server {
-    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
-    let mut args = vec![
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Server::with_args(&args)
+    dlm_tests::tls_server(&dir.join("server.pem"), &dir.join("server.key"), extra)
 }
 
 /// `dlm` against `server` by the name localhost.
