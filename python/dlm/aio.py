@@ -113,6 +113,25 @@ class Client:
         lock.acquire()``. Arguments as ``dlm.Client.lock``."""
         return Lock(self, name, ttl, wait, auto_renew)
 
+    def semaphore(
+        self, name: str, permits: int, ttl: float = 30.0, wait: Optional[float] = None, auto_renew: bool = True
+    ) -> "Lock":
+        """One permit of the counting semaphore ``name``, not yet taken.
+        Arguments as ``dlm.Client.semaphore``."""
+        return Lock(
+            self, name, ttl, wait, auto_renew, _make=lambda c: c.semaphore(name, permits, ttl, wait, auto_renew)
+        )
+
+    def read_lock(self, name: str, ttl: float = 30.0, wait: Optional[float] = None, auto_renew: bool = True) -> "Lock":
+        """The shared side of the read/write lock ``name``, not yet taken.
+        Arguments as ``dlm.Client.read_lock``."""
+        return Lock(self, name, ttl, wait, auto_renew, _make=lambda c: c.read_lock(name, ttl, wait, auto_renew))
+
+    def write_lock(self, name: str, ttl: float = 30.0, wait: Optional[float] = None, auto_renew: bool = True) -> "Lock":
+        """The exclusive side of the read/write lock ``name``, not yet taken.
+        Arguments as ``dlm.Client.write_lock``."""
+        return Lock(self, name, ttl, wait, auto_renew, _make=lambda c: c.write_lock(name, ttl, wait, auto_renew))
+
     async def test_lock(self, name: str) -> _native.LockState:
         c = await self._client()
         return await self._run(c.test_lock, name)
@@ -149,15 +168,27 @@ class Lock:
     """A lock of an asyncio ``Client``: ``dlm.Lock``'s API, with
     ``acquire``, ``release`` and ``extend`` awaitable."""
 
-    def __init__(self, client: Client, name: str, ttl: float, wait: Optional[float], auto_renew: bool) -> None:
+    def __init__(
+        self,
+        client: Client,
+        name: str,
+        ttl: float,
+        wait: Optional[float],
+        auto_renew: bool,
+        *,
+        _make: Optional[Callable[[_native.Client], _native.Lock]] = None,
+    ) -> None:
         self._client = client
-        self._args: Tuple[str, float, Optional[float], bool] = (name, ttl, wait, auto_renew)
+        self._name = name
+        self._make: Callable[[_native.Client], _native.Lock] = _make or (
+            lambda c: c.lock(name, ttl, wait, auto_renew)
+        )
         self._lock: Optional[_native.Lock] = None
 
     async def _native(self) -> _native.Lock:
         if self._lock is None:
             c = await self._client._client()
-            self._lock = c.lock(*self._args)
+            self._lock = self._make(c)
         return self._lock
 
     async def acquire(self) -> "Lock":
@@ -213,7 +244,7 @@ class Lock:
 
     @property
     def name(self) -> str:
-        return self._args[0]
+        return self._name
 
     @property
     def token(self) -> Optional[int]:
@@ -242,7 +273,7 @@ class Lock:
         return f"<dlm.aio.Lock {self._native_repr()}>"
 
     def _native_repr(self) -> str:
-        return repr(self._lock) if self._lock is not None else repr(self._args[0])
+        return repr(self._lock) if self._lock is not None else repr(self._name)
 
 
 async def connect(server: str = "127.0.0.1:37373", **options: Any) -> Client:

@@ -11,7 +11,7 @@ use pyo3::types::{PyBytes, PyString, PyType};
 
 use crate::encoder::{bytes_of, from_py};
 use crate::errors::{blocking, invalid, to_py};
-use crate::lock::Lock;
+use crate::lock::{Kind, Lock};
 use crate::time;
 use crate::tls::Tls;
 
@@ -43,6 +43,42 @@ impl Client {
                     )),
                 )
             })
+    }
+
+    /// A [`Lock`] of `kind` on `name`, its arguments checked.
+    fn new_lock(
+        &self,
+        py: Python<'_>,
+        name: String,
+        kind: Kind,
+        ttl: f64,
+        wait: Option<f64>,
+        auto_renew: bool,
+    ) -> PyResult<Lock> {
+        if name.is_empty() {
+            return Err(invalid(py, "empty name"));
+        }
+        let ttl = time::ttl(py, ttl)?;
+        if ttl.is_zero() {
+            return Err(invalid(py, "a TTL must be positive"));
+        }
+        let wait = time::wait(py, wait)?;
+        if auto_renew && name.contains('\0') {
+            // The Rust client names its renewal thread after the lock, and a
+            // thread name cannot hold a NUL: it would panic after the grant.
+            return Err(invalid(
+                py,
+                "a lock whose name contains a NUL byte cannot be auto-renewed",
+            ));
+        }
+        Ok(Lock::new(
+            self.client(py)?,
+            name,
+            kind,
+            ttl,
+            wait,
+            auto_renew,
+        ))
     }
 }
 
@@ -182,23 +218,57 @@ impl Client {
         wait: Option<f64>,
         auto_renew: bool,
     ) -> PyResult<Lock> {
-        if name.is_empty() {
-            return Err(invalid(py, "empty name"));
+        self.new_lock(py, name, Kind::Exclusive, ttl, wait, auto_renew)
+    }
+
+    /// One permit of the counting semaphore `name` of `permits` permits,
+    /// not yet taken; arguments and use as `lock`. Each acquisition is a
+    /// hold of its own with its own fencing token; waiters are served
+    /// first come, first served. The size is fixed while anyone holds or
+    /// waits: another size raises `ConflictError`.
+    #[pyo3(signature = (name, permits, ttl = 30.0, wait = None, auto_renew = true))]
+    fn semaphore(
+        &self,
+        py: Python<'_>,
+        name: String,
+        permits: u32,
+        ttl: f64,
+        wait: Option<f64>,
+        auto_renew: bool,
+    ) -> PyResult<Lock> {
+        if permits == 0 {
+            return Err(invalid(py, "a semaphore needs at least one permit"));
         }
-        let ttl = time::ttl(py, ttl)?;
-        if ttl.is_zero() {
-            return Err(invalid(py, "a TTL must be positive"));
-        }
-        let wait = time::wait(py, wait)?;
-        if auto_renew && name.contains('\0') {
-            // The Rust client names its renewal thread after the lock, and a
-            // thread name cannot hold a NUL: it would panic after the grant.
-            return Err(invalid(
-                py,
-                "a lock whose name contains a NUL byte cannot be auto-renewed",
-            ));
-        }
-        Ok(Lock::new(self.client(py)?, name, ttl, wait, auto_renew))
+        self.new_lock(py, name, Kind::Semaphore(permits), ttl, wait, auto_renew)
+    }
+
+    /// The shared (read) side of the read/write lock `name`, not yet
+    /// taken; arguments and use as `lock`. Held beside other readers, never
+    /// beside a writer; a waiting writer is served before later readers.
+    #[pyo3(signature = (name, ttl = 30.0, wait = None, auto_renew = true))]
+    fn read_lock(
+        &self,
+        py: Python<'_>,
+        name: String,
+        ttl: f64,
+        wait: Option<f64>,
+        auto_renew: bool,
+    ) -> PyResult<Lock> {
+        self.new_lock(py, name, Kind::Read, ttl, wait, auto_renew)
+    }
+
+    /// The exclusive (write) side of the read/write lock `name`, not yet
+    /// taken; arguments and use as `lock`.
+    #[pyo3(signature = (name, ttl = 30.0, wait = None, auto_renew = true))]
+    fn write_lock(
+        &self,
+        py: Python<'_>,
+        name: String,
+        ttl: f64,
+        wait: Option<f64>,
+        auto_renew: bool,
+    ) -> PyResult<Lock> {
+        self.new_lock(py, name, Kind::Write, ttl, wait, auto_renew)
     }
 
     /// Whether `name` is locked, and by whom; never acquires.

@@ -54,6 +54,19 @@ impl CancelToken {
     }
 }
 
+/// What a [`Lock`] takes of its name.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kind {
+    /// The name's exclusive lock (`client.lock`).
+    Exclusive,
+    /// One permit of a counting semaphore of this many permits.
+    Semaphore(u32),
+    /// The shared side of a read/write lock.
+    Read,
+    /// The exclusive side of a read/write lock.
+    Write,
+}
+
 /// What a [`Lock`] holds between calls.
 #[derive(Default)]
 struct Held {
@@ -70,6 +83,7 @@ struct Held {
 pub struct Lock {
     client: dlm::Client,
     name: String,
+    kind: Kind,
     ttl: Duration,
     wait: Option<Duration>,
     auto_renew: bool,
@@ -86,6 +100,7 @@ impl Lock {
     pub(crate) fn new(
         client: dlm::Client,
         name: String,
+        kind: Kind,
         ttl: Duration,
         wait: Option<Duration>,
         auto_renew: bool,
@@ -93,6 +108,7 @@ impl Lock {
         Self {
             client,
             name,
+            kind,
             ttl,
             wait,
             auto_renew,
@@ -114,9 +130,13 @@ impl Lock {
 
     /// The acquire itself, on whichever thread runs it.
     fn take(&self, cancel: &dlm::CancelToken) -> Outcome<dlm::Lock> {
-        let mut builder = self
-            .client
-            .lock(&self.name)
+        let builder = match self.kind {
+            Kind::Exclusive => self.client.lock(&self.name),
+            Kind::Semaphore(permits) => self.client.semaphore(&self.name, permits),
+            Kind::Read => self.client.read_lock(&self.name),
+            Kind::Write => self.client.write_lock(&self.name),
+        };
+        let mut builder = builder
             .ttl(self.ttl)
             .auto_renew(self.auto_renew)
             .cancel(cancel);
