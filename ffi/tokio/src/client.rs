@@ -790,6 +790,33 @@ impl Client {
         LockBuilder::new(self.clone(), name.into())
     }
 
+    /// Starts a request for one permit of the counting semaphore `name` of
+    /// `permits` permits. Every acquisition is a hold of its own with its
+    /// own fencing token (the same owner may hold several), extended and
+    /// released through its [`crate::Lock`]; waiters are served first come,
+    /// first served. The size is fixed while anyone holds or waits: asking
+    /// another fails with [`Error::Mismatch`].
+    pub fn semaphore(&self, name: impl Into<String>, permits: u32) -> LockBuilder {
+        LockBuilder::shaped(
+            self.clone(),
+            name.into(),
+            dlm_core::protocol::Shape::Semaphore { permits },
+        )
+    }
+
+    /// Starts a request for the shared (read) side of the read/write lock
+    /// `name`: held beside other readers, never beside a writer; a writer
+    /// that waits is served before readers that come after it.
+    pub fn read_lock(&self, name: impl Into<String>) -> LockBuilder {
+        LockBuilder::shaped(self.clone(), name.into(), dlm_core::protocol::Shape::Read)
+    }
+
+    /// Starts a request for the exclusive (write) side of the read/write
+    /// lock `name`: held alone.
+    pub fn write_lock(&self, name: impl Into<String>) -> LockBuilder {
+        LockBuilder::shaped(self.clone(), name.into(), dlm_core::protocol::Shape::Write)
+    }
+
     /// One attempt at `name` for `ttl`: the lock, or `None` if another
     /// owner holds it.
     pub async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<crate::Lock>> {

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use dlm_core::client::{Acquire, Action, Done, Event, Lease};
-use dlm_core::protocol::{Response, Token};
+use dlm_core::protocol::{Response, Shape, Token};
 use dlm_core::time::{Instant, Ttl};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -51,6 +51,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 pub struct LockBuilder {
     client: Client,
     name: String,
+    /// A semaphore permit or a side of a read/write lock; `None`: the
+    /// name's exclusive lock.
+    shape: Option<Shape>,
     ttl: Duration,
     wait: Option<Duration>,
     auto_renew: bool,
@@ -61,9 +64,18 @@ impl LockBuilder {
         Self {
             client,
             name,
+            shape: None,
             ttl: DEFAULT_TTL,
             wait: None,
             auto_renew: false,
+        }
+    }
+
+    /// A request for `shape` of `name` (a permit, a read or write side).
+    pub(crate) fn shaped(client: Client, name: String, shape: Shape) -> Self {
+        Self {
+            shape: Some(shape),
+            ..Self::new(client, name)
         }
     }
 
@@ -90,8 +102,11 @@ impl LockBuilder {
         self
     }
 
-    /// Acquires the lock. Fails with [`Error::NotOwner`] if another owner
-    /// holds it and no wait was asked for, [`Error::Timeout`] if the wait
+    /// Acquires the lock (or the semaphore permit, or the read/write lock
+    /// side). Fails with [`Error::NotOwner`] if another owner holds it (no
+    /// permit is free, a writer holds it or waits, ...) and no wait was
+    /// asked for, [`Error::Mismatch`] if the name is another kind of lock
+    /// (or a semaphore of another size), [`Error::Timeout`] if the wait
     /// ran out. To give up earlier, drop the future (e.g. with
     /// `tokio::time::timeout` or `select!`): the server then forgets the
     /// wait, and a grant that raced it is released.
@@ -99,6 +114,7 @@ impl LockBuilder {
         let Self {
             client,
             name,
+            shape,
             ttl,
             wait,
             auto_renew,
@@ -107,7 +123,15 @@ impl LockBuilder {
         let ttl = check_ttl(ttl)?;
         let runtime = Handle::try_current()
             .map_err(|e| Error::system("no tokio runtime", io::Error::other(e)))?;
-        let acquire = Acquire::new(ttl, wait.map(Ttl::from), auto_renew, client.now());
+        let mut acquire = Acquire::new(ttl, wait.map(Ttl::from), auto_renew, client.now());
+        if let Some(shape) = shape {
+            if shape == (Shape::Semaphore { permits: 0 }) {
+                return Err(Error::InvalidArgument(
+                    "a semaphore needs at least 1 permit",
+                ));
+            }
+            acquire = acquire.with_shape(shape);
+        }
         let mut attempt = Attempt {
             client,
             name,
