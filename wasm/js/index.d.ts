@@ -163,6 +163,15 @@ export declare class Client implements AsyncDisposable {
   readonly servers: string[];
   /** Acquires `name` (NotOwnerError, TimeoutError, CancelledError). */
   lock(name: string, options?: LockOptions): Promise<Lock>;
+  /** Acquires one permit of the counting semaphore `name` of `permits`
+   * permits, a hold of its own with its own token (ConflictError if the
+   * name is another kind of lock or size). */
+  semaphore(name: string, permits: number, options?: LockOptions): Promise<Lock>;
+  /** Acquires the shared side of the read/write lock `name`. */
+  readLock(name: string, options?: LockOptions): Promise<Lock>;
+  /** Acquires the exclusive side of the read/write lock `name`; a writer
+   * that waits goes before readers that come after it. */
+  writeLock(name: string, options?: LockOptions): Promise<Lock>;
   /** One attempt: the lock, or null if another owner holds it. */
   tryLock(name: string, options?: Omit<LockOptions, 'waitMs'>): Promise<Lock | null>;
   /** Runs `fn` holding `name` and releases it afterwards, even on throw;

@@ -1152,6 +1152,37 @@ class Client {
    * to that long (TimeoutError when it runs out). `signal` aborts the wait
    * at once (CancelledError). */
   async lock(name, options = {}) {
+    return this.#acquire(name, 0, options);
+  }
+
+  /** Acquires one permit of the counting semaphore `name` of `permits`
+   * permits; options and errors as `lock()`. Each acquisition is a hold of
+   * its own with its own fencing token; waiters are served first come,
+   * first served. The size is fixed while anyone holds or waits: another
+   * size rejects with ConflictError. */
+  async semaphore(name, permits, options = {}) {
+    if (!Number.isInteger(permits) || permits < 1 || permits > 0xffffffff) {
+      throw new InvalidArgumentError('permits must be a whole number from 1 to 4294967295');
+    }
+    return this.#acquire(name, permits, options);
+  }
+
+  /** Acquires the shared (read) side of the read/write lock `name`:
+   * held beside other readers, never beside a writer; a writer that waits
+   * goes before readers that come after it. Options as `lock()`. */
+  async readLock(name, options = {}) {
+    return this.#acquire(name, -1, options);
+  }
+
+  /** Acquires the exclusive (write) side of the read/write lock `name`.
+   * Options as `lock()`. */
+  async writeLock(name, options = {}) {
+    return this.#acquire(name, -2, options);
+  }
+
+  /** `lock()` of `shape` (0 the exclusive lock, -1 read, -2 write, N a
+   * permit of an N-permit semaphore: how the wasm module takes it). */
+  async #acquire(name, shape, options) {
     const { ttlMs: ttlOption, waitMs: waitOption, signal, autoRenew = false } = options;
     const session = this.#session;
     session.checkOpen();
@@ -1164,9 +1195,9 @@ class Client {
     let sentMs = 0;
     const write = (link, fo, now) => {
       sentMs = now;
-      return link.lock(fo, now, name, ttlMs, waitMs);
+      return link.lock(fo, now, name, ttlMs, waitMs, shape);
     };
-    const read = (link) => link.readGrant(session.leases, ttlMs, waitMs, renew, sentMs, performance.now());
+    const read = (link) => link.readGrant(session.leases, ttlMs, waitMs, renew, sentMs, performance.now(), shape);
     // A wait (or one that may be aborted) takes a connection of its own:
     // it holds up nobody, and closing it takes the waiter off the queue.
     const handle =

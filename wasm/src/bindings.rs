@@ -97,7 +97,9 @@ impl Link {
     // and appends its first attempt to the output; each returns the
     // call's handle (see `Failover`).
 
-    /// Appends `Lock` for `ttlMs`, queueing up to `waitMs` (0: one attempt).
+    /// Appends `Lock` for `ttlMs`, queueing up to `waitMs` (0: one
+    /// attempt), of `shape`: 0 the exclusive lock, -1 a read/write lock's
+    /// read side, -2 its write side, N one permit of an N-permit semaphore.
     pub fn lock(
         &mut self,
         fo: &mut Failover,
@@ -105,8 +107,9 @@ impl Link {
         name: &str,
         ttl_ms: f64,
         wait_ms: f64,
+        shape: f64,
     ) -> Result<f64, Error> {
-        self.0.lock(&mut fo.0, now_ms, name, ttl_ms, wait_ms)
+        self.0.lock(&mut fo.0, now_ms, name, ttl_ms, wait_ms, shape)
     }
 
     /// Appends `Unlock` by name, fenced to `token` if given.
@@ -280,11 +283,15 @@ impl Link {
         self.0.feed(chunk)
     }
 
-    /// Reads the answer to `lock(name, ttlMs, waitMs)` sent at `sentMs`
-    /// and received at `nowMs` (`performance.now()`): the lease, kept in
-    /// `leases`, renewing itself if `autoRenew`; returns its handle.
-    /// Throws `NotOwner`, or `Timeout` if a wait ran out.
+    /// Reads the answer to `lock(name, ttlMs, waitMs, shape)` sent at
+    /// `sentMs` and received at `nowMs` (`performance.now()`): the lease,
+    /// kept in `leases`, renewing itself if `autoRenew`; returns its
+    /// handle. Throws `NotOwner`, `Timeout` if a wait ran out, `Conflict`
+    /// if the name is another kind of lock or size.
     #[wasm_bindgen(js_name = readGrant)]
+    // Plain numbers cross the boundary cheaply; a struct would cost an
+    // object per call.
+    #[allow(clippy::too_many_arguments)]
     pub fn read_grant(
         &mut self,
         leases: &mut Leases,
@@ -293,10 +300,11 @@ impl Link {
         auto_renew: bool,
         sent_ms: f64,
         now_ms: f64,
+        shape: f64,
     ) -> Result<f64, Error> {
         let lease = self
             .0
-            .read_grant(ttl_ms, wait_ms, auto_renew, sent_ms, now_ms)?;
+            .read_grant(ttl_ms, wait_ms, auto_renew, sent_ms, now_ms, shape)?;
         leases.0.insert(lease)
     }
 

@@ -414,7 +414,7 @@ mod tests {
         assert_eq!(text(link.output()), first, "the same ID: applied once");
         link.clear_output();
 
-        let lock = link.lock(&mut fo, 100.0, "L", 5000.0, 2000.0).unwrap();
+        let lock = link.lock(&mut fo, 100.0, "L", 5000.0, 2000.0, 0.0).unwrap();
         assert!(text(link.output()).contains("\"Wait\":2"));
         assert_eq!(fo.deadline_ms(lock), 100.0 + 2000.0 + 1000.0);
         link.clear_output();

@@ -40,9 +40,9 @@ mod tests {
     fn lease() -> Lease {
         let mut fo = failover();
         let mut link = Link::new(Writer::new("a".into(), false, None).unwrap());
-        link.lock(&mut fo, 0.0, "L", 1000.0, 0.0).unwrap();
+        link.lock(&mut fo, 0.0, "L", 1000.0, 0.0, 0.0).unwrap();
         link.feed(b"{\"Status\":\"Locked\",\"Token\":7}\n").unwrap();
-        link.read_grant(1000.0, 0.0, false, 0.0, 1.0).unwrap()
+        link.read_grant(1000.0, 0.0, false, 0.0, 1.0, 0.0).unwrap()
     }
 
     #[test]

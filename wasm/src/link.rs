@@ -90,7 +90,8 @@ impl Link {
     // first attempt to the output (one whole line, or nothing), returning
     // the call's handle.
 
-    /// `Lock` for `ttl_ms`, queueing up to `wait_ms` (0: one attempt).
+    /// `Lock` for `ttl_ms`, queueing up to `wait_ms` (0: one attempt), of
+    /// `shape` (0: the exclusive lock; see `wire::shape`).
     pub fn lock(
         &mut self,
         fo: &mut Failover,
@@ -98,9 +99,10 @@ impl Link {
         name: &str,
         ttl_ms: f64,
         wait_ms: f64,
+        shape: f64,
     ) -> Result<f64, Error> {
         let out = &mut self.out;
-        Acquisition::new(ttl_ms, wait_ms, false, 0.0)?
+        Acquisition::new(ttl_ms, wait_ms, false, 0.0, shape)?
             .request(&self.writer, name, |r| fo.start(r, None, now_ms, out))?
     }
 
@@ -355,8 +357,9 @@ impl Link {
         auto_renew: bool,
         sent_ms: f64,
         now_ms: f64,
+        shape: f64,
     ) -> Result<Lease, Error> {
-        let acquisition = Acquisition::new(ttl_ms, wait_ms, auto_renew, sent_ms);
+        let acquisition = Acquisition::new(ttl_ms, wait_ms, auto_renew, sent_ms, shape);
         let line = self.next_line()?;
         acquisition?.finish(now_ms, line)
     }
@@ -505,14 +508,14 @@ mod tests {
             let mut a = link("a", legacy);
             let mut b = link("b", legacy);
 
-            a.lock(&mut fo, 0.0, "L", 1000.0, 0.0).unwrap();
+            a.lock(&mut fo, 0.0, "L", 1000.0, 0.0, 0.0).unwrap();
             assert_eq!(serve(&mut e, 0, &mut a), 1);
-            let mut lease = a.read_grant(1000.0, 0.0, false, 0.0, 0.0).unwrap();
+            let mut lease = a.read_grant(1000.0, 0.0, false, 0.0, 0.0, 0.0).unwrap();
             let token = lease.token().unwrap();
             assert_eq!(lease.remaining_ms(0.0), 1000.0);
-            b.lock(&mut fo, 0.0, "L", 1000.0, 0.0).unwrap();
+            b.lock(&mut fo, 0.0, "L", 1000.0, 0.0, 0.0).unwrap();
             serve(&mut e, 1, &mut b);
-            let err = b.read_grant(1000.0, 0.0, false, 1.0, 1.0).unwrap_err();
+            let err = b.read_grant(1000.0, 0.0, false, 1.0, 1.0, 0.0).unwrap_err();
             assert_eq!(err.code(), "NotOwner");
 
             a.test_lock(&mut fo, 0.0, "L").unwrap();
@@ -720,9 +723,9 @@ mod tests {
     fn a_lease_is_lost_at_its_deadline_and_a_refused_extension_says_so() {
         let mut fo = failover();
         let mut a = link("a", false);
-        a.lock(&mut fo, 0.0, "L", 100.0, 0.0).unwrap();
+        a.lock(&mut fo, 0.0, "L", 100.0, 0.0, 0.0).unwrap();
         answer(&mut a, r#"{"Status":"Locked","Token":5,"Expire":0.1}"#);
-        let mut lease = a.read_grant(100.0, 0.0, false, 10.4, 12.0).unwrap();
+        let mut lease = a.read_grant(100.0, 0.0, false, 10.4, 12.0, 0.0).unwrap();
         assert_eq!(lease.poll_timeout(), Some(110.0));
         lease.handle_timeout(110.0);
         assert!(lease.is_lost());
@@ -731,7 +734,7 @@ mod tests {
         assert_eq!(lease.extend(111.0, 100.0).unwrap_err().code(), "LockLost");
 
         answer(&mut a, r#"{"Status":"Locked","Token":5}"#);
-        let mut lease = a.read_grant(100.0, 0.0, false, 10.4, 12.0).unwrap();
+        let mut lease = a.read_grant(100.0, 0.0, false, 10.4, 12.0, 0.0).unwrap();
         lease.extend(20.0, 100.0).unwrap();
         a.clear_output();
         assert!(
@@ -752,7 +755,7 @@ mod tests {
         let mut fo = failover();
         let mut a = link("a", false);
         answer(&mut a, r#"{"Status":"Locked","Token":5}"#);
-        let mut lease = a.read_grant(1000.0, 0.0, false, 0.0, 0.0).unwrap();
+        let mut lease = a.read_grant(1000.0, 0.0, false, 0.0, 0.0, 0.0).unwrap();
         lease.extend(1.0, 1000.0).unwrap();
         assert!(
             a.lease_request(&mut fo, &mut lease, 1.0, "L")
@@ -784,7 +787,7 @@ mod tests {
         let mut fo = failover();
         let mut a = link("a", false);
         answer(&mut a, r#"{"Status":"Locked","Token":5}"#);
-        let mut lease = a.read_grant(1000.0, 0.0, true, 0.0, 0.0).unwrap();
+        let mut lease = a.read_grant(1000.0, 0.0, true, 0.0, 0.0, 0.0).unwrap();
         // A renewal with no connection: retried a tenth of the TTL later.
         lease.handle_timeout(400.0);
         assert!(lease.has_request());
@@ -808,15 +811,17 @@ mod tests {
         let mut a = link("a", true);
         // No token, no Expire: a lease at the asked TTL, with no token.
         answer(&mut a, r#"{"Status":"Locked","ID":"a"}"#);
-        let lease = a.read_grant(1000.0, 0.0, true, 0.0, 1.0).unwrap();
+        let lease = a.read_grant(1000.0, 0.0, true, 0.0, 1.0, 0.0).unwrap();
         assert_eq!((lease.token(), lease.ttl_ms()), (None, 1000.0));
         // A wait answered at once: no queue there, so not a timeout.
         answer(&mut a, r#"{"Status":"NotOwner"}"#);
-        let e = a.read_grant(1000.0, 5000.0, false, 0.0, 3.0).unwrap_err();
+        let e = a
+            .read_grant(1000.0, 5000.0, false, 0.0, 3.0, 0.0)
+            .unwrap_err();
         assert_eq!(e.code(), "NotOwner");
         answer(&mut a, r#"{"Status":"NotOwner"}"#);
         let e = a
-            .read_grant(1000.0, 5000.0, false, 0.0, 5000.0)
+            .read_grant(1000.0, 5000.0, false, 0.0, 5000.0, 0.0)
             .unwrap_err();
         assert_eq!(e.code(), "Timeout");
         // Put: no revision; a compare-and-set that was not compared fails.
@@ -840,14 +845,16 @@ mod tests {
             (r#"{"Status":"Bogus"}"#, 0.0, "Protocol"),
         ] {
             answer(&mut a, text);
-            let e = a.read_grant(1000.0, wait, false, 0.0, 250.0).unwrap_err();
+            let e = a
+                .read_grant(1000.0, wait, false, 0.0, 250.0, 0.0)
+                .unwrap_err();
             assert_eq!(e.code(), code, "{text}");
         }
         answer(
             &mut a,
             r#"{"Status":"BadPayload","Error":"field Expire must be positive"}"#,
         );
-        let e = a.read_grant(1000.0, 0.0, false, 0.0, 0.0).unwrap_err();
+        let e = a.read_grant(1000.0, 0.0, false, 0.0, 0.0, 0.0).unwrap_err();
         assert_eq!(e.to_string(), "bad request: field Expire must be positive");
         answer(
             &mut a,
@@ -889,13 +896,15 @@ mod tests {
             (1e300, 0.0),
         ] {
             assert_eq!(
-                a.lock(&mut fo, 0.0, "L", ttl, wait).unwrap_err().code(),
+                a.lock(&mut fo, 0.0, "L", ttl, wait, 0.0)
+                    .unwrap_err()
+                    .code(),
                 "InvalidArgument",
                 "{ttl} {wait}"
             );
         }
         assert_eq!(
-            a.lock(&mut fo, 0.0, "", 1.0, 0.0).unwrap_err().code(),
+            a.lock(&mut fo, 0.0, "", 1.0, 0.0, 0.0).unwrap_err().code(),
             "InvalidArgument"
         );
         assert_eq!(
@@ -918,7 +927,7 @@ mod tests {
         assert!(Writer::new(String::new(), false, None).is_err());
         assert!(Writer::new("a".into(), false, Some(("n".into(), String::new()))).is_err());
         // Fractions of a millisecond round up, as the protocol does.
-        a.lock(&mut fo, 0.0, "L", 0.2, 1500.5).unwrap();
+        a.lock(&mut fo, 0.0, "L", 0.2, 1500.5, 0.0).unwrap();
         let text = String::from_utf8(a.output().to_vec()).unwrap();
         assert!(text.contains(r#""Expire":0.001"#), "{text}");
         assert!(text.contains(r#""Wait":1.501"#), "{text}");

@@ -6,7 +6,9 @@ use dlm_core::client::{
     self as core_client, Acquire, Done, Event, Lease as CoreLease, LockState as CoreLockState,
     Pending, answer, value,
 };
-use dlm_core::protocol::{ClusterOp, Credentials, Framing, Request, Response, Revision, Token};
+use dlm_core::protocol::{
+    ClusterOp, Credentials, Framing, Request, Response, Revision, Shape, Token,
+};
 use dlm_core::time::{Instant, Ttl};
 use dlm_core::{codec, seal};
 
@@ -34,6 +36,33 @@ pub(crate) fn millis(what: &str, ms: f64, allow_zero: bool) -> Result<Ttl, Error
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let ms = ms.ceil() as u64;
     Ok(Ttl::from_millis(ms))
+}
+
+/// What a lock request takes, as a number from JavaScript: `0` the name's
+/// exclusive lock, `-1` the shared (read) side of a read/write lock, `-2`
+/// its exclusive (write) side, `N` (1 to 2^32-1) one permit of a counting
+/// semaphore of N permits.
+// Exact comparisons are meant: the codes are whole numbers JavaScript sends.
+#[allow(clippy::float_cmp)]
+pub(crate) fn shape(code: f64) -> Result<Option<Shape>, Error> {
+    if code == 0.0 {
+        return Ok(None);
+    }
+    if code == -1.0 {
+        return Ok(Some(Shape::Read));
+    }
+    if code == -2.0 {
+        return Ok(Some(Shape::Write));
+    }
+    if code.fract() == 0.0 && (1.0..=f64::from(u32::MAX)).contains(&code) {
+        // A whole number in u32's range: the cast is exact.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let permits = code as u32;
+        return Ok(Some(Shape::Semaphore { permits }));
+    }
+    Err(Error::invalid(format!(
+        "permits must be a whole number from 1 to 4294967295, not {code}"
+    )))
 }
 
 /// Milliseconds for JavaScript (exact below 2^53, which covers every TTL a
@@ -209,15 +238,21 @@ pub struct Acquisition(Acquire);
 impl Acquisition {
     /// A lock for `ttl_ms`, queueing up to `wait_ms` (0: one attempt),
     /// renewing itself if `auto_renew`; the request is sent at `now_ms`.
-    pub fn new(ttl_ms: f64, wait_ms: f64, auto_renew: bool, now_ms: f64) -> Result<Self, Error> {
+    /// `shape`: what it takes (see [`shape`]).
+    pub fn new(
+        ttl_ms: f64,
+        wait_ms: f64,
+        auto_renew: bool,
+        now_ms: f64,
+        shape: f64,
+    ) -> Result<Self, Error> {
         let ttl = millis("ttlMs", ttl_ms, false)?;
         let wait = millis("waitMs", wait_ms, true)?;
-        Ok(Self(Acquire::new(
-            ttl,
-            Some(wait),
-            auto_renew,
-            instant(now_ms),
-        )))
+        let acquire = Acquire::new(ttl, Some(wait), auto_renew, instant(now_ms));
+        Ok(Self(match self::shape(shape)? {
+            Some(s) => acquire.with_shape(s),
+            None => acquire,
+        }))
     }
 
     /// Whether it waits in the server's queue.
@@ -541,6 +576,21 @@ impl Drop for Sealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shapes_cross_as_numbers() {
+        assert_eq!(shape(0.0).unwrap(), None);
+        assert_eq!(shape(-1.0).unwrap(), Some(Shape::Read));
+        assert_eq!(shape(-2.0).unwrap(), Some(Shape::Write));
+        assert_eq!(shape(3.0).unwrap(), Some(Shape::Semaphore { permits: 3 }));
+        assert_eq!(
+            shape(4_294_967_295.0).unwrap(),
+            Some(Shape::Semaphore { permits: u32::MAX })
+        );
+        for bad in [0.5, -3.0, 4_294_967_296.0, f64::NAN, f64::INFINITY] {
+            assert!(shape(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn table_codec_vectors() {

@@ -123,15 +123,15 @@ test('no input makes the WebAssembly module trap: garbage is a DlmError', () => 
   // A lease with a request in flight, for every kind of answer.
   const leaseAwaiting = (release) => {
     feedLine(te.encode('{"Status":"Locked","Token":1}'));
-    const handle = link.readGrant(leases, 1000, 0, true, 0, 1);
+    const handle = link.readGrant(leases, 1000, 0, true, 0, 1, 0);
     if (release) leases.release(handle, 2);
     else leases.extend(handle, 2, 1000);
     assert.equal(typeof link.leaseRequest(fo, leases, handle, 2, 'x'), 'number');
     return handle;
   };
   const readers = [
-    () => link.readGrant(leases, 1000, 0, true, 0, 3),
-    () => link.readGrant(leases, 1000, 500, false, 0, 600),
+    () => link.readGrant(leases, 1000, 0, true, 0, 3, 0),
+    () => link.readGrant(leases, 1000, 500, false, 0, 600, 0),
     (handle) => link.readLease(leases, handle, 3),
     (handle) => link.readLease(leases, handle, 3),
     () => link.readLease(leases, 12345, 3),
@@ -227,12 +227,12 @@ test('no input makes the WebAssembly module trap: garbage is a DlmError', () => 
   assert.throws(() => new wasm.Link('a', false, 'name'), dlm.InvalidArgumentError);
   const w = new wasm.Link('a', false);
   for (const ms of [0, -1, NaN, Infinity, 2 ** 54]) {
-    assert.throws(() => w.lock(fo, 0, 'x', ms, 0), dlm.InvalidArgumentError, String(ms));
+    assert.throws(() => w.lock(fo, 0, 'x', ms, 0, 0), dlm.InvalidArgumentError, String(ms));
     assert.throws(() => w.put(fo, 0, 'x', ms, '', undefined), dlm.InvalidArgumentError, String(ms));
     assert.throws(() => w.putTable(fo, 0, 'x', ms, new Uint8Array(), undefined), dlm.InvalidArgumentError, String(ms));
   }
   assert.equal(w.takeOutput().length, 0, 'nothing written for refused requests');
-  w.lock(fo, 0, 'x', 1, 0);
+  w.lock(fo, 0, 'x', 1, 0, 0);
   w.get(fo, 0, 'x');
   assert.equal(
     new TextDecoder().decode(w.takeOutput()),

@@ -126,6 +126,19 @@ function field(json, key) {
  * (`--node`, `--peers`, as tests/src/cluster.rs does).
  */
 async function startCluster(n, extra = []) {
+  // A free port is found by binding port 0 and closing it: another test
+  // file (they run in parallel) may take it before the member binds it.
+  // Such a start is tried again on other ports, a few times.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startClusterOnce(n, extra);
+    } catch (err) {
+      if (attempt >= 4 || !/Address already in use/.test(String(err?.message))) throw err;
+    }
+  }
+}
+
+async function startClusterOnce(n, extra) {
   const peers = new Map();
   for (let id = 1; id <= n; id += 1) peers.set(id, await freePort());
   const peersArg = [...peers].map(([id, port]) => `${id}=127.0.0.1:${port}`).join(',');
