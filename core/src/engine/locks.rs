@@ -446,6 +446,7 @@ impl<S: Storage> Engine<S> {
         token: Option<Token>,
         events: &mut impl FnMut(Event<'_>),
     ) -> Response<'s> {
+        #[cfg(feature = "alloc")]
         if let Some(r) = self.revoke_shared(now, name, token, events) {
             return r;
         }

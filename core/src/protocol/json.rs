@@ -156,6 +156,7 @@ impl<'b> Scanner<'b> {
     }
 
     /// The whole buffer, which spans index into.
+    #[cfg(feature = "alloc")]
     pub(crate) fn whole(&self) -> &[u8] {
         self.buf
     }
@@ -255,6 +256,7 @@ impl<'b> Scanner<'b> {
     /// calling `f` with a scanner positioned after each element (to read a
     /// nested object with [`for_each_nested`](Self::for_each_nested)) and
     /// the element's value; strings in it are unescaped in place.
+    #[cfg(feature = "alloc")]
     pub(crate) fn for_each_element<E: From<JsonError>>(
         &mut self,
         span: Span,
