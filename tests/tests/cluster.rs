@@ -653,3 +653,35 @@ fn a_new_leader_never_takes_back_a_grant_its_predecessor_delivered() {
         );
     }
 }
+
+/// A client that pipelines more requests before any leader exists than a
+/// connection may have answers waiting (1,024) gets every answer, in order:
+/// the member holding its bytes loses none, whether it relays them to the
+/// leader (what usually happens here: a peer that boots later wins) or
+/// becomes the leader itself and serves them (that path fed them to its
+/// host until the host paused reading, and dropped the rest; it now reads
+/// them like the socket's own bytes).
+#[test]
+fn requests_sent_before_any_leader_are_all_answered() {
+    const N: usize = 3_000;
+    let mut c = Cluster::prepare(3, &[]);
+    c.boot(1, false);
+    let mut conn = c.member(1).connect();
+    let owner = Client::new("early");
+    let names: Vec<String> = (0..N).map(|i| format!("k{i}")).collect();
+    for name in &names {
+        conn.send(&owner.put(name, TTL, "v", None));
+    }
+    c.boot(2, false);
+    c.boot(3, false);
+    for (i, name) in names.iter().enumerate() {
+        let r = conn.recv();
+        assert_eq!(r.status, Status::Done, "answer {i} ({name}): {r:?}");
+    }
+    let leader = c.leader();
+    eprintln!("member {leader} leads (1: it served them itself, else relayed)");
+    let mut check = c.member(leader).connect();
+    for name in [&names[0], &names[N / 2], &names[N - 1]] {
+        assert_eq!(check.call(&owner.get(name)).status, Status::Done, "{name}");
+    }
+}

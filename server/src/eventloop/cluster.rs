@@ -1114,21 +1114,13 @@ impl EventLoop {
                 // with a cluster at start).
                 tls: None,
                 fresh: false,
+                // What it sent while no leader was known is read first,
+                // as the host takes it (all of it, however long the host
+                // pauses reading for answers to go out).
+                replay: r.pending,
+                replay_eof: r.eof,
             }),
         );
-        let mut bytes = r.pending;
-        while !bytes.is_empty() {
-            let Some(space) = self.host.read_space(slot) else {
-                break;
-            };
-            let n = space.len().min(bytes.len());
-            space[..n].copy_from_slice(&bytes[..n]);
-            bytes.drain(..n);
-            self.host.received(slot, n, now, &self.sockets);
-        }
-        if r.eof {
-            self.host.closed_by_peer(slot, now, &self.sockets);
-        }
         self.readable(slot, false);
     }
 

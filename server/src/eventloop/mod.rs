@@ -100,6 +100,11 @@ struct Sock {
     /// Nothing was read yet (a plaintext connection's first bytes are
     /// checked for a TLS hello, a TLS one's for plaintext).
     fresh: bool,
+    /// Bytes the client sent before this connection was the host's (a
+    /// relayed client adopted when this member became the leader), read
+    /// before the socket; and whether its input ended after them.
+    replay: Vec<u8>,
+    replay_eof: bool,
 }
 
 /// rustls's side of a TLS connection.
@@ -885,6 +890,8 @@ impl EventLoop {
                 writable_interest: false,
                 tls: session,
                 fresh: true,
+                replay: Vec::new(),
+                replay_eof: false,
             }),
         );
     }
@@ -907,6 +914,27 @@ impl EventLoop {
             let Some(sock) = self.sockets.get_mut(slot) else {
                 break;
             };
+            if !sock.replay.is_empty() || sock.replay_eof {
+                // What the client sent before the host had it comes first,
+                // as far as the host reads now; the rest waits for its
+                // next read (it may pause for answers to go out).
+                let n = want.min(sock.replay.len());
+                space[..n].copy_from_slice(&sock.replay[..n]);
+                sock.replay.drain(..n);
+                let ended = sock.replay.is_empty() && sock.replay_eof;
+                if sock.replay.is_empty() {
+                    sock.replay = Vec::new();
+                    sock.replay_eof = false;
+                }
+                if n > 0 {
+                    self.host.received(slot, n, now, &self.sockets);
+                }
+                if ended {
+                    self.host.closed_by_peer(slot, now, &self.sockets);
+                    break;
+                }
+                continue;
+            }
             match sock.stream.read(space) {
                 Ok(0) => {
                     self.host.closed_by_peer(slot, now, &self.sockets);
