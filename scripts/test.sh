@@ -49,7 +49,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "Go: package dlm over libdlm (ffi/go)"; scripts/test-go.sh
 
-step "chaos: a short fault-injection run against 3-member clusters (~1.5 min; make chaos is the long one)"
+step "chaos: a short fault-injection run against 3-member clusters (~2 min; make chaos is the long one)"
 scripts/chaos.sh --quick
 
 step "WebAssembly module and Node.js package (wasm/)"; scripts/test-wasm.sh
