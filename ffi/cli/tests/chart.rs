@@ -38,6 +38,10 @@ fn a_real_log_is_drawn_as_png_svg_and_html() {
         "--log-file",
         log.to_str().unwrap(),
     ]);
+    // A connection open throughout: every line logs the AConn gauge (a
+    // line holds non-zero values only, and a war may start and end
+    // between two lines).
+    let _idle = server.connect();
     // Two wars, each logged on its own line or more.
     let mut text = String::new();
     for round in 1..=2u64 {
