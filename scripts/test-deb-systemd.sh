@@ -40,6 +40,7 @@ cat >"$work/init.sh" <<'EOF'
 #!/bin/sh
 set -eu
 R=$1
+DEB=$2
 ip link set lo up
 mount -t tmpfs -o size=2g,mode=0755 dlm-deb-test "$R"
 mkdir -p "$R/upper" "$R/work" "$R/root"
@@ -50,6 +51,8 @@ mount --rbind /sys "$root/sys"
 mount --rbind /dev "$root/dev"
 mount -t tmpfs tmpfs "$root/run"
 mount -t tmpfs tmpfs "$root/tmp"
+# The package, where the chroot sees it (its /tmp is a fresh tmpfs).
+cp "$DEB" "$root/root/dlm-test.deb"
 mkdir -p "$root/run/systemd/system"
 printf '[Unit]\nDescription=dlm package test: only what the test starts\n' \
   >"$root/run/systemd/system/dlm-test.target"
@@ -67,7 +70,7 @@ EOF
 chmod +x "$work/init.sh"
 
 unshare --pid --fork --mount --net --propagation private \
-  "$work/init.sh" "$work/mnt" >"$work/systemd.log" 2>&1 &
+  "$work/init.sh" "$work/mnt" "$deb" >"$work/systemd.log" 2>&1 &
 outer=$!
 init=""
 cleanup() {
@@ -109,7 +112,7 @@ until_in 60 'state=$(systemctl is-system-running); [ "$state" = running ] || [ "
 
 step() { printf '  %s\n' "$*"; }
 step "dpkg -i $(basename "$deb") (starts the service where systemd runs)"
-inside dpkg -i "$deb" >"$work/dpkg.log" 2>&1 || fail "dpkg -i: $(cat "$work/dpkg.log")"
+inside dpkg -i /root/dlm-test.deb >"$work/dpkg.log" 2>&1 || fail "dpkg -i: $(cat "$work/dpkg.log")"
 [ "$(inside systemctl is-enabled dlm-server)" = enabled ] || fail "not enabled"
 # Type=notify: active only once the server said READY=1.
 [ "$(inside systemctl is-active dlm-server)" = active ] || fail "not active after dpkg -i"
