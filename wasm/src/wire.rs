@@ -238,7 +238,8 @@ pub struct Acquisition(Acquire);
 impl Acquisition {
     /// A lock for `ttl_ms`, queueing up to `wait_ms` (0: one attempt),
     /// renewing itself if `auto_renew`; the request is sent at `now_ms`.
-    /// `shape`: what it takes (see [`shape`]).
+    /// `shape`: what it takes (0 the exclusive lock, -1 read, -2 write, N
+    /// a permit of an N-permit semaphore).
     pub fn new(
         ttl_ms: f64,
         wait_ms: f64,
