@@ -21,12 +21,8 @@ fn client(server: &Server) -> Client {
 
 /// Polls `f` every 10 ms until it is true, for at most 5 s: how these tests
 /// wait for something to happen, rather than sleeping and hoping.
-fn eventually(mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !f() {
-        assert!(Instant::now() < deadline, "condition not met within 5 s");
-        thread::sleep(Duration::from_millis(10));
-    }
+fn eventually(f: impl FnMut() -> bool) {
+    dlm_tests::eventually(Duration::from_secs(5), "condition", f);
 }
 
 /// Waits until the server has `n` waiters queued.

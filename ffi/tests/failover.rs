@@ -23,12 +23,8 @@ const LONG: Duration = Duration::from_secs(60);
 
 /// Polls `f` every 10 ms until it is true, for at most `LONG`.
 #[track_caller]
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LONG;
-    while !f() {
-        assert!(Instant::now() < deadline, "not within {LONG:?}: {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
+fn eventually(what: &str, f: impl FnMut() -> bool) {
+    dlm_tests::eventually(LONG, what, f);
 }
 
 /// Every member's client address, as a list.

@@ -20,12 +20,8 @@ fn client(server: &Server) -> Client {
 }
 
 /// Polls `f` every 10 ms until it is true, for at most 10 s.
-fn eventually(mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "condition not met within 10 s");
-        thread::sleep(Duration::from_millis(10));
-    }
+fn eventually(f: impl FnMut() -> bool) {
+    dlm_tests::eventually(Duration::from_secs(10), "condition", f);
 }
 
 #[test]

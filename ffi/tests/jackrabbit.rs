@@ -31,12 +31,8 @@ fn legacy(server: &Jackrabbit, id: &str) -> Client {
 }
 
 /// Polls `f` every 10 ms until it is true, for at most 5 s.
-fn eventually(mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !f() {
-        assert!(Instant::now() < deadline, "condition not met within 5 s");
-        thread::sleep(Duration::from_millis(10));
-    }
+fn eventually(f: impl FnMut() -> bool) {
+    dlm_tests::eventually(Duration::from_secs(5), "condition", f);
 }
 
 #[test]

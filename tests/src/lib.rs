@@ -64,6 +64,18 @@ pub fn scratch_dir(what: &str) -> PathBuf {
     dir
 }
 
+/// Polls `f` every 10 ms until it is true, failing the test (naming
+/// `what`) if it is not within `within`: how tests wait for something to
+/// happen elsewhere rather than sleeping and hoping.
+#[track_caller]
+pub fn eventually(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A development PKI written by `dlm-server tls new` into a fresh scratch
 /// directory named after `what`: `ca.pem`, `server.pem`/`server.key` (for
 /// localhost and 127.0.0.1) and a certificate and key per client name.
