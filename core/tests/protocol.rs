@@ -1439,6 +1439,7 @@ fn keys_may_come_in_any_order() {
             ttl: Ttl::from_millis(1500),
             data: "a^",
             revision: Some(Revision(3)),
+            readers: dlm_core::protocol::Readers::Owner,
         }
     );
     // Every permutation (720), plain and legacy.
@@ -1909,6 +1910,7 @@ impl Spec {
                 ttl,
                 data: &self.data,
                 revision: self.revision.map(Revision),
+                readers: dlm_core::protocol::Readers::Owner,
             },
             4 => Command::Get { name, owner },
             5 => Command::Erase { name, owner },
@@ -1923,6 +1925,7 @@ impl Spec {
                 .as_ref()
                 .map(|(name, secret)| Credentials { name, secret }),
             request_id: None,
+            session: None,
         }
     }
 }
@@ -1999,6 +2002,7 @@ impl RespSpec {
             stats: None,
             cluster: None,
             admin: None,
+            tokens: None,
         }
     }
 }
@@ -2779,6 +2783,7 @@ fn request_ids_are_parsed_checked_and_written() {
             command: lock("l", "o", 1000),
             credentials: None,
             request_id: None,
+            session: None,
         }
         .with_request_id("id-9");
         let mut line = write_request(&req);
@@ -2836,6 +2841,7 @@ fn admin_requests_parse_and_write_back() {
                     secret: &secret,
                 }),
                 request_id: None,
+                session: None,
             };
             let mut bytes = Vec::new();
             out.write(&mut bytes).unwrap();
@@ -2926,6 +2932,7 @@ fn permits_and_mode_make_an_acquisition() {
                 command: want,
                 credentials: None,
                 request_id: None,
+                session: None,
             };
             assert_eq!(ok(write_request(&req)).command, want);
         }

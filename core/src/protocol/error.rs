@@ -44,12 +44,33 @@ pub enum Field {
     /// `Mode`: the name is a read/write lock, taken to `Read` (shared) or
     /// `Write` (exclusive) (extension).
     Mode,
+    /// `Session`: bind a `Lock`'s grant to the connection's session
+    /// (extension).
+    Session,
+    /// `LockDelay`: seconds nobody may take a session-bound hold's name
+    /// after its session ends (extension).
+    LockDelay,
+    /// `Prefix`: a `Watch` of every name that starts with it (extension).
+    Prefix,
+    /// `Names`: the locks a `LockAll` takes together (extension).
+    Names,
+    /// `Readers`: who may read a `Put`'s value besides its owner
+    /// (extension).
+    Readers,
     /// `Status` (responses).
     Status,
     /// `Error` (responses).
     Error,
     /// `Stats` (responses).
     Stats,
+    /// `Event`: what happened (watch events).
+    Event,
+    /// `Kind`: what kind of name a watch event is about.
+    Kind,
+    /// `DataRevision`: a value's own revision (watch events).
+    DataRevision,
+    /// `Tokens`: one fencing token per name of a `LockAll` (responses).
+    Tokens,
 }
 
 impl Field {
@@ -72,9 +93,18 @@ impl Field {
             Self::Peer => "Peer",
             Self::Permits => "Permits",
             Self::Mode => "Mode",
+            Self::Session => "Session",
+            Self::LockDelay => "LockDelay",
+            Self::Prefix => "Prefix",
+            Self::Names => "Names",
+            Self::Readers => "Readers",
             Self::Status => "Status",
             Self::Error => "Error",
             Self::Stats => "Stats",
+            Self::Event => "Event",
+            Self::Kind => "Kind",
+            Self::DataRevision => "DataRevision",
+            Self::Tokens => "Tokens",
         }
     }
 
@@ -96,6 +126,11 @@ impl Field {
             b"Peer" => Self::Peer,
             b"Permits" => Self::Permits,
             b"Mode" => Self::Mode,
+            b"Session" => Self::Session,
+            b"LockDelay" => Self::LockDelay,
+            b"Prefix" => Self::Prefix,
+            b"Names" => Self::Names,
+            b"Readers" => Self::Readers,
             _ => return None,
         })
     }
@@ -189,6 +224,38 @@ pub enum RequestError {
         /// The second.
         second: Field,
     },
+    /// A field that means something only beside another one (extension).
+    Needs {
+        /// The field given.
+        field: Field,
+        /// The field it needs.
+        needs: Field,
+    },
+    /// `Session` on a connection that has opened no session (extension).
+    NoSession,
+    /// A list with more elements than allowed (`Names`; extension).
+    TooMany {
+        /// The field.
+        field: Field,
+        /// The most elements it may have.
+        limit: usize,
+    },
+    /// The same name twice in `Names` (extension).
+    Repeated(Field),
+    /// `Readers` names more identities than allowed (extension).
+    TooManyReaders {
+        /// The most names.
+        limit: usize,
+    },
+    /// `Readers` is neither `"Any"`, `"Owner"` nor an array of identity
+    /// names (extension).
+    InvalidReader,
+    /// `DataStore` and the names in `Readers` together are larger than
+    /// the caller's limit on a value (extension).
+    ReadersTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
 }
 
 impl RequestError {
@@ -235,6 +302,27 @@ impl fmt::Display for RequestError {
             }
             Self::Exclusive { first, second } => {
                 write!(f, "fields {first} and {second} exclude each other")
+            }
+            Self::Needs { field, needs } => write!(f, "field {field} needs field {needs}"),
+            Self::NoSession => {
+                f.write_str("no session on this connection: send a Session request first")
+            }
+            Self::TooMany { field, limit } => {
+                write!(f, "field {field} has more than {limit} elements")
+            }
+            Self::Repeated(field) => write!(f, "field {field} names the same lock twice"),
+            Self::TooManyReaders { limit } => {
+                write!(f, "field Readers names more than {limit} identities")
+            }
+            Self::InvalidReader => f.write_str(
+                "field Readers must be \"Any\", \"Owner\" or an array of identity names \
+                 (1 to 255 letters, digits, '-', '_' or '.', not starting with '.')",
+            ),
+            Self::ReadersTooLarge { limit } => {
+                write!(
+                    f,
+                    "DataStore and Readers together larger than {limit} bytes"
+                )
             }
         }
     }

@@ -81,6 +81,23 @@ impl fmt::Display for JsonError {
 
 impl core::error::Error for JsonError {}
 
+/// Why [`Scanner::join_strings`] refused an array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JoinError {
+    /// Malformed JSON.
+    Json(JsonError),
+    /// More elements than allowed.
+    TooMany,
+    /// An element that is not a string, or a string refused.
+    Element,
+}
+
+impl From<JsonError> for JoinError {
+    fn from(e: JsonError) -> Self {
+        Self::Json(e)
+    }
+}
+
 /// A byte range of the line buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Span {
@@ -100,7 +117,7 @@ pub(crate) enum Value {
     Str(Span),
     Num(Span),
     Null,
-    Bool,
+    Bool(bool),
     Object(Span),
     Array(Span),
 }
@@ -111,7 +128,7 @@ impl Value {
             Value::Str(_) => "a string",
             Value::Num(_) => "a number",
             Value::Null => "null",
-            Value::Bool => "a boolean",
+            Value::Bool(_) => "a boolean",
             Value::Object(_) => "an object",
             Value::Array(_) => "an array",
         }
@@ -256,7 +273,6 @@ impl<'b> Scanner<'b> {
     /// calling `f` with a scanner positioned after each element (to read a
     /// nested object with [`for_each_nested`](Self::for_each_nested)) and
     /// the element's value; strings in it are unescaped in place.
-    #[cfg(feature = "alloc")]
     pub(crate) fn for_each_element<E: From<JsonError>>(
         &mut self,
         span: Span,
@@ -287,6 +303,89 @@ impl<'b> Scanner<'b> {
         }
     }
 
+    /// Moves the bytes of `spans` (in increasing order, each at least two
+    /// bytes after where the one before ends, as strings in an array are)
+    /// to start at `at` (at least two bytes before the first), each
+    /// followed by `end`, and returns where they now are. Every byte moves
+    /// left, so nothing is overwritten before it is copied.
+    pub(crate) fn pack(&mut self, at: usize, spans: &[Span], end: u8) -> Span {
+        let mut to = at;
+        for s in spans {
+            self.buf.copy_within(s.start..s.end, to);
+            to += s.end - s.start;
+            if let Some(b) = self.buf.get_mut(to) {
+                *b = end;
+            }
+            to += 1;
+        }
+        Span {
+            start: at,
+            end: to.min(self.buf.len()),
+        }
+    }
+
+    /// Rewrites the array whose `[` is at `span.start`, an array of
+    /// strings, in place as its strings (unescaped) joined by `sep`, and
+    /// returns the span of the joined text. Stops at the first element that
+    /// is not a string or that `ok` refuses (so `ok` must refuse `sep`),
+    /// and after `max` elements: a longer array is refused before the
+    /// rest is read.
+    ///
+    /// The joined text never overruns what was read: each element took at
+    /// least its bytes and two quotes, and gives back its bytes and one
+    /// separator.
+    pub(crate) fn join_strings(
+        &mut self,
+        span: Span,
+        sep: u8,
+        max: usize,
+        ok: impl Fn(&[u8]) -> bool,
+    ) -> Result<Span, JoinError> {
+        let mut sub = Scanner {
+            buf: &mut self.buf[..span.end],
+            pos: span.start + 1,
+            first: true,
+            done: false,
+        };
+        let mut write = span.start;
+        let mut count = 0;
+        loop {
+            sub.skip_ws();
+            let b = sub.peek()?;
+            if b == b']' {
+                break;
+            }
+            if !sub.first {
+                if b != b',' {
+                    return Err(sub.unexpected().into());
+                }
+                sub.pos += 1;
+                sub.skip_ws();
+            }
+            sub.first = false;
+            count += 1;
+            if count > max {
+                return Err(JoinError::TooMany);
+            }
+            let Value::Str(s) = sub.value()? else {
+                return Err(JoinError::Element);
+            };
+            if !ok(s.of(sub.buf)) {
+                return Err(JoinError::Element);
+            }
+            if count > 1 {
+                sub.buf[write] = sep;
+                write += 1;
+            }
+            sub.buf.copy_within(s.start..s.end, write);
+            write += s.end - s.start;
+        }
+        Ok(Span {
+            start: span.start,
+            end: write,
+        })
+    }
+
     /// Checks that only whitespace follows the object and hands back the
     /// buffer, now read-only, so spans can become borrowed strings.
     pub(crate) fn finish(mut self) -> Result<&'b [u8], JsonError> {
@@ -302,8 +401,8 @@ impl<'b> Scanner<'b> {
         match self.peek()? {
             b'"' => Ok(Value::Str(self.string(true)?)),
             b'-' | b'0'..=b'9' => Ok(Value::Num(self.number()?)),
-            b't' => self.literal(b"true").map(|()| Value::Bool),
-            b'f' => self.literal(b"false").map(|()| Value::Bool),
+            b't' => self.literal(b"true").map(|()| Value::Bool(true)),
+            b'f' => self.literal(b"false").map(|()| Value::Bool(false)),
             b'n' => self.literal(b"null").map(|()| Value::Null),
             open @ (b'{' | b'[') => {
                 let start = self.pos;
@@ -655,7 +754,7 @@ mod tests {
         assert_eq!(m[0].0, b"a");
         assert_eq!(m[0].2, "x\"y\\zé😀".as_bytes());
         assert_eq!(m[1].2, b"-1.5e3");
-        assert_eq!(m[2].1, Value::Bool);
+        assert_eq!(m[2].1, Value::Bool(true));
         assert_eq!(m[3].1, Value::Null);
         assert!(members("{}").unwrap().is_empty());
     }

@@ -31,19 +31,23 @@
 mod error;
 pub(crate) mod json;
 mod out;
+mod readers;
 mod request;
 mod response;
+mod watch;
 
 use core::fmt;
 
 pub use error::{Field, RequestError, ResponseError};
 pub use json::JsonError;
 pub use out::{BufferTooSmall, Out, SliceOut};
+pub use readers::{MAX_IDENTITY_NAME, MAX_READERS, ReaderNames, Readers, valid_identity_name};
 pub use request::{
-    AdminOp, ClusterOp, Command, Credentials, MAX_REQUEST_ID, Owner, Rejected, Request, Resource,
-    Shape,
+    AdminOp, ClusterOp, Command, Credentials, MAX_LOCK_ALL, MAX_LOCK_DELAY, MAX_REQUEST_ID, Names,
+    Owner, Rejected, Request, Resource, SessionBind, Shape, WatchScope,
 };
-pub use response::{Message, Response};
+pub use response::{Message, Response, TokenList};
+pub use watch::WatchEvent;
 
 use crate::codec::{self, DecodeError};
 

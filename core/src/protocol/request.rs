@@ -4,8 +4,9 @@ use core::fmt;
 use core::ops::Deref;
 
 use super::error::{Field, RequestError};
-use super::json::{self, Scanner, Span, Value};
+use super::json::{self, JoinError, Scanner, Span, Value};
 use super::out::{BufferTooSmall, Legacy, Out};
+use super::readers::{MAX_READERS, ReaderNames, Readers, valid_identity_bytes};
 use super::{Framing, NumError, Revision, Token, parse_seconds_ms, parse_u64, unframe};
 use crate::limits::Limits;
 use crate::time::Ttl;
@@ -140,8 +141,10 @@ pub enum Command<'a> {
         data: &'a str,
         /// Compare-and-set: only if the stored revision is this (0: absent).
         revision: Option<Revision>,
+        /// Who may read it besides its owner (`Readers`, extension).
+        readers: Readers<'a>,
     },
-    /// Read a value.
+    /// Read a value: the caller's own, or one whose readers admit it.
     Get {
         /// The data key.
         name: Resource<'a>,
@@ -165,6 +168,165 @@ pub enum Command<'a> {
     /// An administrator's look at the lock table, or a revocation
     /// (extension; needs an identity the server marks `Admin`).
     Admin(AdminOp<'a>),
+    /// Open the connection's session, or keep it alive and set its TTL
+    /// (extension; PROTOCOL.md section 8, "Sessions").
+    Session {
+        /// How long the session lives without a request on its connection.
+        ttl: Ttl,
+    },
+    /// Take several exclusive locks at once, all or none (extension;
+    /// PROTOCOL.md section 8, "Multi-locks"). Each name is then an
+    /// ordinary lock with its own token: extended and released one by one.
+    LockAll {
+        /// The locks, distinct, in the order their tokens are answered.
+        names: Names<'a>,
+        /// Who asks.
+        owner: Owner<'a>,
+        /// How long to hold every one of them from now.
+        ttl: Ttl,
+        /// Queue for up to this long if any of them is held or awaited.
+        wait: Option<Ttl>,
+    },
+    /// Subscribe this connection to the changes of a name or of every
+    /// name with a prefix (extension; answered by the server, which
+    /// writes event lines to the connection from then on).
+    Watch {
+        /// What to watch.
+        scope: WatchScope<'a>,
+        /// Who asks: only the owner's own changes show its `ID` and value.
+        owner: Owner<'a>,
+        /// Resume: every change after this revision, then the live ones.
+        since: Option<Revision>,
+    },
+}
+
+/// The most names one `LockAll` may take.
+pub const MAX_LOCK_ALL: usize = 16;
+
+/// The names of a [`Command::LockAll`]: at most [`MAX_LOCK_ALL`], in the
+/// order of the request. [`Command::check`] requires at least one, each
+/// within the name limit, no two alike.
+///
+/// Two words wide whatever the count, so that every [`Command`] stays
+/// small: a list the caller keeps, or, from the parser, the names packed
+/// in place in the request line (see [`Request::parse`]).
+#[derive(Clone, Copy)]
+pub struct Names<'a>(Packing<'a>);
+
+#[derive(Clone, Copy)]
+enum Packing<'a> {
+    /// The caller's list.
+    List(&'a [&'a str]),
+    /// The parser's: each name's bytes followed by `0xFF`, a byte UTF-8
+    /// text never has; `len` names.
+    Packed { bytes: &'a [u8], len: u8 },
+}
+
+/// What follows each packed name.
+const PACKED_END: u8 = 0xFF;
+
+impl<'a> Names<'a> {
+    /// These names, or `None` if there are more than [`MAX_LOCK_ALL`].
+    pub fn new(names: &'a [&'a str]) -> Option<Self> {
+        (names.len() <= MAX_LOCK_ALL).then_some(Self(Packing::List(names)))
+    }
+
+    /// Names packed by the parser: `bytes` holds `len` names, each
+    /// followed by [`PACKED_END`]; `None` unless each is UTF-8.
+    fn packed(bytes: &'a [u8], len: usize) -> Option<Self> {
+        let len = u8::try_from(len)
+            .ok()
+            .filter(|&n| usize::from(n) <= MAX_LOCK_ALL)?;
+        let names = Self(Packing::Packed { bytes, len });
+        let ok = bytes.last().is_none_or(|&b| b == PACKED_END)
+            && bytes
+                .split(|&b| b == PACKED_END)
+                .take(usize::from(len))
+                .all(|n| core::str::from_utf8(n).is_ok());
+        ok.then_some(names)
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        match self.0 {
+            Packing::List(l) => l.len(),
+            Packing::Packed { len, .. } => usize::from(len),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The names, in request order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let (list, bytes, len): (&'a [&'a str], &'a [u8], usize) = match self.0 {
+            Packing::List(l) => (l, &[], 0),
+            Packing::Packed { bytes, len } => (&[], bytes, usize::from(len)),
+        };
+        list.iter().copied().chain(
+            bytes
+                .split(|&b| b == PACKED_END)
+                .take(len)
+                // Checked when packed.
+                .map(|n| core::str::from_utf8(n).unwrap_or_default()),
+        )
+    }
+
+    /// Copies the names into `out` (room for every one) and returns them
+    /// as a slice, for a caller that needs one.
+    pub fn to_slice<'o>(&self, out: &'o mut [&'a str; MAX_LOCK_ALL]) -> &'o [&'a str] {
+        let mut n = 0;
+        for (slot, name) in out.iter_mut().zip(self.iter()) {
+            *slot = name;
+            n += 1;
+        }
+        &out[..n]
+    }
+}
+
+impl PartialEq for Names<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Names<'_> {}
+
+impl fmt::Debug for Names<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// A `Lock` (or `Lock` with `Permits` or `Mode`) bound to the session of
+/// its connection (`"Session": true`, extension): the grant ends when the
+/// session does, and then nobody may take the name for `lock_delay`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SessionBind {
+    /// How long the name stays closed to everyone after the session ends
+    /// (`LockDelay`; zero: it is released at once).
+    pub lock_delay: Ttl,
+}
+
+/// What a [`Command::Watch`] covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchScope<'a> {
+    /// One name (`FileName`), in both namespaces (its lock and its value).
+    Name(Resource<'a>),
+    /// Every name that starts with this (`Prefix`; empty: every name).
+    Prefix(&'a str),
+}
+
+impl WatchScope<'_> {
+    /// Whether a change of `name` is in scope.
+    pub fn covers(&self, name: &str) -> bool {
+        match self {
+            Self::Name(n) => n.0 == name,
+            Self::Prefix(p) => name.starts_with(p),
+        }
+    }
 }
 
 /// How an [`Command::Acquire`] takes its name: what the name is (a
@@ -259,6 +421,9 @@ impl<'a> Command<'a> {
             Self::Stats => "Stats",
             Self::Cluster(_) => "Cluster",
             Self::Admin(_) => "Admin",
+            Self::Session { .. } => "Session",
+            Self::Watch { .. } => "Watch",
+            Self::LockAll { .. } => "LockAll",
         }
     }
 
@@ -272,7 +437,13 @@ impl<'a> Command<'a> {
             | Self::Put { name, owner, .. }
             | Self::Get { name, owner }
             | Self::Erase { name, owner } => Some((name, owner)),
-            Self::Version | Self::Stats | Self::Cluster(_) | Self::Admin(_) => None,
+            Self::Version
+            | Self::Stats
+            | Self::Cluster(_)
+            | Self::Admin(_)
+            | Self::Session { .. }
+            | Self::Watch { .. }
+            | Self::LockAll { .. } => None,
         }
     }
 
@@ -318,6 +489,31 @@ impl<'a> Command<'a> {
             Self::Admin(AdminOp::Lock { name } | AdminOp::Revoke { name, .. }) => {
                 check_name(Field::FileName, &name, limits.max_name)?;
             }
+            Self::Watch { scope, owner, .. } => {
+                match scope {
+                    WatchScope::Name(name) => check_name(Field::FileName, &name, limits.max_name)?,
+                    WatchScope::Prefix(p) if p.len() > limits.max_name => {
+                        return Err(RequestError::TooLong {
+                            field: Field::Prefix,
+                            limit: limits.max_name,
+                        });
+                    }
+                    WatchScope::Prefix(_) => {}
+                }
+                check_name(Field::Id, &owner, limits.max_id)?;
+            }
+            Self::LockAll { names, owner, .. } => {
+                if names.is_empty() {
+                    return Err(RequestError::EmptyField(Field::Names));
+                }
+                for (i, name) in names.iter().enumerate() {
+                    check_name(Field::Names, name, limits.max_name)?;
+                    if names.iter().take(i).any(|n| n == name) {
+                        return Err(RequestError::Repeated(Field::Names));
+                    }
+                }
+                check_name(Field::Id, &owner, limits.max_id)?;
+            }
             _ => {}
         }
         match *self {
@@ -330,7 +526,9 @@ impl<'a> Command<'a> {
                     expected: "an integer from 1 to 4294967295",
                 });
             }
-            Self::Lock { ttl, wait, .. } | Self::Acquire { ttl, wait, .. } => {
+            Self::Lock { ttl, wait, .. }
+            | Self::Acquire { ttl, wait, .. }
+            | Self::LockAll { ttl, wait, .. } => {
                 if ttl.is_zero() {
                     return Err(RequestError::ZeroTtl);
                 }
@@ -339,7 +537,15 @@ impl<'a> Command<'a> {
                     ttl_ok(Field::Wait, wait)?;
                 }
             }
-            Self::Put { ttl, data, .. } => {
+            Self::Session { ttl } => {
+                if ttl.is_zero() {
+                    return Err(RequestError::ZeroTtl);
+                }
+                ttl_ok(Field::Expire, ttl)?;
+            }
+            Self::Put {
+                ttl, data, readers, ..
+            } => {
                 if ttl.is_zero() {
                     return Err(RequestError::ZeroTtl);
                 }
@@ -347,6 +553,9 @@ impl<'a> Command<'a> {
                 let limit = identity_max_data.unwrap_or(limits.max_data_anonymous);
                 if data.len() > limit {
                     return Err(RequestError::DataTooLarge { limit });
+                }
+                if data.len().saturating_add(readers.stored_len()) > limit {
+                    return Err(RequestError::ReadersTooLarge { limit });
                 }
             }
             _ => {}
@@ -377,7 +586,14 @@ pub struct Request<'a> {
     /// `RequestID`, if the request carries one: a resend of a mutating
     /// request with the same ID is applied once (PROTOCOL.md section 8).
     pub request_id: Option<&'a str>,
+    /// `Session` (and `LockDelay`) of a `Lock`: its grant is bound to the
+    /// connection's session (extension).
+    pub session: Option<SessionBind>,
 }
+
+/// The longest `LockDelay` accepted (as Consul's): a name closed longer
+/// than this after its holder's session ended would look lost.
+pub const MAX_LOCK_DELAY: Ttl = Ttl::from_secs(60);
 
 /// The longest `RequestID` accepted, in bytes.
 pub const MAX_REQUEST_ID: usize = 64;
@@ -387,6 +603,13 @@ impl<'a> Request<'a> {
     #[must_use]
     pub const fn with_request_id(mut self, id: &'a str) -> Self {
         self.request_id = Some(id);
+        self
+    }
+
+    /// The same request, bound to its connection's session.
+    #[must_use]
+    pub const fn with_session(mut self, bind: SessionBind) -> Self {
+        self.session = Some(bind);
         self
     }
 }
@@ -412,12 +635,15 @@ impl core::error::Error for Rejected {
     }
 }
 
-/// Number of request fields the parser tracks (the first ten [`Field`]s).
-const REQUEST_FIELDS: usize = 16;
+/// Number of request fields the parser tracks (the [`Field`]s before
+/// `Status`).
+const REQUEST_FIELDS: usize = 21;
 
 struct Fields<'b> {
     buf: &'b [u8],
     values: [Option<Value>; REQUEST_FIELDS],
+    /// `Readers` of a `Put` given as an array: its names, joined in place.
+    reader_names: Option<Span>,
 }
 
 impl<'b> Fields<'b> {
@@ -496,6 +722,79 @@ impl<'b> Fields<'b> {
         }
     }
 
+    /// `Session` and `LockDelay`: a binding on a `Lock` whose `Session` is
+    /// `true`; on a `Session` request, `true` asks to keep alive the
+    /// session the connection has (never to open one: a keep-alive); ignored
+    /// on other actions and when `false`. `LockDelay` without it is an
+    /// error (and means nothing on a keep-alive).
+    fn session(
+        &self,
+        command: &Command<'_>,
+        limits: &Limits,
+    ) -> Result<Option<SessionBind>, RequestError> {
+        let on = match self.get(Field::Session) {
+            None | Some(Value::Bool(false)) => false,
+            Some(Value::Bool(true)) => true,
+            Some(v) => {
+                return Err(RequestError::WrongType {
+                    field: Field::Session,
+                    found: v.kind(),
+                });
+            }
+        };
+        if matches!(command, Command::Session { .. }) {
+            return Ok(on.then_some(SessionBind {
+                lock_delay: Ttl::ZERO,
+            }));
+        }
+        if on && matches!(command, Command::LockAll { .. }) {
+            // Not bound to sessions (yet): refused rather than ignored.
+            return Err(RequestError::InvalidValue {
+                field: Field::Session,
+                expected: "false on LockAll (multi-locks are not bound to sessions)",
+            });
+        }
+        if !matches!(command, Command::Lock { .. } | Command::Acquire { .. }) {
+            return Ok(None);
+        }
+        let delay = self.seconds(Field::LockDelay)?;
+        match (on, delay) {
+            (false, None) => Ok(None),
+            (false, Some(_)) => Err(RequestError::Needs {
+                field: Field::LockDelay,
+                needs: Field::Session,
+            }),
+            (true, delay) => {
+                let lock_delay = delay.unwrap_or(Ttl::ZERO);
+                let limit = MAX_LOCK_DELAY.min(limits.clamped().max_ttl);
+                if lock_delay > limit {
+                    return Err(RequestError::OverLimit {
+                        field: Field::LockDelay,
+                        limit,
+                    });
+                }
+                Ok(Some(SessionBind { lock_delay }))
+            }
+        }
+    }
+
+    /// `Readers`: absent (or `null`, or `[]`) or `"Owner"`: the owner
+    /// alone; `"Any"` (case-insensitive); an array of identity names.
+    fn readers(&self) -> Result<Readers<'b>, RequestError> {
+        if let Some(span) = self.reader_names {
+            if span.start == span.end {
+                return Ok(Readers::Owner);
+            }
+            return ReaderNames::new(self.text(span)?).map(Readers::Named);
+        }
+        match self.string(Field::Readers)? {
+            None => Ok(Readers::Owner),
+            Some(s) if s.eq_ignore_ascii_case("owner") => Ok(Readers::Owner),
+            Some(s) if s.eq_ignore_ascii_case("any") => Ok(Readers::Any),
+            Some(_) => Err(RequestError::InvalidReader),
+        }
+    }
+
     fn integer(&self, field: Field) -> Result<Option<u64>, RequestError> {
         match self.get(field) {
             None => Ok(None),
@@ -512,6 +811,50 @@ impl<'b> Fields<'b> {
     }
 }
 
+/// Where a `LockAll`'s `Names` are in the line, packed, and how many.
+struct NameSpans {
+    packed: Span,
+    len: usize,
+}
+
+/// Reads `Names` if the request is a `LockAll` whose `Names` is an
+/// array: every element must be a string, and reading stops with an error
+/// at the first past [`MAX_LOCK_ALL`].
+fn read_names(
+    scanner: &mut Scanner<'_>,
+    values: &[Option<Value>; REQUEST_FIELDS],
+) -> Result<Option<NameSpans>, RequestError> {
+    let lock_all = matches!(
+        values[Field::Action as usize],
+        Some(Value::Str(a)) if scanner.bytes(a).eq_ignore_ascii_case(b"lockall")
+    );
+    let (true, Some(Value::Array(span))) = (lock_all, values[Field::Names as usize]) else {
+        return Ok(None);
+    };
+    let mut spans = [Span { start: 0, end: 0 }; MAX_LOCK_ALL];
+    let mut len = 0;
+    scanner.for_each_element(span, |_, v| {
+        let Value::Str(s) = v else {
+            return Err(RequestError::InvalidValue {
+                field: Field::Names,
+                expected: "an array of strings",
+            });
+        };
+        let Some(slot) = spans.get_mut(len) else {
+            return Err(RequestError::TooMany {
+                field: Field::Names,
+                limit: MAX_LOCK_ALL,
+            });
+        };
+        *slot = s;
+        len += 1;
+        Ok(())
+    })?;
+    // Packed where the array was, so that `Names` stays two words.
+    let packed = scanner.pack(span.start, &spans[..len], PACKED_END);
+    Ok(Some(NameSpans { packed, len }))
+}
+
 #[derive(Clone, Copy)]
 enum Action {
     Lock,
@@ -524,11 +867,14 @@ enum Action {
     Stats,
     Cluster,
     Admin,
+    Session,
+    Watch,
+    LockAll,
 }
 
 impl Action {
     fn from_wire(s: &str) -> Option<Self> {
-        const NAMES: [(&str, Action); 10] = [
+        const NAMES: [(&str, Action); 13] = [
             ("lock", Action::Lock),
             ("unlock", Action::Unlock),
             ("testlock", Action::TestLock),
@@ -539,6 +885,9 @@ impl Action {
             ("stats", Action::Stats),
             ("cluster", Action::Cluster),
             ("admin", Action::Admin),
+            ("session", Action::Session),
+            ("watch", Action::Watch),
+            ("lockall", Action::LockAll),
         ];
         NAMES
             .iter()
@@ -589,9 +938,31 @@ impl<'a> Request<'a> {
                 *slot = Some(value);
             }
         }
+        // A `LockAll`'s names, read (and unescaped in place) while the
+        // buffer is still writable; at most `MAX_LOCK_ALL` are kept.
+        let names = read_names(&mut scanner, &values)?;
+        // The names of a `Put`'s `Readers` array are joined in place
+        // before the buffer turns read-only (any other action ignores it).
+        let mut reader_names = None;
+        if let (Some(Value::Array(span)), Some(Value::Str(action))) = (
+            values[Field::Readers as usize],
+            values[Field::Action as usize],
+        ) {
+            if scanner.bytes(action).eq_ignore_ascii_case(b"put") {
+                let joined = scanner
+                    .join_strings(span, b',', MAX_READERS, valid_identity_bytes)
+                    .map_err(|e| match e {
+                        JoinError::Json(e) => RequestError::Json(e),
+                        JoinError::TooMany => RequestError::TooManyReaders { limit: MAX_READERS },
+                        JoinError::Element => RequestError::InvalidReader,
+                    })?;
+                reader_names = Some(joined);
+            }
+        }
         let fields = Fields {
             buf: scanner.finish()?,
             values,
+            reader_names,
         };
 
         let action = fields.required(Field::Action)?;
@@ -669,6 +1040,7 @@ impl<'a> Request<'a> {
                     ttl: ttl()?,
                     data: fields.required(Field::DataStore)?,
                     revision: fields.integer(Field::Revision)?.map(Revision),
+                    readers: fields.readers()?,
                 }
             }
             Action::Get => {
@@ -681,6 +1053,7 @@ impl<'a> Request<'a> {
             }
             Action::Version => Command::Version,
             Action::Stats => Command::Stats,
+            Action::Session => Command::Session { ttl: ttl()? },
             Action::Cluster => {
                 let node = || {
                     fields
@@ -717,7 +1090,49 @@ impl<'a> Request<'a> {
                     _ => return Err(RequestError::UnknownAction),
                 })
             }
+            Action::LockAll => {
+                let list = match (&names, fields.get(Field::Names)) {
+                    (Some(n), _) => Names::packed(n.packed.of(fields.buf), n.len)
+                        .ok_or(RequestError::InvalidUtf8)?,
+                    (None, None) => return Err(RequestError::MissingField(Field::Names)),
+                    (None, Some(v)) => {
+                        return Err(RequestError::WrongType {
+                            field: Field::Names,
+                            found: v.kind(),
+                        });
+                    }
+                };
+                let wait = fields.seconds(Field::Wait)?.filter(|w| !w.is_zero());
+                Command::LockAll {
+                    names: list,
+                    owner: Owner(fields.required(Field::Id)?),
+                    ttl: ttl()?,
+                    wait,
+                }
+            }
+            Action::Watch => {
+                let scope = match (
+                    fields.string(Field::FileName)?,
+                    fields.string(Field::Prefix)?,
+                ) {
+                    (Some(_), Some(_)) => {
+                        return Err(RequestError::Exclusive {
+                            first: Field::FileName,
+                            second: Field::Prefix,
+                        });
+                    }
+                    (Some(name), None) => WatchScope::Name(Resource(name)),
+                    (None, Some(prefix)) => WatchScope::Prefix(prefix),
+                    (None, None) => return Err(RequestError::MissingField(Field::FileName)),
+                };
+                Command::Watch {
+                    scope,
+                    owner: Owner(fields.required(Field::Id)?),
+                    since: fields.integer(Field::Revision)?.map(Revision),
+                }
+            }
         };
+        let session = fields.session(&command, limits)?;
         if credentials.is_none() {
             command.check(limits, None)?;
         } else {
@@ -730,6 +1145,7 @@ impl<'a> Request<'a> {
             command,
             credentials,
             request_id,
+            session,
         })
     }
 
@@ -772,6 +1188,10 @@ impl<'a> Request<'a> {
                 string(out, "ID", &owner)?;
             }
             // An `Admin` request's `FileName` is its own (written below).
+            None if matches!(
+                self.command,
+                Command::Watch { .. } | Command::LockAll { .. }
+            ) => {}
             None if legacy && matches!(self.command, Command::Admin(_)) => {
                 string(out, "ID", "-")?;
             }
@@ -822,16 +1242,54 @@ impl<'a> Request<'a> {
                     number(out, "Token", token.0)?;
                 }
             }
+            Command::Session { ttl } => seconds(out, "Expire", ttl)?,
+            Command::LockAll {
+                names,
+                owner,
+                ttl,
+                wait,
+            } => {
+                out.put(b",\"Names\":[")?;
+                for (i, name) in names.iter().enumerate() {
+                    out.put(if i == 0 { b"\"" } else { b",\"" })?;
+                    json::put_escaped(out, name)?;
+                    out.put(b"\"")?;
+                }
+                out.put(b"]")?;
+                string(out, "ID", &owner)?;
+                seconds(out, "Expire", ttl)?;
+                if let Some(wait) = wait {
+                    seconds(out, "Wait", wait)?;
+                }
+            }
             Command::Put {
                 ttl,
                 data,
                 revision,
+                readers,
                 ..
             } => {
                 seconds(out, "Expire", ttl)?;
                 string(out, "DataStore", data)?;
                 if let Some(revision) = revision {
                     number(out, "Revision", revision.0)?;
+                }
+                match readers {
+                    Readers::Owner => {}
+                    Readers::Any => string(out, "Readers", "Any")?,
+                    Readers::Named(names) => {
+                        out.put(b",\"Readers\":[")?;
+                        for (i, name) in names.iter().enumerate() {
+                            if i > 0 {
+                                out.put(b",")?;
+                            }
+                            // Identity names need no escapes.
+                            out.put(b"\"")?;
+                            out.put(name.as_bytes())?;
+                            out.put(b"\"")?;
+                        }
+                        out.put(b"]")?;
+                    }
                 }
             }
             Command::Cluster(op) => {
@@ -872,6 +1330,20 @@ impl<'a> Request<'a> {
                     }
                 }
             }
+            Command::Watch {
+                scope,
+                owner,
+                since,
+            } => {
+                match scope {
+                    WatchScope::Name(name) => string(out, "FileName", &name)?,
+                    WatchScope::Prefix(p) => string(out, "Prefix", p)?,
+                }
+                string(out, "ID", &owner)?;
+                if let Some(since) = since {
+                    number(out, "Revision", since.0)?;
+                }
+            }
             _ => {
                 if legacy {
                     number(out, "Expire", 0)?;
@@ -884,6 +1356,12 @@ impl<'a> Request<'a> {
         }
         if let Some(id) = self.request_id {
             string(out, "RequestID", id)?;
+        }
+        if let Some(bind) = self.session {
+            out.put(b",\"Session\":true")?;
+            if !bind.lock_delay.is_zero() {
+                seconds(out, "LockDelay", bind.lock_delay)?;
+            }
         }
         out.put(b"}")
     }

@@ -5,7 +5,7 @@ use core::fmt::{self, Write as _};
 use super::error::{Field, RequestError, ResponseError};
 use super::json::{self, EscapingWriter, Scanner, Value};
 use super::out::{BufferTooSmall, Legacy, Out};
-use super::request::put_seconds;
+use super::request::{MAX_LOCK_ALL, put_seconds};
 use super::{Framing, Revision, Status, Token, parse_seconds_ms, parse_u64, unframe};
 use crate::stats::{Stat, Stats};
 use crate::time::Ttl;
@@ -54,6 +54,64 @@ pub struct Response<'a> {
     /// What an `Admin` request asked for (the lock table or one lock), a
     /// JSON object written and read as its text (extension).
     pub admin: Option<&'a str>,
+    /// A `LockAll`'s fencing tokens, one per name (extension).
+    pub tokens: Option<TokenList<'a>>,
+}
+
+/// The fencing tokens of a granted `LockAll` (`Tokens`): one per name, in
+/// the order of its `Names`. Kept as the JSON array's text, checked when
+/// made: at most [`MAX_LOCK_ALL`] integers from 0 to 2^64-1.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenList<'a>(&'a str);
+
+impl<'a> TokenList<'a> {
+    /// `text` as a token list, if it is a JSON array of at most
+    /// [`MAX_LOCK_ALL`] unsigned integers.
+    pub fn parse(text: &'a str) -> Option<Self> {
+        let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
+        if inner.trim().is_empty() {
+            return Some(Self(text));
+        }
+        let mut n = 0;
+        for part in inner.split(',') {
+            n += 1;
+            if n > MAX_LOCK_ALL || parse_u64(part.trim().as_bytes()).is_err() {
+                return None;
+            }
+        }
+        Some(Self(text))
+    }
+
+    /// The array's text, as written on the wire.
+    pub const fn as_str(&self) -> &'a str {
+        self.0
+    }
+
+    /// The tokens, in the order of the request's names.
+    pub fn iter(&self) -> impl Iterator<Item = Token> + 'a {
+        let text = self.0.trim();
+        let inner = text.get(1..text.len().saturating_sub(1)).unwrap_or("");
+        inner
+            .split(',')
+            .filter_map(|p| parse_u64(p.trim().as_bytes()).ok())
+            .map(Token)
+    }
+
+    /// How many tokens.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+impl fmt::Debug for TokenList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter().map(|t| t.0)).finish()
+    }
 }
 
 impl<'a> Response<'a> {
@@ -70,6 +128,7 @@ impl<'a> Response<'a> {
             stats: None,
             cluster: None,
             admin: None,
+            tokens: None,
         }
     }
 
@@ -118,6 +177,10 @@ impl<'a> Response<'a> {
         if let Some(revision) = self.revision {
             out.put(b",\"Revision\":")?;
             json::put_u64(out, revision.0)?;
+        }
+        if let Some(tokens) = self.tokens {
+            out.put(b",\"Tokens\":")?;
+            out.put(tokens.as_str().as_bytes())?;
         }
         if let Some(error) = &self.error {
             out.put(b",\"Error\":\"")?;
@@ -190,10 +253,66 @@ impl<'a> Response<'a> {
     }
 }
 
-fn parse_json<'a>(
-    text: &'a mut [u8],
+/// Keeps member `key`'s `value` if `names` lists it (a second one is an
+/// error): how a response line and an event line pick their fields.
+pub(super) fn pick<const N: usize>(
+    names: &[(&[u8], Field); N],
+    values: &mut [Option<Value>; N],
+    key: &[u8],
+    value: Value,
+) -> Result<(), ResponseError> {
+    if let Some(i) = names.iter().position(|(k, _)| *k == key) {
+        if values[i].is_some() {
+            return Err(ResponseError::DuplicateField(names[i].1));
+        }
+        values[i] = Some(value);
+    }
+    Ok(())
+}
+
+/// The fields [`pick`] kept, read once the scan is over (`buf` is what
+/// the scanner unescaped in place).
+pub(super) struct Picked<'b, const N: usize> {
+    pub(super) names: &'b [(&'b [u8], Field); N],
+    pub(super) values: [Option<Value>; N],
+    pub(super) buf: &'b [u8],
+}
+
+impl<'b, const N: usize> Picked<'b, N> {
+    fn get(&self, i: usize) -> Option<Value> {
+        match self.values[i] {
+            None | Some(Value::Null) => None,
+            v => v,
+        }
+    }
+
+    /// Field `i` as text, if present (and not `null`).
+    pub(super) fn string(&self, i: usize) -> Result<Option<&'b str>, ResponseError> {
+        match self.get(i) {
+            None => Ok(None),
+            Some(Value::Str(span)) => core::str::from_utf8(span.of(self.buf))
+                .map(Some)
+                .map_err(|_| ResponseError::InvalidUtf8),
+            Some(_) => Err(ResponseError::BadField(self.names[i].1)),
+        }
+    }
+
+    /// Field `i` as an unsigned integer, if present (and not `null`).
+    pub(super) fn integer(&self, i: usize) -> Result<Option<u64>, ResponseError> {
+        match self.get(i) {
+            None => Ok(None),
+            Some(Value::Num(span)) => parse_u64(span.of(self.buf))
+                .map(Some)
+                .map_err(|_| ResponseError::BadField(self.names[i].1)),
+            Some(_) => Err(ResponseError::BadField(self.names[i].1)),
+        }
+    }
+}
+
+fn parse_json(
+    text: &mut [u8],
     mut on_stats: impl FnMut(&mut Scanner<'_>, json::Span) -> Result<(), ResponseError>,
-) -> Result<Response<'a>, ResponseError> {
+) -> Result<Response<'_>, ResponseError> {
     const FIELDS: [(&[u8], Field); 7] = [
         (b"Status", Field::Status),
         (b"ID", Field::Id),
@@ -215,8 +334,16 @@ fn parse_json<'a>(
     let mut stats_seen = false;
     let mut cluster = None;
     let mut admin = None;
+    let mut tokens = None;
     while let Some((key, value)) = scanner.next_member()? {
         let key = scanner.bytes(key);
+        if key == b"Tokens" {
+            let (None, Value::Array(span)) = (tokens, value) else {
+                return Err(ResponseError::BadField(Field::Tokens));
+            };
+            tokens = Some(span);
+            continue;
+        }
         if key == b"Cluster" || key == b"Admin" {
             let Value::Object(span) = value else {
                 return Err(ResponseError::BadField(Field::Stats));
@@ -239,39 +366,19 @@ fn parse_json<'a>(
             }
             continue;
         }
-        if let Some(i) = FIELDS.iter().position(|(k, _)| *k == key) {
-            if values[i].is_some() {
-                return Err(ResponseError::DuplicateField(FIELDS[i].1));
-            }
-            values[i] = Some(value);
-        }
+        pick(&FIELDS, &mut values, key, value)?;
     }
-    let buf = scanner.finish()?;
-    let get = |i: usize| match values[i] {
-        None | Some(Value::Null) => None,
-        v => v,
+    let picked = Picked {
+        names: &FIELDS,
+        values,
+        buf: scanner.finish()?,
     };
-    let string = |i: usize| -> Result<Option<&'a str>, ResponseError> {
-        match get(i) {
-            None => Ok(None),
-            Some(Value::Str(span)) => core::str::from_utf8(span.of(buf))
-                .map(Some)
-                .map_err(|_| ResponseError::InvalidUtf8),
-            Some(_) => Err(ResponseError::BadField(FIELDS[i].1)),
-        }
-    };
-    let integer = |i: usize| -> Result<Option<u64>, ResponseError> {
-        match get(i) {
-            None => Ok(None),
-            Some(Value::Num(span)) => parse_u64(span.of(buf))
-                .map(Some)
-                .map_err(|_| ResponseError::BadField(FIELDS[i].1)),
-            Some(_) => Err(ResponseError::BadField(FIELDS[i].1)),
-        }
-    };
+    let buf = picked.buf;
+    let string = |i: usize| picked.string(i);
+    let integer = |i: usize| picked.integer(i);
     let status = string(0)?.ok_or(ResponseError::MissingStatus)?;
     let status = Status::from_wire(status).ok_or(ResponseError::UnknownStatus)?;
-    let expire = match get(4) {
+    let expire = match picked.get(4) {
         None => None,
         Some(Value::Num(span) | Value::Str(span)) => Some(Ttl::from_millis(
             parse_seconds_ms(span.of(buf)).map_err(|_| ResponseError::BadField(Field::Expire))?,
@@ -297,6 +404,15 @@ fn parse_json<'a>(
             Some(span) => {
                 Some(core::str::from_utf8(span.of(buf)).map_err(|_| ResponseError::InvalidUtf8)?)
             }
+            None => None,
+        },
+        tokens: match tokens {
+            Some(span) => Some(
+                core::str::from_utf8(span.of(buf))
+                    .ok()
+                    .and_then(TokenList::parse)
+                    .ok_or(ResponseError::BadField(Field::Tokens))?,
+            ),
             None => None,
         },
     })
