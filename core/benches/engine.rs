@@ -58,6 +58,7 @@ fn filled() -> Engine {
             ttl: TTL,
             data: "0123456789abcdef0123456789abcdef",
             revision: None,
+            readers: dlm_core::protocol::Readers::Owner,
         };
         for c in [lock, put] {
             let Outcome::Reply(_) = e.handle(now, &c, Principal::Anonymous, 0, &mut |_| {}) else {
@@ -167,6 +168,41 @@ fn benches(c: &mut Criterion) {
             a && u
         });
     });
+    // The same with the watch feed on, as a server with a watcher runs
+    // it (each change copied out, then taken by the host): the price of
+    // being watched, beside the step above, where nobody watches.
+    engine.set_feed(true);
+    g.bench_function(
+        "engine step: lock then unlock, watch feed on (2 steps)",
+        |b| {
+            b.iter(|| {
+                let a = matches!(
+                    engine.handle(
+                        now,
+                        black_box(&lock_cmd),
+                        Principal::Anonymous,
+                        0,
+                        &mut |_| {}
+                    ),
+                    Outcome::Reply(_)
+                );
+                let u = matches!(
+                    engine.handle(
+                        now,
+                        black_box(&unlock_cmd),
+                        Principal::Anonymous,
+                        0,
+                        &mut |_| {}
+                    ),
+                    Outcome::Reply(_)
+                );
+                let mut n = 0;
+                engine.drain_changes(|c| n += black_box(c).revision & 1);
+                a && u && n < 3
+            });
+        },
+    );
+    engine.set_feed(false);
     let existing = name(LIVE / 2);
     let existing_owner = owner(LIVE / 2);
     let relock = Command::Lock {

@@ -42,8 +42,12 @@ stats! {
     AData = "AData", true;
     /// Gauge: live locks.
     ALock = "ALock", true;
+    /// Gauge: open sessions. Extension.
+    ASession = "ASession", true;
     /// Gauge: queued waiters. Extension.
     AWait = "AWait", true;
+    /// Gauge: watching connections (host). Extension.
+    AWatch = "AWatch", true;
     /// Requests refused because authentication failed (host).
     AuthFailed = "AuthFailed", false;
     /// Requests with an unknown `Action`.
@@ -81,6 +85,9 @@ stats! {
     Get = "Get", false;
     /// `Get` of a missing entry.
     GetNF = "GetNF", false;
+    /// Successful `Get`s of a value shared with the caller by another
+    /// owner (also counted in `Get`). Extension.
+    GetShared = "GetShared", false;
     /// Connections closed for idling mid-line (host). Extension.
     IdleTimeout = "IdleTimeout", false;
     /// Request lines received (host).
@@ -106,6 +113,15 @@ stats! {
     Replayed = "Replayed", false;
     /// Locks revoked by an administrator (`Admin` with `Op` `revoke`). Extension.
     Revoked = "Revoked", false;
+    /// `Session` requests (opening or keeping alive a session). Extension.
+    Session = "Session", false;
+    /// Sessions ended because their connection closed. Extension.
+    SessionClosed = "SessionClosed", false;
+    /// Sessions ended because their TTL passed without a request. Extension.
+    SessionExpired = "SessionExpired", false;
+    /// Session-bound holds released (or closed for their lock-delay)
+    /// because their session ended. Extension.
+    SessionReleased = "SessionReleased", false;
     /// `Stats` requests. Extension.
     Stats = "Stats", false;
     /// `TestLock`s that found a live lock.
@@ -136,6 +152,14 @@ stats! {
     WaitOrphaned = "WaitOrphaned", false;
     /// Waiters whose wait ran out. Extension.
     WaitTimeout = "WaitTimeout", false;
+    /// `Watch` requests that started watching (host). Extension.
+    Watch = "Watch", false;
+    /// `Watch` requests refused because the history no longer reached
+    /// back to their `Revision` (host). Extension.
+    WatchCompacted = "WatchCompacted", false;
+    /// Watchers cut off: too many events unread, or the events they were
+    /// owed were lost (host). Extension.
+    WatchCutOff = "WatchCutOff", false;
 }
 
 impl Stat {

@@ -247,6 +247,7 @@ impl<S: Storage> H<S> {
             ttl: ttl(ms),
             data,
             revision: rev.map(Revision),
+            readers: dlm_core::protocol::Readers::Owner,
         };
         self.reply(t, &c)
     }
@@ -1740,6 +1741,7 @@ fn put_cmd<'a>(
         ttl: ttl(ms),
         data,
         revision: rev.map(Revision),
+        readers: dlm_core::protocol::Readers::Owner,
     }
 }
 
@@ -2240,9 +2242,11 @@ fn version_3_snapshots_are_read<S: Storage>() {
         "version 4 keeps it"
     );
     // The lock's fields: token, time left, told, then the held time. The
-    // current version (5) ends with the count of semaphores and read/write
-    // locks (none here), which versions 3 and 4 do not have.
-    let body = &v4[..v4.len() - 16];
+    // current version (8) ends with the count of semaphores and read/write
+    // locks (none here), the three counts of sessions (none), the watch
+    // revision and the three counts of multi-lock waiters, pumps and
+    // grants (none), which versions 3 and 4 do not have.
+    let body = &v4[..v4.len() - 72];
     let p = body.windows(8).position(|w| w == t.to_le_bytes()).unwrap();
     let mut v3 = [&body[..p + 18], &body[p + 26..]].concat();
     v3[8..12].copy_from_slice(&3u32.to_le_bytes());
@@ -2254,6 +2258,40 @@ fn version_3_snapshots_are_read<S: Storage>() {
         ("a", Token(t), ttl(60))
     );
     assert_eq!(info.held, ttl(0));
+}
+
+/// A snapshot of the version before sessions (5) is still read: it has
+/// none, and everything else comes back.
+fn version_5_snapshots_are_read<S: Storage>() {
+    let mut h = H::<S>::new();
+    let t = H::<S>::token_of(&h.lock(0, "l", "a", 100));
+    let v8 = h.e.snapshot_to_vec();
+    // Version 8 ends with three counts of sessions (none here), the watch
+    // revision, three counts of multi-lock state (none), then the
+    // checksum; version 7 has no multi-lock state, version 6 no revision.
+    let mut v7 = v8[..v8.len() - 32].to_vec();
+    v7[8..12].copy_from_slice(&7u32.to_le_bytes());
+    let mut r = H::<S>::new();
+    r.e.restore(at(0), &sealed(&v7)).unwrap();
+    assert_eq!(r.e.lock_info("l").unwrap().token, Token(t));
+    let v7 = [&v7[..], &[0; 8]].concat();
+    let mut v6 = v7[..v7.len() - 16].to_vec();
+    v6[8..12].copy_from_slice(&6u32.to_le_bytes());
+    let mut r = H::<S>::new();
+    r.e.restore(at(0), &sealed(&v6)).unwrap();
+    assert_eq!(r.e.lock_info("l").unwrap().token, Token(t));
+    let mut v5 = v7[..v7.len() - 40].to_vec();
+    v5[8..12].copy_from_slice(&5u32.to_le_bytes());
+    let mut r = H::<S>::new();
+    r.e.restore(at(0), &sealed(&v5)).unwrap();
+    assert_eq!(r.e.lock_info("l").unwrap().token, Token(t));
+    // Sealed as version 6, the same bytes lack the session counts.
+    let mut cut = v5.clone();
+    cut[8..12].copy_from_slice(&6u32.to_le_bytes());
+    assert_eq!(
+        H::<S>::new().e.restore(at(0), &sealed(&cut)),
+        Err(SnapshotError::Truncated)
+    );
 }
 
 /// Regression: a snapshot that is well sealed but inconsistent is found
@@ -2413,7 +2451,8 @@ fn same_instant_hand_overs_follow_grant_order<S: Storage>() {
 on_both!(
     hold_and_queue_times_are_measured,
     revoke_hands_the_lock_on,
-    version_3_snapshots_are_read
+    version_3_snapshots_are_read,
+    version_5_snapshots_are_read
 );
 
 on_both!(

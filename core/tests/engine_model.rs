@@ -741,6 +741,7 @@ impl<S: Storage> Driver<S> {
                     ttl: Ttl::from_millis(ttl),
                     data,
                     revision: rev.map(Revision),
+                    readers: dlm_core::protocol::Readers::Owner,
                 },
             ),
             Cmd::Get { name, owner, who } => (

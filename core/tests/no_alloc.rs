@@ -463,6 +463,7 @@ fn engine(report: &mut Report) {
         ttl: Ttl::from_secs(60),
         data,
         revision: None,
+        readers: dlm_core::protocol::Readers::Owner,
     };
     status_of(&mut eng, now, &put("v1"));
     let get = Command::Get {

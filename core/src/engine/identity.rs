@@ -63,6 +63,20 @@ impl<S: Storage> Engine<S> {
         }
     }
 
+    /// The name of a registered identity.
+    pub fn identity_name(&self, id: IdentityId) -> Option<&str> {
+        self.ident_name(id.tag())
+    }
+
+    /// The name of the identity with tag `ident` (0: anonymous, `None`).
+    pub(super) fn ident_name(&self, ident: u16) -> Option<&str> {
+        let slot = u32::from(ident).checked_sub(1)?;
+        match self.identities.slots.get(slot as usize) {
+            Some(Some(i)) => core::str::from_utf8(i.name.parts().0).ok(),
+            _ => None,
+        }
+    }
+
     /// The handle of a registered identity.
     pub fn identity(&self, name: &str) -> Option<IdentityId> {
         let h = self.hasher.bytes(name.as_bytes());

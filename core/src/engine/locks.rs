@@ -7,6 +7,7 @@
 
 use super::queue::WaiterSlot;
 use super::store::sealed::{self, Pair as _};
+use super::watch::{Subject, What};
 use super::wheel::{Kind, Link, NONE, TimerRef};
 use super::{Engine, Event, Outcome, Storage, WaiterId, as_str, held_by, locked, overhead, widen};
 use crate::protocol::{Response, Status, Token};
@@ -41,9 +42,9 @@ pub(super) struct Told(pub(super) u16);
 
 impl Told {
     /// A request was answered directly.
-    const DIRECT: Self = Self(u16::MAX);
+    pub(super) const DIRECT: Self = Self(u16::MAX);
     /// Handed to one waiter.
-    const ONE_WAITER: Self = Self(1);
+    pub(super) const ONE_WAITER: Self = Self(1);
 
     /// One more waiter was answered with this grant. Past what the count
     /// holds it becomes [`DIRECT`](Self::DIRECT): never freed by orphans,
@@ -138,6 +139,10 @@ impl<S: Storage> Engine<S> {
     ) -> bool {
         let now = now.as_millis().max(self.wheel.elapsed());
         self.advance(Instant::from_millis(now), events);
+        #[cfg(feature = "alloc")]
+        if let Some(freed) = self.orphaned_multi(now, name, token, events) {
+            return freed;
+        }
         let (_, Some(slot)) = self.find_lock(name) else {
             #[cfg(feature = "alloc")]
             return self.orphaned_shared(now, name, token, events);
@@ -154,10 +159,28 @@ impl<S: Storage> Engine<S> {
         if !free {
             return false;
         }
+        self.note_released(slot);
         self.wheel
             .remove(&mut self.timed, TimerRef::new(Kind::Lock, slot));
         self.release_unlinked(slot, now, events);
+        #[cfg(feature = "alloc")]
+        self.advance_multi(now, events);
         true
+    }
+
+    /// The lock in `slot` is about to be released (not expired).
+    pub(super) fn note_released(&mut self, slot: u32) {
+        let l = self.timed.locks.get(slot);
+        let (name, owner) = l.key.parts();
+        self.feed.note(
+            What::Released,
+            Subject::Lock,
+            name,
+            owner,
+            l.ident,
+            Some(l.token),
+            None,
+        );
     }
 
     pub(super) fn find_lock(&self, name: &str) -> (u32, Option<u32>) {
@@ -195,10 +218,23 @@ impl<S: Storage> Engine<S> {
                 // An extension never brings a lost lock back.
                 return Outcome::Reply(self.not_owner(None));
             }
+            #[cfg(feature = "alloc")]
+            if self.reserved(name) {
+                // Free, but awaited by an earlier multi-lock: never
+                // overtaken.
+                return match wait.filter(|w| !w.is_zero()) {
+                    Some(wait) => {
+                        self.enqueue_multi(now, &[name], owner, ident, ttl, wait, tag, true)
+                    }
+                    None => Outcome::Reply(self.not_owner(None)),
+                };
+            }
             return Outcome::Reply(self.grant_new(now, h, name, owner, ident, ttl));
         };
         let l = self.timed.locks.get(slot);
-        if held_by(l.key.parts().1, l.ident, owner.as_bytes(), ident) {
+        // A grant closed by its session's lock-delay is nobody's to take,
+        // extend or release: its own owner is refused as anyone else.
+        if held_by(l.key.parts().1, l.ident, owner.as_bytes(), ident) && !self.closed(l.token) {
             if token.is_some_and(|t| t.0 != l.token) {
                 return Outcome::Reply(self.not_owner(None));
             }
@@ -218,6 +254,11 @@ impl<S: Storage> Engine<S> {
             // A zero wait is one attempt (PROTOCOL.md section 3), as when
             // the parser drops it.
             Some(wait) if token.is_none() && !wait.is_zero() => {
+                // Behind a multi-lock's waiters, it joins their queue.
+                #[cfg(feature = "alloc")]
+                if self.reserved(name) {
+                    return self.enqueue_multi(now, &[name], owner, ident, ttl, wait, tag, true);
+                }
                 self.enqueue(now, slot, name, owner, ident, ttl, wait, tag)
             }
             _ => Outcome::Reply(self.not_owner(None)),
@@ -264,6 +305,15 @@ impl<S: Storage> Engine<S> {
             .insert(&mut self.timed, TimerRef::new(Kind::Lock, slot));
         self.bytes += charge;
         self.stats.incr(Stat::Lock);
+        self.feed.note(
+            What::Granted,
+            Subject::Lock,
+            name.as_bytes(),
+            owner.as_bytes(),
+            ident,
+            Some(token),
+            None,
+        );
         locked(owner, token, ttl)
     }
 
@@ -279,6 +329,8 @@ impl<S: Storage> Engine<S> {
         let free_at = self.timed.locks.get(slot).link.when.min(now);
         let since = self.timed.locks.get(slot).since;
         self.timings.hold.record(free_at.saturating_sub(since));
+        #[cfg(feature = "alloc")]
+        self.multi_handed_over(self.timed.locks.get(slot).token);
         loop {
             let (_, queue) = self.find_queue(slot);
             let Some(q) = queue else {
@@ -286,6 +338,11 @@ impl<S: Storage> Engine<S> {
                 let (name, owner) = lock.key.parts();
                 self.bytes -= name.len() + owner.len() + overhead::<LockSlot<S>>();
                 let hash = lock.hash;
+                #[cfg(feature = "alloc")]
+                if !self.multi.queues.is_empty() {
+                    let (name, token) = (alloc::string::String::from(as_str(name)), lock.token);
+                    self.multi_freed(name.as_bytes(), token, free_at);
+                }
                 self.timed.locks.remove(slot, widen(hash));
                 return;
             };
@@ -330,7 +387,20 @@ impl<S: Storage> Engine<S> {
                 .insert(&mut self.timed, TimerRef::new(Kind::Lock, slot));
             self.stats.incr(Stat::Lock);
             self.stats.incr(Stat::WaitGranted);
+            let lock = self.timed.locks.get(slot);
+            let (name, owner) = lock.key.parts();
+            self.feed.note(
+                What::Granted,
+                Subject::Lock,
+                name,
+                owner,
+                lock.ident,
+                Some(token),
+                None,
+            );
             self.announce_grant(slot, &w, events);
+            #[cfg(feature = "alloc")]
+            self.session_granted(w.id, token);
             self.grant_same_owner(slot, now, free_at, events);
             return;
         }
@@ -396,6 +466,8 @@ impl<S: Storage> Engine<S> {
             self.stats.incr(Stat::Relock);
             self.stats.incr(Stat::WaitGranted);
             self.announce_grant(slot, &w, events);
+            #[cfg(feature = "alloc")]
+            self.session_granted(w.id, self.timed.locks.get(slot).token);
         }
     }
 
@@ -418,13 +490,17 @@ impl<S: Storage> Engine<S> {
             return Response::new(Status::Unlocked);
         };
         let l = self.timed.locks.get(slot);
-        let is_owner = held_by(l.key.parts().1, l.ident, owner.as_bytes(), ident);
+        let is_owner =
+            held_by(l.key.parts().1, l.ident, owner.as_bytes(), ident) && !self.closed(l.token);
         if !is_owner || token.is_some_and(|t| t.0 != l.token) {
             return self.not_owner(None);
         }
+        self.note_released(slot);
         self.wheel
             .remove(&mut self.timed, TimerRef::new(Kind::Lock, slot));
         self.release_unlinked(slot, now, events);
+        #[cfg(feature = "alloc")]
+        self.advance_multi(now, events);
         self.stats.incr(Stat::Unlock);
         let mut r = Response::new(Status::Unlocked);
         r.id = Some(owner);
@@ -459,9 +535,12 @@ impl<S: Storage> Engine<S> {
         if token.is_some_and(|t| t.0 != current) {
             return self.not_owner(None);
         }
+        self.note_released(slot);
         self.wheel
             .remove(&mut self.timed, TimerRef::new(Kind::Lock, slot));
         self.release_unlinked(slot, now, events);
+        #[cfg(feature = "alloc")]
+        self.advance_multi(now, events);
         self.stats.incr(Stat::Revoked);
         let mut r = Response::new(Status::Unlocked);
         r.token = Some(Token(current));
@@ -489,7 +568,7 @@ impl<S: Storage> Engine<S> {
         self.stats.incr(Stat::TestLock);
         let l = self.timed.locks.get(slot);
         let left = self.remaining(&l.link);
-        if held_by(l.key.parts().1, l.ident, owner.as_bytes(), ident) {
+        if held_by(l.key.parts().1, l.ident, owner.as_bytes(), ident) && !self.closed(l.token) {
             let token = l.token;
             locked(owner, token, left)
         } else {

@@ -58,12 +58,17 @@ mod data;
 mod dedup;
 mod identity;
 mod locks;
+#[cfg(feature = "alloc")]
+mod multi;
 mod queue;
+#[cfg(feature = "alloc")]
+mod session;
 #[cfg(feature = "alloc")]
 mod shared;
 mod snapshot;
 mod store;
 mod table;
+mod watch;
 mod wheel;
 
 use core::fmt;
@@ -71,11 +76,16 @@ use core::fmt;
 use core::num::NonZeroU16;
 
 #[cfg(feature = "alloc")]
+pub use session::{ConnId, SessionBinding};
+#[cfg(feature = "alloc")]
 pub use shared::{GroupInfo, SharedHold};
 pub use snapshot::SnapshotError;
 #[cfg(feature = "alloc")]
 pub use store::Heap;
 pub use store::{Fixed, Storage};
+#[cfg(feature = "alloc")]
+pub use watch::{Change, OwnedReaders};
+pub use watch::{Subject, What, may_read};
 
 use self::data::DataSlot;
 use self::dedup::DedupSlot;
@@ -313,6 +323,14 @@ macro_rules! engine_struct {
             /// Semaphores and read/write locks.
             #[cfg(feature = "alloc")]
             shared: shared::Shared,
+            /// Sessions and the grants bound to them.
+            #[cfg(feature = "alloc")]
+            sessions: session::Sessions,
+            /// Multi-lock waiters.
+            #[cfg(feature = "alloc")]
+            multi: multi::Multi,
+            /// The change feed of watches (and its revision counter).
+            feed: watch::Feed,
             next_token: u64,
             next_waiter: u64,
             bytes: usize,
@@ -364,6 +382,22 @@ fn held_by(stored: &[u8], stored_ident: u16, owner: &[u8], ident: u16) -> bool {
     stored == owner && stored_ident == ident
 }
 
+impl<S: Storage> Engine<S> {
+    /// Whether grant `token` is closed by a lock-delay: its session ended
+    /// and nobody, its owner included, may take, extend or release it
+    /// until the delay has passed.
+    #[inline]
+    fn closed(&self, token: u64) -> bool {
+        #[cfg(feature = "alloc")]
+        return self.sessions.closed.contains_key(&token);
+        #[cfg(not(feature = "alloc"))]
+        {
+            let _ = token;
+            false
+        }
+    }
+}
+
 fn as_str(bytes: &[u8]) -> &str {
     // Every stored name and ID was a `&str` when it was stored.
     core::str::from_utf8(bytes).unwrap_or_default()
@@ -392,6 +426,14 @@ impl<S: Storage> Engine<S> {
             dedup_window: config.dedup_window.as_millis(),
             #[cfg(feature = "alloc")]
             shared: shared::Shared::default(),
+            #[cfg(feature = "alloc")]
+            sessions: session::Sessions::default(),
+            #[cfg(feature = "alloc")]
+            multi: multi::Multi::default(),
+            feed: watch::Feed {
+                revision: config.first_token,
+                ..watch::Feed::default()
+            },
             next_token: config.first_token.saturating_add(1),
             next_waiter: 1,
             bytes: 0,
@@ -421,7 +463,7 @@ impl<S: Storage> Engine<S> {
     /// Queued waiters (for locks, semaphores and read/write locks).
     pub fn waiter_count(&self) -> usize {
         #[cfg(feature = "alloc")]
-        return self.timed.waiters.live + self.shared.waiter_count();
+        return self.timed.waiters.live + self.shared.waiter_count() + self.multi.waiting.len();
         #[cfg(not(feature = "alloc"))]
         self.timed.waiters.live
     }
@@ -508,8 +550,11 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Makes every future token greater than `floor` (never lowers it).
+    /// Watch revisions are raised to `floor` too, so that a host seeding
+    /// both from its wall clock never numbers a change as a run before it.
     pub fn seed_tokens(&mut self, floor: u64) {
         self.next_token = self.next_token.max(floor.saturating_add(1));
+        self.feed.revision = self.feed.revision.max(floor);
     }
 
     /// Statistics with the gauges filled in.
@@ -529,6 +574,8 @@ impl<S: Storage> Engine<S> {
         s.set(Stat::AData, self.timed.data.live as u64);
         s.set(Stat::AWait, self.waiter_count() as u64);
         s.set(Stat::Memory, self.bytes as u64);
+        #[cfg(feature = "alloc")]
+        s.set(Stat::ASession, self.sessions.by_conn.len() as u64);
     }
 
     /// When the engine next needs [`advance`](Self::advance): the earliest
@@ -537,6 +584,16 @@ impl<S: Storage> Engine<S> {
         let wheel = self.wheel.next_deadline();
         #[cfg(feature = "alloc")]
         let wheel = match (wheel, self.next_shared_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        #[cfg(feature = "alloc")]
+        let wheel = match (wheel, self.next_session_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        #[cfg(feature = "alloc")]
+        let wheel = match (wheel, self.next_multi_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -554,6 +611,20 @@ impl<S: Storage> Engine<S> {
     /// depend on the order the wheel holds entries in, which differs
     /// between an engine and one restored from its snapshot.
     pub fn advance(&mut self, now: Instant, events: &mut impl FnMut(Event<'_>)) {
+        // Sessions due by now end first, at now (the instant the engine
+        // sees it): a session's waiter is answered before a lock it waited
+        // for comes free at the same time, and a lock-delay counts from now.
+        #[cfg(feature = "alloc")]
+        {
+            let at = now.as_millis().max(self.wheel.elapsed());
+            self.end_sessions_due(at, events);
+        }
+        self.advance_time(now, events);
+        #[cfg(feature = "alloc")]
+        self.forget_closed(now.as_millis().max(self.wheel.elapsed()));
+    }
+
+    fn advance_time(&mut self, now: Instant, events: &mut impl FnMut(Event<'_>)) {
         let now = now.as_millis();
         self.dedup_expire(now.max(self.wheel.elapsed()));
         // Expired locks with waiters, all due at one instant, chained
@@ -579,6 +650,17 @@ impl<S: Storage> Engine<S> {
             match r.kind() {
                 Kind::Lock => {
                     self.stats.incr(Stat::ExpiredLock);
+                    let l = self.timed.locks.get(r.slot());
+                    let (name, owner) = l.key.parts();
+                    self.feed.note(
+                        What::Expired,
+                        Subject::Lock,
+                        name,
+                        owner,
+                        l.ident,
+                        Some(l.token),
+                        None,
+                    );
                     if self.find_queue(r.slot()).1.is_some() {
                         self.timed.locks.get_mut(r.slot()).link.chain(due);
                         due = r.slot();
@@ -588,6 +670,18 @@ impl<S: Storage> Engine<S> {
                 }
                 Kind::Data => {
                     self.stats.incr(Stat::ExpiredData);
+                    let d = self.timed.data.get(r.slot());
+                    let (name, owner) = d.key.parts();
+                    self.feed.note_readable(
+                        What::Expired,
+                        Subject::Data,
+                        name,
+                        owner,
+                        d.ident,
+                        None,
+                        None,
+                        d.readers(),
+                    );
                     self.remove_data_unlinked(r.slot());
                 }
                 Kind::Waiter => self.time_out_unlinked(r.slot(), events),
@@ -596,6 +690,8 @@ impl<S: Storage> Engine<S> {
         self.hand_over(due, now, events);
         #[cfg(feature = "alloc")]
         self.advance_shared(now.max(self.wheel.elapsed()), events);
+        #[cfg(feature = "alloc")]
+        self.advance_multi(now.max(self.wheel.elapsed()), events);
     }
 
     /// Applies one command at `now` on behalf of `principal`.
@@ -614,6 +710,50 @@ impl<S: Storage> Engine<S> {
         events: &mut impl FnMut(Event<'_>),
     ) -> Outcome<'s> {
         self.handle_once(now, command, principal, tag, None, events)
+    }
+
+    /// Answers a command that only reads (`Get`, `TestLock`) from the state
+    /// as it is, at the engine's current instant ([`now`](Self::now)):
+    /// time does not advance, nothing expires, no request is remembered,
+    /// only counters move. `None` for any other command. A replicated
+    /// engine answers its reads this way once it has applied what a read
+    /// must see (the cluster's read index), without a log entry; answering
+    /// with [`handle`](Self::handle) instead would change its state (time)
+    /// outside the log.
+    pub fn read<'s>(
+        &'s mut self,
+        command: &Command<'s>,
+        principal: Principal,
+    ) -> Option<Response<'s>> {
+        if !matches!(command, Command::Get { .. } | Command::TestLock { .. }) {
+            return None;
+        }
+        let (ident, max_data) = match principal {
+            Principal::Anonymous => (0, None),
+            Principal::Identity(id) => {
+                if let Some(Some(i)) = self.identities.slots.get(id.slot() as usize) {
+                    (id.tag(), Some(i.max_data))
+                } else {
+                    self.stats.incr(Stat::BadPayload);
+                    return Some(Response::rejected(
+                        crate::protocol::RequestError::AuthFailed,
+                    ));
+                }
+            }
+        };
+        if let Err(e) = command.check(&self.limits, max_data) {
+            self.stats.incr(match e.status() {
+                Status::BadAction => Stat::BadAction,
+                _ => Stat::BadPayload,
+            });
+            return Some(Response::rejected(e));
+        }
+        let now = self.wheel.elapsed();
+        match *command {
+            Command::TestLock { name, owner } => Some(self.test_lock(now, name.0, owner.0, ident)),
+            Command::Get { name, owner } => Some(self.get(now, name.0, owner.0, ident)),
+            _ => None,
+        }
     }
 
     /// [`handle`](Self::handle) for a request that carries a `RequestID`:
@@ -670,7 +810,8 @@ impl<S: Storage> Engine<S> {
                         ttl,
                         data,
                         revision,
-                    } => self.put(now, name.0, owner.0, ident, ttl, data, revision),
+                        readers,
+                    } => self.put(now, name.0, owner.0, ident, ttl, data, revision, readers),
                     Command::Erase { name, owner } => self.erase(name.0, owner.0, ident),
                     _ => unreachable!("only Unlock, Put and Erase are remembered"),
                 };
@@ -699,6 +840,31 @@ impl<S: Storage> Engine<S> {
             } => {
                 return self.acquire(now, name.0, owner.0, ident, shape, ttl, wait, token, tag);
             }
+            #[cfg(feature = "alloc")]
+            Command::LockAll {
+                names,
+                owner,
+                ttl,
+                wait,
+            } => {
+                let mut list = [""; crate::protocol::MAX_LOCK_ALL];
+                return self.lock_all(
+                    now,
+                    names.to_slice(&mut list),
+                    owner.0,
+                    ident,
+                    ttl,
+                    wait,
+                    tag,
+                    events,
+                );
+            }
+            #[cfg(not(feature = "alloc"))]
+            Command::LockAll { .. } => {
+                // A fixed-capacity engine keeps no multi-lock queues.
+                self.stats.incr(Stat::BadAction);
+                Response::rejected(crate::protocol::RequestError::UnknownAction)
+            }
             #[cfg(not(feature = "alloc"))]
             Command::Acquire { .. } => {
                 // A fixed-capacity engine keeps no groups.
@@ -708,6 +874,14 @@ impl<S: Storage> Engine<S> {
             Command::Unlock { name, owner, token } => {
                 self.unlock(now, name.0, owner.0, ident, token, events)
             }
+            #[cfg(feature = "alloc")]
+            Command::Session { ttl } => self.open_session(now, ttl),
+            #[cfg(not(feature = "alloc"))]
+            Command::Session { .. } => {
+                // A fixed-capacity engine keeps no sessions.
+                self.stats.incr(Stat::BadAction);
+                Response::rejected(crate::protocol::RequestError::UnknownAction)
+            }
             Command::TestLock { name, owner } => self.test_lock(now, name.0, owner.0, ident),
             Command::Put {
                 name,
@@ -715,7 +889,8 @@ impl<S: Storage> Engine<S> {
                 ttl,
                 data,
                 revision,
-            } => self.put(now, name.0, owner.0, ident, ttl, data, revision),
+                readers,
+            } => self.put(now, name.0, owner.0, ident, ttl, data, revision, readers),
             Command::Get { name, owner } => self.get(now, name.0, owner.0, ident),
             Command::Erase { name, owner } => self.erase(name.0, owner.0, ident),
             Command::Version => {
@@ -724,7 +899,9 @@ impl<S: Storage> Engine<S> {
                 r.id = Some(VERSION_STRING);
                 r
             }
-            Command::Cluster(_) | Command::Admin(AdminOp::Locks { .. } | AdminOp::Lock { .. }) => {
+            Command::Cluster(_)
+            | Command::Watch { .. }
+            | Command::Admin(AdminOp::Locks { .. } | AdminOp::Lock { .. }) => {
                 // The host's, not the engine's: an engine alone has no
                 // cluster to tell about, and reads of the lock table need
                 // an allocator to answer.

@@ -52,6 +52,7 @@ impl<S: Storage> Engine<S> {
         #[cfg(feature = "alloc")]
         {
             n += self.cancel_all_shared();
+            n += self.cancel_all_multi();
         }
         n
     }
@@ -62,7 +63,7 @@ impl<S: Storage> Engine<S> {
         let h = KeyHasher::int(waiter.0);
         let Some(slot) = self.timed.waiters.find(widen(h), |w| w.id == waiter.0) else {
             #[cfg(feature = "alloc")]
-            return self.cancel_shared(waiter.0);
+            return self.cancel_shared(waiter.0) || self.cancel_multi(waiter.0);
             #[cfg(not(feature = "alloc"))]
             return false;
         };

@@ -29,7 +29,10 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{Engine, Event, Outcome, Storage, WaiterId, held_by, locked};
+use core::num::NonZeroU16;
+
+use super::watch::{Subject, What};
+use super::{Engine, Event, IdentityId, Outcome, Storage, WaiterId, WaiterInfo, held_by, locked};
 use crate::protocol::{Message, Response, Shape, Status, Token};
 use crate::stats::Stat;
 use crate::time::{Instant, Ttl};
@@ -206,7 +209,7 @@ impl<S: Storage> Engine<S> {
         token: Option<Token>,
         tag: u64,
     ) -> Outcome<'s> {
-        if self.find_lock(name).1.is_some() {
+        if self.find_lock(name).1.is_some() || self.reserved(name) {
             return Outcome::Reply(self.conflict("FileName is an exclusive lock"));
         }
         let kind = GroupKind::of(shape);
@@ -269,6 +272,7 @@ impl<S: Storage> Engine<S> {
                 },
             );
             self.stats.incr(Stat::Lock);
+            self.note_hold(What::Granted, name, token);
             return Outcome::Reply(locked(owner, token, ttl));
         }
         let Some(wait) = wait else {
@@ -329,6 +333,7 @@ impl<S: Storage> Engine<S> {
         token: Token,
     ) -> Response<'s> {
         let when = now + ttl.as_millis() + self.slack;
+        let closed = &self.sessions.closed;
         let Some(g) = self.shared.groups.get_mut(name) else {
             // An extension never brings a lost hold back.
             return self.not_owner(None);
@@ -336,6 +341,7 @@ impl<S: Storage> Engine<S> {
         let Some(h) = g.holds.iter_mut().find(|h| {
             h.token == token.0
                 && h.write == write
+                && !closed.contains_key(&h.token)
                 && held_by(h.owner.as_bytes(), h.ident, owner.as_bytes(), ident)
         }) else {
             return self.not_owner(None);
@@ -369,6 +375,7 @@ impl<S: Storage> Engine<S> {
             .filter(|h| {
                 held_by(h.owner.as_bytes(), h.ident, owner.as_bytes(), ident)
                     && token.is_none_or(|t| t.0 == h.token)
+                    && !self.closed(h.token)
             })
             .map(|h| h.token)
             .collect();
@@ -376,6 +383,7 @@ impl<S: Storage> Engine<S> {
             return Some(self.not_owner(None));
         }
         for t in mine {
+            self.note_hold(What::Released, name, t);
             self.drop_hold(name, t, now);
             self.stats.incr(Stat::Unlock);
         }
@@ -406,6 +414,7 @@ impl<S: Storage> Engine<S> {
             return Some(self.not_owner(None));
         }
         for &t in &gone {
+            self.note_hold(What::Released, name, t);
             self.drop_hold(name, t, now);
             self.stats.incr(Stat::Revoked);
         }
@@ -432,7 +441,10 @@ impl<S: Storage> Engine<S> {
             .get(name)?
             .holds
             .iter()
-            .filter(|h| held_by(h.owner.as_bytes(), h.ident, owner.as_bytes(), ident))
+            .filter(|h| {
+                held_by(h.owner.as_bytes(), h.ident, owner.as_bytes(), ident)
+                    && !self.closed(h.token)
+            })
             .min_by_key(|h| h.token)
             .map(|h| (h.token, h.when));
         self.stats.incr(Stat::TestLock);
@@ -451,9 +463,33 @@ impl<S: Storage> Engine<S> {
         Some(r)
     }
 
+    /// Tells the watch feed about hold `token` of group `name` (which
+    /// must still hold it).
+    pub(super) fn note_hold(&mut self, what: What, name: &str, token: u64) {
+        let Some(g) = self.shared.groups.get(name) else {
+            return;
+        };
+        let Some(h) = g.holds.iter().find(|h| h.token == token) else {
+            return;
+        };
+        let subject = match g.kind {
+            GroupKind::Semaphore(n) => Subject::Semaphore(n),
+            GroupKind::RwLock => Subject::ReadWrite { write: h.write },
+        };
+        self.feed.note(
+            what,
+            subject,
+            name.as_bytes(),
+            h.owner.as_bytes(),
+            h.ident,
+            Some(token),
+            None,
+        );
+    }
+
     /// Removes hold `token` of group `name` (not its group) and its
     /// deadline, recording how long it was held until `free_at`.
-    fn drop_hold(&mut self, name: &str, token: u64, free_at: u64) -> Option<Hold> {
+    pub(super) fn drop_hold(&mut self, name: &str, token: u64, free_at: u64) -> Option<Hold> {
         let g = self.shared.groups.get_mut(name)?;
         let at = g.holds.iter().position(|h| h.token == token)?;
         let h = g.holds.remove(at);
@@ -524,6 +560,7 @@ impl<S: Storage> Engine<S> {
             self.timings.queued.record(now.saturating_sub(w.since));
             self.stats.incr(Stat::Lock);
             self.stats.incr(Stat::WaitGranted);
+            self.note_hold(What::Granted, name, token);
             let owner = self
                 .shared
                 .groups
@@ -536,6 +573,7 @@ impl<S: Storage> Engine<S> {
                 tag: w.tag,
                 response: locked(owner, token, Ttl::from_millis(w.ttl)),
             });
+            self.session_granted(w.id, token);
         }
         self.forget_if_empty(name);
     }
@@ -554,7 +592,12 @@ impl<S: Storage> Engine<S> {
         }
     }
 
-    fn time_out_shared(&mut self, name: &str, id: u64, events: &mut impl FnMut(Event<'_>)) {
+    pub(super) fn time_out_shared(
+        &mut self,
+        name: &str,
+        id: u64,
+        events: &mut impl FnMut(Event<'_>),
+    ) {
         let Some(w) = self.drop_waiter(name, id) else {
             return;
         };
@@ -590,6 +633,7 @@ impl<S: Storage> Engine<S> {
                 self.pump(&name, now, when, events);
             } else {
                 self.stats.incr(Stat::ExpiredLock);
+                self.note_hold(What::Expired, &name, id);
                 self.drop_hold(&name, id, when);
                 self.pump(&name, now, when, events);
             }
@@ -650,6 +694,7 @@ impl<S: Storage> Engine<S> {
         if h.direct {
             return false;
         }
+        self.note_hold(What::Released, name, token.0);
         self.drop_hold(name, token.0, now);
         self.pump(name, now, now, events);
         true
@@ -674,10 +719,40 @@ impl<S: Storage> Engine<S> {
                 let left = h.when.saturating_sub(now);
                 SharedHold {
                     owner: h.owner.as_str(),
+                    identity: NonZeroU16::new(h.ident).map(IdentityId),
                     token: Token(h.token),
                     write: h.write,
                     remaining: Ttl::from_millis(left.saturating_sub(slack).max(left.min(1))),
+                    held: Ttl::from_millis(now.saturating_sub(h.since)),
                 }
+            })
+    }
+
+    /// The requests queued for group `name`, first in line first, each
+    /// with whether it asks for the exclusive side of a read/write lock
+    /// (as of the last instant the engine saw); empty if `name` is not
+    /// one.
+    pub fn group_waiters<'e>(
+        &'e self,
+        name: &str,
+    ) -> impl Iterator<Item = (WaiterInfo<'e>, bool)> + 'e {
+        let now = self.wheel.elapsed();
+        let slack = self.slack;
+        self.shared
+            .groups
+            .get(name)
+            .into_iter()
+            .flat_map(|g| g.queue.iter())
+            .map(move |w| {
+                let left = w.when.saturating_sub(now);
+                let info = WaiterInfo {
+                    owner: w.owner.as_str(),
+                    identity: NonZeroU16::new(w.ident).map(IdentityId),
+                    waited: Ttl::from_millis(now.saturating_sub(w.since)),
+                    wait_left: Ttl::from_millis(left.saturating_sub(slack).max(left.min(1))),
+                    ttl: Ttl::from_millis(w.ttl),
+                };
+                (info, w.write)
             })
     }
 
@@ -693,6 +768,22 @@ impl<S: Storage> Engine<S> {
             holds: g.holds.len(),
             waiters: g.queue.len(),
         })
+    }
+
+    /// The semaphore or read/write lock `name`, if it is one.
+    pub fn group(&self, name: &str) -> Option<GroupInfo<'_>> {
+        self.shared
+            .groups
+            .get_key_value(name)
+            .map(|(name, g)| GroupInfo {
+                name: name.as_str(),
+                permits: match g.kind {
+                    GroupKind::Semaphore(n) => Some(n),
+                    GroupKind::RwLock => None,
+                },
+                holds: g.holds.len(),
+                waiters: g.queue.len(),
+            })
     }
 
     /// The waiter numbers queued for group `name`, first in line first.
@@ -718,12 +809,17 @@ impl<S: Storage> Engine<S> {
 pub struct SharedHold<'e> {
     /// The holder's owner ID.
     pub owner: &'e str,
+    /// The holder's identity, if it used one.
+    pub identity: Option<IdentityId>,
     /// Its fencing token.
     pub token: Token,
     /// Whether it is the exclusive side of a read/write lock.
     pub write: bool,
     /// Time left at the engine's current instant.
     pub remaining: Ttl,
+    /// How long it has been held, at the engine's current instant
+    /// (extensions continue a hold).
+    pub held: Ttl,
 }
 
 /// A semaphore or read/write lock, as [`Engine::groups`] shows it.

@@ -14,15 +14,25 @@
 use core::fmt;
 
 use super::dedup::Replay;
-use super::store::sealed::{Pair as _, Value as _};
+use super::store::sealed::Pair as _;
 use super::wheel::{Kind, Link, NONE, TimerRef};
 use super::{DataSlot, Engine, KeyHasher, LockSlot, Storage, Told, WaiterSlot, overhead, widen};
-use crate::protocol::{BufferTooSmall, Out};
+use crate::protocol::{BufferTooSmall, Out, ReaderNames, Readers};
 use crate::stats::Stat;
 use crate::time::Instant;
 
 const MAGIC: &[u8; 8] = b"DLMSNAP\0";
-const VERSION: u32 = 5;
+const VERSION: u32 = 9;
+/// The version before multi-lock waiters: still read (it has none).
+const VERSION_WITHOUT_MULTI: u32 = 7;
+/// The version before values' readers were kept: still read (every value
+/// is its owner's alone).
+const VERSION_WITHOUT_READERS: u32 = 8;
+/// The version before sessions: still read (it has none).
+const VERSION_WITHOUT_SESSIONS: u32 = 5;
+/// The version before the watch revision was kept: still read (the
+/// revision stays what the engine had).
+const VERSION_WITHOUT_REVISION: u32 = 6;
 /// The version before semaphores and read/write locks: still read (it has
 /// none).
 const VERSION_WITHOUT_GROUPS: u32 = 4;
@@ -185,7 +195,15 @@ impl<S: Storage> Engine<S> {
             w.u16(d.ident)?;
             w.u64(d.revision)?;
             w.u64(left(&d.link))?;
-            w.str(d.value.as_str().as_bytes())?;
+            w.str(d.value().as_bytes())?;
+            match d.readers() {
+                Readers::Owner => w.bytes(&[0])?,
+                Readers::Any => w.bytes(&[1])?,
+                Readers::Named(names) => {
+                    w.bytes(&[2])?;
+                    w.str(names.as_str().as_bytes())?;
+                }
+            }
         }
 
         w.len(self.queues.live)?;
@@ -217,6 +235,9 @@ impl<S: Storage> Engine<S> {
             at = d.next;
         }
         self.snapshot_groups(&mut w, now)?;
+        self.snapshot_sessions(&mut w, now)?;
+        w.u64(self.feed.revision)?;
+        self.snapshot_multi(&mut w, now)?;
         let sum = w.sum;
         w.out.put(&sum.to_le_bytes())
     }
@@ -262,6 +283,100 @@ impl<S: Storage> Engine<S> {
             }
         }
         Ok(())
+    }
+
+    #[cfg(feature = "alloc")]
+    fn snapshot_sessions<O: Out + ?Sized>(
+        &self,
+        w: &mut Writer<'_, O>,
+        now: u64,
+    ) -> Result<(), BufferTooSmall> {
+        let ss = &self.sessions;
+        w.len(ss.by_conn.len())?;
+        for (c, s) in &ss.by_conn {
+            w.u64(c.0)?;
+            w.u64(s.ttl)?;
+            w.u64(s.deadline.saturating_sub(now))?;
+            w.len(s.holds.len())?;
+            for (t, b) in &s.holds {
+                w.u64(*t)?;
+                w.str(b.name.as_bytes())?;
+                w.u64(b.delay)?;
+            }
+        }
+        w.len(ss.pending.len())?;
+        for (id, (c, name, delay)) in &ss.pending {
+            w.u64(*id)?;
+            w.u64(c.0)?;
+            w.str(name.as_bytes())?;
+            w.u64(*delay)?;
+        }
+        w.len(ss.closed.len())?;
+        for (t, until) in &ss.closed {
+            w.u64(*t)?;
+            w.u64(until.saturating_sub(now))?;
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "alloc")]
+    fn snapshot_multi<O: Out + ?Sized>(
+        &self,
+        w: &mut Writer<'_, O>,
+        now: u64,
+    ) -> Result<(), BufferTooSmall> {
+        let m = &self.multi;
+        w.len(m.waiting.len())?;
+        for (id, q) in &m.waiting {
+            w.u64(*id)?;
+            w.str(q.owner.as_bytes())?;
+            w.u16(q.ident)?;
+            w.u64(q.tag)?;
+            w.u64(q.ttl)?;
+            w.u64(q.when.saturating_sub(now))?;
+            w.u64(now.saturating_sub(q.since))?;
+            w.bytes(&[u8::from(q.single)])?;
+            w.len(q.names.len())?;
+            for n in &q.names {
+                w.str(n.as_bytes())?;
+            }
+        }
+        w.len(m.pumps.len())?;
+        for (at, name) in &m.pumps {
+            w.u64(now.saturating_sub(*at))?;
+            w.str(name.as_bytes())?;
+        }
+        w.len(m.grants.len())?;
+        for (first, names) in &m.grants {
+            w.u64(*first)?;
+            w.len(names.len())?;
+            for n in names {
+                w.str(n.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    fn snapshot_multi<O: Out + ?Sized>(
+        &self,
+        w: &mut Writer<'_, O>,
+        _now: u64,
+    ) -> Result<(), BufferTooSmall> {
+        w.len(0)?;
+        w.len(0)?;
+        w.len(0)
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    fn snapshot_sessions<O: Out + ?Sized>(
+        &self,
+        w: &mut Writer<'_, O>,
+        _now: u64,
+    ) -> Result<(), BufferTooSmall> {
+        w.len(0)?;
+        w.len(0)?;
+        w.len(0)
     }
 
     #[cfg(not(feature = "alloc"))]
@@ -333,6 +448,9 @@ impl<S: Storage> Engine<S> {
         #[cfg(feature = "alloc")]
         {
             self.shared = super::shared::Shared::default();
+            self.sessions = super::session::Sessions::default();
+            self.multi = super::multi::Multi::default();
+            self.feed.pending.clear();
         }
         self.bytes = 0;
         self.stats = crate::stats::Stats::new();
@@ -354,6 +472,8 @@ impl<S: Storage> Engine<S> {
         }
         let has_since = version >= VERSION_WITHOUT_GROUPS;
         let has_groups = version > VERSION_WITHOUT_GROUPS;
+        let has_sessions = version > VERSION_WITHOUT_SESSIONS;
+        let has_readers = version > VERSION_WITHOUT_READERS;
         if fnv(FNV_OFFSET, body).to_le_bytes() != sum {
             return Err(SnapshotError::Checksum);
         }
@@ -433,19 +553,33 @@ impl<S: Storage> Engine<S> {
             if !known_ident(self, ident) || revision == 0 {
                 return Err(SnapshotError::Corrupt("data"));
             }
+            let readers = if has_readers {
+                match r.array::<1>()? {
+                    [0] => Readers::Owner,
+                    [1] => Readers::Any,
+                    [2] => Readers::Named(
+                        ReaderNames::new(r.str()?)
+                            .map_err(|_| SnapshotError::Corrupt("readers"))?,
+                    ),
+                    _ => return Err(SnapshotError::Corrupt("readers")),
+                }
+            } else {
+                Readers::Owner
+            };
             let (h, found) = self.find_data(name);
             if found.is_some() {
                 return Err(SnapshotError::Corrupt("duplicate data"));
             }
             let key = S::Pair::new(name.as_bytes(), owner.as_bytes()).ok_or(SnapshotError::Full)?;
-            let value_owned = S::Value::new(value).ok_or(SnapshotError::Full)?;
+            let (stored, tag) = DataSlot::<S>::store(value, readers).ok_or(SnapshotError::Full)?;
             let entry = DataSlot {
                 key,
-                value: value_owned,
+                stored,
                 revision,
                 link: Link::new(when(left)?),
                 hash: h,
                 ident,
+                readers: tag,
             };
             let slot = self
                 .timed
@@ -454,7 +588,8 @@ impl<S: Storage> Engine<S> {
                 .map_err(|_| SnapshotError::Full)?;
             self.wheel
                 .insert(&mut self.timed, TimerRef::new(Kind::Data, slot));
-            self.bytes += Self::data_charge(name.len() + owner.len(), value.len());
+            self.bytes +=
+                Self::data_charge(name.len() + owner.len(), value.len() + readers.stored_len());
         }
 
         for _ in 0..r.len()? {
@@ -509,6 +644,16 @@ impl<S: Storage> Engine<S> {
         }
         if has_groups {
             self.restore_groups(&mut r, now, snap_token, snap_waiter)?;
+        }
+        if has_sessions {
+            self.restore_sessions(&mut r, now, snap_token, snap_waiter)?;
+        }
+        if version > VERSION_WITHOUT_REVISION {
+            // Never lowered, like the tokens.
+            self.feed.revision = self.feed.revision.max(r.u64()?);
+        }
+        if version > VERSION_WITHOUT_MULTI {
+            self.restore_multi(&mut r, now, snap_token, snap_waiter)?;
         }
         if !r.buf.is_empty() {
             return Err(SnapshotError::Corrupt("trailing bytes"));
@@ -633,6 +778,206 @@ impl<S: Storage> Engine<S> {
             }
         }
         Ok(())
+    }
+
+    #[cfg(feature = "alloc")]
+    fn restore_sessions(
+        &mut self,
+        r: &mut Reader<'_>,
+        now: u64,
+        snap_token: u64,
+        snap_waiter: u64,
+    ) -> Result<(), SnapshotError> {
+        use super::session::{Bound, CLOSED_CHARGE, ConnId, Session, bound_charge, session_charge};
+        use alloc::collections::BTreeMap;
+        use alloc::string::String;
+        let ceiling =
+            crate::limits::TTL_CEILING.as_millis() + super::MAX_DEADLINE_SLACK.as_millis();
+        let corrupt = SnapshotError::Corrupt("session");
+        for _ in 0..r.len()? {
+            let (c, ttl, left) = (ConnId(r.u64()?), r.u64()?, r.u64()?);
+            if ttl == 0 || left == 0 || left > ceiling || self.sessions.by_conn.contains_key(&c) {
+                return Err(corrupt);
+            }
+            let mut holds = BTreeMap::new();
+            self.bytes += session_charge();
+            for _ in 0..r.len()? {
+                let (token, name, delay) = (r.u64()?, r.str()?, r.u64()?);
+                if token >= snap_token || delay > ceiling {
+                    return Err(corrupt);
+                }
+                self.bytes += bound_charge(name);
+                let old = holds.insert(
+                    token,
+                    Bound {
+                        name: String::from(name),
+                        delay,
+                    },
+                );
+                if old.is_some() || self.sessions.owner_of.insert(token, c).is_some() {
+                    return Err(corrupt);
+                }
+            }
+            self.sessions.timers.insert((now + left, c));
+            self.sessions.by_conn.insert(
+                c,
+                Session {
+                    ttl,
+                    deadline: now + left,
+                    holds,
+                },
+            );
+        }
+        for _ in 0..r.len()? {
+            let (id, c, name, delay) = (r.u64()?, ConnId(r.u64()?), r.str()?, r.u64()?);
+            if id >= snap_waiter || delay > ceiling || !self.sessions.by_conn.contains_key(&c) {
+                return Err(corrupt);
+            }
+            self.bytes += bound_charge(name);
+            if self
+                .sessions
+                .pending
+                .insert(id, (c, String::from(name), delay))
+                .is_some()
+            {
+                return Err(corrupt);
+            }
+        }
+        for _ in 0..r.len()? {
+            let (token, left) = (r.u64()?, r.u64()?);
+            if token >= snap_token || left > ceiling {
+                return Err(corrupt);
+            }
+            if self.sessions.closed.insert(token, now + left).is_some() {
+                return Err(corrupt);
+            }
+            self.sessions.closed_by_time.insert((now + left, token));
+            self.bytes += CLOSED_CHARGE;
+        }
+        self.sessions.pruned = self.sessions.owner_of.len() + self.sessions.pending.len();
+        Ok(())
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    fn restore_sessions(
+        &mut self,
+        r: &mut Reader<'_>,
+        _now: u64,
+        _snap_token: u64,
+        _snap_waiter: u64,
+    ) -> Result<(), SnapshotError> {
+        if r.len()? == 0 && r.len()? == 0 && r.len()? == 0 {
+            Ok(())
+        } else {
+            Err(SnapshotError::Full)
+        }
+    }
+
+    #[cfg(feature = "alloc")]
+    fn restore_multi(
+        &mut self,
+        r: &mut Reader<'_>,
+        now: u64,
+        snap_token: u64,
+        snap_waiter: u64,
+    ) -> Result<(), SnapshotError> {
+        use super::multi::{MultiWaiting, record_charge, waiter_charge};
+        use alloc::string::String;
+        use alloc::vec::Vec;
+        let ceiling =
+            crate::limits::TTL_CEILING.as_millis() + super::MAX_DEADLINE_SLACK.as_millis();
+        let idents = self.identities.live;
+        let known_ident = |ident: u16| ident == 0 || (u32::from(ident) as usize) <= idents;
+        let corrupt = SnapshotError::Corrupt("multi-lock waiter");
+        let names = |r: &mut Reader<'_>, this: &Self| -> Result<Vec<String>, SnapshotError> {
+            let n = r.len()?;
+            if n == 0 || n > crate::protocol::MAX_LOCK_ALL {
+                return Err(corrupt);
+            }
+            let mut out: Vec<String> = Vec::with_capacity(n);
+            for _ in 0..n {
+                let name = r.str()?;
+                if name.is_empty()
+                    || out.iter().any(|o| o == name)
+                    || this.shared.groups.contains_key(name)
+                {
+                    return Err(corrupt);
+                }
+                out.push(String::from(name));
+            }
+            Ok(out)
+        };
+        for _ in 0..r.len()? {
+            let (id, owner, ident) = (r.u64()?, r.str()?, r.u16()?);
+            let (tag, ttl, left, waited) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+            let [single] = r.array::<1>()?;
+            let list = names(r, self)?;
+            let taken = self.multi.waiting.contains_key(&id)
+                || self.shared.waiters.contains_key(&id)
+                || self
+                    .timed
+                    .waiters
+                    .find(widen(KeyHasher::int(id)), |w| w.id == id)
+                    .is_some();
+            if !known_ident(ident)
+                || id >= snap_waiter
+                || taken
+                || ttl == 0
+                || left == 0
+                || left > ceiling
+                || single > 1
+                || (single == 1 && list.len() != 1)
+            {
+                return Err(corrupt);
+            }
+            self.bytes += waiter_charge::<S>(&list, owner);
+            self.insert_multi(
+                id,
+                MultiWaiting {
+                    names: list,
+                    owner: String::from(owner),
+                    ident,
+                    tag,
+                    ttl,
+                    when: now + left,
+                    since: now.saturating_sub(waited),
+                    single: single == 1,
+                },
+            );
+        }
+        for _ in 0..r.len()? {
+            let (ago, name) = (r.u64()?, r.str()?);
+            self.multi
+                .pumps
+                .insert((now.saturating_sub(ago), String::from(name)));
+        }
+        for _ in 0..r.len()? {
+            let first = r.u64()?;
+            let list = names(r, self)?;
+            if first.saturating_add(list.len() as u64) > snap_token
+                || self.multi.grants.contains_key(&first)
+            {
+                return Err(SnapshotError::Corrupt("multi-lock grant"));
+            }
+            self.bytes += list.iter().map(|n| record_charge(n)).sum::<usize>();
+            self.multi.grants.insert(first, list);
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    fn restore_multi(
+        &mut self,
+        r: &mut Reader<'_>,
+        _now: u64,
+        _snap_token: u64,
+        _snap_waiter: u64,
+    ) -> Result<(), SnapshotError> {
+        if r.len()? == 0 && r.len()? == 0 && r.len()? == 0 {
+            Ok(())
+        } else {
+            Err(SnapshotError::Full)
+        }
     }
 
     #[cfg(not(feature = "alloc"))]

@@ -41,6 +41,8 @@ pub(crate) mod sealed {
     pub trait Value: Sized {
         /// Copies `s`; `None` if it does not fit.
         fn new(s: &str) -> Option<Self>;
+        /// Copies `a` followed by `b`; `None` if they do not fit.
+        fn join(a: &str, b: &str) -> Option<Self>;
         /// The string.
         fn as_str(&self) -> &str;
     }
@@ -110,6 +112,15 @@ impl Value for alloc::boxed::Box<str> {
         owned.push_str(s);
         Some(owned.into_boxed_str())
     }
+    fn join(a: &str, b: &str) -> Option<Self> {
+        let mut owned = alloc::string::String::new();
+        owned
+            .try_reserve_exact(a.len().checked_add(b.len())?)
+            .ok()?;
+        owned.push_str(a);
+        owned.push_str(b);
+        Some(owned.into_boxed_str())
+    }
     fn as_str(&self) -> &str {
         self
     }
@@ -167,7 +178,8 @@ impl Index for HeapIndex {
 
 /// Fixed-capacity storage for targets without an allocator: at most `N`
 /// locks, `N` data entries and `N` waiters; a name and owner ID together
-/// of at most `K` bytes; values of at most `V` bytes. Lookups are linear,
+/// of at most `K` bytes; values (with the names of
+/// their readers, if named) of at most `V` bytes. Lookups are linear,
 /// so keep `N` small (tens to a few hundred).
 ///
 /// ```
@@ -210,6 +222,12 @@ impl<const V: usize> Value for heapless::String<V> {
     fn new(s: &str) -> Option<Self> {
         let mut v = heapless::String::new();
         v.push_str(s).ok()?;
+        Some(v)
+    }
+    fn join(a: &str, b: &str) -> Option<Self> {
+        let mut v = heapless::String::new();
+        v.push_str(a).ok()?;
+        v.push_str(b).ok()?;
         Some(v)
     }
     fn as_str(&self) -> &str {

@@ -84,6 +84,7 @@ pub(crate) const ENGINE_COUNTERS: &[Stat] = &[
     Stat::ExpiredLock,
     Stat::Get,
     Stat::GetNF,
+    Stat::GetShared,
     Stat::Lock,
     Stat::NoMemory,
     Stat::NotOwner,
