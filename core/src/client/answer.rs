@@ -26,7 +26,7 @@
 //! value unconditionally).
 
 use super::errors::{Detail, Error, ErrorKind};
-use crate::protocol::{Response, Revision, Status, Token};
+use crate::protocol::{Response, Revision, Status, Token, TokenList};
 #[cfg(feature = "alloc")]
 use crate::stats::Stats;
 use crate::time::Ttl;
@@ -71,6 +71,9 @@ pub struct Fetched<'a> {
     pub revision: Option<Revision>,
     /// Its remaining time to live, if the server said.
     pub ttl: Option<Ttl>,
+    /// Its owner's `ID`, if the server said: the caller's own, or, for a
+    /// value shared with the caller, its owner's.
+    pub owner: Option<&'a str>,
 }
 
 /// The error for a status that refuses the call, by the rules every call
@@ -126,6 +129,51 @@ pub fn acquired<'a>(r: &Response<'a>, waited: bool) -> Result<Grant, Error<'a>> 
     match r.status {
         Status::Locked => Ok(grant_of(r)),
         _ if waited => Err(refused(r, ErrorKind::Timeout)),
+        _ => Err(refused(r, ErrorKind::NotOwner)),
+    }
+}
+
+/// A grant of a `LockAll`: one token per name, in the order of the
+/// request's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantAll<'a> {
+    /// The tokens, one per name.
+    pub tokens: TokenList<'a>,
+    /// Time to live from when the server answered, if it said.
+    pub ttl: Option<Ttl>,
+}
+
+/// The answer to a `LockAll` of `names` names: the grant, which must carry
+/// one token per name (else [`ErrorKind::Protocol`]). `NotOwner` is
+/// [`ErrorKind::NotOwner`] after one attempt and [`ErrorKind::Timeout`]
+/// after a wait, with the server's words (which name stood in the way);
+/// `BadAction` (a server without multi-locks, such as JackrabbitDLM) is
+/// [`ErrorKind::BadRequest`].
+pub fn acquired_all<'a>(
+    r: &Response<'a>,
+    names: usize,
+    waited: bool,
+) -> Result<GrantAll<'a>, Error<'a>> {
+    match (r.status, r.tokens) {
+        (Status::Locked, Some(tokens)) if tokens.len() == names => Ok(GrantAll {
+            tokens,
+            ttl: r.expire,
+        }),
+        (Status::Locked, _) => Err(Error::text(
+            ErrorKind::Protocol,
+            "LockAll granted without one token per name",
+        )),
+        (Status::NotOwner, _) => {
+            let kind = if waited {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::NotOwner
+            };
+            Err(Error {
+                kind,
+                detail: r.error.map_or(Detail::None, Detail::Server),
+            })
+        }
         _ => Err(refused(r, ErrorKind::NotOwner)),
     }
 }
@@ -197,6 +245,7 @@ pub fn fetched<'a>(r: &Response<'a>) -> Result<Option<Fetched<'a>>, Error<'a>> {
             data,
             revision: r.revision,
             ttl: r.expire,
+            owner: r.id,
         })),
         (Status::NotFound | Status::NoData, _) => Ok(None),
         (Status::Done, None) => Err(Error::text(

@@ -344,6 +344,9 @@ impl Resend {
             // an extension by token never acquires: a second application
             // answers the truth of the moment, never a second grant.
             | Command::Lock { .. }
+            // Likewise a `LockAll` whose names the owner already holds,
+            // every one of them, is a re-lock of them all.
+            | Command::LockAll { .. }
             // An extension of a semaphore's or read/write lock's hold by
             // its token never acquires. A new acquisition is a hold of its
             // own each time: sent twice, it could hold twice (the second
@@ -680,8 +683,12 @@ impl Call {
         {
             req.request_id = Some(id.as_str());
         }
-        if let (Command::Lock { wait, .. } | Command::Acquire { wait, .. }, Some(until)) =
-            (&mut req.command, self.wait_until)
+        if let (
+            Command::Lock { wait, .. }
+            | Command::Acquire { wait, .. }
+            | Command::LockAll { wait, .. },
+            Some(until),
+        ) = (&mut req.command, self.wait_until)
         {
             let left = until.saturating_since(now);
             *wait = (!left.is_zero()).then_some(left);
@@ -825,7 +832,12 @@ impl Failover {
                 wait: Some(w),
                 token: None,
                 ..
-            } if !w.is_zero() => Some(w),
+            }
+            | Command::LockAll { wait: Some(w), .. }
+                if !w.is_zero() =>
+            {
+                Some(w)
+            }
             _ => None,
         };
         let rule = if request_id.is_some() {

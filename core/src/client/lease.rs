@@ -116,7 +116,7 @@
 use super::answer::{self, Grant};
 use super::errors::{Error, ErrorKind};
 use super::request::Client;
-use crate::protocol::{Request, Response, Shape, Token};
+use crate::protocol::{Names, Request, Response, Shape, Token};
 use crate::time::{Instant, Ttl};
 
 /// After a wait, the grant is taken to have happened this long before the
@@ -222,6 +222,100 @@ impl Acquire {
         Ok(match self.shape {
             Some(shape) => lease.with_shape(shape),
             None => lease,
+        })
+    }
+}
+
+/// One attempt to take several locks at once (`LockAll`), from its
+/// request to its answer: each name granted gets a [`Lease`] of its own,
+/// renewed and released as a single lock's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcquireAll {
+    one: Acquire,
+}
+
+impl AcquireAll {
+    /// An acquisition of several locks for `ttl`, queueing up to `wait`
+    /// (`None` or zero: one attempt), whose request is sent at `sent`.
+    /// With `auto_renew`, the leases renew themselves.
+    pub const fn new(ttl: Ttl, wait: Option<Ttl>, auto_renew: bool, sent: Instant) -> Self {
+        Self {
+            one: Acquire::new(ttl, wait, auto_renew, sent),
+        }
+    }
+
+    /// The TTL asked for.
+    pub const fn ttl(&self) -> Ttl {
+        self.one.ttl
+    }
+
+    /// The wait asked for, if any.
+    pub const fn wait(&self) -> Option<Ttl> {
+        self.one.wait
+    }
+
+    /// The `LockAll` request to send.
+    pub fn request<'r, 'a: 'r>(&self, client: &Client<'a>, names: Names<'r>) -> Request<'r> {
+        client.lock_all(names, self.one.ttl, self.one.wait)
+    }
+
+    /// Reads the answer to a request of `names` names, received at `now`:
+    /// the grant (see [`answer::acquired_all`]), from which
+    /// [`GrantedAll::leases`] makes one lease per name.
+    pub fn handle_response<'a>(
+        &self,
+        now: Instant,
+        r: &Response<'a>,
+        names: usize,
+    ) -> Result<GrantedAll<'a>, Error<'a>> {
+        let grant = answer::acquired_all(r, names, self.one.wait.is_some())?;
+        let granted = match self.one.wait {
+            None => self.one.sent,
+            Some(_) => Instant::from_millis(
+                now.as_millis()
+                    .saturating_sub(WAIT_GRANT_SLACK.as_millis())
+                    .max(self.one.sent.as_millis()),
+            ),
+        };
+        Ok(GrantedAll {
+            grant,
+            granted,
+            ttl: self.one.ttl,
+            auto_renew: self.one.auto_renew,
+        })
+    }
+}
+
+/// A granted `LockAll`, ready to become one lease per name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantedAll<'a> {
+    grant: answer::GrantAll<'a>,
+    granted: Instant,
+    ttl: Ttl,
+    auto_renew: bool,
+}
+
+impl<'a> GrantedAll<'a> {
+    /// The fencing tokens, one per name, in the order of the request.
+    pub fn tokens(&self) -> impl Iterator<Item = Token> + 'a {
+        self.grant.tokens.iter()
+    }
+
+    /// One lease per name, in the order of the request: each extends and
+    /// releases its name by its own token.
+    pub fn leases(&self) -> impl Iterator<Item = Lease> + 'a {
+        let (ttl, granted, auto_renew, answered) =
+            (self.ttl, self.granted, self.auto_renew, self.grant.ttl);
+        self.grant.tokens.iter().map(move |t| {
+            Lease::new(
+                Grant {
+                    token: Some(t),
+                    ttl: answered,
+                },
+                ttl,
+                granted,
+                auto_renew,
+            )
         })
     }
 }

@@ -55,11 +55,11 @@ pub mod lease;
 pub mod request;
 pub mod value;
 
-pub use answer::{Admin, Fetched, Grant, LockState, Stored};
+pub use answer::{Admin, Fetched, Grant, GrantAll, LockState, Stored};
 pub use errors::{Detail, Error, ErrorKind};
 #[cfg(feature = "alloc")]
 pub use failover::{
     Call, ClusterView, Failover, Outcome, Refusal, Resend, ServerList, Step, Verdict,
 };
-pub use lease::{Acquire, Action, Done, Event, Lease, Pending};
+pub use lease::{Acquire, AcquireAll, Action, Done, Event, GrantedAll, Lease, Pending};
 pub use request::Client;

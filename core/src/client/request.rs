@@ -3,7 +3,7 @@
 //! borrows the caller's strings and allocates nothing.
 
 use crate::protocol::{
-    Command, Credentials, Framing, Owner, Request, Resource, Revision, Shape, Token,
+    Command, Credentials, Framing, Names, Owner, Readers, Request, Resource, Revision, Shape, Token,
 };
 use crate::time::Ttl;
 
@@ -59,6 +59,7 @@ impl<'a> Client<'a> {
             command,
             credentials: self.credentials,
             request_id: None,
+            session: None,
         }
     }
 
@@ -82,6 +83,33 @@ impl<'a> Client<'a> {
         })
     }
 
+    /// `Session`: open this connection's session with `ttl`, or keep it
+    /// alive and set its TTL (PROTOCOL.md section 8, "Sessions and
+    /// lock-delay"). Bind a lock to it with
+    /// [`Request::with_session`](crate::protocol::Request::with_session).
+    pub fn session<'r>(&self, ttl: Ttl) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::Session { ttl })
+    }
+
+    /// `Session` with `"Session": true`: keeps alive the session this
+    /// connection has and sets its TTL, but never opens one. If the
+    /// session already ended (its TTL passed while the client was paused,
+    /// say), the answer is `BadPayload` ("no session on this connection")
+    /// instead of a new session silently taking its place: the client
+    /// learns that its session, and every grant bound to it, is lost.
+    pub fn keep_alive<'r>(&self, ttl: Ttl) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::Session { ttl })
+            .with_session(crate::protocol::SessionBind {
+                lock_delay: Ttl::ZERO,
+            })
+    }
+
     /// `Lock`: acquire `name` for `ttl`, one attempt.
     pub fn lock<'r>(&self, name: &'r str, ttl: Ttl) -> Request<'r>
     where
@@ -96,6 +124,21 @@ impl<'a> Client<'a> {
         'a: 'r,
     {
         self.lock_request(name, ttl, (!wait.is_zero()).then_some(wait), None)
+    }
+
+    /// `LockAll`: take every one of `names` for `ttl`, all or none,
+    /// queueing up to `wait` in every name's queue at once (`None` or
+    /// zero: one attempt). PROTOCOL.md section 8, "Multi-locks".
+    pub fn lock_all<'r>(&self, names: Names<'r>, ttl: Ttl, wait: Option<Ttl>) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::LockAll {
+            names,
+            owner: Owner(self.id),
+            ttl,
+            wait: wait.filter(|w| !w.is_zero()),
+        })
     }
 
     /// `Lock` with `Token`: extend the grant `token` to `ttl` from now;
@@ -176,7 +219,8 @@ impl<'a> Client<'a> {
         })
     }
 
-    /// `Put` of an already-encoded value, optionally compare-and-set.
+    /// `Put` of an already-encoded value, optionally compare-and-set,
+    /// readable by its owner alone.
     pub fn put<'r>(
         &self,
         name: &'r str,
@@ -187,12 +231,30 @@ impl<'a> Client<'a> {
     where
         'a: 'r,
     {
+        self.put_shared(name, ttl, data, revision, Readers::Owner)
+    }
+
+    /// [`put`](Self::put) of a value that `readers` may also read
+    /// (PROTOCOL.md section 8, "Shared values"). A JackrabbitDLM server
+    /// ignores `Readers`: its values stay their owner's.
+    pub fn put_shared<'r>(
+        &self,
+        name: &'r str,
+        ttl: Ttl,
+        data: &'r str,
+        revision: Option<Revision>,
+        readers: Readers<'r>,
+    ) -> Request<'r>
+    where
+        'a: 'r,
+    {
         self.request(Command::Put {
             name: Resource(name),
             owner: Owner(self.id),
             ttl,
             data,
             revision,
+            readers,
         })
     }
 
@@ -244,5 +306,23 @@ impl<'a> Client<'a> {
         'a: 'r,
     {
         self.request(Command::Admin(op))
+    }
+
+    /// A `Watch` of `scope` (a name or a prefix) by this client's owner,
+    /// resuming after revision `since` if given. The connection that sends
+    /// it takes no other request afterwards: it only reads event lines.
+    pub fn watch<'r>(
+        &self,
+        scope: crate::protocol::WatchScope<'r>,
+        since: Option<Revision>,
+    ) -> Request<'r>
+    where
+        'a: 'r,
+    {
+        self.request(Command::Watch {
+            scope,
+            owner: Owner(self.id),
+            since,
+        })
     }
 }
