@@ -52,7 +52,10 @@ pub enum TlsSubcommand {
     /// Write a development CA (`ca.pem`/`ca.key`), a server certificate
     /// for localhost, 127.0.0.1 and `::1` (`server.pem`/`server.key`) and a
     /// client certificate per `--client NAME` (`NAME.pem`/`NAME.key`, its
-    /// CN the identity it stands for) into DIR. Never overwrites.
+    /// CN the identity it stands for) into DIR; with `--member ID`, also
+    /// a CA for cluster members (`members-ca.pem`) and a certificate per
+    /// member (`member-ID.pem`/`member-ID.key`) for `--peer-tls-*`. Never
+    /// overwrites.
     New {
         /// Where to write them (created if missing).
         dir: PathBuf,
@@ -60,9 +63,14 @@ pub enum TlsSubcommand {
         #[arg(long = "client", value_name = "NAME")]
         clients: Vec<String>,
         /// Another DNS name or IP address for the server certificate
-        /// (repeatable).
+        /// and the member certificates (repeatable; a member's must name
+        /// the IP address of its peer address).
         #[arg(long = "host", value_name = "NAME")]
         hosts: Vec<String>,
+        /// A certificate for the cluster member of this ID, signed by a
+        /// CA of the members' own (repeatable).
+        #[arg(long = "member", value_name = "ID")]
+        members: Vec<u64>,
     },
 }
 
@@ -137,6 +145,14 @@ pub struct ServeArgs {
     /// refused with `NO` [default: 1GiB].
     #[arg(long, env = "DLM_MEMORY_BUDGET", value_parser = parse_size)]
     pub memory_budget: Option<u64>,
+    /// Most bytes of events a watching connection may leave unread; past
+    /// it, the watcher is cut off with a line saying so [default: 1MiB].
+    #[arg(long, env = "DLM_WATCH_BUDGET", value_parser = parse_size)]
+    pub watch_budget: Option<u64>,
+    /// Most changes kept for watchers that resume from a revision (and at
+    /// most 16 MiB of them) [default: 10000].
+    #[arg(long, env = "DLM_WATCH_HISTORY")]
+    pub watch_history: Option<usize>,
     /// Directory of `<Name>.cfg` identity files.
     #[arg(long, env = "DLM_IDENTITY_DIR")]
     pub identity_dir: Option<PathBuf>,
@@ -202,6 +218,23 @@ pub struct ServeArgs {
     /// plaintext connections, so no secret crosses the network in clear.
     #[arg(long, env = "DLM_REQUIRE_TLS_FOR_IDENTITIES")]
     pub require_tls_for_identities: bool,
+    /// In a cluster: mutual TLS between members, this member presenting
+    /// this certificate chain (PEM; valid for the IP address of its peer
+    /// address, for server and client authentication); needs
+    /// --peer-tls-key and --peer-tls-ca. Required with --tls-cert in a
+    /// cluster (followers relay their clients' bytes to the leader).
+    /// Re-read on SIGHUP.
+    #[arg(long, env = "DLM_PEER_TLS_CERT")]
+    pub peer_tls_cert: Option<PathBuf>,
+    /// The private key of --peer-tls-cert (PEM). Re-read on SIGHUP.
+    #[arg(long, env = "DLM_PEER_TLS_KEY")]
+    pub peer_tls_key: Option<PathBuf>,
+    /// The CA certificates (PEM) every member's certificate must chain
+    /// to; a member presenting another, or no TLS, is refused. Keep it
+    /// apart from --tls-client-ca: whoever holds a certificate it signed
+    /// is a member. Re-read on SIGHUP.
+    #[arg(long, env = "DLM_PEER_TLS_CA")]
+    pub peer_tls_ca: Option<PathBuf>,
 }
 
 /// Checks an advertised client address (`HOST:PORT`, as clients take it).
@@ -266,6 +299,8 @@ pub struct ClusterSettings {
     pub snapshot_every: u64,
     /// Where clients reach this member (`--advertise`), if given.
     pub advertise: Option<String>,
+    /// Mutual TLS between members (`None`: plaintext peer connections).
+    pub peer_tls: Option<crate::tls::PeerTlsSettings>,
 }
 
 /// The TOML config file: the same settings, in `snake_case`.
@@ -282,6 +317,8 @@ pub struct FileConfig {
     idle_timeout: Option<SizeOrText>,
     connection_memory: Option<SizeOrText>,
     memory_budget: Option<SizeOrText>,
+    watch_budget: Option<SizeOrText>,
+    watch_history: Option<usize>,
     identity_dir: Option<PathBuf>,
     stats_interval: Option<SizeOrText>,
     log_file: Option<PathBuf>,
@@ -293,6 +330,9 @@ pub struct FileConfig {
     tls_client_ca: Option<PathBuf>,
     plaintext_port: Option<u16>,
     require_tls_for_identities: Option<bool>,
+    peer_tls_cert: Option<PathBuf>,
+    peer_tls_key: Option<PathBuf>,
+    peer_tls_ca: Option<PathBuf>,
 }
 
 /// A number, or text with a unit.
@@ -339,6 +379,8 @@ pub struct Settings {
     pub connection_memory: usize,
     /// Engine memory budget in bytes.
     pub memory_budget: usize,
+    /// How watches are bounded.
+    pub watch: crate::watch::WatchLimits,
     /// Identity files.
     pub identity_dir: Option<PathBuf>,
     /// Statistics line period.
@@ -370,6 +412,7 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(10),
             connection_memory: 256 << 20,
             memory_budget: 1 << 30,
+            watch: crate::watch::WatchLimits::default(),
             identity_dir: None,
             stats_interval: Duration::from_secs(3600),
             log_file: None,
@@ -413,6 +456,7 @@ impl ServeArgs {
             None => FileConfig::default(),
         };
         let d = Settings::default();
+        let cluster = self.cluster_settings(&file)?;
         let bad = |key: &str, e: String| ConfigError(format!("config file: {key}: {e}"));
         let size = |cli: Option<u64>, file: &Option<SizeOrText>, key: &str| {
             cli.map(Ok)
@@ -494,6 +538,17 @@ impl ServeArgs {
                 Some(v) => usize_of(v, "memory budget")?,
                 None => d.memory_budget,
             },
+            watch: crate::watch::WatchLimits {
+                budget: match size(self.watch_budget, &file.watch_budget, "watch_budget")? {
+                    Some(v) => usize_of(v, "watch budget")?,
+                    None => d.watch.budget,
+                },
+                history_events: self
+                    .watch_history
+                    .or(file.watch_history)
+                    .unwrap_or(d.watch.history_events),
+                history_bytes: d.watch.history_bytes,
+            },
             identity_dir: self.identity_dir.clone().or(file.identity_dir),
             stats_interval: duration(self.stats_interval, &file.stats_interval, "stats_interval")?
                 .unwrap_or(d.stats_interval),
@@ -502,7 +557,7 @@ impl ServeArgs {
             busy_poll: duration(self.busy_poll, &file.busy_poll, "busy_poll")?
                 .unwrap_or(d.busy_poll)
                 .min(Duration::from_millis(10)),
-            cluster: self.cluster_settings()?,
+            cluster,
             http: self.http.or(file.http),
             tls: {
                 let client_ca = self.tls_client_ca.clone().or(file.tls_client_ca);
@@ -539,8 +594,39 @@ impl ServeArgs {
 }
 
 impl ServeArgs {
-    fn cluster_settings(&self) -> Result<Option<ClusterSettings>, ConfigError> {
+    fn peer_tls(
+        &self,
+        file: &FileConfig,
+    ) -> Result<Option<crate::tls::PeerTlsSettings>, ConfigError> {
+        let cert = self
+            .peer_tls_cert
+            .clone()
+            .or_else(|| file.peer_tls_cert.clone());
+        let key = self
+            .peer_tls_key
+            .clone()
+            .or_else(|| file.peer_tls_key.clone());
+        let ca = self
+            .peer_tls_ca
+            .clone()
+            .or_else(|| file.peer_tls_ca.clone());
+        match (cert, key, ca) {
+            (None, None, None) => Ok(None),
+            (Some(cert), Some(key), Some(ca)) => {
+                Ok(Some(crate::tls::PeerTlsSettings { cert, key, ca }))
+            }
+            _ => Err(ConfigError(
+                "--peer-tls-cert, --peer-tls-key and --peer-tls-ca go together (mutual TLS: each member presents its certificate and checks the others')".into(),
+            )),
+        }
+    }
+
+    fn cluster_settings(&self, file: &FileConfig) -> Result<Option<ClusterSettings>, ConfigError> {
+        let peer_tls = self.peer_tls(file)?;
         match (self.node, &self.peers, &self.data_dir) {
+            (None, None, None) if peer_tls.is_some() => Err(ConfigError(
+                "--peer-tls-cert is for cluster members (with --peers)".into(),
+            )),
             (None, None, None) => Ok(None),
             (node, Some(peers), data_dir) => {
                 let node = match node {
@@ -570,6 +656,7 @@ impl ServeArgs {
                     join: self.join,
                     snapshot_every: self.snapshot_every.unwrap_or(20_000).max(10),
                     advertise: self.advertise.clone(),
+                    peer_tls,
                 }))
             }
             (Some(_), None, _) => Err(ConfigError(
@@ -587,6 +674,7 @@ impl ServeArgs {
                     join: false,
                     snapshot_every: self.snapshot_every.unwrap_or(20_000).max(10),
                     advertise: self.advertise.clone(),
+                    peer_tls,
                 }))
             }
         }
@@ -605,6 +693,9 @@ impl Settings {
         }
         if self.memory_budget < 1024 {
             return fail("memory budget must be at least 1KiB");
+        }
+        if self.watch.budget < 4096 {
+            return fail("watch budget must be at least 4KiB");
         }
         if self.connection_memory < 1 << 20 {
             return fail("connection memory must be at least 1MiB");
@@ -630,9 +721,13 @@ impl Settings {
                 "--require-tls-for-identities needs --tls-cert (without TLS it would refuse every identity)",
             );
         }
-        if self.tls.is_some() && self.cluster.is_some() {
+        if let Some(c) = &self.cluster
+            && self.tls.is_some()
+            && c.peer_tls.is_none()
+            && (c.peers.len() > 1 || c.join)
+        {
             return fail(
-                "TLS is not available on cluster members yet: a follower relays its clients' plaintext to the leader",
+                "--tls-cert on a cluster member needs --peer-tls-cert, --peer-tls-key and --peer-tls-ca: a follower relays its clients' requests (secrets included) to the leader, and those must not cross the network in clear either",
             );
         }
         if let Some(path) = &self.log_file {
@@ -747,6 +842,45 @@ mod tests {
         );
         let cli = Cli::try_parse_from(["dlm-server", "identity", "new", "alice"]).unwrap();
         assert!(matches!(cli.command, Some(Subcommand::Identity(_))));
+    }
+
+    #[test]
+    fn tls_on_a_cluster_needs_mutual_tls_between_members() {
+        let settings = |extra: &[&str]| {
+            let mut args = vec!["dlm-server"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).unwrap().serve.settings()
+        };
+        let peers = [
+            "--node",
+            "1",
+            "--peers",
+            "1=127.0.0.1:7001,2=127.0.0.1:7002",
+        ];
+        let client_tls = ["--tls-cert", "s.pem", "--tls-key", "s.key"];
+        let peer_tls = [
+            "--peer-tls-cert",
+            "m.pem",
+            "--peer-tls-key",
+            "m.key",
+            "--peer-tls-ca",
+            "ca.pem",
+        ];
+        // Client TLS on a cluster without peer TLS: relayed secrets would
+        // cross in clear.
+        let err = settings(&[&peers[..], &client_tls[..]].concat()).unwrap_err();
+        assert!(err.to_string().contains("--peer-tls-cert"), "{err}");
+        // With it, both; and peer TLS alone.
+        let s = settings(&[&peers[..], &client_tls[..], &peer_tls[..]].concat()).unwrap();
+        let c = s.cluster.unwrap();
+        assert_eq!(c.peer_tls.map(|t| t.ca), Some(PathBuf::from("ca.pem")));
+        assert!(s.tls.is_some());
+        assert!(settings(&[&peers[..], &peer_tls[..]].concat()).is_ok());
+        // The three go together, and only on a cluster.
+        let err = settings(&[&peers[..], &peer_tls[..4]].concat()).unwrap_err();
+        assert!(err.to_string().contains("go together"), "{err}");
+        let err = settings(&peer_tls).unwrap_err();
+        assert!(err.to_string().contains("cluster members"), "{err}");
     }
 
     #[test]

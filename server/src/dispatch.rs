@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use dlm_core::engine::{Event, Outcome, Principal, WaiterId};
+use dlm_core::engine::{ConnId, Event, Outcome, Principal, WaiterId};
 use dlm_core::protocol::{
     AdminOp, Command, Framing, Request, RequestError, Response, Status, Token,
 };
@@ -35,6 +35,18 @@ pub enum Told {
         ttl: Ttl,
         /// When the host decided it.
         at: Duration,
+    },
+    /// `owner`'s grant of `name` ended with its session at `at`: nobody
+    /// else may hold it before `until` (`at`, or later by its lock-delay).
+    SessionEnded {
+        /// The lock.
+        name: String,
+        /// Its holder.
+        owner: String,
+        /// When the session ended.
+        at: Duration,
+        /// The end of its lock-delay.
+        until: Duration,
     },
     /// `owner` released `name` at `at` (answered `Unlocked` with its ID).
     Released {
@@ -100,6 +112,13 @@ pub(crate) fn tag(slot: usize, generation: u32, framing: Framing) -> u64 {
         | u64::from(framing == Framing::Legacy)
 }
 
+/// The engine's name for connection `slot` of `generation` on member
+/// `node` (0 on a single server): its waiter tag without the framing,
+/// which may change from one line to the next.
+pub(crate) fn conn_id(slot: usize, generation: u32, node: u64) -> ConnId {
+    ConnId(tag_node(tag(slot, generation, Framing::Plain), node))
+}
+
 /// Slots fit 23 bits (8 million connections).
 const SLOT_MASK: u64 = (1 << 23) - 1;
 
@@ -155,6 +174,7 @@ impl Host {
             engine.advance(now, &mut |ev| deliveries.push(Delivery::of(&ev)));
             self.place_deliveries(at, peers);
         }
+        let watching = self.is_watching(slot, generation);
         let Self {
             engine,
             conns,
@@ -182,6 +202,17 @@ impl Host {
             }
         };
         let framing = req.framing;
+        if watching {
+            let stats = engine.stats_mut();
+            stats.incr(Stat::BadPayload);
+            stats.incr(Stat::Out);
+            let mut r = Response::new(Status::BadPayload);
+            r.error = Some(dlm_core::protocol::Message::Text(
+                "this connection is watching: it takes no other request",
+            ));
+            conn.emit(&r, framing);
+            return;
+        }
         let principal = match req.credentials {
             None => Principal::Anonymous,
             Some(_) if conn.identities_refused => {
@@ -216,6 +247,17 @@ impl Host {
                 }
             }
         };
+        if let Command::Watch {
+            scope,
+            owner,
+            since,
+        } = req.command
+        {
+            // Served by this server from what it has applied (any member
+            // of a cluster), never through the log.
+            self.start_watch(slot, generation, framing, scope, owner.0, principal, since);
+            return;
+        }
         if let Command::Admin(op) = req.command {
             // Only an administrator; the engine, which cannot tell, only
             // refuses the anonymous.
@@ -289,25 +331,40 @@ impl Host {
             && !matches!(req.command, Command::Version | Command::Stats)
         {
             // A cluster member: the request goes through the log and is
-            // answered, in its place, when its entry applies.
+            // answered, in its place, when its entry applies; a read is
+            // answered, in its place, once the state holds everything
+            // committed before it came (read index).
             let ident = match principal {
                 Principal::Anonymous => 0,
                 Principal::Identity(id) => id.number(),
             };
-            if let Err(why) = replica.log_request(&req, at, waiter_tag, ident, &mut conn.held) {
+            if let Err(why) = replica.submit(&req, at, waiter_tag, ident, &mut conn.held) {
                 engine.stats_mut().incr(Stat::Out);
                 conn.emit(&refusal(why), framing);
             }
             return;
         }
+        // A member's engine keeps the log's time: `Version` and `Stats`,
+        // answered here outside the log, must not move it to this
+        // member's clock (which runs ahead of the log's: an engine moved
+        // to it expires locks before the log does, on this member only).
+        let now = if self.replica.is_some() {
+            engine.now()
+        } else {
+            now
+        };
         let mut sink = |ev: Event<'_>| deliveries.push(Delivery::of(&ev));
         let mut told = None;
-        match engine.handle_once(
+        match engine.handle_in(
             now,
             &req.command,
             principal,
             waiter_tag,
             req.request_id,
+            // A member answers `Version` and `Stats` here, outside the
+            // log: they must not touch the replicated sessions.
+            self.replica.is_none().then_some(ConnId(waiter_tag & !1)),
+            req.session,
             &mut sink,
         ) {
             Outcome::Reply(r) => {

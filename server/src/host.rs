@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use dlm_core::engine::{Config, Engine};
 use dlm_core::limits::Limits;
-use dlm_core::protocol::{Framing, RequestError, Response, Status};
+use dlm_core::protocol::{Framing, Message, RequestError, Response, Status};
 use dlm_core::stats::Stat;
 use dlm_core::time::{Instant, Ttl};
 use tracing::debug;
@@ -83,6 +83,12 @@ pub struct HostConfig {
     /// clock): every deadline then gets one millisecond of slack so that
     /// nothing ends before its TTL.
     pub truncating_clock: bool,
+    /// Added to every deadline on top of that for jumps of the host's
+    /// clock: a host whose clock adds a bounded step per reading (the
+    /// event loop's) sets what its bound needs; zero for an exact clock.
+    pub clock_jump_slack: Duration,
+    /// How watches are bounded.
+    pub watch: crate::watch::WatchLimits,
 }
 
 impl Default for HostConfig {
@@ -96,6 +102,8 @@ impl Default for HostConfig {
             hash_key: Config::DEFAULT.hash_key,
             first_token: 0,
             truncating_clock: true,
+            clock_jump_slack: Duration::ZERO,
+            watch: crate::watch::WatchLimits::default(),
         }
     }
 }
@@ -158,6 +166,9 @@ pub struct Host {
     /// after it closed their sockets.
     freed: Vec<usize>,
     generation: u32,
+    /// The latest host time any call brought (sessions end at it when a
+    /// connection closes outside a timed call).
+    clock: Duration,
     active: usize,
     deadlines: Deadlines,
     /// Bytes all connections hold ([`Conn::charge`] summed).
@@ -175,6 +186,8 @@ pub struct Host {
     /// Set when the engine is fed by a replicated log (a cluster member)
     /// instead of directly.
     pub(crate) replica: Option<crate::cluster::Replica>,
+    /// Watching connections and their history.
+    pub(crate) watches: crate::watch::Watches,
 }
 
 impl std::fmt::Debug for Host {
@@ -197,6 +210,7 @@ impl Host {
     /// A host with an empty engine and the given identities (already
     /// registered with `engine`, see [`Identities::load`]).
     pub fn new(config: HostConfig, engine: Engine, identities: Identities) -> Self {
+        let watch = config.watch;
         Self {
             engine,
             identities,
@@ -206,6 +220,7 @@ impl Host {
             free: Vec::new(),
             freed: Vec::new(),
             generation: 0,
+            clock: Duration::ZERO,
             active: 0,
             deadlines: Deadlines::default(),
             conn_bytes: 0,
@@ -217,7 +232,16 @@ impl Host {
             stopping: false,
             journal: None,
             replica: None,
+            watches: crate::watch::Watches::new(watch),
         }
+    }
+
+    /// Starts the connections' generation numbers at `seed`: a cluster
+    /// member's sessions are named by member, slot and generation, so a
+    /// restarted member must not name a new connection as one of its
+    /// previous run's, whose session may still be live.
+    pub fn seed_generations(&mut self, seed: u32) {
+        self.generation = seed;
     }
 
     /// A queued request leaves its queue: at once, or through the log.
@@ -252,11 +276,10 @@ impl Host {
             memory_budget: config.memory_budget,
             hash_key: config.hash_key,
             first_token: config.first_token,
-            deadline_slack: if config.truncating_clock {
-                Ttl::from_millis(1)
-            } else {
-                Ttl::ZERO
-            },
+            deadline_slack: Ttl::from_millis(
+                u64::from(config.truncating_clock)
+                    + u64::try_from(config.clock_jump_slack.as_millis()).unwrap_or(u64::MAX),
+            ),
             ..Config::DEFAULT
         }
     }
@@ -289,6 +312,11 @@ impl Host {
     /// Bytes all connections hold, as charged to the connection budget.
     pub fn connection_memory(&self) -> usize {
         self.conn_bytes
+    }
+
+    /// The connection-memory budget.
+    pub(crate) fn config_connection_memory(&self) -> usize {
+        self.config.connection_memory
     }
 
     /// What [`connection_memory`](Self::connection_memory) should be,
@@ -325,6 +353,8 @@ impl Host {
     /// Takes what the driver must do now; slots it was told to close may
     /// be reused by the next [`admit`](Self::admit).
     pub fn take_actions(&mut self, into: &mut Actions) {
+        // Watchers hear of every change the calls since the last made.
+        self.pump_watches();
         into.clear();
         std::mem::swap(into, &mut self.actions);
         self.free.append(&mut self.freed);
@@ -347,6 +377,7 @@ impl Host {
     /// is closed to make room; if none is, the newcomer is refused with a
     /// line saying why.
     pub fn admit(&mut self, now: Duration) -> Admission {
+        self.clock = self.clock.max(now);
         if self.stopping {
             self.engine.stats_mut().incr(Stat::ConnRefused);
             return Admission::Refused(STOPPING);
@@ -408,8 +439,10 @@ impl Host {
             .iter()
             .enumerate()
             .filter_map(|(slot, c)| c.as_ref().map(|c| (slot, c)))
-            .filter(|(_, c)| {
-                c.idle() && now.saturating_sub(c.last_active) >= self.config.idle_timeout
+            .filter(|(slot, c)| {
+                c.idle()
+                    && now.saturating_sub(c.last_active) >= self.config.idle_timeout
+                    && !self.watches.watching(*slot, c.generation)
             })
             .min_by_key(|(_, c)| c.last_active)
             .map(|(slot, _)| slot)
@@ -461,6 +494,7 @@ impl Host {
     /// `n` bytes were read into the last [`read_space`](Self::read_space)
     /// of connection `slot`: answer every complete line.
     pub fn received(&mut self, slot: usize, n: usize, now: Duration, peers: &dyn Peers) {
+        self.clock = self.clock.max(now);
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
@@ -481,6 +515,7 @@ impl Host {
     /// Answers the complete lines connection `slot` still has buffered
     /// (after reading was paused); the driver calls it before reading on.
     pub fn resume(&mut self, slot: usize, now: Duration, peers: &dyn Peers) {
+        self.clock = self.clock.max(now);
         if self
             .conn(slot)
             .is_some_and(|c| c.input.unscanned() || c.peer_eof)
@@ -496,6 +531,7 @@ impl Host {
     /// now (answered `NotOwner` in their place, in case it still reads),
     /// and the connection closes once its answers are written.
     pub fn closed_by_peer(&mut self, slot: usize, now: Duration, peers: &dyn Peers) {
+        self.clock = self.clock.max(now);
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
@@ -593,6 +629,8 @@ impl Host {
             self.close(slot, false);
             return None;
         }
+        // A watcher replaying history gets more once it has read this.
+        self.catch_up(slot);
         if shut {
             self.actions.shutdown_write.push(slot);
         }
@@ -741,9 +779,29 @@ impl Host {
         self.account(slot);
     }
 
+    /// Ends connection `slot` for a reason its client is told: one last
+    /// line, `{"Status":"NO","Error":why}`, after the answers already
+    /// written; answers still held behind queued requests are dropped and
+    /// those requests leave their queues.
+    pub(crate) fn refuse_and_close(&mut self, slot: usize, why: &'static str) {
+        let Some(conn) = self.conn_mut(slot) else {
+            return;
+        };
+        let mut r = Response::new(Status::No);
+        r.error = Some(Message::Text(why));
+        // Writing to a Vec cannot fail.
+        let _ = r.write(Framing::Plain, &mut conn.out);
+        self.engine.stats_mut().incr(Stat::Out);
+        self.close(slot, true);
+    }
+
     /// Ends connection `slot`. Its queued requests leave their queues now.
     /// With `flush_first`, answers already ready are written first.
     pub(crate) fn close(&mut self, slot: usize, flush_first: bool) {
+        let Some(generation) = self.conn(slot).map(|c| c.generation) else {
+            return;
+        };
+        self.end_session(slot, generation);
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
@@ -762,6 +820,7 @@ impl Host {
             self.cancel_waiter(w);
         }
         if let Some(conn) = self.conns.get_mut(slot).and_then(Option::take) {
+            self.forget_watch(slot);
             self.conn_bytes -= conn.charged;
             self.freed.push(slot);
             self.active -= 1;
@@ -770,6 +829,47 @@ impl Host {
             stats.set(Stat::ConnMemory, self.conn_bytes as u64);
             self.actions.close.push(slot);
             self.wake_starved();
+        }
+    }
+
+    /// Connection `slot` (of `generation`) ends: so does its session, if
+    /// it opened one: at once on a single server (the waiters it lets in
+    /// are answered at the next [`timers`](Self::timers), due now), or
+    /// through the log in a cluster.
+    fn end_session(&mut self, slot: usize, generation: u32) {
+        let node = self.replica.as_ref().map_or(0, |r| r.node);
+        let conn = crate::dispatch::conn_id(slot, generation, node);
+        match &mut self.replica {
+            Some(r) => r.end_session(conn),
+            None => {
+                if !self.engine.has_session(conn) {
+                    return;
+                }
+                if let Some(journal) = &mut self.journal {
+                    // What its holders were told ends now (or at the end
+                    // of a lock-delay), for a checker of exclusion.
+                    let at = self.clock;
+                    for (name, token, delay) in self.engine.session_grants(conn) {
+                        if let Some(l) = self.engine.lock_info(name).filter(|l| l.token == token) {
+                            journal.push(Told::SessionEnded {
+                                name: name.to_owned(),
+                                owner: l.owner.to_owned(),
+                                at,
+                                until: at + Duration::from_millis(delay.as_millis()),
+                            });
+                        }
+                    }
+                }
+                let Self {
+                    engine,
+                    deliveries,
+                    clock,
+                    ..
+                } = self;
+                engine.end_session(engine_time(*clock), conn, &mut |ev| {
+                    deliveries.push(Delivery::of(&ev));
+                });
+            }
         }
     }
 
@@ -814,16 +914,27 @@ impl Host {
             .engine
             .next_deadline()
             .map(|at| Duration::from_millis(at.as_millis()));
-        match (engine, self.deadlines.next()) {
+        let next = match (engine, self.deadlines.next()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        };
+        if self.deliveries.is_empty() {
+            next
+        } else {
+            // Answers a closed connection's session left: now.
+            Some(self.clock)
         }
     }
 
     /// Expires what is due in the engine (handing locks to waiters) and
     /// acts on connection deadlines.
     pub fn timers(&mut self, now: Duration, peers: &dyn Peers) {
+        self.clock = self.clock.max(now);
         let at = engine_time(now);
+        if !self.deliveries.is_empty() {
+            // Answers a closed connection's session left (see `close`).
+            self.place_deliveries(now, peers);
+        }
         // A cluster member's engine moves only with the log's time.
         if self.replica.is_none() && self.engine.next_deadline().is_some_and(|d| d <= at) {
             let Self {
@@ -834,6 +945,11 @@ impl Host {
         }
         while let Some((slot, generation)) = self.deadlines.pop_due(now) {
             self.deadline(slot, generation, now);
+        }
+        if !self.deliveries.is_empty() {
+            // A connection a deadline closed ended its session: the
+            // waiters that lets in are answered in this turn, not the next.
+            self.place_deliveries(now, peers);
         }
     }
 

@@ -400,9 +400,19 @@ async fn admin(req: &httparse::Request<'_, '_>, state: &State, query: Query) -> 
 /// Fencing tokens exceed what a JavaScript number holds exactly (2^53):
 /// the browser gets them as text.
 fn tokens_as_text(table: &mut serde_json::Value) {
+    fn token(v: &mut serde_json::Value) {
+        if let Some(t) = v.get("Token").and_then(serde_json::Value::as_u64) {
+            v["Token"] = serde_json::Value::String(t.to_string());
+        }
+    }
+    // A lock's token, and each holder's of a semaphore or read/write lock.
     let mut fix = |lock: &mut serde_json::Value| {
-        if let Some(t) = lock.get("Token").and_then(serde_json::Value::as_u64) {
-            lock["Token"] = serde_json::Value::String(t.to_string());
+        token(lock);
+        if let Some(holders) = lock
+            .get_mut("Holders")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            holders.iter_mut().for_each(token);
         }
     };
     if let Some(locks) = table
@@ -428,6 +438,13 @@ mod tests {
             serde_json::from_str(r#"{"Lock":{"Token":9007199254740993}}"#).unwrap();
         super::tokens_as_text(&mut one);
         assert_eq!(one["Lock"]["Token"], "9007199254740993");
+        let mut sem: serde_json::Value = serde_json::from_str(
+            r#"{"Locks":[{"Token":9007199254740993,"Holders":[{"Token":9007199254740993},{"Token":9007199254740995}]}]}"#,
+        )
+        .unwrap();
+        super::tokens_as_text(&mut sem);
+        assert_eq!(sem["Locks"][0]["Token"], "9007199254740993");
+        assert_eq!(sem["Locks"][0]["Holders"][1]["Token"], "9007199254740995");
     }
 
     use super::*;

@@ -59,13 +59,9 @@ impl std::fmt::Debug for Identities {
 }
 
 /// Whether `name` may be an identity name (it becomes a file name).
+/// (The protocol's rule, which a value's `Readers` are held to as well.)
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    dlm_core::protocol::valid_identity_name(name)
 }
 
 /// Compares in time that depends only on the lengths.

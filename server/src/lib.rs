@@ -35,6 +35,7 @@ pub mod metrics;
 mod server;
 pub mod statslog;
 pub mod tls;
+pub mod watch;
 
 pub use conn::{LineBuffer, MIN_READ, Next, READ_CHUNK};
 pub use dispatch::Told;

@@ -3,7 +3,8 @@
 //! ```text
 //! dlm-server [HOST] [PORT] [OPTIONS]       serve (default 127.0.0.1 37373)
 //! dlm-server identity new NAME             create an identity file
-//! dlm-server tls new DIR [--client NAME]   write a development CA and certificates
+//! dlm-server tls new DIR [--client NAME] [--member ID]
+//!                                          write a development CA and certificates
 //! ```
 
 // A std crate: the no_std discipline lints of the workspace are for dlm-core.
@@ -49,9 +50,10 @@ fn main() -> ExitCode {
         dir,
         clients,
         hosts,
+        members,
     })) = cli.command
     {
-        return match dlm_server::tls::write_dev_pki(&dir, &hosts, &clients) {
+        return match dlm_server::tls::write_dev_pki(&dir, &hosts, &clients, &members) {
             Ok(pki) => {
                 for f in pki.files {
                     println!("{}", f.display());

@@ -97,6 +97,46 @@ pub struct ClusterView {
     /// On the leader: how many committed entries each member has yet to
     /// match (0 for the leader itself).
     pub behind: Vec<(u64, u64)>,
+    /// Peer connections refused since start (garbage, another cluster,
+    /// TLS refused either way, a certificate from another CA).
+    pub refused_peers: u64,
+}
+
+/// Live holds by kind: exclusive locks, semaphore permits, and the read
+/// and write sides of read/write locks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Holds {
+    /// Exclusive locks (the `ALock` gauge).
+    pub lock: u64,
+    /// Held permits of semaphores.
+    pub semaphore: u64,
+    /// Read holds of read/write locks.
+    pub read: u64,
+    /// Write holds of read/write locks.
+    pub write: u64,
+}
+
+impl Holds {
+    /// Counts the engine's holds. One pass over the semaphores and
+    /// read/write locks (not their holds: a read/write lock's holds are
+    /// all reads or one write).
+    pub fn of(engine: &dlm_core::engine::Engine) -> Self {
+        let mut h = Self {
+            lock: engine.stats().get(Stat::ALock),
+            ..Self::default()
+        };
+        for g in engine.groups() {
+            let n = g.holds as u64;
+            if g.permits.is_some() {
+                h.semaphore += n;
+            } else if engine.holds(g.name).next().is_some_and(|x| x.write) {
+                h.write += n;
+            } else {
+                h.read += n;
+            }
+        }
+        h
+    }
 }
 
 /// Everything the HTTP side shows, as of one instant of the loop.
@@ -123,6 +163,8 @@ pub struct Snapshot {
     pub ready: bool,
     /// This member's cluster, if it is one.
     pub cluster: Option<ClusterView>,
+    /// Live holds by kind.
+    pub holds: Holds,
 }
 
 impl Snapshot {
@@ -139,6 +181,7 @@ impl Snapshot {
             latency: Latency::default(),
             ready: false,
             cluster: None,
+            holds: Holds::default(),
         }
     }
 }
@@ -255,6 +298,24 @@ impl Collector for SnapshotCollector {
             let g = ConstGauge::new(i64::try_from(s.stats.get(stat)).unwrap_or(i64::MAX));
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
+        {
+            let g = ConstGauge::new(0i64);
+            let mut family = encoder.encode_descriptor(
+                "dlm_holds",
+                "Live holds by kind: exclusive locks, semaphore permits, read and write sides of read/write locks.",
+                None,
+                g.metric_type(),
+            )?;
+            for (kind, n) in [
+                ("lock", s.holds.lock),
+                ("semaphore", s.holds.semaphore),
+                ("read", s.holds.read),
+                ("write", s.holds.write),
+            ] {
+                let g = ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX));
+                g.encode(family.encode_family(&[("kind", kind)])?)?;
+            }
+        }
         for (value, name, help) in [
             (
                 s.memory_budget,
@@ -334,6 +395,13 @@ impl Collector for SnapshotCollector {
                 let g = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
                 g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
             }
+            let refused = ConstCounter::new(c.refused_peers);
+            refused.encode(encoder.encode_descriptor(
+                "dlm_cluster_peer_refused",
+                "Peer connections refused: garbage, another cluster, an unknown member, TLS refused either way (a certificate from another CA, a member without TLS).",
+                None,
+                refused.metric_type(),
+            )?)?;
         }
         Ok(())
     }
@@ -358,6 +426,7 @@ fn help_of(stat: Stat) -> &'static str {
         Stat::ExpiredLock => "Locks that expired",
         Stat::Get => "Successful gets",
         Stat::GetNF => "Gets of a missing entry",
+        Stat::GetShared => "Gets of a value shared by another owner",
         Stat::IdleTimeout => "Connections closed for idling mid-line",
         Stat::In => "Request lines received",
         Stat::Lock => "Locks granted",
@@ -417,6 +486,7 @@ pub fn sample_json(s: &Snapshot) -> serde_json::Value {
             "Applied": c.applied,
             "Members": c.members.len(),
             "CommitLag": c.behind.iter().map(|b| b.1).max().unwrap_or(0),
+            "PeerRefused": c.refused_peers,
         })
     });
     serde_json::json!({
@@ -490,6 +560,12 @@ mod tests {
         s.stats.add(Stat::Lock, 7);
         s.stats.set(Stat::ALock, 3);
         s.memory_budget = 1 << 20;
+        s.holds = Holds {
+            lock: 3,
+            semaphore: 4,
+            read: 5,
+            write: 1,
+        };
         s.hold.record(40);
         s.hold.record(4000);
         s.latency.record_n(30, 2);
@@ -501,6 +577,7 @@ mod tests {
             applied: 9,
             members: vec![(1, "a".into()), (2, "b".into())],
             behind: vec![(1, 4), (2, 0)],
+            refused_peers: 3,
         });
         shared.publish(s);
         let text = prometheus_text(&registry(shared.clone()));
@@ -523,12 +600,73 @@ mod tests {
             "dlm_cluster_term 5\n",
             "dlm_cluster_commit_lag 4\n",
             "dlm_cluster_apply_lag 1\n",
+            "dlm_cluster_peer_refused_total 3\n",
+            "# TYPE dlm_holds gauge\n",
+            "dlm_holds{kind=\"lock\"} 3\n",
+            "dlm_holds{kind=\"semaphore\"} 4\n",
+            "dlm_holds{kind=\"read\"} 5\n",
+            "dlm_holds{kind=\"write\"} 1\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
         let v = sample_json(&shared.latest());
         assert_eq!(v["Stats"]["Lock"], 7);
         assert_eq!(v["Cluster"]["CommitLag"], 4);
+    }
+
+    #[test]
+    fn holds_are_counted_by_kind() {
+        use dlm_core::engine::{Config, Engine, Principal};
+        use dlm_core::protocol::{Command, Owner, Resource, Shape};
+        use dlm_core::time::{Instant, Ttl};
+        let mut e = Engine::new(Config::default());
+        let mut take = |name: &str, owner: &str, shape: Option<Shape>| {
+            let (name, owner, ttl) = (Resource(name), Owner(owner), Ttl::from_secs(10));
+            let c = match shape {
+                Some(shape) => Command::Acquire {
+                    name,
+                    owner,
+                    shape,
+                    ttl,
+                    wait: None,
+                    token: None,
+                },
+                None => Command::Lock {
+                    name,
+                    owner,
+                    ttl,
+                    wait: None,
+                    token: None,
+                },
+            };
+            e.handle(
+                Instant::from_millis(0),
+                &c,
+                Principal::Anonymous,
+                0,
+                &mut |_| {},
+            );
+        };
+        let sem = Some(Shape::Semaphore { permits: 5 });
+        take("l1", "a", None);
+        take("l2", "a", None);
+        take("s", "a", sem);
+        take("s", "b", sem);
+        take("s", "c", sem);
+        take("r", "a", Some(Shape::Read));
+        take("r", "b", Some(Shape::Read));
+        take("w", "a", Some(Shape::Write));
+        take("w", "b", Some(Shape::Write)); // refused: held
+        take("w2", "a", Some(Shape::Write));
+        assert_eq!(
+            Holds::of(&e),
+            Holds {
+                lock: 2,
+                semaphore: 3,
+                read: 2,
+                write: 2,
+            }
+        );
     }
 
     #[test]

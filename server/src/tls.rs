@@ -10,8 +10,20 @@
 //! This module loads the certificate, key and client CA from PEM files
 //! (again on `SIGHUP`: connections keep the configuration they started
 //! with, new ones get the new one), maps a client certificate to an
-//! identity name, and writes a development CA and certificates
+//! identity name, builds the mutual TLS between cluster members
+//! ([`PeerTlsSettings`]), and writes a development CA and certificates
 //! (`dlm-server tls new`).
+//!
+//! **Between cluster members** (`--peer-tls-cert`, `--peer-tls-key`,
+//! `--peer-tls-ca`): every peer connection is mutual TLS. The dialing
+//! member checks that the other's certificate chains to the peer CA and
+//! names the IP address it dialed (the address in `--peers`); the
+//! accepting member checks that the dialer's certificate chains to the
+//! peer CA. The peer CA is a flag of its own, not `--tls-client-ca`:
+//! a certificate the peer CA signed makes its holder a member (it can
+//! vote, write the log and speak for relayed clients), while client
+//! certificates are handed to every application; one CA for both would
+//! let any application join the cluster.
 //!
 //! **A client certificate stands for an identity** (with
 //! `--tls-client-ca`): its subject common name (CN) if that is a valid
@@ -26,10 +38,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, ServerConfig};
 
 /// Most plaintext answers rustls buffers, encrypted and unsent, for one
 /// connection; past it, answers stay in the connection's own (counted)
@@ -55,6 +67,95 @@ pub struct TlsSettings {
     /// no client certificates asked for.
     pub client_ca: Option<PathBuf>,
 }
+
+/// Where the files of the mutual TLS between cluster members are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerTlsSettings {
+    /// This member's certificate chain (PEM), presented both when it
+    /// dials and when it is dialed: valid for the IP address of its peer
+    /// address, for serverAuth and clientAuth.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA certificates (PEM) every member's certificate must chain to.
+    pub ca: PathBuf,
+}
+
+/// The rustls configurations of the peer connections: dialing and dialed.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerTls {
+    /// For links (this member dials).
+    pub(crate) client: Arc<ClientConfig>,
+    /// For accepted peer connections (this member is dialed).
+    pub(crate) server: Arc<ServerConfig>,
+}
+
+/// Builds both sides of the members' mutual TLS from their files; every
+/// problem is an error naming the file.
+pub(crate) fn peer_config(settings: &PeerTlsSettings) -> io::Result<PeerTls> {
+    let certs = read_certs("peer TLS certificate", &settings.cert)?;
+    let key = read_key(&settings.key)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certs("peer TLS CA", &settings.ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| file_error("peer TLS CA", &settings.ca, e))?;
+    }
+    let roots = Arc::new(roots);
+    let mismatch = |e: rustls::Error| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "peer TLS certificate {} with key {}: {e}",
+                settings.cert.display(),
+                settings.key.display()
+            ),
+        )
+    };
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+        .build()
+        .map_err(|e| file_error("peer TLS CA", &settings.ca, e))?;
+    let mut server = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs.clone(), key.clone_key())
+        .map_err(mismatch)?;
+    server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    let client = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(mismatch)?;
+    Ok(PeerTls {
+        client: Arc::new(client),
+        server: Arc::new(server),
+    })
+}
+
+/// A certificate's subject, for logs.
+pub(crate) fn certificate_subject(cert: &CertificateDer<'_>) -> String {
+    x509_parser::parse_x509_certificate(cert.as_ref()).map_or_else(
+        |_| "(unparsable)".to_owned(),
+        |(_, c)| c.subject().to_string(),
+    )
+}
+
+/// The member ID a member certificate names: its subject CN is
+/// `dlm-member-<ID>` (as `dlm-server tls new --member` writes it); `None`
+/// for any other certificate, which may stand for any member.
+pub(crate) fn certificate_member(cert: &CertificateDer<'_>) -> Option<u64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let cn = parsed
+        .subject()
+        .iter_common_name()
+        .find_map(|cn| cn.as_str().ok())?;
+    cn.strip_prefix(MEMBER_CN_PREFIX)?.parse().ok()
+}
+
+/// How a member certificate's CN starts (followed by the member's ID).
+pub const MEMBER_CN_PREFIX: &str = "dlm-member-";
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -167,26 +268,51 @@ pub struct DevPki {
 /// 127.0.0.1, `::1` and localhost plus `hosts` (`server.pem`, `server.key`),
 /// and a client certificate for each of `clients` (`<name>.pem`,
 /// `<name>.key`, its CN the name, so it stands for the identity of that
-/// name). Keys are written with mode 0600. Refuses to overwrite.
-pub fn write_dev_pki(dir: &Path, hosts: &[String], clients: &[String]) -> io::Result<DevPki> {
+/// name). With `members`, also a CA of the cluster's own
+/// (`members-ca.pem`, `members-ca.key`: not the clients' CA, so that no
+/// client certificate makes a member) and a certificate per member ID
+/// (`member-<ID>.pem`, `member-<ID>.key`, for the same names as the
+/// server's, both serverAuth and clientAuth) for `--peer-tls-*`. Keys are
+/// written with mode 0600. Refuses to overwrite.
+pub fn write_dev_pki(
+    dir: &Path,
+    hosts: &[String],
+    clients: &[String],
+    members: &[u64],
+) -> io::Result<DevPki> {
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
         IsCa, Issuer, KeyPair, KeyUsagePurpose,
     };
     let rc = |e: rcgen::Error| io::Error::other(e.to_string());
     for name in clients {
-        if !crate::identity::valid_name(name) || name == "ca" || name == "server" {
+        if !crate::identity::valid_name(name)
+            || name == "ca"
+            || name == "server"
+            || name == "members-ca"
+            || name.starts_with("member-")
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "{name:?} is not a usable client name (an identity name, not ca or server)"
+                    "{name:?} is not a usable client name (an identity name, not ca, server, members-ca or member-*)"
                 ),
             ));
         }
     }
+    if let Some(id) = members.iter().find(|id| !(1..=255).contains(*id)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("member {id}: a member ID is a number from 1 to 255"),
+        ));
+    }
     std::fs::create_dir_all(dir)?;
     let mut names = vec!["ca".to_owned(), "server".to_owned()];
     names.extend(clients.iter().cloned());
+    if !members.is_empty() {
+        names.push("members-ca".to_owned());
+        names.extend(members.iter().map(|id| format!("member-{id}")));
+    }
     for n in &names {
         for ext in ["pem", "key"] {
             let p = dir.join(format!("{n}.{ext}"));
@@ -199,21 +325,25 @@ pub fn write_dev_pki(dir: &Path, hosts: &[String], clients: &[String]) -> io::Re
         }
     }
 
-    let ca_key = KeyPair::generate().map_err(rc)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(rc)?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let mut dn = DistinguishedName::new();
-    // A name of its own: two development CAs must not look like one
-    // (a client would report a bad signature, not an unknown CA).
-    let mut tag = [0u8; 4];
-    getrandom::fill(&mut tag).map_err(|e| io::Error::other(e.to_string()))?;
-    dn.push(
-        DnType::CommonName,
-        format!("dlm development CA {}", u32::from_be_bytes(tag)),
-    );
-    ca_params.distinguished_name = dn;
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(rc)?;
+    let new_ca = |what: &str| -> io::Result<(rcgen::Certificate, KeyPair, CertificateParams)> {
+        let key = KeyPair::generate().map_err(rc)?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(rc)?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let mut dn = DistinguishedName::new();
+        // A name of its own: two development CAs must not look like one
+        // (a client would report a bad signature, not an unknown CA).
+        let mut tag = [0u8; 4];
+        getrandom::fill(&mut tag).map_err(|e| io::Error::other(e.to_string()))?;
+        dn.push(
+            DnType::CommonName,
+            format!("dlm development {what} {}", u32::from_be_bytes(tag)),
+        );
+        params.distinguished_name = dn;
+        let cert = params.self_signed(&key).map_err(rc)?;
+        Ok((cert, key, params))
+    };
+    let (ca_cert, ca_key, ca_params) = new_ca("CA")?;
     let issuer = Issuer::new(ca_params, &ca_key);
 
     let mut files = Vec::new();
@@ -235,7 +365,7 @@ pub fn write_dev_pki(dir: &Path, hosts: &[String], clients: &[String]) -> io::Re
     ];
     sans.extend(hosts.iter().cloned());
     let server_key = KeyPair::generate().map_err(rc)?;
-    let mut server_params = CertificateParams::new(sans).map_err(rc)?;
+    let mut server_params = CertificateParams::new(sans.clone()).map_err(rc)?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "dlm-server");
     server_params.distinguished_name = dn;
@@ -252,6 +382,25 @@ pub fn write_dev_pki(dir: &Path, hosts: &[String], clients: &[String]) -> io::Re
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, &issuer).map_err(rc)?;
         write(name, &cert, &key)?;
+    }
+
+    if !members.is_empty() {
+        let (members_cert, members_key, members_params) = new_ca("members CA")?;
+        write("members-ca", &members_cert, &members_key)?;
+        let members_issuer = Issuer::new(members_params, &members_key);
+        for id in members {
+            let key = KeyPair::generate().map_err(rc)?;
+            let mut params = CertificateParams::new(sans.clone()).map_err(rc)?;
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, format!("{MEMBER_CN_PREFIX}{id}"));
+            params.distinguished_name = dn;
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let cert = params.signed_by(&key, &members_issuer).map_err(rc)?;
+            write(&format!("member-{id}"), &cert, &key)?;
+        }
     }
     Ok(DevPki { files })
 }
@@ -273,8 +422,32 @@ mod tests {
     fn dev_pki_loads_and_client_certificates_name_their_identity() {
         let dir = std::env::temp_dir().join(format!("dlm-tls-unit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let pki = write_dev_pki(&dir, &[], &["alice".to_owned()]).expect("write");
-        assert_eq!(pki.files.len(), 6);
+        let pki = write_dev_pki(&dir, &[], &["alice".to_owned()], &[1, 2]).expect("write");
+        assert_eq!(pki.files.len(), 12);
+        // Member certificates load for both sides of the peer TLS, and
+        // chain to the members' CA, not the clients' one.
+        let member = |id: u64, ca: &str| PeerTlsSettings {
+            cert: dir.join(format!("member-{id}.pem")),
+            key: dir.join(format!("member-{id}.key")),
+            ca: dir.join(ca),
+        };
+        assert!(peer_config(&member(1, "members-ca.pem")).is_ok());
+        assert!(peer_config(&member(2, "members-ca.pem")).is_ok());
+        let m1 = read_certs("t", &dir.join("member-1.pem")).expect("member 1");
+        assert!(certificate_subject(&m1[0]).contains("dlm-member-1"));
+        assert_eq!(certificate_member(&m1[0]), Some(1));
+        let server = read_certs("t", &dir.join("server.pem")).expect("server");
+        assert_eq!(certificate_member(&server[0]), None);
+        let key_of_another = PeerTlsSettings {
+            key: dir.join("member-2.key"),
+            ..member(1, "members-ca.pem")
+        };
+        let err = peer_config(&key_of_another).expect_err("mismatched key");
+        assert!(err.to_string().contains("member-1.pem"), "{err}");
+        // A client name cannot take a member's file; member IDs are
+        // those of --peers.
+        assert!(write_dev_pki(&dir.join("x"), &[], &["member-1".to_owned()], &[]).is_err());
+        assert!(write_dev_pki(&dir.join("x"), &[], &[], &[0]).is_err());
         let settings = TlsSettings {
             cert: dir.join("server.pem"),
             key: dir.join("server.key"),
@@ -290,7 +463,7 @@ mod tests {
             Some("dlm-server")
         );
         // Never overwrites.
-        assert!(write_dev_pki(&dir, &[], &[]).is_err());
+        assert!(write_dev_pki(&dir, &[], &[], &[]).is_err());
         // A key that is not the certificate's is refused, naming the files.
         let wrong = TlsSettings {
             cert: dir.join("server.pem"),

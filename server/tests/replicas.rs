@@ -69,6 +69,7 @@ fn log(seed: u64, len: usize) -> Vec<Vec<u8>> {
             first_token: 1000,
             limits: Limits::DEFAULT,
             memory_budget: 1 << 20,
+            deadline_slack_ms: [0, 201][(seed % 2) as usize],
         }),
     )];
     let mut stamp = 0u64;

@@ -19,7 +19,8 @@
 //!   microsecond, and of every release);
 //! - **no lost grant**: every lock the engine holds was told to somebody
 //!   (a grant to a client that had gone is taken back);
-//! - **tokens** of new grants strictly increase;
+//! - **tokens** of a name's new grants strictly increase, and no token is
+//!   told for two names;
 //! - **semaphores and read/write locks** (`sa`, two permits, and `ra`):
 //!   never more holds than permits, never a writer beside anyone, nobody
 //!   waiting first in line who could be granted, and every hold the engine
@@ -31,7 +32,17 @@
 //!   every connection's buffers, and stays within the budget plus a
 //!   bounded overshoot per connection;
 //! - **the host never writes after shutting its write side**, and its
-//!   open connections are exactly the sockets it has not closed.
+//!   open connections are exactly the sockets it has not closed;
+//! - **watches** (clients that watch every name, a prefix or one name,
+//!   from now or resuming after a revision, and that may stop reading):
+//!   each watcher's events come in revision order, a watcher of every name
+//!   misses no revision, two watchers told of one revision were told the
+//!   same change, each name's events make sense in order (a lock granted
+//!   only while free and let go only by its holder's token, never more
+//!   permits than the semaphore has nor a writer beside anyone, a value
+//!   erased or expired only while it exists), no watcher is shown another
+//!   owner's `ID` or value, a resume from a revision the history keeps is
+//!   served, and a cut-off watcher is told the last revision it was sent.
 //!
 //! At the end every client leaves and time runs on: every connection must
 //! be closed and released, and no waiter left.
@@ -57,8 +68,9 @@ use std::time::Duration;
 
 use dlm_core::client::Client;
 use dlm_core::engine::Engine;
+use dlm_core::engine::{Subject, What};
 use dlm_core::limits::Limits;
-use dlm_core::protocol::{Revision, Shape, Status, Token};
+use dlm_core::protocol::{Resource, Revision, Shape, Status, Token, WatchEvent, WatchScope};
 use dlm_core::time::Ttl;
 use dlm_server::Told;
 use dlm_server::host::{Actions, Admission, CONN_BASE, Host, HostConfig, MAX_BACKLOG, Peers};
@@ -99,7 +111,7 @@ impl Rng {
 }
 
 /// A request a client sent, waiting for its answer.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 enum Sent {
     Lock {
         name: usize,
@@ -112,6 +124,24 @@ enum Sent {
         shape: Shape,
         ttl: Ttl,
     },
+    /// `Session` (opening or keeping alive the connection's session).
+    Session,
+    /// A `Lock` bound to the connection's session (`BadPayload` if it has
+    /// none).
+    SessionLock {
+        name: usize,
+        ttl: Ttl,
+    },
+    /// `Watch`, resuming after `since` if given; `kept`: the history
+    /// held `since` when it was sent (from the first watch's start to a
+    /// revision somebody was told, with a history too long to drop it).
+    Watch {
+        since: Option<u64>,
+        kept: bool,
+    },
+    /// A request on a connection that asked to watch (refused once the
+    /// watch started).
+    WhileWatching,
     Unlock,
     Test,
     Put,
@@ -163,6 +193,70 @@ struct Sock {
     tokens: HashMap<usize, u64>,
     /// Last hold this client got per group, and how it was taken.
     holds: HashMap<usize, (u64, Shape)>,
+    /// The watch this connection asked for, if it did.
+    watch: Option<Watching>,
+}
+
+/// What a watch covers, in the simulation's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    /// Every name starting with this ("": every name).
+    Prefix(&'static str),
+    /// One name, in both namespaces.
+    Name(&'static str),
+}
+
+impl Scope {
+    fn covers(self, name: &str) -> bool {
+        match self {
+            Self::Prefix(p) => name.starts_with(p),
+            Self::Name(n) => n == name,
+        }
+    }
+}
+
+/// A watching client's view of its stream.
+#[derive(Debug)]
+struct Watching {
+    scope: Scope,
+    /// The watch's answer came (`Done`): the lines after it are events.
+    started: bool,
+    /// Cut off (or refused): no line may follow.
+    ended: bool,
+    /// The revision of the last event read (or the one the watch started
+    /// after).
+    last: u64,
+    /// What this watcher's events say of each name now (from its first
+    /// event of that name on).
+    names: HashMap<String, NameState>,
+}
+
+/// A name's state as told by one watcher's events. Holds granted before
+/// the watch began are not known to it: `holds` is a part of the real
+/// holds, which is enough to prove a grant beside a writer, past a
+/// semaphore's permits or beside an exclusive holder.
+#[derive(Debug, Default)]
+struct NameState {
+    /// Holds it was told were granted and not yet let go (a writer's, or
+    /// an exclusive lock's, marked true).
+    holds: BTreeMap<u64, bool>,
+    /// The first token it was told was granted: every later grant's is
+    /// higher, so a hold let go with a token from then on must have been
+    /// told.
+    first_grant: Option<u64>,
+    /// Whether its value exists, once an event said.
+    value: Option<bool>,
+}
+
+/// One change as every watcher must be told it (what does not depend on
+/// who watches).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Change {
+    what: What,
+    subject: Subject,
+    name: String,
+    token: Option<u64>,
+    data_revision: Option<u64>,
 }
 
 impl Sock {
@@ -189,6 +283,7 @@ impl Sock {
             gone_at: None,
             tokens: HashMap::new(),
             holds: HashMap::new(),
+            watch: None,
         }
     }
 }
@@ -217,7 +312,10 @@ struct Exclusion {
     holders: BTreeMap<String, BTreeMap<String, Duration>>,
     /// (name, token) pairs somebody was told.
     told: HashSet<(String, u64)>,
-    last_new_token: u64,
+    /// The last new token told per name, and the name each token was
+    /// told for.
+    last_new_token: HashMap<String, u64>,
+    token_names: HashMap<u64, String>,
 }
 
 struct Sim {
@@ -239,6 +337,32 @@ struct Sim {
     names: u64,
     /// Percent chance that an action closes a client.
     close_rate: u64,
+    /// Every change a watcher was told, by revision.
+    changes: BTreeMap<u64, Change>,
+    /// The revision the first watch started after (the history starts
+    /// there) and the highest any answer or event named.
+    history_from: Option<u64>,
+    latest: u64,
+    /// What the watch checks saw, so that a run can tell they ran.
+    seen: Seen,
+}
+
+/// How often the watch checks had something to check.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    events: u64,
+    resumed: u64,
+    cut_off: u64,
+    compacted: u64,
+}
+
+impl Seen {
+    fn add(&mut self, o: Self) {
+        self.events += o.events;
+        self.resumed += o.resumed;
+        self.cut_off += o.cut_off;
+        self.compacted += o.compacted;
+    }
 }
 
 impl Sim {
@@ -261,6 +385,15 @@ impl Sim {
             hash_key: [seed, !seed],
             first_token: 1000,
             truncating_clock: true,
+            // The event loop's slack for jumps of its clock, or none.
+            clock_jump_slack: Duration::from_millis([0, 200][rng.below(2) as usize]),
+            watch: dlm_server::watch::WatchLimits {
+                // A short history (resumes refused) or a long one.
+                history_events: [4, 10_000][rng.below(2) as usize],
+                // A watcher that stops reading is soon cut off, or not.
+                budget: [300, 4096, 1 << 20][rng.below(3) as usize],
+                ..dlm_server::watch::WatchLimits::default()
+            },
         };
         tweak(&mut config);
         let owners = 2 + rng.below(OWNERS.len() as u64 - 1);
@@ -285,6 +418,10 @@ impl Sim {
             owners,
             names,
             close_rate,
+            changes: BTreeMap::new(),
+            history_from: None,
+            latest: 0,
+            seen: Seen::default(),
         }
     }
 
@@ -526,7 +663,69 @@ impl Sim {
         let key = KEYS[self.rng.below(KEYS.len() as u64) as usize];
         let ttl = Ttl::from_millis(self.rng.pick(&[1, 3, 10, 40, 200, 1000]));
         let mut line = Vec::new();
-        let sent = match self.rng.below(24) {
+        if sock.watch.is_some() {
+            // A connection that asked to watch takes nothing else.
+            line.extend_from_slice(b"{\"Action\":\"Version\"}\n");
+            return self.sent(i, &line, Sent::WhileWatching);
+        }
+        if self.rng.chance(4) {
+            let scope = match self.rng.below(4) {
+                0 | 1 => Scope::Prefix(""),
+                2 => Scope::Prefix(self.rng.pick(&["l", "k", "s"])),
+                _ => Scope::Name(self.rng.pick(&[NAMES[name], key, "sa", "ra"])),
+            };
+            // Resume after a revision a watcher was told (or one never
+            // given), or start now.
+            let since = match self.rng.below(4) {
+                0 => self.changes.keys().next_back().copied(),
+                1 if !self.changes.is_empty() => {
+                    let k = self.rng.below(self.changes.len() as u64) as usize;
+                    self.changes.keys().nth(k).copied()
+                }
+                2 => Some(self.latest + 1 + self.rng.below(3)),
+                _ => None,
+            };
+            let wire = match scope {
+                Scope::Prefix(p) => WatchScope::Prefix(p),
+                Scope::Name(n) => WatchScope::Name(Resource(n)),
+            };
+            me.watch(wire, since.map(Revision))
+                .write(&mut line)
+                .unwrap();
+            self.socks[i].watch = Some(Watching {
+                scope,
+                started: false,
+                ended: false,
+                last: 0,
+                names: HashMap::new(),
+            });
+            let kept = self.config.watch.history_events >= 10_000
+                && since
+                    .is_some_and(|s| self.history_from.is_some_and(|h| s >= h) && s <= self.latest);
+            return self.sent(i, &line, Sent::Watch { since, kept });
+        }
+        let sent = match self.rng.below(27) {
+            24 => {
+                // Sessions outlive any run: only a closed connection ends
+                // them here (the engine's tests cover their TTL).
+                me.session(Ttl::from_secs(3543)).write(&mut line).unwrap();
+                Sent::Session
+            }
+            25..=26 => {
+                let wait = self
+                    .rng
+                    .chance(50)
+                    .then(|| Ttl::from_millis(self.rng.pick(&[1, 5, 50, 500, 3000])));
+                let delay = Ttl::from_millis(self.rng.pick(&[0, 0, 5, 50, 300]));
+                let req = match wait {
+                    Some(w) => me.lock_wait(NAMES[name], ttl, w),
+                    None => me.lock(NAMES[name], ttl),
+                };
+                req.with_session(dlm_core::protocol::SessionBind { lock_delay: delay })
+                    .write(&mut line)
+                    .unwrap();
+                Sent::SessionLock { name, ttl }
+            }
             20..=23 => {
                 let group = self.rng.below(GROUPS.len() as u64) as usize;
                 let gname = GROUPS[group];
@@ -630,13 +829,18 @@ impl Sim {
         } else {
             sent
         };
+        self.sent(i, &line, sent);
+    }
+
+    /// Client `i` sends `line`, asking `sent`.
+    fn sent(&mut self, i: usize, line: &[u8], sent: Sent) {
         let sock = &mut self.socks[i];
         if matches!(sent, Sent::Overlong) {
             sock.poisoned = true;
         }
-        sock.c2s.extend(&line);
+        sock.c2s.extend(line);
         sock.readable_edge = true;
-        sock.outstanding.push_back(sent.clone());
+        sock.outstanding.push_back(sent);
         let text = String::from_utf8_lossy(&line[..line.len().min(120)]).into_owned();
         self.log(|| format!("c{i} sends {sent:?}: {}", text.trim_end()));
     }
@@ -655,6 +859,21 @@ impl Sim {
         while let Some(pos) = self.socks[i].inbox.iter().position(|&b| b == b'\n') {
             let mut line: Vec<u8> = self.socks[i].inbox.drain(..=pos).collect();
             let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+            if let Some(w) = &self.socks[i].watch
+                && w.ended
+            {
+                self.fail(&format!("c{i} read a line after its watch ended: {text}"));
+            }
+            if WatchEvent::is_event(&line) {
+                self.watch_event(i, &mut line, &text);
+                continue;
+            }
+            if self.socks[i].watch.as_ref().is_some_and(|w| w.started)
+                && text.contains("watch cut off")
+            {
+                self.cut_off(i, &mut line, &text);
+                continue;
+            }
             let Some(sent) = self.socks[i].outstanding.pop_front() else {
                 self.fail(&format!("c{i} got an answer it did not ask for: {text}"));
             };
@@ -684,6 +903,20 @@ impl Sim {
                     }
                 }
                 (Sent::Lock { .. }, Status::NotOwner | Status::No) => true,
+                (Sent::SessionLock { name, ttl }, Status::Locked) => {
+                    let token = r.token.map(|t| t.0);
+                    if r.id != Some(owner) || r.expire != Some(*ttl) || token.is_none() {
+                        false
+                    } else {
+                        self.socks[i].tokens.insert(*name, token.unwrap_or(0));
+                        true
+                    }
+                }
+                (Sent::SessionLock { .. }, Status::NotOwner | Status::No | Status::BadPayload) => {
+                    true
+                }
+                (Sent::Session, Status::Done) => r.expire == Some(Ttl::from_secs(3543)),
+                (Sent::Session, Status::No) => true,
                 (Sent::Acquire { group, shape, ttl }, Status::Locked) => {
                     let token = r.token.map(|t| t.0);
                     if r.id != Some(owner) || r.expire != Some(*ttl) || token.is_none() {
@@ -704,6 +937,41 @@ impl Sim {
                 }
                 (Sent::Get, Status::Done | Status::NotFound | Status::NotOwner) => true,
                 (Sent::Erase, Status::Done | Status::NotFound | Status::NotOwner) => true,
+                (Sent::Watch { since, .. }, Status::Done) => {
+                    let Some(rev) = r.revision.map(|v| v.0) else {
+                        self.fail(&format!("c{i}: a watch began with no revision: {text}"));
+                    };
+                    if since.is_some_and(|s| s > rev) {
+                        self.fail(&format!("c{i}: resumed after {since:?}, ahead of {rev}"));
+                    }
+                    self.latest = self.latest.max(rev);
+                    self.history_from.get_or_insert(rev);
+                    self.seen.resumed += u64::from(since.is_some());
+                    let w = self.socks[i].watch.as_mut().unwrap();
+                    w.started = true;
+                    w.last = since.unwrap_or(rev);
+                    true
+                }
+                (Sent::Watch { since, kept }, Status::Conflict) => {
+                    // Refused only for a revision the history does not
+                    // hold: before it, or ahead of the server's.
+                    let (since, kept) = (*since, *kept);
+                    self.seen.compacted += 1;
+                    // The connection is an ordinary one again.
+                    self.socks[i].watch = None;
+                    !kept && since.is_some()
+                }
+                // A watch sent behind requests still in flight.
+                (Sent::Watch { .. }, Status::BadPayload) => {
+                    self.socks[i].watch = None;
+                    true
+                }
+                (Sent::WhileWatching, Status::BadPayload) => true,
+                // Answered (`Version`) only if the watch was refused: an
+                // ordinary connection again.
+                (Sent::WhileWatching, _) => {
+                    !self.socks[i].watch.as_ref().is_some_and(|w| w.started)
+                }
                 (Sent::Garbage, _) => true,
                 _ => false,
             };
@@ -717,6 +985,91 @@ impl Sim {
             && sock.wants_write
         {
             self.dirty.push(slot);
+        }
+    }
+
+    /// Watcher `i` reads an event line: checked against its stream so
+    /// far and against what other watchers were told.
+    fn watch_event(&mut self, i: usize, line: &mut [u8], text: &str) {
+        let ev = match WatchEvent::parse(line) {
+            Ok(ev) => ev,
+            Err(e) => self.fail(&format!("c{i} cannot parse event {text}: {e:?}")),
+        };
+        let owner = OWNERS[self.socks[i].owner];
+        let Some(w) = self.socks[i].watch.as_ref().filter(|w| w.started) else {
+            self.fail(&format!("c{i} got an event before its watch began: {text}"));
+        };
+        let (scope, last) = (w.scope, w.last);
+        self.log(|| format!("c{i} watching {scope:?} reads {text}"));
+        if ev.revision <= last {
+            self.fail(&format!("c{i}: event {} after {last}", ev.revision));
+        }
+        if scope == Scope::Prefix("") && ev.revision != last + 1 {
+            self.fail(&format!(
+                "c{i} watches every name but was told {} after {last}",
+                ev.revision
+            ));
+        }
+        if !scope.covers(ev.name) {
+            self.fail(&format!("c{i} watching {scope:?} told of {}", ev.name));
+        }
+        // Only the owner's own watchers see its ID and value (no
+        // identities here: the ID alone decides).
+        if ev.owner.is_some_and(|o| o != owner) || (ev.value.is_some() && ev.owner.is_none()) {
+            self.fail(&format!("c{i} ({owner}) was shown another's entry: {text}"));
+        }
+        let change = Change {
+            what: ev.what,
+            subject: ev.subject,
+            name: ev.name.to_owned(),
+            token: ev.token.map(|t| t.0),
+            data_revision: ev.data_revision.map(|r| r.0),
+        };
+        match self.changes.get(&ev.revision) {
+            Some(c) if *c != change => {
+                let msg = format!(
+                    "revision {}: c{i} told {change:?}, another watcher {c:?}",
+                    ev.revision
+                );
+                self.fail(&msg);
+            }
+            Some(_) => {}
+            None => {
+                self.changes.insert(ev.revision, change.clone());
+            }
+        }
+        self.latest = self.latest.max(ev.revision);
+        self.seen.events += 1;
+        let w = self.socks[i].watch.as_mut().unwrap();
+        w.last = ev.revision;
+        let st = w.names.entry(change.name.clone()).or_default();
+        if let Some(broken) = follow(st, &change) {
+            self.fail(&format!("c{i}'s events of {}: {broken}", change.name));
+        }
+    }
+
+    /// Watcher `i` is cut off: told the revision it was sent last.
+    fn cut_off(&mut self, i: usize, line: &mut [u8], text: &str) {
+        let r = match dlm_core::protocol::Response::parse(line) {
+            Ok((_, r)) => r,
+            Err(e) => self.fail(&format!("c{i} cannot parse {text}: {e:?}")),
+        };
+        let w = self.socks[i].watch.as_mut().unwrap();
+        w.ended = true;
+        let (scope, last) = (w.scope, w.last);
+        self.seen.cut_off += 1;
+        let told = r.revision.map(|v| v.0);
+        self.log(|| format!("c{i} watching {scope:?} is cut off: {text}"));
+        let ok = r.status == Status::No
+            && told.is_some_and(|t| {
+                if scope == Scope::Prefix("") {
+                    t == last
+                } else {
+                    t >= last
+                }
+            });
+        if !ok {
+            self.fail(&format!("c{i} read {last} last, then: {text}"));
         }
     }
 
@@ -741,6 +1094,26 @@ impl Sim {
     }
 
     // -- checks -------------------------------------------------------------------
+
+    /// A grant of `name` with `token` was told: a new one must be above
+    /// every token told for that name before, and no token is told for
+    /// two names. (Across names, grants may be told in another order than
+    /// made: a session's end hands its locks to waiters whose answers are
+    /// placed at the end of the loop's turn, after requests read in it.)
+    fn new_token(&mut self, name: &str, token: u64) {
+        if !self.excl.told.insert((name.to_owned(), token)) {
+            return;
+        }
+        if let Some(other) = self.excl.token_names.insert(token, name.to_owned()) {
+            self.fail(&format!("token {token} told for {name} and for {other}"));
+        }
+        let last = self.excl.last_new_token.entry(name.to_owned()).or_default();
+        if token <= *last {
+            let msg = format!("{name}: new token {token} not above {last}");
+            self.fail(&msg);
+        }
+        *last = token;
+    }
 
     fn check(&mut self) {
         if self.verbose {
@@ -776,16 +1149,7 @@ impl Sim {
                     if GROUPS.contains(&name.as_str()) {
                         // Several hold a group at once: judged from the
                         // engine below; here only its tokens.
-                        if self.excl.told.insert((name.clone(), token)) {
-                            if token <= self.excl.last_new_token {
-                                let msg = format!(
-                                    "{name}: new token {token} not above {}",
-                                    self.excl.last_new_token
-                                );
-                                self.fail(&msg);
-                            }
-                            self.excl.last_new_token = token;
-                        }
+                        self.new_token(&name, token);
                         self.log(|| {
                             format!("journal: {owner} holds {name} #{token} until {until:?}")
                         });
@@ -802,17 +1166,23 @@ impl Sim {
                     // The latest answer sets the owner's deadline (a
                     // re-lock may shorten it, for all its connections).
                     holders.insert(owner.clone(), until);
-                    if self.excl.told.insert((name.clone(), token)) {
-                        if token <= self.excl.last_new_token {
-                            let msg = format!(
-                                "{name}: new token {token} not above {}",
-                                self.excl.last_new_token
-                            );
-                            self.fail(&msg);
-                        }
-                        self.excl.last_new_token = token;
-                    }
+                    self.new_token(&name, token);
                     self.log(|| format!("journal: {owner} holds {name} #{token} until {until:?}"));
+                }
+                Told::SessionEnded {
+                    name,
+                    owner,
+                    at,
+                    until,
+                } => {
+                    // Its holder's grant ends with the session; with a
+                    // lock-delay, nobody else may have it until then.
+                    if let Some(h) = self.excl.holders.get_mut(&name)
+                        && h.get(&owner).is_some_and(|end| *end > at)
+                    {
+                        h.insert(owner.clone(), until);
+                    }
+                    self.log(|| format!("journal: {owner}'s session let {name} go at {at:?}, closed until {until:?}"));
                 }
                 Told::Released { name, owner, at } => {
                     if let Some(h) = self.excl.holders.get_mut(&name) {
@@ -892,6 +1262,14 @@ impl Sim {
         if actual > bound {
             self.fail(&format!(
                 "connection memory {actual} over its bound {bound}"
+            ));
+        }
+        // A session lives no longer than its connection.
+        let sessions = self.host.engine().session_count();
+        if sessions > self.host.active() {
+            self.fail(&format!(
+                "{sessions} sessions for {} connections",
+                self.host.active()
             ));
         }
         // Every waiter in the engine is a request of an open connection.
@@ -1056,12 +1434,54 @@ impl Sim {
     }
 }
 
-fn run(seed: u64, steps: usize, verbose: bool) {
+/// Applies `c` to what one watcher's events say of its name; why they
+/// make no sense, if they do not.
+fn follow(st: &mut NameState, c: &Change) -> Option<String> {
+    let token = c.token.unwrap_or(0);
+    match (c.subject, c.what) {
+        (Subject::Data, What::Put) => st.value = Some(true),
+        (Subject::Data, What::Erased | What::Expired) => {
+            if st.value == Some(false) {
+                return Some(format!("{:?} with no value", c.what));
+            }
+            st.value = Some(false);
+        }
+        (Subject::Data, What::Granted | What::Released) => {
+            return Some(format!("{:?} of a value", c.what));
+        }
+        (_, What::Put | What::Erased) => return Some(format!("{:?} of a lock", c.what)),
+        (subject, What::Granted) => {
+            if c.token.is_none() {
+                return Some("a grant without a token".into());
+            }
+            let write = matches!(subject, Subject::Lock | Subject::ReadWrite { write: true });
+            let full = match subject {
+                Subject::Semaphore(n) => st.holds.len() >= n as usize,
+                _ if write => !st.holds.is_empty(),
+                _ => st.holds.values().any(|w| *w),
+            };
+            if full {
+                return Some(format!("#{token} granted beside {:?}", st.holds));
+            }
+            st.holds.insert(token, write);
+            st.first_grant.get_or_insert(token);
+        }
+        (_, What::Released | What::Expired) => {
+            if st.holds.remove(&token).is_none() && st.first_grant.is_some_and(|f| token >= f) {
+                return Some(format!("#{token} let go but never granted"));
+            }
+        }
+    }
+    None
+}
+
+fn run(seed: u64, steps: usize, verbose: bool) -> Seen {
     let mut sim = Sim::new(seed, verbose);
     for _ in 0..steps {
         sim.step();
     }
     sim.finish();
+    sim.seen
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -1084,8 +1504,18 @@ fn random_clients_never_break_the_rules() {
     let first = env_u64("DLM_SIM_FIRST", 0);
     let seeds = env_u64("DLM_SIM_SEEDS", 1000);
     let steps = env_u64("DLM_SIM_STEPS", 600) as usize;
+    let mut seen = Seen::default();
     for seed in first..first + seeds {
-        run(seed, steps, false);
+        seen.add(run(seed, steps, false));
+    }
+    // The watch checks had work: events, resumes, cut-offs and refused
+    // resumes all came up (with the default number of seeds).
+    eprintln!("watches: {seen:?}");
+    if seeds >= 1000 {
+        assert!(
+            seen.events > 1000 && seen.resumed > 10 && seen.cut_off > 10 && seen.compacted > 10,
+            "the runs hardly exercised watches: {seen:?}"
+        );
     }
 }
 
@@ -1188,7 +1618,7 @@ fn an_orphaned_permit_goes_to_the_next_waiter() {
             &mut sim,
             0,
             line(Client::new("o0").acquire("sa", SA, ttl, None)),
-            acquire.clone(),
+            acquire,
         );
     }
     sim.client_read(0);
@@ -1198,7 +1628,7 @@ fn an_orphaned_permit_goes_to_the_next_waiter() {
             &mut sim,
             i,
             line(Client::new(o).acquire("sa", SA, ttl, Some(ttl))),
-            acquire.clone(),
+            acquire,
         );
     }
     assert_eq!(sim.host.engine().waiter_count(), 2);

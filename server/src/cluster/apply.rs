@@ -112,6 +112,14 @@ impl Host {
                     deliveries.push(Delivery::of(&ev));
                 });
             }
+            Entry::SessionEnd { conn } => {
+                let Self {
+                    engine, deliveries, ..
+                } = self;
+                engine.end_session(at, dlm_core::engine::ConnId(conn), &mut |ev| {
+                    deliveries.push(Delivery::of(&ev));
+                });
+            }
             Entry::DropWaiters => {
                 self.engine.cancel_all_waiters();
             }
@@ -127,6 +135,82 @@ impl Host {
             self.deliveries.clear();
         }
         Ok(())
+    }
+
+    /// Answers the reads whose read index is now applied (`applied`), each
+    /// in its place, from the state as it is: nothing is logged or changed
+    /// for a read (the leader only; see `docs/cluster-design.md`, Reads).
+    pub fn answer_reads(&mut self, applied: u64) {
+        let Some(replica) = self.replica.as_mut() else {
+            return;
+        };
+        if !replica.reads_waiting() {
+            return;
+        }
+        for r in replica.ready_reads(applied) {
+            self.answer_read(&r);
+        }
+    }
+
+    fn answer_read(&mut self, r: &super::Queued) {
+        let mut line = r.line.clone();
+        let mut limits = self.limits;
+        if r.ident != 0 {
+            // As in apply_request: the identity's own limits apply.
+            limits.max_ttl_anonymous = limits.max_ttl;
+            limits.max_data_anonymous = usize::MAX;
+        }
+        let (slot, generation, _) = untag(r.tag);
+        let principal = if r.ident == 0 {
+            Some(Principal::Anonymous)
+        } else {
+            self.engine
+                .identity_by_number(r.ident)
+                .map(Principal::Identity)
+        };
+        let Self {
+            engine,
+            conns,
+            replica,
+            ..
+        } = self;
+        if let Some(replica) = replica.as_mut() {
+            replica.read_done(r.tag);
+        }
+        let Some(conn) = conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .filter(|c| c.generation == generation)
+        else {
+            return;
+        };
+        let Some(framing) = conn.pending_framing(r.seq) else {
+            return;
+        };
+        let mut out = Vec::with_capacity(128);
+        // Writing to a Vec cannot fail.
+        match Request::parse(&mut line, &limits) {
+            Ok(req) => {
+                let resp = match principal {
+                    Some(p) => engine.read(&req.command, p).unwrap_or_else(|| {
+                        // Only reads are served by read index.
+                        Response::rejected(RequestError::UnknownAction)
+                    }),
+                    None => Response::rejected(RequestError::AuthFailed),
+                };
+                let _ = resp.write(framing, &mut out);
+            }
+            Err(rejected) => {
+                let _ = Response::rejected(rejected.error).write(framing, &mut out);
+            }
+        }
+        conn.fill_pending(r.seq, out);
+        self.engine.stats_mut().incr(dlm_core::stats::Stat::Out);
+        if let Some(replica) = self.replica.as_mut() {
+            replica.answered(r.at);
+        }
+        self.actions.write.push(slot);
+        self.account(slot);
     }
 
     fn apply_request(&mut self, r: &entry::Logged<'_>, at: Instant, me: u64, serving: bool) {
@@ -189,12 +273,16 @@ impl Host {
         };
         let mut sink = |ev: dlm_core::engine::Event<'_>| deliveries.push(Delivery::of(&ev));
         let mut answered = false;
-        match engine.handle_once(
+        // The connection's session (its tag without the framing bit, as
+        // `dispatch::conn_id` names it when it closes).
+        match engine.handle_in(
             at,
             &req.command,
             principal,
             r.tag,
             req.request_id,
+            Some(dlm_core::engine::ConnId(r.tag & !1)),
+            req.session,
             &mut sink,
         ) {
             Outcome::Reply(resp) => {
@@ -232,13 +320,9 @@ pub(crate) fn engine_config(b: &super::entry::Bootstrap) -> Config {
         memory_budget: usize::try_from(b.memory_budget).unwrap_or(usize::MAX),
         hash_key: b.hash_key,
         first_token: b.first_token,
-        // The leader's clock truncates to milliseconds (1 ms), and each
-        // jump of its monotonic clock may bring deadlines a step closer
-        // (node::CLOCK_JUMP_SLACK). Every member must run the same value:
-        // expiry is part of the replicated state.
-        deadline_slack: Ttl::from_millis(
-            1 + u64::try_from(super::node::CLOCK_JUMP_SLACK.as_millis()).unwrap_or(0),
-        ),
+        // Every member must run the same value (expiry is replicated
+        // state): the one in the log.
+        deadline_slack: Ttl::from_millis(b.deadline_slack_ms),
         ..Config::DEFAULT
     }
 }

@@ -50,7 +50,19 @@ pub struct Bootstrap {
     pub limits: Limits,
     /// The engine's memory budget.
     pub memory_budget: u64,
+    /// The engine's deadline slack (milliseconds; see
+    /// [`dlm_core::engine::Config::deadline_slack`]). Expiry is replicated
+    /// state, so every member must run one value: it comes from the log,
+    /// never from the member's own build, so that members of different
+    /// versions (a rolling upgrade) still expire alike.
+    pub deadline_slack_ms: u64,
 }
+
+/// The slack of a cluster whose first entry predates the field (its
+/// members all ran this value then): 1 ms of the leader's clock truncation
+/// and 200 ms for jumps of its monotonic clock. Fixed for ever, whatever
+/// later builds choose for new clusters.
+pub const LEGACY_DEADLINE_SLACK_MS: u64 = 201;
 
 /// One decoded entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +82,12 @@ pub enum Entry<'a> {
         name: &'a str,
         /// The grant's token.
         token: u64,
+    },
+    /// A connection closed: its session ends (its grants are released, or
+    /// closed for their lock-delay).
+    SessionEnd {
+        /// The engine's name for the connection (`dispatch::conn_id`).
+        conn: u64,
     },
     /// A new leader's first entry: every queued request leaves its queue
     /// (their connections were on the old leader).
@@ -114,6 +132,10 @@ mod kind {
     pub(super) const DROP_WAITERS: u8 = 5;
     pub(super) const BOOTSTRAP: u8 = 6;
     pub(super) const REGISTER_IDENTITY: u8 = 7;
+    pub(super) const SESSION_END: u8 = 8;
+    /// `BOOTSTRAP` and the deadline slack after it (`BOOTSTRAP` alone is
+    /// still read: a cluster from before the field).
+    pub(super) const BOOTSTRAP_WITH_SLACK: u8 = 9;
 }
 
 /// Builds one `Requests` entry from requests added one by one (a loop
@@ -192,8 +214,13 @@ pub fn encode(stamp: u64, entry: &Entry<'_>) -> Vec<u8> {
             out
         }
         Entry::DropWaiters => header(kind::DROP_WAITERS, stamp),
+        Entry::SessionEnd { conn } => {
+            let mut out = header(kind::SESSION_END, stamp);
+            put_u64(&mut out, *conn);
+            out
+        }
         Entry::Bootstrap(b) => {
-            let mut out = header(kind::BOOTSTRAP, stamp);
+            let mut out = header(kind::BOOTSTRAP_WITH_SLACK, stamp);
             put_u64(&mut out, b.cluster_id);
             put_u64(&mut out, b.hash_key[0]);
             put_u64(&mut out, b.hash_key[1]);
@@ -206,6 +233,7 @@ pub fn encode(stamp: u64, entry: &Entry<'_>) -> Vec<u8> {
                 b.limits.max_ttl_anonymous.as_millis(),
                 b.limits.max_ttl.as_millis(),
                 b.memory_budget,
+                b.deadline_slack_ms,
             ] {
                 put_u64(&mut out, v);
             }
@@ -296,12 +324,15 @@ pub fn decode(data: &[u8]) -> Result<Stamped<'_>, Damaged> {
         kind::CANCEL => Entry::Cancel {
             waiter: r.u64("waiter")?,
         },
+        kind::SESSION_END => Entry::SessionEnd {
+            conn: r.u64("conn")?,
+        },
         kind::ORPHANED => Entry::Orphaned {
             name: r.str("name")?,
             token: r.u64("token")?,
         },
         kind::DROP_WAITERS => Entry::DropWaiters,
-        kind::BOOTSTRAP => {
+        k @ (kind::BOOTSTRAP | kind::BOOTSTRAP_WITH_SLACK) => {
             let cluster_id = r.u64("cluster id")?;
             let hash_key = [r.u64("hash key")?, r.u64("hash key")?];
             let first_token = r.u64("first token")?;
@@ -319,6 +350,12 @@ pub fn decode(data: &[u8]) -> Result<Stamped<'_>, Damaged> {
                 first_token,
                 limits,
                 memory_budget: r.u64("budget")?,
+                // Absent from a first entry written before it was one.
+                deadline_slack_ms: if k == kind::BOOTSTRAP {
+                    LEGACY_DEADLINE_SLACK_MS
+                } else {
+                    r.u64("deadline slack")?
+                },
             })
         }
         kind::REGISTER_IDENTITY => Entry::RegisterIdentity {
@@ -380,6 +417,9 @@ mod tests {
         round_trip(&Entry::Requests(vec![]));
         round_trip(&Entry::Advance);
         round_trip(&Entry::Cancel { waiter: 9 });
+        round_trip(&Entry::SessionEnd {
+            conn: 1 << 56 | 0x2a,
+        });
         round_trip(&Entry::Orphaned {
             name: "lock",
             token: 1 << 60,
@@ -391,11 +431,46 @@ mod tests {
             first_token: 3,
             limits: Limits::DEFAULT,
             memory_budget: 1 << 30,
+            deadline_slack_ms: 57,
         }));
         round_trip(&Entry::RegisterIdentity {
             name: "alice",
             max_data: 16384,
         });
+    }
+
+    #[test]
+    fn a_first_entry_from_before_the_slack_field_reads_as_the_slack_it_ran() {
+        let b = Bootstrap {
+            cluster_id: 9,
+            hash_key: [1, 2],
+            first_token: 3,
+            limits: Limits::DEFAULT,
+            memory_budget: 1 << 30,
+            deadline_slack_ms: 57,
+        };
+        let mut old = encode(42, &Entry::Bootstrap(b));
+        // The old layout is the new one without its last field, under the
+        // old kind.
+        old.truncate(old.len() - 8);
+        assert_eq!(old[1], kind::BOOTSTRAP_WITH_SLACK);
+        old[1] = kind::BOOTSTRAP;
+        assert_eq!(
+            decode(&old),
+            Ok(Stamped {
+                stamp: 42,
+                entry: Entry::Bootstrap(Bootstrap {
+                    deadline_slack_ms: LEGACY_DEADLINE_SLACK_MS,
+                    ..b
+                }),
+            })
+        );
+        // Neither a torn field nor one too many is taken.
+        let new = encode(42, &Entry::Bootstrap(b));
+        assert!(decode(&new[..new.len() - 3]).is_err());
+        let mut long = new.clone();
+        long.push(0);
+        assert!(decode(&long).is_err());
     }
 
     #[test]

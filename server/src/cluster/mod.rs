@@ -24,7 +24,7 @@ pub mod snapfile;
 pub mod snapshot;
 pub mod transport;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use dlm_core::engine::WaiterId;
@@ -89,6 +89,9 @@ pub struct Replica {
     batch: RequestBatch,
     /// Other changes for the log, unstamped.
     outbox: VecDeque<Change>,
+    /// Connections of this member that sent `Session`: only their close
+    /// goes through the log (a connection without a session costs none).
+    sessions: std::collections::HashSet<u64>,
     /// The last request's sequence number.
     seq: u64,
     /// Whether the cluster's first entry has been applied.
@@ -112,6 +115,59 @@ pub struct Replica {
     answered: Vec<Duration>,
     /// Whether to keep those times (the latency histogram is on).
     timing: bool,
+    /// Reads received this turn, for one read index (Raft's read index: answered
+    /// from the state once it holds everything committed when they were
+    /// asked, without a log entry).
+    reads: Vec<Queued>,
+    /// Reads whose read index was asked for, oldest first.
+    read_batches: VecDeque<ReadBatch>,
+    /// The context of the last read index asked for.
+    read_ctx: u64,
+    /// Per connection (waiter tag): its reads not answered yet.
+    reading: HashMap<u64, u32>,
+    /// Requests for the log held back behind their connection's
+    /// unanswered reads, in the order received: a connection's requests
+    /// take effect in order, so no read may see a later request of its
+    /// own connection.
+    deferred: VecDeque<Queued>,
+}
+
+/// A request waiting for its read index, or held back from the log behind
+/// its connection's reads.
+#[derive(Debug)]
+pub(crate) struct Queued {
+    /// The connection's waiter tag.
+    pub(crate) tag: u64,
+    /// Its answer's place.
+    pub(crate) seq: u64,
+    /// The identity number the request was verified as (0: anonymous).
+    pub(crate) ident: u16,
+    /// The request, without credentials.
+    pub(crate) line: Vec<u8>,
+    /// When it was read (host time).
+    pub(crate) at: Duration,
+}
+
+/// Reads that wait for one read index.
+#[derive(Debug)]
+struct ReadBatch {
+    /// The read index request's context.
+    ctx: u64,
+    /// The index to apply before answering, once the leader confirmed it.
+    index: Option<u64>,
+    reads: Vec<Queued>,
+}
+
+/// How a request is served by the leader (see
+/// [`Replica::submit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Through the log, this turn.
+    Logged,
+    /// Through the log, once the connection's earlier reads are answered.
+    Deferred,
+    /// A read, by read index.
+    Read,
 }
 
 /// The cluster as a member sees it, for `{"Action":"Cluster"}`.
@@ -187,6 +243,8 @@ pub enum Change {
     Cancel(u64),
     /// An undeliverable grant is taken back.
     Orphaned(String, u64),
+    /// A connection closed: its session ends.
+    SessionEnd(u64),
 }
 
 impl Replica {
@@ -197,6 +255,7 @@ impl Replica {
             serving: false,
             batch: RequestBatch::default(),
             outbox: VecDeque::new(),
+            sessions: std::collections::HashSet::new(),
             seq: 0,
             bootstrapped: false,
             cluster_id: None,
@@ -207,6 +266,147 @@ impl Replica {
             logged_at: VecDeque::new(),
             answered: Vec::new(),
             timing: false,
+            reads: Vec::new(),
+            read_batches: VecDeque::new(),
+            read_ctx: 0,
+            reading: HashMap::new(),
+            deferred: VecDeque::new(),
+        }
+    }
+
+    /// Serves `req` (verified as identity number `ident`; 0 = anonymous),
+    /// read at host time `at`, for the connection whose waiter tag is
+    /// `tag` and whose answers wait in `held`: a read (`Get`, `TestLock`)
+    /// by read index unless an earlier request of its connection is still
+    /// on its way through the log, anything else through the log (held
+    /// back while the connection has reads unanswered, so that a read never
+    /// sees a later request of its own connection). Its answer's place goes
+    /// into `held`. A refusal to answer at once if it cannot be served.
+    pub(crate) fn submit(
+        &mut self,
+        req: &Request<'_>,
+        at: Duration,
+        tag: u64,
+        ident: u16,
+        held: &mut VecDeque<Held>,
+    ) -> Result<Route, &'static str> {
+        if !self.serving {
+            return Err("not the leader");
+        }
+        let reading = self.reading.get(&tag).copied().unwrap_or(0) as usize;
+        let behind = self.deferred.iter().any(|d| d.tag == tag);
+        if matches!(req.command, dlm_core::protocol::Command::Session { .. }) {
+            // Whatever its route: its connection's close is logged.
+            self.sessions.insert(tag & !1);
+        }
+        // A request of a connection with a session keeps the session
+        // alive (a replicated deadline): through the log, even a read.
+        let read_only = matches!(
+            req.command,
+            dlm_core::protocol::Command::Get { .. } | dlm_core::protocol::Command::TestLock { .. }
+        ) && !self.sessions.contains(&(tag & !1));
+        // Every unanswered place of this connection is one of its reads:
+        // nothing it sent before is waiting for the log.
+        let only_reads = || {
+            held.iter()
+                .filter(|h| matches!(h, Held::Pending(..)))
+                .count()
+                == reading
+        };
+        let route = if read_only && !behind && only_reads() {
+            Route::Read
+        } else if reading > 0 || behind {
+            Route::Deferred
+        } else {
+            Route::Logged
+        };
+        if route == Route::Logged {
+            self.log_request(req, at, tag, ident, held)?;
+            return Ok(route);
+        }
+        self.seq += 1;
+        let queued = Queued {
+            tag,
+            seq: self.seq,
+            ident,
+            line: bare_line(req),
+            at,
+        };
+        if route == Route::Read {
+            self.reads.push(queued);
+            *self.reading.entry(tag).or_insert(0) += 1;
+        } else {
+            self.deferred.push_back(queued);
+        }
+        held.push_back(Held::Pending(self.seq, req.framing));
+        Ok(route)
+    }
+
+    /// The reads received since the last read index request, as one more:
+    /// its context; `None` if there are none, or while the last one is not
+    /// confirmed yet (one round in flight at a time: the reads that come
+    /// meanwhile share the next, instead of a heartbeat round each).
+    pub fn take_reads(&mut self) -> Option<Vec<u8>> {
+        if self.reads.is_empty() || self.read_batches.iter().any(|b| b.index.is_none()) {
+            return None;
+        }
+        self.read_ctx += 1;
+        self.read_batches.push_back(ReadBatch {
+            ctx: self.read_ctx,
+            index: None,
+            reads: std::mem::take(&mut self.reads),
+        });
+        Some(self.read_ctx.to_le_bytes().to_vec())
+    }
+
+    /// The leader confirmed read index `index` for the reads asked with
+    /// `ctx` (raft-rs's `ReadState`): they are answered once `index` is
+    /// applied.
+    pub fn read_ready(&mut self, ctx: &[u8], index: u64) {
+        let Some(ctx) = ctx.try_into().ok().map(u64::from_le_bytes) else {
+            return;
+        };
+        if let Some(b) = self.read_batches.iter_mut().find(|b| b.ctx == ctx) {
+            b.index = Some(index);
+        }
+    }
+
+    /// Whether requests held back behind reads can go to the log now (the
+    /// loop then runs its next turn at once).
+    pub fn has_released(&self) -> bool {
+        self.deferred
+            .iter()
+            .any(|d| !self.reading.contains_key(&d.tag))
+    }
+
+    /// Whether reads wait for their index to be confirmed or applied.
+    pub fn reads_waiting(&self) -> bool {
+        !self.read_batches.is_empty()
+    }
+
+    /// The reads that can be answered now that `applied` is applied; the
+    /// caller answers them and then calls [`read_done`](Self::read_done)
+    /// for each.
+    pub(crate) fn ready_reads(&mut self, applied: u64) -> Vec<Queued> {
+        let mut out = Vec::new();
+        self.read_batches.retain_mut(|b| {
+            if b.index.is_some_and(|i| i <= applied) {
+                out.append(&mut b.reads);
+                false
+            } else {
+                true
+            }
+        });
+        out
+    }
+
+    /// A read of the connection with waiter tag `tag` was answered.
+    pub(crate) fn read_done(&mut self, tag: u64) {
+        if let Some(n) = self.reading.get_mut(&tag) {
+            *n -= 1;
+            if *n == 0 {
+                self.reading.remove(&tag);
+            }
         }
     }
 
@@ -225,16 +425,10 @@ impl Replica {
         if !self.serving {
             return Err("not the leader");
         }
-        // The request without `Name`/`Identity`: no secret enters the log.
-        let mut line = Vec::with_capacity(96);
-        let bare = Request {
-            framing: Framing::Plain,
-            command: req.command,
-            credentials: None,
-            request_id: req.request_id,
-        };
-        // Writing to a Vec cannot fail.
-        let _ = bare.write(&mut line);
+        let line = bare_line(req);
+        if matches!(req.command, dlm_core::protocol::Command::Session { .. }) {
+            self.sessions.insert(tag & !1);
+        }
         self.seq += 1;
         self.batch.push(&Logged {
             node: self.node,
@@ -301,6 +495,16 @@ impl Replica {
         self.outbox.push_back(Change::Cancel(w.get()));
     }
 
+    /// Connection `conn` closed: its session ends, through the log. (A
+    /// member that is not the leader has no client connections; if the
+    /// leadership is lost before this is proposed, the session ends by its
+    /// TTL instead.)
+    pub(crate) fn end_session(&mut self, conn: dlm_core::engine::ConnId) {
+        if self.sessions.remove(&conn.0) && self.serving {
+            self.outbox.push_back(Change::SessionEnd(conn.0));
+        }
+    }
+
     /// A grant could not be delivered, through the log.
     pub(crate) fn orphaned(&mut self, name: String, token: dlm_core::protocol::Token) {
         self.outbox.push_back(Change::Orphaned(name, token.0));
@@ -310,6 +514,26 @@ impl Replica {
     /// changes first (a cancel must not wait behind a request that would
     /// queue again).
     pub fn take_proposals(&mut self, stamp: u64) -> Vec<Vec<u8>> {
+        // Requests held back behind reads now answered join this turn's
+        // entry (a connection's stay in order: while one of its requests
+        // is held back, so are its later ones).
+        if !self.deferred.is_empty() {
+            let reading = &self.reading;
+            let (go, stay): (VecDeque<Queued>, VecDeque<Queued>) = self
+                .deferred
+                .drain(..)
+                .partition(|d| !reading.contains_key(&d.tag));
+            self.deferred = stay;
+            for d in go {
+                self.batch.push(&Logged {
+                    node: self.node,
+                    tag: d.tag,
+                    seq: d.seq,
+                    ident: d.ident,
+                    line: &d.line,
+                });
+            }
+        }
         let mut out = Vec::new();
         for c in self.outbox.drain(..) {
             out.push(match c {
@@ -317,6 +541,7 @@ impl Replica {
                 Change::Orphaned(name, token) => {
                     entry::encode(stamp, &Entry::Orphaned { name: &name, token })
                 }
+                Change::SessionEnd(conn) => entry::encode(stamp, &Entry::SessionEnd { conn }),
             });
         }
         if !self.batch.is_empty() {
@@ -330,12 +555,35 @@ impl Replica {
         !self.outbox.is_empty() || !self.batch.is_empty()
     }
 
-    /// Drops what was not proposed (leadership lost).
+    /// Drops what was not proposed and the reads not answered (leadership
+    /// lost: the connections that wait for them close).
     pub fn discard(&mut self) {
         self.outbox.clear();
+        // Their sessions end by their TTL now.
+        self.sessions.clear();
         self.logged_at.clear();
         let _ = self.batch.take(0);
+        self.reads.clear();
+        self.read_batches.clear();
+        self.reading.clear();
+        self.deferred.clear();
     }
+}
+
+/// `req` as the log (or a read) keeps it: without `Name`/`Identity`, so no
+/// secret enters the log.
+fn bare_line(req: &Request<'_>) -> Vec<u8> {
+    let mut line = Vec::with_capacity(96);
+    let bare = Request {
+        framing: Framing::Plain,
+        command: req.command,
+        credentials: None,
+        request_id: req.request_id,
+        session: req.session,
+    };
+    // Writing to a Vec cannot fail.
+    let _ = bare.write(&mut line);
+    line
 }
 
 #[cfg(test)]
@@ -376,6 +624,68 @@ mod tests {
         log(&mut r, "d", 40, &mut held);
         r.discard();
         assert_eq!(r.applied(4), None);
+    }
+
+    #[test]
+    fn reads_go_by_read_index_and_a_connections_order_is_kept() {
+        let mut r = Replica::new(1);
+        r.serving = true;
+        let c = Client::new("t");
+        let get = c.get("k");
+        let put = c.put("k", Ttl::from_secs(1), "v", None);
+        let (a, b) = (10, 20);
+        let (mut held_a, mut held_b) = (VecDeque::new(), VecDeque::new());
+        let at = Duration::ZERO;
+        // Nothing pending on its connection: a read by read index.
+        assert_eq!(r.submit(&get, at, a, 0, &mut held_a), Ok(Route::Read));
+        // Behind a read: a write waits, and so does what follows it.
+        assert_eq!(r.submit(&put, at, a, 0, &mut held_a), Ok(Route::Deferred));
+        assert_eq!(r.submit(&get, at, a, 0, &mut held_a), Ok(Route::Deferred));
+        // Another connection is not held back; its read behind its own
+        // logged write goes through the log.
+        assert_eq!(r.submit(&put, at, b, 0, &mut held_b), Ok(Route::Logged));
+        assert_eq!(r.submit(&get, at, b, 0, &mut held_b), Ok(Route::Logged));
+        assert!(!r.has_released());
+        // One read index for the turn's reads; none more while it is out.
+        let ctx = r.take_reads().expect("a read index for the read");
+        assert_eq!(r.take_proposals(0).len(), 1, "b's requests, not a's");
+        assert_eq!(
+            r.submit(&get, at, b + 1, 0, &mut VecDeque::new()),
+            Ok(Route::Read)
+        );
+        assert_eq!(r.take_reads(), None, "one round in flight");
+        // Confirmed at index 7: answered once 7 is applied.
+        r.read_ready(&ctx, 7);
+        assert!(r.ready_reads(6).is_empty());
+        let ready = r.ready_reads(7);
+        assert_eq!(ready.len(), 1);
+        assert!(r.take_reads().is_some(), "the next round");
+        r.read_done(ready[0].tag);
+        // a's held-back requests go to the log now, in order.
+        assert!(r.has_released());
+        let proposals = r.take_proposals(0);
+        assert_eq!(proposals.len(), 1);
+        let Ok(entry::Stamped {
+            entry: Entry::Requests(reqs),
+            ..
+        }) = entry::decode(&proposals[0])
+        else {
+            panic!("a request entry");
+        };
+        let seqs: Vec<u64> = reqs.iter().map(|q| q.seq).collect();
+        assert_eq!(seqs, [2, 3]);
+        // A connection with a session: its requests keep the session
+        // alive (replicated), so even its reads go through the log.
+        let s = 30;
+        let mut held_s = VecDeque::new();
+        let session = c.session(Ttl::from_secs(5));
+        assert_eq!(r.submit(&session, at, s, 0, &mut held_s), Ok(Route::Logged));
+        let _ = r.take_proposals(0);
+        held_s.clear();
+        assert_eq!(r.submit(&get, at, s, 0, &mut held_s), Ok(Route::Logged));
+        // Leadership lost: every read and held-back request is dropped.
+        r.discard();
+        assert!(!r.reads_waiting());
     }
 
     #[test]

@@ -76,6 +76,13 @@ pub const MAX_CLOCK_STEP: Duration = TICK;
 /// request keeps all of it through them.
 pub const CLOCK_JUMP_SLACK: Duration = MAX_CLOCK_STEP.saturating_mul(10);
 
+/// The deadline slack a new cluster writes into its first entry (every
+/// member then runs that value, whatever its build): 1 ms for the leader's
+/// clock truncating to milliseconds, and [`CLOCK_JUMP_SLACK`].
+pub fn deadline_slack_ms() -> u64 {
+    1 + u64::try_from(CLOCK_JUMP_SLACK.as_millis()).unwrap_or(0)
+}
+
 /// Leader-stamped time: the cluster's clock exists only as entry stamps.
 /// A new leader continues from the last stamp it applied, so the time of an
 /// election is never counted against anyone's TTL. It follows the leader's
@@ -472,6 +479,9 @@ impl Member {
             return;
         }
         let stamp = self.stamp(host);
+        // This turn's reads first, as one read index request (the index is
+        // this leader's commit index now, before this turn's proposals).
+        self.ask_reads(host);
         let Some(replica) = host.replica_mut() else {
             return;
         };
@@ -493,6 +503,21 @@ impl Member {
                 self.advance_pending = true;
             }
         }
+    }
+
+    /// Asks one read index for the reads waiting (the leader only; see
+    /// [`Replica::take_reads`](super::Replica::take_reads)); whether it
+    /// did. raft-rs ignores a read index until the leader has committed an
+    /// entry of its term: until then they wait.
+    fn ask_reads(&mut self, host: &mut Host) -> bool {
+        if !self.is_leader() || !self.raw.raft.commit_to_current_term() {
+            return false;
+        }
+        let Some(ctx) = host.replica_mut().and_then(super::Replica::take_reads) else {
+            return false;
+        };
+        self.raw.read_index(ctx);
+        true
     }
 
     /// Starts the membership changes and transfers clients asked for (the
@@ -607,11 +632,19 @@ impl Member {
     /// memory here), committed entries applied to `host`. Returns a change
     /// of role, if any, after applying (the caller closes connections on
     /// a lost leadership).
+    ///
+    /// When this turn's write must be synced to disk, the messages raft-rs
+    /// allows to go before it (a leader's appends, heartbeats, a
+    /// follower's answers to heartbeats) are handed to `send_now` first,
+    /// to be on the wire during the fsync: followers persist while the
+    /// leader does (as etcd does), and a read index round is not held
+    /// behind a member's fsync.
     pub fn drive(
         &mut self,
         host: &mut Host,
         peers: &dyn Peers,
         out: &mut Outbound,
+        send_now: &mut dyn FnMut(Vec<Message>),
     ) -> io::Result<Option<RoleChange>> {
         let change = self.role_change(host);
         if !self.raw.has_ready() {
@@ -619,7 +652,18 @@ impl Member {
         }
         let mut rd = self.raw.ready();
         // Messages first: followers persist while this member does.
-        out.messages.extend(rd.take_messages());
+        if rd.must_sync() && self.raw.store().is_durable() {
+            send_now(rd.take_messages());
+        } else {
+            out.messages.extend(rd.take_messages());
+        }
+        // Read indexes the leader confirmed (a quorum heard from since the
+        // reads were asked): they are answered once applied, below.
+        if let Some(replica) = host.replica_mut() {
+            for rs in rd.take_read_states() {
+                replica.read_ready(&rs.request_ctx, rs.index);
+            }
+        }
         if !rd.snapshot().is_empty() {
             self.install(host, rd.snapshot().clone())?;
         }
@@ -642,9 +686,15 @@ impl Member {
         out.messages.extend(light.take_messages());
         self.apply(host, peers, light.take_committed_entries())?;
         self.raw.advance_apply();
+        host.answer_reads(self.raw.raft.raft_log.applied);
         self.maybe_snapshot(host)?;
         let change = change.or_else(|| self.role_change(host));
         self.update_status(host);
+        if change.is_none() && self.ask_reads(host) {
+            // Reads that came while the last read index was in flight:
+            // their round starts now, not on the next event.
+            return self.drive(host, peers, out, send_now);
+        }
         Ok(change)
     }
 

@@ -10,6 +10,9 @@
 //!
 //! Frame: `len u32 | kind u8 | body` (little-endian), `len` counting kind
 //! and body, at most [`MAX_FRAME`].
+//!
+//! With peer TLS (`--peer-tls-*`) the same frames travel inside mutual
+//! TLS; a member that speaks the other way is refused before any frame.
 
 use std::fmt;
 
@@ -62,7 +65,24 @@ pub enum Frame<'a> {
     },
     /// The receiving member was removed from the cluster: it stops.
     Goodbye,
+    /// What the leader must know of a relayed client before its first
+    /// bytes: sent first, only for a client that came over TLS or over a
+    /// plaintext port that refuses identities.
+    Session {
+        /// The session.
+        session: u64,
+        /// Requests carrying an identity are refused (a plaintext
+        /// client with `--require-tls-for-identities`).
+        identities_refused: bool,
+        /// The identity its client certificate stands for (at most
+        /// [`MAX_IDENTITY`] bytes), or empty.
+        cert_identity: &'a [u8],
+    },
 }
+
+/// The longest certificate identity a `Session` frame may carry (an
+/// identity name's limit).
+pub const MAX_IDENTITY: usize = 255;
 
 mod kind {
     pub(super) const HELLO: u8 = 1;
@@ -72,6 +92,7 @@ mod kind {
     pub(super) const REPLY: u8 = 5;
     pub(super) const CLOSE: u8 = 6;
     pub(super) const GOODBYE: u8 = 7;
+    pub(super) const SESSION: u8 = 8;
 }
 
 /// Why a peer's bytes were refused.
@@ -130,6 +151,16 @@ pub fn encode(out: &mut Vec<u8>, frame: Frame<'_>) {
             out.extend_from_slice(&session.to_le_bytes());
         }
         Frame::Goodbye => out.push(kind::GOODBYE),
+        Frame::Session {
+            session,
+            identities_refused,
+            cert_identity,
+        } => {
+            out.push(kind::SESSION);
+            out.extend_from_slice(&session.to_le_bytes());
+            out.push(u8::from(identities_refused));
+            out.extend_from_slice(&cert_identity[..cert_identity.len().min(MAX_IDENTITY)]);
+        }
     }
     let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
@@ -166,6 +197,15 @@ fn decode(body: &[u8]) -> Result<Frame<'_>, BadFrame> {
             session: session()?,
         },
         kind::GOODBYE if rest.is_empty() => Frame::Goodbye,
+        kind::SESSION if (9..=9 + MAX_IDENTITY).contains(&rest.len()) => Frame::Session {
+            session: session()?,
+            identities_refused: match rest[8] {
+                0 => false,
+                1 => true,
+                _ => return Err(BadFrame::Malformed("session flags")),
+            },
+            cert_identity: &rest[9..],
+        },
         _ => return Err(BadFrame::Malformed("unknown kind or size")),
     })
 }
@@ -253,6 +293,16 @@ mod tests {
             },
             Frame::Close { session: 1 << 40 },
             Frame::Goodbye,
+            Frame::Session {
+                session: 4,
+                identities_refused: false,
+                cert_identity: b"alice",
+            },
+            Frame::Session {
+                session: 5,
+                identities_refused: true,
+                cert_identity: b"",
+            },
         ];
         let mut wire = Vec::new();
         for f in frames {
@@ -292,6 +342,10 @@ mod tests {
         wire.extend_from_slice(&long);
         let mut r = FrameReader::default();
         r.push(&wire);
+        assert!(matches!(r.next_frame(), Err(BadFrame::Malformed(_))));
+        // A session frame with unknown flags.
+        let mut r = FrameReader::default();
+        r.push(&[10, 0, 0, 0, kind::SESSION, 1, 0, 0, 0, 0, 0, 0, 0, 2]);
         assert!(matches!(r.next_frame(), Err(BadFrame::Malformed(_))));
     }
 }

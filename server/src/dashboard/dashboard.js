@@ -146,6 +146,39 @@ async function poll() {
 
 function secs(v) { return v === undefined ? "–" : `${v.toFixed(1)} s`; }
 
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const v of cells) {
+    const td = document.createElement("td");
+    td.textContent = v; // text, never markup
+    tr.append(td);
+  }
+  return tr;
+}
+
+// One row per hold: an exclusive lock's holder, or each holder of a
+// semaphore or read/write lock (the name, waiters and kind on its first).
+function lockRows(l) {
+  if (l.Kind !== "semaphore" && l.Kind !== "rwlock") {
+    return [row([l.FileName, l.ID, String(l.Token), secs(l.Held), secs(l.Expire), String(l.Waiters), "lock"])];
+  }
+  const kind = (h) => l.Kind === "semaphore"
+    ? `semaphore ${l.Holds}/${l.Permits}`
+    : `rwlock ${h && h.Mode === "Write" ? "write" : "read"}`;
+  const holders = l.Holders || [];
+  if (holders.length === 0) {
+    return [row([l.FileName, "–", "–", "–", "–", String(l.Waiters), l.Kind === "semaphore" ? kind() : "rwlock"])];
+  }
+  const rows = holders.map((h, i) => row([
+    i === 0 ? l.FileName : "", h.ID, String(h.Token), secs(h.Held), secs(h.Expire),
+    i === 0 ? String(l.Waiters) : "", kind(h),
+  ]));
+  if (l.Holds > holders.length) {
+    rows.push(row(["", `… ${l.Holds - holders.length} more holds`, "", "", "", "", ""]));
+  }
+  return rows;
+}
+
 async function locks() {
   const msg = document.getElementById("admin-message");
   const table = document.getElementById("locks");
@@ -167,19 +200,11 @@ async function locks() {
   if (!r.ok) { msg.textContent = `Error ${r.status}`; return; }
   msg.textContent = "";
   msg.dataset.refused = "false";
-  const rows = body.Table.Locks.map((l) => {
-    const tr = document.createElement("tr");
-    for (const v of [l.FileName, l.ID, String(l.Token), secs(l.Held), secs(l.Expire), String(l.Waiters)]) {
-      const td = document.createElement("td");
-      td.textContent = v; // text, never markup
-      tr.append(td);
-    }
-    return tr;
-  });
+  const rows = body.Table.Locks.flatMap(lockRows);
   table.tBodies[0].replaceChildren(...rows);
   table.hidden = false;
   document.getElementById("locks-count").textContent =
-    `${body.Table.Count} lock(s)${body.Table.More ? " (first " + rows.length + " shown: narrow the prefix)" : ""}`;
+    `${body.Table.Count} lock(s)${body.Table.More ? " (first " + body.Table.Locks.length + " shown: narrow the prefix)" : ""}`;
   const members = document.getElementById("members");
   const last = samples[samples.length - 1];
   const leader = last && last.Cluster ? last.Cluster.Leader : 0;

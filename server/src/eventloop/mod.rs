@@ -22,7 +22,9 @@
 //! Every rule about connections (limits, timeouts, answer order, memory)
 //! is the host's; this file only owns sockets, readiness and the clock.
 
+mod clock;
 mod cluster;
+mod peer_io;
 
 use std::io::{self, Read as _, Write as _};
 use std::path::PathBuf;
@@ -199,7 +201,8 @@ pub(crate) struct EventLoop {
     dirty: Vec<usize>,
     identity_dir: Option<PathBuf>,
     max_data_default: usize,
-    start: Instant,
+    /// The host's time (see [`clock`]).
+    clock: clock::HostClock,
     busy_poll: Duration,
     stats_every: Duration,
     next_stats: Instant,
@@ -336,6 +339,8 @@ impl EventLoop {
             hash_key: random_key(),
             first_token: token_floor(),
             truncating_clock: true,
+            clock_jump_slack: clock::JUMP_SLACK,
+            watch: settings.watch,
         };
         let mut engine = Engine::new(Host::engine_config(&config));
         let max_data_default = settings.limits.max_data_anonymous;
@@ -345,6 +350,7 @@ impl EventLoop {
             first_token: config.first_token,
             limits: config.limits,
             memory_budget: config.memory_budget as u64,
+            deadline_slack_ms: crate::cluster::node::deadline_slack_ms(),
         };
         let identities = match &settings.identity_dir {
             Some(dir) => {
@@ -368,6 +374,15 @@ impl EventLoop {
             commands: tx,
         };
         let mut host = Host::new(config, engine, identities);
+        // Connections are named by slot and generation in the replicated
+        // sessions: start the generations where a restarted member's
+        // earlier run did not leave them (the low bits of the wall clock).
+        #[allow(clippy::cast_possible_truncation)]
+        host.seed_generations(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u32),
+        );
         let cluster = match &settings.cluster {
             None => None,
             Some(cs) => {
@@ -420,7 +435,19 @@ impl EventLoop {
                     None => Some(client_addr.to_string()),
                 };
                 member.set_client(cs.node, advertise);
-                let mut c = cluster::Cluster::new(member, peer_listener)?;
+                if let Some(t) = &cs.peer_tls {
+                    info!(
+                        cert = %t.cert.display(),
+                        ca = %t.ca.display(),
+                        "mutual TLS between members"
+                    );
+                }
+                let mut c = cluster::Cluster::new(
+                    member,
+                    peer_listener,
+                    cs.peer_tls.as_ref(),
+                    settings.idle_timeout,
+                )?;
                 c.data_dir.clone_from(&cs.data_dir);
                 Some(c)
             }
@@ -438,7 +465,7 @@ impl EventLoop {
                 dirty: Vec::new(),
                 identity_dir: settings.identity_dir.clone(),
                 max_data_default,
-                start: Instant::now(),
+                clock: clock::HostClock::new(),
                 busy_poll: settings.busy_poll,
                 stats_every: settings.stats_interval,
                 next_stats: Instant::now() + settings.stats_interval,
@@ -533,6 +560,7 @@ impl EventLoop {
             }
         }
         let timings = *engine.timings();
+        let holds = crate::metrics::Holds::of(engine);
         let cluster = self.cluster.as_ref().map(|c| {
             let member = &c.member;
             let (commit, applied) = member.indexes();
@@ -557,6 +585,7 @@ impl EventLoop {
                     .map(|(id, a)| (*id, a.to_string()))
                     .collect(),
                 behind,
+                refused_peers: c.refused_peers,
             }
         });
         m.shared.publish(crate::metrics::Snapshot {
@@ -570,6 +599,7 @@ impl EventLoop {
             latency: m.latency,
             ready,
             cluster,
+            holds,
         });
     }
 
@@ -631,7 +661,7 @@ impl EventLoop {
 
     /// The host's time.
     fn now(&self) -> Duration {
-        self.start.elapsed()
+        self.clock.now()
     }
 
     /// Runs until a [`Control::Shutdown`], then answers what was received
@@ -771,14 +801,32 @@ impl EventLoop {
     fn timeout(&self, shutdown_at: Option<Instant>) -> Duration {
         let now = Instant::now();
         let mut at = self.next_stats;
-        if let Some(next) = self.host.next_deadline() {
-            at = at.min(self.start + next);
+        let due = self.host.next_deadline();
+        // While anything is due, wake often enough that the clock may
+        // bound each reading's step (see `clock`).
+        if let Some(most) = self.clock.before_sleep(due.is_some()) {
+            at = at.min(now + most);
+        }
+        if let Some(next) = due {
+            at = at.min(self.clock.instant_of(next));
         }
         for t in [self.accept_retry, shutdown_at].into_iter().flatten() {
             at = at.min(t);
         }
         if let Some(c) = &self.cluster {
             at = at.min(c.next_wake());
+        }
+        if self.feeding() {
+            // A relayed session's requests left from the last turn.
+            at = now;
+        }
+        if self
+            .host
+            .replica()
+            .is_some_and(crate::cluster::Replica::has_released)
+        {
+            // Requests held back behind reads now answered: to the log.
+            at = now;
         }
         if let Some(m) = &self.metrics {
             at = at.min(m.next);
@@ -836,7 +884,9 @@ impl EventLoop {
         tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     ) {
         // A follower relays its clients to the leader.
-        let Some(mut stream) = self.relay_if_following(stream) else {
+        let identities_refused = tls.is_none() && self.require_tls_for_identities;
+        let Some(mut stream) = self.relay_if_following(stream, tls.as_ref(), identities_refused)
+        else {
             return;
         };
         let now = self.now();
@@ -1137,6 +1187,9 @@ impl EventLoop {
     }
 
     fn reload_tls(&mut self) {
+        if let Some(c) = &mut self.cluster {
+            c.reload_peer_tls();
+        }
         let Some(settings) = &self.tls_settings else {
             return;
         };
@@ -1157,6 +1210,37 @@ impl EventLoop {
     fn readable_tls(&mut self, slot: usize, hung_up: bool) {
         let now = self.now();
         self.host.resume(slot, now, &self.sockets);
+        // What a relayed client sent (decrypted) before this member led
+        // and took its connection comes first.
+        loop {
+            let Some(sock) = self.sockets.get_mut(slot) else {
+                return;
+            };
+            if sock.replay.is_empty() && !sock.replay_eof {
+                break;
+            }
+            let Some(space) = self.host.read_space(slot) else {
+                if hung_up {
+                    self.host.hung_up(slot);
+                }
+                return;
+            };
+            let n = space.len().min(sock.replay.len());
+            space[..n].copy_from_slice(&sock.replay[..n]);
+            sock.replay.drain(..n);
+            let ended = sock.replay.is_empty() && sock.replay_eof;
+            if sock.replay.is_empty() {
+                sock.replay = Vec::new();
+                sock.replay_eof = false;
+            }
+            if n > 0 {
+                self.host.received(slot, n, now, &self.sockets);
+            }
+            if ended {
+                self.host.closed_by_peer(slot, now, &self.sockets);
+                return;
+            }
+        }
         if let Some(sock) = self.sockets.get_mut(slot)
             && sock.fresh
         {
@@ -1174,6 +1258,7 @@ impl EventLoop {
                 Err(_) => {}
             }
         }
+        let mut drained = false;
         loop {
             // What rustls decrypted goes to the host first.
             let mut ended = false;
@@ -1200,7 +1285,7 @@ impl EventLoop {
                 self.host.closed_by_peer(slot, now, &self.sockets);
                 break;
             }
-            if paused {
+            if paused || drained {
                 break;
             }
             let Some(sock) = self.sockets.get_mut(slot) else {
@@ -1212,9 +1297,17 @@ impl EventLoop {
             if tls.eof {
                 break;
             }
-            match tls.conn.read_tls(&mut sock.stream) {
+            let mut stream = ShortRead {
+                inner: &mut sock.stream,
+                short: false,
+            };
+            match tls.conn.read_tls(&mut stream) {
                 Ok(0) => tls.eof = true,
-                Ok(_) => {}
+                // Less than rustls had room for: the socket is drained, and
+                // edge-triggered epoll says when more arrives (reading on
+                // would cost a system call that finds nothing, as on the
+                // plaintext path).
+                Ok(_) => drained = stream.short,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -1370,6 +1463,21 @@ impl EventLoop {
                 info!(target: "dlm::stats", "{body}");
             }
         }
+    }
+}
+
+/// A socket read that tells whether it filled the buffer it was given: a
+/// short read of a stream socket means nothing more was waiting.
+struct ShortRead<'s> {
+    inner: &'s mut TcpStream,
+    short: bool,
+}
+
+impl io::Read for ShortRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
     }
 }
 
