@@ -196,7 +196,7 @@ pub fn random_id() -> Result<String> {
 }
 
 /// One connection: a socket and its read buffer.
-struct Conn {
+pub(crate) struct Conn {
     reader: BufReader<crate::tls::Stream>,
     line: Vec<u8>,
     out: Vec<u8>,
@@ -256,6 +256,9 @@ pub(crate) struct CallOptions<'c> {
     /// The release of a held lock's grant: sent with that grant's request
     /// ID ([`Failover::start_release`]).
     pub(crate) release: bool,
+    /// Keep the connection for the caller instead of pooling it (a
+    /// session's: see [`Shared::call_keep`]).
+    pub(crate) keep: bool,
 }
 
 /// What a call's reader made of an answer line.
@@ -274,7 +277,7 @@ pub(crate) struct Shared {
     /// The clock every lease and call of this client reads.
     pub(crate) clock: MonotonicClock,
     connect_timeout: Duration,
-    io_timeout: Duration,
+    pub(crate) io_timeout: Duration,
     max_idle: usize,
     /// Which server, when to move on, what to resend (held only around
     /// its own calls, never across I/O).
@@ -457,6 +460,13 @@ impl Client {
         LockBuilder::new(self, name)
     }
 
+    /// Starts a request for every one of `names` at once, all or none,
+    /// without deadlock (at most 16 distinct names); see
+    /// [`crate::LockAllBuilder`].
+    pub fn lock_all(&self, names: &[&str]) -> crate::LockAllBuilder<'_> {
+        crate::LockAllBuilder::new(self, names)
+    }
+
     /// Starts a request for one permit of the counting semaphore `name` of
     /// `permits` permits. Every acquisition is a hold of its own with its
     /// own fencing token (the same owner may hold several), extended and
@@ -546,10 +556,33 @@ impl Client {
         ttl: Duration,
         revision: Option<Revision>,
     ) -> Result<Revision> {
+        self.put_full(name, value, ttl, revision, &crate::Readers::Owner)
+    }
+
+    /// Starts a `Put` with options: who else may read the value
+    /// ([`PutBuilder::readers`](crate::PutBuilder::readers)), its TTL,
+    /// compare-and-set. `client.put_with("cfg", b"v").readers(Readers::Any).send()`.
+    pub fn put_with<'c, 'v>(&'c self, name: &str, value: &'v [u8]) -> crate::PutBuilder<'c, 'v> {
+        crate::PutBuilder::new(self, name, value)
+    }
+
+    pub(crate) fn put_full(
+        &self,
+        name: &str,
+        value: &[u8],
+        ttl: Duration,
+        revision: Option<Revision>,
+        readers: &crate::Readers,
+    ) -> Result<Revision> {
         check_name(name)?;
         let ttl = check_ttl(ttl)?;
+        let joined = readers.joined()?;
+        let readers = readers.wire(joined.as_deref())?;
         let encoded = self.shared.encoder.encode(name, value)?;
-        let req = self.shared.core().put(name, ttl, &encoded, revision);
+        let req = self
+            .shared
+            .core()
+            .put_shared(name, ttl, &encoded, revision, readers);
         self.shared.call(&req, CallOptions::default(), |r| {
             let stored = answer::stored(r, revision.is_some())?;
             Ok(stored.revision.unwrap_or(Revision(0)))
@@ -557,7 +590,11 @@ impl Client {
     }
 
     /// Reads `name`: its value (decoded), revision and remaining TTL, or
-    /// `None` if there is no such entry.
+    /// `None` if there is no such entry. The value is this client's own,
+    /// or another owner's that was shared with it
+    /// ([`Readers`](crate::Readers)); [`Value::owner`] says whose.
+    /// Another owner's value that is not shared with it is
+    /// [`Error::NotOwner`].
     pub fn get(&self, name: &str) -> Result<Option<Value>> {
         check_name(name)?;
         let req = self.shared.core().get(name);
@@ -567,16 +604,18 @@ impl Client {
                     f.data.to_owned(),
                     f.revision.unwrap_or(Revision(0)),
                     f.ttl.unwrap_or(Ttl::ZERO),
+                    f.owner.map(str::to_owned),
                 )
             }))
         })?;
-        let Some((stored, revision, ttl)) = fetched else {
+        let Some((stored, revision, ttl, owner)) = fetched else {
             return Ok(None);
         };
         Ok(Some(Value {
             data: self.shared.encoder.decode(name, &stored)?,
             revision,
             ttl: ttl.into(),
+            owner,
         }))
     }
 
@@ -629,6 +668,9 @@ pub struct Value {
     /// Its remaining time to live when the server answered (zero if the
     /// server did not say: JackrabbitDLM).
     pub ttl: Duration,
+    /// Its owner's ID, if the server said: this client's own, or that of
+    /// the owner who shared it.
+    pub owner: Option<String>,
 }
 
 pub(crate) fn check_name(name: &str) -> Result<()> {
@@ -689,6 +731,17 @@ impl Shared {
             }
         }
         Err(last.unwrap_or_else(|| io::Error::other(format!("{addr} resolves to nothing"))))
+    }
+
+    /// A connection of its own to `addr` (a watch's), outside the pool.
+    pub(crate) fn open_dedicated(&self, addr: &str) -> io::Result<BufReader<crate::tls::Stream>> {
+        self.open(addr, Ttl::from(self.connect_timeout), 0)
+            .map(|c| c.reader)
+    }
+
+    /// How long a call may wait for its answer.
+    pub(crate) fn io_timeout(&self) -> Duration {
+        self.io_timeout
     }
 
     /// A pooled connection of `epoch`; those of other epochs are closed.
@@ -886,6 +939,39 @@ impl Shared {
         })
     }
 
+    /// Sends `req` through the failover like [`call`](Self::call), and
+    /// hands back the connection it was answered on, for the caller alone
+    /// (a session lives and dies with its connection).
+    pub(crate) fn call_keep<T>(
+        &self,
+        req: &Request<'_>,
+        f: impl FnOnce(&Response<'_>) -> Result<T>,
+    ) -> Result<(T, Conn)> {
+        let kept = Mutex::new(None);
+        let options = CallOptions {
+            keep: true,
+            ..CallOptions::default()
+        };
+        let mut f = Some(f);
+        let r = self.exchange_with(req, options, Some(&kept), |line| {
+            match Response::parse(line) {
+                Err(e) => Read::Done(Err(core_client::Error::from(e).into())),
+                Ok((_, r)) => match Refusal::of(&r) {
+                    Some(refusal) => Read::Refused(refusal),
+                    None => Read::Done(match f.take() {
+                        Some(f) => f(&r),
+                        None => Err(Error::Protocol("an answer read twice".into())),
+                    }),
+                },
+            }
+        })?;
+        let conn = kept
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ok_or_else(|| Error::Protocol("no connection kept".into()))?;
+        Ok((r, conn))
+    }
+
     /// Sends `req` and hands the raw answer line to `f`.
     pub(crate) fn call_raw<T>(
         &self,
@@ -909,6 +995,18 @@ impl Shared {
         &self,
         req: &Request<'_>,
         options: CallOptions<'_>,
+        read: impl FnMut(&mut [u8]) -> Read<T>,
+    ) -> Result<T> {
+        self.exchange_with(req, options, None, read)
+    }
+
+    /// [`exchange`](Self::exchange), putting the connection answered on
+    /// into `kept` if asked to keep it.
+    fn exchange_with<T>(
+        &self,
+        req: &Request<'_>,
+        options: CallOptions<'_>,
+        kept: Option<&Mutex<Option<Conn>>>,
         mut read: impl FnMut(&mut [u8]) -> Read<T>,
     ) -> Result<T> {
         let cancel = options.cancel;
@@ -953,7 +1051,9 @@ impl Shared {
                         // shut it down: once the registration is gone, a
                         // later cancel no longer reaches it.
                         drop(registration);
-                        if !cancel.is_some_and(CancelToken::is_cancelled) {
+                        if let (true, Some(kept)) = (options.keep, kept) {
+                            *kept.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+                        } else if !cancel.is_some_and(CancelToken::is_cancelled) {
                             self.checkin(conn);
                         }
                         return result;
@@ -977,6 +1077,22 @@ impl Shared {
 }
 
 impl Conn {
+    /// One request and its answer on this connection alone (no failover):
+    /// the answer line, parsed by `f`.
+    pub(crate) fn call<T>(
+        &mut self,
+        req: &Request<'_>,
+        limit: Duration,
+        f: impl FnOnce(&Response<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.round_trip(req, limit)
+            .map_err(|b| Error::Unavailable(b.into_io()))?;
+        match Response::parse(&mut self.line) {
+            Err(e) => Err(core_client::Error::from(e).into()),
+            Ok((_, r)) => f(&r),
+        }
+    }
+
     fn round_trip(&mut self, req: &Request<'_>, limit: Duration) -> Result<(), Broken> {
         self.out.clear();
         // Writing to a Vec cannot fail.

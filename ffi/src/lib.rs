@@ -43,7 +43,10 @@ mod client;
 mod encoder;
 mod error;
 mod lock;
+mod put;
+mod session;
 pub mod tls;
+mod watch;
 
 pub use cancel::CancelToken;
 pub use client::{Client, Options, ToServers, Value, random_id};
@@ -52,5 +55,10 @@ pub use dlm_core::protocol::{Framing, Revision, Token};
 pub use dlm_core::stats::{Stat, Stats};
 pub use encoder::{Encoder, SealedEncoder, TableEncoder};
 pub use error::{Error, Result};
-pub use lock::{DEFAULT_TTL, Lock, LockBuilder, LockState, LostCallback};
+pub use lock::{
+    DEFAULT_TTL, Lock, LockAllBuilder, LockBuilder, LockState, LostCallback, MultiLock,
+};
+pub use put::{DEFAULT_VALUE_TTL, PutBuilder, Readers};
+pub use session::{MAX_LOCK_DELAY, Session, SessionLock, SessionLockBuilder};
 pub use tls::{Tls, TlsFailure};
+pub use watch::{Event, Subject, Watch, WatchBuilder, What};

@@ -14,8 +14,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use dlm_core::client::{Acquire, Action, Done, Event, Lease};
-use dlm_core::protocol::{Shape, Token};
+use dlm_core::client::{Acquire, AcquireAll, Action, Done, Event, Lease};
+use dlm_core::protocol::{MAX_LOCK_ALL, Names, Shape, Token};
 use dlm_core::time::{Instant, Ttl};
 
 use crate::cancel::CancelToken;
@@ -162,31 +162,10 @@ impl<'c> LockBuilder<'c> {
                 .handle_response(shared.clock.now(), r)
                 .map_err(Error::from)
         })?;
-        let inner = Arc::new(Inner {
-            client: self.client.clone(),
-            name: self.name,
-            token: lease.token(),
-            lease: Mutex::new(lease),
-            wake: Condvar::new(),
-            stopping: AtomicBool::new(false),
-            io: Mutex::new(()),
-            on_lost: self.on_lost,
-            renewed: self.auto_renew,
-        });
-        let mut lock = Lock {
-            inner,
-            renewer: None,
-        };
+        let mut lock =
+            Lock::from_lease(self.client, self.name, lease, self.auto_renew, self.on_lost);
         if self.auto_renew {
-            match Renewer::start(&lock.inner) {
-                Ok(r) => lock.renewer = Some(r),
-                Err(e) => {
-                    // Nobody would renew it: give it back rather than let
-                    // the caller believe it is renewed.
-                    let _ = lock.release();
-                    return Err(Error::system("cannot start the lock's renewal thread", e));
-                }
-            }
+            lock.start_renewer()?;
         }
         Ok(lock)
     }
@@ -253,6 +232,7 @@ impl Inner {
             cancel: None,
             not_after: pending.deadline(),
             release: pending.action() == Action::Release,
+            keep: false,
         };
         let result = shared.call(&req, options, |r| {
             answered = true;
@@ -309,6 +289,46 @@ impl std::fmt::Debug for Lock {
 }
 
 impl Lock {
+    /// A guard for a grant the server made (`lease`), not yet renewed.
+    fn from_lease(
+        client: &Client,
+        name: String,
+        lease: Lease,
+        auto_renew: bool,
+        on_lost: Option<LostCallback>,
+    ) -> Self {
+        let inner = Arc::new(Inner {
+            client: client.clone(),
+            name,
+            token: lease.token(),
+            lease: Mutex::new(lease),
+            wake: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            io: Mutex::new(()),
+            on_lost,
+            renewed: auto_renew,
+        });
+        Self {
+            inner,
+            renewer: None,
+        }
+    }
+
+    /// Starts the renewal thread; if it cannot start, releases the lock
+    /// rather than let the caller believe it is renewed.
+    fn start_renewer(&mut self) -> Result<()> {
+        match Renewer::start(&self.inner) {
+            Ok(r) => {
+                self.renewer = Some(r);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.release();
+                Err(Error::system("cannot start the lock's renewal thread", e))
+            }
+        }
+    }
+
     /// The lock's name.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -362,6 +382,221 @@ impl Lock {
 impl Drop for Lock {
     fn drop(&mut self) {
         let _ = self.release();
+    }
+}
+
+/// A request for several locks at once, all or none:
+/// `client.lock_all(&["a", "b"]).ttl(..).wait(..).acquire()` (PROTOCOL.md
+/// section 8, "Multi-locks").
+#[must_use = "a lock request does nothing until acquire() is called"]
+pub struct LockAllBuilder<'c> {
+    client: &'c Client,
+    names: Vec<String>,
+    ttl: Duration,
+    wait: Option<Duration>,
+    auto_renew: bool,
+    on_lost: Option<LostCallback>,
+    cancel: Option<CancelToken>,
+}
+
+impl<'c> LockAllBuilder<'c> {
+    pub(crate) fn new(client: &'c Client, names: &[&str]) -> Self {
+        Self {
+            client,
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            ttl: DEFAULT_TTL,
+            wait: None,
+            auto_renew: false,
+            on_lost: None,
+            cancel: None,
+        }
+    }
+
+    /// How long the server keeps every lock unless extended (default 30 s).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Queue in the server for up to `wait` if any of the names is held or
+    /// awaited: in every name's queue at once, granted all together when
+    /// first in line on each. Without it, one attempt.
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = (!wait.is_zero()).then_some(wait);
+        self
+    }
+
+    /// Extend every lock in the background, as
+    /// [`LockBuilder::auto_renew`] does for one (one renewal thread per
+    /// name).
+    pub fn auto_renew(mut self, on: bool) -> Self {
+        self.auto_renew = on;
+        self
+    }
+
+    /// Runs `f` once if any of the locks is found lost.
+    pub fn on_lost(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_lost = Some(Arc::new(f));
+        self
+    }
+
+    /// Lets another thread abort a waiting acquire with `token.cancel()`.
+    pub fn cancel(mut self, token: &CancelToken) -> Self {
+        self.cancel = Some(token.clone());
+        self
+    }
+
+    /// Takes every lock, or none. Fails with [`Error::InvalidArgument`]
+    /// for no names, more than [`MAX_LOCK_ALL`], or a name twice;
+    /// [`Error::NotOwner`] if one of them is held or awaited (or already
+    /// held by this client) and no wait was asked for; [`Error::Mismatch`]
+    /// if one is a semaphore or read/write lock; [`Error::Timeout`] if the
+    /// wait ran out; [`Error::Cancelled`] if cancelled;
+    /// [`Error::BadRequest`] from a server without multi-locks
+    /// (JackrabbitDLM).
+    pub fn acquire(self) -> Result<MultiLock> {
+        if self.names.is_empty() {
+            return Err(Error::InvalidArgument("lock_all needs at least one name"));
+        }
+        if self.names.len() > MAX_LOCK_ALL {
+            return Err(Error::InvalidArgument("lock_all takes at most 16 names"));
+        }
+        for (i, name) in self.names.iter().enumerate() {
+            check_name(name)?;
+            if self.names[..i].contains(name) {
+                return Err(Error::InvalidArgument("lock_all names a lock twice"));
+            }
+        }
+        let ttl = check_ttl(self.ttl)?;
+        let shared = &self.client.shared;
+        let refs: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let list = Names::new(&refs).ok_or(Error::InvalidArgument("too many names"))?;
+        let acquire = AcquireAll::new(
+            ttl,
+            self.wait.map(Ttl::from),
+            self.auto_renew,
+            shared.clock.now(),
+        );
+        let req = acquire.request(&shared.core(), list);
+        let options = CallOptions {
+            cancel: self.cancel.as_ref(),
+            ..CallOptions::default()
+        };
+        let leases: Vec<Lease> = shared.call(&req, options, |r| {
+            acquire
+                .handle_response(shared.clock.now(), r, refs.len())
+                .map(|g| g.leases().collect())
+                .map_err(Error::from)
+        })?;
+        // One callback for the set, run once.
+        let on_lost = self.on_lost.map(|f| {
+            let ran = Arc::new(AtomicBool::new(false));
+            let once: LostCallback = Arc::new(move || {
+                if !ran.swap(true, Ordering::SeqCst) {
+                    f();
+                }
+            });
+            once
+        });
+        let mut locks: Vec<Lock> = self
+            .names
+            .into_iter()
+            .zip(leases)
+            .map(|(name, lease)| {
+                Lock::from_lease(self.client, name, lease, self.auto_renew, on_lost.clone())
+            })
+            .collect();
+        if self.auto_renew {
+            for lock in &mut locks {
+                // On failure, the others are released as `locks` drops.
+                lock.start_renewer()?;
+            }
+        }
+        Ok(MultiLock { locks })
+    }
+}
+
+/// Several locks held together (from [`Client::lock_all`]): each an
+/// ordinary lock with its own fencing token, extended and released
+/// together. Dropping it releases every one (best effort);
+/// [`MultiLock::unlock`] releases them and reports the outcome.
+#[must_use = "dropping a MultiLock releases its locks at once"]
+#[derive(Debug)]
+pub struct MultiLock {
+    locks: Vec<Lock>,
+}
+
+impl MultiLock {
+    /// The locks, in the order their names were given.
+    pub fn locks(&self) -> &[Lock] {
+        &self.locks
+    }
+
+    /// The names, in the order given.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.locks.iter().map(Lock::name)
+    }
+
+    /// The fencing token of each name, in the order given: pass each to
+    /// what its name protects.
+    pub fn tokens(&self) -> Vec<Option<Token>> {
+        self.locks.iter().map(Lock::token).collect()
+    }
+
+    /// The fencing token of `name`, if it is one of the set.
+    pub fn token(&self, name: &str) -> Option<Token> {
+        self.locks
+            .iter()
+            .find(|l| l.name() == name)
+            .and_then(Lock::token)
+    }
+
+    /// Time left before the first of them expires unless extended.
+    pub fn remaining(&self) -> Duration {
+        self.locks
+            .iter()
+            .map(Lock::remaining)
+            .min()
+            .unwrap_or_default()
+    }
+
+    /// Whether any of them is known to be lost.
+    pub fn is_lost(&self) -> bool {
+        self.locks.iter().any(Lock::is_lost)
+    }
+
+    /// Extends every lock to `ttl` from now (each by its token; never
+    /// re-acquires). Tries them all; the first failure is returned.
+    pub fn extend(&self, ttl: Duration) -> Result<()> {
+        let mut first = Ok(());
+        for l in &self.locks {
+            if let Err(e) = l.extend(ttl)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+
+    /// Releases every lock. Fails (after trying them all) with the first
+    /// failure, such as [`Error::LockLost`] for one that had expired.
+    pub fn unlock(mut self) -> Result<()> {
+        self.release()
+    }
+
+    /// Releases every lock without consuming the guard; once released,
+    /// later calls do nothing and succeed.
+    pub fn release(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        for l in &mut self.locks {
+            if let Err(e) = l.release()
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
     }
 }
 

@@ -33,7 +33,7 @@ use crate::conn::{Broken, Conn};
 use crate::lock::LockBuilder;
 use crate::pipe::{Pipe, Reply};
 use crate::stream::{self, Stream};
-use crate::{Encoder, Error, LockState, Result, TableEncoder, Tls, Value, random_id};
+use crate::{Encoder, Error, LockState, Readers, Result, TableEncoder, Tls, Value, random_id};
 
 /// Sets up a [`Client`]: `Client::builder().client_id("me").connect(addr).await`.
 #[derive(Clone)]
@@ -223,7 +223,8 @@ impl Builder {
         if shared.framing == Framing::Plain
             && let Some(stream) = conn.into_stream()
         {
-            *lock(&shared.slots[0].pipe) = Some(Pipe::start(stream, shared.io_timeout, epoch));
+            *lock(&shared.slots[0].pipe) =
+                Some(Pipe::start(stream, Some(shared.io_timeout), epoch));
         }
         Ok(Client { shared, id })
     }
@@ -307,6 +308,9 @@ pub(crate) enum Via<'a> {
     /// On a connection of its own (a lock that waits), kept here while in
     /// use, for the same reason.
     Own(&'a mut Option<Conn>),
+    /// As `Own`, and the connection stays here once answered instead of
+    /// going back to the idle pool: a session's, which lives on it.
+    Keep(&'a mut Option<Conn>),
 }
 
 /// What a call needs beyond its request.
@@ -333,7 +337,7 @@ impl Shared {
 
     /// Opens a connection to `addr` within `within` (and the connect
     /// timeout), with TLS if configured.
-    async fn open(&self, addr: &str, within: Ttl) -> io::Result<Stream> {
+    pub(crate) async fn open(&self, addr: &str, within: Ttl) -> io::Result<Stream> {
         let limit = self
             .connect_timeout
             .min(Duration::from(within))
@@ -523,7 +527,7 @@ impl Shared {
                 self.report(call, epoch, Outcome::NotSent, last)?;
                 continue;
             };
-            let pipe = Pipe::start(stream, self.io_timeout, epoch);
+            let pipe = Pipe::start(stream, Some(self.io_timeout), epoch);
             if let Some(old) = lock(&slot.pipe).replace(pipe.clone()) {
                 // Calls still waiting on it get their answers.
                 old.abandon();
@@ -649,12 +653,14 @@ impl Shared {
         loop {
             let (epoch, got) = match &mut via {
                 Via::Pipe(flight) => self.attempt_pipe(&mut call, req, flight, &mut last).await?,
-                Via::Own(slot) => self.attempt_own(&mut call, req, slot, &mut last).await?,
+                Via::Own(slot) | Via::Keep(slot) => {
+                    self.attempt_own(&mut call, req, slot, &mut last).await?
+                }
             };
             match got {
                 Ok(line) => {
                     if let Some(refusal) = Refusal::of_line(&line) {
-                        if let Via::Own(slot) = &mut via {
+                        if let Via::Own(slot) | Via::Keep(slot) = &mut via {
                             // The member may be about to close it.
                             **slot = None;
                         }
@@ -790,6 +796,17 @@ impl Client {
         LockBuilder::new(self.clone(), name.into())
     }
 
+    /// Starts a request for every one of `names` at once, all or none,
+    /// without deadlock (at most 16 distinct names); see
+    /// [`crate::LockAllBuilder`].
+    pub fn lock_all<I, S>(&self, names: I) -> crate::LockAllBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        crate::LockAllBuilder::new(self.clone(), names.into_iter().map(Into::into).collect())
+    }
+
     /// Starts a request for one permit of the counting semaphore `name` of
     /// `permits` permits. Every acquisition is a hold of its own with its
     /// own fencing token (the same owner may hold several), extended and
@@ -889,10 +906,42 @@ impl Client {
         ttl: Duration,
         revision: Option<Revision>,
     ) -> Result<Revision> {
+        self.put_full(name, value, ttl, revision, &Readers::Owner)
+            .await
+    }
+
+    /// Stores `value` under `name` for `ttl` so that `readers` may read it
+    /// too (PROTOCOL.md section 8, "Shared values"), optionally
+    /// compare-and-set (`expected`), returning its new revision. Writing
+    /// stays this client's: a reader gets `value` with [`get`](Self::get)
+    /// of the same name, and [`Value::owner`] says whose it is. A
+    /// JackrabbitDLM server ignores `readers` (the value stays its
+    /// owner's).
+    pub async fn put_shared(
+        &self,
+        name: &str,
+        value: &[u8],
+        ttl: Duration,
+        readers: &Readers,
+        expected: Option<Revision>,
+    ) -> Result<Revision> {
+        self.put_full(name, value, ttl, expected, readers).await
+    }
+
+    async fn put_full(
+        &self,
+        name: &str,
+        value: &[u8],
+        ttl: Duration,
+        revision: Option<Revision>,
+        readers: &Readers,
+    ) -> Result<Revision> {
         check_name(name)?;
         let ttl = check_ttl(ttl)?;
+        let joined = readers.joined()?;
+        let wire = readers.wire(joined.as_deref())?;
         let encoded = self.shared.encoder.encode(name, value)?;
-        let req = self.core().put(name, ttl, &encoded, revision);
+        let req = self.core().put_shared(name, ttl, &encoded, revision, wire);
         self.shared
             .call(&req, CallOptions::default(), Via::Pipe(&mut None), |r| {
                 let stored = answer::stored(r, revision.is_some())?;
@@ -915,6 +964,7 @@ impl Client {
                     data: self.shared.encoder.decode(name, f.data)?,
                     revision: f.revision.unwrap_or(Revision(0)),
                     ttl: f.ttl.unwrap_or(Ttl::ZERO).into(),
+                    owner: f.owner.map(str::to_owned),
                 }))
             })
             .await

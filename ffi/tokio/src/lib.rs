@@ -55,6 +55,10 @@
 //! - A [`Lock`] is a guard: dropping it releases the lock. With
 //!   [`auto_renew`](LockBuilder::auto_renew) a task extends it every third
 //!   of its TTL; [`Lock::lost`] resolves if that fails until the deadline.
+//! - A [`Session`] ([`Client::session`]) binds locks to a connection of
+//!   its own: they end when it does (the process dies, stalls past the
+//!   session's TTL, or loses the connection), optionally keeping their
+//!   names closed for a lock-delay; [`Session::lost`] says when.
 //! - Values go through an [`Encoder`]: the table codec by default
 //!   (readable by every binding and by JackrabbitDLM's Python client), or
 //!   [`SealedEncoder`] so the server stores only ciphertext.
@@ -154,20 +158,25 @@ mod client;
 mod conn;
 mod lock;
 mod pipe;
+mod session;
 mod stream;
+mod watch;
 
 pub use client::{Builder, Client};
 // The blocking crate's own types: one error enum, one set of encoders, one
 // TLS configuration for both clients, so code written for one reads the
 // other's results and errors unchanged.
 pub use dlm::{
-    Encoder, Error, LockState, Result, SealedEncoder, TableEncoder, Tls, ToServers, Value,
+    Encoder, Error, LockState, Readers, Result, SealedEncoder, TableEncoder, Tls, ToServers, Value,
     random_id,
 };
+pub use dlm::{Event, Subject, What};
 pub use dlm_core::client::ErrorKind;
 pub use dlm_core::protocol::{ClusterOp, Framing, Revision, Token};
 pub use dlm_core::stats::{Stat, Stats};
-pub use lock::{DEFAULT_TTL, Lock, LockBuilder};
+pub use lock::{DEFAULT_TTL, Lock, LockAllBuilder, LockBuilder, MultiLock};
+pub use session::{MAX_LOCK_DELAY, Session, SessionLock, SessionLockBuilder};
+pub use watch::{Watch, WatchBuilder};
 
 #[cfg(test)]
 mod tests {
@@ -180,6 +189,9 @@ mod tests {
         shared_between_tasks::<Client>();
         shared_between_tasks::<Lock>();
         shared_between_tasks::<LockBuilder>();
+        shared_between_tasks::<Session>();
+        shared_between_tasks::<SessionLock>();
+        shared_between_tasks::<SessionLockBuilder>();
         shared_between_tasks::<Error>();
     }
 }

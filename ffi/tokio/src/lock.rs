@@ -27,8 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use dlm_core::client::{Acquire, Action, Done, Event, Lease};
-use dlm_core::protocol::{Response, Shape, Token};
+use dlm_core::client::{Acquire, AcquireAll, Action, Done, Event, Lease};
+use dlm_core::protocol::{MAX_LOCK_ALL, Names, Response, Shape, Token};
 use dlm_core::time::{Instant, Ttl};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -141,21 +141,287 @@ impl LockBuilder {
         };
         let lease = attempt.run().await?;
         let name = std::mem::take(&mut attempt.name);
-        let inner = Arc::new(Inner {
-            client: attempt.client.clone(),
+        Ok(Lock::from_lease(
+            &attempt.client,
             name,
-            token: lease.token(),
-            lease: Mutex::new(lease),
-            io: tokio::sync::Mutex::new(()),
-            changed: Notify::new(),
-            wake: Notify::new(),
-            stopping: AtomicBool::new(false),
-        });
-        if auto_renew {
-            runtime.spawn(renew(inner.clone()));
-        }
-        Ok(Lock { inner })
+            lease,
+            auto_renew.then_some(&runtime),
+        ))
     }
+}
+
+/// A request for several locks at once, all or none:
+/// `client.lock_all(["a", "b"]).ttl(..).wait(..).acquire().await`
+/// (PROTOCOL.md section 8, "Multi-locks").
+#[must_use = "a lock request does nothing until acquire() is awaited"]
+#[derive(Clone, Debug)]
+pub struct LockAllBuilder {
+    client: Client,
+    names: Vec<String>,
+    ttl: Duration,
+    wait: Option<Duration>,
+    auto_renew: bool,
+}
+
+impl LockAllBuilder {
+    pub(crate) fn new(client: Client, names: Vec<String>) -> Self {
+        Self {
+            client,
+            names,
+            ttl: DEFAULT_TTL,
+            wait: None,
+            auto_renew: false,
+        }
+    }
+
+    /// How long the server keeps every lock unless extended (default 30 s).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Queue in the server for up to `wait` if any name is held or
+    /// awaited: in every name's queue at once, granted all together when
+    /// first in line on each. Without it, one attempt.
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = (!wait.is_zero()).then_some(wait);
+        self
+    }
+
+    /// Extend every lock in the background (one task per name), as
+    /// [`LockBuilder::auto_renew`] does for one.
+    pub fn auto_renew(mut self, on: bool) -> Self {
+        self.auto_renew = on;
+        self
+    }
+
+    /// Takes every lock, or none. Fails with [`Error::InvalidArgument`]
+    /// for no names, more than 16, or a name twice; [`Error::NotOwner`] if
+    /// one of them is held or awaited (or held by this client already) and
+    /// no wait was asked for; [`Error::Mismatch`] if one is a semaphore or
+    /// read/write lock; [`Error::Timeout`] if the wait ran out;
+    /// [`Error::BadRequest`] from a server without multi-locks. Dropped
+    /// before its answer, a grant that arrives anyway is released.
+    pub async fn acquire(self) -> Result<MultiLock> {
+        let Self {
+            client,
+            names,
+            ttl,
+            wait,
+            auto_renew,
+        } = self;
+        if names.is_empty() {
+            return Err(Error::InvalidArgument("lock_all needs at least one name"));
+        }
+        if names.len() > MAX_LOCK_ALL {
+            return Err(Error::InvalidArgument("lock_all takes at most 16 names"));
+        }
+        for (i, name) in names.iter().enumerate() {
+            check_name(name)?;
+            if names[..i].contains(name) {
+                return Err(Error::InvalidArgument("lock_all names a lock twice"));
+            }
+        }
+        let ttl = check_ttl(ttl)?;
+        let runtime = Handle::try_current()
+            .map_err(|e| Error::system("no tokio runtime", io::Error::other(e)))?;
+        let acquire = AcquireAll::new(ttl, wait.map(Ttl::from), auto_renew, client.now());
+        let mut attempt = AttemptAll {
+            client,
+            names,
+            acquire,
+            queued: None,
+            waiting: None,
+        };
+        let leases = attempt.run().await?;
+        let names = std::mem::take(&mut attempt.names);
+        let locks = names
+            .into_iter()
+            .zip(leases)
+            .map(|(name, lease)| {
+                Lock::from_lease(&attempt.client, name, lease, auto_renew.then_some(&runtime))
+            })
+            .collect();
+        Ok(MultiLock { locks })
+    }
+}
+
+/// One `LockAll` in progress; dropped with something in flight, a task
+/// finds out whether it was granted and, if so, gives every name back.
+struct AttemptAll {
+    client: Client,
+    names: Vec<String>,
+    acquire: AcquireAll,
+    queued: Option<Reply>,
+    waiting: Option<Conn>,
+}
+
+impl AttemptAll {
+    async fn run(&mut self) -> Result<Vec<Lease>> {
+        let refs: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let list = Names::new(&refs).ok_or(Error::InvalidArgument("too many names"))?;
+        let req = self.acquire.request(&self.client.core(), list);
+        let via = if self.acquire.wait().is_some() {
+            Via::Own(&mut self.waiting)
+        } else {
+            Via::Pipe(&mut self.queued)
+        };
+        let (acquire, clock, n) = (self.acquire, self.client.shared.clock, refs.len());
+        self.client
+            .shared
+            .call(&req, CallOptions::default(), via, |r| {
+                Ok(acquire
+                    .handle_response(clock.now(), r, n)
+                    .map(|g| g.leases().collect())?)
+            })
+            .await
+    }
+}
+
+impl Drop for AttemptAll {
+    fn drop(&mut self) {
+        let (queued, waiting) = (self.queued.take(), self.waiting.take());
+        if queued.is_none() && waiting.is_none() {
+            return;
+        }
+        let Ok(runtime) = Handle::try_current() else {
+            return;
+        };
+        let (client, names, acquire) = (
+            self.client.clone(),
+            std::mem::take(&mut self.names),
+            self.acquire,
+        );
+        runtime.spawn(async move {
+            let line = match (queued, waiting) {
+                (Some(reply), _) => reply.await.ok().and_then(Result::ok),
+                (None, Some(conn)) => conn.abandon(client.shared.io_timeout).await,
+                (None, None) => None,
+            };
+            let Some(mut line) = line else {
+                return;
+            };
+            let Ok((_, r)) = Response::parse(&mut line) else {
+                return;
+            };
+            let now = client.now();
+            let Ok(granted) = acquire.handle_response(now, &r, names.len()) else {
+                return;
+            };
+            let leases: Vec<Lease> = granted.leases().collect();
+            for (name, mut lease) in names.iter().zip(leases) {
+                if lease.release(now)
+                    && let Some(pending) = lease.poll_request(now)
+                {
+                    let req = pending.request(&client.core(), name);
+                    let options = CallOptions {
+                        release: true,
+                        ..CallOptions::default()
+                    };
+                    let _ = client
+                        .shared
+                        .exchange(&req, options, Via::Pipe(&mut None))
+                        .await;
+                }
+            }
+        });
+    }
+}
+
+/// Several locks held together (from [`Client::lock_all`]): each an
+/// ordinary [`Lock`] with its own fencing token. Dropping it releases every
+/// one (best effort, on spawned tasks); [`MultiLock::unlock`] releases them
+/// together, pipelined, and reports the outcome.
+#[must_use = "dropping a MultiLock releases its locks at once"]
+#[derive(Debug)]
+pub struct MultiLock {
+    locks: Vec<Lock>,
+}
+
+impl MultiLock {
+    /// The locks, in the order their names were given.
+    pub fn locks(&self) -> &[Lock] {
+        &self.locks
+    }
+
+    /// The names, in the order given.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.locks.iter().map(Lock::name)
+    }
+
+    /// The fencing token of each name, in the order given.
+    pub fn tokens(&self) -> Vec<Option<Token>> {
+        self.locks.iter().map(Lock::token).collect()
+    }
+
+    /// The fencing token of `name`, if it is one of the set.
+    pub fn token(&self, name: &str) -> Option<Token> {
+        self.locks
+            .iter()
+            .find(|l| l.name() == name)
+            .and_then(Lock::token)
+    }
+
+    /// Time left before the first of them expires unless extended.
+    pub fn remaining(&self) -> Duration {
+        self.locks
+            .iter()
+            .map(Lock::remaining)
+            .min()
+            .unwrap_or_default()
+    }
+
+    /// Whether any of them is known to be lost.
+    pub fn is_lost(&self) -> bool {
+        self.locks.iter().any(Lock::is_lost)
+    }
+
+    /// Extends every lock to `ttl` from now, pipelined (each by its token;
+    /// never re-acquires). The first failure is returned.
+    pub async fn extend(&self, ttl: Duration) -> Result<()> {
+        let runtime = Handle::current();
+        let tasks: Vec<_> = self
+            .locks
+            .iter()
+            .map(|l| {
+                let inner = l.inner.clone();
+                runtime.spawn(async move { Lock::extend_inner(&inner, ttl).await })
+            })
+            .collect();
+        join_first_error(tasks).await
+    }
+
+    /// Releases every lock, pipelined. Fails (once all were tried) with
+    /// the first failure, such as [`Error::LockLost`] for one that had
+    /// expired.
+    pub async fn unlock(self) -> Result<()> {
+        let runtime = Handle::current();
+        let tasks: Vec<_> = self
+            .locks
+            .iter()
+            .map(|l| {
+                let inner = l.inner.clone();
+                runtime.spawn(async move { inner.release().await })
+            })
+            .collect();
+        join_first_error(tasks).await
+    }
+}
+
+/// Awaits every task; the first failure, if any.
+async fn join_first_error(tasks: Vec<tokio::task::JoinHandle<Result<()>>>) -> Result<()> {
+    let mut first = Ok(());
+    for t in tasks {
+        let r = t
+            .await
+            .unwrap_or_else(|e| Err(Error::system("a lock task failed", io::Error::other(e))));
+        if let Err(e) = r
+            && first.is_ok()
+        {
+            first = Err(e);
+        }
+    }
+    first
 }
 
 /// One acquisition in progress. What it has in flight when it is dropped
@@ -417,6 +683,36 @@ enum Watch {
 }
 
 impl Lock {
+    /// A guard for a grant the server made (`lease`), renewed by a task
+    /// on `renew_on` if given.
+    fn from_lease(client: &Client, name: String, lease: Lease, renew_on: Option<&Handle>) -> Self {
+        let inner = Arc::new(Inner {
+            client: client.clone(),
+            name,
+            token: lease.token(),
+            lease: Mutex::new(lease),
+            io: tokio::sync::Mutex::new(()),
+            changed: Notify::new(),
+            wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+        });
+        if let Some(runtime) = renew_on {
+            runtime.spawn(renew(inner.clone()));
+        }
+        Self { inner }
+    }
+
+    async fn extend_inner(inner: &Inner, ttl: Duration) -> Result<()> {
+        let ttl = check_ttl(ttl)?;
+        let _io = inner.io.lock().await;
+        inner.with_lease(|lease, now| lease.extend(now, ttl))?;
+        match inner.exchange().await {
+            Some(result) => result.map(drop),
+            // Lost before it could be sent.
+            None => Err(Error::LockLost),
+        }
+    }
+
     /// The lock's name.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -491,14 +787,7 @@ impl Lock {
     /// Extends this grant to `ttl` from now. Never re-acquires: if the lock
     /// is lost or was released, fails with [`Error::LockLost`].
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
-        let ttl = check_ttl(ttl)?;
-        let _io = self.inner.io.lock().await;
-        self.inner.with_lease(|lease, now| lease.extend(now, ttl))?;
-        match self.inner.exchange().await {
-            Some(result) => result.map(drop),
-            // Lost before it could be sent.
-            None => Err(Error::LockLost),
-        }
+        Self::extend_inner(&self.inner, ttl).await
     }
 
     /// Releases the lock. Fails with [`Error::LockLost`] if it had already

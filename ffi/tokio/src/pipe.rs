@@ -28,13 +28,14 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use dlm_core::protocol::Request;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::{Instant, Sleep};
 
 use crate::stream::Stream;
@@ -79,6 +80,10 @@ pub(crate) type Reply = oneshot::Receiver<Answer>;
 /// One pipelined connection, shared by the calls and its task.
 pub(crate) struct Pipe {
     state: Mutex<State>,
+    /// Set by [`Pipe::shutdown`]: close at once.
+    shut: AtomicBool,
+    /// Woken when the connection closes.
+    ended: Notify,
     /// The failover epoch it was opened at: one of another epoch is to a
     /// server no longer in use.
     pub(crate) epoch: u64,
@@ -99,10 +104,16 @@ struct State {
 }
 
 impl Pipe {
-    /// Starts the task for `stream` on the current runtime.
-    pub(crate) fn start(stream: Stream, io_timeout: Duration, epoch: u64) -> Arc<Self> {
+    /// Starts the task for `stream` on the current runtime. With
+    /// `io_timeout`, the connection is closed when it makes no progress
+    /// for that long while answers are awaited; without, only when it
+    /// fails (a session's connection, whose answers may wait behind a
+    /// lock's wait: its keep-alive judges it).
+    pub(crate) fn start(stream: Stream, io_timeout: Option<Duration>, epoch: u64) -> Arc<Self> {
         let pipe = Arc::new(Self {
             state: Mutex::new(State::default()),
+            shut: AtomicBool::new(false),
+            ended: Notify::new(),
             epoch,
         });
         tokio::spawn(Driver {
@@ -158,6 +169,29 @@ impl Pipe {
         self.state().closed.is_some()
     }
 
+    /// Closes the connection now: every call still waiting fails.
+    pub(crate) fn shutdown(&self) {
+        self.shut.store(true, Ordering::Release);
+        let waker = self.state().task.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Resolves once the connection is closed (at once if it is).
+    pub(crate) async fn closed(&self) {
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            // Listen before looking, so no close falls in between.
+            ended.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            ended.await;
+        }
+    }
+
     /// Lets the task end once every answer is in (the client is gone).
     pub(crate) fn abandon(&self) {
         let waker = {
@@ -189,7 +223,7 @@ struct Driver {
     taken: usize,
     /// Answers to hand out once the mutex is released.
     ready: Vec<(oneshot::Sender<Answer>, Vec<u8>)>,
-    io_timeout: Duration,
+    io_timeout: Option<Duration>,
     /// The last sign of life: an answer, or the first request taken while
     /// none was outstanding.
     last: Instant,
@@ -229,6 +263,12 @@ impl Driver {
     /// Moves bytes until nothing more can be done now.
     fn turn(&mut self, cx: &mut Context<'_>) -> io::Result<Poll<()>> {
         loop {
+            if self.pipe.shut.load(Ordering::Acquire) {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the connection was closed by this client",
+                ));
+            }
             let mut busy = false;
             if self.wpos == self.wbuf.len() && !self.take(cx) {
                 return Ok(Poll::Ready(()));
@@ -271,8 +311,10 @@ impl Driver {
                     Poll::Pending => break,
                 }
             }
-            if self.taken > 0 {
-                let due = self.last + self.io_timeout;
+            if self.taken > 0
+                && let Some(limit) = self.io_timeout
+            {
+                let due = self.last + limit;
                 let timer = self
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
@@ -406,5 +448,6 @@ impl Driver {
             }));
         }
         self.taken = 0;
+        self.pipe.ended.notify_waiters();
     }
 }

@@ -394,6 +394,64 @@ async fn values_round_trip_with_cas() {
     assert_eq!(err.kind(), dlm_tokio::ErrorKind::Conflict);
 }
 
+/// Shared values: readers named by `put_shared` read with `get` (and
+/// learn the owner); nobody else does, and only the owner writes.
+#[tokio::test]
+async fn shared_values_reach_their_readers_only() {
+    let dir = dlm_tests::scratch_dir("tokio-shared").join("identities");
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dlm_tests::new_identity(&dir, "alice", false);
+    let server = Server::with_args(&["--identity-dir", dir.to_str().unwrap()]);
+    let owner = client(&server).await;
+    let alice = Client::builder()
+        .credentials("alice", secret)
+        .connect(server.addr())
+        .await
+        .unwrap();
+    let stranger = client(&server).await;
+    let readers = dlm_tokio::Readers::identities(["alice"]);
+    let r = owner
+        .put_shared("cfg", b"v1", 10 * SECOND, &readers, None)
+        .await
+        .unwrap();
+    assert_eq!(r, Revision(1));
+    let v = alice.get("cfg").await.unwrap().unwrap();
+    assert_eq!(
+        (v.data.as_slice(), v.owner.as_deref()),
+        (&b"v1"[..], Some(owner.id()))
+    );
+    assert!(matches!(stranger.get("cfg").await, Err(Error::NotOwner)));
+    assert!(matches!(alice.erase("cfg").await, Err(Error::NotOwner)));
+    let r = owner
+        .put_shared(
+            "cfg",
+            b"v2",
+            10 * SECOND,
+            &dlm_tokio::Readers::Any,
+            Some(Revision(1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, Revision(2));
+    assert_eq!(stranger.get("cfg").await.unwrap().unwrap().data, b"v2");
+    assert!(matches!(
+        stranger.put("cfg", b"x", SECOND).await,
+        Err(Error::NotOwner)
+    ));
+    assert!(matches!(
+        owner
+            .put_shared(
+                "cfg",
+                b"v",
+                SECOND,
+                &dlm_tokio::Readers::identities(["a b"]),
+                None
+            )
+            .await,
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
 #[tokio::test]
 async fn sealed_values_are_ciphertext_on_the_server() {
     let server = Server::start();
