@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -45,6 +46,9 @@ type clientCore struct {
 	t   *transport
 	fo  *failover
 	enc Encoder // nil: libdlm's encoder (the table codec or sealed)
+	// servers are the addresses Dial was given, for watches (which any
+	// member serves, and which reconnect by themselves).
+	servers []string
 
 	// mu is held shared by every call and exclusively by Close, which
 	// frees the wire once no call uses it.
@@ -52,6 +56,39 @@ type clientCore struct {
 	closed bool
 
 	locks registry
+
+	// closers end the sessions and watches still open when the Client
+	// closes.
+	closersMu sync.Mutex
+	closers   map[any]func()
+}
+
+// onClose has Close run f (to end a session or watch known by key).
+func (c *clientCore) onClose(key any, f func()) {
+	c.closersMu.Lock()
+	defer c.closersMu.Unlock()
+	if c.closers == nil {
+		c.closers = map[any]func(){}
+	}
+	c.closers[key] = f
+}
+
+// forget drops what onClose registered under key.
+func (c *clientCore) forget(key any) {
+	c.closersMu.Lock()
+	defer c.closersMu.Unlock()
+	delete(c.closers, key)
+}
+
+// closeAll runs (and drops) every closer.
+func (c *clientCore) closeAll() {
+	c.closersMu.Lock()
+	all := c.closers
+	c.closers = nil
+	c.closersMu.Unlock()
+	for _, f := range all {
+		f()
+	}
 }
 
 // registry is the set of locks still held, which Close releases.
@@ -142,7 +179,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	}
 	t := newTransport(fo, w, &cfg)
 	t.tls = tlsConfig
-	core := &clientCore{w: w, t: t, fo: fo, enc: cfg.encoder}
+	core := &clientCore{w: w, t: t, fo: fo, enc: cfg.encoder, servers: splitServers(addr)}
 	core.id = w.id()
 	fc := fo.startConnect(cfg.ioTimeout)
 	var last error
@@ -158,6 +195,17 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	c := &Client{core}
 	runtime.SetFinalizer(c, (*Client).Close)
 	return c, nil
+}
+
+// splitServers lists the addresses of "host:port,host:port,...".
+func splitServers(addr string) []string {
+	var out []string
+	for _, a := range strings.Split(addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // check refuses what no server could accept, before anything is opened
@@ -233,6 +281,7 @@ func (cfg *dialConfig) wire() (*wire, error) {
 // Later calls fail with ErrClosed. Close is idempotent and always returns
 // nil; it is safe to call from several goroutines.
 func (c *Client) Close() error {
+	c.closeAll()
 	c.t.cancelWaits()
 	c.mu.Lock()
 	defer c.mu.Unlock()

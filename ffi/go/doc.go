@@ -14,6 +14,15 @@
 //	defer l.Unlock(ctx)
 //	// Hand l.Token() to whatever the lock protects.
 //
+// Semaphore, ReadLock and WriteLock take one hold of a counting semaphore
+// or a read/write lock, each a *Lock with its own token; RWMutex adapts a
+// read/write lock to sync.RWMutex's shape (RLocker is a sync.Locker).
+//
+// Client.Session opens a server session whose locks (Session.Lock, with
+// an optional LockDelay) end with it; Client.Watch and Client.WatchName
+// deliver every change of a prefix or a name on a channel, resumable by
+// revision.
+//
 // # How it fits together
 //
 //	Go code ──> package dlm ──TCP (net.Conn)──> dlm-server

@@ -79,6 +79,12 @@ func (e *Error) Unwrap() []error {
 	return []error{e.kind}
 }
 
+// Revision is the current revision an ErrConflict found: a value's,
+// after a compare-and-set Put (0: there is no entry), or the server's,
+// when a watch asked to resume from a revision whose events the server no
+// longer keeps (read the state again, then watch from it). 0 otherwise.
+func (e *Error) Revision() uint64 { return e.revision }
+
 // newError builds an *Error of the given kind.
 func newError(op, name string, kind error, cause error) *Error {
 	return &Error{Op: op, Name: name, kind: kind, cause: cause}

@@ -103,7 +103,7 @@ func (f *failover) start(w *wire, c *call, timeout time.Duration) (*fcall, *fail
 	s := C.gdlm_failover_start(f.ptr, w.wptr(),
 		C.uint32_t(c.kind), C.uint32_t(c.flags), textOf(c.name), C.size_t(len(c.name)),
 		bytesPtr(c.value), C.size_t(len(c.value)), C.uint64_t(c.ttl), C.uint64_t(c.wait),
-		C.uint64_t(c.token), C.uint64_t(c.revision),
+		C.uint64_t(c.token), C.uint64_t(c.revision), C.uint32_t(c.permits), C.uint64_t(c.delay),
 		C.uint64_t(nowMs()), C.uint64_t(millis(timeout)), &fc.ptr, &report)
 	f.mu.Unlock()
 	runtime.KeepAlive(w)

@@ -270,20 +270,45 @@ func (c *Client) lock(ctx context.Context, op, name string, cfg lockConfig) (*Lo
 	}
 	defer c.mu.RUnlock()
 
-	cl := call{kind: C.DLM_CALL_LOCK, name: name, ttl: millis(cfg.ttl), wait: millis(cfg.wait)}
+	kind := cfg.kind
+	if kind == 0 {
+		kind = C.DLM_CALL_LOCK
+	}
+	cl := call{kind: kind, name: name, ttl: millis(cfg.ttl), wait: millis(cfg.wait), permits: cfg.permits}
 	if cfg.autoRenew {
 		cl.flags |= C.DLM_LOCK_AUTO_RENEW
+	}
+	switch {
+	case cfg.lockDelay != 0 && cfg.session == nil:
+		e := newError(op, name, ErrInvalidArgument, nil)
+		e.Message = "LockDelay binds a lock to a Session: use Session.Lock"
+		return nil, e
+	case cfg.lockDelay < 0 || cfg.lockDelay > MaxLockDelay:
+		e := newError(op, name, ErrInvalidArgument, nil)
+		e.Message = "a lock-delay is at most 60 s"
+		return nil, e
+	case cfg.session != nil:
+		cl.flags |= C.DLM_LOCK_SESSION
+		cl.delay = millis(cfg.lockDelay)
 	}
 	waits := cl.wait > 0
 	o := getOp()
 	sent := nowMs()
-	if !waits {
+	if !waits || cfg.session != nil {
 		// Granted after the caller gave up (its ctx ended): give it back
-		// rather than leave it held until its TTL.
+		// rather than leave it held until its TTL. (A wait elsewhere has
+		// a connection of its own, closed when it is given up, which
+		// takes the waiter out of the queue; a session's cannot be.)
 		core := c.clientCore
 		o.orphan = func(line []byte) { core.releaseOrphan(cl, sent, line) }
 	}
-	if err := c.roundTrip(ctx, op, &cl, o, waits); err != nil {
+	var err error
+	if cfg.session != nil {
+		err = cfg.session.roundTrip(ctx, op, &cl, o)
+	} else {
+		err = c.roundTrip(ctx, op, &cl, o, waits)
+	}
+	if err != nil {
 		c.recycle(o, err)
 		if waits && errors.Is(err, ErrClosed) {
 			// Close cancelled the wait.
@@ -300,6 +325,9 @@ func (c *Client) lock(ctx context.Context, op, name string, cfg lockConfig) (*Lo
 	var info C.dlm_lease_info
 	C.dlm_lease_inspect(core.lease, C.uint64_t(nowMs()), &info)
 	c.locks.add(core)
+	if cfg.session != nil {
+		cfg.session.bind(core)
+	}
 	if cfg.autoRenew {
 		core.stop = make(chan struct{})
 		go core.renew()
@@ -314,6 +342,52 @@ func (c *Client) lock(ctx context.Context, op, name string, cfg lockConfig) (*Lo
 		}()
 	})
 	return l, nil
+}
+
+// Semaphore takes one permit of the counting semaphore name of permits
+// permits (at least 1), with the options of Lock (TTL, Wait, AutoRenew).
+//
+// Every acquisition is a hold of its own, with its own fencing token
+// (Token), extended and released by its own *Lock: the same Client may
+// hold several permits. Without Wait, it fails with ErrNotOwner if no
+// permit is free; with Wait it queues first come, first served. The size
+// is fixed by the first use while anyone holds or waits: another size, or
+// a name that is another kind of lock, fails with ErrConflict (the
+// message says what the name is).
+func (c *Client) Semaphore(ctx context.Context, name string, permits uint32, opts ...LockOption) (*Lock, error) {
+	cfg := lockConfig{ttl: DefaultTTL}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cfg.kind, cfg.permits = C.DLM_CALL_SEMAPHORE, permits
+	return c.lock(ctx, "semaphore", name, cfg)
+}
+
+// ReadLock takes the shared (read) side of the read/write lock name, with
+// the options of Lock: held beside other readers, never beside a writer.
+// Waiters form one first-come, first-served queue, so a writer that waits
+// holds back every reader that comes after it (writers are not starved).
+// Each read hold has its own fencing token. A name that is another kind
+// of lock fails with ErrConflict. See also RWMutex.
+func (c *Client) ReadLock(ctx context.Context, name string, opts ...LockOption) (*Lock, error) {
+	cfg := lockConfig{ttl: DefaultTTL}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cfg.kind = C.DLM_CALL_READ_LOCK
+	return c.lock(ctx, "readlock", name, cfg)
+}
+
+// WriteLock takes the exclusive (write) side of the read/write lock name,
+// with the options of Lock: held alone. A name that is another kind of
+// lock fails with ErrConflict.
+func (c *Client) WriteLock(ctx context.Context, name string, opts ...LockOption) (*Lock, error) {
+	cfg := lockConfig{ttl: DefaultTTL}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cfg.kind = C.DLM_CALL_WRITE_LOCK
+	return c.lock(ctx, "writelock", name, cfg)
 }
 
 // releaseOrphan reads the answer to a lock request whose caller gave up

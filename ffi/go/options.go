@@ -139,13 +139,21 @@ func WithEncoder(e Encoder) Option {
 	}
 }
 
-// A LockOption configures Lock, TryLock and Locker.
+// A LockOption configures Lock, TryLock, Locker, Semaphore, ReadLock,
+// WriteLock and RWMutex.
 type LockOption func(*lockConfig)
 
 type lockConfig struct {
 	ttl       time.Duration
 	wait      time.Duration
 	autoRenew bool
+	// Set by the call, not by an option: which acquisition (a C.DLM_CALL_*;
+	// 0 is a lock) and a semaphore's size.
+	kind    uint32
+	permits uint32
+	// session: bound to this session (Session.Lock), with lockDelay.
+	session   *Session
+	lockDelay time.Duration
 }
 
 // DefaultTTL is a lock's time to live when no TTL option is given (the

@@ -47,6 +47,7 @@ static dlm_status fail(dlm_status s, const void *h, last_error_fn get,
         .call = call, .flags = flags, .name = name, .name_len = name_len,     \
         .value = value, .value_len = value_len, .ttl_ms = ttl_ms,             \
         .wait_ms = wait_ms, .token = token, .revision = revision,             \
+        .permits = permits, .lock_delay_ms = lock_delay_ms,                   \
     }
 
 dlm_status gdlm_wire_write(const dlm_wire *w, GDLM_REQUEST_ARGS, char *buf,
@@ -62,6 +63,36 @@ dlm_status gdlm_wire_read(const dlm_wire *w, GDLM_REQUEST_ARGS,
     dlm_request req = REQUEST;
     return fail(dlm_wire_read(w, &req, line, line_len, data, data_cap, out), w,
                 wire_last_error, err);
+}
+
+// The offset of p into data (0 for NULL).
+static size_t offset_of(const void *p, const void *data) {
+    return p == NULL ? 0 : (size_t)((const char *)p - (const char *)data);
+}
+
+dlm_status gdlm_wire_event(const dlm_wire *w, uint32_t flags, const char *line,
+                           size_t line_len, void *data, size_t data_cap,
+                           gdlm_event *out, size_t *out_needed, gdlm_err *err) {
+    dlm_event e = {0};
+    dlm_status s = fail(dlm_wire_event(w, flags, line, line_len, data,
+                                       data_cap, &e, out_needed),
+                        w, wire_last_error, err);
+    if (s == DLM_OK) {
+        out->revision = e.revision;
+        out->token = e.token;
+        out->data_revision = e.data_revision;
+        out->what = (uint32_t)e.what;
+        out->kind = (uint32_t)e.kind;
+        out->has = e.has;
+        out->permits = e.permits;
+        out->name_off = offset_of(e.name, data);
+        out->name_len = e.name_len;
+        out->owner_off = offset_of(e.owner, data);
+        out->owner_len = e.owner_len;
+        out->value_off = offset_of(e.value, data);
+        out->value_len = e.value_len;
+    }
+    return s;
 }
 
 dlm_status gdlm_wire_id(const dlm_wire *w, char *buf, size_t len,

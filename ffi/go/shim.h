@@ -27,13 +27,27 @@ typedef struct {
 #define GDLM_REQUEST_ARGS                                                     \
     uint32_t call, uint32_t flags, const char *name, size_t name_len,         \
         const void *value, size_t value_len, uint64_t ttl_ms,                 \
-        uint64_t wait_ms, uint64_t token, uint64_t revision
+        uint64_t wait_ms, uint64_t token, uint64_t revision, uint32_t permits, \
+        uint64_t lock_delay_ms
 
 dlm_status gdlm_wire_write(const dlm_wire *w, GDLM_REQUEST_ARGS, char *buf,
                            size_t len, size_t *out_n, gdlm_err *err);
 dlm_status gdlm_wire_read(const dlm_wire *w, GDLM_REQUEST_ARGS,
                           const char *line, size_t line_len, void *data,
                           size_t data_cap, dlm_answer *out, gdlm_err *err);
+/* An event as dlm_wire_event reads it, its text given by offsets into the
+ * caller's data buffer rather than pointers (Go memory must not come back
+ * holding pointers written by C). */
+typedef struct {
+    uint64_t revision, token, data_revision;
+    uint32_t what, kind, has, permits;
+    size_t name_off, name_len, owner_off, owner_len, value_off, value_len;
+} gdlm_event;
+
+/* dlm_wire_event: one line of a watching connection. */
+dlm_status gdlm_wire_event(const dlm_wire *w, uint32_t flags, const char *line,
+                           size_t line_len, void *data, size_t data_cap,
+                           gdlm_event *out, size_t *out_needed, gdlm_err *err);
 dlm_status gdlm_wire_id(const dlm_wire *w, char *buf, size_t len,
                         size_t *out_n);
 dlm_status gdlm_lease_new(const dlm_wire *w, GDLM_REQUEST_ARGS,

@@ -39,6 +39,12 @@ func (cfg *dialConfig) tlsConfig() (*tls.Config, error) {
 	return c, nil
 }
 
+// tlsAlert: err is (or ends in) a TLS alert the server sent, a refusal
+// that connecting again will not change.
+func tlsAlert(err error) bool {
+	return strings.Contains(err.Error(), "remote error: tls:")
+}
+
 // tlsMessage says why a TLS connection failed, in the words every dlm
 // binding uses, if err is a TLS failure.
 func tlsMessage(err error) (string, bool) {

@@ -85,6 +85,11 @@ func TestTLS(t *testing.T) {
 			if !errors.Is(err, dlm.ErrUnavailable) || !strings.Contains(err.Error(), tc.why) {
 				t.Fatalf("got %v, want ErrUnavailable saying %q", err, tc.why)
 			}
+			// A refusal is final: said at once, not as the last failure
+			// of a failover that tried again until its budget ran out.
+			if strings.Contains(err.Error(), "(last:") {
+				t.Fatalf("got %v, want the refusal itself, not a failover giving up", err)
+			}
 		})
 	}
 }

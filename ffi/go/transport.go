@@ -97,6 +97,18 @@ func newTransport(fo *failover, w *wire, cfg *dialConfig) *transport {
 // open dials addr for the failover's epoch and starts the connection's
 // reader.
 func (t *transport) open(ctx context.Context, addr string, epoch uint64) (*pipe, error) {
+	conn, err := t.dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	p := &pipe{t: t, conn: conn, epoch: epoch}
+	go p.readLoop()
+	return p, nil
+}
+
+// dial connects to addr, with TLS if the client speaks it (a refused
+// handshake is a *tlsFailure).
+func (t *transport) dial(ctx context.Context, addr string) (net.Conn, error) {
 	conn, err := t.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		// The dialer stops at ctx's deadline by its own clock, which may
@@ -124,9 +136,7 @@ func (t *transport) open(ctx context.Context, addr string, epoch uint64) (*pipe,
 		}
 		conn = tc
 	}
-	p := &pipe{t: t, conn: conn, epoch: epoch}
-	go p.readLoop()
-	return p, nil
+	return conn, nil
 }
 
 // tlsFailure: a refused handshake, which trying again will not fix.
@@ -287,6 +297,14 @@ func (t *transport) connection(ctx context.Context, fc *fcall, exclusive bool, l
 				return nil, 0, &abandoned{cause: ctx.Err()}
 			case errors.As(err, &tf):
 				// A refused certificate stays refused: say why at once.
+				return nil, 0, &connError{err: err}
+			case tlsAlert(err):
+				// In TLS 1.3 the server checks our certificate after our
+				// side of the handshake is done: its refusal comes as an
+				// alert on the first read, and stays a refusal.
+				if ce := (*connError)(nil); errors.As(err, &ce) {
+					return nil, 0, err
+				}
 				return nil, 0, &connError{err: err}
 			}
 			*last = err
@@ -524,9 +542,10 @@ type pipe struct {
 	flushing bool   // a caller is writing
 	queue    []*op  // waiting for answers, oldest first, from head
 	head     int
-	queued   uint64 // requests ever queued
-	taken    uint64 // requests whose bytes a write has taken
-	err      error  // why the connection is closed, once it is
+	queued   uint64      // requests ever queued
+	taken    uint64      // requests whose bytes a write has taken
+	err      error       // why the connection is closed, once it is
+	onFail   func(error) // told once when it closes (a session's)
 	// progress is when answer bytes last came, on the leases' clock
 	// (nanoseconds since epoch).
 	progress atomic.Int64
@@ -600,7 +619,11 @@ func (p *pipe) fail(err error) {
 	p.queue, p.head = nil, 0
 	taken := p.taken
 	p.out = nil
+	onFail := p.onFail
 	p.mu.Unlock()
+	if onFail != nil {
+		defer onFail(err)
+	}
 	_ = p.conn.Close()
 	p.t.drop(p)
 	for _, o := range waiting {
@@ -610,6 +633,20 @@ func (p *pipe) fail(err error) {
 		} else {
 			o.deliver(nil, &connError{err: err, unsent: o.seq >= taken})
 		}
+	}
+}
+
+// notify has f called once when the connection closes (by the goroutine
+// that closes it), or at once if it already has.
+func (p *pipe) notify(f func(error)) {
+	p.mu.Lock()
+	err := p.err
+	if err == nil {
+		p.onFail = f
+	}
+	p.mu.Unlock()
+	if err != nil {
+		f(err)
 	}
 }
 

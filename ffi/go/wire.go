@@ -26,6 +26,8 @@ type call struct {
 	wait     uint64 // milliseconds
 	token    uint64
 	revision uint64
+	permits  uint32 // a C.DLM_CALL_SEMAPHORE's size
+	delay    uint64 // a C.DLM_LOCK_SESSION lock's lock-delay, milliseconds
 }
 
 // wire is libdlm's dlm_wire: the owner ID, framing, credentials and (if
@@ -120,7 +122,7 @@ func (w *wire) write(c *call, o *op) *failure {
 		s := C.gdlm_wire_write(w.wptr(),
 			C.uint32_t(c.kind), C.uint32_t(c.flags), textOf(c.name), C.size_t(len(c.name)),
 			bytesPtr(c.value), C.size_t(len(c.value)), C.uint64_t(c.ttl), C.uint64_t(c.wait),
-			C.uint64_t(c.token), C.uint64_t(c.revision),
+			C.uint64_t(c.token), C.uint64_t(c.revision), C.uint32_t(c.permits), C.uint64_t(c.delay),
 			(*C.char)(bytesPtr(buf)), C.size_t(len(buf)), &o.n, &o.report)
 		runtime.KeepAlive(w)
 		switch {
@@ -149,7 +151,7 @@ func (w *wire) read(c *call, o *op) *failure {
 		s := C.gdlm_wire_read(w.wptr(),
 			C.uint32_t(c.kind), C.uint32_t(c.flags), textOf(c.name), C.size_t(len(c.name)),
 			bytesPtr(c.value), C.size_t(len(c.value)), C.uint64_t(c.ttl), C.uint64_t(c.wait),
-			C.uint64_t(c.token), C.uint64_t(c.revision),
+			C.uint64_t(c.token), C.uint64_t(c.revision), C.uint32_t(c.permits), C.uint64_t(c.delay),
 			(*C.char)(bytesPtr(o.line)), C.size_t(len(o.line)),
 			bytesPtr(data), C.size_t(len(data)), &o.ans, &o.report)
 		runtime.KeepAlive(w)
@@ -186,7 +188,7 @@ func msTime(ms uint64) time.Time {
 func (w *wire) newLease(c *call, o *op, sent uint64) (*C.dlm_lease, *failure) {
 	s := C.gdlm_lease_new(w.wptr(),
 		C.uint32_t(c.kind), C.uint32_t(c.flags), textOf(c.name), C.size_t(len(c.name)),
-		nil, 0, C.uint64_t(c.ttl), C.uint64_t(c.wait), 0, 0,
+		nil, 0, C.uint64_t(c.ttl), C.uint64_t(c.wait), 0, 0, C.uint32_t(c.permits), C.uint64_t(c.delay),
 		C.uint64_t(sent), C.uint64_t(nowMs()),
 		(*C.char)(bytesPtr(o.line)), C.size_t(len(o.line)), &o.lease, &o.report)
 	runtime.KeepAlive(w)

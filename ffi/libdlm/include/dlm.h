@@ -45,6 +45,20 @@
 // third of its TTL until it is released or freed.
 #define DLM_LOCK_AUTO_RENEW 1
 
+// Bit of `dlm_event.has`: the event carries the grant's fencing token.
+#define DLM_EVENT_HAS_TOKEN 1
+
+// Bit of `dlm_event.has`: the owner (`owner`) is shown (this client may
+// read it: its own entries).
+#define DLM_EVENT_HAS_OWNER 2
+
+// Bit of `dlm_event.has`: the value (`value`) is shown (a put this
+// client may read).
+#define DLM_EVENT_HAS_VALUE 4
+
+// Bit of `dlm_event.has`: the value's own revision (`data_revision`).
+#define DLM_EVENT_HAS_DATA_REVISION 8
+
 // Flag of a `DLM_CALL_PUT` request: compare-and-set, storing the value
 // only if the stored revision is the request's `revision` (0: only if
 // there is none).
@@ -55,6 +69,27 @@
 // a get hands back the stored text undecoded, for a program that encodes
 // values itself.
 #define DLM_VALUE_STORED 4
+
+// Flag of an acquiring request (`DLM_CALL_LOCK`, `DLM_CALL_SEMAPHORE`,
+// `DLM_CALL_READ_LOCK`, `DLM_CALL_WRITE_LOCK`): bind the grant to the
+// session of the connection it is sent on (opened by `DLM_CALL_SESSION`
+// there), so that it ends when the session does, or, with a non-zero
+// `lock_delay_ms`, stays closed to everyone for that long first. A
+// server that ignores the binding (JackrabbitDLM) makes `dlm_lease_new`
+// fail with `DLM_ERR_BAD_REQUEST`. On `DLM_CALL_SESSION`: a keep-alive
+// (see there).
+#define DLM_LOCK_SESSION 8
+
+// Flag of a `DLM_CALL_WATCH` request: `name` is a prefix (empty: every
+// name), not one name.
+#define DLM_WATCH_PREFIX 16
+
+// Flag of a `DLM_CALL_WATCH` request: resume after `revision` (every
+// event after it first), instead of starting from now.
+#define DLM_WATCH_SINCE 32
+
+// The longest lock-delay a server accepts, in milliseconds.
+#define DLM_MAX_LOCK_DELAY_MS 60000
 
 // Bit of `dlm_answer.has`: the server sent a fencing token (`token`).
 #define DLM_ANSWER_TOKEN 1
@@ -198,6 +233,58 @@ typedef uint32_t dlm_lease_done;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// What happened, in a `dlm_event`.
+enum dlm_event_what
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // A lock, a semaphore permit or a read/write hold was granted (at
+  // once or to a waiter).
+  DLM_EVENT_GRANTED = 1,
+  // It was released (by its holder, an administrator, or taken back
+  // from a client that had gone).
+  DLM_EVENT_RELEASED = 2,
+  // Its TTL (or lock-delay) ran out.
+  DLM_EVENT_EXPIRED = 3,
+  // A value was stored (created or replaced).
+  DLM_EVENT_PUT = 4,
+  // A value was erased by its owner.
+  DLM_EVENT_ERASED = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum dlm_event_what dlm_event_what;
+#else
+typedef uint32_t dlm_event_what;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// To what kind of name it happened, in a `dlm_event`.
+enum dlm_event_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // An exclusive lock.
+  DLM_KIND_LOCK = 1,
+  // A permit of a semaphore (of `permits` permits).
+  DLM_KIND_SEMAPHORE = 2,
+  // The shared (read) side of a read/write lock.
+  DLM_KIND_READ = 3,
+  // The exclusive (write) side of a read/write lock.
+  DLM_KIND_WRITE = 4,
+  // A data entry (a value).
+  DLM_KIND_DATA = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum dlm_event_kind dlm_event_kind;
+#else
+typedef uint32_t dlm_event_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // Which call a `dlm_request` makes (its `call` field).
 enum dlm_call
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -222,6 +309,40 @@ enum dlm_call
   DLM_CALL_VERSION = 7,
   // The server's statistics.
   DLM_CALL_STATS = 8,
+  // Take one permit of the counting semaphore `name` of `permits`
+  // permits for `ttl_ms`, waiting up to `wait_ms` (as `DLM_CALL_LOCK`).
+  // Each acquisition is a hold of its own with its own token. Read its
+  // answer with `dlm_lease_new`.
+  DLM_CALL_SEMAPHORE = 9,
+  // Take the shared (read) side of the read/write lock `name` (as
+  // `DLM_CALL_LOCK`). Read its answer with `dlm_lease_new`.
+  DLM_CALL_READ_LOCK = 10,
+  // Take the exclusive (write) side of the read/write lock `name` (as
+  // `DLM_CALL_LOCK`). Read its answer with `dlm_lease_new`.
+  DLM_CALL_WRITE_LOCK = 11,
+  // Open the connection's server session with a TTL of `ttl_ms`, or,
+  // if it has one, keep it alive (PROTOCOL.md section 8, "Sessions and
+  // lock-delay"). Send it on the connection the session is to live on,
+  // at least once per TTL; `DLM_LOCK_SESSION` binds a lock sent on that
+  // connection to it. No `name`. A server without sessions
+  // (JackrabbitDLM) is `DLM_ERR_BAD_REQUEST`. With `DLM_LOCK_SESSION`
+  // it is a keep-alive, which never opens a session: if the server
+  // ended it (its TTL passed), the answer is `DLM_ERR_BAD_REQUEST` (the
+  // session and its grants are lost) instead of a new session.
+  DLM_CALL_SESSION = 12,
+  // Watch `name` (its lock and its value), or, with `DLM_WATCH_PREFIX`,
+  // every name that starts with `name` (which may then be empty), from
+  // now, or after `revision` with `DLM_WATCH_SINCE` (PROTOCOL.md
+  // section 8, "Watches"). Send it on a connection of its own, with no
+  // request in flight: the connection then only carries event lines
+  // (read each with `dlm_wire_event`). Its answer, read by
+  // `dlm_wire_read`, is the revision the watch starts after
+  // (`out->revision`), or `DLM_ERR_CONFLICT` with the current revision
+  // in `out->revision` if the server no longer keeps the events since
+  // `revision` (read the state again, then watch from there), or
+  // `DLM_ERR_UNAVAILABLE` if this member cannot serve a watch now
+  // (try another, or again later).
+  DLM_CALL_WATCH = 13,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -293,6 +414,26 @@ typedef struct dlm_lock dlm_lock;
 // then it may be used (read-only) by `dlm_client_new` from any thread.
 typedef struct dlm_options dlm_options;
 
+// A server session: a connection of its own, kept alive by a libdlm
+// thread (a keep-alive every third of its TTL) until it is closed or
+// freed. Locks taken with `dlm_session_acquire` are bound to it: when it
+// ends (closed, freed, its connection lost, or this process stopped or
+// paused past its TTL), the server releases them, or keeps their names
+// closed to everyone for their lock-delay first. There is no failover: a
+// session lives and dies with its connection; once lost, take its locks
+// as gone and open a new one. **Thread-safe**; its calls take turns.
+typedef struct dlm_session dlm_session;
+
+// A lock bound to a `dlm_session`. **Thread-safe**; its calls take
+// turns. Freeing it releases it if still held.
+typedef struct dlm_session_lock dlm_session_lock;
+
+// A watch: a subscription to the changes of a name or a prefix, over a
+// connection of its own (see `dlm_client_watch`). Its calls take turns;
+// an event read by `dlm_watch_next` points into it until the next call
+// on it.
+typedef struct dlm_watch dlm_watch;
+
 // dlm's client without sockets: one owner ID, its framing, credentials
 // and value encoder. Immutable once made, so **thread-safe**: any number
 // of threads may write and read with it at once.
@@ -338,8 +479,18 @@ typedef struct dlm_request {
   uint64_t wait_ms;
   // An unlock's grant (0: whichever grant this owner holds).
   uint64_t token;
-  // The revision a `DLM_PUT_IF` put expects.
+  // The revision a `DLM_PUT_IF` put expects, or the one a
+  // `DLM_WATCH_SINCE` watch resumes after.
   uint64_t revision;
+  // A `DLM_CALL_SEMAPHORE`'s number of permits (>= 1). Read by that
+  // call only, so a program built before this field existed (whose
+  // requests end at `revision`) is read as it was.
+  uint32_t permits;
+  // With `DLM_LOCK_SESSION`, how long after the session ends nobody may
+  // take the name, in milliseconds (0: released at once; at most
+  // `DLM_MAX_LOCK_DELAY_MS`). Read with that flag only, so a program
+  // built before this field existed is read as it was.
+  uint64_t lock_delay_ms;
 } dlm_request;
 
 // The step `dlm_failover_poll_connect` says to take.
@@ -401,6 +552,40 @@ typedef uint32_t (*dlm_encode_fn)(void *userdata,
 
 // A custom decoder; same contract as [`dlm_encode_fn`].
 typedef dlm_encode_fn dlm_decode_fn;
+
+// One change, as a watcher is told it. Text and value are not
+// NUL-terminated; they point into the buffer given to `dlm_wire_event`,
+// or into the `dlm_watch` that read it (valid until the next call on it).
+typedef struct dlm_event {
+  // The change's revision: the same on every member of a cluster, and
+  // greater than every revision before it. Resume after it.
+  uint64_t revision;
+  // What happened.
+  dlm_event_what what;
+  // To what kind of name.
+  dlm_event_kind kind;
+  // `DLM_EVENT_HAS_*` bits: which of the optional fields are set.
+  uint32_t has;
+  // A semaphore's number of permits (`DLM_KIND_SEMAPHORE`; else 0).
+  uint32_t permits;
+  // The grant's fencing token (locks and holds).
+  uint64_t token;
+  // The value's own revision (`DLM_EVENT_PUT`).
+  uint64_t data_revision;
+  // The lock name or data key (UTF-8).
+  const char *name;
+  // Length of `name` in bytes.
+  size_t name_len;
+  // The owner ID (UTF-8), if shown; else NULL.
+  const char *owner;
+  // Length of `owner` in bytes.
+  size_t owner_len;
+  // The value, decoded by the encoder (or the stored text with
+  // `DLM_VALUE_STORED`), if shown; else NULL.
+  const void *value;
+  // Length of `value` in bytes.
+  size_t value_len;
+} dlm_event;
 
 // What an answer said, as `dlm_wire_read` reads it. Which fields mean
 // something depends on the call; `has` says which of the optional ones
@@ -837,8 +1022,10 @@ dlm_status dlm_failover_handle(struct dlm_failover *fo,
                                bool *out_retry);
 
 // Reads the server's answer `line` to the lock request `req` (a
-// `DLM_CALL_LOCK`, sent at `sent_ms` and answered at `now_ms`) and makes
-// the lease of the grant. `DLM_LOCK_AUTO_RENEW` in the request's flags
+// `DLM_CALL_LOCK`, `DLM_CALL_SEMAPHORE`, `DLM_CALL_READ_LOCK` or
+// `DLM_CALL_WRITE_LOCK`, sent at `sent_ms` and answered at `now_ms`) and
+// makes the lease of the grant (of the hold, which the lease extends and
+// releases by its token). `DLM_LOCK_AUTO_RENEW` in the request's flags
 // makes the lease renew itself. A refusal is `DLM_ERR_NOT_OWNER` after one
 // attempt, `DLM_ERR_TIMEOUT` after a wait that ran out (`NOT_OWNER` if
 // the server answered before the wait could have: it has no queue), and
@@ -847,7 +1034,8 @@ dlm_status dlm_failover_handle(struct dlm_failover *fo,
 // # Safety
 // `wire` must be a live wire; `req` must point to a valid `dlm_request`;
 // `line` to `line_len` readable bytes; `out` must be writable. Free the
-// lease with `dlm_lease_free`.
+// lease with `dlm_lease_free`. A semaphore of another size, or a name
+// that is another kind of lock, is `DLM_ERR_CONFLICT`.
 dlm_status dlm_lease_new(const struct dlm_wire *wire,
                          const struct dlm_request *req,
                          uint64_t sent_ms,
@@ -999,6 +1187,66 @@ dlm_status dlm_client_lock(const struct dlm_client *client,
                            void *userdata,
                            struct dlm_lock **out);
 
+// Takes one permit of the counting semaphore `name` of `permits` permits
+// (at least 1) for `ttl_ms` milliseconds, as `dlm_client_lock` takes a
+// lock (the same wait, cancel, flags and lost callback). Each acquisition
+// is a hold of its own with its own fencing token (the same client may
+// hold several permits); its `dlm_lock` extends and releases that hold
+// only. Waiters are served first come, first served. The size is fixed by
+// the first use while anyone holds or waits: another size, or a name that
+// is another kind of lock, fails with `DLM_ERR_CONFLICT` (its detail in
+// `dlm_client_last_error`); `permits` 0 is `DLM_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// As for `dlm_client_lock`.
+dlm_status dlm_client_semaphore(const struct dlm_client *client,
+                                const char *name,
+                                size_t name_len,
+                                uint32_t permits,
+                                uint64_t ttl_ms,
+                                uint64_t wait_ms,
+                                uint32_t flags,
+                                const struct dlm_cancel *cancel,
+                                dlm_lost_fn on_lost,
+                                void *userdata,
+                                struct dlm_lock **out);
+
+// Takes the shared (read) side of the read/write lock `name`, as
+// `dlm_client_lock` takes a lock: held beside other readers, never beside
+// a writer. Waiters form one first-come, first-served queue, so a writer
+// that waits is served before readers that come after it. A name that is
+// another kind of lock fails with `DLM_ERR_CONFLICT`.
+//
+// # Safety
+// As for `dlm_client_lock`.
+dlm_status dlm_client_read_lock(const struct dlm_client *client,
+                                const char *name,
+                                size_t name_len,
+                                uint64_t ttl_ms,
+                                uint64_t wait_ms,
+                                uint32_t flags,
+                                const struct dlm_cancel *cancel,
+                                dlm_lost_fn on_lost,
+                                void *userdata,
+                                struct dlm_lock **out);
+
+// Takes the exclusive (write) side of the read/write lock `name`, as
+// `dlm_client_lock` takes a lock: held alone. A name that is another kind
+// of lock fails with `DLM_ERR_CONFLICT`.
+//
+// # Safety
+// As for `dlm_client_lock`.
+dlm_status dlm_client_write_lock(const struct dlm_client *client,
+                                 const char *name,
+                                 size_t name_len,
+                                 uint64_t ttl_ms,
+                                 uint64_t wait_ms,
+                                 uint32_t flags,
+                                 const struct dlm_cancel *cancel,
+                                 dlm_lost_fn on_lost,
+                                 void *userdata,
+                                 struct dlm_lock **out);
+
 // The grant's fencing token: pass it to whatever the lock protects. 0 if
 // the server gives no tokens (JackrabbitDLM): nothing can fence then, and
 // extensions are plain re-locks, sent only before the lock's deadline.
@@ -1056,8 +1304,9 @@ dlm_status dlm_lock_last_error(const struct dlm_lock *lock,
 // effort; use `dlm_lock_release` to learn the outcome). NULL is accepted.
 //
 // # Safety
-// `lock` must be NULL or a pointer from `dlm_client_lock` not yet freed,
-// with no call on it still running.
+// `lock` must be NULL or a pointer from `dlm_client_lock` (or
+// `dlm_client_semaphore`, `dlm_client_read_lock`, `dlm_client_write_lock`)
+// not yet freed, with no call on it still running.
 void dlm_lock_free(struct dlm_lock *lock);
 
 // Creates options with the defaults: 5 s connect timeout, 10 s I/O
@@ -1185,6 +1434,231 @@ dlm_status dlm_options_last_error(const struct dlm_options *opts,
                                   size_t len,
                                   size_t *out_n);
 
+// Opens a server session with a TTL of `ttl_ms` on a connection of its
+// own (to the cluster's leader). libdlm keeps it alive, every third of
+// the TTL, on a thread of its own; the server ends it, releasing its
+// locks, when that connection closes or nothing reaches it for `ttl_ms`.
+// `on_lost(userdata)` (may be NULL) runs once, on that thread, if a
+// keep-alive finds the session lost. A server without sessions
+// (JackrabbitDLM) is `DLM_ERR_BAD_REQUEST`.
+//
+// # Safety
+// `client` must be a live client; `on_lost` and `userdata` usable from
+// another thread until the session is freed; `out` writable. Free the
+// session with `dlm_session_free` before the client.
+dlm_status dlm_client_session(const struct dlm_client *client,
+                              uint64_t ttl_ms,
+                              dlm_lost_fn on_lost,
+                              void *userdata,
+                              struct dlm_session **out);
+
+// Acquires `name` for `ttl_ms`, bound to the session: it ends at the
+// first of its TTL and the session's end (it is not renewed: ask a TTL
+// as long as you need it). With `wait_ms` 0 one attempt
+// (`DLM_ERR_NOT_OWNER` if held); otherwise it waits up to `wait_ms` in
+// the server's queue (`DLM_ERR_TIMEOUT`); keep the wait shorter than the
+// session's TTL, since the keep-alive waits for it. `lock_delay_ms` (at
+// most 60000): after the session ends, nobody may take the name for that
+// long, not even this client. `DLM_ERR_LOCK_LOST` if the session is
+// lost or closed; `DLM_ERR_BAD_REQUEST` if the server ignored the
+// binding (JackrabbitDLM).
+//
+// # Safety
+// `session` must be a live session; `name` must point to `name_len`
+// bytes; `out` writable. Free the lock with `dlm_session_lock_free`.
+dlm_status dlm_session_acquire(const struct dlm_session *session,
+                               const char *name,
+                               size_t name_len,
+                               uint64_t ttl_ms,
+                               uint64_t wait_ms,
+                               uint64_t lock_delay_ms,
+                               struct dlm_session_lock **out);
+
+// Whether the session is lost: its connection broke or a keep-alive
+// failed (the server ends it, if it has not yet, and its locks with it),
+// or it was closed.
+//
+// # Safety
+// `session` must be a live session; `out` writable.
+dlm_status dlm_session_is_lost(const struct dlm_session *session,
+                               bool *out);
+
+// Ends the session now: its keep-alive stops and its connection closes,
+// so the server releases every lock bound to it (or closes each for its
+// lock-delay). Waits for a call on the session in progress. Idempotent;
+// later acquisitions fail with `DLM_ERR_LOCK_LOST`.
+//
+// # Safety
+// `session` must be a live session.
+dlm_status dlm_session_close(const struct dlm_session *session);
+
+// Copies into `buf` (NUL-terminated) what the calling thread's most
+// recent libdlm call said beyond its status, if that call was on this
+// session and failed (see `dlm_client_last_error`).
+//
+// # Safety
+// `session` must be a live session; `buf` must hold `len` writable
+// bytes; `out_n` writable.
+dlm_status dlm_session_last_error(const struct dlm_session *session,
+                                  char *buf,
+                                  size_t len,
+                                  size_t *out_n);
+
+// Ends the session (as `dlm_session_close`) and frees it. Its locks'
+// handles may be freed before or after. NULL is accepted.
+//
+// # Safety
+// `session` must be NULL or a pointer from `dlm_client_session` not yet
+// freed, with no call on it still running.
+void dlm_session_free(struct dlm_session *session);
+
+// The grant's fencing token: pass it to whatever the lock protects.
+//
+// # Safety
+// `lock` must be a live session lock; `out` writable.
+dlm_status dlm_session_lock_token(const struct dlm_session_lock *lock,
+                                  uint64_t *out);
+
+// Releases the lock (by its token, on the session's connection).
+// Idempotent: releasing again returns `DLM_OK`. `DLM_ERR_LOCK_LOST` if
+// the session is lost or closed (the server releases it, or keeps it
+// closed for its lock-delay), `DLM_ERR_NOT_OWNER` if it had expired.
+//
+// # Safety
+// `lock` must be a live session lock.
+dlm_status dlm_session_lock_release(const struct dlm_session_lock *lock);
+
+// Copies into `buf` (NUL-terminated) what the calling thread's most
+// recent libdlm call said beyond its status, if that call was on this
+// lock and failed (see `dlm_client_last_error`).
+//
+// # Safety
+// `lock` must be a live session lock; `buf` must hold `len` writable
+// bytes; `out_n` writable.
+dlm_status dlm_session_lock_last_error(const struct dlm_session_lock *lock,
+                                       char *buf,
+                                       size_t len,
+                                       size_t *out_n);
+
+// Frees the lock handle, releasing the lock first if still held (best
+// effort; use `dlm_session_lock_release` to learn the outcome). NULL is
+// accepted.
+//
+// # Safety
+// `lock` must be NULL or a pointer from `dlm_session_acquire` not yet
+// freed, with no call on it still running.
+void dlm_session_lock_free(struct dlm_session_lock *lock);
+
+// Reads one line from a watching connection (after the answer to its
+// `DLM_CALL_WATCH`): an event, written to `out`, its name, owner and
+// value copied one after the other into `data` (which `out`'s pointers
+// then point into; `out->name_len + out->owner_len + out->value_len`
+// bytes). A value is decoded by the wire's encoder, or, with
+// `DLM_VALUE_STORED` in `flags`, left as the stored text. If `data` is
+// too small, returns `DLM_ERR_BUFFER_TOO_SMALL` with the needed size in
+// `*out_needed` (with the built-in encoders, `line_len` bytes are always
+// enough). `line` is not modified.
+//
+// A line that is not an event is the server's last word on the watch:
+// `DLM_ERR_UNAVAILABLE` with its reason in `dlm_wire_last_error` (a
+// watcher that read too slowly is cut off, "watch cut off: too many
+// events unread"; a member that installed a snapshot or is stopping says
+// so), and, if the line says it, the last revision sent in
+// `out->revision`. The connection then closes: resume on a new one with
+// `DLM_WATCH_SINCE` and the last revision read.
+//
+// # Safety
+// `wire` must be a live wire; `line` must point to `line_len` readable
+// bytes; `data` to `data_cap` writable bytes (or be NULL with `data_cap`
+// 0); `out` and `out_needed` must be writable (`out_needed` may be NULL).
+dlm_status dlm_wire_event(const struct dlm_wire *wire,
+                          uint32_t flags,
+                          const char *line,
+                          size_t line_len,
+                          void *data,
+                          size_t data_cap,
+                          struct dlm_event *out,
+                          size_t *out_needed);
+
+// Subscribes to the changes of `scope` (a name, or with
+// `DLM_WATCH_PREFIX` in `flags` every name that starts with it; an
+// empty prefix is every name): locks, semaphore permits and read/write
+// holds granted, released or expired, values put, erased or expired,
+// each with its revision. With `DLM_WATCH_SINCE`, every event after
+// `since` comes first (resuming without a gap), else only changes from
+// now. The watch has a connection of its own, to any member of the
+// client's servers (a follower serves watches too).
+//
+// On success `*out_revision` (if not NULL) is the revision the watch
+// starts after. If the server no longer keeps the events since `since`
+// (or `since` is ahead of it), the call fails with `DLM_ERR_CONFLICT`
+// and `*out_revision` is the current revision: read the state again,
+// then watch from that revision. A server without watches is
+// `DLM_ERR_BAD_REQUEST`; no server reachable `DLM_ERR_UNAVAILABLE`.
+//
+// # Safety
+// `client` must be a live client; `scope` must point to `scope_len`
+// bytes (or be NULL with `scope_len` 0); `out_revision` NULL or
+// writable; `out` writable. Free the watch with `dlm_watch_free` before
+// the client.
+dlm_status dlm_client_watch(const struct dlm_client *client,
+                            const char *scope,
+                            size_t scope_len,
+                            uint32_t flags,
+                            uint64_t since,
+                            uint64_t *out_revision,
+                            struct dlm_watch **out);
+
+// Waits up to `timeout_ms` for the watch's next event and writes it to
+// `out` (its name, owner and value point into the watch, valid until the
+// next call on it). `UINT64_MAX` waits as long as it takes; 0 only
+// takes an event already received. Events come in the order of their
+// revisions, each once.
+//
+// `DLM_ERR_TIMEOUT`: none came in time (call again). When the
+// connection fails, or the server cuts the watcher off because it read
+// too slowly, the watch reconnects (to any of the client's servers) and
+// resumes after the last revision it gave, by itself, missing nothing.
+// If the server no longer keeps those events, the call fails with
+// `DLM_ERR_CONFLICT` and `out->revision` is the current revision: the
+// watch has missed changes, so read the state again; the next call goes
+// on from the current revision. `DLM_ERR_UNAVAILABLE` if no server took
+// the watch again (the next call tries again).
+//
+// # Safety
+// `watch` must be a live watch; `out` writable.
+dlm_status dlm_watch_next(const struct dlm_watch *watch,
+                          uint64_t timeout_ms,
+                          struct dlm_event *out);
+
+// The last revision the watch gave (or, before its first event, the one
+// it started after): what to resume from with `DLM_WATCH_SINCE`. 0 after
+// `DLM_ERR_CONFLICT` until the watch is subscribed again.
+//
+// # Safety
+// `watch` must be a live watch; `out` writable.
+dlm_status dlm_watch_revision(const struct dlm_watch *watch,
+                              uint64_t *out);
+
+// Copies into `buf` (NUL-terminated) what the calling thread's most
+// recent libdlm call said beyond its status, if that call was on this
+// watch and failed (see `dlm_client_last_error`).
+//
+// # Safety
+// `watch` must be a live watch; `buf` must hold `len` writable bytes;
+// `out_n` writable.
+dlm_status dlm_watch_last_error(const struct dlm_watch *watch,
+                                char *buf,
+                                size_t len,
+                                size_t *out_n);
+
+// Ends the watch (its connection closes) and frees it. NULL is accepted.
+//
+// # Safety
+// `watch` must be NULL or a pointer from `dlm_client_watch` not yet
+// freed, with no call on it still running.
+void dlm_watch_free(struct dlm_watch *watch);
+
 // Makes a wire from `opts` (NULL for the defaults): its client ID (a
 // random one if none was set), framing, credentials and value encoder.
 // The options' timeouts are not used: the caller does the I/O. `opts` may
@@ -1266,7 +1740,8 @@ dlm_status dlm_wire_write(const struct dlm_wire *wire,
 // `DLM_ERR_NOT_FOUND` for a get, erase or unlock of nothing,
 // `DLM_ERR_CONFLICT` with the current revision in `out->revision`, ...),
 // its detail in `dlm_wire_last_error`; an answer that is not a dlm answer
-// is `DLM_ERR_PROTOCOL`. The answer to a lock is read by `dlm_lease_new`.
+// is `DLM_ERR_PROTOCOL`. The answer to a lock (or a semaphore's or
+// read/write lock's acquisition) is read by `dlm_lease_new`.
 //
 // # Safety
 // `wire` must be a live wire; `req` must point to a valid `dlm_request`;

@@ -123,6 +123,15 @@ struct FreeLock {
 struct FreeCancel {
   void operator()(dlm_cancel *c) const noexcept { dlm_cancel_free(c); }
 };
+struct FreeSession {
+  void operator()(dlm_session *s) const noexcept { dlm_session_free(s); }
+};
+struct FreeSessionLock {
+  void operator()(dlm_session_lock *l) const noexcept { dlm_session_lock_free(l); }
+};
+struct FreeWatch {
+  void operator()(dlm_watch *w) const noexcept { dlm_watch_free(w); }
+};
 
 } // namespace detail
 
@@ -290,6 +299,153 @@ private:
   std::unique_ptr<dlm_lock, detail::FreeLock> ptr_;
 };
 
+/* A lock bound to a Session (Session::acquire). Destroying it releases it
+ * if still held. */
+class SessionLock {
+public:
+  SessionLock(SessionLock &&) noexcept = default;
+  SessionLock &operator=(SessionLock &&) noexcept = default;
+  /* The grant's fencing token. */
+  uint64_t token() const {
+    uint64_t t = 0;
+    check(dlm_session_lock_token(ptr_.get(), &t), "token");
+    return t;
+  }
+  /* Releases it (again: nothing); throws DLM_ERR_LOCK_LOST if the session
+   * has ended. */
+  void release() { check(dlm_session_lock_release(ptr_.get()), "release"); }
+  /* The handle, for libdlm's own functions. */
+  const dlm_session_lock *get() const noexcept { return ptr_.get(); }
+
+private:
+  friend class Session;
+  explicit SessionLock(dlm_session_lock *l) : ptr_(l) {}
+  void check(dlm_status s, const char *what) const {
+    detail::check(s, what, static_cast<const dlm_session_lock *>(ptr_.get()),
+                  dlm_session_lock_last_error);
+  }
+  std::unique_ptr<dlm_session_lock, detail::FreeSessionLock> ptr_;
+};
+
+/* A server session (Client::session): locks acquired through it end with
+ * it. Destroying it ends it (see dlm_client_session). */
+class Session {
+public:
+  Session(Session &&other) noexcept = default;
+  Session &operator=(Session &&other) noexcept {
+    if (this != &other) {
+      ptr_.reset(); // the old session first: its callback may still run
+      on_lost_ = std::move(other.on_lost_);
+      ptr_ = std::move(other.ptr_);
+    }
+    return *this;
+  }
+  ~Session() { ptr_.reset(); }
+
+  /* Takes `name` bound to the session for `ttl`, waiting up to `wait`;
+   * after the session ends nobody may take it for `lock_delay` (at most
+   * 60 s). Throws DLM_ERR_NOT_OWNER, DLM_ERR_TIMEOUT, DLM_ERR_LOCK_LOST
+   * (the session has ended). */
+  SessionLock acquire(std::string_view name, std::chrono::milliseconds ttl,
+                      std::chrono::milliseconds wait = std::chrono::milliseconds(0),
+                      std::chrono::milliseconds lock_delay = std::chrono::milliseconds(0)) {
+    dlm_session_lock *l = nullptr;
+    check(dlm_session_acquire(ptr_.get(), name.data(), name.size(), detail::millis(ttl),
+                              detail::millis(wait), detail::millis(lock_delay), &l),
+          "acquire");
+    return SessionLock(l);
+  }
+  /* Whether it has ended (lost or closed). */
+  bool is_lost() const {
+    bool lost = true;
+    check(dlm_session_is_lost(ptr_.get(), &lost), "is_lost");
+    return lost;
+  }
+  /* Ends it now: the server releases its locks (or closes them for their
+   * lock-delay). */
+  void close() { check(dlm_session_close(ptr_.get()), "close"); }
+  /* The handle, for libdlm's own functions. */
+  const dlm_session *get() const noexcept { return ptr_.get(); }
+
+private:
+  friend class Client;
+  Session(dlm_session *s, std::unique_ptr<std::function<void()>> on_lost)
+      : on_lost_(std::move(on_lost)), ptr_(s) {}
+  void check(dlm_status s, const char *what) const {
+    detail::check(s, what, static_cast<const dlm_session *>(ptr_.get()), dlm_session_last_error);
+  }
+  std::unique_ptr<std::function<void()>> on_lost_;
+  std::unique_ptr<dlm_session, detail::FreeSession> ptr_;
+};
+
+/* One change, as a Watch is told it (see dlm_event). */
+struct Event {
+  uint64_t revision;
+  dlm_event_what what;
+  dlm_event_kind kind;
+  uint32_t permits; /* a semaphore's size */
+  uint64_t token;   /* locks and holds */
+  uint64_t data_revision;
+  std::string name;
+  std::optional<std::string> owner; /* if this client may read it */
+  std::optional<std::string> value; /* a put's value, if readable */
+};
+
+/* A subscription to changes (Client::watch, Client::watch_name). */
+class Watch {
+public:
+  Watch(Watch &&) noexcept = default;
+  Watch &operator=(Watch &&) noexcept = default;
+  /* The next event, or nothing if none came within `timeout`. Throws
+   * Conflict with the current revision if the watch missed changes (read
+   * the state again; the next call goes on from there). */
+  std::optional<Event> next(std::chrono::milliseconds timeout) {
+    dlm_event e;
+    dlm_status s = dlm_watch_next(ptr_.get(), detail::millis(timeout), &e);
+    if (s == DLM_ERR_TIMEOUT) {
+      return std::nullopt;
+    }
+    if (s == DLM_ERR_CONFLICT) {
+      throw Conflict(e.revision, "watch", last_error());
+    }
+    check(s, "watch");
+    Event out{e.revision, e.what, e.kind, e.permits, e.token, e.data_revision,
+              std::string(e.name, e.name_len), std::nullopt, std::nullopt};
+    if (e.owner != nullptr) {
+      out.owner = std::string(e.owner, e.owner_len);
+    }
+    if (e.value != nullptr) {
+      out.value = std::string(static_cast<const char *>(e.value), e.value_len);
+    }
+    return out;
+  }
+  /* The last revision delivered: resume from it. */
+  uint64_t revision() const {
+    uint64_t r = 0;
+    check(dlm_watch_revision(ptr_.get(), &r), "revision");
+    return r;
+  }
+  /* The handle, for libdlm's own functions. */
+  const dlm_watch *get() const noexcept { return ptr_.get(); }
+
+private:
+  friend class Client;
+  explicit Watch(dlm_watch *w) : ptr_(w) {}
+  std::string last_error() const {
+    std::string why;
+    detail::text(
+        [this](char *buf, size_t len, size_t *n) {
+          return dlm_watch_last_error(ptr_.get(), buf, len, n);
+        },
+        why);
+    return why;
+  }
+  void check(dlm_status s, const char *what) const {
+    detail::check(s, what, static_cast<const dlm_watch *>(ptr_.get()), dlm_watch_last_error);
+  }
+  std::unique_ptr<dlm_watch, detail::FreeWatch> ptr_;
+};
+
 /* A value read by Client::get. */
 struct Value {
   std::string data;  /* the decoded bytes */
@@ -345,18 +501,31 @@ public:
   /* Takes `name`: throws DLM_ERR_NOT_OWNER (held, no wait), DLM_ERR_TIMEOUT
    * (the wait ran out) or DLM_ERR_CANCELLED. */
   Lock lock(std::string_view name, LockOptions opts = LockOptions()) {
-    std::unique_ptr<std::function<void()>> cb;
-    if (opts.on_lost_) {
-      cb.reset(new std::function<void()>(std::move(opts.on_lost_)));
-    }
+    return acquire(dlm_client_lock, name, std::move(opts), "lock");
+  }
+
+  /* One permit of the counting semaphore `name` of `permits` permits: a
+   * hold of its own with its own token (see dlm_client_semaphore). */
+  Lock semaphore(std::string_view name, uint32_t permits, LockOptions opts = LockOptions()) {
+    std::unique_ptr<std::function<void()>> cb = take_callback(opts);
     dlm_lock *l = nullptr;
-    uint32_t flags = opts.auto_renew_ ? DLM_LOCK_AUTO_RENEW : 0;
-    check(dlm_client_lock(ptr_.get(), name.data(), name.size(), detail::millis(opts.ttl_),
-                          detail::millis(opts.wait_), flags,
-                          opts.cancel_ != nullptr ? opts.cancel_->get() : nullptr,
-                          cb ? dlm_hpp_on_lost : nullptr, cb.get(), &l),
-          "lock");
+    check(dlm_client_semaphore(ptr_.get(), name.data(), name.size(), permits,
+                               detail::millis(opts.ttl_), detail::millis(opts.wait_),
+                               flags_of(opts),
+                               opts.cancel_ != nullptr ? opts.cancel_->get() : nullptr,
+                               cb ? dlm_hpp_on_lost : nullptr, cb.get(), &l),
+          "semaphore");
     return Lock(l, std::move(cb));
+  }
+
+  /* The shared (read) side of the read/write lock `name`. */
+  Lock read_lock(std::string_view name, LockOptions opts = LockOptions()) {
+    return acquire(dlm_client_read_lock, name, std::move(opts), "read_lock");
+  }
+
+  /* The exclusive (write) side of the read/write lock `name`. */
+  Lock write_lock(std::string_view name, LockOptions opts = LockOptions()) {
+    return acquire(dlm_client_write_lock, name, std::move(opts), "write_lock");
   }
 
   /* One attempt: the lock, or nothing if another owner holds it. */
@@ -472,10 +641,76 @@ public:
     return out;
   }
 
+  /* Opens a server session with `ttl` (see dlm_client_session);
+   * `on_lost` (may be empty) runs once on libdlm's thread if it is lost. */
+  Session session(std::chrono::milliseconds ttl, std::function<void()> on_lost = {}) {
+    std::unique_ptr<std::function<void()>> cb;
+    if (on_lost) {
+      cb.reset(new std::function<void()>(std::move(on_lost)));
+    }
+    dlm_session *s = nullptr;
+    check(dlm_client_session(ptr_.get(), detail::millis(ttl), cb ? dlm_hpp_on_lost : nullptr,
+                             cb.get(), &s),
+          "session");
+    return Session(s, std::move(cb));
+  }
+
+  /* Watches every name starting with `prefix`, from now (since 0) or
+   * after revision `since`; throws Conflict with the current revision if
+   * the server no longer keeps the events since then. */
+  Watch watch(std::string_view prefix, uint64_t since = 0) {
+    return subscribe(prefix, DLM_WATCH_PREFIX, since);
+  }
+
+  /* Watches one name (its lock and its value), as watch() does. */
+  Watch watch_name(std::string_view name, uint64_t since = 0) {
+    return subscribe(name, 0, since);
+  }
+
   /* The handle, for libdlm's own functions. */
   const dlm_client *get() const noexcept { return ptr_.get(); }
 
 private:
+  Watch subscribe(std::string_view scope, uint32_t flags, uint64_t since) {
+    dlm_watch *w = nullptr;
+    uint64_t current = 0;
+    dlm_status s = dlm_client_watch(ptr_.get(), scope.data(), scope.size(),
+                                    flags | (since > 0 ? DLM_WATCH_SINCE : 0), since, &current,
+                                    &w);
+    if (s == DLM_ERR_CONFLICT) {
+      throw Conflict(current, "watch", last_error());
+    }
+    check(s, "watch");
+    return Watch(w);
+  }
+
+  using acquire_fn = dlm_status (*)(const dlm_client *, const char *, size_t, uint64_t,
+                                    uint64_t, uint32_t, const dlm_cancel *, dlm_lost_fn,
+                                    void *, dlm_lock **);
+
+  static std::unique_ptr<std::function<void()>> take_callback(LockOptions &opts) {
+    std::unique_ptr<std::function<void()>> cb;
+    if (opts.on_lost_) {
+      cb.reset(new std::function<void()>(std::move(opts.on_lost_)));
+    }
+    return cb;
+  }
+
+  static uint32_t flags_of(const LockOptions &opts) {
+    return opts.auto_renew_ ? DLM_LOCK_AUTO_RENEW : 0;
+  }
+
+  Lock acquire(acquire_fn take, std::string_view name, LockOptions opts, const char *what) {
+    std::unique_ptr<std::function<void()>> cb = take_callback(opts);
+    dlm_lock *l = nullptr;
+    check(take(ptr_.get(), name.data(), name.size(), detail::millis(opts.ttl_),
+               detail::millis(opts.wait_), flags_of(opts),
+               opts.cancel_ != nullptr ? opts.cancel_->get() : nullptr,
+               cb ? dlm_hpp_on_lost : nullptr, cb.get(), &l),
+          what);
+    return Lock(l, std::move(cb));
+  }
+
   std::string last_error() const {
     std::string why;
     detail::text(

@@ -36,7 +36,7 @@ use dlm_core::client::failover::{
     self, Call, ClusterView, Failover, Outcome, Refusal, ServerList, Step, Verdict,
 };
 use dlm_core::client::{Action, Error as CoreError, Pending};
-use dlm_core::protocol::{ClusterOp, Request, Response, Status};
+use dlm_core::protocol::{ClusterOp, Request, Response, SessionBind, Shape, Status};
 use dlm_core::time::{Instant, Ttl};
 
 /// The failover state of one client: the servers given and learned, the
@@ -74,6 +74,8 @@ struct Owned {
     wait: Ttl,
     token: u64,
     revision: u64,
+    shape: Option<Shape>,
+    session: Option<SessionBind>,
 }
 
 impl Owned {
@@ -87,6 +89,8 @@ impl Owned {
             wait: c.wait,
             token: c.token,
             revision: c.revision,
+            shape: c.shape,
+            session: c.session,
         }
     }
 
@@ -100,6 +104,8 @@ impl Owned {
             wait: self.wait,
             token: self.token,
             revision: self.revision,
+            shape: self.shape,
+            session: self.session,
         }
     }
 }

@@ -14,7 +14,7 @@
 
 use std::ffi::c_char;
 
-use super::wire::{call_of, dlm_call, dlm_request, dlm_wire, line, wire_ref, with_copy};
+use super::wire::{call_of, dlm_request, dlm_wire, line, wire_ref, with_copy};
 use super::{Fail, boundary, copy_last_error, dlm_status, non_null, put, quiet};
 use dlm_core::client::{Acquire, Action, Done, Error as CoreError, Event, Lease};
 use dlm_core::protocol::{Response, Token};
@@ -128,8 +128,10 @@ fn at(ms: u64) -> Instant {
 }
 
 /// Reads the server's answer `line` to the lock request `req` (a
-/// `DLM_CALL_LOCK`, sent at `sent_ms` and answered at `now_ms`) and makes
-/// the lease of the grant. `DLM_LOCK_AUTO_RENEW` in the request's flags
+/// `DLM_CALL_LOCK`, `DLM_CALL_SEMAPHORE`, `DLM_CALL_READ_LOCK` or
+/// `DLM_CALL_WRITE_LOCK`, sent at `sent_ms` and answered at `now_ms`) and
+/// makes the lease of the grant (of the hold, which the lease extends and
+/// releases by its token). `DLM_LOCK_AUTO_RENEW` in the request's flags
 /// makes the lease renew itself. A refusal is `DLM_ERR_NOT_OWNER` after one
 /// attempt, `DLM_ERR_TIMEOUT` after a wait that ran out (`NOT_OWNER` if
 /// the server answered before the wait could have: it has no queue), and
@@ -138,7 +140,8 @@ fn at(ms: u64) -> Instant {
 /// # Safety
 /// `wire` must be a live wire; `req` must point to a valid `dlm_request`;
 /// `line` to `line_len` readable bytes; `out` must be writable. Free the
-/// lease with `dlm_lease_free`.
+/// lease with `dlm_lease_free`. A semaphore of another size, or a name
+/// that is another kind of lock, is `DLM_ERR_CONFLICT`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_lease_new(
     wire: *const dlm_wire,
@@ -155,7 +158,7 @@ pub unsafe extern "C" fn dlm_lease_new(
         non_null(out, "out")?;
         // SAFETY: per the contract.
         let c = unsafe { call_of(req) }?;
-        if c.call != dlm_call::DLM_CALL_LOCK {
+        if !c.call.acquires() {
             return Err(Fail::new(
                 dlm_status::DLM_ERR_INVALID_ARGUMENT,
                 "a lease is read from the answer to a lock",
@@ -164,11 +167,21 @@ pub unsafe extern "C" fn dlm_lease_new(
         // SAFETY: per the contract.
         let line = unsafe { self::line(line, line_len) }?;
         let auto_renew = c.flags & super::DLM_LOCK_AUTO_RENEW != 0;
-        let acquire = Acquire::new(c.ttl, Some(c.wait), auto_renew, at(sent_ms));
+        let mut acquire = Acquire::new(c.ttl, Some(c.wait), auto_renew, at(sent_ms));
+        if let Some(shape) = c.shape {
+            acquire = acquire.with_shape(shape);
+        }
         let lease = with_copy(line, |copy| -> Result<Lease, Fail> {
             let (_, r) = Response::parse(copy).map_err(CoreError::from)?;
             Ok(acquire.handle_response(at(now_ms), &r)?)
         })?;
+        if c.session.is_some() && lease.token().is_none() {
+            // The grant is a plain lock with a TTL, bound to nothing.
+            return Err(Fail::new(
+                dlm_status::DLM_ERR_BAD_REQUEST,
+                "the server ignored Session (a JackrabbitDLM server?)",
+            ));
+        }
         let handle = Box::new(dlm_lease {
             lease,
             name: c.name.to_owned(),

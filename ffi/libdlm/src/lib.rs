@@ -40,6 +40,8 @@ mod failover;
 mod lease;
 mod lock;
 mod options;
+mod session;
+mod watch;
 mod wire;
 
 use std::cell::RefCell;
@@ -51,6 +53,8 @@ pub use failover::*;
 pub use lease::*;
 pub use lock::*;
 pub use options::*;
+pub use session::*;
+pub use watch::*;
 pub use wire::*;
 
 use dlm::{Error, ErrorKind};

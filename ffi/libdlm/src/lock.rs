@@ -1,4 +1,5 @@
-//! `dlm_lock`: a held lock.
+//! `dlm_lock`: a held lock, or a held permit of a semaphore or side of a
+//! read/write lock.
 
 use std::ffi::{c_char, c_void};
 use std::sync::{Mutex, PoisonError};
@@ -45,6 +46,74 @@ unsafe impl Send for Callback {}
 // SAFETY: as above.
 unsafe impl Sync for Callback {}
 
+/// Which request `acquire` makes.
+#[derive(Clone, Copy)]
+enum Kind {
+    Lock,
+    Semaphore(u32),
+    Read,
+    Write,
+}
+
+/// The body of `dlm_client_lock` and its semaphore and read/write lock
+/// siblings.
+///
+/// # Safety
+/// As for `dlm_client_lock`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn acquire(
+    kind: Kind,
+    client: *const dlm_client,
+    name: *const c_char,
+    name_len: usize,
+    ttl_ms: u64,
+    wait_ms: u64,
+    flags: u32,
+    cancel: *const dlm_cancel,
+    on_lost: dlm_lost_fn,
+    userdata: *mut c_void,
+    out: *mut *mut dlm_lock,
+) -> dlm_status {
+    boundary(client, || {
+        // SAFETY: per the contract.
+        let c = unsafe { client_ref(client) }?;
+        non_null(out, "out")?;
+        if flags & !DLM_LOCK_AUTO_RENEW != 0 {
+            return Err(Fail::new(
+                dlm_status::DLM_ERR_INVALID_ARGUMENT,
+                "unknown flags",
+            ));
+        }
+        // SAFETY: per the contract.
+        let name = unsafe { super::name(name, name_len) }?;
+        let req = match kind {
+            Kind::Lock => c.client.lock(name),
+            Kind::Semaphore(permits) => c.client.semaphore(name, permits),
+            Kind::Read => c.client.read_lock(name),
+            Kind::Write => c.client.write_lock(name),
+        };
+        let mut req = req
+            .ttl(Duration::from_millis(ttl_ms))
+            .wait(Duration::from_millis(wait_ms))
+            .auto_renew(flags & DLM_LOCK_AUTO_RENEW != 0);
+        // SAFETY: per the contract.
+        if let Some(cancel) = unsafe { cancel.as_ref() } {
+            req = req.cancel(&cancel.token);
+        }
+        if let Some(f) = on_lost {
+            let cb = Callback { f, userdata };
+            req = req.on_lost(move || cb.call());
+        }
+        let lock = req.acquire()?;
+        let handle = Box::new(dlm_lock {
+            lock: Mutex::new(lock),
+        });
+        // SAFETY: `out` is non-null and writable.
+        unsafe { *out = Box::into_raw(handle) };
+        Ok(dlm_status::DLM_OK)
+    })
+}
+
 /// Acquires `name` for `ttl_ms` milliseconds.
 ///
 /// With `wait_ms` 0, one attempt: `DLM_ERR_NOT_OWNER` if another owner
@@ -72,40 +141,142 @@ pub unsafe extern "C" fn dlm_client_lock(
     userdata: *mut c_void,
     out: *mut *mut dlm_lock,
 ) -> dlm_status {
-    boundary(client, || {
-        // SAFETY: per the contract.
-        let c = unsafe { client_ref(client) }?;
-        non_null(out, "out")?;
-        if flags & !DLM_LOCK_AUTO_RENEW != 0 {
-            return Err(Fail::new(
-                dlm_status::DLM_ERR_INVALID_ARGUMENT,
-                "unknown flags",
-            ));
-        }
-        // SAFETY: per the contract.
-        let name = unsafe { super::name(name, name_len) }?;
-        let mut req = c
-            .client
-            .lock(name)
-            .ttl(Duration::from_millis(ttl_ms))
-            .wait(Duration::from_millis(wait_ms))
-            .auto_renew(flags & DLM_LOCK_AUTO_RENEW != 0);
-        // SAFETY: per the contract.
-        if let Some(cancel) = unsafe { cancel.as_ref() } {
-            req = req.cancel(&cancel.token);
-        }
-        if let Some(f) = on_lost {
-            let cb = Callback { f, userdata };
-            req = req.on_lost(move || cb.call());
-        }
-        let lock = req.acquire()?;
-        let handle = Box::new(dlm_lock {
-            lock: Mutex::new(lock),
-        });
-        // SAFETY: `out` is non-null and writable.
-        unsafe { *out = Box::into_raw(handle) };
-        Ok(dlm_status::DLM_OK)
-    })
+    // SAFETY: forwarded contract.
+    unsafe {
+        acquire(
+            Kind::Lock,
+            client,
+            name,
+            name_len,
+            ttl_ms,
+            wait_ms,
+            flags,
+            cancel,
+            on_lost,
+            userdata,
+            out,
+        )
+    }
+}
+
+/// Takes one permit of the counting semaphore `name` of `permits` permits
+/// (at least 1) for `ttl_ms` milliseconds, as `dlm_client_lock` takes a
+/// lock (the same wait, cancel, flags and lost callback). Each acquisition
+/// is a hold of its own with its own fencing token (the same client may
+/// hold several permits); its `dlm_lock` extends and releases that hold
+/// only. Waiters are served first come, first served. The size is fixed by
+/// the first use while anyone holds or waits: another size, or a name that
+/// is another kind of lock, fails with `DLM_ERR_CONFLICT` (its detail in
+/// `dlm_client_last_error`); `permits` 0 is `DLM_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// As for `dlm_client_lock`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_semaphore(
+    client: *const dlm_client,
+    name: *const c_char,
+    name_len: usize,
+    permits: u32,
+    ttl_ms: u64,
+    wait_ms: u64,
+    flags: u32,
+    cancel: *const dlm_cancel,
+    on_lost: dlm_lost_fn,
+    userdata: *mut c_void,
+    out: *mut *mut dlm_lock,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        acquire(
+            Kind::Semaphore(permits),
+            client,
+            name,
+            name_len,
+            ttl_ms,
+            wait_ms,
+            flags,
+            cancel,
+            on_lost,
+            userdata,
+            out,
+        )
+    }
+}
+
+/// Takes the shared (read) side of the read/write lock `name`, as
+/// `dlm_client_lock` takes a lock: held beside other readers, never beside
+/// a writer. Waiters form one first-come, first-served queue, so a writer
+/// that waits is served before readers that come after it. A name that is
+/// another kind of lock fails with `DLM_ERR_CONFLICT`.
+///
+/// # Safety
+/// As for `dlm_client_lock`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_read_lock(
+    client: *const dlm_client,
+    name: *const c_char,
+    name_len: usize,
+    ttl_ms: u64,
+    wait_ms: u64,
+    flags: u32,
+    cancel: *const dlm_cancel,
+    on_lost: dlm_lost_fn,
+    userdata: *mut c_void,
+    out: *mut *mut dlm_lock,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        acquire(
+            Kind::Read,
+            client,
+            name,
+            name_len,
+            ttl_ms,
+            wait_ms,
+            flags,
+            cancel,
+            on_lost,
+            userdata,
+            out,
+        )
+    }
+}
+
+/// Takes the exclusive (write) side of the read/write lock `name`, as
+/// `dlm_client_lock` takes a lock: held alone. A name that is another kind
+/// of lock fails with `DLM_ERR_CONFLICT`.
+///
+/// # Safety
+/// As for `dlm_client_lock`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_write_lock(
+    client: *const dlm_client,
+    name: *const c_char,
+    name_len: usize,
+    ttl_ms: u64,
+    wait_ms: u64,
+    flags: u32,
+    cancel: *const dlm_cancel,
+    on_lost: dlm_lost_fn,
+    userdata: *mut c_void,
+    out: *mut *mut dlm_lock,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        acquire(
+            Kind::Write,
+            client,
+            name,
+            name_len,
+            ttl_ms,
+            wait_ms,
+            flags,
+            cancel,
+            on_lost,
+            userdata,
+            out,
+        )
+    }
 }
 
 /// Runs `f` on the lock, recording the outcome for this thread.
@@ -234,8 +405,9 @@ pub unsafe extern "C" fn dlm_lock_last_error(
 /// effort; use `dlm_lock_release` to learn the outcome). NULL is accepted.
 ///
 /// # Safety
-/// `lock` must be NULL or a pointer from `dlm_client_lock` not yet freed,
-/// with no call on it still running.
+/// `lock` must be NULL or a pointer from `dlm_client_lock` (or
+/// `dlm_client_semaphore`, `dlm_client_read_lock`, `dlm_client_write_lock`)
+/// not yet freed, with no call on it still running.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_lock_free(lock: *mut dlm_lock) {
     if !lock.is_null() {

@@ -20,7 +20,8 @@ use crate::client::dlm_lock_state;
 use dlm::{Encoder, Error, Framing, random_id};
 use dlm_core::client::{self as core_client, answer};
 use dlm_core::protocol::{
-    BufferTooSmall, Credentials, Out, Request, Response, Revision, SliceOut, Token,
+    BufferTooSmall, Credentials, Out, Request, Resource, Response, Revision, SessionBind, Shape,
+    SliceOut, Status, Token, WatchScope,
 };
 use dlm_core::time::Ttl;
 
@@ -46,10 +47,44 @@ pub enum dlm_call {
     DLM_CALL_VERSION = 7,
     /// The server's statistics.
     DLM_CALL_STATS = 8,
+    /// Take one permit of the counting semaphore `name` of `permits`
+    /// permits for `ttl_ms`, waiting up to `wait_ms` (as `DLM_CALL_LOCK`).
+    /// Each acquisition is a hold of its own with its own token. Read its
+    /// answer with `dlm_lease_new`.
+    DLM_CALL_SEMAPHORE = 9,
+    /// Take the shared (read) side of the read/write lock `name` (as
+    /// `DLM_CALL_LOCK`). Read its answer with `dlm_lease_new`.
+    DLM_CALL_READ_LOCK = 10,
+    /// Take the exclusive (write) side of the read/write lock `name` (as
+    /// `DLM_CALL_LOCK`). Read its answer with `dlm_lease_new`.
+    DLM_CALL_WRITE_LOCK = 11,
+    /// Open the connection's server session with a TTL of `ttl_ms`, or,
+    /// if it has one, keep it alive (PROTOCOL.md section 8, "Sessions and
+    /// lock-delay"). Send it on the connection the session is to live on,
+    /// at least once per TTL; `DLM_LOCK_SESSION` binds a lock sent on that
+    /// connection to it. No `name`. A server without sessions
+    /// (JackrabbitDLM) is `DLM_ERR_BAD_REQUEST`. With `DLM_LOCK_SESSION`
+    /// it is a keep-alive, which never opens a session: if the server
+    /// ended it (its TTL passed), the answer is `DLM_ERR_BAD_REQUEST` (the
+    /// session and its grants are lost) instead of a new session.
+    DLM_CALL_SESSION = 12,
+    /// Watch `name` (its lock and its value), or, with `DLM_WATCH_PREFIX`,
+    /// every name that starts with `name` (which may then be empty), from
+    /// now, or after `revision` with `DLM_WATCH_SINCE` (PROTOCOL.md
+    /// section 8, "Watches"). Send it on a connection of its own, with no
+    /// request in flight: the connection then only carries event lines
+    /// (read each with `dlm_wire_event`). Its answer, read by
+    /// `dlm_wire_read`, is the revision the watch starts after
+    /// (`out->revision`), or `DLM_ERR_CONFLICT` with the current revision
+    /// in `out->revision` if the server no longer keeps the events since
+    /// `revision` (read the state again, then watch from there), or
+    /// `DLM_ERR_UNAVAILABLE` if this member cannot serve a watch now
+    /// (try another, or again later).
+    DLM_CALL_WATCH = 13,
 }
 
 impl dlm_call {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 13] = [
         Self::DLM_CALL_LOCK,
         Self::DLM_CALL_UNLOCK,
         Self::DLM_CALL_TEST_LOCK,
@@ -58,6 +93,11 @@ impl dlm_call {
         Self::DLM_CALL_ERASE,
         Self::DLM_CALL_VERSION,
         Self::DLM_CALL_STATS,
+        Self::DLM_CALL_SEMAPHORE,
+        Self::DLM_CALL_READ_LOCK,
+        Self::DLM_CALL_WRITE_LOCK,
+        Self::DLM_CALL_SESSION,
+        Self::DLM_CALL_WATCH,
     ];
 
     fn from_u32(n: u32) -> Option<Self> {
@@ -66,15 +106,34 @@ impl dlm_call {
 
     /// Whether the call is about a name.
     fn named(self) -> bool {
-        !matches!(self, Self::DLM_CALL_VERSION | Self::DLM_CALL_STATS)
+        !matches!(
+            self,
+            Self::DLM_CALL_VERSION | Self::DLM_CALL_STATS | Self::DLM_CALL_SESSION
+        )
+    }
+
+    /// Whether the call acquires (its answer makes a lease).
+    pub(crate) fn acquires(self) -> bool {
+        matches!(
+            self,
+            Self::DLM_CALL_LOCK
+                | Self::DLM_CALL_SEMAPHORE
+                | Self::DLM_CALL_READ_LOCK
+                | Self::DLM_CALL_WRITE_LOCK
+        )
     }
 
     /// The flags the call accepts.
     fn flags(self) -> u32 {
         match self {
-            Self::DLM_CALL_LOCK => super::DLM_LOCK_AUTO_RENEW,
+            Self::DLM_CALL_LOCK
+            | Self::DLM_CALL_SEMAPHORE
+            | Self::DLM_CALL_READ_LOCK
+            | Self::DLM_CALL_WRITE_LOCK => super::DLM_LOCK_AUTO_RENEW | DLM_LOCK_SESSION,
             Self::DLM_CALL_PUT => DLM_PUT_IF | DLM_VALUE_STORED,
+            Self::DLM_CALL_WATCH => DLM_WATCH_PREFIX | DLM_WATCH_SINCE,
             Self::DLM_CALL_GET => DLM_VALUE_STORED,
+            Self::DLM_CALL_SESSION => DLM_LOCK_SESSION,
             _ => 0,
         }
     }
@@ -90,6 +149,27 @@ pub const DLM_PUT_IF: u32 = 2;
 /// a get hands back the stored text undecoded, for a program that encodes
 /// values itself.
 pub const DLM_VALUE_STORED: u32 = 4;
+
+/// Flag of an acquiring request (`DLM_CALL_LOCK`, `DLM_CALL_SEMAPHORE`,
+/// `DLM_CALL_READ_LOCK`, `DLM_CALL_WRITE_LOCK`): bind the grant to the
+/// session of the connection it is sent on (opened by `DLM_CALL_SESSION`
+/// there), so that it ends when the session does, or, with a non-zero
+/// `lock_delay_ms`, stays closed to everyone for that long first. A
+/// server that ignores the binding (JackrabbitDLM) makes `dlm_lease_new`
+/// fail with `DLM_ERR_BAD_REQUEST`. On `DLM_CALL_SESSION`: a keep-alive
+/// (see there).
+pub const DLM_LOCK_SESSION: u32 = 8;
+
+/// Flag of a `DLM_CALL_WATCH` request: `name` is a prefix (empty: every
+/// name), not one name.
+pub const DLM_WATCH_PREFIX: u32 = 16;
+
+/// Flag of a `DLM_CALL_WATCH` request: resume after `revision` (every
+/// event after it first), instead of starting from now.
+pub const DLM_WATCH_SINCE: u32 = 32;
+
+/// The longest lock-delay a server accepts, in milliseconds.
+pub const DLM_MAX_LOCK_DELAY_MS: u64 = 60_000;
 
 /// One call, as `dlm_wire_write` writes it and `dlm_wire_read` reads its
 /// answer (pass the same request to both). Zero-initialise it and set what
@@ -117,8 +197,18 @@ pub struct dlm_request {
     pub wait_ms: u64,
     /// An unlock's grant (0: whichever grant this owner holds).
     pub token: u64,
-    /// The revision a `DLM_PUT_IF` put expects.
+    /// The revision a `DLM_PUT_IF` put expects, or the one a
+    /// `DLM_WATCH_SINCE` watch resumes after.
     pub revision: u64,
+    /// A `DLM_CALL_SEMAPHORE`'s number of permits (>= 1). Read by that
+    /// call only, so a program built before this field existed (whose
+    /// requests end at `revision`) is read as it was.
+    pub permits: u32,
+    /// With `DLM_LOCK_SESSION`, how long after the session ends nobody may
+    /// take the name, in milliseconds (0: released at once; at most
+    /// `DLM_MAX_LOCK_DELAY_MS`). Read with that flag only, so a program
+    /// built before this field existed is read as it was.
+    pub lock_delay_ms: u64,
 }
 
 /// Bit of `dlm_answer.has`: the server sent a fencing token (`token`).
@@ -158,7 +248,7 @@ pub struct dlm_wire {
     id: String,
     framing: Framing,
     credentials: Option<(String, String)>,
-    encoder: Arc<dyn Encoder>,
+    pub(crate) encoder: Arc<dyn Encoder>,
 }
 
 impl dlm_wire {
@@ -191,6 +281,11 @@ pub(crate) struct Checked<'a> {
     pub(crate) wait: Ttl,
     pub(crate) token: u64,
     pub(crate) revision: u64,
+    /// The semaphore's or read/write lock's shape of an acquiring call
+    /// other than `DLM_CALL_LOCK`.
+    pub(crate) shape: Option<Shape>,
+    /// The session binding of an acquiring call with `DLM_LOCK_SESSION`.
+    pub(crate) session: Option<SessionBind>,
 }
 
 fn invalid(why: &str) -> Fail {
@@ -209,7 +304,11 @@ pub(crate) unsafe fn call_of<'a>(req: *const dlm_request) -> Result<Checked<'a>,
     if req.flags & !call.flags() != 0 {
         return Err(invalid("flags this call does not take"));
     }
-    let name = if call.named() {
+    let name = if call == dlm_call::DLM_CALL_WATCH && req.flags & DLM_WATCH_PREFIX != 0 {
+        // A prefix may be empty (every name).
+        // SAFETY: per the caller's contract.
+        unsafe { super::text(req.name, req.name_len, "the prefix") }?
+    } else if call.named() {
         // SAFETY: per the caller's contract.
         unsafe { super::name(req.name, req.name_len) }?
     } else {
@@ -221,10 +320,34 @@ pub(crate) unsafe fn call_of<'a>(req: *const dlm_request) -> Result<Checked<'a>,
     } else {
         &[]
     };
-    let needs_ttl = matches!(call, dlm_call::DLM_CALL_LOCK | dlm_call::DLM_CALL_PUT);
+    let needs_ttl =
+        call.acquires() || matches!(call, dlm_call::DLM_CALL_PUT | dlm_call::DLM_CALL_SESSION);
     if needs_ttl && req.ttl_ms == 0 {
         return Err(invalid("a TTL must be positive"));
     }
+    let shape = match call {
+        // `permits` is read for this call only (see dlm_request).
+        dlm_call::DLM_CALL_SEMAPHORE if req.permits == 0 => {
+            return Err(invalid("a semaphore needs at least 1 permit"));
+        }
+        dlm_call::DLM_CALL_SEMAPHORE => Some(Shape::Semaphore {
+            permits: req.permits,
+        }),
+        dlm_call::DLM_CALL_READ_LOCK => Some(Shape::Read),
+        dlm_call::DLM_CALL_WRITE_LOCK => Some(Shape::Write),
+        _ => None,
+    };
+    let session = if req.flags & DLM_LOCK_SESSION != 0 {
+        // `lock_delay_ms` is read with this flag only (see dlm_request).
+        if req.lock_delay_ms > DLM_MAX_LOCK_DELAY_MS {
+            return Err(invalid("a lock-delay is at most 60 s"));
+        }
+        Some(SessionBind {
+            lock_delay: Ttl::from_millis(req.lock_delay_ms),
+        })
+    } else {
+        None
+    };
     Ok(Checked {
         call,
         flags: req.flags,
@@ -234,6 +357,8 @@ pub(crate) unsafe fn call_of<'a>(req: *const dlm_request) -> Result<Checked<'a>,
         wait: Ttl::from_millis(req.wait_ms),
         token: req.token,
         revision: req.revision,
+        shape,
+        session,
     })
 }
 
@@ -438,9 +563,19 @@ pub(crate) fn request_of<'r>(
     name: &'r str,
     text: &'r str,
 ) -> Request<'r> {
-    match c.call {
+    let req = match c.call {
         dlm_call::DLM_CALL_LOCK if c.wait.is_zero() => core.lock(name, c.ttl),
         dlm_call::DLM_CALL_LOCK => core.lock_wait(name, c.ttl, c.wait),
+        dlm_call::DLM_CALL_SEMAPHORE
+        | dlm_call::DLM_CALL_READ_LOCK
+        | dlm_call::DLM_CALL_WRITE_LOCK => {
+            let wait = (!c.wait.is_zero()).then_some(c.wait);
+            match c.shape {
+                Some(shape) => core.acquire(name, shape, c.ttl, wait),
+                // call_of gives these calls a shape.
+                None => core.lock(name, c.ttl),
+            }
+        }
         dlm_call::DLM_CALL_UNLOCK => core.unlock(name, (c.token > 0).then_some(Token(c.token))),
         dlm_call::DLM_CALL_TEST_LOCK => core.test_lock(name),
         dlm_call::DLM_CALL_PUT => {
@@ -451,6 +586,22 @@ pub(crate) fn request_of<'r>(
         dlm_call::DLM_CALL_ERASE => core.erase(name),
         dlm_call::DLM_CALL_VERSION => core.version(),
         dlm_call::DLM_CALL_STATS => core.stats(),
+        // With DLM_LOCK_SESSION: a keep-alive, which never opens one.
+        dlm_call::DLM_CALL_SESSION if c.flags & DLM_LOCK_SESSION != 0 => core.keep_alive(c.ttl),
+        dlm_call::DLM_CALL_SESSION => core.session(c.ttl),
+        dlm_call::DLM_CALL_WATCH => {
+            let scope = if c.flags & DLM_WATCH_PREFIX != 0 {
+                WatchScope::Prefix(name)
+            } else {
+                WatchScope::Name(Resource(name))
+            };
+            let since = (c.flags & DLM_WATCH_SINCE != 0).then_some(Revision(c.revision));
+            core.watch(scope, since)
+        }
+    };
+    match c.session {
+        Some(bind) if c.call.acquires() => req.with_session(bind),
+        _ => req,
     }
 }
 
@@ -561,10 +712,30 @@ impl From<core_client::Error<'_>> for Fail {
     }
 }
 
+/// The failure an answer to `Session` or `Watch` other than the expected
+/// ones stands for.
+fn refusal(r: &Response<'_>) -> Fail {
+    let why = r.error.map(|e| e.to_string()).unwrap_or_default();
+    let status = match r.status {
+        Status::NotOwner => dlm_status::DLM_ERR_NOT_OWNER,
+        Status::Conflict => dlm_status::DLM_ERR_CONFLICT,
+        Status::No if why.is_empty() => dlm_status::DLM_ERR_NO_MEMORY,
+        Status::No => dlm_status::DLM_ERR_UNAVAILABLE,
+        Status::BadPayload | Status::BadAction => dlm_status::DLM_ERR_BAD_REQUEST,
+        other => {
+            return Fail::new(
+                dlm_status::DLM_ERR_PROTOCOL,
+                &format!("unexpected answer {other:?} {why}"),
+            );
+        }
+    };
+    Fail::new(status, &why)
+}
+
 /// Reads the answer line `line` to the call `c`.
 fn read(w: &dlm_wire, c: &Checked<'_>, line: &mut [u8]) -> Result<Read, ReadFail> {
     let mut out = Read::new();
-    if c.call == dlm_call::DLM_CALL_LOCK {
+    if c.call.acquires() {
         return Err(invalid("read the answer to a lock with dlm_lease_new").into());
     }
     if c.call == dlm_call::DLM_CALL_STATS {
@@ -586,7 +757,11 @@ fn read(w: &dlm_wire, c: &Checked<'_>, line: &mut [u8]) -> Result<Read, ReadFail
     let (_, r) = Response::parse(line).map_err(core_client::Error::from)?;
     match c.call {
         // Refused above.
-        dlm_call::DLM_CALL_LOCK | dlm_call::DLM_CALL_STATS => {}
+        dlm_call::DLM_CALL_LOCK
+        | dlm_call::DLM_CALL_SEMAPHORE
+        | dlm_call::DLM_CALL_READ_LOCK
+        | dlm_call::DLM_CALL_WRITE_LOCK
+        | dlm_call::DLM_CALL_STATS => {}
         dlm_call::DLM_CALL_UNLOCK => {
             if !answer::unlocked(&r)? {
                 return Err(Error::NotFound.into());
@@ -635,6 +810,57 @@ fn read(w: &dlm_wire, c: &Checked<'_>, line: &mut [u8]) -> Result<Read, ReadFail
             }
         }
         dlm_call::DLM_CALL_VERSION => out.data = answer::version(&r)?.as_bytes().to_vec(),
+        dlm_call::DLM_CALL_SESSION => match r.status {
+            Status::Done => out.ttl(r.expire),
+            Status::BadAction => {
+                return Err(Fail::new(
+                    dlm_status::DLM_ERR_BAD_REQUEST,
+                    "the server has no sessions (a JackrabbitDLM server?)",
+                )
+                .into());
+            }
+            _ => return Err(refusal(&r).into()),
+        },
+        dlm_call::DLM_CALL_WATCH => match (r.status, r.revision) {
+            (Status::Done, Some(_)) => out.revision(r.revision),
+            (Status::Done, None) => {
+                return Err(Fail::new(
+                    dlm_status::DLM_ERR_PROTOCOL,
+                    "Watch answered without Revision",
+                )
+                .into());
+            }
+            (Status::Conflict, current) => {
+                let why = r
+                    .error
+                    .map_or_else(|| "history compacted".into(), |e| e.to_string());
+                return Err(ReadFail {
+                    fail: Fail::new(
+                        dlm_status::DLM_ERR_CONFLICT,
+                        &format!("the watch must read the state again: {why}"),
+                    ),
+                    conflict: Some(current.map_or(0, |Revision(c)| c)),
+                });
+            }
+            (Status::No, _) => {
+                let why = r
+                    .error
+                    .map_or_else(|| "out of memory".into(), |e| e.to_string());
+                return Err(Fail::new(
+                    dlm_status::DLM_ERR_UNAVAILABLE,
+                    &format!("this server cannot serve the watch now: {why}"),
+                )
+                .into());
+            }
+            (Status::BadAction, _) => {
+                return Err(Fail::new(
+                    dlm_status::DLM_ERR_BAD_REQUEST,
+                    "the server does not know Watch (JackrabbitDLM, or an older dlm)",
+                )
+                .into());
+            }
+            _ => return Err(refusal(&r).into()),
+        },
     }
     Ok(out)
 }
@@ -656,7 +882,8 @@ fn read(w: &dlm_wire, c: &Checked<'_>, line: &mut [u8]) -> Result<Read, ReadFail
 /// `DLM_ERR_NOT_FOUND` for a get, erase or unlock of nothing,
 /// `DLM_ERR_CONFLICT` with the current revision in `out->revision`, ...),
 /// its detail in `dlm_wire_last_error`; an answer that is not a dlm answer
-/// is `DLM_ERR_PROTOCOL`. The answer to a lock is read by `dlm_lease_new`.
+/// is `DLM_ERR_PROTOCOL`. The answer to a lock (or a semaphore's or
+/// read/write lock's acquisition) is read by `dlm_lease_new`.
 ///
 /// # Safety
 /// `wire` must be a live wire; `req` must point to a valid `dlm_request`;

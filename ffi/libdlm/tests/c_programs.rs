@@ -115,6 +115,9 @@ enum Setup {
     ServerPid,
     /// A server with an identity; the identity's name and secret.
     Identity,
+    /// A second server that keeps 16 changes for watchers and lets one
+    /// leave 4 KiB unread.
+    TightWatch,
     /// A TLS server asking for client certificates; its CA file, another
     /// CA's file, a client certificate and key.
     Tls,
@@ -152,6 +155,27 @@ const PROGRAMS: &[Program] = &[
         source: "tests/c/locks.c",
         lang: Lang::C,
         setup: Setup::Plain,
+        expect: Expect::Tally,
+    },
+    Program {
+        name: "semaphores",
+        source: "tests/c/semaphores.c",
+        lang: Lang::C,
+        setup: Setup::Plain,
+        expect: Expect::Tally,
+    },
+    Program {
+        name: "sessions",
+        source: "tests/c/sessions.c",
+        lang: Lang::C,
+        setup: Setup::Plain,
+        expect: Expect::Tally,
+    },
+    Program {
+        name: "watches",
+        source: "tests/c/watches.c",
+        lang: Lang::C,
+        setup: Setup::TightWatch,
         expect: Expect::Tally,
     },
     Program {
@@ -386,6 +410,12 @@ fn run_program(program: &Program, exe: &Path, runner: &Runner<'_>, dir: &Path) -
         ),
         Setup::TightBudget => {
             let tight = Server::with_args(&["--memory-budget", "4KiB"]);
+            let addr = tight.addr().to_string();
+            second = Some(tight);
+            (Server::start(), vec![addr])
+        }
+        Setup::TightWatch => {
+            let tight = Server::with_args(&["--watch-budget", "4KiB", "--watch-history", "16"]);
             let addr = tight.addr().to_string();
             second = Some(tight);
             (Server::start(), vec![addr])

@@ -39,6 +39,10 @@ static_assert(!std::is_copy_constructible<dlm::Lock>::value, "move-only");
 static_assert(std::is_nothrow_move_constructible<dlm::Lock>::value, "movable");
 static_assert(std::is_nothrow_move_assignable<dlm::Lock>::value, "movable");
 static_assert(std::is_nothrow_move_constructible<dlm::Client>::value, "movable");
+static_assert(!std::is_copy_constructible<dlm::Session>::value, "move-only");
+static_assert(std::is_nothrow_move_assignable<dlm::Session>::value, "movable");
+static_assert(std::is_nothrow_move_constructible<dlm::Watch>::value, "movable");
+static_assert(std::is_nothrow_move_constructible<dlm::SessionLock>::value, "movable");
 
 int main(int argc, char **argv) {
   using namespace std::chrono_literals;
@@ -108,6 +112,31 @@ int main(int argc, char **argv) {
       CHECK(b.try_lock("hpp-other", 1s).has_value());
     }
 
+    // Semaphores and read/write locks: a hold per acquisition, each with
+    // its own token, released at scope exit; conflicts say why.
+    {
+      dlm::Lock p1 = a.semaphore("hpp-pool", 2, dlm::LockOptions().ttl(30s));
+      dlm::Lock p2 = a.semaphore("hpp-pool", 2, dlm::LockOptions().ttl(30s).auto_renew());
+      CHECK(p1.token() > 0 && p2.token() > p1.token());
+      throws(DLM_ERR_NOT_OWNER, [&] { b.semaphore("hpp-pool", 2); });
+      std::string what = throws(DLM_ERR_CONFLICT, [&] { b.semaphore("hpp-pool", 3); });
+      CHECK(what.find("semaphore of 2 permits") != std::string::npos);
+      p1.release();
+      dlm::Lock p3 = b.semaphore("hpp-pool", 2);
+      CHECK(p3.token() > p2.token());
+
+      dlm::Lock r1 = a.read_lock("hpp-rw");
+      dlm::Lock r2 = b.read_lock("hpp-rw");
+      throws(DLM_ERR_NOT_OWNER, [&] { b.write_lock("hpp-rw"); });
+      throws(DLM_ERR_CONFLICT, [&] { a.write_lock("hpp-pool"); });
+      r1.release();
+      r2.release();
+      dlm::Lock w = b.write_lock("hpp-rw");
+      CHECK(w.token() > r2.token());
+    }
+    CHECK(a.test_lock("hpp-pool").state == DLM_LOCK_FREE);
+    CHECK(a.test_lock("hpp-rw").state == DLM_LOCK_FREE);
+
     // Values: any bytes through string_view, growing buffers, revisions,
     // compare-and-set.
     {
@@ -147,6 +176,45 @@ int main(int argc, char **argv) {
       const unsigned char short_key[3] = {1, 2, 3};
       throws(DLM_ERR_INVALID_ARGUMENT,
              [&] { dlm::Options().sealed_key(short_key, sizeof short_key); });
+    }
+    // A session: its lock is released when it closes; a watch sees it
+    // granted and released, then a value, and resumes from a revision.
+    {
+      dlm::Watch w = b.watch("hpp-s/");
+      uint64_t start = w.revision();
+      uint64_t token = 0;
+      {
+        dlm::Session s = a.session(10s);
+        dlm::SessionLock l = s.acquire("hpp-s/lock", 60s, 0ms, 0ms);
+        token = l.token();
+        CHECK(!b.try_lock("hpp-s/lock", 5s).has_value());
+        CHECK(!s.is_lost());
+        s.close();
+        CHECK(s.is_lost());
+        throws(DLM_ERR_LOCK_LOST, [&] { s.acquire("hpp-s/more", 1s); });
+      }
+      std::optional<dlm::Event> granted = w.next(10s);
+      std::optional<dlm::Event> released = w.next(10s);
+      CHECK(granted && granted->what == DLM_EVENT_GRANTED && granted->name == "hpp-s/lock" &&
+            granted->token == token && !granted->owner && granted->revision > start);
+      CHECK(released && released->what == DLM_EVENT_RELEASED &&
+            released->revision > granted->revision);
+      b.put("hpp-s/v", std::string("a\0b", 3), 30s);
+      std::optional<dlm::Event> put = w.next(10s);
+      CHECK(put && put->kind == DLM_KIND_DATA && put->value == std::string("a\0b", 3) &&
+            put->owner == std::string("hpp-b"));
+      CHECK(!w.next(10ms).has_value());
+      CHECK(w.revision() == put->revision);
+      dlm::Watch again = b.watch_name("hpp-s/lock", start);
+      std::optional<dlm::Event> first = again.next(10s);
+      CHECK(first && first->revision == granted->revision);
+      try {
+        b.watch("hpp-s/", UINT64_MAX / 2);
+        CHECK(!"no conflict");
+      } catch (const dlm::Conflict &e) {
+        CHECK(e.current() >= put->revision && e.current() < UINT64_MAX / 2);
+      }
+      b.unlock("hpp-s/lock");
     }
     // Moving a client keeps its connection.
     dlm::Client c = std::move(b);

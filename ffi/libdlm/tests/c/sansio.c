@@ -4,7 +4,8 @@
  * the I/O itself over a plain POSIX socket, as a program with its own event
  * loop (or Go's package dlm) does. Against a real server: locks, tokens,
  * refusals, extensions, auto-renewal, loss, release, values (with
- * compare-and-set), pipelining, and the argument checks.
+ * compare-and-set), pipelining, semaphores and read/write locks, and the
+ * argument checks.
  *
  * Usage: sansio ADDR
  */
@@ -394,6 +395,126 @@ static void failover_checks(const char *addr) {
   dlm_wire_free(w);
 }
 
+/* Semaphores and read/write locks on the wire: each acquisition is a
+ * hold with its own token and lease, extended and released by it; the
+ * request line carries Permits or Mode; a refusal, a size conflict and
+ * the argument checks. */
+static void shaped_checks(const char *addr) {
+  struct conn ca, cb;
+  dlm_wire *a = wire_as("sansio-sem-a");
+  dlm_wire *b = wire_as("sansio-sem-b");
+  char out[512];
+  size_t n = 0;
+  dlm_lease_info info;
+  dlm_lease_action action;
+  dlm_lease_done done;
+  if (!CHECK(a != NULL && b != NULL) || !CHECK(conn_open(&ca, addr) == 0) ||
+      !CHECK(conn_open(&cb, addr) == 0)) {
+    return;
+  }
+
+  dlm_request sem = req(DLM_CALL_SEMAPHORE, "sansio-sem", 3000);
+  sem.permits = 2;
+  CHECK_OK(dlm_wire_write(a, &sem, out, sizeof out - 1, &n));
+  out[n] = '\0';
+  CHECK_CONTAINS(out, "\"Permits\":2");
+  dlm_lease *h1 = NULL, *h2 = NULL, *none = NULL;
+  uint64_t sent = now_ms();
+  CHECK(round_trip(&ca, a, &sem));
+  CHECK_OK(dlm_lease_new(a, &sem, sent, now_ms(), line, line_len, &h1));
+  sent = now_ms();
+  CHECK(round_trip(&ca, a, &sem));
+  CHECK_OK(dlm_lease_new(a, &sem, sent, now_ms(), line, line_len, &h2));
+  if (h1 == NULL || h2 == NULL) {
+    goto out;
+  }
+  uint64_t t1 = 0, t2 = 0;
+  CHECK_OK(dlm_lease_inspect(h1, now_ms(), &info));
+  t1 = info.token;
+  CHECK_OK(dlm_lease_inspect(h2, now_ms(), &info));
+  t2 = info.token;
+  CHECK(t1 > 0 && t2 > t1);
+
+  /* Full for another owner; another size is a conflict. */
+  sent = now_ms();
+  CHECK(round_trip(&cb, b, &sem));
+  CHECK_STATUS(dlm_lease_new(b, &sem, sent, now_ms(), line, line_len, &none), DLM_ERR_NOT_OWNER);
+  dlm_request bigger = sem;
+  bigger.permits = 3;
+  CHECK(round_trip(&cb, b, &bigger));
+  CHECK_STATUS(dlm_lease_new(b, &bigger, sent, now_ms(), line, line_len, &none),
+               DLM_ERR_CONFLICT);
+  CHECK_CONTAINS(wire_error(b), "semaphore of 2 permits");
+  CHECK(none == NULL);
+  /* An acquisition's answer is read by dlm_lease_new, not dlm_wire_read. */
+  dlm_answer ans;
+  CHECK_STATUS(dlm_wire_read(b, &bigger, line, line_len, NULL, 0, &ans), DLM_ERR_INVALID_ARGUMENT);
+
+  /* The first hold is extended by its token (same token), the second is
+   * released by its own; a permit is then free for b. */
+  CHECK_OK(dlm_lease_extend(h1, now_ms(), 4000));
+  CHECK_OK(lease_exchange(&ca, h1, a, &action, &done));
+  CHECK(action == DLM_LEASE_SEND_EXTEND && done == DLM_LEASE_DONE_EXTENDED);
+  CHECK_OK(dlm_lease_inspect(h1, now_ms(), &info));
+  CHECK(info.token == t1 && info.ttl_ms == 4000);
+  CHECK_OK(dlm_lease_release(h2, now_ms(), NULL));
+  CHECK_OK(lease_exchange(&ca, h2, a, &action, &done));
+  CHECK(action == DLM_LEASE_SEND_RELEASE && done == DLM_LEASE_DONE_RELEASED);
+  dlm_lease *hb = NULL;
+  sent = now_ms();
+  CHECK(round_trip(&cb, b, &sem));
+  if (CHECK_OK(dlm_lease_new(b, &sem, sent, now_ms(), line, line_len, &hb))) {
+    CHECK_OK(dlm_lease_inspect(hb, now_ms(), &info));
+    CHECK(info.token > t2);
+    CHECK_OK(dlm_lease_release(hb, now_ms(), NULL));
+    CHECK_OK(lease_exchange(&cb, hb, b, &action, &done));
+  }
+  dlm_lease_free(hb);
+  CHECK_OK(dlm_lease_release(h1, now_ms(), NULL));
+  CHECK_OK(lease_exchange(&ca, h1, a, &action, &done));
+
+  /* Read/write: two readers, a writer refused; Mode on the wire. */
+  dlm_request rd = req(DLM_CALL_READ_LOCK, "sansio-rw", 3000);
+  dlm_request wr = req(DLM_CALL_WRITE_LOCK, "sansio-rw", 3000);
+  CHECK_OK(dlm_wire_write(a, &wr, out, sizeof out - 1, &n));
+  out[n] = '\0';
+  CHECK_CONTAINS(out, "\"Mode\":\"Write\"");
+  dlm_lease *ra = NULL, *rb = NULL;
+  sent = now_ms();
+  CHECK(round_trip(&ca, a, &rd));
+  CHECK_OK(dlm_lease_new(a, &rd, sent, now_ms(), line, line_len, &ra));
+  CHECK(round_trip(&cb, b, &rd));
+  CHECK_OK(dlm_lease_new(b, &rd, sent, now_ms(), line, line_len, &rb));
+  CHECK(round_trip(&cb, b, &wr));
+  CHECK_STATUS(dlm_lease_new(b, &wr, sent, now_ms(), line, line_len, &none), DLM_ERR_NOT_OWNER);
+  dlm_request semrw = req(DLM_CALL_SEMAPHORE, "sansio-rw", 3000);
+  semrw.permits = 2;
+  CHECK(round_trip(&cb, b, &semrw));
+  CHECK_STATUS(dlm_lease_new(b, &semrw, sent, now_ms(), line, line_len, &none),
+               DLM_ERR_CONFLICT);
+  CHECK_CONTAINS(wire_error(b), "read/write lock");
+  CHECK(none == NULL);
+  dlm_lease_free(ra); /* left to expire: nothing is sent */
+  dlm_lease_free(rb);
+
+  /* Checks: no permits, flags these calls do not take, zero TTL. */
+  dlm_request bad = req(DLM_CALL_SEMAPHORE, "sansio-sem", 3000);
+  CHECK_STATUS(dlm_wire_write(a, &bad, out, sizeof out, &n), DLM_ERR_INVALID_ARGUMENT);
+  CHECK_CONTAINS(wire_error(a), "at least 1 permit");
+  bad = req(DLM_CALL_READ_LOCK, "sansio-rw", 3000);
+  bad.flags = DLM_PUT_IF;
+  CHECK_STATUS(dlm_wire_write(a, &bad, out, sizeof out, &n), DLM_ERR_INVALID_ARGUMENT);
+  bad = req(DLM_CALL_WRITE_LOCK, "sansio-rw", 0);
+  CHECK_STATUS(dlm_wire_write(a, &bad, out, sizeof out, &n), DLM_ERR_INVALID_ARGUMENT);
+out:
+  dlm_lease_free(h1);
+  dlm_lease_free(h2);
+  close(ca.fd);
+  close(cb.fd);
+  dlm_wire_free(a);
+  dlm_wire_free(b);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s ADDR\n", argv[0]);
@@ -660,6 +781,7 @@ int main(int argc, char **argv) {
   CHECK_STATUS(dlm_lease_inspect(NULL, 0, &info), DLM_ERR_NULL_PARAMETER);
 
   failover_checks(argv[1]);
+  shaped_checks(argv[1]);
 
   dlm_wire_free(a);
   dlm_wire_free(b);
