@@ -40,12 +40,17 @@ from ._errors import (
 from ._native import (
     CancelToken,
     Client,
+    Event,
     Lock,
     LockState,
+    MultiLock,
     SealedEncoder,
+    Session,
+    SessionLock,
     TableEncoder,
     Tls,
     Value,
+    Watch,
     __version__,
 )
 from .locker import Locker
@@ -53,6 +58,7 @@ from .locker import Locker
 __all__ = [
     "Client",
     "Lock",
+    "MultiLock",
     "LockState",
     "Value",
     "CancelToken",
@@ -60,6 +66,10 @@ __all__ = [
     "SealedEncoder",
     "FunctionEncoder",
     "Tls",
+    "Watch",
+    "Event",
+    "Session",
+    "SessionLock",
     "Locker",
     "__version__",
     *_errors.__all__,

@@ -12,6 +12,7 @@ use pyo3::types::{PyBytes, PyString, PyType};
 use crate::encoder::{bytes_of, from_py};
 use crate::errors::{blocking, invalid, to_py};
 use crate::lock::{Kind, Lock};
+use crate::multi::MultiLock;
 use crate::time;
 use crate::tls::Tls;
 
@@ -87,12 +88,14 @@ impl Client {
     /// Connects to `server` (`host:port`), or to a cluster's members
     /// (`host:port,host:port,...`; one is enough, the others are learned
     /// from it): requests go to the leader and follow it when it changes.
+    /// Without `server`: the `DLM_SERVER` environment variable (the same
+    /// syntax, as the `dlm` command reads it), else 127.0.0.1:37373.
     /// One connection is opened now, so an unreachable server raises
     /// `UnavailableError` here (`TlsError`, one of them, if the TLS
     /// handshake failed). `tls`: a `Tls` to connect over TLS.
     #[new]
     #[pyo3(signature = (
-        server = "127.0.0.1:37373",
+        server = None,
         *,
         client_id = None,
         timeout = 10.0,
@@ -106,7 +109,7 @@ impl Client {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        server: &str,
+        server: Option<String>,
         client_id: Option<String>,
         timeout: f64,
         connect_timeout: f64,
@@ -116,6 +119,13 @@ impl Client {
         max_idle: usize,
         tls: Option<PyRef<'_, Tls>>,
     ) -> PyResult<Self> {
+        let server = server.unwrap_or_else(|| {
+            std::env::var("DLM_SERVER")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(|| "127.0.0.1:37373".to_owned())
+        });
+        let server = server.as_str();
         let mut options = dlm::Options {
             io_timeout: time::duration(
                 py,
@@ -271,6 +281,22 @@ impl Client {
         self.new_lock(py, name, Kind::Write, ttl, wait, auto_renew)
     }
 
+    /// Exclusive locks on every one of `names` (1 to 16, no two alike),
+    /// taken together, all or none, without deadlock; not yet taken: use
+    /// it in `with`, or call `acquire()`. Arguments as `lock`; `wait`
+    /// queues in every name's queue at once.
+    #[pyo3(signature = (names, ttl = 30.0, wait = None, auto_renew = true))]
+    fn lock_all(
+        &self,
+        py: Python<'_>,
+        names: Vec<String>,
+        ttl: f64,
+        wait: Option<f64>,
+        auto_renew: bool,
+    ) -> PyResult<MultiLock> {
+        MultiLock::new(py, self.client(py)?, names, ttl, wait, auto_renew)
+    }
+
     /// Whether `name` is locked, and by whom; never acquires.
     fn test_lock(&self, py: Python<'_>, name: String) -> PyResult<LockState> {
         let client = self.client(py)?;
@@ -307,7 +333,11 @@ impl Client {
     /// under `name` for `ttl` seconds; returns its new revision. With
     /// `revision`, compare-and-set: only if the stored revision is that
     /// (0: only if there is none), else `ConflictError` with the current one.
-    #[pyo3(signature = (name, value, ttl = 300.0, *, revision = None))]
+    /// `readers`: who besides this owner may `get` it: `None` (nobody: each
+    /// put says it anew, so a put without it makes the value private
+    /// again), `"any"` (any client), or a list of identity names (clients
+    /// authenticated as one of them, at most 32). Writing stays the owner's.
+    #[pyo3(signature = (name, value, ttl = 300.0, *, revision = None, readers = None))]
     fn put(
         &self,
         py: Python<'_>,
@@ -315,16 +345,21 @@ impl Client {
         value: &Bound<'_, PyAny>,
         ttl: f64,
         revision: Option<u64>,
+        readers: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let data = bytes_of(value)?;
         let ttl: Duration = time::ttl(py, ttl)?;
+        let readers = match readers {
+            Some(r) => readers_of(py, r)?,
+            None => dlm::Readers::Owner,
+        };
         let client = self.client(py)?;
         blocking(py, move || {
-            let stored = match revision {
-                Some(r) => client.put_if(&name, &data, ttl, dlm::Revision(r))?,
-                None => client.put(&name, &data, ttl)?,
-            };
-            Ok(stored.0)
+            let mut put = client.put_with(&name, &data).ttl(ttl).readers(readers);
+            if let Some(r) = revision {
+                put = put.if_revision(dlm::Revision(r));
+            }
+            Ok(put.send()?.0)
         })
     }
 
@@ -336,6 +371,7 @@ impl Client {
             data: v.data,
             revision: v.revision.0,
             ttl: time::seconds(v.ttl),
+            owner: v.owner,
         }))
     }
 
@@ -349,6 +385,58 @@ impl Client {
     fn version(&self, py: Python<'_>) -> PyResult<String> {
         let client = self.client(py)?;
         blocking(py, move || Ok(client.version()?))
+    }
+
+    /// Watches every name (locks and values) that starts with `prefix`
+    /// (`""`: every name): a `Watch`, an iterator of `Event`s over a
+    /// connection of its own. `since`: resume after that revision
+    /// (`ConflictError` if the server no longer keeps it).
+    #[pyo3(signature = (prefix, *, since = None))]
+    fn watch_prefix(
+        &self,
+        py: Python<'_>,
+        prefix: String,
+        since: Option<u64>,
+    ) -> PyResult<crate::Watch> {
+        let client = self.client(py)?;
+        crate::watch::start(py, client, Some(prefix), None, since)
+    }
+
+    /// Watches one name: its lock (or semaphore, or read/write lock) and
+    /// its value. See `watch_prefix`.
+    #[pyo3(signature = (name, *, since = None))]
+    fn watch_name(
+        &self,
+        py: Python<'_>,
+        name: String,
+        since: Option<u64>,
+    ) -> PyResult<crate::Watch> {
+        let client = self.client(py)?;
+        crate::watch::start(py, client, None, Some(name), since)
+    }
+
+    /// Watches every name that starts with `prefix`, or the one `name`
+    /// (give one): `watch_prefix` or `watch_name`.
+    #[pyo3(signature = (prefix = None, *, name = None, since = None))]
+    fn watch(
+        &self,
+        py: Python<'_>,
+        prefix: Option<String>,
+        name: Option<String>,
+        since: Option<u64>,
+    ) -> PyResult<crate::Watch> {
+        let client = self.client(py)?;
+        crate::watch::start(py, client, prefix, name, since)
+    }
+
+    /// Opens a server session with `ttl` seconds on a connection of its
+    /// own: a `Session`, whose `lock()`s the server releases when it ends
+    /// (closed, this process gone, or no keep-alive for `ttl`).
+    /// `BadRequestError` from a server without sessions (JackrabbitDLM).
+    #[pyo3(signature = (ttl = 10.0))]
+    fn session(&self, py: Python<'_>, ttl: f64) -> PyResult<crate::Session> {
+        let client = self.client(py)?;
+        crate::Session::open(py, client, ttl)
     }
 
     /// The server's statistics: counters and gauges by name.
@@ -372,12 +460,46 @@ impl Client {
     }
 }
 
+/// At most this many identities may read one value (the protocol's limit).
+const MAX_READERS: usize = 32;
+
+/// `readers` of `Client.put` as the Rust client takes them: `"any"` or
+/// `"owner"` (any case), or an iterable of identity names, checked.
+fn readers_of(py: Python<'_>, r: &Bound<'_, PyAny>) -> PyResult<dlm::Readers> {
+    const WHAT: &str = "readers must be None, \"any\", or a list of identity names";
+    let readers = if let Ok(s) = r.cast::<PyString>() {
+        let s = s.to_cow()?;
+        if s.eq_ignore_ascii_case("any") {
+            dlm::Readers::Any
+        } else if s.eq_ignore_ascii_case("owner") {
+            dlm::Readers::Owner
+        } else {
+            return Err(invalid(py, WHAT));
+        }
+    } else {
+        let items = r.try_iter().map_err(|_| invalid(py, WHAT))?;
+        let mut names = Vec::new();
+        for item in items {
+            let item = item?;
+            let name = item.cast::<PyString>().map_err(|_| invalid(py, WHAT))?;
+            names.push(name.to_cow()?.into_owned());
+            if names.len() > MAX_READERS {
+                break; // too many: said by `check` below, without reading on
+            }
+        }
+        dlm::Readers::identities(names)
+    };
+    readers.check().map_err(|e| to_py(py, e))?;
+    Ok(readers)
+}
+
 /// A value read by `Client.get`.
 #[pyclass(frozen, module = "dlm._native")]
 pub struct Value {
     data: Vec<u8>,
     revision: u64,
     ttl: f64,
+    owner: Option<String>,
 }
 
 #[pymethods]
@@ -407,6 +529,13 @@ impl Value {
     #[getter]
     fn ttl(&self) -> f64 {
         self.ttl
+    }
+
+    /// The owner's ID, when the server said it: this client's own, or
+    /// that of the owner who shared the value with it.
+    #[getter]
+    fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
     }
 
     fn __len__(&self) -> usize {

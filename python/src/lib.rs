@@ -10,6 +10,7 @@
 //!   dlm/__init__.py  ─▶ dlm._native.Client ─▶ dlm::Client ─▶ socket ─▶ dlm-server
 //!   dlm/aio.py       ─▶ (the same, in worker threads)
 //!   dlm/locker.py    ─▶ (the same, JackrabbitDLM's Locker API)
+//!   Client.session() ─▶ dlm::Session (a connection of its own, kept alive by a thread)
 //! ```
 //!
 //! Three rules hold for every function here:
@@ -42,13 +43,19 @@ mod client;
 mod encoder;
 mod errors;
 mod lock;
+mod multi;
+mod session;
 mod time;
 mod tls;
+mod watch;
 
 pub use client::{Client, LockState, Value};
 pub use encoder::{RawEncoder, SealedEncoder, TableEncoder};
 pub use lock::{CancelToken, Lock};
+pub use multi::MultiLock;
+pub use session::{Session, SessionLock};
 pub use tls::Tls;
+pub use watch::{Event, Watch};
 
 /// The module `dlm._native`.
 #[pymodule]
@@ -57,6 +64,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<Client>()?;
     m.add_class::<Lock>()?;
+    m.add_class::<MultiLock>()?;
     m.add_class::<LockState>()?;
     m.add_class::<Value>()?;
     m.add_class::<CancelToken>()?;
@@ -64,6 +72,10 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SealedEncoder>()?;
     m.add_class::<RawEncoder>()?;
     m.add_class::<Tls>()?;
+    m.add_class::<Watch>()?;
+    m.add_class::<Event>()?;
+    m.add_class::<Session>()?;
+    m.add_class::<SessionLock>()?;
     m.add_function(wrap_pyfunction!(errors::error_classes, m)?)?;
     Ok(())
 }

@@ -28,7 +28,7 @@ const SIGNAL_SLICE: Duration = Duration::from_millis(50);
 #[pyclass(frozen, module = "dlm._native")]
 #[derive(Clone, Debug, Default)]
 pub struct CancelToken {
-    inner: dlm::CancelToken,
+    pub(crate) inner: dlm::CancelToken,
 }
 
 #[pymethods]
@@ -147,8 +147,9 @@ impl Lock {
     }
 }
 
-/// Clears `Lock::acquiring` however the acquire ends.
-struct Acquiring<'a>(&'a AtomicBool);
+/// Clears `Lock::acquiring` (or `MultiLock::acquiring`) however the
+/// acquire ends.
+pub(crate) struct Acquiring<'a>(pub(crate) &'a AtomicBool);
 
 impl Drop for Acquiring<'_> {
     fn drop(&mut self) {
@@ -160,7 +161,7 @@ impl Drop for Acquiring<'_> {
 /// [`SIGNAL_SLICE`]: a `KeyboardInterrupt` (or any exception a signal
 /// handler raises) cancels `token`, waits for `f` to give up, drops what it
 /// returned (releasing a lock granted at the last moment) and is raised.
-fn interruptible<T: Send>(
+pub(crate) fn interruptible<T: Send>(
     py: Python<'_>,
     token: &dlm::CancelToken,
     f: impl FnOnce(&dlm::CancelToken) -> Outcome<T> + Send,

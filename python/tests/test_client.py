@@ -22,6 +22,18 @@ def test_the_installed_wheel_is_under_test():
     assert dlm._native.__file__.endswith(".abi3.so")
 
 
+def test_no_server_given_reads_dlm_server(server, monkeypatch, name):
+    monkeypatch.setenv("DLM_SERVER", server.addr)
+    with dlm.Client(client_id="from-env") as c:
+        assert c.current_server == server.addr
+        c.put(name, b"v", ttl=60)
+        assert c.get(name).value == b"v"
+    # An address given wins over the environment.
+    monkeypatch.setenv("DLM_SERVER", "127.0.0.1:1")
+    with dlm.Client(server.addr) as c:
+        assert c.current_server == server.addr
+
+
 def test_with_block_holds_and_releases(client, other, name):
     with client.lock(name, ttl=30, wait=10) as lock:
         assert lock.held and not lock.lost
@@ -148,7 +160,11 @@ def test_ctrl_c_interrupts_a_wait(server, client, name):
     holder = client.lock(name).acquire()
     script = textwrap.dedent(
         f"""
-        import sys, time, dlm
+        import signal, sys, time, dlm
+        # Ctrl-C as in a terminal: a job a shell starts in the background
+        # inherits SIGINT ignored, and Python keeps it so (make test run
+        # that way failed here).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         c = dlm.Client({server.addr!r})
         print("waiting", flush=True)
         try:

@@ -21,7 +21,7 @@ def stub_members():
 
 
 def runtime_members(cls):
-    return {m for m in vars(cls) if not m.startswith("__") or m in ("__enter__", "__exit__", "__len__", "__init__")}
+    return {m for m in vars(cls) if not m.startswith("__") or m in ("__enter__", "__exit__", "__len__", "__init__", "__iter__", "__next__")}
 
 
 def test_stubs_match_the_native_module():
