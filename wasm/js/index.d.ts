@@ -53,7 +53,9 @@ export interface ConnectOptions {
   /** The servers: one `"host:port"` or a cluster's members,
    * `"host:port,host:port,..."` (the syntax of `DLM_SERVER`) or an array;
    * one member is enough, the others are learned from it. Overrides
-   * `host` and `port`. */
+   * `host` and `port`. With none of `servers`, `host` and `port`, the
+   * `DLM_SERVER` environment variable if it is set (as the `dlm` command
+   * and the Go package read it), else 127.0.0.1:37373. */
   servers?: string | string[];
   /** Default "127.0.0.1". */
   host?: string;
@@ -103,6 +105,11 @@ export interface PutOptions {
   /** Compare-and-set: store only if the stored revision is this (0: only if
    * there is none); otherwise ConflictError. */
   revision?: bigint | number;
+  /** Who may read it besides this client (writes stay its own): absent,
+   * nobody (a put without it makes the value private again); `'any'`,
+   * every client; or up to 32 identity names, the clients authenticated as
+   * one of them. Anything else: InvalidArgumentError. */
+  readers?: 'any' | readonly string[];
 }
 
 export interface Value {
@@ -113,6 +120,9 @@ export interface Value {
   revision: bigint;
   /** Its remaining time to live when the server answered. */
   ttlMs: number;
+  /** The owner's ID, when the server says it: this client's own, or that
+   * of the client that shared the value. */
+  owner?: string;
 }
 
 export type LockState =
@@ -151,6 +161,143 @@ export declare class Lock implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/** Several locks taken at once by `Client.lockAll`, all or none. */
+export declare class MultiLock implements AsyncDisposable {
+  private constructor();
+  /** The names, in the order asked for. */
+  readonly names: string[];
+  /** Each name's fencing token, in the order of `names`. */
+  readonly tokens: bigint[];
+  /** Each name's lock (renewed and released on its own). */
+  readonly locks: Lock[];
+  /** Whether any of them is lost. */
+  readonly lost: boolean;
+  /** Aborts, with a LockLostError reason, once any of them is lost. */
+  readonly signal: AbortSignal;
+  /** Releases every one; rejects with the first error (the others are
+   * released all the same). */
+  release(): Promise<void>;
+  /** `release()`. */
+  unlock(): Promise<void>;
+  /** Releases them at the end of an `await using` scope (best effort). */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface SessionOptions {
+  /** The session's TTL: the server ends it (releasing its locks) when no
+   * keep-alive reaches it for this long. Default 10 000. */
+  ttlMs?: number;
+}
+
+export interface SessionLockOptions {
+  /** It also ends after this long (a session-bound lock is not renewed).
+   * Default 30 000. */
+  ttlMs?: number;
+  /** Queue in the server up to this long (TimeoutError when it runs out).
+   * Default 0: one attempt (NotOwnerError). */
+  waitMs?: number;
+  /** After the session ends, nobody may take the name for this long (at
+   * most 60 000). Default 0. */
+  lockDelayMs?: number;
+  /** One permit of a counting semaphore of this many permits. */
+  permits?: number;
+  /** A side of a read/write lock. */
+  mode?: 'read' | 'write';
+}
+
+/** A server session on a connection of its own; see `Client.session`. */
+export declare class Session implements AsyncDisposable {
+  private constructor();
+  /** Its TTL in milliseconds. */
+  readonly ttlMs: number;
+  /** Whether it is lost (its connection broke or a keep-alive failed). */
+  readonly lost: boolean;
+  /** Whether `close()` was called. */
+  readonly closed: boolean;
+  /** Aborts, with a LockLostError reason, once the session is lost (not by
+   * `close()`). */
+  readonly signal: AbortSignal;
+  /** Resolves when the session is over: the LockLostError once lost,
+   * `undefined` after `close()`. Never rejects. */
+  readonly ended: Promise<LockLostError | undefined>;
+  /** Takes `name` bound to this session. */
+  lock(name: string, options?: SessionLockOptions): Promise<SessionLock>;
+  /** Runs `fn` holding `name` bound to this session, and releases it
+   * afterwards; LockLostError if the session was lost meanwhile. */
+  withLock<T>(
+    name: string,
+    options: SessionLockOptions | undefined,
+    fn: (signal: AbortSignal, lock: SessionLock) => T | Promise<T>,
+  ): Promise<T>;
+  withLock<T>(name: string, fn: (signal: AbortSignal, lock: SessionLock) => T | Promise<T>): Promise<T>;
+  /** Ends the session: the server releases (or closes for their
+   * lock-delay) its locks. Idempotent. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A lock bound to a `Session`. */
+export declare class SessionLock implements AsyncDisposable {
+  private constructor();
+  readonly name: string;
+  /** The fencing token of its grant. */
+  readonly token: bigint;
+  readonly session: Session;
+  /** Releases it; LockLostError if it was no longer held. */
+  unlock(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface WatchOptions {
+  /** Every name that starts with this (`''`: every name). */
+  prefix?: string;
+  /** Or one name (give a prefix or a name). */
+  name?: string;
+  /** Resume after this revision: every event after it comes first. */
+  since?: bigint | number;
+  /** Ends the watch (the iteration ends). */
+  signal?: AbortSignal;
+}
+
+/** One change, as a watcher is told it. */
+export interface WatchEvent {
+  event: 'Granted' | 'Released' | 'Expired' | 'Put' | 'Erased';
+  kind: 'Lock' | 'Semaphore' | 'ReadWrite' | 'Data';
+  /** The lock name or data key. */
+  name: string;
+  /** The same on every cluster member, greater than every one before. */
+  revision: bigint;
+  /** The grant's fencing token (locks and holds). */
+  token?: bigint;
+  /** A semaphore's permits. */
+  permits?: number;
+  /** A read/write hold's side. */
+  mode?: 'read' | 'write';
+  /** The value's own revision (`Put`). */
+  dataRevision?: bigint;
+  /** The owner, only for this client's own entries. */
+  owner?: string;
+  /** The value, decoded, only for this client's own `Put`s. */
+  value?: Uint8Array;
+}
+
+/** The changes of a name or a prefix, as an async iterator; see
+ * `Client.watch`. */
+export declare class Watch implements AsyncIterableIterator<WatchEvent>, AsyncDisposable {
+  private constructor();
+  /** The last revision seen (or the one it started from). */
+  readonly revision: bigint | undefined;
+  /** Subscribes now (else at the first `next()`); ConflictError if `since`
+   * is older than the server keeps. */
+  start(): Promise<this>;
+  next(): Promise<IteratorResult<WatchEvent, undefined>>;
+  return(): Promise<IteratorResult<WatchEvent, undefined>>;
+  /** Ends it. */
+  close(): Promise<void>;
+  [Symbol.asyncIterator](): Watch;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
 /** A connection to a dlm server; see `connect`. */
 export declare class Client implements AsyncDisposable {
   private constructor();
@@ -176,19 +323,34 @@ export declare class Client implements AsyncDisposable {
   tryLock(name: string, options?: Omit<LockOptions, 'waitMs'>): Promise<Lock | null>;
   /** Runs `fn` holding `name` and releases it afterwards, even on throw;
    * rejects with LockLostError (whatever `fn` threw as its `cause`) if the
-   * lock was lost meanwhile. */
+   * lock was lost meanwhile, including a lease that ran out on this
+   * client's clock before `fn` returned (even if the server, which keeps a
+   * lock up to 201 ms past its TTL, released it only then). */
   withLock<T>(
     name: string,
     options: LockOptions | undefined,
     fn: (signal: AbortSignal, lock: Lock) => T | Promise<T>,
   ): Promise<T>;
   withLock<T>(name: string, fn: (signal: AbortSignal, lock: Lock) => T | Promise<T>): Promise<T>;
+  /** Acquires 1 to 16 distinct names at once, all or none: NotOwnerError
+   * (one attempt) or TimeoutError (after `waitMs`) if one is held by
+   * another owner, with nothing taken; BadRequestError from a server
+   * without multi-locks. */
+  lockAll(names: readonly string[], options?: LockOptions): Promise<MultiLock>;
+  /** `withLock` for `lockAll(names)`. */
+  withLockAll<T>(
+    names: readonly string[],
+    options: LockOptions | undefined,
+    fn: (signal: AbortSignal, locks: MultiLock) => T | Promise<T>,
+  ): Promise<T>;
+  withLockAll<T>(names: readonly string[], fn: (signal: AbortSignal, locks: MultiLock) => T | Promise<T>): Promise<T>;
   /** Whether `name` is locked, and by whom. Never acquires. */
   testLock(name: string): Promise<LockState>;
   /** Releases `name` if this client's ID holds it (only grant `token` if
    * given); whether a lock was released. */
   unlock(name: string, options?: { token?: bigint | number }): Promise<boolean>;
-  /** Stores `value` (a string is stored as UTF-8); the new revision. */
+  /** Stores `value` (a string is stored as UTF-8), readable by `readers`
+   * besides this client; the new revision. */
   put(name: string, value: Uint8Array | string, options: PutOptions): Promise<bigint>;
   /** Reads `name`, or null if there is no entry. */
   get(name: string): Promise<Value | null>;
@@ -198,7 +360,16 @@ export declare class Client implements AsyncDisposable {
   version(): Promise<string>;
   /** The server's statistics. */
   stats(): Promise<Stats>;
-  /** Releases held locks, then closes every connection. Idempotent. */
+  /** Opens a server session on a connection of its own (BadRequestError
+   * from a server without sessions). */
+  session(options?: SessionOptions): Promise<Session>;
+  /** Watches a prefix or a name: an async iterator of events. When the
+   * server ends it (a slow watcher cut off) or the connection breaks, it
+   * throws UnavailableError with `revision` (the last seen) to resume
+   * from; ConflictError if `since` is older than the server keeps. */
+  watch(options: WatchOptions): Watch;
+  /** Releases held locks, closes sessions and watches, then every
+   * connection. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -275,6 +446,9 @@ export declare class NoMemoryError extends DlmError {
 export declare class UnavailableError extends DlmError {
   constructor(message?: string, options?: ErrorOptions);
   readonly code: 'Unavailable';
+  /** From a watch that ended: the last revision it gave (resume with
+   * `since`). */
+  revision?: bigint;
 }
 /** Why a TLS handshake failed. */
 export type TlsReason = 'unknown-ca' | 'name-mismatch' | 'expired' | 'not-yet-valid' | 'bad-certificate' | 'refused';

@@ -19,6 +19,11 @@
 // A lock that waits in the server's queue (or can be aborted) takes a
 // connection of its own from a small pool, so it holds up nobody; aborting
 // it destroys that connection and the server drops the waiter.
+//
+// A session and a watch each own a connection too (a `Channel`), with no
+// failover: a session lives and dies with its connection, and a watch's
+// events are read from its link only when its iterator asks (one packed
+// `Uint8Array` per read, unpacked here), the socket paused meanwhile.
 
 const fs = require('node:fs');
 const net = require('node:net');
@@ -218,7 +223,7 @@ class Entry {
  */
 class Connection {
   /**
-   * @param {Session} session
+   * @param {Shared} session
    * @param {import('node:net').Socket} socket
    * @param {import('./pkg/dlm_wasm').Link} link
    * @param {number} epoch the failover epoch it was made at
@@ -368,6 +373,20 @@ class Connection {
     if (this.pending.length === 0) this.close();
   }
 
+  /** Takes the socket out of this connection (nothing is pending on it:
+   * a new one, just asked who leads), for a session or a watch to own. */
+  detach() {
+    this.closed = true;
+    clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+    this.socket.removeAllListeners('data');
+    this.socket.removeAllListeners('error');
+    this.socket.removeAllListeners('close');
+    this.link.free();
+    this.session.forget(this);
+    return this.socket;
+  }
+
   /** Closes a connection nothing is pending on. */
   close() {
     this.fail(new UnavailableError('the connection is no longer needed'));
@@ -511,7 +530,7 @@ function sleepUntil(at) {
 /** Everything a client shares with its locks: who it is, the failover
  * (dlm-core's, in the module), the pipelined connection, the pool of
  * connections for waiting locks. */
-class Session {
+class Shared {
   constructor(options) {
     this.timeoutMs = options.timeoutMs;
     /** @type {import('./index').Encoder} */
@@ -539,6 +558,8 @@ class Session {
     this.idle = [];
     this.busy = new Set();
     this.locks = new Set();
+    /** Open sessions and watches (each has `close()`). */
+    this.streams = new Set();
     /** The held locks' leases, by handle. */
     this.leases = new wasm.Leases();
     this.closed = false;
@@ -796,6 +817,30 @@ class Session {
     }
   }
 
+  /** A new connection of its own, where the failover says (the leader,
+   * once a member said who leads), for a session or a watch: `{ socket,
+   * address }`. Rejects as a call that gives up. */
+  async dedicated() {
+    this.checkOpen();
+    if (this.legacy) {
+      throw new InvalidArgumentError("sessions and watches need dlm's own framing (legacy: false)");
+    }
+    const entry = new Entry(undefined, () => {}, () => {});
+    entry.call = this.fo.startConnect(performance.now());
+    try {
+      const conn = await this.connectFor(entry);
+      const address = conn.address;
+      const socket = conn.detach();
+      if (this.closed) {
+        socket.destroy();
+        throw new UnavailableError('the client is closed');
+      }
+      return { socket, address };
+    } finally {
+      this.fo.end(entry.call);
+    }
+  }
+
   /** Reports a failed attempt of `entry`'s call; throws the error it gives
    * up with. */
   report(entry, epoch, outcome) {
@@ -892,7 +937,7 @@ class Session {
  * something to do: renewing, or aborting `signal` at the deadline once
  * someone holds that signal. Once released, the lease leaves the table. */
 class Lock {
-  /** @type {Session} */
+  /** @type {Shared} */
   #session;
   #name;
   /** @type {import('./pkg/dlm_wasm').Leases} */
@@ -1115,6 +1160,712 @@ class Lock {
   }
 }
 
+/** Several locks taken at once by `client.lockAll()`, all or none. Each
+ * name is a `Lock` of its own (`locks`), with its own fencing token,
+ * renewed and released by it; this handle releases them together. */
+class MultiLock {
+  /** @type {Lock[]} */
+  #locks;
+  #controller = undefined;
+
+  /** @internal */
+  constructor(locks) {
+    this.#locks = locks;
+  }
+
+  /** The names, in the order they were asked for. */
+  get names() {
+    return this.#locks.map((l) => l.name);
+  }
+
+  /** Each name's fencing token (bigint), in the order of `names`. */
+  get tokens() {
+    return this.#locks.map((l) => l.token);
+  }
+
+  /** Each name's `Lock`, in the order of `names`. */
+  get locks() {
+    return [...this.#locks];
+  }
+
+  /** Whether any of the locks is lost. */
+  get lost() {
+    return this.#locks.some((l) => l.lost);
+  }
+
+  /** Aborts (with a LockLostError reason) once any of the locks is lost
+   * (see `Lock.signal`). Not aborted by a release. */
+  get signal() {
+    if (!this.#controller) {
+      this.#controller = AbortSignal.any(this.#locks.map((l) => l.signal));
+    }
+    return this.#controller;
+  }
+
+  /** Releases every lock (each by its own token). Rejects with the first
+   * error if any release failed (LockLostError if one had already
+   * expired); the others are released all the same. Call again after a
+   * failure to reach the server. */
+  async release() {
+    const outcomes = await Promise.allSettled(this.#locks.map((l) => l.unlock()));
+    const failed = outcomes.find((o) => o.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  /** `release()`, under the name `Lock` uses. */
+  unlock() {
+    return this.release();
+  }
+
+  /** `await using locks = await client.lockAll(...)`: releases at the end
+   * of the scope, best effort. */
+  async [Symbol.asyncDispose]() {
+    await this.release().catch(() => {});
+  }
+}
+
+/**
+ * A connection of its own, for a session or a watch: its socket, its
+ * WebAssembly `Link`, and the readers of the answers it awaits, in order.
+ * Lines past the awaited answers (a watch's events) stay in the link until
+ * `onLines` has them read; the socket can be paused meanwhile, so a slow
+ * reader slows the server down (which cuts a watcher off past its budget)
+ * instead of filling this process's memory.
+ */
+class Channel {
+  constructor(socket, link, address) {
+    this.socket = socket;
+    this.link = link;
+    this.address = address;
+    /** @type {{ read: Function, resolve: Function, reject: Function, deadline: number, sentAt: number }[]} */
+    this.readers = [];
+    this.closed = false;
+    /** Why it ended, once it did. */
+    this.why = undefined;
+    this.error = undefined;
+    /** Called when lines no reader awaits arrived. */
+    this.onLines = undefined;
+    /** Called once with the error that ended it. */
+    this.onEnd = undefined;
+    /** Called with each answer's request's send time and now, before it is
+     * read: an error to reject it with instead (and end the channel). */
+    this.onAnswer = undefined;
+    this.timer = undefined;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk) => this.#data(chunk));
+    socket.on('error', (err) => {
+      this.error = err;
+    });
+    socket.on('close', () => {
+      this.end(this.error ?? new UnavailableError(`${address} closed the connection`));
+    });
+  }
+
+  /** Writes what was appended to the link; resolves with `read(link)` of
+   * its answer, which must come within `withinMs` (after those before it). */
+  ask(read, withinMs) {
+    return new Promise((resolve, reject) => {
+      if (this.closed) {
+        this.link.clearOutput();
+        reject(this.why);
+        return;
+      }
+      const tail = this.readers.at(-1);
+      const sentAt = performance.now();
+      const deadline = Math.max(sentAt + withinMs, tail ? tail.deadline : 0);
+      this.readers.push({ read, resolve, reject, deadline, sentAt });
+      this.socket.write(this.link.takeOutput());
+      if (this.readers.length === 1) this.#arm();
+    });
+  }
+
+  #data(chunk) {
+    if (this.closed) return;
+    let lines;
+    try {
+      lines = this.link.feed(chunk);
+    } catch (err) {
+      this.end(err);
+      return;
+    }
+    while (lines > 0 && this.readers.length > 0 && !this.closed) {
+      const r = this.readers.shift();
+      lines -= 1;
+      const refused = this.onAnswer?.(r.sentAt, performance.now());
+      if (refused) {
+        r.reject(refused);
+        continue;
+      }
+      try {
+        r.resolve(r.read(this.link));
+      } catch (err) {
+        r.reject(err);
+      }
+    }
+    if (this.closed) return;
+    if (lines > 0) {
+      if (!this.onLines) {
+        this.end(new ProtocolError(`${this.address} sent a line nobody asked for`));
+        return;
+      }
+      this.onLines();
+    }
+    this.#arm();
+  }
+
+  /** One timer for the oldest reader's deadline. */
+  #arm() {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const first = this.readers[0];
+    if (!first || this.closed) return;
+    const delay = Math.min(Math.max(0, first.deadline - performance.now()) + 1, MAX_TIMER_MS);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const oldest = this.readers[0];
+      if (!oldest) return;
+      if (oldest.deadline <= performance.now()) {
+        this.end(new UnavailableError(`no answer from ${this.address} in time`));
+      } else {
+        this.#arm();
+      }
+    }, delay);
+    this.timer.unref();
+  }
+
+  /** Closes it with `err`: every reader still waiting rejects with it. */
+  end(err) {
+    if (this.closed) return;
+    this.closed = true;
+    this.why = err;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.socket.destroy();
+    for (const r of this.readers.splice(0)) r.reject(err);
+    this.onEnd?.(err);
+  }
+}
+
+/** `put`'s `readers` as the wasm module takes them: undefined the owner
+ * only, '' any client, else identity names joined by ',' (the module
+ * checks each name). */
+function readersOf(readers) {
+  if (readers === undefined) return undefined;
+  if (readers === 'any') return '';
+  if (
+    Array.isArray(readers) &&
+    readers.length > 0 &&
+    readers.every((r) => typeof r === 'string' && r !== '' && !r.includes(','))
+  ) {
+    return readers.join(',');
+  }
+  throw new InvalidArgumentError("readers must be 'any' or a non-empty array of identity names");
+}
+
+/** A `get` result with the owner the server named, if it did. */
+function withOwner(result, link) {
+  const owner = link.owner;
+  if (owner !== undefined) result.owner = owner;
+  return result;
+}
+
+/** What `shape` code `lock` options ask for (see `Client.#acquire`). */
+function shapeOf(options) {
+  const { permits, mode } = options;
+  if (permits !== undefined && mode !== undefined) throw new InvalidArgumentError('give permits or mode, not both');
+  if (permits !== undefined) {
+    if (!Number.isInteger(permits) || permits < 1 || permits > 0xffffffff) {
+      throw new InvalidArgumentError('permits must be a whole number from 1 to 4294967295');
+    }
+    return permits;
+  }
+  if (mode === undefined) return 0;
+  if (mode === 'read') return -1;
+  if (mode === 'write') return -2;
+  throw new InvalidArgumentError("mode must be 'read' or 'write'");
+}
+
+/**
+ * A server session on a connection of its own (PROTOCOL.md, "Sessions and
+ * lock-delay"): locks taken through it are released by the server when it
+ * ends, because it was closed, this process died, its connection broke or
+ * no keep-alive reached the server for its TTL. A timer sends a keep-alive
+ * every third of the TTL. Once lost (`lost`, `signal`, `ended`), its locks
+ * are to be taken as gone. There is no failover: a session lives and dies
+ * with its connection; open a new one.
+ */
+class Session {
+  /** @type {Shared} */
+  #shared;
+  /** @type {Channel} */
+  #channel;
+  #ttlMs;
+  #timer = undefined;
+  #lostReason = undefined;
+  #closed = false;
+  #controller = new AbortController();
+  /** When the last answered request was sent: the session lives at least
+   * a TTL from then. */
+  #aliveFrom = 0;
+  #ended;
+  #resolveEnded;
+
+  /** @internal */
+  constructor(shared, channel, ttlMs, openedAt) {
+    this.#shared = shared;
+    this.#channel = channel;
+    this.#ttlMs = ttlMs;
+    this.#ended = new Promise((resolve) => {
+      this.#resolveEnded = resolve;
+    });
+    channel.onEnd = (err) => this.#lose(err);
+    // The server keeps the session for a TTL from each request it applies,
+    // and a `Session` after it ended opens a new one without saying so. An
+    // answer received more than a TTL after the previous answered request
+    // was sent cannot prove the session lived until this request arrived:
+    // it is taken as lost (closing the connection ends whatever session
+    // the server has for it), rather than trusted.
+    this.#aliveFrom = openedAt;
+    channel.onAnswer = (sentAt, now) => {
+      if (now > this.#aliveFrom + ttlMs) {
+        this.#lose(
+          new UnavailableError(
+            `no answer proved the session alive for ${Math.round(now - this.#aliveFrom)} ms, over its TTL of ${ttlMs} ms`,
+          ),
+        );
+        return this.#lostReason ?? new LockLostError('the session is closed');
+      }
+      this.#aliveFrom = sentAt;
+      return undefined;
+    };
+    shared.streams.add(this);
+    this.#keepAlive();
+  }
+
+  /** Its TTL in milliseconds. */
+  get ttlMs() {
+    return this.#ttlMs;
+  }
+
+  /** Whether it is lost: its connection broke or a keep-alive failed. */
+  get lost() {
+    return this.#lostReason !== undefined;
+  }
+
+  /** Whether `close()` was called. */
+  get closed() {
+    return this.#closed;
+  }
+
+  /** Aborts (with a LockLostError reason) once the session is lost; not
+   * by `close()`. Pass it to work its locks protect. */
+  get signal() {
+    return this.#controller.signal;
+  }
+
+  /** Resolves once the session is over: with the LockLostError that says
+   * why once it is lost, with `undefined` after `close()`. Never rejects. */
+  get ended() {
+    return this.#ended;
+  }
+
+  #keepAlive() {
+    const period = Math.max(1, this.#ttlMs / 3);
+    this.#timer = setTimeout(async () => {
+      this.#timer = undefined;
+      if (this.#closed || this.lost) return;
+      try {
+        // A keep-alive: refused, not reopened, if the server ended it.
+        this.#channel.link.keepAlive(this.#ttlMs);
+        await this.#channel.ask((link) => link.readSession(), Math.max(period, 1000));
+      } catch (err) {
+        this.#lose(err);
+        return;
+      }
+      if (!this.#closed && !this.lost) this.#keepAlive();
+    }, period);
+  }
+
+  #lose(cause) {
+    if (this.#closed || this.lost) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#lostReason = new LockLostError(`the session was lost: ${cause?.message ?? cause}`, { cause });
+    this.#channel.end(this.#lostReason);
+    this.#channel.link.free();
+    this.#shared.streams.delete(this);
+    this.#controller.abort(this.#lostReason);
+    this.#resolveEnded(this.#lostReason);
+  }
+
+  #check() {
+    if (this.#closed) throw new LockLostError('the session is closed');
+    if (this.#lostReason) throw this.#lostReason;
+  }
+
+  /** Takes `name` bound to this session: `ttlMs` (default 30 s; it also
+   * ends then: a bound lock is not renewed), `waitMs` (queue in the
+   * server; at most two thirds of the session's TTL, since no keep-alive
+   * passes a queued lock on the session's connection), `lockDelayMs` (after the session ends, nobody may take it for
+   * that long; at most 60000), `permits` (one permit of a semaphore of
+   * that many) or `mode` ('read' or 'write'). Rejects with NotOwnerError,
+   * TimeoutError after a wait, ConflictError for a name of another kind,
+   * BadRequestError for what the server refuses, LockLostError if the
+   * session is over. */
+  async lock(name, options = {}) {
+    this.#check();
+    const ttlMs = millis(options.ttlMs, 'ttlMs', DEFAULT_TTL_MS);
+    const waitMs = millis(options.waitMs, 'waitMs', 0);
+    const lockDelayMs = millis(options.lockDelayMs, 'lockDelayMs', 0);
+    const shape = shapeOf(options);
+    if (waitMs > (this.#ttlMs * 2) / 3) {
+      // A queued lock holds the connection: no keep-alive passes it, and
+      // the server ends a session nothing reached for its TTL.
+      throw new InvalidArgumentError(
+        'a wait on a session is at most two thirds of its TTL (no keep-alive passes a queued lock)',
+      );
+    }
+    const channel = this.#channel;
+    channel.link.sessionLock(name, ttlMs, waitMs, shape, lockDelayMs);
+    const token = await channel.ask(
+      (link) => link.readSessionGrant(waitMs > 0),
+      waitMs + this.#shared.timeoutMs,
+    );
+    return new SessionLock(this, channel, name, token, this.#shared.timeoutMs);
+  }
+
+  /** Runs `fn(signal, lock)` holding `name` bound to this session, and
+   * releases it afterwards, even if `fn` throws; `signal` aborts if the
+   * session is lost. Resolves with `fn`'s result; rejects with
+   * LockLostError if the session was lost meanwhile (what `fn` threw is
+   * its `cause`). Options as `lock()`. */
+  async withLock(name, options, fn) {
+    if (typeof options === 'function') {
+      fn = options;
+      options = {};
+    }
+    if (typeof fn !== 'function') throw new InvalidArgumentError('withLock needs a function');
+    const lock = await this.lock(name, options);
+    let result;
+    try {
+      result = await fn(this.signal, lock);
+    } catch (err) {
+      await lock.unlock().catch(() => {});
+      if (this.lost) throw new LockLostError(this.#lostReason.message, { cause: err });
+      throw err;
+    }
+    await lock.unlock();
+    return result;
+  }
+
+  /** Ends the session: its connection closes, and the server releases (or
+   * closes for their lock-delay) every lock bound to it. Idempotent. */
+  async close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#shared.streams.delete(this);
+    if (!this.lost) {
+      this.#channel.end(new LockLostError('the session is closed'));
+      this.#channel.link.free();
+      this.#resolveEnded(undefined);
+    }
+  }
+
+  /** `await using session = await client.session(...)`. */
+  async [Symbol.asyncDispose]() {
+    await this.close();
+  }
+}
+
+/** A lock bound to a `Session`: released by `unlock()`, by its TTL, or by
+ * the server when the session ends. */
+class SessionLock {
+  #session;
+  #channel;
+  #name;
+  #token;
+  #timeoutMs;
+  #released = false;
+
+  /** @internal */
+  constructor(session, channel, name, token, timeoutMs) {
+    this.#session = session;
+    this.#channel = channel;
+    this.#name = name;
+    this.#token = token;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /** The lock's name. */
+  get name() {
+    return this.#name;
+  }
+
+  /** The fencing token of its grant. */
+  get token() {
+    return this.#token;
+  }
+
+  /** Its session. */
+  get session() {
+    return this.#session;
+  }
+
+  /** Releases it on the session's connection. Rejects with LockLostError
+   * if it was no longer held (its TTL ran out, or the session is over).
+   * Resolves at once if released already. */
+  async unlock() {
+    if (this.#released) return;
+    this.#released = true;
+    const channel = this.#channel;
+    if (channel.closed) throw new LockLostError('the session is over', { cause: channel.why });
+    channel.link.sessionUnlock(this.#name, this.#token);
+    await channel.ask((link) => link.readSessionRelease(), this.#timeoutMs);
+  }
+
+  /** `await using`: releases at the end of the scope, best effort. */
+  async [Symbol.asyncDispose]() {
+    await this.unlock().catch(() => {});
+  }
+}
+
+const EVENT_NAMES = ['Granted', 'Released', 'Expired', 'Put', 'Erased'];
+const KIND_NAMES = ['Lock', 'Semaphore', 'ReadWrite', 'Data'];
+/** The fixed part of a packed event (wasm/src/watch.rs). */
+const EVENT_HEADER = 44;
+
+/** Unpacks the records `Link.readEvents` made into `out`; a value is
+ * decoded by `encoder` if `text` (an encoder written in JavaScript). */
+function unpackEvents(bytes, out, encoder, text) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  while (at + EVENT_HEADER <= bytes.length) {
+    const flags = bytes[at + 2];
+    const event = {
+      event: EVENT_NAMES[bytes[at]],
+      kind: KIND_NAMES[bytes[at + 1]],
+      name: '',
+      revision: view.getBigUint64(at + 8, true),
+    };
+    if (flags & 1) event.token = view.getBigUint64(at + 16, true);
+    if (flags & 2) event.dataRevision = view.getBigUint64(at + 24, true);
+    if (event.kind === 'Semaphore') event.permits = view.getUint32(at + 4, true);
+    if (event.kind === 'ReadWrite') event.mode = flags & 16 ? 'write' : 'read';
+    const n = view.getUint32(at + 32, true);
+    const o = view.getUint32(at + 36, true);
+    const v = view.getUint32(at + 40, true);
+    let p = at + EVENT_HEADER;
+    event.name = textDecoder.decode(bytes.subarray(p, p + n));
+    p += n;
+    if (flags & 4) event.owner = textDecoder.decode(bytes.subarray(p, p + o));
+    p += o;
+    if (flags & 8) {
+      const raw = bytes.slice(p, p + v);
+      event.value = text ? decodeWith(encoder, event.name, textDecoder.decode(raw)) : raw;
+    }
+    p += v;
+    at = p;
+    out.push(event);
+  }
+}
+
+/**
+ * A watch (PROTOCOL.md, "Watches"): the changes of a name or of every name
+ * under a prefix, as an async iterator of events, over a connection of its
+ * own. Events are read as they are asked for: a consumer that does not ask
+ * leaves them with the server, which cuts it off past its budget. It does
+ * not reconnect by itself: when the server ends it (cut off for reading too
+ * slowly, stopping) or its connection breaks, the iterator throws after the
+ * events it had received (UnavailableError, the server's reason in its
+ * message, `err.revision` the last revision seen); watch again with `since:
+ * err.revision` to miss nothing. A `since` older than the server keeps is a
+ * ConflictError (`err.revision`: the current one): read the state again and
+ * watch from there. Aborting `signal`, `return()` (`break` in `for await`)
+ * or `close()` ends it.
+ */
+class Watch {
+  /** @type {Shared} */
+  #shared;
+  #scope;
+  #prefix;
+  #since;
+  #revision;
+  #signal;
+  #onAbort = undefined;
+  /** @type {Channel | undefined} */
+  #channel = undefined;
+  #starting = undefined;
+  #events = [];
+  #wake = undefined;
+  #done = false;
+  /** The error it could not start with, if any. */
+  #failure = undefined;
+  /** The last `next()` call, settled or not: the next one waits for it.
+   * @type {Promise<unknown>} */
+  #turn = Promise.resolve();
+
+  /** @internal */
+  constructor(shared, scope, prefix, since, signal) {
+    this.#shared = shared;
+    this.#scope = scope;
+    this.#prefix = prefix;
+    this.#since = since;
+    this.#revision = since;
+    this.#signal = signal;
+    shared.streams.add(this);
+    if (signal?.aborted) {
+      this.#finish();
+    } else if (signal) {
+      this.#onAbort = () => this.close();
+      signal.addEventListener('abort', this.#onAbort, { once: true });
+    }
+  }
+
+  /** The last revision seen, or the one it started from (`since`, else
+   * the server's current one once started): pass it as `since` to resume. */
+  get revision() {
+    return this.#revision;
+  }
+
+  /** Subscribes now (else at the first `next()`). Rejects with
+   * ConflictError if `since` is older than the server keeps. */
+  start() {
+    if (!this.#starting) {
+      this.#starting = this.#open().catch((err) => {
+        // A watch that could not start is over (its connection closed).
+        if (!this.#done) {
+          this.#failure = err;
+          this.#finish();
+        }
+        throw err;
+      });
+      this.#starting.catch(() => {});
+    }
+    return this.#starting;
+  }
+
+  async #open() {
+    const shared = this.#shared;
+    const { socket, address } = await shared.dedicated();
+    if (this.#done) {
+      socket.destroy();
+      return this;
+    }
+    const link = shared.newLink();
+    const channel = new Channel(socket, link, address);
+    this.#channel = channel;
+    channel.onLines = () => {
+      // Read when asked for: until then the socket rests.
+      socket.pause();
+      this.#poke();
+    };
+    channel.onEnd = () => this.#poke();
+    link.watch(this.#scope, this.#prefix, this.#since === undefined ? undefined : this.#since);
+    const current = await channel.ask((l) => l.readWatch(), shared.timeoutMs);
+    if (this.#revision === undefined) this.#revision = current;
+    return this;
+  }
+
+  #poke() {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  /** Reads what the link holds into `#events`. */
+  #read() {
+    const link = this.#channel.link;
+    const encoder = this.#shared.encoder;
+    let bytes;
+    let text = false;
+    if (encoder === tableEncoder) bytes = link.readEvents(false);
+    else if (sealers.has(encoder)) bytes = link.readEventsSealed(sealers.get(encoder));
+    else {
+      bytes = link.readEvents(true);
+      text = true;
+    }
+    unpackEvents(bytes, this.#events, encoder, text);
+  }
+
+  /** The next event: `{ value: event, done: false }`, or `{ done: true }`
+   * once closed or aborted. Calls made before the last one settled take
+   * the events after it, in call order. */
+  next() {
+    const next = this.#turn.then(() => this.#next());
+    this.#turn = next.catch(() => {});
+    return next;
+  }
+
+  async #next() {
+    if (this.#done) return { value: undefined, done: true };
+    try {
+      await this.start();
+      for (;;) {
+        if (this.#done) return { value: undefined, done: true };
+        const event = this.#events.shift();
+        if (event) {
+          this.#revision = event.revision;
+          return { value: event, done: false };
+        }
+        const channel = this.#channel;
+        this.#read();
+        if (this.#events.length > 0) continue;
+        // Everything received was given: the server's last word, if it
+        // said one, else why the connection ended, if it did.
+        channel.link.watchEnd();
+        if (channel.closed) throw channel.why;
+        const woken = new Promise((resolve) => {
+          this.#wake = resolve;
+        });
+        channel.socket.resume();
+        await woken;
+      }
+    } catch (err) {
+      // Closed meanwhile: the iteration just ends.
+      if (this.#done && err !== this.#failure) return { value: undefined, done: true };
+      // Where to resume from (a ConflictError's is the server's current).
+      if (err instanceof DlmError && !(err instanceof ConflictError)) Object.assign(err, { revision: this.#revision });
+      this.#finish();
+      throw err;
+    }
+  }
+
+  /** Ends the watch (`break` in `for await` calls it). */
+  async return() {
+    await this.close();
+    return { value: undefined, done: true };
+  }
+
+  /** Closes the watch's connection; `next()` then says done. */
+  async close() {
+    this.#finish();
+  }
+
+  #finish() {
+    if (this.#done) return;
+    this.#done = true;
+    this.#shared.streams.delete(this);
+    if (this.#onAbort) this.#signal.removeEventListener('abort', this.#onAbort);
+    const channel = this.#channel;
+    if (channel) {
+      channel.end(new UnavailableError('the watch is closed'));
+      channel.link.free();
+    }
+    this.#poke();
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+
+  /** `await using watch = client.watch(...)`. */
+  async [Symbol.asyncDispose]() {
+    await this.close();
+  }
+}
+
 /** A stored value's bytes from a JavaScript encoder's `decode`. */
 function decodeWith(encoder, name, text) {
   return toBytes(encoder.decode(name, text), 'a decoded value');
@@ -1122,7 +1873,7 @@ function decodeWith(encoder, name, text) {
 
 /** A connection to a dlm server. Make one with `connect()`. */
 class Client {
-  /** @type {Session} */
+  /** @type {Shared} */
   #session;
 
   /** @internal */
@@ -1205,6 +1956,63 @@ class Client {
     return new Lock(session, name, handle);
   }
 
+  /** Acquires every one of `names` (1 to 16, no two alike) at once, all
+   * or none: a `MultiLock`. Without `waitMs`, one attempt (NotOwnerError,
+   * its message naming a name another owner holds, and nothing taken);
+   * with it, queue in every name's queue at once up to that long
+   * (TimeoutError when it runs out; no deadlock between clients taking
+   * overlapping sets). `ttlMs`, `autoRenew` and `signal` as `lock()`;
+   * each name's lease renews on its own. A server without multi-locks
+   * (JackrabbitDLM) rejects with BadRequestError. */
+  async lockAll(names, options = {}) {
+    if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) {
+      throw new InvalidArgumentError('lockAll needs an array of names');
+    }
+    const { ttlMs: ttlOption, waitMs: waitOption, signal, autoRenew = false } = options;
+    const session = this.#session;
+    session.checkOpen();
+    const ttlMs = millis(ttlOption, 'ttlMs', DEFAULT_TTL_MS);
+    const waitMs = millis(waitOption, 'waitMs', 0);
+    const renew = Boolean(autoRenew);
+    if (signal?.aborted) throw cancelled(signal);
+    const list = [...names];
+    let sentMs = 0;
+    const write = (link, fo, now) => {
+      sentMs = now;
+      return link.lockAll(fo, now, list, ttlMs, waitMs);
+    };
+    const read = (link) =>
+      link.readGrantAll(session.leases, ttlMs, waitMs, renew, sentMs, performance.now(), list.length);
+    const handles =
+      waitMs > 0 || signal ? await session.exclusive(write, read, signal) : await session.request(write, read);
+    return new MultiLock(list.map((name, i) => new Lock(session, name, handles[i])));
+  }
+
+  /** Runs `fn(signal, locks)` holding every one of `names` (auto-renewed
+   * unless `autoRenew: false`), and releases them afterwards, even if `fn`
+   * throws; as `withLock`, LockLostError if any was lost meanwhile. */
+  async withLockAll(names, options, fn) {
+    if (typeof options === 'function') {
+      fn = options;
+      options = {};
+    }
+    if (typeof fn !== 'function') throw new InvalidArgumentError('withLockAll needs a function');
+    const locks = await this.lockAll(names, { autoRenew: true, ...options });
+    let result;
+    try {
+      result = await fn(locks.signal, locks);
+    } catch (err) {
+      await locks.release().catch(() => {});
+      if (locks.lost) {
+        throw new LockLostError(locks.signal.reason?.message ?? 'a lock was lost', { cause: err });
+      }
+      throw err;
+    }
+    await locks.release();
+    if (locks.lost) throw new LockLostError('a lock expired before the function returned');
+    return result;
+  }
+
   /** One attempt at `name`: the lock, or null if another owner holds it. */
   async tryLock(name, options = {}) {
     try {
@@ -1238,6 +2046,10 @@ class Client {
       throw err;
     }
     await lock.unlock();
+    // Its lease ran out on this client's clock before `fn` returned: the
+    // server may have kept it a little longer (its deadline slack) and
+    // released it now, but nothing protected `fn`'s last part.
+    if (lock.lost) throw new LockLostError('the lock expired before the function returned');
     return result;
   }
 
@@ -1276,32 +2088,40 @@ class Client {
 
   /** Stores `value` (bytes, or a string as UTF-8) under `name` for
    * `ttlMs`; with `revision`, only if the stored revision is that (0: only
-   * if absent), else ConflictError. Resolves with the new revision. */
+   * if absent), else ConflictError. `readers`: who may read it besides
+   * this client (writes stay its own): undefined nobody (as before, and
+   * every `put` without it makes the value private again), `'any'` every
+   * client, or an array of identity names (clients authenticated as one
+   * of them). Resolves with the new revision. */
   async put(name, value, options = {}) {
     const session = this.#session;
     session.checkOpen();
     const { ttlMs, revision } = options;
     if (typeof ttlMs !== 'number') throw new InvalidArgumentError('put needs ttlMs');
     const expected = revision === undefined ? undefined : toU64(revision, 'revision');
+    const readers = readersOf(options.readers);
     const bytes = toBytes(value, 'a value');
     const encoder = session.encoder;
     let write;
     if (encoder === tableEncoder) {
       // The built-in encoders run inside the module: no text crosses.
-      write = (link, fo, now) => link.putTable(fo, now, name, ttlMs, bytes, expected);
+      write = (link, fo, now) => link.putTable(fo, now, name, ttlMs, bytes, expected, readers);
     } else if (sealers.has(encoder)) {
       const sealer = sealers.get(encoder);
-      write = (link, fo, now) => link.putSealed(fo, now, sealer, randomBytes(24), name, ttlMs, bytes, expected);
+      write = (link, fo, now) => link.putSealed(fo, now, sealer, randomBytes(24), name, ttlMs, bytes, expected, readers);
     } else {
       const encoded = encoder.encode(name, bytes);
       if (typeof encoded !== 'string') throw new InvalidArgumentError('an encoder must return a string');
-      write = (link, fo, now) => link.put(fo, now, name, ttlMs, encoded, expected);
+      write = (link, fo, now) => link.put(fo, now, name, ttlMs, encoded, expected, readers);
     }
     const compared = expected !== undefined;
     return session.request(write, (link) => link.readStored(compared));
   }
 
-  /** Reads `name`: `{ value, revision, ttlMs }`, or null if there is none. */
+  /** Reads `name`: `{ value, revision, ttlMs, owner? }` (`owner`: the
+   * owner's ID, when the server says it: this client's own, or the ID of
+   * whoever shared the value), or null if there is none. NotOwnerError
+   * for a value not shared with this client. */
   async get(name) {
     const session = this.#session;
     session.checkOpen();
@@ -1311,16 +2131,16 @@ class Client {
       const sealer = sealers.get(encoder);
       return session.request(write, (link) => {
         const value = sealer ? link.readFetchedSealed(sealer, name) : link.readFetchedTable();
-        return value === undefined ? null : { value, revision: link.revision, ttlMs: link.ttlMs ?? 0 };
+        return value === undefined ? null : withOwner({ value, revision: link.revision, ttlMs: link.ttlMs ?? 0 }, link);
       });
     }
     const fetched = await session.request(write, (link) => {
       const raw = link.readFetched();
-      return raw === undefined ? null : { raw, revision: link.revision, ttlMs: link.ttlMs ?? 0 };
+      return raw === undefined ? null : withOwner({ raw, revision: link.revision, ttlMs: link.ttlMs ?? 0 }, link);
     });
     if (fetched === null) return null;
-    const { raw, revision, ttlMs } = fetched;
-    return { value: decodeWith(encoder, name, textDecoder.decode(raw)), revision, ttlMs };
+    const { raw, ...rest } = fetched;
+    return { value: decodeWith(encoder, name, textDecoder.decode(raw)), ...rest };
   }
 
   /** Deletes `name`; whether there was an entry. */
@@ -1353,6 +2173,44 @@ class Client {
     );
   }
 
+  /** Opens a server session of `ttlMs` (default 10 s) on a connection of
+   * its own: a `Session`, whose locks the server releases when it ends.
+   * Rejects with BadRequestError from a server without sessions
+   * (JackrabbitDLM) or a TTL over its limit. */
+  async session(options = {}) {
+    const shared = this.#session;
+    const ttlMs = millis(options.ttlMs, 'ttlMs', 10_000);
+    if (ttlMs <= 0) throw new InvalidArgumentError('ttlMs must be positive');
+    const { socket, address } = await shared.dedicated();
+    const channel = new Channel(socket, shared.newLink(), address);
+    const openedAt = performance.now();
+    try {
+      channel.link.session(ttlMs);
+      await channel.ask((link) => link.readSession(), shared.timeoutMs);
+    } catch (err) {
+      channel.end(err);
+      channel.link.free();
+      throw err;
+    }
+    return new Session(shared, channel, ttlMs, openedAt);
+  }
+
+  /** Watches every name that starts with `prefix` (`''`: every name), or
+   * the one `name`: a `Watch`, an async iterator of events (`for await`).
+   * `since`: resume after that revision. `signal` ends it. */
+  watch(options = {}) {
+    const { prefix, name, since, signal } = options;
+    const shared = this.#session;
+    shared.checkOpen();
+    if ((prefix === undefined) === (name === undefined)) {
+      throw new InvalidArgumentError('watch needs a prefix or a name, not both');
+    }
+    const scope = prefix ?? name;
+    if (typeof scope !== 'string') throw new InvalidArgumentError('a prefix or a name is a string');
+    const from = since === undefined ? undefined : toU64(since, 'since');
+    return new Watch(shared, scope, prefix !== undefined, from, signal);
+  }
+
   /** Releases the locks this client holds (best effort), then closes every
    * connection; calls after it fail with UnavailableError. Idempotent. */
   async close() {
@@ -1360,6 +2218,7 @@ class Client {
     if (session.closing) return session.closing;
     session.closing = (async () => {
       await Promise.allSettled([...session.locks].map((lock) => lock.unlock()));
+      await Promise.allSettled([...session.streams].map((stream) => stream.close()));
       session.shutdown();
     })();
     return session.closing;
@@ -1406,9 +2265,16 @@ function tlsOptions(option) {
 }
 
 /** The server list from the options: `servers` ("host:port,host:port" or
- * an array of them), else `host` and `port`. */
+ * an array of them), else `host` and `port`; with none of the three, the
+ * `DLM_SERVER` environment variable (the same syntax as `servers`), as the
+ * `dlm` command and the Go package read it; else 127.0.0.1:37373. */
 function serverList(options) {
-  const { servers, host = '127.0.0.1', port = DEFAULT_PORT } = options;
+  let { servers } = options;
+  const { host = '127.0.0.1', port = DEFAULT_PORT } = options;
+  if (servers === undefined && options.host === undefined && options.port === undefined) {
+    const env = typeof process === 'object' ? process.env?.DLM_SERVER : undefined;
+    if (typeof env === 'string' && env.trim() !== '') servers = env;
+  }
   if (servers !== undefined) {
     if (Array.isArray(servers) && servers.every((s) => typeof s === 'string')) return servers.join(',');
     if (typeof servers === 'string') return servers;
@@ -1457,7 +2323,7 @@ async function connect(options = {}) {
   // dlm-core's failover: the list, the timeouts, the seed of its jitter
   // and request IDs. JackrabbitDLM has no Cluster action: no discovery.
   const failover = new wasm.Failover(servers, timeoutMs, connectAttempts, !legacy, randomBytes(16));
-  const session = new Session({
+  const session = new Shared({
     timeoutMs,
     encoder,
     id,
@@ -1485,6 +2351,10 @@ module.exports = {
   connect,
   Client,
   Lock,
+  MultiLock,
+  Session,
+  SessionLock,
+  Watch,
   tableEncoder,
   sealedEncoder,
   generateKey,

@@ -66,7 +66,7 @@ pub fn error_kinds() -> js_sys::Array {
 /// What an answer says besides its result (`revision`, `token`, `ttlMs`)
 /// waits in getters, so nothing is built per answer that is not used.
 #[wasm_bindgen]
-pub struct Link(link::Link);
+pub struct Link(link::Link, Option<Error>);
 
 #[wasm_bindgen]
 impl Link {
@@ -84,7 +84,10 @@ impl Link {
             (Some(n), Some(s)) => Some((n, s)),
             _ => return Err(Error::invalid("an identity needs both a name and a secret")),
         };
-        Ok(Self(link::Link::new(Writer::new(id, legacy, credentials)?)))
+        Ok(Self(
+            link::Link::new(Writer::new(id, legacy, credentials)?),
+            None,
+        ))
     }
 
     /// The owner ID.
@@ -112,6 +115,23 @@ impl Link {
         self.0.lock(&mut fo.0, now_ms, name, ttl_ms, wait_ms, shape)
     }
 
+    /// Appends `LockAll` of `names` for `ttlMs`, queueing up to `waitMs`
+    /// (0: one attempt): all or none. `InvalidArgument` for no names, more
+    /// than 16, an empty one or one twice.
+    #[wasm_bindgen(js_name = lockAll)]
+    // wasm-bindgen takes a JavaScript array of strings only as an owned Vec.
+    #[allow(clippy::needless_pass_by_value)]
+    pub fn lock_all(
+        &mut self,
+        fo: &mut Failover,
+        now_ms: f64,
+        names: Vec<String>,
+        ttl_ms: f64,
+        wait_ms: f64,
+    ) -> Result<f64, Error> {
+        self.0.lock_all(&mut fo.0, now_ms, &names, ttl_ms, wait_ms)
+    }
+
     /// Appends `Unlock` by name, fenced to `token` if given.
     pub fn unlock(
         &mut self,
@@ -130,6 +150,10 @@ impl Link {
     }
 
     /// Appends `Put` of text an encoder made; compare-and-set with `revision`.
+    /// `readers`, who may read it besides its owner: `undefined` nobody,
+    /// `""` any client, else identity names joined by `,`.
+    // wasm-bindgen takes an optional string only as an owned `Option<String>`.
+    #[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)]
     pub fn put(
         &mut self,
         fo: &mut Failover,
@@ -138,12 +162,22 @@ impl Link {
         ttl_ms: f64,
         data: &str,
         revision: Option<u64>,
+        readers: Option<String>,
     ) -> Result<f64, Error> {
-        self.0.put(&mut fo.0, now_ms, name, ttl_ms, data, revision)
+        self.0.put(
+            &mut fo.0,
+            now_ms,
+            name,
+            ttl_ms,
+            data,
+            revision,
+            readers.as_deref(),
+        )
     }
 
-    /// Appends `Put` of bytes through the table codec.
+    /// Appends `Put` of bytes through the table codec; `readers` as `put`.
     #[wasm_bindgen(js_name = putTable)]
+    #[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)]
     pub fn put_table(
         &mut self,
         fo: &mut Failover,
@@ -152,15 +186,23 @@ impl Link {
         ttl_ms: f64,
         plain: &[u8],
         revision: Option<u64>,
+        readers: Option<String>,
     ) -> Result<f64, Error> {
-        self.0
-            .put_table(&mut fo.0, now_ms, name, ttl_ms, plain, revision)
+        self.0.put_table(
+            &mut fo.0,
+            now_ms,
+            name,
+            ttl_ms,
+            plain,
+            revision,
+            readers.as_deref(),
+        )
     }
 
     /// Appends `Put` of bytes sealed under `sealer`'s key; `nonce` is 24
-    /// random bytes.
+    /// random bytes; `readers` as `put`.
     #[wasm_bindgen(js_name = putSealed)]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)]
     pub fn put_sealed(
         &mut self,
         fo: &mut Failover,
@@ -171,9 +213,18 @@ impl Link {
         ttl_ms: f64,
         plain: &[u8],
         revision: Option<u64>,
+        readers: Option<String>,
     ) -> Result<f64, Error> {
         self.0.put_sealed(
-            &mut fo.0, now_ms, &sealer.0, nonce, name, ttl_ms, plain, revision,
+            &mut fo.0,
+            now_ms,
+            &sealer.0,
+            nonce,
+            name,
+            ttl_ms,
+            plain,
+            revision,
+            readers.as_deref(),
         )
     }
 
@@ -308,6 +359,44 @@ impl Link {
         leases.0.insert(lease)
     }
 
+    /// Reads the answer to `lockAll(names, ttlMs, waitMs)` of `count`
+    /// names sent at `sentMs` and received at `nowMs`: one lease per name
+    /// in `leases` (in the order of the names), renewing itself if
+    /// `autoRenew`; returns their handles. Throws `NotOwner` (the server's
+    /// words say which name stood in the way), `Timeout` if a wait ran out.
+    #[wasm_bindgen(js_name = readGrantAll)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn read_grant_all(
+        &mut self,
+        leases: &mut Leases,
+        ttl_ms: f64,
+        wait_ms: f64,
+        auto_renew: bool,
+        sent_ms: f64,
+        now_ms: f64,
+        count: u32,
+    ) -> Result<Vec<f64>, Error> {
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        let granted = self
+            .0
+            .read_grant_all(ttl_ms, wait_ms, auto_renew, sent_ms, now_ms, count)?;
+        let mut handles = Vec::with_capacity(granted.len());
+        for lease in granted {
+            match leases.0.insert(lease) {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // All or none: leases already kept leave the table
+                    // (the server's grant runs out by its TTL).
+                    for h in handles {
+                        leases.0.remove(h);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(handles)
+    }
+
     /// Reads the answer to the request the lease `handle` has in flight,
     /// received at `nowMs`. Throws `LockLost` if the grant is gone.
     #[wasm_bindgen(js_name = readLease)]
@@ -401,6 +490,104 @@ impl Link {
         Ok(o)
     }
 
+    // A session's connection (see `crate::session`): requests that are
+    // no call of the failover, answers read in order.
+
+    /// Appends `Session` for `ttlMs` (opens the connection's session, or
+    /// keeps it alive).
+    pub fn session(&mut self, ttl_ms: f64) -> Result<(), Error> {
+        self.0.session(ttl_ms)
+    }
+
+    /// Appends a keep-alive for `ttlMs`: keeps the connection's session
+    /// alive, never opens one (`BadPayload` once the server ended it).
+    #[wasm_bindgen(js_name = keepAlive)]
+    pub fn keep_alive(&mut self, ttl_ms: f64) -> Result<(), Error> {
+        self.0.keep_alive(ttl_ms)
+    }
+
+    /// Appends `Lock` of `name` bound to the session: `ttlMs`, `waitMs`
+    /// (0: one attempt), `shape` as `lock`, closed for `lockDelayMs` (at
+    /// most 60000) after the session ends.
+    #[wasm_bindgen(js_name = sessionLock)]
+    pub fn session_lock(
+        &mut self,
+        name: &str,
+        ttl_ms: f64,
+        wait_ms: f64,
+        shape: f64,
+        lock_delay_ms: f64,
+    ) -> Result<(), Error> {
+        self.0
+            .session_lock(name, ttl_ms, wait_ms, shape, lock_delay_ms)
+    }
+
+    /// Appends `Unlock` of `name`'s grant `token`.
+    #[wasm_bindgen(js_name = sessionUnlock)]
+    pub fn session_unlock(&mut self, name: &str, token: u64) -> Result<(), Error> {
+        self.0.session_unlock(name, token)
+    }
+
+    /// Reads the answer to `session`: the TTL granted, in milliseconds.
+    #[wasm_bindgen(js_name = readSession)]
+    pub fn read_session(&mut self) -> Result<f64, Error> {
+        self.0.read_session()
+    }
+
+    /// Reads the answer to `sessionLock` (`waited`: it queued): the
+    /// token.
+    #[wasm_bindgen(js_name = readSessionGrant)]
+    pub fn read_session_grant(&mut self, waited: bool) -> Result<u64, Error> {
+        self.0.read_session_grant(waited)
+    }
+
+    /// Reads the answer to `sessionUnlock`; throws `LockLost` if the grant
+    /// was gone.
+    #[wasm_bindgen(js_name = readSessionRelease)]
+    pub fn read_session_release(&mut self) -> Result<(), Error> {
+        self.0.read_session_release()
+    }
+
+    // A watch's connection (see `crate::watch`).
+
+    /// Appends `Watch` of every name starting with `scope` (`prefix`) or
+    /// of the one name `scope`, after revision `since` if given.
+    pub fn watch(&mut self, scope: &str, prefix: bool, since: Option<u64>) -> Result<(), Error> {
+        self.0.watch(scope, prefix, since)
+    }
+
+    /// Reads the answer to `watch`: the revision events follow. Throws
+    /// `Conflict` (its `revision` the current one) if the server no longer
+    /// keeps the events asked for.
+    #[wasm_bindgen(js_name = readWatch)]
+    pub fn read_watch(&mut self) -> Result<u64, Error> {
+        self.0.read_watch()
+    }
+
+    /// Reads every complete event line received as packed records (see
+    /// `crate::watch`), values decoded by the table codec, or (`text`)
+    /// left as their text's bytes for an encoder written in JavaScript.
+    /// Stops at the server's last word; then `watchEnd()` throws why.
+    #[wasm_bindgen(js_name = readEvents)]
+    pub fn read_events(&mut self, text: bool) -> Result<Uint8Array, Error> {
+        self.events(&if text { Decode::Text } else { Decode::Table })
+    }
+
+    /// `readEvents`, values opened by `sealer`.
+    #[wasm_bindgen(js_name = readEventsSealed)]
+    pub fn read_events_sealed(&mut self, sealer: &Sealer) -> Result<Uint8Array, Error> {
+        self.events(&Decode::Sealed(&sealer.0, ""))
+    }
+
+    /// Throws why the server ended the watch (its last line), if it did.
+    #[wasm_bindgen(js_name = watchEnd)]
+    pub fn watch_end(&self) -> Result<(), Error> {
+        match &self.1 {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
     /// The revision of the last value stored or read (`0n` from a server
     /// that keeps none).
     #[wasm_bindgen(getter)]
@@ -419,6 +606,22 @@ impl Link {
     #[wasm_bindgen(getter, js_name = ttlMs)]
     pub fn ttl_ms(&self) -> Option<f64> {
         self.0.ttl().map(to_js_millis)
+    }
+
+    /// The owner's ID of the value the last `readFetched*` read, if the
+    /// server said (this client's own, or the sharer's), or `undefined`.
+    #[wasm_bindgen(getter)]
+    pub fn owner(&self) -> Option<String> {
+        self.0.owner().map(str::to_owned)
+    }
+}
+
+impl Link {
+    fn events(&mut self, decode: &Decode<'_>) -> Result<Uint8Array, Error> {
+        let mut end = self.1.take();
+        let r = self.0.read_events(decode, &mut end);
+        self.1 = end;
+        Ok(Uint8Array::new_from_slice(&r?))
     }
 }
 

@@ -38,6 +38,13 @@ impl Error {
         Self::new(ErrorKind::InvalidArgument, why)
     }
 
+    /// The same error with a revision: the stored one for a conflict,
+    /// the last one sent for a watch the server ended.
+    pub(crate) const fn with_current(mut self, revision: u64) -> Self {
+        self.current = Some(revision);
+        self
+    }
+
     /// The kind.
     pub const fn kind(&self) -> ErrorKind {
         self.kind

@@ -405,7 +405,7 @@ mod tests {
         let mut fo = failover("127.0.0.1:1");
         let mut link = Link::new(Writer::new("me".into(), false, None).unwrap());
         let put = link
-            .put_table(&mut fo, 100.0, "K", 5000.0, b"v", None)
+            .put_table(&mut fo, 100.0, "K", 5000.0, b"v", None, None)
             .unwrap();
         let first = text(link.output());
         assert!(first.contains("\"RequestID\":"), "{first}");
@@ -437,7 +437,9 @@ mod tests {
         let mut link = Link::new(Writer::new("me".into(), true, None).unwrap());
         // Legacy framing: no request IDs, so a Put that may have been
         // applied is not sent again.
-        let put = link.put(&mut fo, 0.0, "K", 5000.0, "v", None).unwrap();
+        let put = link
+            .put(&mut fo, 0.0, "K", 5000.0, "v", None, None)
+            .unwrap();
         assert_eq!(fo.poll_connect(put, 0.0), Ok(-1.0));
         assert_eq!(fo.address(), "127.0.0.1:1");
         let epoch = fo.connect_epoch();

@@ -18,6 +18,11 @@
 //! table per client, [`Leases`](bindings::Leases), under number handles
 //! ([`leases`]).
 //!
+//! Sessions and watches have connections of their own, with a `Link`
+//! each but no failover ([`session`], [`watch`]): a session lives and dies
+//! with its connection, and a watch's events cross as one packed byte
+//! string per chunk received.
+//!
 //! Every request is a call of the client's [`Failover`](bindings::Failover)
 //! (dlm-core's failover machine, [`failover`]), under a number handle
 //! ([`table`]): which server, the backoff, what may be sent again and when
@@ -54,7 +59,9 @@ mod error;
 pub mod failover;
 pub mod leases;
 pub mod link;
+pub mod session;
 pub mod table;
+pub mod watch;
 pub mod wire;
 
 pub use error::Error;

@@ -26,7 +26,9 @@ use dlm_core::time::Ttl;
 
 use crate::error::Error;
 use crate::failover::Failover;
-use crate::wire::{self, Acquisition, Decode, Fetched, Lease, LockState, Sealer, Writer};
+use crate::wire::{
+    self, Acquisition, AcquisitionAll, Decode, Fetched, Lease, LockState, Sealer, Writer,
+};
 
 /// The longest answer line accepted from a server, in bytes.
 pub const MAX_ANSWER: usize = 64 << 20;
@@ -62,6 +64,8 @@ pub struct Link {
     revision: u64,
     token: Option<u64>,
     ttl: Option<Ttl>,
+    /// The owner the last `Get` named, if the server said.
+    owner: Option<String>,
 }
 
 impl Link {
@@ -78,6 +82,7 @@ impl Link {
             revision: 0,
             token: None,
             ttl: None,
+            owner: None,
         }
     }
 
@@ -106,6 +111,21 @@ impl Link {
             .request(&self.writer, name, |r| fo.start(r, None, now_ms, out))?
     }
 
+    /// `LockAll` of `names` for `ttl_ms`, queueing up to `wait_ms` (0: one
+    /// attempt): all or none.
+    pub fn lock_all(
+        &mut self,
+        fo: &mut Failover,
+        now_ms: f64,
+        names: &[String],
+        ttl_ms: f64,
+        wait_ms: f64,
+    ) -> Result<f64, Error> {
+        let out = &mut self.out;
+        AcquisitionAll::new(ttl_ms, wait_ms, false, 0.0)?
+            .request(&self.writer, names, |r| fo.start(r, None, now_ms, out))?
+    }
+
     /// `Unlock` by name, fenced to `token` if given.
     pub fn unlock(
         &mut self,
@@ -127,6 +147,7 @@ impl Link {
     }
 
     /// `Put` of text an encoder made.
+    #[allow(clippy::too_many_arguments)]
     pub fn put(
         &mut self,
         fo: &mut Failover,
@@ -135,14 +156,17 @@ impl Link {
         ttl_ms: f64,
         data: &str,
         revision: Option<u64>,
+        readers: Option<&str>,
     ) -> Result<f64, Error> {
         let out = &mut self.out;
-        self.writer.put(name, ttl_ms, data, revision, |r| {
-            fo.start(r, None, now_ms, out)
-        })?
+        self.writer
+            .put(name, ttl_ms, data, revision, readers, |r| {
+                fo.start(r, None, now_ms, out)
+            })?
     }
 
     /// `Put` of bytes through the table codec.
+    #[allow(clippy::too_many_arguments)]
     pub fn put_table(
         &mut self,
         fo: &mut Failover,
@@ -151,12 +175,15 @@ impl Link {
         ttl_ms: f64,
         plain: &[u8],
         revision: Option<u64>,
+        readers: Option<&str>,
     ) -> Result<f64, Error> {
         wire::encode_table_into(plain, &mut self.text);
         let out = &mut self.out;
-        let put = self.writer.put(name, ttl_ms, &self.text, revision, |r| {
-            fo.start(r, None, now_ms, out)
-        });
+        let put = self
+            .writer
+            .put(name, ttl_ms, &self.text, revision, readers, |r| {
+                fo.start(r, None, now_ms, out)
+            });
         self.trim_text();
         put?
     }
@@ -173,12 +200,15 @@ impl Link {
         ttl_ms: f64,
         plain: &[u8],
         revision: Option<u64>,
+        readers: Option<&str>,
     ) -> Result<f64, Error> {
         sealer.seal_into(nonce, name, plain, &mut self.text)?;
         let out = &mut self.out;
-        let put = self.writer.put(name, ttl_ms, &self.text, revision, |r| {
-            fo.start(r, None, now_ms, out)
-        });
+        let put = self
+            .writer
+            .put(name, ttl_ms, &self.text, revision, readers, |r| {
+                fo.start(r, None, now_ms, out)
+            });
         self.trim_text();
         put?
     }
@@ -297,9 +327,23 @@ impl Link {
         Ok(())
     }
 
+    /// The owner's writer and the output, for requests that are no call
+    /// of the failover (a session's, a watch's: on a connection of their
+    /// own).
+    pub(crate) fn writer_and_output(&mut self) -> (&Writer, &mut Vec<u8>) {
+        (&self.writer, &mut self.out)
+    }
+
+    /// Whether a complete line waits to be read.
+    pub(crate) fn has_line(&self) -> bool {
+        self.input
+            .get(self.read..self.partial)
+            .is_some_and(|unread| unread.contains(&b'\n'))
+    }
+
     /// The oldest complete line not yet read (without its newline),
     /// marked read.
-    fn next_line(&mut self) -> Result<&mut [u8], Error> {
+    pub(crate) fn next_line(&mut self) -> Result<&mut [u8], Error> {
         let unread = self.input.get(self.read..self.partial).unwrap_or_default();
         let Some(len) = unread.iter().position(|&b| b == b'\n') else {
             return Err(Error::new(ErrorKind::Protocol, "no answer to read"));
@@ -364,6 +408,26 @@ impl Link {
         acquisition?.finish(now_ms, line)
     }
 
+    /// Reads the answer to a `LockAll` of `count` names (made by
+    /// [`lock_all`](Self::lock_all) with the same `ttl_ms` and `wait_ms`,
+    /// sent at `sent_ms`), received at `now_ms`: one lease per name, in
+    /// the order of the request. Fails with `NotOwner`, or `Timeout` if a
+    /// wait ran out.
+    #[allow(clippy::too_many_arguments)]
+    pub fn read_grant_all(
+        &mut self,
+        ttl_ms: f64,
+        wait_ms: f64,
+        auto_renew: bool,
+        sent_ms: f64,
+        now_ms: f64,
+        count: usize,
+    ) -> Result<Vec<Lease>, Error> {
+        let acquisition = AcquisitionAll::new(ttl_ms, wait_ms, auto_renew, sent_ms);
+        let line = self.next_line()?;
+        acquisition?.finish(now_ms, count, line)
+    }
+
     /// Reads the answer to the request `lease` has in flight (see
     /// [`lease_request`](Self::lease_request)). Fails with `LockLost` if
     /// the grant is gone.
@@ -417,9 +481,11 @@ impl Link {
                  value,
                  revision,
                  ttl,
+                 owner,
              }| {
                 self.revision = revision;
                 self.ttl = Some(ttl);
+                self.owner = owner;
                 value
             },
         ))
@@ -454,6 +520,12 @@ impl Link {
     /// The TTL the last answer read said, if it said one.
     pub fn ttl(&self) -> Option<Ttl> {
         self.ttl
+    }
+
+    /// The owner's ID of the value the last `Get` read, if the server
+    /// said (the caller's own, or a sharer's).
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
     }
 }
 
@@ -498,6 +570,104 @@ mod tests {
     /// Feeds one answer line (a newline is added).
     fn answer(link: &mut Link, text: &str) {
         assert_eq!(link.feed(format!("{text}\n").as_bytes()), Ok(1));
+    }
+
+    #[test]
+    fn lock_all_is_all_or_none_with_a_lease_per_name() {
+        let mut fo = failover();
+        let mut e = Engine::new(Config::default());
+        let mut a = link("a", false);
+        let mut b = link("b", false);
+        let names = ["M1".to_owned(), "M2".to_owned()];
+
+        b.lock(&mut fo, 0.0, "M2", 1000.0, 0.0, 0.0).unwrap();
+        serve(&mut e, 0, &mut b);
+        let mut held = b.read_grant(1000.0, 0.0, false, 0.0, 0.0, 0.0).unwrap();
+        a.lock_all(&mut fo, 0.0, &names, 1000.0, 0.0).unwrap();
+        serve(&mut e, 1, &mut a);
+        let err = a
+            .read_grant_all(1000.0, 0.0, false, 1.0, 1.0, 2)
+            .unwrap_err();
+        assert_eq!(err.code(), "NotOwner");
+        // Nothing taken: M1 is free.
+        a.test_lock(&mut fo, 0.0, "M1").unwrap();
+        serve(&mut e, 1, &mut a);
+        assert_eq!(a.read_lock_state(), Ok(LockState::Free));
+
+        assert!(held.release(2.0));
+        b.lease_request(&mut fo, &mut held, 2.0, "M2").unwrap();
+        serve(&mut e, 2, &mut b);
+        b.read_lease(&mut held, 2.0).unwrap();
+        a.lock_all(&mut fo, 3.0, &names, 1000.0, 0.0).unwrap();
+        serve(&mut e, 3, &mut a);
+        let leases = a.read_grant_all(1000.0, 0.0, false, 3.0, 3.0, 2).unwrap();
+        assert_eq!(leases.len(), 2);
+        let tokens: Vec<_> = leases.iter().map(|l| l.token().unwrap()).collect();
+        assert_ne!(tokens[0], tokens[1]);
+        for (name, token) in names.iter().zip(&tokens) {
+            a.test_lock(&mut fo, 4.0, name).unwrap();
+            serve(&mut e, 4, &mut a);
+            assert!(matches!(a.read_lock_state(), Ok(LockState::Mine(Some(t), _)) if t == *token));
+        }
+
+        // Refused before anything is written.
+        for bad in [
+            &[][..],
+            &["X".to_owned(), "X".to_owned()][..],
+            &[String::new()][..],
+        ] {
+            let err = a.lock_all(&mut fo, 0.0, bad, 1000.0, 0.0).unwrap_err();
+            assert_eq!(err.code(), "InvalidArgument");
+        }
+        let many: Vec<String> = (0..17).map(|i| format!("N{i}")).collect();
+        assert_eq!(
+            a.lock_all(&mut fo, 0.0, &many, 1000.0, 0.0)
+                .unwrap_err()
+                .code(),
+            "InvalidArgument"
+        );
+        assert!(a.output().is_empty());
+    }
+
+    #[test]
+    fn shared_values_name_their_owner_and_bad_readers_are_refused() {
+        let mut fo = failover();
+        let mut e = Engine::new(Config::default());
+        let mut a = link("a", false);
+        let mut b = link("b", false);
+        a.put(&mut fo, 0.0, "S", 1000.0, "v", None, Some(""))
+            .unwrap();
+        serve(&mut e, 0, &mut a);
+        assert_eq!(a.read_stored(false), Ok(1));
+        b.get(&mut fo, 0.0, "S").unwrap();
+        serve(&mut e, 0, &mut b);
+        assert_eq!(b.read_fetched(Decode::Text), Ok(Some(b"v".to_vec())));
+        assert_eq!(b.owner(), Some("a"));
+        // Private again.
+        a.put(&mut fo, 0.0, "S", 1000.0, "w", None, None).unwrap();
+        serve(&mut e, 0, &mut a);
+        assert_eq!(a.read_stored(false), Ok(2));
+        b.get(&mut fo, 0.0, "S").unwrap();
+        serve(&mut e, 0, &mut b);
+        assert_eq!(b.read_fetched(Decode::Text).unwrap_err().code(), "NotOwner");
+
+        for bad in ["a,", ",a", "a b", ".hidden", "x,y,,z"] {
+            let err = a
+                .put(&mut fo, 0.0, "S", 1000.0, "v", None, Some(bad))
+                .unwrap_err();
+            assert_eq!(err.code(), "InvalidArgument", "{bad}");
+        }
+        let many = vec!["r"; 33].join(",");
+        assert_eq!(
+            a.put(&mut fo, 0.0, "S", 1000.0, "v", None, Some(&many))
+                .unwrap_err()
+                .code(),
+            "InvalidArgument"
+        );
+        assert!(a.output().is_empty());
+        a.put(&mut fo, 0.0, "S", 1000.0, "v", None, Some("alice,bob"))
+            .unwrap();
+        assert!(!a.output().is_empty());
     }
 
     #[test]
@@ -567,7 +737,7 @@ mod tests {
             assert_eq!(a.read_lock_state(), Ok(LockState::Free));
 
             // Values: table-encoded in the module, or text an encoder made.
-            a.put_table(&mut fo, 0.0, "K", 60_000.0, b"hello", None)
+            a.put_table(&mut fo, 0.0, "K", 60_000.0, b"hello", None, None)
                 .unwrap();
             a.put(
                 &mut fo,
@@ -576,6 +746,7 @@ mod tests {
                 60_000.0,
                 &encode_table(b"hello"),
                 Some(7),
+                None,
             )
             .unwrap();
             a.get(&mut fo, 0.0, "K").unwrap();
@@ -622,7 +793,7 @@ mod tests {
         let mut a = link("a", false);
         let sealer = Sealer::new(&[9; 32]).unwrap();
         a.put_sealed(
-            &mut fo, 0.0, &sealer, &[1; 24], "S", 1000.0, b"secret", None,
+            &mut fo, 0.0, &sealer, &[1; 24], "S", 1000.0, b"secret", None, None,
         )
         .unwrap();
         a.get(&mut fo, 0.0, "S").unwrap();
@@ -647,9 +818,11 @@ mod tests {
             "Encoding"
         );
         assert_eq!(
-            a.put_sealed(&mut fo, 0.0, &sealer, &[1; 23], "S", 1000.0, b"x", None)
-                .unwrap_err()
-                .code(),
+            a.put_sealed(
+                &mut fo, 0.0, &sealer, &[1; 23], "S", 1000.0, b"x", None, None
+            )
+            .unwrap_err()
+            .code(),
             "InvalidArgument"
         );
         assert!(
@@ -692,7 +865,7 @@ mod tests {
         assert_eq!(a.read_fetched(Decode::Table), Ok(Some(vec![b'{'; 1 << 20])));
         a.feed(b"").unwrap();
         assert!(a.input.capacity() <= KEEP);
-        a.put_table(&mut fo, 0.0, "K", 1000.0, &vec![0; 1 << 20], None)
+        a.put_table(&mut fo, 0.0, "K", 1000.0, &vec![0; 1 << 20], None, None)
             .unwrap();
         assert!(a.output().len() > 2 << 20);
         a.clear_output();
@@ -908,11 +1081,13 @@ mod tests {
             "InvalidArgument"
         );
         assert_eq!(
-            a.put(&mut fo, 0.0, "K", 0.0, "", None).unwrap_err().code(),
+            a.put(&mut fo, 0.0, "K", 0.0, "", None, None)
+                .unwrap_err()
+                .code(),
             "InvalidArgument"
         );
         assert_eq!(
-            a.put_table(&mut fo, 0.0, "", 1.0, b"", None)
+            a.put_table(&mut fo, 0.0, "", 1.0, b"", None, None)
                 .unwrap_err()
                 .code(),
             "InvalidArgument"

@@ -3,11 +3,12 @@
 //! it is tested on the host like any Rust code; `bindings` only converts.
 
 use dlm_core::client::{
-    self as core_client, Acquire, Done, Event, Lease as CoreLease, LockState as CoreLockState,
-    Pending, answer, value,
+    self as core_client, Acquire, AcquireAll, Done, Event, Lease as CoreLease,
+    LockState as CoreLockState, Pending, answer, value,
 };
 use dlm_core::protocol::{
-    ClusterOp, Credentials, Framing, Request, Response, Revision, Shape, Token,
+    ClusterOp, Credentials, Framing, MAX_LOCK_ALL, Names, ReaderNames, Readers, Request, Response,
+    Revision, Shape, Token,
 };
 use dlm_core::time::{Instant, Ttl};
 use dlm_core::{codec, seal};
@@ -72,7 +73,7 @@ pub(crate) fn to_js_millis(ttl: Ttl) -> f64 {
     ttl.as_millis() as f64
 }
 
-fn check_name(name: &str) -> Result<(), Error> {
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     if name.is_empty() {
         Err(Error::invalid("a name must not be empty"))
     } else {
@@ -159,22 +160,27 @@ impl Writer {
         Ok(send(&self.core().test_lock(name)))
     }
 
-    /// `Put` of an encoded value; compare-and-set if `revision` is given.
+    /// `Put` of an encoded value; compare-and-set if `revision` is given;
+    /// readable by `readers` besides its owner (`None` its owner only,
+    /// `""` any client, else identity names joined by `,`).
     pub fn put<R>(
         &self,
         name: &str,
         ttl_ms: f64,
         data: &str,
         revision: Option<u64>,
+        readers: Option<&str>,
         send: impl FnOnce(&Request<'_>) -> R,
     ) -> Result<R, Error> {
         check_name(name)?;
         let ttl = millis("ttlMs", ttl_ms, false)?;
-        Ok(send(&self.core().put(
+        let readers = self::readers(readers)?;
+        Ok(send(&self.core().put_shared(
             name,
             ttl,
             data,
             revision.map(Revision),
+            readers,
         )))
     }
 
@@ -203,6 +209,83 @@ impl Writer {
     /// `{"Action":"Cluster"}`: who leads, and where the members are.
     pub fn cluster<R>(&self, send: impl FnOnce(&Request<'_>) -> R) -> R {
         send(&self.core().cluster(ClusterOp::Status))
+    }
+}
+
+/// Who may read a value besides its owner, as JavaScript passes it:
+/// `None` its owner only, `""` any client, else identity names joined by
+/// `,` (each checked: `InvalidArgument` for a list that is too long or a
+/// name no identity may have).
+pub(crate) fn readers(joined: Option<&str>) -> Result<Readers<'_>, Error> {
+    match joined {
+        None => Ok(Readers::Owner),
+        Some("") => Ok(Readers::Any),
+        Some(names) => ReaderNames::new(names).map(Readers::Named).map_err(|e| {
+            Error::invalid(format!(
+                "readers must be \"any\" or 1 to 32 identity names (ASCII letters, digits, '-', '_', '.'): {e}"
+            ))
+        }),
+    }
+}
+
+/// The names of a `LockAll`, checked: 1 to [`MAX_LOCK_ALL`], none empty,
+/// no two alike (`InvalidArgument`).
+pub(crate) fn lock_all_names(names: &[String]) -> Result<Vec<&str>, Error> {
+    if names.is_empty() || names.len() > MAX_LOCK_ALL {
+        return Err(Error::invalid(format!(
+            "lockAll takes 1 to {MAX_LOCK_ALL} names, not {}",
+            names.len()
+        )));
+    }
+    let mut list: Vec<&str> = Vec::with_capacity(names.len());
+    for name in names {
+        check_name(name)?;
+        if list.contains(&name.as_str()) {
+            return Err(Error::invalid(format!("lockAll names {name:?} twice")));
+        }
+        list.push(name);
+    }
+    Ok(list)
+}
+
+/// One attempt to take several locks at once: dlm-core's [`AcquireAll`].
+#[derive(Clone, Copy, Debug)]
+pub struct AcquisitionAll(AcquireAll);
+
+impl AcquisitionAll {
+    /// Locks for `ttl_ms`, queueing up to `wait_ms` (0: one attempt),
+    /// renewing themselves if `auto_renew`; the request is sent at `now_ms`.
+    pub fn new(ttl_ms: f64, wait_ms: f64, auto_renew: bool, now_ms: f64) -> Result<Self, Error> {
+        let ttl = millis("ttlMs", ttl_ms, false)?;
+        let wait = millis("waitMs", wait_ms, true)?;
+        Ok(Self(AcquireAll::new(
+            ttl,
+            Some(wait),
+            auto_renew,
+            instant(now_ms),
+        )))
+    }
+
+    /// Hands the `LockAll` request for `names` (checked) to `send`.
+    pub fn request<R>(
+        &self,
+        writer: &Writer,
+        names: &[String],
+        send: impl FnOnce(&Request<'_>) -> R,
+    ) -> Result<R, Error> {
+        let list = lock_all_names(names)?;
+        let names = Names::new(&list)
+            .ok_or_else(|| Error::invalid(format!("lockAll takes at most {MAX_LOCK_ALL} names")))?;
+        Ok(send(&self.0.request(&writer.core(), names)))
+    }
+
+    /// Reads the answer to a request of `count` names, received at
+    /// `now_ms`: one lease per name, in the order of the request; or why
+    /// there are none (`NotOwner`; `Timeout` if a wait ran out).
+    pub fn finish(&self, now_ms: f64, count: usize, line: &mut [u8]) -> Result<Vec<Lease>, Error> {
+        let r = parse(line)?;
+        let granted = self.0.handle_response(instant(now_ms), &r, count)?;
+        Ok(granted.leases().map(Lease).collect())
     }
 }
 
@@ -449,6 +532,8 @@ pub struct Fetched {
     pub revision: u64,
     /// Its remaining time to live (zero if the server sent none).
     pub ttl: Ttl,
+    /// Its owner's ID, if the server said.
+    pub owner: Option<String>,
 }
 
 /// The answer to `Get`: the value, or `None` if there is no entry.
@@ -465,6 +550,7 @@ pub fn fetched(line: &mut [u8], decode: Decode<'_>) -> Result<Option<Fetched>, E
         value,
         revision: f.revision.map_or(0, |r| r.0),
         ttl: f.ttl.unwrap_or(Ttl::ZERO),
+        owner: f.owner.map(str::to_owned),
     }))
 }
 

@@ -114,6 +114,27 @@ describe('client against dlm-server', () => {
       await c.close();
     });
 
+    it('reads DLM_SERVER when given no server at all', async () => {
+      const saved = process.env.DLM_SERVER;
+      try {
+        process.env.DLM_SERVER = `127.0.0.1:${server.port}`;
+        const c = await dlm.connect({ clientId: 'from-env' });
+        assert.equal(c.server, `127.0.0.1:${server.port}`);
+        await c.put('env-k', 'v', { ttlMs: 60_000 });
+        assert.equal(td.decode((await c.get('env-k')).value), 'v');
+        await c.close();
+        // An address in the options wins over the environment.
+        process.env.DLM_SERVER = `127.0.0.1:${await closedPort()}`;
+        const d = await connect({ clientId: 'from-options' });
+        assert.equal(d.server, `127.0.0.1:${server.port}`);
+        await d.close();
+        await rejectsWith(dlm.connect({ timeoutMs: 500 }), dlm.UnavailableError, 'Unavailable');
+      } finally {
+        if (saved === undefined) delete process.env.DLM_SERVER;
+        else process.env.DLM_SERVER = saved;
+      }
+    });
+
     it('reports an unreachable server as Unavailable', async () => {
       const port = await closedPort();
       await rejectsWith(dlm.connect({ port, timeoutMs: 500 }), dlm.UnavailableError, 'Unavailable');

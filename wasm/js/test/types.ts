@@ -26,10 +26,15 @@ import {
   type Encoder,
   type ErrorCode,
   type Lock,
+  type MultiLock,
   type LockState,
   type Stats,
   type TlsReason,
   type Value,
+  type Session,
+  type SessionLock,
+  type Watch,
+  type WatchEvent,
 } from 'dlm-client';
 
 const reversed: Encoder = {
@@ -113,6 +118,25 @@ export async function example(): Promise<number> {
     const r: bigint = value.revision;
     void [bytes, r, value.ttlMs];
   }
+  await client.put('shared', 'v', { ttlMs: 1000, readers: 'any' });
+  await client.put('shared', 'v', { ttlMs: 1000, readers: ['alice', 'bob'] });
+  const sharer: string | undefined = (await client.get('shared'))?.owner;
+
+  const all: MultiLock = await client.lockAll(['a', 'b'], { ttlMs: 1000, waitMs: 500, autoRenew: true });
+  const tokens: bigint[] = all.tokens;
+  const allNames: string[] = all.names;
+  const each: Lock[] = all.locks;
+  const anyLost: boolean = all.lost;
+  all.signal.throwIfAborted();
+  await all.release();
+  await all.unlock();
+  const both: number = await client.withLockAll(['a', 'b'], { ttlMs: 1000 }, async (signal, held) => {
+    signal.throwIfAborted();
+    return held.tokens.length;
+  });
+  const bothSync: string = await client.withLockAll(['a', 'b'], () => 'sync');
+  void [sharer, tokens, allNames, each, anyLost, both, bothSync];
+
   const erased: boolean = await client.erase('config');
   const version: string = await client.version();
   const stats: Stats = await client.stats();
@@ -147,10 +171,55 @@ export async function example(): Promise<number> {
   ];
   const codec: Encoder = tableEncoder;
 
+  {
+    await using session: Session = await client.session({ ttlMs: 10_000 });
+    const bound: SessionLock = await session.lock('jobs', { lockDelayMs: 5000, waitMs: 100, ttlMs: 60_000 });
+    const boundToken: bigint = bound.token;
+    await bound.unlock();
+    await session.lock('sem', { permits: 3 });
+    await session.lock('rw', { mode: 'read' });
+    const why: LockLostError | undefined = await session.ended;
+    const lostSignal: AbortSignal = session.signal;
+    const viaSession: number = await session.withLock('jobs', async (signal, held) => {
+      signal.throwIfAborted();
+      return Number(held.token % 10n);
+    });
+    // @ts-expect-error a mode is 'read' or 'write'
+    await session.lock('rw', { mode: 'shared' });
+    void [boundToken, why, lostSignal, viaSession, session.lost, session.closed, session.ttlMs];
+  }
+  {
+    const watch: Watch = client.watch({ prefix: 'jobs/', since: 41n, signal: controller.signal });
+    await watch.start();
+    for await (const ev of watch) {
+      const e: WatchEvent = ev;
+      const revision: bigint = e.revision;
+      const what: 'Granted' | 'Released' | 'Expired' | 'Put' | 'Erased' = e.event;
+      const bytes: Uint8Array | undefined = e.value;
+      void [revision, what, bytes, e.kind, e.token, e.dataRevision, e.owner, e.permits, e.mode];
+      break;
+    }
+    const from: bigint | undefined = watch.revision;
+    await client.watch({ name: 'jobs/1', since: 3 }).close();
+    try {
+      await watch.next();
+    } catch (e) {
+      if (e instanceof UnavailableError) {
+        const resume: bigint | undefined = e.revision;
+        void resume;
+      }
+    }
+    void from;
+  }
+
   // @ts-expect-error put needs ttlMs
   await client.put('config', 'x', {});
   // @ts-expect-error values are bytes or strings
   await client.put('config', 42, { ttlMs: 1 });
+  // @ts-expect-error readers are 'any' or identity names
+  await client.put('config', 'x', { ttlMs: 1, readers: 'everyone' });
+  // @ts-expect-error lockAll takes an array of names
+  await client.lockAll('a');
   // @ts-expect-error tryLock never waits
   await client.tryLock('jobs', { waitMs: 5 });
   // @ts-expect-error tokens are read-only
