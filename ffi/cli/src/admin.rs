@@ -199,24 +199,99 @@ pub(crate) fn run(server: &str, timeout: Duration, cmd: &AdminCmd) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// What kind of entry `l` is, for a table: `lock`, `semaphore 2/3`
+/// (holds of permits), or `rwlock` with the mode of `hold` if one is given.
+fn kind(l: &serde_json::Value, hold: Option<&serde_json::Value>) -> String {
+    match l["Kind"].as_str() {
+        Some("semaphore") => format!(
+            "semaphore {}/{}",
+            l["Holds"].as_u64().unwrap_or(0),
+            l["Permits"].as_u64().unwrap_or(0)
+        ),
+        Some("rwlock") => match hold.and_then(|h| h["Mode"].as_str()) {
+            Some(m) => format!("rwlock {}", m.to_ascii_lowercase()),
+            None => "rwlock".into(),
+        },
+        // An older server sends no kind: its entries are all locks.
+        _ => "lock".into(),
+    }
+}
+
+/// How hold `h` is tied to a session, if it is: `session` (with its
+/// lock-delay), or `closed` while a lock-delay keeps its name shut after
+/// the session's end.
+fn tie(h: &serde_json::Value) -> Option<String> {
+    if h["Closed"].as_bool() == Some(true) {
+        return Some("closed".into());
+    }
+    if h["Session"].as_bool() != Some(true) {
+        return None;
+    }
+    Some(match h["LockDelay"].as_f64() {
+        Some(d) => format!("session, delay {d}s"),
+        None => "session".into(),
+    })
+}
+
+/// The holds of entry `l`: a semaphore's or read/write lock's `Holders`,
+/// or the entry itself for an exclusive lock (its holder is in it).
+fn holds(l: &serde_json::Value) -> Vec<&serde_json::Value> {
+    match l["Holders"].as_array() {
+        Some(h) => h.iter().collect(),
+        None => vec![l],
+    }
+}
+
 fn print_table(v: &serde_json::Value, out: &mut impl std::io::Write) {
     if let Some(locks) = v["Locks"].as_array() {
         let _ = writeln!(
             out,
-            "{:<32} {:<24} {:>20} {:>10} {:>10} {:>7}",
-            "NAME", "HOLDER", "TOKEN", "HELD", "LEFT", "WAITERS"
+            "{:<32} {:<16} {:<24} {:>20} {:>10} {:>10} {:>7}  SESSION",
+            "NAME", "KIND", "HOLDER", "TOKEN", "HELD", "LEFT", "WAITERS"
         );
         for l in locks {
-            let _ = writeln!(
-                out,
-                "{:<32} {:<24} {:>20} {:>10} {:>10} {:>7}",
-                text(&l["FileName"]),
-                text(&l["ID"]),
-                l["Token"].as_u64().unwrap_or(0),
-                secs(&l["Held"]),
-                secs(&l["Expire"]),
-                l["Waiters"].as_u64().unwrap_or(0)
-            );
+            let hs = holds(l);
+            if hs.is_empty() {
+                // Only waiters keep it.
+                let _ = writeln!(
+                    out,
+                    "{:<32} {:<16} {:<24} {:>20} {:>10} {:>10} {:>7}",
+                    text(&l["FileName"]),
+                    kind(l, None),
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    l["Waiters"].as_u64().unwrap_or(0)
+                );
+            }
+            // One row per hold: a semaphore's holders each have a token.
+            for h in hs {
+                let _ = writeln!(
+                    out,
+                    "{:<32} {:<16} {:<24} {:>20} {:>10} {:>10} {:>7}  {}",
+                    text(&l["FileName"]),
+                    kind(l, Some(h)),
+                    text(&h["ID"]),
+                    h["Token"].as_u64().unwrap_or(0),
+                    secs(&h["Held"]),
+                    secs(&h["Expire"]),
+                    l["Waiters"].as_u64().unwrap_or(0),
+                    tie(h).unwrap_or_else(|| "-".into())
+                );
+            }
+            let shown = l["Holders"].as_array().map_or(0, Vec::len) as u64;
+            if let Some(all) = l["Holds"].as_u64()
+                && all > shown
+            {
+                let _ = writeln!(
+                    out,
+                    "{:<32} ({} more holds: dlm admin lock {} lists them)",
+                    "",
+                    all - shown,
+                    text(&l["FileName"])
+                );
+            }
         }
         if v["More"].as_bool() == Some(true) {
             let _ = writeln!(
@@ -229,20 +304,44 @@ fn print_table(v: &serde_json::Value, out: &mut impl std::io::Write) {
     } else {
         let l = &v["Lock"];
         let _ = writeln!(out, "name     {}", text(&l["FileName"]));
-        let _ = writeln!(out, "holder   {}", text(&l["ID"]));
-        let _ = writeln!(out, "token    {}", l["Token"].as_u64().unwrap_or(0));
-        let _ = writeln!(out, "held     {}", secs(&l["Held"]));
-        let _ = writeln!(out, "left     {}", secs(&l["Expire"]));
+        let _ = writeln!(out, "kind     {}", kind(l, None));
+        if l["Holders"].is_array() {
+            for h in holds(l) {
+                let _ = writeln!(
+                    out,
+                    "hold     {} token {}{} held {} left {}{}",
+                    text(&h["ID"]),
+                    h["Token"].as_u64().unwrap_or(0),
+                    h["Mode"]
+                        .as_str()
+                        .map_or_else(String::new, |m| format!(" ({})", m.to_ascii_lowercase())),
+                    secs(&h["Held"]),
+                    secs(&h["Expire"]),
+                    tie(h).map_or_else(String::new, |t| format!(" [{t}]"))
+                );
+            }
+        } else {
+            let _ = writeln!(out, "holder   {}", text(&l["ID"]));
+            let _ = writeln!(out, "token    {}", l["Token"].as_u64().unwrap_or(0));
+            let _ = writeln!(out, "held     {}", secs(&l["Held"]));
+            let _ = writeln!(out, "left     {}", secs(&l["Expire"]));
+            if let Some(t) = tie(l) {
+                let _ = writeln!(out, "session  {t}");
+            }
+        }
         let _ = writeln!(out, "waiters  {}", l["Waiters"].as_u64().unwrap_or(0));
         for (i, w) in l["Queue"].as_array().into_iter().flatten().enumerate() {
             let _ = writeln!(
                 out,
-                "  {:>3}. {:<24} waited {:>8}, gives up in {:>8}, asks {}",
+                "  {:>3}. {:<24} waited {:>8}, gives up in {:>8}, asks {}{}",
                 i + 1,
                 text(&w["ID"]),
                 secs(&w["Waited"]),
                 secs(&w["WaitLeft"]),
-                secs(&w["Expire"])
+                secs(&w["Expire"]),
+                w["Mode"]
+                    .as_str()
+                    .map_or_else(String::new, |m| format!(", {}", m.to_ascii_lowercase()))
             );
         }
     }

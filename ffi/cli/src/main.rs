@@ -4,8 +4,11 @@
 //! ```text
 //! dlm lock NAME [--ttl S] [--wait S | -n] [-E CODE] -- CMD ARGS...
 //! dlm lock NAME --permits N | --shared | --write ...   a semaphore permit, a read/write lock
+//! dlm lock NAME --session [--lock-delay S] ...   released as soon as this process dies
+//! dlm lock NAME NAME... [-- CMD]   several locks at once, all or none (a multi-lock)
 //! dlm lock NAME                  hold it until SIGINT/SIGTERM; prints the token
 //! dlm get|put|erase|test|unlock|stats|version ...
+//! dlm watch PREFIX [--since REVISION] [-c N]       print changes as they happen
 //! dlm admin locks|lock|revoke ... -i ADMIN.cfg   the lock table (administrators)
 //! dlm war [-f N] [-r ROUNDS] [--crash-rate P]      a lock fight, and its verdict
 //! dlm chart LOG -o stats.png|stats.svg|stats.html  the statistics log, drawn
@@ -39,6 +42,7 @@ mod admin;
 #[cfg(feature = "chart")]
 mod chart;
 mod war;
+mod watch;
 
 use clap::{Args, Parser, Subcommand};
 use dlm::{Client, Error, LockState, Options, Revision, Tls, Token};
@@ -86,8 +90,12 @@ Examples:
       hold maintenance until Ctrl-C, printing its fencing token
   dlm --id me put config \"$(cat config.json)\"
       store a value for 300 s (prints its revision); dlm --id me get config
+  dlm --id me put --readers any status ok
+      store a value every client may read (dlm get status); only me may change it
   dlm test backup
       free | mine TOKEN MS | taken MS
+  dlm watch jobs/
+      print every change under jobs/ as it happens (resumes by itself)
   dlm --server localhost:37373 --tls-ca ca.pem version
       over TLS, trusting ca.pem, checking the certificate is for localhost
 ";
@@ -113,6 +121,8 @@ Examples:
   dlm lock backup -w 60 -- ./backup.sh
   dlm lock maintenance                 hold until Ctrl-C; prints the token
   dlm lock gpu --permits 4 -- ./train.sh   one of 4 permits (a semaphore)
+  dlm lock acct/1 acct/7 -- ./transfer.sh  both at once, all or none; CMD
+      gets DLM_LOCK_NAMES (one a line) and DLM_LOCK_TOKENS (in that order)
   dlm lock config --shared -- ./read.sh    readers together, never beside
   dlm lock config --write -- ./write.sh    a writer (--write), writers alone
   dlm lock deploy > token & pid=$!     hold in the background; kill $pid releases
@@ -206,7 +216,8 @@ enum Cmd {
     /// Run CMD while holding the lock NAME, or hold it until interrupted.
     #[command(after_help = LOCK_AFTER_HELP)]
     Lock(LockArgs),
-    /// Print the value of NAME (raw bytes to stdout).
+    /// Print the value of NAME (raw bytes to stdout): yours, or another
+    /// owner's that was shared with you (`dlm put --readers`).
     Get {
         /// The data key.
         name: String,
@@ -223,6 +234,13 @@ enum Cmd {
         /// Only if the stored revision is this (0: only if absent).
         #[arg(long)]
         revision: Option<u64>,
+        /// Who else may read it: `owner` (the default: you alone), `any`
+        /// (every client), or identity names separated by commas
+        /// (`alice,bob`: clients authenticated as them, by a TLS client
+        /// certificate). They read it with `dlm get NAME`; only you may
+        /// change or erase it.
+        #[arg(long, default_value = "owner", value_parser = readers, value_name = "WHO")]
+        readers: dlm::Readers,
     },
     /// Delete NAME.
     Erase {
@@ -261,6 +279,10 @@ enum Cmd {
     /// as a chart: one line per counter over time (.png, .svg or .html).
     #[cfg(feature = "chart")]
     Chart(chart::ChartArgs),
+    /// Print every change of the names under PREFIX as it happens (locks
+    /// granted, released, expired; values put, erased, expired), one line
+    /// each; reconnects and resumes by itself.
+    Watch(watch::WatchArgs),
     /// Print the server's version.
     Version,
 }
@@ -304,10 +326,14 @@ enum ClusterCmd {
     },
 }
 
+// Command-line switches are bools by nature.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Args)]
 struct LockArgs {
-    /// The lock.
-    name: String,
+    /// The lock; several (at most 16) are taken together, all or none,
+    /// without deadlock (a multi-lock: exclusive locks only).
+    #[arg(required = true, num_args = 1.., value_name = "NAME")]
+    names: Vec<String>,
     /// Seconds the server keeps the lock between renewals.
     #[arg(long, default_value = "30", value_parser = seconds)]
     ttl: Duration,
@@ -328,6 +354,17 @@ struct LockArgs {
     /// Take NAME as a read/write lock, on its exclusive (write) side.
     #[arg(long)]
     write: bool,
+    /// Bind the lock to a server session of this process's own: the
+    /// server releases it as soon as this process dies or stops answering
+    /// for TTL seconds (the session's TTL; it is kept alive every third of
+    /// it), instead of when a lock TTL runs out. The lock itself lasts at
+    /// most 3543 s.
+    #[arg(long)]
+    session: bool,
+    /// With --session: after the session ends, nobody may take NAME for
+    /// this many seconds (at most 60), in case this process was only slow.
+    #[arg(long, value_parser = seconds, requires = "session")]
+    lock_delay: Option<Duration>,
     /// Exit status when the lock cannot be had.
     #[arg(long, short = 'E', default_value = "1")]
     conflict_exit_code: u8,
@@ -396,10 +433,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--readers`: `owner`, `any` or identity names.
+fn readers(text: &str) -> Result<dlm::Readers, String> {
+    dlm::Readers::parse(text).map_err(|e| e.to_string())
+}
+
 fn run(client: &Client, command: Cmd) -> Result<ExitCode, Error> {
     let mut out = std::io::stdout().lock();
     match command {
         Cmd::Lock(args) => return lock(client, &args),
+        Cmd::Watch(args) => return watch::run(client, &args),
         Cmd::Get { name } => match client.get(&name)? {
             Some(v) => {
                 let _ = out.write_all(&v.data);
@@ -414,6 +457,7 @@ fn run(client: &Client, command: Cmd) -> Result<ExitCode, Error> {
             value,
             ttl,
             revision,
+            readers,
         } => {
             let bytes = if value == "-" {
                 let mut b = Vec::new();
@@ -424,10 +468,11 @@ fn run(client: &Client, command: Cmd) -> Result<ExitCode, Error> {
             } else {
                 value.into_bytes()
             };
-            let Revision(r) = match revision {
-                Some(r) => client.put_if(&name, &bytes, ttl, Revision(r))?,
-                None => client.put(&name, &bytes, ttl)?,
-            };
+            let mut put = client.put_with(&name, &bytes).ttl(ttl).readers(readers);
+            if let Some(r) = revision {
+                put = put.if_revision(Revision(r));
+            }
+            let Revision(r) = put.send()?;
             let _ = writeln!(out, "{r}");
         }
         Cmd::Erase { name } => {
@@ -512,21 +557,106 @@ enum Event {
     Signal(libc::c_int),
 }
 
+/// A lock this command holds: renewed by its lease, or bound to a session.
+enum Held {
+    Lease(dlm::Lock),
+    Session(dlm::SessionLock, dlm::Session),
+    /// Several names, taken together (`dlm lock A B ...`).
+    Multi(dlm::MultiLock),
+}
+
+/// The tokens of a multi-lock, space-separated in the order of its names
+/// (`-` for a name without one).
+fn tokens_text(set: &dlm::MultiLock) -> String {
+    set.tokens()
+        .iter()
+        .map(|t| t.map_or_else(|| "-".to_owned(), |t| t.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Held {
+    fn token(&self) -> Option<dlm::Token> {
+        match self {
+            Self::Lease(l) => l.token(),
+            Self::Session(l, _) => Some(l.token()),
+            Self::Multi(set) => set.tokens().first().copied().flatten(),
+        }
+    }
+
+    fn unlock(self) -> Result<(), Error> {
+        match self {
+            Self::Lease(l) => l.unlock(),
+            Self::Multi(set) => set.unlock(),
+            Self::Session(l, s) => {
+                let r = l.unlock();
+                s.close();
+                r
+            }
+        }
+    }
+}
+
+/// The longest TTL of a session-bound lock (the anonymous limit).
+const SESSION_LOCK_TTL: Duration = Duration::from_secs(3543);
+
+/// Takes `args.name` bound to a new session (`--session`).
+fn acquire_in_session(
+    client: &Client,
+    args: &LockArgs,
+    wait: Duration,
+    lost: mpsc::Sender<Event>,
+) -> Result<Held, Error> {
+    let session = client.session(args.ttl)?;
+    session.on_lost(move || {
+        let _ = lost.send(Event::Lost);
+    });
+    let mut builder = session
+        .lock(&args.names[0])
+        .ttl(SESSION_LOCK_TTL)
+        .wait(wait)
+        .lock_delay(args.lock_delay.unwrap_or_default());
+    builder = match (args.permits, args.shared, args.write) {
+        (Some(n), _, _) => builder.permits(n),
+        (None, true, _) => builder.read_write(false),
+        (None, false, true) => builder.read_write(true),
+        (None, false, false) => builder,
+    };
+    let lock = builder.acquire()?;
+    Ok(Held::Session(lock, session))
+}
+
+impl LockArgs {
+    /// The names, for messages.
+    fn label(&self) -> String {
+        self.names.join(" ")
+    }
+}
+
 fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
     // The server bounds a wait (3543 s for anonymous clients): to wait
     // "forever", wait in rounds.
     const ROUND: Duration = Duration::from_secs(3000);
+    if args.names.len() > 1 && (args.permits.is_some() || args.shared || args.write || args.session)
+    {
+        eprintln!(
+            "dlm: several names are taken as exclusive locks, without --permits, --shared, --write or --session"
+        );
+        return Ok(ExitCode::from(2));
+    }
     let (tx, rx) = mpsc::channel();
     let lost_tx = tx.clone();
     let hold = args.command.is_empty();
     // Holding without a command: a signal aborts the wait, or releases the
     // lock once held.
     let cancel = dlm::CancelToken::new();
-    if hold {
+    // (A session's wait cannot be cancelled: a signal then ends the
+    // process, and its connection's close takes it out of the queue.)
+    if hold && !args.session {
         catch_signals(tx.clone(), cancel.clone())?;
     }
     let progress = (!args.nonblock && std::io::stderr().is_terminal())
-        .then(|| Progress::start(&args.name, args.wait));
+        .then(|| Progress::start(&args.label(), args.wait));
     let held = loop {
         let wait = match (args.nonblock, args.wait) {
             (true, _) => Duration::ZERO,
@@ -534,11 +664,80 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
             (false, None) => ROUND,
         };
         let lost_tx = lost_tx.clone();
+        if args.session {
+            match acquire_in_session(client, args, wait, lost_tx) {
+                Ok(held) => break held,
+                Err(Error::Timeout) if !args.nonblock && args.wait.is_none() => continue,
+                Err(Error::NotOwner | Error::Timeout) => {
+                    drop(progress);
+                    eprintln!("dlm: {}: lock is held by another owner", args.label());
+                    return Ok(ExitCode::from(args.conflict_exit_code));
+                }
+                Err(Error::Mismatch(why)) => {
+                    drop(progress);
+                    eprintln!(
+                        "dlm: {}: {}",
+                        args.label(),
+                        why.replace("FileName", "the name")
+                    );
+                    return Ok(ExitCode::from(args.conflict_exit_code));
+                }
+                Err(e) => {
+                    drop(progress);
+                    return Err(e);
+                }
+            }
+        }
+        if args.names.len() > 1 {
+            let names: Vec<&str> = args.names.iter().map(String::as_str).collect();
+            let lost_tx = lost_tx.clone();
+            let attempt = client
+                .lock_all(&names)
+                .ttl(args.ttl)
+                .wait(wait)
+                .auto_renew(true)
+                .on_lost(move || {
+                    let _ = lost_tx.send(Event::Lost);
+                })
+                .cancel(&cancel)
+                .acquire()
+                .map(Held::Multi);
+            match attempt {
+                Ok(held) => break held,
+                Err(Error::Cancelled) => {
+                    drop(progress);
+                    let sig = match rx.try_recv() {
+                        Ok(Event::Signal(sig)) => sig,
+                        _ => libc::SIGINT,
+                    };
+                    eprintln!("dlm: {}: gave up waiting", args.label());
+                    return Ok(ExitCode::from(exit_code_for_signal(sig)));
+                }
+                Err(Error::Timeout) if !args.nonblock && args.wait.is_none() => continue,
+                Err(Error::NotOwner | Error::Timeout) => {
+                    drop(progress);
+                    eprintln!(
+                        "dlm: {}: a lock is held by another owner (or by this ID)",
+                        args.label()
+                    );
+                    return Ok(ExitCode::from(args.conflict_exit_code));
+                }
+                Err(Error::Mismatch(why)) => {
+                    drop(progress);
+                    eprintln!("dlm: {}: {why}", args.label());
+                    return Ok(ExitCode::from(args.conflict_exit_code));
+                }
+                Err(e) => {
+                    drop(progress);
+                    return Err(e);
+                }
+            }
+        }
         let builder = match (args.permits, args.shared, args.write) {
-            (Some(n), _, _) => client.semaphore(&args.name, n),
-            (None, true, _) => client.read_lock(&args.name),
-            (None, false, true) => client.write_lock(&args.name),
-            (None, false, false) => client.lock(&args.name),
+            (Some(n), _, _) => client.semaphore(&args.names[0], n),
+            (None, true, _) => client.read_lock(&args.names[0]),
+            (None, false, true) => client.write_lock(&args.names[0]),
+            (None, false, false) => client.lock(&args.names[0]),
         };
         let attempt = builder
             .ttl(args.ttl)
@@ -550,27 +749,27 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
             .cancel(&cancel)
             .acquire();
         match attempt {
-            Ok(lock) => break lock,
+            Ok(lock) => break Held::Lease(lock),
             Err(Error::Cancelled) => {
                 drop(progress);
                 let sig = match rx.try_recv() {
                     Ok(Event::Signal(sig)) => sig,
                     _ => libc::SIGINT,
                 };
-                eprintln!("dlm: {}: gave up waiting", args.name);
+                eprintln!("dlm: {}: gave up waiting", args.label());
                 return Ok(ExitCode::from(exit_code_for_signal(sig)));
             }
             Err(Error::Timeout) if !args.nonblock && args.wait.is_none() => {}
             Err(Error::NotOwner | Error::Timeout) => {
                 drop(progress);
-                eprintln!("dlm: {}: lock is held by another owner", args.name);
+                eprintln!("dlm: {}: lock is held by another owner", args.label());
                 return Ok(ExitCode::from(args.conflict_exit_code));
             }
             Err(Error::Mismatch(why)) => {
                 drop(progress);
                 eprintln!(
                     "dlm: {}: {}",
-                    args.name,
+                    args.label(),
                     why.replace("FileName", "the name")
                 );
                 return Ok(ExitCode::from(args.conflict_exit_code));
@@ -583,7 +782,10 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
     };
     drop(progress);
     if hold {
-        return hold_until_signalled(held, &args.name, &rx);
+        if args.session {
+            catch_signals(tx.clone(), cancel.clone())?;
+        }
+        return hold_until_signalled(held, &args.label(), &rx);
     }
 
     let (program, rest) = args
@@ -594,12 +796,20 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
     // CMD leads its own process group, so a lost lock stops everything it
     // started, not just its first process.
     let mut cmd = Command::new(program);
-    cmd.args(rest).env("DLM_LOCK_NAME", &args.name);
+    cmd.args(rest).env("DLM_LOCK_NAME", &args.names[0]);
     // A server without fencing tokens (JackrabbitDLM): no token to pass on.
     match held.token() {
         Some(token) => cmd.env("DLM_LOCK_TOKEN", token.to_string()),
         None => cmd.env_remove("DLM_LOCK_TOKEN"),
     };
+    if let Held::Multi(set) = &held {
+        // Every name, one a line, and its token, in the same order.
+        cmd.env("DLM_LOCK_NAMES", args.names.join("\n"))
+            .env("DLM_LOCK_TOKENS", tokens_text(set));
+    } else {
+        cmd.env_remove("DLM_LOCK_NAMES")
+            .env_remove("DLM_LOCK_TOKENS");
+    }
     let mut child = match std::os::unix::process::CommandExt::process_group(&mut cmd, 0).spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -631,7 +841,7 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
     let status = match rx.recv() {
         Ok(Event::Exited(status)) => status,
         Ok(Event::Lost | Event::Signal(_)) | Err(_) => {
-            eprintln!("dlm: lost the lock {}; stopping the command", args.name);
+            eprintln!("dlm: lost the lock {}; stopping the command", args.label());
             signal(pid, libc::SIGTERM);
             let exited = loop {
                 match rx.recv_timeout(args.kill_grace) {
@@ -653,20 +863,24 @@ fn lock(client: &Client, args: &LockArgs) -> Result<ExitCode, Error> {
     };
     CHILD.store(0, Ordering::SeqCst);
     if let Err(e) = held.unlock() {
-        eprintln!("dlm: releasing {}: {e}", args.name);
+        eprintln!("dlm: releasing {}: {e}", args.label());
     }
     Ok(ExitCode::from(exit_code(status)))
 }
 
 /// Holds `held` (renewed by its own thread) until a signal or its loss.
 fn hold_until_signalled(
-    held: dlm::Lock,
+    held: Held,
     name: &str,
     events: &mpsc::Receiver<Event>,
 ) -> Result<ExitCode, Error> {
-    let token = held
-        .token()
-        .map_or_else(|| "-".to_owned(), |t| t.to_string());
+    // A multi-lock prints every token, in the order of its names.
+    let token = match &held {
+        Held::Multi(set) => tokens_text(set),
+        _ => held
+            .token()
+            .map_or_else(|| "-".to_owned(), |t| t.to_string()),
+    };
     let mut out = std::io::stdout().lock();
     // A closed stdout is no reason to give the lock up.
     let _ = writeln!(out, "{token}").and_then(|()| out.flush());

@@ -64,7 +64,10 @@ fn an_administrator_lists_inspects_and_revokes_and_no_one_else_can() {
         row.contains("holder-1") && row.contains(&token.to_string()),
         "{row}"
     );
-    assert!(row.trim_end().ends_with('1'), "one waiter: {row}");
+    assert!(
+        row.split_whitespace().rev().nth(1) == Some("1"),
+        "one waiter: {row}"
+    );
     assert!(!table.contains("other"), "only the prefix: {table}");
     let o = admin(&server, &root, &["locks", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
@@ -110,4 +113,121 @@ fn an_administrator_lists_inspects_and_revokes_and_no_one_else_can() {
         Some(1)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Semaphores and read/write locks in `dlm admin locks` and `lock`: one
+/// row per hold with its kind and token, and a waiter's mode.
+#[test]
+fn semaphores_and_rwlocks_show_each_hold() {
+    use dlm_core::protocol::Shape;
+    let dir = scratch_dir("cli-admin-groups");
+    new_identity(&dir, "root", true);
+    let root = dir.join("root.cfg");
+    let server = Server::with_args(&["--identity-dir", dir.to_str().unwrap()]);
+    let (a, b, r, w) = (
+        Client::new("sem-a"),
+        Client::new("sem-b"),
+        Client::new("reader-1"),
+        Client::new("writer-2"),
+    );
+    let mut c = server.connect();
+    let pool = Shape::Semaphore { permits: 3 };
+    let ta = c.call(&a.acquire("pool", pool, TTL, None)).token.unwrap();
+    let tb = c.call(&b.acquire("pool", pool, TTL, None)).token.unwrap();
+    let tr = c
+        .call(&r.acquire("rw", Shape::Read, TTL, None))
+        .token
+        .unwrap();
+    let mut q = server.connect();
+    q.send(&w.acquire("rw", Shape::Write, TTL, Some(Ttl::from_secs(20))));
+    server.wait_for(
+        std::time::Duration::from_secs(10),
+        "the writer queued",
+        |s| s.get(dlm_core::stats::Stat::AWait) == 1,
+    );
+
+    let o = admin(&server, &root, &["locks"]);
+    assert!(o.status.success(), "{o:?}");
+    let table = out(&o);
+    assert!(table.lines().next().unwrap().contains("KIND"), "{table}");
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    let row = |who: &str| {
+        *rows
+            .iter()
+            .find(|l| l.contains(who))
+            .unwrap_or_else(|| panic!("no row of {who}: {table}"))
+    };
+    for (who, token) in [("sem-a", ta), ("sem-b", tb)] {
+        let l = row(who);
+        assert!(l.starts_with("pool"), "{l}");
+        assert!(l.contains("semaphore 2/3"), "{l}");
+        assert!(l.contains(&token.to_string()), "{l}");
+    }
+    let l = row("reader-1");
+    assert!(l.starts_with("rw") && l.contains("rwlock read"), "{l}");
+    assert!(l.contains(&tr.to_string()), "{l}");
+    assert!(
+        l.split_whitespace().rev().nth(1) == Some("1"),
+        "one waiter, then no session: {l}"
+    );
+    assert!(l.trim_end().ends_with('-'), "{l}");
+
+    let o = admin(&server, &root, &["lock", "rw"]);
+    assert!(o.status.success(), "{o:?}");
+    let view = out(&o);
+    assert!(view.contains("kind     rwlock"), "{view}");
+    assert!(
+        view.contains(&format!("hold     reader-1 token {tr} (read)")),
+        "{view}"
+    );
+    assert!(
+        view.contains("1. writer-2") && view.contains(", write"),
+        "{view}"
+    );
+}
+
+#[test]
+fn session_bound_holds_show_their_session_then_their_lock_delay() {
+    use dlm_core::protocol::SessionBind;
+    let dir = scratch_dir("cli-admin-sessions");
+    new_identity(&dir, "root", true);
+    let root = dir.join("root.cfg");
+    let server = Server::with_args(&["--identity-dir", dir.to_str().unwrap()]);
+    let me = Client::new("bound-1");
+    let mut c = server.connect();
+    assert_eq!(c.call(&me.session(Ttl::from_secs(60))).status, Status::Done);
+    let bind = SessionBind {
+        lock_delay: Ttl::from_secs(30),
+    };
+    let r = c.call(&me.lock("job", TTL).with_session(bind));
+    assert_eq!(r.status, Status::Locked);
+    let token = r.token.unwrap();
+
+    let o = admin(&server, &root, &["locks"]);
+    assert!(o.status.success(), "{o:?}");
+    let table = out(&o);
+    assert!(
+        table.lines().next().unwrap().ends_with("SESSION"),
+        "{table}"
+    );
+    let row = table.lines().find(|l| l.starts_with("job")).unwrap();
+    assert!(row.ends_with("session, delay 30s"), "{row}");
+    let view = out(&admin(&server, &root, &["lock", "job"]));
+    assert!(view.contains("session  session, delay 30s"), "{view}");
+
+    // Its connection closes: the name stays shut for the delay.
+    drop(c);
+    server.wait_for(
+        std::time::Duration::from_secs(10),
+        "the session ended",
+        |s| s.get(dlm_core::stats::Stat::ASession) == 0,
+    );
+    let table = out(&admin(&server, &root, &["locks"]));
+    let row = table.lines().find(|l| l.starts_with("job")).unwrap();
+    assert!(
+        row.contains(&token.to_string()) && row.ends_with("closed"),
+        "{row}"
+    );
+    let view = out(&admin(&server, &root, &["lock", "job"]));
+    assert!(view.contains("session  closed"), "{view}");
 }

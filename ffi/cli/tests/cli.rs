@@ -235,6 +235,62 @@ fn data_commands() {
 }
 
 #[test]
+fn shared_values() {
+    let server = Server::start();
+    let owner = ["--id", "owner"];
+    let other = ["--id", "other"];
+    let o = run(dlm(&server)
+        .args(owner)
+        .args(["put", "--readers", "any", "status", "green"]));
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "1"));
+    // Another owner reads it, and cannot change or erase it.
+    let o = run(dlm(&server).args(other).args(["get", "status"]));
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "green"));
+    let o = run(dlm(&server).args(other).args(["put", "status", "red"]));
+    assert_eq!(o.status.code(), Some(1));
+    let o = run(dlm(&server).args(other).args(["erase", "status"]));
+    assert_eq!(o.status.code(), Some(1));
+    // Shared with identities only: an anonymous client is refused.
+    let o =
+        run(dlm(&server)
+            .args(owner)
+            .args(["put", "--readers", "alice,bob", "status", "amber"]));
+    assert!(o.status.success());
+    let o = run(dlm(&server).args(other).args(["get", "status"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "");
+    // A put without --readers is the owner's alone again.
+    run(dlm(&server)
+        .args(owner)
+        .args(["put", "--readers", "any", "status", "x"]));
+    run(dlm(&server).args(owner).args(["put", "status", "y"]));
+    assert_eq!(
+        run(dlm(&server).args(other).args(["get", "status"]))
+            .status
+            .code(),
+        Some(1)
+    );
+    // Bad readers are a usage error, said before anything is sent.
+    for bad in ["a b", "../x", ""] {
+        let o = run(dlm(&server)
+            .args(owner)
+            .args(["put", "--readers", bad, "status", "z"]));
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(err.contains("--readers"), "{err}");
+    }
+    let many = vec!["a"; 33].join(",");
+    let o = run(dlm(&server)
+        .args(owner)
+        .args(["put", "--readers", &many, "status", "z"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stdout(&run(dlm(&server).args(owner).args(["get", "status"]))),
+        "y"
+    );
+}
+
+#[test]
 fn test_unlock_stats_version() {
     let server = Server::start();
     let mut c = server.connect();

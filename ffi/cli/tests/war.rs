@@ -107,7 +107,7 @@ fn crashed_fighters_locks_expire_and_their_late_writes_are_refused() {
 }
 
 /// A broken lock server: every `Lock` is granted at once, with a fresh
-/// token, whoever holds it.
+/// token, whoever holds it; every `Unlock` releases.
 fn start_broken_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -131,6 +131,14 @@ fn start_broken_server() -> SocketAddr {
                             let mut r = Response::new(Status::Locked);
                             r.token = Some(Token(tokens.fetch_add(1, Ordering::SeqCst)));
                             r.expire = Some(ttl);
+                            r
+                        }
+                        // Released, as its owner (with `ID`): a fighter
+                        // that finishes before the others start must not
+                        // end the war for another reason than the overlap.
+                        Cmd::Unlock { owner, .. } => {
+                            let mut r = Response::new(Status::Unlocked);
+                            r.id = Some(owner.0);
                             r
                         }
                         _ => Response::new(Status::Unlocked),
