@@ -11,8 +11,34 @@ use crate::Server;
 
 const LONG: Duration = Duration::from_secs(20);
 
-/// A free loopback port (bound and released: good enough for tests).
+/// A free loopback port (bound and released), below the kernel's
+/// ephemeral range: a member restarted on its port must find it free,
+/// and a port from the ephemeral range may meanwhile have been given to
+/// any outgoing connection on the machine (the restart then fails with
+/// "address in use").
 pub fn free_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Ports from 10000 up to the range, tried in an order of this process
+    // and instant (tests in parallel, in several processes, draw apart).
+    let span = u64::from(low.saturating_sub(10_000)).max(1);
+    let seed = u64::from(std::process::id()) << 32
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let mut x = seed | 1;
+    for _ in 0..1000 {
+        // xorshift
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 10_000 + u16::try_from(x % span).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
@@ -29,7 +55,8 @@ pub struct Cluster {
     pub peers: BTreeMap<u64, u16>,
     /// The running members.
     pub members: BTreeMap<u64, Server>,
-    /// Extra arguments for every member started from now on.
+    /// Extra arguments for every member started from now on (`{id}` in
+    /// one stands for the member's ID).
     pub extra: Vec<String>,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
@@ -76,7 +103,14 @@ impl Cluster {
         if join {
             args.push("--join");
         }
-        for e in &self.extra {
+        // `{id}` in an argument stands for the member's ID (its own
+        // certificate, say).
+        let extra: Vec<String> = self
+            .extra
+            .iter()
+            .map(|e| e.replace("{id}", &node))
+            .collect();
+        for e in &extra {
             args.push(e);
         }
         let server = Server::with_args(&args);

@@ -299,6 +299,8 @@ pub struct Reply {
     pub revision: Option<u64>,
     /// `Error`.
     pub error: Option<String>,
+    /// `Tokens` (a `LockAll`'s).
+    pub tokens: Option<Vec<u64>>,
 }
 
 impl Reply {
@@ -316,6 +318,7 @@ impl Reply {
             expire_ms: r.expire.map(dlm_core::time::Ttl::as_millis),
             revision: r.revision.map(|r| r.0),
             error: r.error.map(|e| e.to_string()),
+            tokens: r.tokens.map(|l| l.iter().map(|t| t.0).collect()),
         }
     }
 }

@@ -94,6 +94,33 @@ fn locked(addrs: &[SocketAddr], req: &serde_json::Value, within: Duration) -> u6
     }
 }
 
+/// A holder takes a 2 s lock at `addr` and a waiter queues behind it;
+/// meanwhile the monotonic clock of the server behind `data` jumps by each
+/// of `jumps` (nanoseconds), 150 ms apart. The waiter must not be granted
+/// before the holder's TTL has run out on the machine's real clock,
+/// measured from when the holder sent its `Lock`.
+fn jumps_never_end_a_lease_early(addr: SocketAddr, data: &std::path::Path, jumps: &[i64]) {
+    let ttl = Duration::from_secs(2);
+    let sent = Instant::now();
+    let holder = locked(&[addr], &lock("x", "holder", 2.0, None), LONG);
+    assert!(sent.elapsed() < ttl / 2, "the grant took too long to test");
+    let waiter = std::thread::spawn(move || {
+        let t = locked(&[addr], &lock("x", "waiter", 2.0, Some(10.0)), LONG);
+        (t, Instant::now())
+    });
+    for jump in jumps {
+        std::thread::sleep(Duration::from_millis(150));
+        shim::jump_monotonic(data, *jump).expect("jump the clock");
+    }
+    let (token, granted) = waiter.join().expect("the waiter");
+    assert!(token > holder);
+    let after = granted.duration_since(sent);
+    assert!(
+        after >= ttl,
+        "the waiter was granted {after:?} after the holder sent its Lock (TTL {ttl:?})"
+    );
+}
+
 /// The leader's monotonic clock jumps forward (three times, each by less
 /// than an election timeout's worth of ticks: it keeps leading) while a
 /// lock is held and
@@ -124,30 +151,39 @@ fn a_leader_clock_jump_does_not_end_a_lease_early() {
     locked(&addrs, &lock("warm", "w", 1.0, None), LONG);
     let leader = members.leader();
     let leader_addr = addrs[usize::try_from(leader - 1).unwrap()];
-    let ttl = Duration::from_secs(2);
-
-    let sent = Instant::now();
-    let holder = locked(&[leader_addr], &lock("x", "holder", 2.0, None), LONG);
-    assert!(sent.elapsed() < ttl / 2, "the grant took too long to test");
-    // A waiter queues behind the holder.
-    let waiter = std::thread::spawn(move || {
-        let t = locked(&[leader_addr], &lock("x", "waiter", 2.0, Some(10.0)), LONG);
-        (t, Instant::now())
-    });
     // Three jumps of 300 ms: each is 15 ticks of 20 ms, fewer than the 20
     // a turn catches up, so check_quorum still finds the followers it
     // heard from and the member keeps leading.
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(150));
-        shim::jump_monotonic(members.data_dir(leader).unwrap(), 300_000_000).unwrap();
-    }
-    let (token, granted) = waiter.join().unwrap();
-    assert!(token > holder);
-    let after = granted.duration_since(sent);
-    assert!(
-        after >= ttl,
-        "the waiter was granted {after:?} after the holder sent its Lock (TTL {ttl:?})"
-    );
+    let data = members.data_dir(leader).unwrap().to_path_buf();
+    jumps_never_end_a_lease_early(leader_addr, &data, &[300_000_000; 3]);
+    members.stop_all();
+    net.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The plain in-memory server (no `--node`) under the same fault: its
+/// monotonic clock jumps forward, once by far more than the holder's TTL,
+/// while a lock is held and another owner waits. Its engine runs on the
+/// host clock, which adds at most one bounded step per reading while
+/// anything is due: the waiter is never granted before the holder's TTL
+/// has run out on the real clock.
+#[test]
+fn a_single_server_clock_jump_does_not_end_a_lease_early() {
+    let dir = dlm_tests::scratch_dir("mono-jump-single");
+    let so = shim::build(&dir.join("shim.so")).unwrap();
+    let net = Arc::new(Net::default());
+    let setup = Setup {
+        server: dlm_tests::binary("dlm-server", "dlm-server"),
+        dir: dir.clone(),
+        durable: false,
+        preload: Some(so),
+        single: true,
+    };
+    let mut members = Members::start(1, setup, &net).unwrap();
+    let addr = members.client_addrs()[0];
+    // One jump of a minute, then two of 300 ms.
+    let data = members.data_dir(1).unwrap().to_path_buf();
+    jumps_never_end_a_lease_early(addr, &data, &[60_000_000_000, 300_000_000, 300_000_000]);
     members.stop_all();
     net.shutdown();
     let _ = std::fs::remove_dir_all(&dir);

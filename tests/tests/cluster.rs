@@ -369,13 +369,26 @@ fn a_durable_cluster_restarts_and_catches_members_up_by_snapshot() {
     for id in 1..=3 {
         boot(&mut c, id);
     }
-    let leader = c.leader();
+    // Every value is back. Right after all members restart, a loaded
+    // machine may hold a second election, which closes the connections the
+    // first leader served: a client then asks the new leader again (a
+    // `Get` may be repeated).
+    let mut leader = c.leader();
     let mut conn = c.member(leader).connect();
+    let deadline = Instant::now() + LONG;
     for i in 260..300 {
-        assert_eq!(
-            conn.call(&w.get(&format!("k{}", i % 40))).data.as_deref(),
-            Some(format!("v{i}").as_str())
-        );
+        let key = format!("k{}", i % 40);
+        let get = w.get(&key);
+        let got = loop {
+            conn.send(&get);
+            if let Some(line) = conn.recv_line() {
+                break dlm_tests::Reply::parse(&line);
+            }
+            assert!(Instant::now() < deadline, "no leader answered {i}");
+            leader = c.leader();
+            conn = c.member(leader).connect();
+        };
+        assert_eq!(got.data.as_deref(), Some(format!("v{i}").as_str()));
     }
     // A member loses its directory: it comes back empty and is caught up
     // by a snapshot (its log was compacted away on the others).
@@ -684,4 +697,214 @@ fn requests_sent_before_any_leader_are_all_answered() {
     for name in [&names[0], &names[N / 2], &names[N - 1]] {
         assert_eq!(check.call(&owner.get(name)).status, Status::Done, "{name}");
     }
+}
+
+/// `Stats` and `Version` are answered by a member outside the log: they
+/// must not move its engine to the member's own clock. A member's clock
+/// runs ahead of the cluster's (which starts at the first election and
+/// stands still through every later one), and an engine moved to it would
+/// expire a lock before the log does: here the leader would hand a
+/// waiter the lock while the holder's TTL still runs. Two elections (the
+/// leader paused) put the clocks apart; then, while a 2 s lock is held and
+/// a waiter queues, every member is asked for its `Stats` without pause.
+#[test]
+fn stats_never_move_a_members_engine_ahead_of_the_log() {
+    let c = Cluster::start(3, &[]);
+    for _ in 0..2 {
+        let leader = c.leader();
+        c.member(leader).signal(libc::SIGSTOP);
+        let deadline = Instant::now() + LONG;
+        loop {
+            let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+            let next = others.iter().find_map(|id| {
+                let s = c.status(*id);
+                let l = field(&s, "\"Leader\":");
+                (l != 0 && l != leader).then_some(l)
+            });
+            if next.is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no new leader");
+            thread::sleep(Duration::from_millis(20));
+        }
+        c.member(leader).signal(libc::SIGCONT);
+    }
+    let leader = c.leader();
+    let addr = c.member(leader).addr();
+    let ttl = Duration::from_secs(2);
+    let sent = Instant::now();
+    let holder = c
+        .member(leader)
+        .connect()
+        .call(&Client::new("holder").lock("x", Ttl::from_secs(2)))
+        .token
+        .unwrap();
+    let waiter = thread::spawn(move || {
+        let mut conn = Conn::open(addr);
+        let r = conn.call(&Client::new("waiter").lock_wait("x", TTL, Ttl::from_secs(15)));
+        (r.status, r.token, Instant::now())
+    });
+    let mut stats: Vec<Conn> = (1..=3).map(|id| c.member(id).connect()).collect();
+    while !waiter.is_finished() {
+        for s in &mut stats {
+            let _ = s.stats();
+        }
+        assert!(sent.elapsed() < LONG, "the waiter was never answered");
+    }
+    let (status, token, granted) = waiter.join().unwrap();
+    assert_eq!(status, Status::Locked);
+    assert!(token.unwrap() > holder);
+    let after = granted.duration_since(sent);
+    assert!(
+        after >= ttl,
+        "the waiter was granted {after:?} after the holder sent its Lock (TTL {ttl:?})"
+    );
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// A client on a follower that pipelines megabytes of requests behind a
+/// wait (the leader holds them all back) is cut off with a reason once
+/// 4 MiB wait at the leader, instead of growing the leader's memory
+/// without end; the lock it waited for is not granted to it, and the
+/// cluster serves everyone else meanwhile.
+#[test]
+fn a_flood_behind_a_wait_through_a_follower_is_cut_off_with_a_reason() {
+    let c = Cluster::start(3, &[]);
+    // A leadership change closes relayed connections (an election on a
+    // loaded machine): the check is then made again under the new leader.
+    for attempt in 1..=3 {
+        if flood_behind_a_wait(&c, &format!("busy{attempt}")) {
+            return;
+        }
+        eprintln!("attempt {attempt}: the leadership moved meanwhile; again");
+    }
+    panic!("the leadership moved during every attempt");
+}
+
+/// One attempt of the test above on lock `name`: false if the flooded
+/// connection closed without a reason because the leadership moved.
+fn flood_behind_a_wait(c: &Cluster, name: &str) -> bool {
+    let leader = c.leader();
+    let term = field(&c.status(leader), "\"Term\":");
+    let f = c.followers(leader)[0];
+    let holder = Client::new("holder");
+    let mut h = c.member(leader).connect();
+    assert_eq!(h.call(&holder.lock(name, TTL)).status, Status::Locked);
+    let before = rss_kib(c.member(leader).pid());
+
+    let flooder = Client::new("flooder");
+    let mut conn = c.member(f).connect();
+    conn.send(&flooder.lock_wait(name, TTL, TTL));
+    c.member(leader)
+        .wait_for(LONG, "the flooder waits", |s| s.get(Stat::AWait) == 1);
+    let mut writer = conn.stream().try_clone().unwrap();
+    let test_lock = {
+        let mut line = Vec::new();
+        flooder.test_lock(name).write(&mut line).unwrap();
+        line
+    };
+    let flood = thread::spawn(move || {
+        let chunk = test_lock.repeat((256 << 10) / test_lock.len());
+        // 64 MiB at most; the connection is cut before (or what comes
+        // after the cut is read and dropped).
+        let mut sent = 0usize;
+        while sent < 64 << 20 && writer.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+        }
+    });
+    // Everyone else is served meanwhile, through the same follower.
+    let me = Client::new("other");
+    assert_eq!(served(c, f, &me.put("k", TTL, "v", None)), Status::Done);
+
+    let line = conn.recv_line();
+    flood.join().unwrap();
+    let Some(line) = line else {
+        let now = field(&c.status(c.leader()), "\"Term\":");
+        assert_ne!(now, term, "closed without a reason, and no election");
+        return false;
+    };
+    let r = Reply::parse(&line);
+    let text = String::from_utf8_lossy(&line).into_owned();
+    assert_eq!(r.status, Status::No, "{text}");
+    assert!(text.contains("too many requests unread"), "{text}");
+    assert!(conn.closed_within(LONG), "closed after the reason");
+    // The leader never held the flood: at most its 4 MiB bound (what the
+    // follower read before it learnt of the cut was dropped).
+    let grown = rss_kib(c.member(leader).pid()).saturating_sub(before);
+    assert!(grown < 40 << 10, "the leader grew by {grown} KiB");
+    // The waiter left the queue; the lock is still the holder's.
+    c.member(leader)
+        .wait_for(LONG, "the waiter gone", |s| s.get(Stat::AWait) == 0);
+    assert_eq!(h.call(&holder.test_lock(name)).status, Status::Locked);
+    assert_eq!(h.call(&holder.unlock(name, None)).status, Status::Unlocked);
+    true
+}
+
+/// `req`'s answer through member `m`, on a new connection each try: a
+/// relayed connection closes when the leadership moves (an election on a
+/// loaded machine), which is no failure of what a test checks here.
+fn served(c: &Cluster, m: u64, req: &dlm_core::protocol::Request<'_>) -> Status {
+    for _ in 0..3 {
+        let mut conn = c.member(m).connect();
+        conn.send(req);
+        if let Some(line) = conn.recv_line() {
+            return Reply::parse(&line).status;
+        }
+    }
+    panic!("member {m} closed three connections in a row");
+}
+
+/// A client on a follower that sends requests as fast as it can and reads
+/// none of the answers is not read past a bound (its answers back up, so
+/// the follower stops reading it, as a server stops reading its own
+/// clients): the follower's memory stays small, the client is closed once
+/// it has read nothing for the idle timeout, and the cluster serves
+/// everyone else meanwhile.
+#[test]
+fn a_client_that_reads_nothing_through_a_follower_is_bounded_then_closed() {
+    let c = Cluster::start(3, &["--idle-timeout", "2s"]);
+    let leader = c.leader();
+    let f = c.followers(leader)[0];
+    let before = rss_kib(c.member(f).pid());
+    let conn = c.member(f).connect();
+    let mut writer = conn.stream().try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let flood = thread::spawn(move || {
+        let mut line = Vec::new();
+        Client::new("flooder")
+            .test_lock("x")
+            .write(&mut line)
+            .unwrap();
+        let chunk = line.repeat((256 << 10) / line.len());
+        let mut sent = 0usize;
+        while sent < 256 << 20 {
+            if writer.write_all(&chunk).is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    let me = Client::new("other");
+    assert_eq!(served(&c, f, &me.put("k", TTL, "v", None)), Status::Done);
+    // The flood ends when the follower closes the client that reads
+    // nothing (its sends fail), long before 256 MiB.
+    let sent = flood.join().unwrap();
+    assert!(sent < 256 << 20, "never closed ({sent} bytes sent)");
+    let grown = rss_kib(c.member(f).pid()).saturating_sub(before);
+    assert!(grown < 40 << 10, "the follower grew by {grown} KiB");
+    assert_eq!(served(&c, f, &me.test_lock("x")), Status::Unlocked);
+    drop(conn);
 }

@@ -1,7 +1,8 @@
 //! The dashboard in a real headless browser (Debian's chromium, installed
 //! by scripts/setup.sh): it loads from the server alone, draws its charts
-//! from live samples, shows a lock the test took to an administrator, and
-//! shows no lock to anyone else.
+//! from live samples, shows the locks the test took (an exclusive lock, a
+//! semaphore's holders, a read/write lock's reader and its waiter) to an
+//! administrator, and shows no lock to anyone else.
 //!
 //! Skipped, saying so, only if no chromium is installed.
 
@@ -12,7 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dlm_core::client::Client;
-use dlm_core::protocol::Status;
+use dlm_core::protocol::{Shape, Status};
+use dlm_core::stats::Stat;
 use dlm_core::time::Ttl;
 use dlm_tests::{Server, http_get, new_identity, scratch_dir};
 
@@ -91,6 +93,20 @@ fn the_dashboard_draws_live_data_and_shows_locks_to_administrators_only() {
         c.call(&holder.lock("elsewhere", TTL)).status,
         Status::Locked
     );
+    // A semaphore of 3 permits held twice, and a read/write lock held by
+    // a reader with a writer queued behind it.
+    let sem = Shape::Semaphore { permits: 3 };
+    for who in ["sem-one", "sem-two"] {
+        let r = c.call(&Client::new(who).acquire("dash/pool", sem, TTL, None));
+        assert_eq!(r.status, Status::Locked);
+    }
+    let read = c.call(&Client::new("reader-dash").acquire("dash/table", Shape::Read, TTL, None));
+    assert_eq!(read.status, Status::Locked);
+    let mut queued = server.connect();
+    queued.send(&Client::new("writer-dash").acquire("dash/table", Shape::Write, TTL, Some(TTL)));
+    server.wait_for(Duration::from_secs(10), "the writer queued", |s| {
+        dlm_tests::stat(s, Stat::AWait) == 1
+    });
     // Live data: wait until the server's history has a few samples that
     // include the two locks.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -141,6 +157,24 @@ fn the_dashboard_draws_live_data_and_shows_locks_to_administrators_only() {
         !dom.contains("<td>elsewhere</td>"),
         "the filter let through another lock"
     );
+    assert!(dom.contains("<td>lock</td></tr>"), "no kind column:\n{dom}");
+    // Each holder of the semaphore on a row of its own, its size shown.
+    assert!(
+        dom.contains("<td>dash/pool</td><td>sem-one</td>"),
+        "no semaphore row:\n{dom}"
+    );
+    assert!(
+        dom.contains("<td></td><td>sem-two</td>"),
+        "no second holder row:\n{dom}"
+    );
+    assert!(dom.contains("<td>semaphore 2/3</td>"), "{dom}");
+    // The read/write lock: its reader and the one waiter.
+    assert!(
+        dom.contains("<td>dash/table</td><td>reader-dash</td>"),
+        "no read/write lock row:\n{dom}"
+    );
+    assert!(dom.contains("<td>1</td><td>rwlock read</td>"), "{dom}");
+    assert!(dom.contains(">3 lock(s)<"), "{dom}");
 
     let anonymous = dump_dom(&browser, &profile, &base);
     assert!(
@@ -162,6 +196,10 @@ fn the_dashboard_draws_live_data_and_shows_locks_to_administrators_only() {
             "a lock name leaked:\n{dom}"
         );
         assert!(!dom.contains("holder-dash"), "a holder leaked:\n{dom}");
+        assert!(
+            !dom.contains("sem-one"),
+            "a semaphore holder leaked:\n{dom}"
+        );
     }
     let _ = std::fs::remove_dir_all(&profile);
     let _ = std::fs::remove_dir_all(&dir);

@@ -5,7 +5,7 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 use dlm_core::client::Client;
-use dlm_core::protocol::{AdminOp, Credentials, Request, Resource, Response, Status, Token};
+use dlm_core::protocol::{AdminOp, Credentials, Request, Resource, Response, Shape, Status, Token};
 use dlm_core::time::Ttl;
 use dlm_tests::{Conn, Server, new_identity, scratch_dir};
 
@@ -243,5 +243,85 @@ fn in_a_cluster_a_revocation_goes_through_the_log() {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn semaphores_and_read_write_locks_are_listed_with_holders_and_waiters() {
+    let dir = scratch_dir("admin-shared-ids");
+    let root = new_identity(&dir, "root", true);
+    let server = Server::with_args(&["--identity-dir", dir.to_str().unwrap()]);
+    let sem = Shape::Semaphore { permits: 2 };
+    let mut c = server.connect();
+    let mut tokens = Vec::new();
+    for who in ["s1", "s2"] {
+        let r = c.call(&Client::new(who).acquire("pool", sem, TTL, None));
+        assert_eq!(r.status, Status::Locked);
+        tokens.push(r.token.unwrap());
+    }
+    let read = c.call(&Client::new("r1").acquire("table", Shape::Read, TTL, None));
+    assert_eq!(read.status, Status::Locked);
+    // Queued: a third permit, and a writer behind the reader.
+    let mut w1 = server.connect();
+    w1.send(&Client::new("s3").acquire("pool", sem, TTL, Some(Ttl::from_secs(20))));
+    let mut w2 = server.connect();
+    w2.send(&Client::new("w1").acquire("table", Shape::Write, TTL, Some(Ttl::from_secs(20))));
+
+    let admin = Client::new("ops").with_credentials(Credentials {
+        name: "root",
+        secret: &root,
+    });
+    let mut a = server.connect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let table = loop {
+        let (status, json, _, _) = admin_call(&mut a, &admin.admin(AdminOp::Locks { prefix: "" }));
+        assert_eq!(status, Status::Done);
+        let json = json.expect("a table");
+        if json["Locks"][0]["Waiters"] == 1 && json["Locks"][1]["Waiters"] == 1 {
+            break json;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waiters never queued: {json}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(table["Count"], 2, "{table}");
+    let pool = &table["Locks"][0];
+    assert_eq!(
+        (pool["FileName"].as_str(), pool["Kind"].as_str()),
+        (Some("pool"), Some("semaphore"))
+    );
+    assert_eq!(
+        (pool["Permits"].as_u64(), pool["Holds"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let holders: Vec<(&str, u64)> = pool["Holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["ID"].as_str().unwrap(), h["Token"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(holders, [("s1", tokens[0]), ("s2", tokens[1])]);
+    assert!(pool["Holders"][0]["Expire"].as_f64().unwrap() > 0.0);
+    let rw = &table["Locks"][1];
+    assert_eq!(rw["Kind"], "rwlock");
+    assert_eq!(rw["Holders"][0]["Mode"], "Read");
+    assert_eq!(rw["Holders"][0]["Token"].as_u64(), read.token);
+
+    let (status, json, _, _) = admin_call(
+        &mut a,
+        &admin.admin(AdminOp::Lock {
+            name: Resource("table"),
+        }),
+    );
+    assert_eq!(status, Status::Done);
+    let q = &json.unwrap()["Lock"]["Queue"][0];
+    assert_eq!(
+        (q["ID"].as_str(), q["Mode"].as_str()),
+        (Some("w1"), Some("Write"))
+    );
+    assert!(q["WaitLeft"].as_f64().unwrap() > 0.0);
+    drop((w1, w2));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use dlm_core::client::Client;
-use dlm_core::protocol::Status;
+use dlm_core::protocol::{Shape, Status};
 use dlm_core::time::Ttl;
 use dlm_tests::{Server, http_get, http_raw, metric, new_identity, scratch_dir};
 
@@ -87,6 +87,26 @@ fn a_scrape_sees_locks_taken_and_counters_only_grow() {
     wait_metric(http, "dlm_waiters", |v| v == 1.0);
     let text = wait_metric(http, "dlm_locks", |v| v == 1.0);
     assert!(metric(&text, "dlm_lock_total").unwrap() > granted);
+    assert_eq!(metric(&text, "dlm_holds{kind=\"lock\"}"), Some(1.0));
+
+    // Holds by kind: two permits, a reader, a writer.
+    let sem = Shape::Semaphore { permits: 3 };
+    for (owner, name, shape) in [
+        (&w1, "pool", sem),
+        (&w2, "pool", sem),
+        (&w1, "table", Shape::Read),
+        (&w1, "ledger", Shape::Write),
+    ] {
+        assert_eq!(
+            a.call(&owner.acquire(name, shape, TTL, None)).status,
+            Status::Locked
+        );
+    }
+    // The last taken seen, all are.
+    let text = wait_metric(http, "dlm_holds{kind=\"write\"}", |v| v == 1.0);
+    assert_eq!(metric(&text, "dlm_holds{kind=\"semaphore\"}"), Some(2.0));
+    assert_eq!(metric(&text, "dlm_holds{kind=\"read\"}"), Some(1.0));
+    assert_eq!(metric(&text, "dlm_holds{kind=\"lock\"}"), Some(1.0));
     assert!(metric(&text, "dlm_connections").unwrap() >= 2.0);
     // The lock was answered; the queued wait is not a request latency.
     assert!(metric(&text, "dlm_request_latency_seconds_count").unwrap() >= 1.0);

@@ -17,6 +17,9 @@ use dlm_core::time::Ttl;
 use dlm_tests::{Conn, Server};
 
 const TTL: Ttl = Ttl::from_secs(30);
+/// How long a test waits for a short TTL to run out: far more than the
+/// TTL and the server's deadline slack (201 ms), on a loaded machine.
+const EXPIRY: Duration = Duration::from_secs(10);
 
 fn client(id: &str, framing: Framing) -> Client<'_> {
     Client::new(id).with_framing(framing)
@@ -124,13 +127,14 @@ fn extension_by_token_never_resurrects(f: Framing) {
         c.call(&me.extend("x", TTL, Token(t.0 + 1000))).status,
         Status::NotOwner
     );
-    sleep(Duration::from_millis(400));
-    // Expired: the extension fails and acquires nothing.
+    // Expired (once its 300 ms and the server's slack are over): the
+    // extension fails and acquires nothing.
+    let other = client("other", f);
+    dlm_tests::eventually(EXPIRY, "the lock expires", || {
+        c.call(&other.test_lock("x")).status == Status::Unlocked
+    });
     assert_eq!(c.call(&me.extend("x", TTL, t)).status, Status::NotOwner);
-    assert_eq!(
-        c.call(&client("other", f).test_lock("x")).status,
-        Status::Unlocked
-    );
+    assert_eq!(c.call(&other.test_lock("x")).status, Status::Unlocked);
     // Released, then extended: still nothing.
     let t2 = Token(c.call(&me.lock("x", TTL)).token.unwrap());
     assert!(t2 > t);
@@ -144,7 +148,10 @@ fn unlock_by_token_spares_a_newer_grant(f: Framing) {
     let mut c = server.connect();
     let me = client("me", f);
     let old = Token(c.call(&me.lock("y", Ttl::from_millis(100))).token.unwrap());
-    sleep(Duration::from_millis(200));
+    let other = client("other", f);
+    dlm_tests::eventually(EXPIRY, "the lock expires", || {
+        c.call(&other.test_lock("y")).status == Status::Unlocked
+    });
     let new = c.call(&me.lock("y", TTL)).token.unwrap();
     assert!(new > old.0);
     // The stale unlock is refused and the newer grant survives.
@@ -238,10 +245,17 @@ fn entries_expire(f: Framing) {
         Status::Done
     );
     assert_eq!(c.call(&b.lock("e", TTL)).status, Status::NotOwner);
-    sleep(Duration::from_millis(450).saturating_sub(start.elapsed()));
-    // Gone: another owner may lock, and the data is gone.
+    // Gone, never before its TTL: another owner may lock, and the data is
+    // gone.
+    dlm_tests::eventually(EXPIRY, "the lock expires", || {
+        c.call(&b.test_lock("e")).status == Status::Unlocked
+    });
+    assert!(start.elapsed() >= Duration::from_millis(300));
     assert_eq!(c.call(&b.lock("e", TTL)).status, Status::Locked);
-    assert_eq!(c.call(&a.get("e")).status, Status::NotFound);
+    dlm_tests::eventually(EXPIRY, "the value expires", || {
+        c.call(&a.get("e")).status == Status::NotFound
+    });
+    assert!(start.elapsed() >= Duration::from_millis(300));
     let stats = c.stats();
     assert_eq!(stats.get(dlm_core::stats::Stat::ExpiredLock), 1);
     assert_eq!(stats.get(dlm_core::stats::Stat::ExpiredData), 1);

@@ -399,6 +399,10 @@ fn run(args: &Args) -> Result<bool, String> {
         let id = args.lock_clients + c;
         threads.push(thread::spawn(move || client::kv_client(&s, id)));
     }
+    {
+        let s = Arc::clone(&shared);
+        threads.push(thread::spawn(move || client::monitor_client(&s)));
+    }
     // Through the bindings: client numbers from 100 (Rust crate) and 200
     // (Python) up, so histories name them apart.
     for c in 0..args.binding_clients {

@@ -411,6 +411,27 @@ pub fn kv_client(shared: &Shared, client: u64) {
     }
 }
 
+/// An operator's monitoring: asks every member in turn for its `Stats`
+/// and `Version`, which a member answers outside the log. They change no
+/// state, so nothing is recorded: the checkers see what they would have
+/// done wrong (an engine moved by them once expired locks early).
+pub fn monitor_client(shared: &Shared) {
+    let mut rng = Rng::fork(shared.seed, 3000);
+    let members = shared.addrs.len().max(1);
+    let mut conns: Vec<Conn> = (0..members)
+        .map(|i| Conn::new(vec![shared.addrs[i]], 0))
+        .collect();
+    let stats = serde_json::json!({"Action":"Stats"});
+    let version = serde_json::json!({"Action":"Version"});
+    while !shared.stopped() {
+        for conn in &mut conns {
+            let ask = if rng.chance(50) { &stats } else { &version };
+            let _ = conn.call(ask, Duration::from_millis(500));
+        }
+        sleep_ms(&mut rng, 0, 20);
+    }
+}
+
 /// One key/value call, recorded unless it was certainly not applied;
 /// returns its output if recorded.
 pub fn kv_call(

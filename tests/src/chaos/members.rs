@@ -62,10 +62,10 @@ pub struct Members {
     pub setup: Setup,
 }
 
+/// A free port below the ephemeral range: members restart on theirs.
+#[allow(clippy::unnecessary_wraps)]
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(crate::cluster::free_port())
 }
 
 impl Members {
