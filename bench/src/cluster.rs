@@ -601,6 +601,9 @@ impl ClusterBench {
                 clients,
                 pipeline: 1,
                 duration: self.duration,
+                tls: None,
+                permits: Run::PERMITS,
+                read_percent: Run::READ_PERCENT,
             },
             &servers,
         ))

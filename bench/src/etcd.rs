@@ -268,6 +268,7 @@ pub fn run_load(
         loadgen_cpu_us: per_op(num(&r, "cpu_us")?),
         server_rss: rss,
         spread: (0, 0),
+        ..Report::default()
     })
 }
 

@@ -29,6 +29,7 @@ mod procs;
 mod procstat;
 mod proto;
 mod suite;
+mod tls;
 mod workload;
 
 use std::io::{self, Write as _};
@@ -55,9 +56,14 @@ enum Cmd {
         /// Live locks for the memory comparison.
         #[arg(long, default_value = "1000000")]
         fill: usize,
-        /// A short smoke run (0.3 s rows, 1 and 4 clients, 10,000 locks).
+        /// A short smoke run (0.3 s rows, 1 and 4 clients, 10,000 locks,
+        /// one TLS row pair).
         #[arg(long)]
         quick: bool,
+        /// Only the TLS rows (uncontended and kv at 16 and 64 clients) and
+        /// the plaintext rows of the same workloads beside them.
+        #[arg(long)]
+        tls_only: bool,
         /// The dlm-server binary (default: next to this one).
         #[arg(long)]
         dlm_server: Option<PathBuf>,
@@ -145,18 +151,29 @@ enum Cmd {
     },
     /// One workload against one running server (for profiling).
     Run {
-        /// dlm, dlm-legacy, redis or floor.
+        /// dlm, dlm-legacy, redis or floor; dlm-tls or redis-tls with
+        /// --tls-ca.
         #[arg(long)]
         target: String,
+        /// The CA certificate (PEM) a TLS target's certificate chains to.
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
         /// The server's address.
         #[arg(long)]
         addr: std::net::SocketAddr,
         /// The server's PID (for its CPU time).
         #[arg(long, default_value = "0")]
         pid: u32,
-        /// uncontended, kv, contended-poll or contended-wait.
+        /// uncontended, kv, contended-poll, contended-wait, semaphore or
+        /// rwlock.
         #[arg(long, default_value = "uncontended")]
         workload: String,
+        /// The semaphore's permits (semaphore).
+        #[arg(long, default_value_t = workload::Run::PERMITS)]
+        permits: u32,
+        /// Reads among the acquisitions, percent (rwlock).
+        #[arg(long, default_value_t = workload::Run::READ_PERCENT)]
+        read_percent: u32,
         /// Connections.
         #[arg(long, default_value = "1")]
         clients: usize,
@@ -180,12 +197,17 @@ fn main() -> ExitCode {
             clients,
             pipeline,
             duration,
+            tls_ca,
+            permits,
+            read_percent,
         } => {
             let target = match target.as_str() {
                 "dlm" => proto::Target::Dlm,
                 "dlm-legacy" => proto::Target::DlmLegacy,
                 "redis" => proto::Target::Redis,
                 "floor" => proto::Target::Floor,
+                "dlm-tls" => proto::Target::DlmTls,
+                "redis-tls" => proto::Target::RedisTls,
                 other => return usage(&format!("unknown target {other}")),
             };
             let workload = match workload.as_str() {
@@ -193,9 +215,26 @@ fn main() -> ExitCode {
                 "kv" => workload::Workload::Kv,
                 "contended-poll" => workload::Workload::ContendedPoll,
                 "contended-wait" => workload::Workload::ContendedWait,
+                "semaphore" => workload::Workload::Semaphore,
+                "rwlock" => workload::Workload::RwLock,
                 other => return usage(&format!("unknown workload {other}")),
             };
-            run_one(workload::Run {
+            if permits == 0 {
+                return usage("--permits must be at least 1");
+            }
+            if read_percent > 100 {
+                return usage("--read-percent is at most 100");
+            }
+            let tls = match (target.is_tls(), tls_ca) {
+                (true, Some(ca)) => match tls::Tls::from_ca_file(&ca) {
+                    Ok(t) => Some(t),
+                    Err(e) => return usage(&e.to_string()),
+                },
+                (true, None) => return usage("a TLS target needs --tls-ca"),
+                (false, Some(_)) => return usage("--tls-ca is for dlm-tls and redis-tls"),
+                (false, None) => None,
+            };
+            run_one(&workload::Run {
                 target,
                 addr,
                 pid,
@@ -203,6 +242,9 @@ fn main() -> ExitCode {
                 clients,
                 pipeline,
                 duration: Duration::from_secs_f64(duration),
+                tls,
+                permits,
+                read_percent,
             })
         }
         Cmd::Cluster {
@@ -266,6 +308,7 @@ fn main() -> ExitCode {
             duration,
             fill,
             quick,
+            tls_only,
             dlm_server,
             redis_server,
             baseline,
@@ -280,6 +323,14 @@ fn main() -> ExitCode {
                 redis_server,
                 baseline,
                 self_exe: me,
+                tls_clients: if quick { vec![4] } else { vec![16, 64] },
+                tls_workloads: if quick {
+                    vec![workload::Workload::Uncontended]
+                } else {
+                    vec![workload::Workload::Uncontended, workload::Workload::Kv]
+                },
+                only_tls: tls_only,
+                shape_clients: if quick { vec![8] } else { vec![16, 64] },
             }
             .run()
         }
@@ -322,11 +373,11 @@ fn floor(epoll: bool) -> io::Result<()> {
 }
 
 /// Runs one workload against one target and prints its figures.
-fn run_one(run: workload::Run) -> io::Result<()> {
+fn run_one(run: &workload::Run) -> io::Result<()> {
     let r = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(workload::run(run))?;
+        .block_on(workload::run(run.clone()))?;
     println!(
         "{:.0} ops/s, {:.0} cycles/s, p50 {:.0} us, p99 {:.0} us, server {:.2} us/op, loadgen {:.2} us/op, errors {}",
         r.ops_per_s(),
@@ -337,5 +388,22 @@ fn run_one(run: workload::Run) -> io::Result<()> {
         r.loadgen_cpu_us,
         r.errors
     );
+    if run.workload.is_contended() {
+        println!(
+            "{:.0} acquisitions/s ({:.0} writes/s), per client {}-{}, most holders at once {}, violations {}",
+            r.acquisitions_per_s(),
+            r.writes_per_s(),
+            r.spread.0,
+            r.spread.1,
+            r.max_holders,
+            r.violations
+        );
+        if r.violations > 0 {
+            return Err(io::Error::other(format!(
+                "{} grants beside too many holders",
+                r.violations
+            )));
+        }
+    }
     Ok(())
 }

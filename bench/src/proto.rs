@@ -1,13 +1,16 @@
 //! How each target is spoken to: dlm (plain or legacy framing), Redis with
-//! the standard single-instance lock recipe, and the floor server.
+//! the standard single-instance lock recipe (each also over TLS), and the
+//! floor server. For the semaphore and read/write rows, Redis runs the
+//! usual recipes as Lua scripts written here: a semaphore as a sorted set
+//! of holders scored by their expiry (with a counter for a fencing token),
+//! a read/write lock as a hash of holders with its mode.
 
 use std::io;
 
 use dlm_core::client::Client;
-use dlm_core::protocol::{Framing, Response, Status};
+use dlm_core::protocol::{Framing, Response, Shape, Status, Token};
 use dlm_core::time::Ttl;
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _};
 
 /// What a load is aimed at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +31,10 @@ pub enum Target {
     Floor,
     /// The same trivial server as a single-threaded epoll loop.
     FloorEpoll,
+    /// dlm-server with `--tls-cert`/`--tls-key`, plain JSON over TLS.
+    DlmTls,
+    /// Redis on its `--tls-port`, the same recipe as [`Target::Redis`].
+    RedisTls,
 }
 
 impl Target {
@@ -41,7 +48,19 @@ impl Target {
             Self::Redis => "redis",
             Self::Floor => "floor",
             Self::FloorEpoll => "floor (epoll)",
+            Self::DlmTls => "dlm tls",
+            Self::RedisTls => "redis tls",
         }
+    }
+
+    /// Whether it speaks RESP (Redis) rather than dlm's lines.
+    pub fn is_redis(self) -> bool {
+        matches!(self, Self::Redis | Self::RedisTls)
+    }
+
+    /// Whether its connections are TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::DlmTls | Self::RedisTls)
     }
 }
 
@@ -82,6 +101,30 @@ pub enum Op<'a> {
         /// Owner ID.
         owner: &'a str,
     },
+    /// Take one hold of a semaphore or a side of a read/write lock.
+    Acquire {
+        /// Its name.
+        name: &'a str,
+        /// Owner ID (a holder's member or field in Redis).
+        owner: &'a str,
+        /// A permit, a read or a write.
+        shape: Shape,
+        /// TTL in ms.
+        ttl_ms: u64,
+        /// Queue this long (dlm only; Redis clients poll).
+        wait_ms: Option<u64>,
+    },
+    /// Give back the hold `token` (dlm) of `owner` (Redis).
+    Release {
+        /// Its name.
+        name: &'a str,
+        /// Owner ID.
+        owner: &'a str,
+        /// A semaphore (not a read/write lock), for Redis.
+        semaphore: bool,
+        /// The grant's fencing token (dlm).
+        token: Token,
+    },
 }
 
 /// How a request went.
@@ -97,6 +140,57 @@ pub enum Outcome {
 
 /// The SHA-1 of [`UNLOCK_SCRIPT`], as `SCRIPT LOAD` returns it.
 pub const UNLOCK_SCRIPT: &str = "if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end";
+
+/// Redis semaphore, acquire: `KEYS[1]` the holders (a sorted set, each
+/// scored by when it expires, in ms of the server's clock), `KEYS[2]` a
+/// counter for fencing tokens; `ARGV` permits, TTL in ms, holder. Drops
+/// expired holders, then admits this one if fewer than `permits` remain.
+/// Returns its token, or 0 if the semaphore is full.
+pub const SEM_ACQUIRE_SCRIPT: &str = "\
+local t = redis.call('TIME') \
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) \
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end \
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3]) \
+redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
+return redis.call('INCR', KEYS[2])";
+
+/// Redis read/write lock, acquire: `KEYS[1]` a hash of `mode` (`read` or
+/// `write`) and one field per holder (its count); `ARGV` the mode wanted,
+/// TTL in ms (of the whole lock, renewed by every acquisition), holder.
+/// A read joins readers; a write needs the lock free. Returns 1, or 0 if
+/// refused.
+pub const RW_ACQUIRE_SCRIPT: &str = "\
+local mode = redis.call('HGET', KEYS[1], 'mode') \
+if mode == false or (mode == 'read' and ARGV[1] == 'read') then \
+  redis.call('HSET', KEYS[1], 'mode', ARGV[1]) \
+  redis.call('HINCRBY', KEYS[1], ARGV[3], 1) \
+  redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
+  return 1 \
+end \
+return 0";
+
+/// Redis read/write lock, release: `KEYS[1]` the hash, `ARGV[1]` the
+/// holder. Drops one hold of it; the lock goes once nobody holds it.
+/// Returns 1, or 0 if the holder held nothing.
+pub const RW_RELEASE_SCRIPT: &str = "\
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end \
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end \
+if redis.call('HLEN', KEYS[1]) <= 1 then redis.call('DEL', KEYS[1]) end \
+return 1";
+
+/// The SHA-1s of the scripts, as `SCRIPT LOAD` returned them.
+#[derive(Clone, Debug, Default)]
+pub struct Scripts {
+    /// [`UNLOCK_SCRIPT`].
+    pub unlock: String,
+    /// [`SEM_ACQUIRE_SCRIPT`].
+    pub sem_acquire: String,
+    /// [`RW_ACQUIRE_SCRIPT`].
+    pub rw_acquire: String,
+    /// [`RW_RELEASE_SCRIPT`].
+    pub rw_release: String,
+}
 
 fn bulk(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'$');
@@ -121,14 +215,15 @@ pub fn redis_command(out: &mut Vec<u8>, items: &[&[u8]]) {
 }
 
 impl Target {
-    /// Appends `op`'s request to `out`. `script` is the unlock script's
-    /// SHA for Redis.
-    pub fn encode(self, op: Op<'_>, script: &str, out: &mut Vec<u8>) {
+    /// Appends `op`'s request to `out`. `scripts` are the Lua scripts'
+    /// SHAs for Redis.
+    pub fn encode(self, op: Op<'_>, scripts: &Scripts, out: &mut Vec<u8>) {
         match self {
             Self::Dlm
             | Self::DlmLegacy
             | Self::DlmBusyPoll
             | Self::DlmBaseline
+            | Self::DlmTls
             | Self::Floor
             | Self::FloorEpoll => {
                 let framing = if self == Self::DlmLegacy {
@@ -140,7 +235,9 @@ impl Target {
                     Op::Lock { owner, .. }
                     | Op::Unlock { owner, .. }
                     | Op::Put { owner, .. }
-                    | Op::Get { owner, .. } => owner,
+                    | Op::Get { owner, .. }
+                    | Op::Acquire { owner, .. }
+                    | Op::Release { owner, .. } => owner,
                 };
                 let c = Client::new(owner).with_framing(framing);
                 let req = match op {
@@ -154,11 +251,24 @@ impl Target {
                     Op::Unlock { name, .. } => c.unlock(name, None),
                     Op::Put { name, value, .. } => c.put(name, Ttl::from_secs(300), value, None),
                     Op::Get { name, .. } => c.get(name),
+                    Op::Acquire {
+                        name,
+                        shape,
+                        ttl_ms,
+                        wait_ms,
+                        ..
+                    } => c.acquire(
+                        name,
+                        shape,
+                        Ttl::from_millis(ttl_ms),
+                        wait_ms.map(Ttl::from_millis),
+                    ),
+                    Op::Release { name, token, .. } => c.unlock(name, Some(token)),
                 };
                 // Writing to a Vec cannot fail.
                 let _ = req.write(out);
             }
-            Self::Redis => match op {
+            Self::Redis | Self::RedisTls => match op {
                 Op::Lock {
                     name,
                     owner,
@@ -182,7 +292,7 @@ impl Target {
                     out,
                     &[
                         b"EVALSHA",
-                        script.as_bytes(),
+                        scripts.unlock.as_bytes(),
                         b"1",
                         name.as_bytes(),
                         owner.as_bytes(),
@@ -193,16 +303,81 @@ impl Target {
                     &[b"SET", name.as_bytes(), value.as_bytes(), b"PX", b"300000"],
                 ),
                 Op::Get { name, .. } => array(out, &[b"GET", name.as_bytes()]),
+                Op::Acquire {
+                    name,
+                    owner,
+                    shape: Shape::Semaphore { permits },
+                    ttl_ms,
+                    ..
+                } => {
+                    let (permits, ttl) = (permits.to_string(), ttl_ms.to_string());
+                    let counter = format!("{name}:token");
+                    array(
+                        out,
+                        &[
+                            b"EVALSHA",
+                            scripts.sem_acquire.as_bytes(),
+                            b"2",
+                            name.as_bytes(),
+                            counter.as_bytes(),
+                            permits.as_bytes(),
+                            ttl.as_bytes(),
+                            owner.as_bytes(),
+                        ],
+                    );
+                }
+                Op::Acquire {
+                    name,
+                    owner,
+                    shape,
+                    ttl_ms,
+                    ..
+                } => {
+                    let ttl = ttl_ms.to_string();
+                    let mode: &[u8] = if shape == Shape::Write {
+                        b"write"
+                    } else {
+                        b"read"
+                    };
+                    array(
+                        out,
+                        &[
+                            b"EVALSHA",
+                            scripts.rw_acquire.as_bytes(),
+                            b"1",
+                            name.as_bytes(),
+                            mode,
+                            ttl.as_bytes(),
+                            owner.as_bytes(),
+                        ],
+                    );
+                }
+                Op::Release {
+                    name,
+                    owner,
+                    semaphore: true,
+                    ..
+                } => array(out, &[b"ZREM", name.as_bytes(), owner.as_bytes()]),
+                Op::Release { name, owner, .. } => array(
+                    out,
+                    &[
+                        b"EVALSHA",
+                        scripts.rw_release.as_bytes(),
+                        b"1",
+                        name.as_bytes(),
+                        owner.as_bytes(),
+                    ],
+                ),
             },
         }
     }
 
-    /// Reads one reply.
-    pub async fn read_reply(
+    /// Reads one reply, and the fencing token of a dlm grant.
+    pub async fn read_reply<R: AsyncBufRead + AsyncRead + Unpin>(
         self,
-        r: &mut BufReader<OwnedReadHalf>,
+        r: &mut R,
         line: &mut Vec<u8>,
-    ) -> io::Result<Outcome> {
+    ) -> io::Result<(Outcome, Option<Token>)> {
         line.clear();
         let n = r.read_until(b'\n', line).await?;
         if n == 0 || line.last() != Some(&b'\n') {
@@ -212,40 +387,46 @@ impl Target {
             ));
         }
         match self {
-            Self::Floor | Self::FloorEpoll => Ok(Outcome::Ok),
-            Self::Dlm | Self::DlmLegacy | Self::DlmBusyPoll | Self::DlmBaseline => {
+            Self::Floor | Self::FloorEpoll => Ok((Outcome::Ok, None)),
+            Self::Dlm | Self::DlmLegacy | Self::DlmBusyPoll | Self::DlmBaseline | Self::DlmTls => {
                 Ok(match Response::parse(line) {
-                    Ok((_, resp)) => match resp.status {
-                        Status::Locked | Status::Unlocked | Status::Done => Outcome::Ok,
-                        Status::NotOwner | Status::NotFound => Outcome::Refused,
-                        _ => Outcome::Error,
-                    },
-                    Err(_) => Outcome::Error,
+                    Ok((_, resp)) => (
+                        match resp.status {
+                            Status::Locked | Status::Unlocked | Status::Done => Outcome::Ok,
+                            Status::NotOwner | Status::NotFound => Outcome::Refused,
+                            _ => Outcome::Error,
+                        },
+                        resp.token,
+                    ),
+                    Err(_) => (Outcome::Error, None),
                 })
             }
-            Self::Redis => {
+            Self::Redis | Self::RedisTls => {
                 let body = &line[1..line.len().saturating_sub(2)];
-                match line.first() {
-                    Some(b'+') => Ok(Outcome::Ok),
-                    Some(b':') => Ok(if body == b"0" {
-                        Outcome::Refused
-                    } else {
-                        Outcome::Ok
-                    }),
+                let outcome = match line.first() {
+                    Some(b'+') => Outcome::Ok,
+                    Some(b':') => {
+                        if body == b"0" {
+                            Outcome::Refused
+                        } else {
+                            Outcome::Ok
+                        }
+                    }
                     Some(b'$') => {
                         let len: i64 = std::str::from_utf8(body)
                             .ok()
                             .and_then(|s| s.parse().ok())
                             .unwrap_or(-1);
                         if len < 0 {
-                            return Ok(Outcome::Refused);
+                            return Ok((Outcome::Refused, None));
                         }
                         let mut skip = vec![0u8; usize::try_from(len).unwrap_or(0) + 2];
                         r.read_exact(&mut skip).await?;
-                        Ok(Outcome::Ok)
+                        Outcome::Ok
                     }
-                    _ => Ok(Outcome::Error),
-                }
+                    _ => Outcome::Error,
+                };
+                Ok((outcome, None))
             }
         }
     }

@@ -2,14 +2,21 @@
 //! the floor server on loopback, run every workload at 1, 16 and 64
 //! clients against each (alternating), print one table with the dlm/Redis
 //! ratio per row, and stop everything.
+//!
+//! TLS rows: a second dlm-server with `--tls-cert`/`--tls-key` and a second
+//! Redis on its `--tls-port`, both presenting the same certificate from a
+//! development PKI that `dlm-server tls new` writes into a scratch
+//! directory, measured with the same rustls client, right after the
+//! plaintext rows of the same workload.
 
 use std::io::{self, BufRead as _, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::proto::Target;
+use crate::tls::Tls;
 use crate::workload::{self, Report, Run, Workload};
 
 /// Settings of a suite run.
@@ -29,6 +36,46 @@ pub struct Suite {
     pub self_exe: PathBuf,
     /// An earlier dlm-server build to measure beside this one.
     pub baseline: Option<PathBuf>,
+    /// Client counts that also get TLS rows.
+    pub tls_clients: Vec<usize>,
+    /// Workloads (at one request in flight) that get TLS rows.
+    pub tls_workloads: Vec<Workload>,
+    /// Only the TLS rows and the plaintext rows they are compared with
+    /// (no floor, pipelined, contended or memory rows).
+    pub only_tls: bool,
+    /// Client counts of the semaphore and read/write lock rows (more
+    /// clients than [`Run::PERMITS`]).
+    pub shape_clients: Vec<usize>,
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes a development PKI (CA, a certificate for 127.0.0.1) with
+/// `dlm-server tls new` into a fresh scratch directory.
+fn dev_pki(dlm_server: &PathBuf) -> io::Result<Scratch> {
+    let dir = std::env::temp_dir().join(format!("dlm-bench-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = Scratch(dir);
+    let out = Command::new(dlm_server)
+        .args(["tls", "new"])
+        .arg(&scratch.0)
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{} tls new failed: {}",
+            dlm_server.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(scratch)
 }
 
 /// A server process, killed on drop.
@@ -71,9 +118,29 @@ fn free_port() -> io::Result<u16> {
 }
 
 fn start_redis(bin: &PathBuf) -> io::Result<Proc> {
+    start_redis_with(bin, None)
+}
+
+/// Starts Redis, on a TLS port only (with the certificate in `pki`) if
+/// `pki` is given.
+fn start_redis_with(bin: &PathBuf, pki: Option<&Path>) -> io::Result<Proc> {
     let port = free_port()?;
-    let child = Command::new(bin)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+    let mut cmd = Command::new(bin);
+    if let Some(dir) = pki {
+        let file = |n: &str| dir.join(n).into_os_string();
+        cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(file("server.pem"))
+            .arg("--tls-key-file")
+            .arg(file("server.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(file("ca.pem"))
+            .args(["--tls-auth-clients", "no"]);
+    } else {
+        cmd.args(["--port", &port.to_string()]);
+    }
+    let child = cmd
+        .args(["--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
         .args(["--daemonize", "no", "--loglevel", "warning"])
         .stdout(Stdio::null())
@@ -134,9 +201,10 @@ struct Row {
 }
 
 fn headline(w: Workload, r: &Report) -> f64 {
-    match w {
-        Workload::ContendedPoll | Workload::ContendedWait => r.acquisitions_per_s(),
-        _ => r.cycles_per_s(),
+    if w.is_contended() {
+        r.acquisitions_per_s()
+    } else {
+        r.cycles_per_s()
     }
 }
 
@@ -147,8 +215,27 @@ impl Suite {
             .enable_all()
             .build()?;
         let started = Instant::now();
+        let pki = dev_pki(&self.dlm_server)?;
+        let tls = Tls::from_ca_file(&pki.0.join("ca.pem"))?;
         let redis = start_redis(&self.redis_server)?;
         let dlm = start_dlm(&self.dlm_server)?;
+        let redis_tls = start_redis_with(&self.redis_server, Some(&pki.0))?;
+        let cert = pki.0.join("server.pem");
+        let key = pki.0.join("server.key");
+        let dlm_tls = start_dlm_with(
+            &self.dlm_server,
+            &[
+                "--tls-cert",
+                &cert.to_string_lossy(),
+                "--tls-key",
+                &key.to_string_lossy(),
+            ],
+        )?;
+        println!(
+            "TLS: dlm {}, redis {}",
+            rt.block_on(tls.negotiated(dlm_tls.addr))?,
+            rt.block_on(tls.negotiated(redis_tls.addr))?
+        );
         let spinning = start_dlm_with(&self.dlm_server, &["--busy-poll", "100us"])?;
         let floor = start_floor(&self.self_exe, false)?;
         let floor_epoll = start_floor(&self.self_exe, true)?;
@@ -161,6 +248,8 @@ impl Suite {
                 Target::Dlm | Target::DlmLegacy => &dlm,
                 Target::DlmBusyPoll => &spinning,
                 Target::DlmBaseline => baseline.as_ref().unwrap_or(&dlm),
+                Target::DlmTls => &dlm_tls,
+                Target::RedisTls => &redis_tls,
             }
         };
         let with_baseline = |ts: &[Target]| -> Vec<Target> {
@@ -185,6 +274,9 @@ impl Suite {
                 clients,
                 pipeline,
                 duration: self.duration,
+                tls: target.is_tls().then(|| tls.clone()),
+                permits: Run::PERMITS,
+                read_percent: Run::READ_PERCENT,
             }))
         };
         let mut rows = Vec::new();
@@ -207,14 +299,35 @@ impl Suite {
             } else {
                 [Target::Redis, Target::Dlm]
             };
-            for (w, pipeline) in [
+            let tls_order = if n % 2 == 0 {
+                [Target::DlmTls, Target::RedisTls]
+            } else {
+                [Target::RedisTls, Target::DlmTls]
+            };
+            let all: &[(Workload, usize)] = &[
                 (Workload::Uncontended, 1),
                 (Workload::Uncontended, 16),
                 (Workload::Kv, 1),
                 (Workload::ContendedPoll, 1),
-            ] {
+            ];
+            let tls_here = self.tls_clients.contains(&clients);
+            for &(w, pipeline) in all {
+                let tls_row = tls_here && pipeline == 1 && self.tls_workloads.contains(&w);
+                if self.only_tls && !tls_row {
+                    continue;
+                }
                 for t in with_baseline(&order) {
                     push(w, clients, pipeline, t, measure(t, w, clients, pipeline)?);
+                }
+                // The same workload over TLS, right after its plaintext
+                // rows (which target (b) compares it with).
+                if tls_row {
+                    for t in tls_order {
+                        push(w, clients, pipeline, t, measure(t, w, clients, pipeline)?);
+                    }
+                }
+                if self.only_tls {
+                    continue;
                 }
                 if w == Workload::Uncontended && pipeline == 1 {
                     for t in [Target::Floor, Target::FloorEpoll] {
@@ -223,6 +336,9 @@ impl Suite {
                     let t = Target::DlmLegacy;
                     push(w, clients, pipeline, t, measure(t, w, clients, pipeline)?);
                 }
+            }
+            if self.only_tls {
+                continue;
             }
             let w = Workload::ContendedWait;
             for t in with_baseline(&[Target::Dlm]) {
@@ -237,25 +353,64 @@ impl Suite {
                 push(w, clients, 1, t, measure(t, w, clients, 1)?);
             }
         }
+        // Semaphores and read/write locks: dlm's queue against Redis's
+        // usual recipes, polled.
+        if !self.only_tls {
+            for (n, &clients) in self.shape_clients.iter().enumerate() {
+                let order = if n % 2 == 0 {
+                    [Target::Dlm, Target::Redis]
+                } else {
+                    [Target::Redis, Target::Dlm]
+                };
+                for w in [Workload::Semaphore, Workload::RwLock] {
+                    for t in with_baseline(&order) {
+                        push(w, clients, 1, t, measure(t, w, clients, 1)?);
+                    }
+                }
+            }
+        }
         drop((redis, dlm, spinning, floor, floor_epoll, baseline));
+        drop((redis_tls, dlm_tls, pki));
 
         // Ratios: each dlm row against the Redis row of the same workload
-        // (contended waits against Redis polling).
-        let base: Vec<(String, usize, usize, f64)> = rows
+        // (contended waits against Redis polling), TLS rows against Redis
+        // over TLS.
+        let redis = [Target::Redis.name(), Target::RedisTls.name()];
+        let base: Vec<(String, usize, usize, &str, f64)> = rows
             .iter()
-            .filter(|r| r.target == "redis")
-            .map(|r| (r.workload.clone(), r.clients, r.pipeline, r.headline))
+            .filter(|r| redis.contains(&r.target))
+            .map(|r| {
+                (
+                    r.workload.clone(),
+                    r.clients,
+                    r.pipeline,
+                    r.target,
+                    r.headline,
+                )
+            })
             .collect();
-        for r in rows.iter_mut().filter(|r| r.target != "redis") {
+        for r in rows.iter_mut().filter(|r| !redis.contains(&r.target)) {
             let wanted = if r.workload == Workload::ContendedWait.name() {
                 Workload::ContendedPoll.name()
             } else {
                 r.workload.as_str()
             };
+            let against = if r.target == Target::DlmTls.name() {
+                Target::RedisTls.name()
+            } else {
+                Target::Redis.name()
+            };
             r.ratio = base
                 .iter()
-                .find(|b| b.0 == wanted && b.1 == r.clients && b.2 == r.pipeline)
-                .map(|b| r.headline / b.3.max(1e-9));
+                .find(|b| b.0 == wanted && b.1 == r.clients && b.2 == r.pipeline && b.3 == against)
+                .map(|b| r.headline / b.4.max(1e-9));
+        }
+
+        if self.only_tls {
+            print_table(&rows);
+            print_targets(&rows, None);
+            println!("suite took {:.0} s", started.elapsed().as_secs_f64());
+            return Ok(());
         }
 
         // Memory: fresh servers, N live locks each.
@@ -278,14 +433,37 @@ impl Suite {
 
         print_table(&rows);
         println!();
+        print_shape_table(&rows);
+        println!();
         println!(
             "memory, {} live locks (12-char names, 40-char IDs): dlm {dlm_bytes:.1} B/lock, redis {redis_bytes:.1} B/lock, ratio {:.2}",
             self.fill,
             dlm_bytes / redis_bytes.max(1e-9)
         );
-        print_targets(&rows, dlm_bytes / redis_bytes.max(1e-9));
+        print_targets(&rows, Some(dlm_bytes / redis_bytes.max(1e-9)));
         println!("suite took {:.0} s", started.elapsed().as_secs_f64());
+        broken_promises(&rows)
+    }
+}
+
+/// Fails the run if a semaphore or read/write lock row saw a grant beside
+/// more holders than it allows (so that the smoke run in `make test`
+/// catches it, not only the table).
+fn broken_promises(rows: &[Row]) -> io::Result<()> {
+    let broken: Vec<String> = rows
+        .iter()
+        .filter(|r| r.report.violations > 0)
+        .map(|r| {
+            format!(
+                "{} at {} clients on {}: {} grants beside too many holders",
+                r.workload, r.clients, r.target, r.report.violations
+            )
+        })
+        .collect();
+    if broken.is_empty() {
         Ok(())
+    } else {
+        Err(io::Error::other(broken.join("; ")))
     }
 }
 
@@ -305,7 +483,7 @@ fn find<'r>(
 }
 
 /// The targets, each with what this run measured.
-fn print_targets(rows: &[Row], memory_ratio: f64) {
+fn print_targets(rows: &[Row], memory_ratio: Option<f64>) {
     println!();
     println!("| target | measured | met |");
     println!("|---|---|---|");
@@ -383,10 +561,86 @@ fn print_targets(rows: &[Row], memory_ratio: f64) {
             mark(d.report.p99_us <= r.report.p99_us)
         );
     }
+    if let Some(m) = memory_ratio {
+        println!(
+            "| memory per live lock <= 0.8x Redis | {m:.2}x | {} |",
+            mark(m <= 0.8)
+        );
+    }
+    for w in [Workload::Uncontended, Workload::Kv] {
+        for c in [16, 64] {
+            ratio_row(
+                w.name(),
+                c,
+                1,
+                Target::DlmTls.name(),
+                1.2,
+                &format!(
+                    "TLS: {} cycles/s >= 1.2x Redis over TLS, {c} clients",
+                    w.name()
+                ),
+            );
+        }
+    }
+    for w in [Workload::Uncontended, Workload::Kv] {
+        for c in [16, 64] {
+            let (Some(t), Some(p)) = (
+                find(rows, w.name(), c, 1, Target::DlmTls.name()),
+                find(rows, w.name(), c, 1, Target::Dlm.name()),
+            ) else {
+                continue;
+            };
+            let ratio = t.report.server_cpu_us / p.report.server_cpu_us.max(1e-9);
+            println!(
+                "| TLS: dlm server CPU/request <= 1.5x plaintext, {}, {c} clients | {:.2} vs {:.2} us ({ratio:.2}x) | {} |",
+                w.name(),
+                t.report.server_cpu_us,
+                p.report.server_cpu_us,
+                mark(ratio <= 1.5)
+            );
+        }
+    }
+}
+
+/// The semaphore and read/write lock rows, with what they checked.
+fn print_shape_table(rows: &[Row]) {
     println!(
-        "| memory per live lock <= 0.8x Redis | {memory_ratio:.2}x | {} |",
-        mark(memory_ratio <= 0.8)
+        "semaphore: {} permits; rwlock: {}% reads. dlm clients queue in the server, Redis clients poll its recipe (Lua).",
+        Run::PERMITS,
+        Run::READ_PERCENT
     );
+    println!(
+        "| workload | clients | target | acq/s | writes/s | ops/s | p50 us | p99 us | errors | most holders at once | violations | acq/client min-max | dlm/Redis |"
+    );
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|");
+    let shapes = [Workload::Semaphore.name(), Workload::RwLock.name()];
+    for r in rows
+        .iter()
+        .filter(|r| shapes.contains(&r.workload.as_str()))
+    {
+        let rep = &r.report;
+        println!(
+            "| {} | {} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {}-{} | {} |",
+            r.workload,
+            r.clients,
+            r.target,
+            rep.acquisitions_per_s(),
+            if r.workload == Workload::RwLock.name() {
+                format!("{:.0}", rep.writes_per_s())
+            } else {
+                "-".into()
+            },
+            rep.ops_per_s(),
+            rep.p50_us,
+            rep.p99_us,
+            rep.errors,
+            rep.max_holders,
+            rep.violations,
+            rep.spread.0,
+            rep.spread.1,
+            r.ratio.map_or_else(|| "-".into(), |x| format!("{x:.2}x")),
+        );
+    }
 }
 
 fn print_table(rows: &[Row]) {
@@ -396,7 +650,9 @@ fn print_table(rows: &[Row]) {
     println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|");
     for r in rows {
         let rep = &r.report;
-        let contended = r.workload.starts_with("contended");
+        let contended = r.workload.starts_with("contended")
+            || r.workload == Workload::Semaphore.name()
+            || r.workload == Workload::RwLock.name();
         println!(
             "| {} | {} | {} | {} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {} | {:.2} | {:.2} | {:.1} | {} | {} |",
             r.workload,
