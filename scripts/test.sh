@@ -23,6 +23,8 @@ cargo check -p dlm-core --locked --no-default-features
 cargo check -p dlm-core --locked --no-default-features --features alloc
 cargo check -p dlm-core --locked --no-default-features --features seal
 cargo check -p dlm-core --locked --all-features
+# Without an allocator the engine refuses semaphores and read/write locks.
+cargo test -p dlm-core --locked --no-default-features --test engine_no_alloc
 
 step "no_std build for a target without std"
 cargo build -p dlm-core --locked --no-default-features --target thumbv7em-none-eabihf
