@@ -13,7 +13,7 @@ use dlm_core::stats::Stat;
 use dlm_core::time::Ttl;
 use tracing::debug;
 
-use crate::conn::Held;
+use crate::conn::{Closing, Held};
 use crate::host::{Host, Peers, engine_time};
 
 /// What a client was told about holding a lock, as [`Host::take_journal`](crate::host::Host::take_journal)
@@ -69,6 +69,9 @@ pub(crate) struct Delivery {
     grant: Option<(String, Token)>,
     /// The holder and TTL of a grant (for the journal).
     owner: Option<(String, Ttl)>,
+    /// A multi-lock grant's tokens after the first, one per further name
+    /// (for the journal, which names them from the engine).
+    more: Vec<Token>,
 }
 
 impl Delivery {
@@ -86,12 +89,17 @@ impl Delivery {
             (true, Some(id), Some(ttl)) => Some((id.to_owned(), ttl)),
             _ => None,
         };
+        let more = match (&grant, ev.response.tokens) {
+            (Some(_), Some(tokens)) => tokens.iter().skip(1).collect(),
+            _ => Vec::new(),
+        };
         Self {
             tag: ev.tag,
             waiter: ev.waiter,
             line,
             grant,
             owner,
+            more,
         }
     }
 }
@@ -173,6 +181,17 @@ impl Host {
             } = self;
             engine.advance(now, &mut |ev| deliveries.push(Delivery::of(&ev)));
             self.place_deliveries(at, peers);
+            // A grant that fell due may have gone to a waiter of this very
+            // connection whose client has left: then it was taken back and
+            // the connection closed, its held answers dropped. Answering
+            // this line now would put its answer where an earlier
+            // request's belonged.
+            if self
+                .conn(slot)
+                .is_none_or(|c| c.generation != generation || c.closing != Closing::No)
+            {
+                return;
+            }
         }
         let watching = self.is_watching(slot, generation);
         let Self {
@@ -354,7 +373,7 @@ impl Host {
             now
         };
         let mut sink = |ev: Event<'_>| deliveries.push(Delivery::of(&ev));
-        let mut told = None;
+        let mut told = Vec::new();
         match engine.handle_in(
             now,
             &req.command,
@@ -369,7 +388,7 @@ impl Host {
         ) {
             Outcome::Reply(r) => {
                 if journal.is_some() {
-                    told = record(slot, &req.command, &r, at);
+                    record(slot, &req.command, &r, at, &mut told);
                 }
                 conn.emit(&r, framing);
                 engine.stats_mut().incr(Stat::Out);
@@ -384,8 +403,8 @@ impl Host {
             }
             Outcome::Queued(w) => conn.held.push_back(Held::Waiting(w, framing)),
         }
-        if let (Some(journal), Some(told)) = (&mut self.journal, told) {
-            journal.push(told);
+        if let Some(journal) = &mut self.journal {
+            journal.extend(told);
         }
         if !self.deliveries.is_empty() {
             self.place_deliveries(at, peers);
@@ -432,14 +451,23 @@ impl Host {
                     && let (Some(journal), Some((name, token)), Some((owner, ttl))) =
                         (&mut self.journal, &d.grant, &d.owner)
                 {
-                    journal.push(Told::Locked {
-                        slot,
-                        name: name.clone(),
-                        owner: owner.clone(),
-                        token: token.0,
-                        ttl: *ttl,
-                        at,
-                    });
+                    // A multi-lock's further names, from the engine (the
+                    // answer carries their tokens only).
+                    let names: Vec<String> = match self.engine.multi_grant_names(*token) {
+                        Some(names) if !d.more.is_empty() => names.map(str::to_owned).collect(),
+                        _ => vec![name.clone()],
+                    };
+                    let tokens = core::iter::once(*token).chain(d.more.iter().copied());
+                    for (name, token) in names.into_iter().zip(tokens) {
+                        journal.push(Told::Locked {
+                            slot,
+                            name,
+                            owner: owner.clone(),
+                            token: token.0,
+                            ttl: *ttl,
+                            at,
+                        });
+                    }
                 }
                 if placed {
                     self.engine.stats_mut().incr(Stat::Out);
@@ -465,9 +493,31 @@ impl Host {
     }
 }
 
-/// What a direct answer told a client about holding a lock, if anything.
-fn record(slot: usize, command: &Command<'_>, r: &Response<'_>, at: Duration) -> Option<Told> {
-    match (command, r.status, r.token, r.expire, r.id) {
+/// What a direct answer told a client about holding locks, if anything,
+/// added to `told`.
+fn record(
+    slot: usize,
+    command: &Command<'_>,
+    r: &Response<'_>,
+    at: Duration,
+    told: &mut Vec<Told>,
+) {
+    if let (Command::LockAll { names, owner, .. }, Status::Locked, Some(tokens), Some(ttl)) =
+        (command, r.status, r.tokens, r.expire)
+    {
+        for (name, token) in names.iter().zip(tokens.iter()) {
+            told.push(Told::Locked {
+                slot,
+                name: name.to_owned(),
+                owner: owner.0.to_owned(),
+                token: token.0,
+                ttl,
+                at,
+            });
+        }
+        return;
+    }
+    let one = match (command, r.status, r.token, r.expire, r.id) {
         (
             Command::Lock { name, owner, .. } | Command::Acquire { name, owner, .. },
             Status::Locked,
@@ -490,7 +540,8 @@ fn record(slot: usize, command: &Command<'_>, r: &Response<'_>, at: Duration) ->
             })
         }
         _ => None,
-    }
+    };
+    told.extend(one);
 }
 
 #[cfg(test)]

@@ -612,6 +612,17 @@ impl<S: Storage> Engine<S> {
             })
     }
 
+    /// The names of a multi-lock granted to a waiter whose first token is
+    /// `first`, in the order of its request, while that grant lasts (its
+    /// first name's grant has not ended). The host's journal names every
+    /// lock of such a grant by it; the waiter's answer carries only tokens.
+    pub fn multi_grant_names(&self, first: Token) -> Option<impl Iterator<Item = &str> + '_> {
+        self.multi
+            .grants
+            .get(&first.0)
+            .map(|names| names.iter().map(String::as_str))
+    }
+
     /// Every waiter number in the multi-lock queues, in arrival order.
     pub fn multi_waiters(&self) -> impl Iterator<Item = WaiterId> + '_ {
         self.multi.waiting.keys().map(|&id| WaiterId(id))
