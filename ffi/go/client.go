@@ -492,22 +492,39 @@ func (c *Client) UnlockByName(ctx context.Context, name string, token uint64) er
 // Put stores value under name for ttl, encoded by the client's encoder,
 // and returns the entry's new revision (1 when created, +1 on each Put).
 // It fails with ErrNotOwner if another owner's entry lives under name.
-func (c *Client) Put(ctx context.Context, name string, value []byte, ttl time.Duration) (uint64, error) {
-	return c.put(ctx, "put", name, value, ttl, 0, false)
+//
+// The value is its owner's alone unless a Readers or ReadersAny option
+// shares it; each Put says its readers anew, so a Put without them makes
+// the value private again.
+func (c *Client) Put(ctx context.Context, name string, value []byte, ttl time.Duration, opts ...PutOption) (uint64, error) {
+	return c.put(ctx, "put", name, value, ttl, 0, false, opts)
 }
 
 // PutIf is a compare-and-set Put: it stores value only if the entry's
 // revision is expected (0: only if there is no entry), and returns the new
 // revision. On ErrConflict it returns the entry's current revision (0 if
 // there is none) with the error, so a retry loop can go on from there.
-func (c *Client) PutIf(ctx context.Context, name string, value []byte, ttl time.Duration, expected uint64) (uint64, error) {
-	return c.put(ctx, "putif", name, value, ttl, expected, true)
+// The options of Put apply (a compare-and-set replaces value and readers
+// together).
+func (c *Client) PutIf(ctx context.Context, name string, value []byte, ttl time.Duration, expected uint64, opts ...PutOption) (uint64, error) {
+	return c.put(ctx, "putif", name, value, ttl, expected, true, opts)
 }
 
-func (c *Client) put(ctx context.Context, op, name string, value []byte, ttl time.Duration, expected uint64, compare bool) (uint64, error) {
+func (c *Client) put(ctx context.Context, op, name string, value []byte, ttl time.Duration, expected uint64, compare bool, opts []PutOption) (uint64, error) {
+	var cfg putConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	cl := call{kind: C.DLM_CALL_PUT, name: name, value: value, ttl: millis(ttl), revision: expected}
 	if compare {
 		cl.flags |= C.DLM_PUT_IF
+	}
+	if cfg.any {
+		cl.flags |= C.DLM_PUT_READERS_ANY
+	}
+	if len(cfg.readers) > 0 {
+		cl.flags |= C.DLM_PUT_READERS
+		cl.readers = cfg.readers
 	}
 	if c.enc != nil && name != "" {
 		stored, err := c.encode(name, value)
@@ -535,11 +552,17 @@ type Value struct {
 	Data []byte
 	// Revision is the entry's revision.
 	Revision uint64
+	// Owner is whose value it is: this client's ID, or the ID of the
+	// owner who shared it with this client ("" if the server did not
+	// say, as JackrabbitDLM does not).
+	Owner string
 }
 
-// Get reads name, decoded by the client's encoder. It fails with
-// ErrNotFound if there is no entry, ErrNotOwner if it is another owner's,
-// and ErrEncoding if the stored value does not decode.
+// Get reads name, decoded by the client's encoder: this client's own
+// value, or another owner's shared with it (Readers, ReadersAny; Owner
+// says whose). It fails with ErrNotFound if there is no entry, ErrNotOwner
+// if it is another owner's not shared with this client, and ErrEncoding
+// if the stored value does not decode.
 func (c *Client) Get(ctx context.Context, name string) (Value, error) {
 	cl := call{kind: C.DLM_CALL_GET, name: name}
 	if c.enc != nil {
@@ -550,7 +573,7 @@ func (c *Client) Get(ctx context.Context, name string) (Value, error) {
 		return Value{}, err
 	}
 	defer putOp(o)
-	v := Value{Revision: uint64(o.ans.revision)}
+	v := Value{Revision: uint64(o.ans.revision), Owner: c.w.owner(&cl, o)}
 	if c.enc != nil {
 		if v.Data, err = c.decode(name, string(o.data)); err != nil {
 			return Value{}, newError("get", name, ErrEncoding, err)

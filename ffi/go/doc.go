@@ -18,6 +18,10 @@
 // or a read/write lock, each a *Lock with its own token; RWMutex adapts a
 // read/write lock to sync.RWMutex's shape (RLocker is a sync.Locker).
 //
+// LockAll takes several exclusive locks all or none (a *MultiLock, one
+// token per name), waiting in every name's queue at once without risk of
+// deadlock.
+//
 // Client.Session opens a server session whose locks (Session.Lock, with
 // an optional LockDelay) end with it; Client.Watch and Client.WatchName
 // deliver every change of a prefix or a name on a channel, resumable by
@@ -70,7 +74,11 @@
 // through an encoder: libdlm's table codec by default (JackrabbitDLM's
 // format, readable from every dlm binding and from JackrabbitDLM's Python
 // client), libdlm's sealed XChaCha20-Poly1305 encoder (WithSealedKey), or
-// a Go Encoder (WithEncoder).
+// a Go Encoder (WithEncoder). Readers and ReadersAny share a value with
+// other identities or with every client (writing stays the owner's), and
+// Value.Owner says whose value Get read:
+//
+//	_, err = c.Put(ctx, "cfg", []byte("v1"), time.Hour, dlm.Readers("alice"))
 //
 // # Building
 //

@@ -13,7 +13,9 @@ import (
 )
 
 // In these examples, addr is the server's address, such as
-// "127.0.0.1:37373" (the tests point it at a server of their own).
+// "127.0.0.1:37373" (the tests point it at a server of their own), and
+// readerName and readerSecret the name and secret of one of its
+// identities (dlm-server identity new).
 
 // Take a lock, waiting for it in the server's fair queue, renewed in the
 // background while held.
@@ -216,4 +218,47 @@ func ExampleLock_Lost() {
 	}()
 	fmt.Println("leading:", work.Err() == nil)
 	// Output: leading: true
+}
+
+// Lock two accounts for a transfer, both or neither: transfers naming
+// them in the other order wait in the same queues, so none deadlocks.
+func ExampleClient_LockAll() {
+	ctx := context.Background()
+	c, _ := dlm.Dial(ctx, addr)
+	defer c.Close()
+
+	m, err := c.LockAll(ctx, []string{"acct/1", "acct/7"},
+		dlm.TTL(10*time.Second), dlm.Wait(5*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Unlock(ctx)
+	tokens := m.Tokens() // hand tokens[i] to what account i's lock protects
+	fmt.Println(len(tokens), "tokens, increasing:", tokens[1] > tokens[0])
+	// Output: 2 tokens, increasing: true
+}
+
+// Share a value with another identity: it reads the value and whose it
+// is, but only the owner may change it.
+func ExampleReaders() {
+	ctx := context.Background()
+	owner, _ := dlm.Dial(ctx, addr, dlm.WithClientID("config-service"))
+	defer owner.Close()
+	reader, _ := dlm.Dial(ctx, addr, dlm.WithCredentials(readerName, readerSecret))
+	defer reader.Close()
+
+	if _, err := owner.Put(ctx, "feature-x", []byte("on"), time.Minute, dlm.Readers(readerName)); err != nil {
+		log.Fatal(err)
+	}
+	defer owner.Erase(ctx, "feature-x")
+	v, err := reader.Get(ctx, "feature-x")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s, from %s\n", v.Data, v.Owner)
+	_, err = reader.Put(ctx, "feature-x", []byte("off"), time.Minute)
+	fmt.Println(errors.Is(err, dlm.ErrNotOwner))
+	// Output:
+	// on, from config-service
+	// true
 }

@@ -99,11 +99,13 @@ func (f *failover) sync() {
 func (f *failover) start(w *wire, c *call, timeout time.Duration) (*fcall, *failure) {
 	fc := &fcall{}
 	var report C.gdlm_err
+	l := c.lists()
 	f.mu.Lock()
 	s := C.gdlm_failover_start(f.ptr, w.wptr(),
 		C.uint32_t(c.kind), C.uint32_t(c.flags), textOf(c.name), C.size_t(len(c.name)),
 		bytesPtr(c.value), C.size_t(len(c.value)), C.uint64_t(c.ttl), C.uint64_t(c.wait),
 		C.uint64_t(c.token), C.uint64_t(c.revision), C.uint32_t(c.permits), C.uint64_t(c.delay),
+		l.names, l.nameLens, l.nNames, l.readers, l.readerLens, l.nReaders,
 		C.uint64_t(nowMs()), C.uint64_t(millis(timeout)), &fc.ptr, &report)
 	f.mu.Unlock()
 	runtime.KeepAlive(w)

@@ -45,7 +45,9 @@ type lockCore struct {
 	// ErrClosed rather than ErrLockLost).
 	byClose bool
 
-	lost     lostSignal
+	// lost is the Lost channel: the lock's own, or its multi-lock's,
+	// shared by every name of the set.
+	lost     *lostSignal
 	stop     chan struct{} // closed to stop the renewal goroutine
 	stopOnce sync.Once
 }
@@ -57,6 +59,8 @@ type lostSignal struct {
 }
 
 func (s *lostSignal) fire() { s.once.Do(func() { close(s.ch) }) }
+
+func newLostSignal() *lostSignal { return &lostSignal{ch: make(chan struct{})} }
 
 // lptr returns the C pointer for a call; see wire.wptr.
 func (l *lockCore) lptr() *C.dlm_lease {
@@ -321,18 +325,14 @@ func (c *Client) lock(ctx context.Context, op, name string, cfg lockConfig) (*Lo
 	if f != nil {
 		return nil, f.asError(op, name)
 	}
-	core := &lockCore{c: c.clientCore, name: name, lease: lease, lost: lostSignal{ch: make(chan struct{})}}
-	var info C.dlm_lease_info
-	C.dlm_lease_inspect(core.lease, C.uint64_t(nowMs()), &info)
-	c.locks.add(core)
+	core, token := c.adopt(name, lease, newLostSignal())
 	if cfg.session != nil {
 		cfg.session.bind(core)
 	}
 	if cfg.autoRenew {
-		core.stop = make(chan struct{})
-		go core.renew()
+		core.startRenewal()
 	}
-	l := &Lock{c: c, core: core, name: name, token: uint64(info.token)}
+	l := &Lock{c: c, core: core, name: name, token: token}
 	runtime.SetFinalizer(l, func(l *Lock) {
 		// Releasing is a network call: keep it off the finalizer
 		// goroutine. The closure keeps l.c alive until it is done.
@@ -342,6 +342,22 @@ func (c *Client) lock(ctx context.Context, op, name string, cfg lockConfig) (*Lo
 		}()
 	})
 	return l, nil
+}
+
+// adopt makes the lockCore of a new lease, registered with the Client so
+// that Close releases it, and returns it with its fencing token.
+func (c *clientCore) adopt(name string, lease *C.dlm_lease, lost *lostSignal) (*lockCore, uint64) {
+	core := &lockCore{c: c, name: name, lease: lease, lost: lost}
+	var info C.dlm_lease_info
+	C.dlm_lease_inspect(core.lease, C.uint64_t(nowMs()), &info)
+	c.locks.add(core)
+	return core, uint64(info.token)
+}
+
+// startRenewal starts the lock's renewal goroutine.
+func (l *lockCore) startRenewal() {
+	l.stop = make(chan struct{})
+	go l.renew()
 }
 
 // Semaphore takes one permit of the counting semaphore name of permits
@@ -404,7 +420,7 @@ func (c *clientCore) releaseOrphan(cl call, sent uint64, line []byte) {
 	if f != nil {
 		return // not granted
 	}
-	l := &lockCore{c: c, name: cl.name, lease: lease, lost: lostSignal{ch: make(chan struct{})}}
+	l := &lockCore{c: c, name: cl.name, lease: lease, lost: newLostSignal()}
 	l.io.Lock()
 	_ = l.release(context.Background())
 	l.freeLease(false)
@@ -446,13 +462,17 @@ func (l *Lock) Remaining() time.Duration {
 // Cancelling ctx stops waiting for the answer (ErrCancelled); the lease
 // then counts the extension as failed.
 func (l *Lock) Extend(ctx context.Context, d time.Duration) error {
+	defer runtime.KeepAlive(l)
+	return l.core.extend(ctx, d)
+}
+
+// extend extends the grant (see Lock.Extend).
+func (lc *lockCore) extend(ctx context.Context, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
-		return newError("extend", l.name, ErrCancelled, err)
+		return newError("extend", lc.name, ErrCancelled, err)
 	}
-	lc := l.core
 	lc.io.Lock()
 	defer lc.io.Unlock()
-	defer runtime.KeepAlive(l)
 	lc.mu.Lock()
 	if lc.lease == nil {
 		lc.mu.Unlock()
@@ -465,14 +485,14 @@ func (l *Lock) Extend(ctx context.Context, d time.Duration) error {
 		f := takeFailure(s, &o.report)
 		putOp(o)
 		lc.state() // closes Lost if the extension found the lock lost
-		return f.asError("extend", l.name)
+		return f.asError("extend", lc.name)
 	}
 	putOp(o)
 	sent, err := lc.exchange(ctx, "extend")
 	if !sent && err == nil {
 		// Lost before it could be sent.
 		lc.state()
-		return newError("extend", l.name, ErrLockLost, nil)
+		return newError("extend", lc.name, ErrLockLost, nil)
 	}
 	return err
 }
@@ -488,7 +508,13 @@ func (l *Lock) Extend(ctx context.Context, d time.Duration) error {
 // would only keep others waiting until its TTL runs out.
 func (l *Lock) Unlock(ctx context.Context) error {
 	_ = ctx
-	lc := l.core
+	err := l.core.unlock()
+	runtime.SetFinalizer(l, nil)
+	return err
+}
+
+// unlock releases the lock once and frees its lease (see Lock.Unlock).
+func (lc *lockCore) unlock() error {
 	lc.io.Lock()
 	lc.mu.Lock()
 	if lc.lease == nil {
@@ -496,7 +522,7 @@ func (l *Lock) Unlock(ctx context.Context) error {
 		lc.mu.Unlock()
 		lc.io.Unlock()
 		if byClose {
-			return newError("unlock", l.name, ErrClosed, nil)
+			return newError("unlock", lc.name, ErrClosed, nil)
 		}
 		return nil
 	}
@@ -508,7 +534,6 @@ func (l *Lock) Unlock(ctx context.Context) error {
 		lc.stopRenewal()
 		lc.c.locks.remove(lc)
 	}
-	runtime.SetFinalizer(l, nil)
 	return err
 }
 

@@ -26,6 +26,9 @@ var (
 	// identity is a server identity (name and secret) with a 1 MiB MaxSize.
 	identityName   = "go-test"
 	identitySecret string
+	// readerName is a second identity, which shared values name.
+	readerName   = "go-reader"
+	readerSecret string
 	// repoRoot is the repository's root directory.
 	repoRoot string
 )
@@ -55,6 +58,9 @@ func run(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	if identitySecret, err = newIdentity(bin, dir, identityName); err != nil {
+		return 0, err
+	}
+	if readerSecret, err = newIdentity(bin, dir, readerName); err != nil {
 		return 0, err
 	}
 	srv, err := startServerProcess(bin, "--identity-dir", dir)

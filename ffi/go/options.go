@@ -193,3 +193,27 @@ func millis(d time.Duration) uint64 {
 	}
 	return uint64((d + time.Millisecond - 1) / time.Millisecond)
 }
+
+// A PutOption configures Put and PutIf.
+type PutOption func(*putConfig)
+
+type putConfig struct {
+	readers []string
+	any     bool
+}
+
+// Readers shares the value with the server identities named (up to 32;
+// each 1 to 255 ASCII letters, digits, '-', '_' or '.', not starting with
+// '.'): clients authenticated as one of them (WithCredentials, or a TLS
+// client certificate standing for it) may Get it, whatever their client
+// ID; everybody else gets ErrNotOwner. Writing stays the owner's.
+// PROTOCOL.md section 8, "Shared values". Several Readers options add up.
+// A JackrabbitDLM server ignores it: the value stays its owner's.
+func Readers(identities ...string) PutOption {
+	return func(c *putConfig) { c.readers = append(c.readers, identities...) }
+}
+
+// ReadersAny shares the value with every client, anonymous or not.
+func ReadersAny() PutOption {
+	return func(c *putConfig) { c.any = true }
+}

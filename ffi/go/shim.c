@@ -42,17 +42,43 @@ static dlm_status fail(dlm_status s, const void *h, last_error_fn get,
     return s;
 }
 
-#define REQUEST                                                               \
-    {                                                                         \
+// One more than the longest list libdlm takes, so that it sees (and
+// refuses, saying why) a list that is too long.
+#define LIST_MAX 33
+
+// Points ptrs at the texts of buf (lens[i] bytes each, one after the
+// other); how many (at most LIST_MAX).
+static size_t point(const char **ptrs, const char *buf, const size_t *lens,
+                    size_t count) {
+    size_t n = count < LIST_MAX ? count : LIST_MAX;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        ptrs[i] = buf == NULL ? "" : buf + off;
+        off += lens[i];
+    }
+    return n;
+}
+
+// Declares the dlm_request `req` of the GDLM_REQUEST_ARGS, its lists on
+// this stack frame.
+#define REQUEST(req)                                                          \
+    const char *req##_names[LIST_MAX];                                        \
+    const char *req##_readers[LIST_MAX];                                      \
+    dlm_request req = {                                                       \
         .call = call, .flags = flags, .name = name, .name_len = name_len,     \
         .value = value, .value_len = value_len, .ttl_ms = ttl_ms,             \
         .wait_ms = wait_ms, .token = token, .revision = revision,             \
         .permits = permits, .lock_delay_ms = lock_delay_ms,                   \
+        .names = req##_names, .name_lens = name_lens,                         \
+        .names_count = point(req##_names, names, name_lens, names_count),     \
+        .readers = req##_readers, .reader_lens = reader_lens,                 \
+        .readers_count =                                                      \
+            point(req##_readers, readers, reader_lens, readers_count),        \
     }
 
 dlm_status gdlm_wire_write(const dlm_wire *w, GDLM_REQUEST_ARGS, char *buf,
                            size_t len, size_t *out_n, gdlm_err *err) {
-    dlm_request req = REQUEST;
+    REQUEST(req);
     return fail(dlm_wire_write(w, &req, buf, len, out_n), w, wire_last_error,
                 err);
 }
@@ -60,7 +86,7 @@ dlm_status gdlm_wire_write(const dlm_wire *w, GDLM_REQUEST_ARGS, char *buf,
 dlm_status gdlm_wire_read(const dlm_wire *w, GDLM_REQUEST_ARGS,
                           const char *line, size_t line_len, void *data,
                           size_t data_cap, dlm_answer *out, gdlm_err *err) {
-    dlm_request req = REQUEST;
+    REQUEST(req);
     return fail(dlm_wire_read(w, &req, line, line_len, data, data_cap, out), w,
                 wire_last_error, err);
 }
@@ -103,9 +129,27 @@ dlm_status gdlm_wire_id(const dlm_wire *w, char *buf, size_t len,
 dlm_status gdlm_lease_new(const dlm_wire *w, GDLM_REQUEST_ARGS,
                           uint64_t sent_ms, uint64_t now_ms, const char *line,
                           size_t line_len, dlm_lease **out, gdlm_err *err) {
-    dlm_request req = REQUEST;
+    REQUEST(req);
     return fail(dlm_lease_new(w, &req, sent_ms, now_ms, line, line_len, out),
                 w, wire_last_error, err);
+}
+
+dlm_status gdlm_lease_new_all(const dlm_wire *w, GDLM_REQUEST_ARGS,
+                              uint64_t sent_ms, uint64_t now_ms,
+                              const char *line, size_t line_len,
+                              dlm_lease **out, size_t cap, gdlm_err *err) {
+    REQUEST(req);
+    return fail(dlm_lease_new_all(w, &req, sent_ms, now_ms, line, line_len,
+                                  out, cap),
+                w, wire_last_error, err);
+}
+
+dlm_status gdlm_wire_owner(const dlm_wire *w, GDLM_REQUEST_ARGS,
+                           const char *line, size_t line_len, char *buf,
+                           size_t len, size_t *out_n, gdlm_err *err) {
+    REQUEST(req);
+    return fail(dlm_wire_owner(w, &req, line, line_len, buf, len, out_n), w,
+                wire_last_error, err);
 }
 
 dlm_status gdlm_lease_extend(dlm_lease *l, uint64_t now_ms, uint64_t ttl_ms,
@@ -165,7 +209,7 @@ dlm_status gdlm_failover_start(dlm_failover *f, const dlm_wire *w,
                                GDLM_REQUEST_ARGS, uint64_t now_ms,
                                uint64_t timeout_ms, dlm_failover_call **out,
                                gdlm_err *err) {
-    dlm_request req = REQUEST;
+    REQUEST(req);
     return fail(dlm_failover_start(f, w, &req, now_ms, timeout_ms, out), f,
                 failover_last_error, err);
 }

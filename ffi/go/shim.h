@@ -23,12 +23,17 @@ typedef struct {
     char *msg;
 } gdlm_err;
 
-/* A request's fields (see dlm_request). */
+/* A request's fields (see dlm_request). Its lists (a multi-lock's names,
+ * a shared put's readers) come as one buffer of the texts one after the
+ * other and their lengths: the shim points dlm_request at each (Go may not
+ * pass memory holding pointers). */
 #define GDLM_REQUEST_ARGS                                                     \
     uint32_t call, uint32_t flags, const char *name, size_t name_len,         \
         const void *value, size_t value_len, uint64_t ttl_ms,                 \
         uint64_t wait_ms, uint64_t token, uint64_t revision, uint32_t permits, \
-        uint64_t lock_delay_ms
+        uint64_t lock_delay_ms, const char *names, const size_t *name_lens,   \
+        size_t names_count, const char *readers, const size_t *reader_lens,   \
+        size_t readers_count
 
 dlm_status gdlm_wire_write(const dlm_wire *w, GDLM_REQUEST_ARGS, char *buf,
                            size_t len, size_t *out_n, gdlm_err *err);
@@ -53,6 +58,15 @@ dlm_status gdlm_wire_id(const dlm_wire *w, char *buf, size_t len,
 dlm_status gdlm_lease_new(const dlm_wire *w, GDLM_REQUEST_ARGS,
                           uint64_t sent_ms, uint64_t now_ms, const char *line,
                           size_t line_len, dlm_lease **out, gdlm_err *err);
+/* dlm_lease_new_all: one lease per name of a multi-lock, into out (cap). */
+dlm_status gdlm_lease_new_all(const dlm_wire *w, GDLM_REQUEST_ARGS,
+                              uint64_t sent_ms, uint64_t now_ms,
+                              const char *line, size_t line_len,
+                              dlm_lease **out, size_t cap, gdlm_err *err);
+/* dlm_wire_owner: whose value a get's answer carries. */
+dlm_status gdlm_wire_owner(const dlm_wire *w, GDLM_REQUEST_ARGS,
+                           const char *line, size_t line_len, char *buf,
+                           size_t len, size_t *out_n, gdlm_err *err);
 dlm_status gdlm_lease_extend(dlm_lease *l, uint64_t now_ms, uint64_t ttl_ms,
                              gdlm_err *err);
 dlm_status gdlm_lease_poll_request(dlm_lease *l, const dlm_wire *w,

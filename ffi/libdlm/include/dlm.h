@@ -41,6 +41,9 @@
 // `dlm_lease_poll_request`.
 #define DLM_LEASE_HAS_REQUEST 32
 
+// The most names `dlm_client_lock_all` takes at once.
+#define DLM_MAX_LOCK_ALL 16
+
 // Flag for `dlm_client_lock`: extend the lock in the background every
 // third of its TTL until it is released or freed.
 #define DLM_LOCK_AUTO_RENEW 1
@@ -87,6 +90,18 @@
 // Flag of a `DLM_CALL_WATCH` request: resume after `revision` (every
 // event after it first), instead of starting from now.
 #define DLM_WATCH_SINCE 32
+
+// Flag of a `DLM_CALL_PUT` request (and of `dlm_client_put_shared`): any
+// client may read the value (PROTOCOL.md section 8, "Shared values").
+#define DLM_PUT_READERS_ANY 64
+
+// Flag of a `DLM_CALL_PUT` request: the `readers_count` identities
+// `readers` may read the value (at most `DLM_MAX_READERS`). Without it,
+// or `DLM_PUT_READERS_ANY`, the value is its owner's alone.
+#define DLM_PUT_READERS 128
+
+// The most identities a shared value names as readers.
+#define DLM_MAX_READERS 32
 
 // The longest lock-delay a server accepts, in milliseconds.
 #define DLM_MAX_LOCK_DELAY_MS 60000
@@ -343,6 +358,13 @@ enum dlm_call
   // `DLM_ERR_UNAVAILABLE` if this member cannot serve a watch now
   // (try another, or again later).
   DLM_CALL_WATCH = 13,
+  // Take the `names_count` exclusive locks `names` for `ttl_ms`, all or
+  // none, waiting up to `wait_ms` in every name's queue at once (0: one
+  // attempt); PROTOCOL.md section 8, "Multi-locks". No `name`. Read its
+  // answer with `dlm_lease_new_all`: one lease per name, each extended
+  // and released as a single lock's. A server without multi-locks
+  // (JackrabbitDLM) is `DLM_ERR_BAD_REQUEST`.
+  DLM_CALL_LOCK_ALL = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -406,8 +428,10 @@ typedef struct dlm_failover_call dlm_failover_call;
 // any monotonic clock of the caller's, the same one for every call.
 typedef struct dlm_lease dlm_lease;
 
-// A held lock. **Thread-safe**: its functions may be called from several
-// threads (they take turns). Freeing it releases the lock if still held.
+// A held lock, or several taken together by `dlm_client_lock_all`.
+// **Thread-safe**: its functions may be called from several threads
+// (they take turns). Freeing it releases the lock (every lock) if still
+// held.
 typedef struct dlm_lock dlm_lock;
 
 // Options for `dlm_client_new`. Not thread-safe: set it up on one thread,
@@ -491,6 +515,23 @@ typedef struct dlm_request {
   // `DLM_MAX_LOCK_DELAY_MS`). Read with that flag only, so a program
   // built before this field existed is read as it was.
   uint64_t lock_delay_ms;
+  // A `DLM_CALL_LOCK_ALL`'s lock names (`names_count` pointers, each
+  // to UTF-8 text of `name_lens[i]` bytes). This and the next two are
+  // read by that call only, so a program built before they existed is
+  // read as it was.
+  const char *const *names;
+  // The lengths of `names`, in bytes.
+  const size_t *name_lens;
+  // How many `names` (1 to `DLM_MAX_LOCK_ALL`).
+  size_t names_count;
+  // With `DLM_PUT_READERS`, the identity names that may read the value
+  // (`readers_count` pointers, each of `reader_lens[i]` bytes). This and
+  // the next two are read with that flag only.
+  const char *const *readers;
+  // The lengths of `readers`, in bytes.
+  const size_t *reader_lens;
+  // How many `readers`.
+  size_t readers_count;
 } dlm_request;
 
 // The step `dlm_failover_poll_connect` says to take.
@@ -740,6 +781,33 @@ dlm_status dlm_client_put(const struct dlm_client *client,
                           uint64_t ttl_ms,
                           uint64_t *out_revision);
 
+// Stores `value` under `name` for `ttl_ms` milliseconds, as
+// `dlm_client_put` does, shared with readers (PROTOCOL.md section 8,
+// "Shared values"): the `readers_count` identity names `readers` (each
+// `reader_lens[i]` bytes; at most 32, each 1 to 255 ASCII letters,
+// digits, `-`, `_` or `.`, not starting with `.`) may then read it with
+// `dlm_client_get` of the same name, whatever their client ID; with
+// `DLM_PUT_READERS_ANY` in `flags` (and no names), any client may. No
+// names and no flag: its owner alone, as `dlm_client_put`. Writing stays
+// the owner's, and each put says its readers anew. A JackrabbitDLM
+// server ignores readers (the value stays its owner's).
+//
+// # Safety
+// As for `dlm_client_put`; `readers` and `reader_lens` must point to
+// `readers_count` elements (or be NULL with 0), each name to its length
+// in readable bytes.
+dlm_status dlm_client_put_shared(const struct dlm_client *client,
+                                 const char *name,
+                                 size_t name_len,
+                                 const void *value,
+                                 size_t value_len,
+                                 uint64_t ttl_ms,
+                                 const char *const *readers,
+                                 const size_t *reader_lens,
+                                 size_t readers_count,
+                                 uint32_t flags,
+                                 uint64_t *out_revision);
+
 // Compare-and-set: stores `value` only if the stored revision is
 // `expected` (0: only if there is no entry). On `DLM_OK`, the new revision
 // goes to `out_revision`; on `DLM_ERR_CONFLICT`, the *current* revision
@@ -775,6 +843,29 @@ dlm_status dlm_client_get(const struct dlm_client *client,
                           size_t buf_len,
                           size_t *out_len,
                           uint64_t *out_revision);
+
+// Reads `name` as `dlm_client_get` does, and also whose value it is: its
+// owner's client ID (NUL-terminated) into `owner` (`owner_cap` bytes),
+// its length into `out_owner_len` (0 if the server did not say:
+// JackrabbitDLM). For a value another owner shared with this client
+// (`dlm_client_put_shared`), that owner's ID; for this client's own, its
+// own. If either buffer is too small, returns `DLM_ERR_BUFFER_TOO_SMALL`
+// with both needed lengths (`out_len`, `out_owner_len`, without the NUL)
+// written and nothing else.
+//
+// # Safety
+// As for `dlm_client_get`; `owner` must hold `owner_cap` writable bytes
+// (or be NULL with 0); `out_owner_len` writable.
+dlm_status dlm_client_get_with_owner(const struct dlm_client *client,
+                                     const char *name,
+                                     size_t name_len,
+                                     void *buf,
+                                     size_t buf_len,
+                                     size_t *out_len,
+                                     uint64_t *out_revision,
+                                     char *owner,
+                                     size_t owner_cap,
+                                     size_t *out_owner_len);
 
 // Deletes `name`. `DLM_ERR_NOT_FOUND` if there was no entry.
 //
@@ -1044,6 +1135,33 @@ dlm_status dlm_lease_new(const struct dlm_wire *wire,
                          size_t line_len,
                          struct dlm_lease **out);
 
+// Reads the server's answer `line` to the multi-lock request `req` (a
+// `DLM_CALL_LOCK_ALL`, sent at `sent_ms` and answered at `now_ms`) and
+// makes one lease per name, in the order of `req->names`, into `out`
+// (`cap` elements; `req->names_count` are written). Each is an ordinary
+// lock's lease, extended and released by its own token (dlm's clients
+// extend and release them together); `DLM_LOCK_AUTO_RENEW` makes each
+// renew itself. A refusal is `DLM_ERR_NOT_OWNER` after one attempt (no
+// name is taken), `DLM_ERR_TIMEOUT` after a wait that ran out,
+// `DLM_ERR_CONFLICT` for a name that is a semaphore or read/write lock,
+// `DLM_ERR_BAD_REQUEST` from a server without multi-locks; its detail is
+// in `dlm_wire_last_error`. If `cap` is smaller than `req->names_count`,
+// `DLM_ERR_BUFFER_TOO_SMALL` and nothing is made (the locks stay granted:
+// call again with room). `line` is not modified.
+//
+// # Safety
+// `wire` must be a live wire; `req` must point to a valid `dlm_request`;
+// `line` to `line_len` readable bytes; `out` to `cap` writable pointers.
+// Free each lease with `dlm_lease_free`.
+dlm_status dlm_lease_new_all(const struct dlm_wire *wire,
+                             const struct dlm_request *req,
+                             uint64_t sent_ms,
+                             uint64_t now_ms,
+                             const char *line,
+                             size_t line_len,
+                             struct dlm_lease **out,
+                             size_t cap);
+
 // Frees a lease. Nothing is sent: release the grant first
 // (`dlm_lease_release`) unless it is meant to expire. NULL is accepted.
 //
@@ -1247,26 +1365,76 @@ dlm_status dlm_client_write_lock(const struct dlm_client *client,
                                  void *userdata,
                                  struct dlm_lock **out);
 
+// Takes the `count` exclusive locks `names` (each `name_lens[i]` bytes)
+// for `ttl_ms` milliseconds, **all or none** (PROTOCOL.md section 8,
+// "Multi-locks"): one `dlm_lock` for the set, whose fencing tokens, one
+// per name in the order given, `dlm_lock_tokens` reads (distinct, and
+// above every token before them). Each name is then an ordinary lock of
+// its own; `dlm_lock_extend` extends every one (each by its token),
+// `dlm_lock_release` and `dlm_lock_free` release every one.
+//
+// With `wait_ms` 0, one attempt: `DLM_ERR_NOT_OWNER` (nothing taken) if
+// any name is held or awaited by another, or already held by this
+// client. Otherwise the set waits in every name's queue at once, and is
+// granted all together when first in line on each, up to `wait_ms`
+// (`DLM_ERR_TIMEOUT`); `cancel` aborts the wait (`DLM_ERR_CANCELLED`).
+// `flags` may hold `DLM_LOCK_AUTO_RENEW` (every lock renewed); `on_lost`
+// runs once if any of them is found lost. From 1 to `DLM_MAX_LOCK_ALL`
+// distinct names, else `DLM_ERR_INVALID_ARGUMENT`; a name that is a
+// semaphore or read/write lock is `DLM_ERR_CONFLICT`; a server without
+// multi-locks (JackrabbitDLM) is `DLM_ERR_BAD_REQUEST`.
+//
+// # Safety
+// `client` must be a live client; `names` and `name_lens` must point to
+// `count` elements, each name to its length in readable bytes; `cancel`,
+// `on_lost`, `userdata` and `out` as for `dlm_client_lock`.
+dlm_status dlm_client_lock_all(const struct dlm_client *client,
+                               const char *const *names,
+                               const size_t *name_lens,
+                               size_t count,
+                               uint64_t ttl_ms,
+                               uint64_t wait_ms,
+                               uint32_t flags,
+                               const struct dlm_cancel *cancel,
+                               dlm_lost_fn on_lost,
+                               void *userdata,
+                               struct dlm_lock **out);
+
 // The grant's fencing token: pass it to whatever the lock protects. 0 if
 // the server gives no tokens (JackrabbitDLM): nothing can fence then, and
 // extensions are plain re-locks, sent only before the lock's deadline.
+// Of a multi-lock, its first name's (see `dlm_lock_tokens`).
 //
 // # Safety
 // `lock` must be a live lock; `out` writable.
 dlm_status dlm_lock_token(const struct dlm_lock *lock,
                           uint64_t *out);
 
-// Milliseconds left before the lock expires unless extended, by this
-// process's clock; 0 once lost or released.
+// Copies the fencing tokens into `out` (`cap` elements), one per name in
+// the order given to `dlm_client_lock_all` (one for any other lock), and
+// their number into `out_count`. If `cap` is too small, returns
+// `DLM_ERR_BUFFER_TOO_SMALL` with only `out_count` written.
+//
+// # Safety
+// `lock` must be a live lock; `out` must hold `cap` writable elements
+// (or be NULL with `cap` 0); `out_count` writable.
+dlm_status dlm_lock_tokens(const struct dlm_lock *lock,
+                           uint64_t *out,
+                           size_t cap,
+                           size_t *out_count);
+
+// Milliseconds left before the lock (of a multi-lock, the first of its
+// locks) expires unless extended, by this process's clock; 0 once lost
+// or released.
 //
 // # Safety
 // `lock` must be a live lock; `out` writable.
 dlm_status dlm_lock_remaining_ms(const struct dlm_lock *lock,
                                  uint64_t *out);
 
-// Whether the lock is known lost: its deadline passed without a confirmed
-// extension (auto-renewal failing, or none asked for), or an extension or
-// release found it gone.
+// Whether the lock (of a multi-lock, any of its locks) is known lost: its
+// deadline passed without a confirmed extension (auto-renewal failing, or
+// none asked for), or an extension or release found it gone.
 //
 // # Safety
 // `lock` must be a live lock; `out` writable.
@@ -1274,14 +1442,16 @@ dlm_status dlm_lock_is_lost(const struct dlm_lock *lock,
                             bool *out);
 
 // Extends this grant to `ttl_ms` from now. Never re-acquires: a lock that
-// expired or was released gives `DLM_ERR_LOCK_LOST`.
+// expired or was released gives `DLM_ERR_LOCK_LOST`. A multi-lock
+// extends every lock, each by its token, and returns the first failure.
 //
 // # Safety
 // `lock` must be a live lock.
 dlm_status dlm_lock_extend(const struct dlm_lock *lock,
                            uint64_t ttl_ms);
 
-// Releases the lock. Idempotent: releasing again returns `DLM_OK`.
+// Releases the lock (every lock of a multi-lock, returning the first
+// failure). Idempotent: releasing again returns `DLM_OK`.
 // `DLM_ERR_LOCK_LOST` if it had expired before this release.
 //
 // # Safety
@@ -1305,7 +1475,8 @@ dlm_status dlm_lock_last_error(const struct dlm_lock *lock,
 //
 // # Safety
 // `lock` must be NULL or a pointer from `dlm_client_lock` (or
-// `dlm_client_semaphore`, `dlm_client_read_lock`, `dlm_client_write_lock`)
+// `dlm_client_semaphore`, `dlm_client_read_lock`, `dlm_client_write_lock`,
+// `dlm_client_lock_all`)
 // not yet freed, with no call on it still running.
 void dlm_lock_free(struct dlm_lock *lock);
 
@@ -1719,6 +1890,25 @@ dlm_status dlm_wire_id(const struct dlm_wire *wire,
 // must be writable.
 dlm_status dlm_wire_write(const struct dlm_wire *wire,
                           const struct dlm_request *req,
+                          char *buf,
+                          size_t len,
+                          size_t *out_n);
+
+// Copies whose value the answer `line` to the get `req` carries: its
+// owner's client ID (NUL-terminated) into `buf`, its length into `out_n`
+// (0, the empty string, if the server did not say: JackrabbitDLM). For a
+// value another owner shared with this wire's identity, that owner's ID
+// (PROTOCOL.md section 8, "Shared values"). Read the value itself with
+// `dlm_wire_read`; a refusal is the same status it returns.
+//
+// # Safety
+// `wire` must be a live wire; `req` must point to a valid `dlm_request`
+// (a `DLM_CALL_GET`); `line` to `line_len` readable bytes; `buf` to `len`
+// writable bytes (or NULL with 0); `out_n` writable.
+dlm_status dlm_wire_owner(const struct dlm_wire *wire,
+                          const struct dlm_request *req,
+                          const char *line,
+                          size_t line_len,
                           char *buf,
                           size_t len,
                           size_t *out_n);

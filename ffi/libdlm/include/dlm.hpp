@@ -37,6 +37,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 /* libdlm's lost-lock callback for dlm::Lock: runs the std::function behind
  * `userdata`, and never lets an exception out into libdlm. */
@@ -259,11 +260,21 @@ public:
   }
   ~Lock() { ptr_.reset(); }
 
-  /* The grant's fencing token (0 from a server that gives none). */
+  /* The grant's fencing token (0 from a server that gives none); of a
+   * Client::lock_all, its first name's. */
   uint64_t token() const {
     uint64_t t = 0;
     check(dlm_lock_token(ptr_.get(), &t), "token");
     return t;
+  }
+  /* Every fencing token, one per name in the order given to
+   * Client::lock_all (one for any other lock). */
+  std::vector<uint64_t> tokens() const {
+    std::vector<uint64_t> out(DLM_MAX_LOCK_ALL);
+    size_t n = 0;
+    check(dlm_lock_tokens(ptr_.get(), out.data(), out.size(), &n), "tokens");
+    out.resize(n);
+    return out;
   }
   /* Time left before it expires unless extended; 0 once lost or released. */
   std::chrono::milliseconds remaining() const {
@@ -450,6 +461,8 @@ private:
 struct Value {
   std::string data;  /* the decoded bytes */
   uint64_t revision; /* 0 from a server that keeps none */
+  std::string owner; /* whose value: this client's ID, or the ID of the
+                        owner who shared it ("" if the server did not say) */
 };
 
 /* What Client::test_lock found. */
@@ -502,6 +515,27 @@ public:
    * (the wait ran out) or DLM_ERR_CANCELLED. */
   Lock lock(std::string_view name, LockOptions opts = LockOptions()) {
     return acquire(dlm_client_lock, name, std::move(opts), "lock");
+  }
+
+  /* Takes every one of `names` (1 to DLM_MAX_LOCK_ALL exclusive locks),
+   * all or none: one Lock for the set, whose tokens() are one per name.
+   * Throws as lock() does; nothing is taken on failure. */
+  Lock lock_all(const std::vector<std::string_view> &names, LockOptions opts = LockOptions()) {
+    std::vector<const char *> ptrs;
+    std::vector<size_t> lens;
+    for (std::string_view n : names) {
+      ptrs.push_back(n.data());
+      lens.push_back(n.size());
+    }
+    std::unique_ptr<std::function<void()>> cb = take_callback(opts);
+    dlm_lock *l = nullptr;
+    check(dlm_client_lock_all(ptr_.get(), ptrs.data(), lens.data(), names.size(),
+                              detail::millis(opts.ttl_), detail::millis(opts.wait_),
+                              flags_of(opts),
+                              opts.cancel_ != nullptr ? opts.cancel_->get() : nullptr,
+                              cb ? dlm_hpp_on_lost : nullptr, cb.get(), &l),
+          "lock_all");
+    return Lock(l, std::move(cb));
   }
 
   /* One permit of the counting semaphore `name` of `permits` permits: a
@@ -573,6 +607,35 @@ public:
     return revision;
   }
 
+  /* Stores `value` as put() does, readable also by clients authenticated
+   * as one of the identities `readers` (see dlm_client_put_shared). */
+  uint64_t put_shared(std::string_view name, std::string_view value, std::chrono::milliseconds ttl,
+                      const std::vector<std::string_view> &readers) {
+    std::vector<const char *> ptrs;
+    std::vector<size_t> lens;
+    for (std::string_view r : readers) {
+      ptrs.push_back(r.data());
+      lens.push_back(r.size());
+    }
+    uint64_t revision = 0;
+    check(dlm_client_put_shared(ptr_.get(), name.data(), name.size(), value.data(), value.size(),
+                                detail::millis(ttl), ptrs.data(), lens.data(), readers.size(), 0,
+                                &revision),
+          "put_shared");
+    return revision;
+  }
+
+  /* Stores `value` as put() does, readable by any client. */
+  uint64_t put_shared_any(std::string_view name, std::string_view value,
+                          std::chrono::milliseconds ttl) {
+    uint64_t revision = 0;
+    check(dlm_client_put_shared(ptr_.get(), name.data(), name.size(), value.data(), value.size(),
+                                detail::millis(ttl), nullptr, nullptr, 0, DLM_PUT_READERS_ANY,
+                                &revision),
+          "put_shared");
+    return revision;
+  }
+
   /* Compare-and-set: only if the stored revision is `expected` (0: only if
    * absent); throws Conflict with the current revision otherwise. */
   uint64_t put_if(std::string_view name, std::string_view value, std::chrono::milliseconds ttl,
@@ -587,15 +650,19 @@ public:
     return revision;
   }
 
-  /* The value of `name`, or nothing if there is no entry. */
+  /* The value of `name` (its own, or another owner's shared with this
+   * client), or nothing if there is no entry. */
   std::optional<Value> get(std::string_view name) const {
-    Value v{std::string(256, '\0'), 0};
+    Value v{std::string(256, '\0'), 0, std::string(64, '\0')};
     for (;;) {
-      size_t n = 0;
-      dlm_status s = dlm_client_get(ptr_.get(), name.data(), name.size(), &v.data[0],
-                                    v.data.size(), &n, &v.revision);
+      size_t n = 0, owner_n = 0;
+      dlm_status s = dlm_client_get_with_owner(ptr_.get(), name.data(), name.size(), &v.data[0],
+                                               v.data.size(), &n, &v.revision, &v.owner[0],
+                                               v.owner.size(), &owner_n);
       if (s == DLM_ERR_BUFFER_TOO_SMALL) {
-        v.data.assign(n, '\0'); // it may grow again before the next read
+        // Either may grow again before the next read.
+        v.data.assign(n, '\0');
+        v.owner.assign(owner_n + 1, '\0');
         continue;
       }
       if (s == DLM_ERR_NOT_FOUND) {
@@ -603,6 +670,7 @@ public:
       }
       check(s, "get");
       v.data.resize(n);
+      v.owner.resize(owner_n);
       return v;
     }
   }

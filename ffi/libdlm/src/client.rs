@@ -5,8 +5,10 @@ use std::ffi::{c_char, c_void};
 use std::time::Duration;
 
 use super::options::dlm_options;
+use super::wire::readers_of;
 use super::{
-    Fail, boundary, bytes, copy_last_error, dlm_status, non_null, put, quiet, text, write_text,
+    Fail, boundary, bytes, copy_last_error, dlm_status, non_null, put, quiet, text, texts,
+    write_text,
 };
 use dlm::{Client, Error, LockState, Revision, Token};
 
@@ -279,6 +281,60 @@ pub unsafe extern "C" fn dlm_client_put(
     }
 }
 
+/// Stores `value` under `name` for `ttl_ms` milliseconds, as
+/// `dlm_client_put` does, shared with readers (PROTOCOL.md section 8,
+/// "Shared values"): the `readers_count` identity names `readers` (each
+/// `reader_lens[i]` bytes; at most 32, each 1 to 255 ASCII letters,
+/// digits, `-`, `_` or `.`, not starting with `.`) may then read it with
+/// `dlm_client_get` of the same name, whatever their client ID; with
+/// `DLM_PUT_READERS_ANY` in `flags` (and no names), any client may. No
+/// names and no flag: its owner alone, as `dlm_client_put`. Writing stays
+/// the owner's, and each put says its readers anew. A JackrabbitDLM
+/// server ignores readers (the value stays its owner's).
+///
+/// # Safety
+/// As for `dlm_client_put`; `readers` and `reader_lens` must point to
+/// `readers_count` elements (or be NULL with 0), each name to its length
+/// in readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_put_shared(
+    client: *const dlm_client,
+    name: *const c_char,
+    name_len: usize,
+    value: *const c_void,
+    value_len: usize,
+    ttl_ms: u64,
+    readers: *const *const c_char,
+    reader_lens: *const usize,
+    readers_count: usize,
+    flags: u32,
+    out_revision: *mut u64,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        call(client, |c| {
+            let name = super::name(name, name_len)?;
+            let value = bytes(value, value_len, "the value")?;
+            if flags & !super::DLM_PUT_READERS_ANY != 0 {
+                return Err(Fail::new(
+                    dlm_status::DLM_ERR_INVALID_ARGUMENT,
+                    "unknown flags",
+                ));
+            }
+            let names = texts(readers, reader_lens, readers_count, "the readers")?;
+            let readers = readers_of(flags & super::DLM_PUT_READERS_ANY != 0, &names)?;
+            let Revision(r) = c
+                .client
+                .put_with(name, value)
+                .ttl(Duration::from_millis(ttl_ms))
+                .readers(readers)
+                .send()?;
+            put(out_revision, r);
+            Ok(dlm_status::DLM_OK)
+        })
+    }
+}
+
 /// Compare-and-set: stores `value` only if the stored revision is
 /// `expected` (0: only if there is no entry). On `DLM_OK`, the new revision
 /// goes to `out_revision`; on `DLM_ERR_CONFLICT`, the *current* revision
@@ -358,6 +414,58 @@ pub unsafe extern "C" fn dlm_client_get(
                 return Ok(dlm_status::DLM_ERR_BUFFER_TOO_SMALL);
             }
             std::ptr::copy_nonoverlapping(value.data.as_ptr(), buf.cast::<u8>(), value.data.len());
+            put(out_revision, value.revision.0);
+            Ok(dlm_status::DLM_OK)
+        })
+    }
+}
+
+/// Reads `name` as `dlm_client_get` does, and also whose value it is: its
+/// owner's client ID (NUL-terminated) into `owner` (`owner_cap` bytes),
+/// its length into `out_owner_len` (0 if the server did not say:
+/// JackrabbitDLM). For a value another owner shared with this client
+/// (`dlm_client_put_shared`), that owner's ID; for this client's own, its
+/// own. If either buffer is too small, returns `DLM_ERR_BUFFER_TOO_SMALL`
+/// with both needed lengths (`out_len`, `out_owner_len`, without the NUL)
+/// written and nothing else.
+///
+/// # Safety
+/// As for `dlm_client_get`; `owner` must hold `owner_cap` writable bytes
+/// (or be NULL with 0); `out_owner_len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_get_with_owner(
+    client: *const dlm_client,
+    name: *const c_char,
+    name_len: usize,
+    buf: *mut c_void,
+    buf_len: usize,
+    out_len: *mut usize,
+    out_revision: *mut u64,
+    owner: *mut c_char,
+    owner_cap: usize,
+    out_owner_len: *mut usize,
+) -> dlm_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        call(client, |c| {
+            non_null(out_len, "out_len")?;
+            non_null(out_owner_len, "out_owner_len")?;
+            if buf.is_null() && buf_len > 0 {
+                return Err(Fail::null("buf (with a non-zero buf_len)"));
+            }
+            if owner.is_null() && owner_cap > 0 {
+                return Err(Fail::null("owner (with a non-zero owner_cap)"));
+            }
+            let name = super::name(name, name_len)?;
+            let value = c.client.get(name)?.ok_or(Error::NotFound)?;
+            let who = value.owner.as_deref().unwrap_or("");
+            put(out_len, value.data.len());
+            put(out_owner_len, who.len());
+            if value.data.len() > buf_len || who.len() >= owner_cap {
+                return Ok(dlm_status::DLM_ERR_BUFFER_TOO_SMALL);
+            }
+            std::ptr::copy_nonoverlapping(value.data.as_ptr(), buf.cast::<u8>(), value.data.len());
+            write_text(who, owner, owner_cap, out_owner_len);
             put(out_revision, value.revision.0);
             Ok(dlm_status::DLM_OK)
         })

@@ -76,6 +76,9 @@ struct Owned {
     revision: u64,
     shape: Option<Shape>,
     session: Option<SessionBind>,
+    names: Vec<String>,
+    readers: dlm::Readers,
+    readers_joined: Option<String>,
 }
 
 impl Owned {
@@ -91,6 +94,9 @@ impl Owned {
             revision: c.revision,
             shape: c.shape,
             session: c.session,
+            names: c.names.iter().map(|n| (*n).to_owned()).collect(),
+            readers: c.readers.clone(),
+            readers_joined: c.readers_joined.clone(),
         }
     }
 
@@ -106,6 +112,9 @@ impl Owned {
             revision: self.revision,
             shape: self.shape,
             session: self.session,
+            names: self.names.iter().map(String::as_str).collect(),
+            readers: self.readers.clone(),
+            readers_joined: self.readers_joined.clone(),
         }
     }
 }
@@ -386,7 +395,7 @@ pub unsafe extern "C" fn dlm_failover_start(
             let owned = Owned::of(&c, stored_value(w, &c)?);
             let core = w.core();
             let checked = owned.checked();
-            let request = request_of(&core, &checked, &owned.name, &owned.text);
+            let request = request_of(&core, &checked, &owned.name, &owned.text)?;
             let call = f.start(&request, at(now_ms), Ttl::from_millis(timeout_ms));
             hand_out(out, call, What::Request(owned));
             Ok(dlm_status::DLM_OK)
@@ -673,10 +682,11 @@ pub unsafe extern "C" fn dlm_failover_call_write(
         }
         let core = w.core();
         let now = at(now_ms);
+        let checked;
         let request: Request<'_> = match &c.what {
             What::Request(owned) => {
-                let checked = owned.checked();
-                request_of(&core, &checked, &owned.name, &owned.text)
+                checked = owned.checked();
+                request_of(&core, &checked, &owned.name, &owned.text)?
             }
             What::Lease { pending, name } => pending.request(&core, name),
             What::Connect => {

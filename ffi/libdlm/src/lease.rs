@@ -14,9 +14,10 @@
 
 use std::ffi::c_char;
 
+use super::wire::dlm_call;
 use super::wire::{call_of, dlm_request, dlm_wire, line, wire_ref, with_copy};
 use super::{Fail, boundary, copy_last_error, dlm_status, non_null, put, quiet};
-use dlm_core::client::{Acquire, Action, Done, Error as CoreError, Event, Lease};
+use dlm_core::client::{Acquire, AcquireAll, Action, Done, Error as CoreError, Event, Lease};
 use dlm_core::protocol::{Response, Token};
 use dlm_core::time::{Instant, Ttl};
 
@@ -189,6 +190,73 @@ pub unsafe extern "C" fn dlm_lease_new(
         });
         // SAFETY: `out` is non-null and writable.
         unsafe { *out = Box::into_raw(handle) };
+        Ok(dlm_status::DLM_OK)
+    })
+}
+
+/// Reads the server's answer `line` to the multi-lock request `req` (a
+/// `DLM_CALL_LOCK_ALL`, sent at `sent_ms` and answered at `now_ms`) and
+/// makes one lease per name, in the order of `req->names`, into `out`
+/// (`cap` elements; `req->names_count` are written). Each is an ordinary
+/// lock's lease, extended and released by its own token (dlm's clients
+/// extend and release them together); `DLM_LOCK_AUTO_RENEW` makes each
+/// renew itself. A refusal is `DLM_ERR_NOT_OWNER` after one attempt (no
+/// name is taken), `DLM_ERR_TIMEOUT` after a wait that ran out,
+/// `DLM_ERR_CONFLICT` for a name that is a semaphore or read/write lock,
+/// `DLM_ERR_BAD_REQUEST` from a server without multi-locks; its detail is
+/// in `dlm_wire_last_error`. If `cap` is smaller than `req->names_count`,
+/// `DLM_ERR_BUFFER_TOO_SMALL` and nothing is made (the locks stay granted:
+/// call again with room). `line` is not modified.
+///
+/// # Safety
+/// `wire` must be a live wire; `req` must point to a valid `dlm_request`;
+/// `line` to `line_len` readable bytes; `out` to `cap` writable pointers.
+/// Free each lease with `dlm_lease_free`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lease_new_all(
+    wire: *const dlm_wire,
+    req: *const dlm_request,
+    sent_ms: u64,
+    now_ms: u64,
+    line: *const c_char,
+    line_len: usize,
+    out: *mut *mut dlm_lease,
+    cap: usize,
+) -> dlm_status {
+    boundary(wire, || {
+        // SAFETY: per the contract.
+        unsafe { wire_ref(wire) }?;
+        non_null(out, "out")?;
+        // SAFETY: per the contract.
+        let c = unsafe { call_of(req) }?;
+        if c.call != dlm_call::DLM_CALL_LOCK_ALL {
+            return Err(Fail::new(
+                dlm_status::DLM_ERR_INVALID_ARGUMENT,
+                "dlm_lease_new_all reads the answer to a multi-lock",
+            ));
+        }
+        if cap < c.names.len() {
+            return Ok(dlm_status::DLM_ERR_BUFFER_TOO_SMALL);
+        }
+        // SAFETY: per the contract.
+        let line = unsafe { self::line(line, line_len) }?;
+        let auto_renew = c.flags & super::DLM_LOCK_AUTO_RENEW != 0;
+        let wait = (!c.wait.is_zero()).then_some(c.wait);
+        let acquire = AcquireAll::new(c.ttl, wait, auto_renew, at(sent_ms));
+        let leases = with_copy(line, |copy| -> Result<Vec<Lease>, Fail> {
+            let (_, r) = Response::parse(copy).map_err(CoreError::from)?;
+            let granted = acquire.handle_response(at(now_ms), &r, c.names.len())?;
+            Ok(granted.leases().collect())
+        })?;
+        for (i, (lease, name)) in leases.into_iter().zip(&c.names).enumerate() {
+            let handle = Box::new(dlm_lease {
+                lease,
+                name: (*name).to_owned(),
+                unsent: None,
+            });
+            // SAFETY: `out` holds `cap >= names` writable pointers.
+            unsafe { *out.add(i) = Box::into_raw(handle) };
+        }
         Ok(dlm_status::DLM_OK)
     })
 }

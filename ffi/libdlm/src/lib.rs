@@ -341,6 +341,40 @@ pub(crate) unsafe fn name<'a>(ptr: *const c_char, len: usize) -> Result<&'a str,
     }
 }
 
+/// Borrows `count` UTF-8 strings given as an array of pointers and an
+/// array of their lengths (no NUL needed); `what` names them in errors.
+/// Both arrays may be NULL when `count` is 0. Empty strings are passed on
+/// (the caller says whether they are allowed).
+///
+/// # Safety
+/// `ptrs` and `lens` must be NULL (with `count` 0) or point to `count`
+/// readable elements, each string pointer valid for its length.
+pub(crate) unsafe fn texts<'a>(
+    ptrs: *const *const c_char,
+    lens: *const usize,
+    count: usize,
+    what: &str,
+) -> Result<Vec<&'a str>, Fail> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if ptrs.is_null() || lens.is_null() {
+        return Err(Fail::null(what));
+    }
+    // SAFETY: `count` readable elements in each array, per the contract.
+    let (ptrs, lens) = unsafe {
+        (
+            std::slice::from_raw_parts(ptrs, count),
+            std::slice::from_raw_parts(lens, count),
+        )
+    };
+    ptrs.iter()
+        .zip(lens)
+        // SAFETY: each pointer is valid for its length, per the contract.
+        .map(|(&p, &n)| unsafe { text(p, n, what) })
+        .collect()
+}
+
 /// Fails with `DLM_ERR_NULL_PARAMETER` if `ptr` is NULL; `what` names it.
 pub(crate) fn non_null<T>(ptr: *const T, what: &str) -> Result<(), Fail> {
     if ptr.is_null() {

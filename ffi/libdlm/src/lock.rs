@@ -1,5 +1,5 @@
 //! `dlm_lock`: a held lock, or a held permit of a semaphore or side of a
-//! read/write lock.
+//! read/write lock, or several locks taken together (a multi-lock).
 
 use std::ffi::{c_char, c_void};
 use std::sync::{Mutex, PoisonError};
@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use super::cancel::dlm_cancel;
 use super::client::{client_ref, dlm_client};
-use super::{Fail, boundary, copy_last_error, dlm_status, non_null, quiet};
-use dlm::{Error, Lock};
+use super::{Fail, boundary, copy_last_error, dlm_status, non_null, quiet, texts};
+use dlm::{Error, Lock, MultiLock};
+
+/// The most names `dlm_client_lock_all` takes at once.
+pub const DLM_MAX_LOCK_ALL: usize = 16;
 
 /// Flag for `dlm_client_lock`: extend the lock in the background every
 /// third of its TTL until it is released or freed.
@@ -21,10 +24,80 @@ pub const DLM_LOCK_AUTO_RENEW: u32 = 1;
 /// call back into the same `dlm_lock`.
 pub type dlm_lost_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
-/// A held lock. **Thread-safe**: its functions may be called from several
-/// threads (they take turns). Freeing it releases the lock if still held.
+/// A held lock, or several taken together by `dlm_client_lock_all`.
+/// **Thread-safe**: its functions may be called from several threads
+/// (they take turns). Freeing it releases the lock (every lock) if still
+/// held.
 pub struct dlm_lock {
-    lock: Mutex<Lock>,
+    lock: Mutex<Held>,
+}
+
+/// What a `dlm_lock` holds.
+enum Held {
+    One(Lock),
+    All(MultiLock),
+}
+
+impl Held {
+    /// The first (or only) fencing token; 0 if the server gives none.
+    fn token(&self) -> u64 {
+        match self {
+            Self::One(l) => l.token().map_or(0, |t| t.0),
+            Self::All(m) => m.tokens().first().copied().flatten().map_or(0, |t| t.0),
+        }
+    }
+
+    /// Every fencing token, in the order of the names (0 where none).
+    fn tokens(&self) -> Vec<u64> {
+        match self {
+            Self::One(l) => vec![l.token().map_or(0, |t| t.0)],
+            Self::All(m) => m.tokens().iter().map(|t| t.map_or(0, |t| t.0)).collect(),
+        }
+    }
+
+    /// Time left before the (first) lock expires unless extended.
+    fn remaining(&self) -> Duration {
+        match self {
+            Self::One(l) => l.remaining(),
+            Self::All(m) => m.remaining(),
+        }
+    }
+
+    /// Whether the lock (any of them) is known lost.
+    fn is_lost(&self) -> bool {
+        match self {
+            Self::One(l) => l.is_lost(),
+            Self::All(m) => m.is_lost(),
+        }
+    }
+
+    /// Extends every lock held, as the Rust client does.
+    fn extend(&mut self, ttl: Duration) -> Result<(), Error> {
+        match self {
+            Self::One(l) => l.extend(ttl),
+            Self::All(m) => m.extend(ttl),
+        }
+    }
+
+    /// Releases every lock held, as the Rust client does.
+    fn release(&mut self) -> Result<(), Error> {
+        match self {
+            Self::One(l) => l.release(),
+            Self::All(m) => m.release(),
+        }
+    }
+}
+
+/// Boxes `held` into a new handle at `out`.
+///
+/// # Safety
+/// `out` must be non-null and writable.
+unsafe fn hand_out(held: Held, out: *mut *mut dlm_lock) {
+    let handle = Box::new(dlm_lock {
+        lock: Mutex::new(held),
+    });
+    // SAFETY: per the contract.
+    unsafe { *out = Box::into_raw(handle) };
 }
 
 struct Callback {
@@ -105,11 +178,8 @@ unsafe fn acquire(
             req = req.on_lost(move || cb.call());
         }
         let lock = req.acquire()?;
-        let handle = Box::new(dlm_lock {
-            lock: Mutex::new(lock),
-        });
         // SAFETY: `out` is non-null and writable.
-        unsafe { *out = Box::into_raw(handle) };
+        unsafe { hand_out(Held::One(lock), out) };
         Ok(dlm_status::DLM_OK)
     })
 }
@@ -279,13 +349,83 @@ pub unsafe extern "C" fn dlm_client_write_lock(
     }
 }
 
+/// Takes the `count` exclusive locks `names` (each `name_lens[i]` bytes)
+/// for `ttl_ms` milliseconds, **all or none** (PROTOCOL.md section 8,
+/// "Multi-locks"): one `dlm_lock` for the set, whose fencing tokens, one
+/// per name in the order given, `dlm_lock_tokens` reads (distinct, and
+/// above every token before them). Each name is then an ordinary lock of
+/// its own; `dlm_lock_extend` extends every one (each by its token),
+/// `dlm_lock_release` and `dlm_lock_free` release every one.
+///
+/// With `wait_ms` 0, one attempt: `DLM_ERR_NOT_OWNER` (nothing taken) if
+/// any name is held or awaited by another, or already held by this
+/// client. Otherwise the set waits in every name's queue at once, and is
+/// granted all together when first in line on each, up to `wait_ms`
+/// (`DLM_ERR_TIMEOUT`); `cancel` aborts the wait (`DLM_ERR_CANCELLED`).
+/// `flags` may hold `DLM_LOCK_AUTO_RENEW` (every lock renewed); `on_lost`
+/// runs once if any of them is found lost. From 1 to `DLM_MAX_LOCK_ALL`
+/// distinct names, else `DLM_ERR_INVALID_ARGUMENT`; a name that is a
+/// semaphore or read/write lock is `DLM_ERR_CONFLICT`; a server without
+/// multi-locks (JackrabbitDLM) is `DLM_ERR_BAD_REQUEST`.
+///
+/// # Safety
+/// `client` must be a live client; `names` and `name_lens` must point to
+/// `count` elements, each name to its length in readable bytes; `cancel`,
+/// `on_lost`, `userdata` and `out` as for `dlm_client_lock`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_client_lock_all(
+    client: *const dlm_client,
+    names: *const *const c_char,
+    name_lens: *const usize,
+    count: usize,
+    ttl_ms: u64,
+    wait_ms: u64,
+    flags: u32,
+    cancel: *const dlm_cancel,
+    on_lost: dlm_lost_fn,
+    userdata: *mut c_void,
+    out: *mut *mut dlm_lock,
+) -> dlm_status {
+    boundary(client, || {
+        // SAFETY: per the contract.
+        let c = unsafe { client_ref(client) }?;
+        non_null(out, "out")?;
+        if flags & !DLM_LOCK_AUTO_RENEW != 0 {
+            return Err(Fail::new(
+                dlm_status::DLM_ERR_INVALID_ARGUMENT,
+                "unknown flags",
+            ));
+        }
+        // SAFETY: per the contract.
+        let names = unsafe { texts(names, name_lens, count, "the names") }?;
+        let mut req = c
+            .client
+            .lock_all(&names)
+            .ttl(Duration::from_millis(ttl_ms))
+            .wait(Duration::from_millis(wait_ms))
+            .auto_renew(flags & DLM_LOCK_AUTO_RENEW != 0);
+        // SAFETY: per the contract.
+        if let Some(cancel) = unsafe { cancel.as_ref() } {
+            req = req.cancel(&cancel.token);
+        }
+        if let Some(f) = on_lost {
+            let cb = Callback { f, userdata };
+            req = req.on_lost(move || cb.call());
+        }
+        let all = req.acquire()?;
+        // SAFETY: `out` is non-null and writable.
+        unsafe { hand_out(Held::All(all), out) };
+        Ok(dlm_status::DLM_OK)
+    })
+}
+
 /// Runs `f` on the lock, recording the outcome for this thread.
 ///
 /// # Safety
 /// `lock` must be NULL or a live lock.
 unsafe fn with(
     lock: *const dlm_lock,
-    f: impl FnOnce(&mut Lock) -> Result<(), Error>,
+    f: impl FnOnce(&mut Held) -> Result<(), Error>,
 ) -> dlm_status {
     boundary(lock, || {
         // SAFETY: per the contract.
@@ -303,7 +443,7 @@ unsafe fn with(
 unsafe fn read_into<T>(
     lock: *const dlm_lock,
     out: *mut T,
-    f: impl FnOnce(&Lock) -> T,
+    f: impl FnOnce(&Held) -> T,
 ) -> dlm_status {
     if out.is_null() {
         return boundary(lock, || Err(Fail::null("out")));
@@ -320,17 +460,57 @@ unsafe fn read_into<T>(
 /// The grant's fencing token: pass it to whatever the lock protects. 0 if
 /// the server gives no tokens (JackrabbitDLM): nothing can fence then, and
 /// extensions are plain re-locks, sent only before the lock's deadline.
+/// Of a multi-lock, its first name's (see `dlm_lock_tokens`).
 ///
 /// # Safety
 /// `lock` must be a live lock; `out` writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_lock_token(lock: *const dlm_lock, out: *mut u64) -> dlm_status {
     // SAFETY: forwarded contract.
-    unsafe { read_into(lock, out, |l| l.token().map_or(0, |t| t.0)) }
+    unsafe { read_into(lock, out, Held::token) }
 }
 
-/// Milliseconds left before the lock expires unless extended, by this
-/// process's clock; 0 once lost or released.
+/// Copies the fencing tokens into `out` (`cap` elements), one per name in
+/// the order given to `dlm_client_lock_all` (one for any other lock), and
+/// their number into `out_count`. If `cap` is too small, returns
+/// `DLM_ERR_BUFFER_TOO_SMALL` with only `out_count` written.
+///
+/// # Safety
+/// `lock` must be a live lock; `out` must hold `cap` writable elements
+/// (or be NULL with `cap` 0); `out_count` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_lock_tokens(
+    lock: *const dlm_lock,
+    out: *mut u64,
+    cap: usize,
+    out_count: *mut usize,
+) -> dlm_status {
+    boundary(lock, || {
+        // SAFETY: per the contract.
+        let l = unsafe { lock.as_ref() }.ok_or_else(|| Fail::null("the lock"))?;
+        non_null(out_count, "out_count")?;
+        if out.is_null() && cap > 0 {
+            return Err(Fail::null("out (with a non-zero cap)"));
+        }
+        let tokens = l
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tokens();
+        // SAFETY: `out_count` is non-null and writable.
+        unsafe { *out_count = tokens.len() };
+        if tokens.len() > cap {
+            return Ok(dlm_status::DLM_ERR_BUFFER_TOO_SMALL);
+        }
+        // SAFETY: `out` holds `cap >= tokens.len()` writable elements.
+        unsafe { std::ptr::copy_nonoverlapping(tokens.as_ptr(), out, tokens.len()) };
+        Ok(dlm_status::DLM_OK)
+    })
+}
+
+/// Milliseconds left before the lock (of a multi-lock, the first of its
+/// locks) expires unless extended, by this process's clock; 0 once lost
+/// or released.
 ///
 /// # Safety
 /// `lock` must be a live lock; `out` writable.
@@ -344,20 +524,21 @@ pub unsafe extern "C" fn dlm_lock_remaining_ms(lock: *const dlm_lock, out: *mut 
     }
 }
 
-/// Whether the lock is known lost: its deadline passed without a confirmed
-/// extension (auto-renewal failing, or none asked for), or an extension or
-/// release found it gone.
+/// Whether the lock (of a multi-lock, any of its locks) is known lost: its
+/// deadline passed without a confirmed extension (auto-renewal failing, or
+/// none asked for), or an extension or release found it gone.
 ///
 /// # Safety
 /// `lock` must be a live lock; `out` writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_lock_is_lost(lock: *const dlm_lock, out: *mut bool) -> dlm_status {
     // SAFETY: forwarded contract.
-    unsafe { read_into(lock, out, Lock::is_lost) }
+    unsafe { read_into(lock, out, Held::is_lost) }
 }
 
 /// Extends this grant to `ttl_ms` from now. Never re-acquires: a lock that
-/// expired or was released gives `DLM_ERR_LOCK_LOST`.
+/// expired or was released gives `DLM_ERR_LOCK_LOST`. A multi-lock
+/// extends every lock, each by its token, and returns the first failure.
 ///
 /// # Safety
 /// `lock` must be a live lock.
@@ -367,7 +548,8 @@ pub unsafe extern "C" fn dlm_lock_extend(lock: *const dlm_lock, ttl_ms: u64) -> 
     unsafe { with(lock, |l| l.extend(Duration::from_millis(ttl_ms))) }
 }
 
-/// Releases the lock. Idempotent: releasing again returns `DLM_OK`.
+/// Releases the lock (every lock of a multi-lock, returning the first
+/// failure). Idempotent: releasing again returns `DLM_OK`.
 /// `DLM_ERR_LOCK_LOST` if it had expired before this release.
 ///
 /// # Safety
@@ -375,7 +557,7 @@ pub unsafe extern "C" fn dlm_lock_extend(lock: *const dlm_lock, ttl_ms: u64) -> 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_lock_release(lock: *const dlm_lock) -> dlm_status {
     // SAFETY: forwarded contract.
-    unsafe { with(lock, Lock::release) }
+    unsafe { with(lock, Held::release) }
 }
 
 /// Copies into `buf` (NUL-terminated) what the calling thread's most
@@ -406,7 +588,8 @@ pub unsafe extern "C" fn dlm_lock_last_error(
 ///
 /// # Safety
 /// `lock` must be NULL or a pointer from `dlm_client_lock` (or
-/// `dlm_client_semaphore`, `dlm_client_read_lock`, `dlm_client_write_lock`)
+/// `dlm_client_semaphore`, `dlm_client_read_lock`, `dlm_client_write_lock`,
+/// `dlm_client_lock_all`)
 /// not yet freed, with no call on it still running.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlm_lock_free(lock: *mut dlm_lock) {

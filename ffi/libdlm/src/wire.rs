@@ -20,8 +20,8 @@ use crate::client::dlm_lock_state;
 use dlm::{Encoder, Error, Framing, random_id};
 use dlm_core::client::{self as core_client, answer};
 use dlm_core::protocol::{
-    BufferTooSmall, Credentials, Out, Request, Resource, Response, Revision, SessionBind, Shape,
-    SliceOut, Status, Token, WatchScope,
+    self as protocol, BufferTooSmall, Credentials, Names, Out, Request, Resource, Response,
+    Revision, SessionBind, Shape, SliceOut, Status, Token, WatchScope,
 };
 use dlm_core::time::Ttl;
 
@@ -81,10 +81,17 @@ pub enum dlm_call {
     /// `DLM_ERR_UNAVAILABLE` if this member cannot serve a watch now
     /// (try another, or again later).
     DLM_CALL_WATCH = 13,
+    /// Take the `names_count` exclusive locks `names` for `ttl_ms`, all or
+    /// none, waiting up to `wait_ms` in every name's queue at once (0: one
+    /// attempt); PROTOCOL.md section 8, "Multi-locks". No `name`. Read its
+    /// answer with `dlm_lease_new_all`: one lease per name, each extended
+    /// and released as a single lock's. A server without multi-locks
+    /// (JackrabbitDLM) is `DLM_ERR_BAD_REQUEST`.
+    DLM_CALL_LOCK_ALL = 14,
 }
 
 impl dlm_call {
-    const ALL: [Self; 13] = [
+    const ALL: [Self; 14] = [
         Self::DLM_CALL_LOCK,
         Self::DLM_CALL_UNLOCK,
         Self::DLM_CALL_TEST_LOCK,
@@ -98,6 +105,7 @@ impl dlm_call {
         Self::DLM_CALL_WRITE_LOCK,
         Self::DLM_CALL_SESSION,
         Self::DLM_CALL_WATCH,
+        Self::DLM_CALL_LOCK_ALL,
     ];
 
     fn from_u32(n: u32) -> Option<Self> {
@@ -108,7 +116,10 @@ impl dlm_call {
     fn named(self) -> bool {
         !matches!(
             self,
-            Self::DLM_CALL_VERSION | Self::DLM_CALL_STATS | Self::DLM_CALL_SESSION
+            Self::DLM_CALL_VERSION
+                | Self::DLM_CALL_STATS
+                | Self::DLM_CALL_SESSION
+                | Self::DLM_CALL_LOCK_ALL
         )
     }
 
@@ -130,7 +141,10 @@ impl dlm_call {
             | Self::DLM_CALL_SEMAPHORE
             | Self::DLM_CALL_READ_LOCK
             | Self::DLM_CALL_WRITE_LOCK => super::DLM_LOCK_AUTO_RENEW | DLM_LOCK_SESSION,
-            Self::DLM_CALL_PUT => DLM_PUT_IF | DLM_VALUE_STORED,
+            Self::DLM_CALL_PUT => {
+                DLM_PUT_IF | DLM_VALUE_STORED | super::DLM_PUT_READERS_ANY | DLM_PUT_READERS
+            }
+            Self::DLM_CALL_LOCK_ALL => super::DLM_LOCK_AUTO_RENEW,
             Self::DLM_CALL_WATCH => DLM_WATCH_PREFIX | DLM_WATCH_SINCE,
             Self::DLM_CALL_GET => DLM_VALUE_STORED,
             Self::DLM_CALL_SESSION => DLM_LOCK_SESSION,
@@ -167,6 +181,18 @@ pub const DLM_WATCH_PREFIX: u32 = 16;
 /// Flag of a `DLM_CALL_WATCH` request: resume after `revision` (every
 /// event after it first), instead of starting from now.
 pub const DLM_WATCH_SINCE: u32 = 32;
+
+/// Flag of a `DLM_CALL_PUT` request (and of `dlm_client_put_shared`): any
+/// client may read the value (PROTOCOL.md section 8, "Shared values").
+pub const DLM_PUT_READERS_ANY: u32 = 64;
+
+/// Flag of a `DLM_CALL_PUT` request: the `readers_count` identities
+/// `readers` may read the value (at most `DLM_MAX_READERS`). Without it,
+/// or `DLM_PUT_READERS_ANY`, the value is its owner's alone.
+pub const DLM_PUT_READERS: u32 = 128;
+
+/// The most identities a shared value names as readers.
+pub const DLM_MAX_READERS: usize = 32;
 
 /// The longest lock-delay a server accepts, in milliseconds.
 pub const DLM_MAX_LOCK_DELAY_MS: u64 = 60_000;
@@ -209,6 +235,23 @@ pub struct dlm_request {
     /// `DLM_MAX_LOCK_DELAY_MS`). Read with that flag only, so a program
     /// built before this field existed is read as it was.
     pub lock_delay_ms: u64,
+    /// A `DLM_CALL_LOCK_ALL`'s lock names (`names_count` pointers, each
+    /// to UTF-8 text of `name_lens[i]` bytes). This and the next two are
+    /// read by that call only, so a program built before they existed is
+    /// read as it was.
+    pub names: *const *const c_char,
+    /// The lengths of `names`, in bytes.
+    pub name_lens: *const usize,
+    /// How many `names` (1 to `DLM_MAX_LOCK_ALL`).
+    pub names_count: usize,
+    /// With `DLM_PUT_READERS`, the identity names that may read the value
+    /// (`readers_count` pointers, each of `reader_lens[i]` bytes). This and
+    /// the next two are read with that flag only.
+    pub readers: *const *const c_char,
+    /// The lengths of `readers`, in bytes.
+    pub reader_lens: *const usize,
+    /// How many `readers`.
+    pub readers_count: usize,
 }
 
 /// Bit of `dlm_answer.has`: the server sent a fencing token (`token`).
@@ -286,6 +329,35 @@ pub(crate) struct Checked<'a> {
     pub(crate) shape: Option<Shape>,
     /// The session binding of an acquiring call with `DLM_LOCK_SESSION`.
     pub(crate) session: Option<SessionBind>,
+    /// A `DLM_CALL_LOCK_ALL`'s names.
+    pub(crate) names: Vec<&'a str>,
+    /// A put's readers, checked, and their joined form (what the request
+    /// borrows).
+    pub(crate) readers: dlm::Readers,
+    pub(crate) readers_joined: Option<String>,
+}
+
+impl Checked<'_> {
+    /// The protocol's form of the put's readers (checked by `call_of`;
+    /// the owner alone, the strictest, should that ever fail).
+    fn wire_readers(&self) -> protocol::Readers<'_> {
+        self.readers
+            .wire(self.readers_joined.as_deref())
+            .unwrap_or(protocol::Readers::Owner)
+    }
+}
+
+/// The readers of a shared put: any client with `any` (and no names),
+/// else the identities `names` (none: the owner alone), checked.
+pub(crate) fn readers_of(any: bool, names: &[&str]) -> Result<dlm::Readers, Fail> {
+    let readers = match (any, names) {
+        (true, []) => dlm::Readers::Any,
+        (true, _) => return Err(invalid("readers are either any client or named, not both")),
+        (false, []) => dlm::Readers::Owner,
+        (false, names) => dlm::Readers::identities(names.iter().copied()),
+    };
+    readers.check()?;
+    Ok(readers)
 }
 
 fn invalid(why: &str) -> Fail {
@@ -314,14 +386,45 @@ pub(crate) unsafe fn call_of<'a>(req: *const dlm_request) -> Result<Checked<'a>,
     } else {
         ""
     };
+    let names = if call == dlm_call::DLM_CALL_LOCK_ALL {
+        // SAFETY: per the caller's contract (read for this call only).
+        let names =
+            unsafe { super::texts(req.names, req.name_lens, req.names_count, "the names") }?;
+        check_lock_all(&names)?;
+        names
+    } else {
+        Vec::new()
+    };
+    let readers = if call == dlm_call::DLM_CALL_PUT {
+        let named = if req.flags & DLM_PUT_READERS != 0 {
+            // SAFETY: per the caller's contract (read with this flag only).
+            unsafe {
+                super::texts(
+                    req.readers,
+                    req.reader_lens,
+                    req.readers_count,
+                    "the readers",
+                )
+            }?
+        } else {
+            Vec::new()
+        };
+        readers_of(req.flags & super::DLM_PUT_READERS_ANY != 0, &named)?
+    } else {
+        dlm::Readers::Owner
+    };
+    let readers_joined = readers.joined()?;
     let value = if call == dlm_call::DLM_CALL_PUT {
         // SAFETY: per the caller's contract.
         unsafe { bytes(req.value, req.value_len, "the value") }?
     } else {
         &[]
     };
-    let needs_ttl =
-        call.acquires() || matches!(call, dlm_call::DLM_CALL_PUT | dlm_call::DLM_CALL_SESSION);
+    let needs_ttl = call.acquires()
+        || matches!(
+            call,
+            dlm_call::DLM_CALL_PUT | dlm_call::DLM_CALL_SESSION | dlm_call::DLM_CALL_LOCK_ALL
+        );
     if needs_ttl && req.ttl_ms == 0 {
         return Err(invalid("a TTL must be positive"));
     }
@@ -359,7 +462,30 @@ pub(crate) unsafe fn call_of<'a>(req: *const dlm_request) -> Result<Checked<'a>,
         revision: req.revision,
         shape,
         session,
+        names,
+        readers,
+        readers_joined,
     })
+}
+
+/// Checks a multi-lock's names as the Rust client does: 1 to
+/// `DLM_MAX_LOCK_ALL`, none empty, none twice.
+fn check_lock_all(names: &[&str]) -> Result<(), Fail> {
+    if names.is_empty() {
+        return Err(invalid("a multi-lock needs at least one name"));
+    }
+    if names.len() > super::DLM_MAX_LOCK_ALL {
+        return Err(invalid("a multi-lock takes at most 16 names"));
+    }
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            return Err(invalid("the name is empty"));
+        }
+        if names[..i].contains(name) {
+            return Err(invalid("a multi-lock names a lock twice"));
+        }
+    }
+    Ok(())
 }
 
 /// Counts what would be written: the size a too-small buffer needed.
@@ -536,7 +662,7 @@ pub unsafe extern "C" fn dlm_wire_write(
         let c = unsafe { call_of(req) }?;
         let text = stored_value(w, &c)?;
         let core = w.core();
-        let request = request_of(&core, &c, c.name, text.as_deref().unwrap_or(""));
+        let request = request_of(&core, &c, c.name, text.as_deref().unwrap_or(""))?;
         // SAFETY: per the contract.
         Ok(unsafe { write_line(&request, buf, len, out_n) })
     })
@@ -556,13 +682,14 @@ pub(crate) fn stored_value(w: &dlm_wire, c: &Checked<'_>) -> Result<Option<Strin
         .map_err(|_| invalid("a value to store as it is must be UTF-8"))
 }
 
-/// The request of the checked call `c` on `name`, a put storing `text`.
+/// The request of the checked call `c` on `name`, a put storing `text`
+/// (checked by `call_of`, so it fails only for a hand-made `Checked`).
 pub(crate) fn request_of<'r>(
     core: &core_client::Client<'r>,
-    c: &Checked<'_>,
+    c: &'r Checked<'r>,
     name: &'r str,
     text: &'r str,
-) -> Request<'r> {
+) -> Result<Request<'r>, Fail> {
     let req = match c.call {
         dlm_call::DLM_CALL_LOCK if c.wait.is_zero() => core.lock(name, c.ttl),
         dlm_call::DLM_CALL_LOCK => core.lock_wait(name, c.ttl, c.wait),
@@ -580,7 +707,7 @@ pub(crate) fn request_of<'r>(
         dlm_call::DLM_CALL_TEST_LOCK => core.test_lock(name),
         dlm_call::DLM_CALL_PUT => {
             let revision = (c.flags & DLM_PUT_IF != 0).then_some(Revision(c.revision));
-            core.put(name, c.ttl, text, revision)
+            core.put_shared(name, c.ttl, text, revision, c.wire_readers())
         }
         dlm_call::DLM_CALL_GET => core.get(name),
         dlm_call::DLM_CALL_ERASE => core.erase(name),
@@ -598,11 +725,16 @@ pub(crate) fn request_of<'r>(
             let since = (c.flags & DLM_WATCH_SINCE != 0).then_some(Revision(c.revision));
             core.watch(scope, since)
         }
+        dlm_call::DLM_CALL_LOCK_ALL => {
+            let names = Names::new(&c.names)
+                .ok_or_else(|| invalid("a multi-lock takes at most 16 names"))?;
+            core.lock_all(names, c.ttl, (!c.wait.is_zero()).then_some(c.wait))
+        }
     };
-    match c.session {
+    Ok(match c.session {
         Some(bind) if c.call.acquires() => req.with_session(bind),
         _ => req,
-    }
+    })
 }
 
 thread_local! {
@@ -762,6 +894,9 @@ fn read(w: &dlm_wire, c: &Checked<'_>, line: &mut [u8]) -> Result<Read, ReadFail
         | dlm_call::DLM_CALL_READ_LOCK
         | dlm_call::DLM_CALL_WRITE_LOCK
         | dlm_call::DLM_CALL_STATS => {}
+        dlm_call::DLM_CALL_LOCK_ALL => {
+            return Err(invalid("read the answer to a multi-lock with dlm_lease_new_all").into());
+        }
         dlm_call::DLM_CALL_UNLOCK => {
             if !answer::unlocked(&r)? {
                 return Err(Error::NotFound.into());
@@ -863,6 +998,50 @@ fn read(w: &dlm_wire, c: &Checked<'_>, line: &mut [u8]) -> Result<Read, ReadFail
         },
     }
     Ok(out)
+}
+
+/// Copies whose value the answer `line` to the get `req` carries: its
+/// owner's client ID (NUL-terminated) into `buf`, its length into `out_n`
+/// (0, the empty string, if the server did not say: JackrabbitDLM). For a
+/// value another owner shared with this wire's identity, that owner's ID
+/// (PROTOCOL.md section 8, "Shared values"). Read the value itself with
+/// `dlm_wire_read`; a refusal is the same status it returns.
+///
+/// # Safety
+/// `wire` must be a live wire; `req` must point to a valid `dlm_request`
+/// (a `DLM_CALL_GET`); `line` to `line_len` readable bytes; `buf` to `len`
+/// writable bytes (or NULL with 0); `out_n` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlm_wire_owner(
+    wire: *const dlm_wire,
+    req: *const dlm_request,
+    line: *const c_char,
+    line_len: usize,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> dlm_status {
+    boundary(wire, || {
+        // SAFETY: per the contract.
+        unsafe { wire_ref(wire) }?;
+        non_null(out_n, "out_n")?;
+        if buf.is_null() && len > 0 {
+            return Err(Fail::null("buf (with a non-zero len)"));
+        }
+        // SAFETY: per the contract.
+        let c = unsafe { call_of(req) }?;
+        if c.call != dlm_call::DLM_CALL_GET {
+            return Err(invalid("an owner is read from the answer to a get"));
+        }
+        // SAFETY: per the contract.
+        let line = unsafe { self::line(line, line_len) }?;
+        with_copy(line, |copy| -> Result<dlm_status, Fail> {
+            let (_, r) = Response::parse(copy).map_err(core_client::Error::from)?;
+            let fetched = answer::fetched(&r)?.ok_or(Error::NotFound)?;
+            // SAFETY: per the contract.
+            Ok(unsafe { write_text(fetched.owner.unwrap_or(""), buf, len, out_n) })
+        })
+    })
 }
 
 /// Reads the server's answer `line` (one line, with or without its `\n`)

@@ -165,6 +165,20 @@ const PROGRAMS: &[Program] = &[
         expect: Expect::Tally,
     },
     Program {
+        name: "multi",
+        source: "tests/c/multi.c",
+        lang: Lang::C,
+        setup: Setup::Plain,
+        expect: Expect::Tally,
+    },
+    Program {
+        name: "shared",
+        source: "tests/c/shared.c",
+        lang: Lang::C,
+        setup: Setup::Identity,
+        expect: Expect::Tally,
+    },
+    Program {
         name: "sessions",
         source: "tests/c/sessions.c",
         lang: Lang::C,

@@ -137,6 +137,33 @@ int main(int argc, char **argv) {
     CHECK(a.test_lock("hpp-pool").state == DLM_LOCK_FREE);
     CHECK(a.test_lock("hpp-rw").state == DLM_LOCK_FREE);
 
+    // A multi-lock: all or none, a token per name, released at scope exit.
+    {
+      dlm::Lock one = b.lock("hpp-m2");
+      throws(DLM_ERR_NOT_OWNER, [&] { a.lock_all({"hpp-m1", "hpp-m2"}); });
+      CHECK(b.test_lock("hpp-m1").state == DLM_LOCK_FREE);
+      one.release();
+      dlm::Lock both = a.lock_all({"hpp-m1", "hpp-m2"}, dlm::LockOptions().ttl(30s));
+      std::vector<uint64_t> tokens = both.tokens();
+      CHECK(tokens.size() == 2 && tokens[0] > one.token() && tokens[1] > tokens[0]);
+      CHECK(both.token() == tokens[0]);
+      CHECK(one.tokens().size() == 1);
+      CHECK(b.test_lock("hpp-m2").state == DLM_LOCK_TAKEN);
+    }
+    CHECK(b.test_lock("hpp-m1").state == DLM_LOCK_FREE);
+    CHECK(b.test_lock("hpp-m2").state == DLM_LOCK_FREE);
+
+    // A value shared with any client: read with its owner's ID.
+    {
+      a.put_shared_any("hpp-shared", "for all", 30s);
+      std::optional<dlm::Value> v = b.get("hpp-shared");
+      CHECK(v && v->data == "for all" && v->owner == "hpp-a");
+      a.put_shared("hpp-shared", "for nobody here", 30s, {"someone-else"});
+      throws(DLM_ERR_NOT_OWNER, [&] { b.get("hpp-shared"); });
+      CHECK(a.get("hpp-shared")->owner == "hpp-a");
+      CHECK(a.erase("hpp-shared"));
+    }
+
     // Values: any bytes through string_view, growing buffers, revisions,
     // compare-and-set.
     {

@@ -515,6 +515,133 @@ out:
   dlm_wire_free(b);
 }
 
+/* Multi-locks and shared values without sockets: DLM_CALL_LOCK_ALL read
+ * by dlm_lease_new_all (one lease per name), DLM_PUT_READERS[_ANY] and
+ * dlm_wire_owner. */
+static void multi_and_shared_checks(const char *addr) {
+  struct conn ca, cb;
+  dlm_wire *a = wire_as("sansio-ma");
+  dlm_wire *b = wire_as("sansio-mb");
+  char out[512], buf[512];
+  size_t n = 0;
+  dlm_answer ans;
+  dlm_lease_info info;
+  dlm_lease_action action;
+  dlm_lease_done done;
+  dlm_lease *held = NULL, *leases[2] = {NULL, NULL};
+  if (!CHECK(a != NULL && b != NULL) || !CHECK(conn_open(&ca, addr) == 0) ||
+      !CHECK(conn_open(&cb, addr) == 0)) {
+    return;
+  }
+  static const char *const names[] = {"sansio-m1", "sansio-m2"};
+  static const size_t lens[] = {9, 9};
+  dlm_request all = req(DLM_CALL_LOCK_ALL, NULL, 3000);
+  all.names = names;
+  all.name_lens = lens;
+  all.names_count = 2;
+  CHECK_OK(dlm_wire_write(a, &all, out, sizeof out - 1, &n));
+  out[n] = '\0';
+  CHECK_CONTAINS(out, "\"Action\":\"LockAll\"");
+  CHECK_CONTAINS(out, "\"Names\":[\"sansio-m1\",\"sansio-m2\"]");
+
+  /* One name held by another: refused, nothing taken. */
+  dlm_request one = req(DLM_CALL_LOCK, "sansio-m2", 3000);
+  uint64_t sent = now_ms();
+  CHECK(round_trip(&cb, b, &one));
+  if (!CHECK_OK(dlm_lease_new(b, &one, sent, now_ms(), line, line_len, &held))) {
+    goto out;
+  }
+  sent = now_ms();
+  CHECK(round_trip(&ca, a, &all));
+  CHECK_STATUS(dlm_lease_new_all(a, &all, sent, now_ms(), line, line_len, leases, 2),
+               DLM_ERR_NOT_OWNER);
+  CHECK(leases[0] == NULL && leases[1] == NULL);
+  CHECK_STATUS(dlm_wire_read(a, &all, line, line_len, buf, sizeof buf, &ans),
+               DLM_ERR_INVALID_ARGUMENT);
+  CHECK_OK(dlm_lease_release(held, now_ms(), NULL));
+  CHECK_OK(lease_exchange(&cb, held, b, &action, &done));
+  CHECK(done == DLM_LEASE_DONE_RELEASED);
+
+  /* Free: a lease per name, tokens in order. */
+  sent = now_ms();
+  CHECK(round_trip(&ca, a, &all));
+  CHECK_STATUS(dlm_lease_new_all(a, &all, sent, now_ms(), line, line_len, leases, 1),
+               DLM_ERR_BUFFER_TOO_SMALL);
+  CHECK_STATUS(dlm_lease_new_all(a, &one, sent, now_ms(), line, line_len, leases, 2),
+               DLM_ERR_INVALID_ARGUMENT);
+  if (!CHECK_OK(dlm_lease_new_all(a, &all, sent, now_ms(), line, line_len, leases, 2))) {
+    goto out;
+  }
+  uint64_t t[2] = {0, 0};
+  for (int i = 0; i < 2; i++) {
+    CHECK_OK(dlm_lease_inspect(leases[i], now_ms(), &info));
+    t[i] = info.token;
+  }
+  CHECK(t[0] > 0 && t[1] == t[0] + 1);
+  /* Each released by its own token. */
+  for (int i = 0; i < 2; i++) {
+    CHECK_OK(dlm_lease_release(leases[i], now_ms(), NULL));
+    CHECK_OK(lease_exchange(&ca, leases[i], a, &action, &done));
+    CHECK(action == DLM_LEASE_SEND_RELEASE && done == DLM_LEASE_DONE_RELEASED);
+  }
+  dlm_request test = req(DLM_CALL_TEST_LOCK, "sansio-m1", 0);
+  CHECK(round_trip(&cb, b, &test));
+  CHECK_OK(dlm_wire_read(b, &test, line, line_len, buf, sizeof buf, &ans));
+  CHECK(ans.state == DLM_LOCK_FREE);
+  /* Checks: no names, a name twice. */
+  all.names_count = 0;
+  CHECK_STATUS(dlm_wire_write(a, &all, out, sizeof out, &n), DLM_ERR_INVALID_ARGUMENT);
+  static const char *const twice[] = {"sansio-m1", "sansio-m1"};
+  all.names = twice;
+  all.names_count = 2;
+  CHECK_STATUS(dlm_wire_write(a, &all, out, sizeof out, &n), DLM_ERR_INVALID_ARGUMENT);
+
+  /* Shared values: the readers on the line, the owner from a get. */
+  dlm_request put = req(DLM_CALL_PUT, "sansio-shared", 10000);
+  put.value = "v";
+  put.value_len = 1;
+  put.flags = DLM_PUT_READERS_ANY;
+  CHECK_OK(dlm_wire_write(a, &put, out, sizeof out - 1, &n));
+  out[n] = '\0';
+  CHECK_CONTAINS(out, "\"Readers\":\"Any\"");
+  CHECK(round_trip(&ca, a, &put));
+  CHECK_OK(dlm_wire_read(a, &put, line, line_len, buf, sizeof buf, &ans));
+  dlm_request get = req(DLM_CALL_GET, "sansio-shared", 0);
+  CHECK(round_trip(&cb, b, &get));
+  CHECK_OK(dlm_wire_read(b, &get, line, line_len, buf, sizeof buf, &ans));
+  CHECK(ans.data_len == 1 && buf[0] == 'v');
+  CHECK_OK(dlm_wire_owner(b, &get, line, line_len, buf, sizeof buf, &n));
+  CHECK(strcmp(buf, "sansio-ma") == 0 && n == 9);
+  CHECK_STATUS(dlm_wire_owner(b, &get, line, line_len, buf, 4, &n), DLM_ERR_BUFFER_TOO_SMALL);
+  CHECK(n == 9);
+  CHECK_STATUS(dlm_wire_owner(b, &put, line, line_len, buf, sizeof buf, &n),
+               DLM_ERR_INVALID_ARGUMENT);
+  static const char *const readers[] = {"alice", "bob"};
+  static const size_t reader_lens[] = {5, 3};
+  put.flags = DLM_PUT_READERS;
+  put.readers = readers;
+  put.reader_lens = reader_lens;
+  put.readers_count = 2;
+  CHECK_OK(dlm_wire_write(a, &put, out, sizeof out - 1, &n));
+  out[n] = '\0';
+  CHECK_CONTAINS(out, "\"Readers\":[\"alice\",\"bob\"]");
+  CHECK(round_trip(&ca, a, &put));
+  CHECK_OK(dlm_wire_read(a, &put, line, line_len, buf, sizeof buf, &ans));
+  CHECK(round_trip(&cb, b, &get));
+  CHECK_STATUS(dlm_wire_read(b, &get, line, line_len, buf, sizeof buf, &ans), DLM_ERR_NOT_OWNER);
+  CHECK_STATUS(dlm_wire_owner(b, &get, line, line_len, buf, sizeof buf, &n), DLM_ERR_NOT_OWNER);
+  put.flags = DLM_PUT_READERS | DLM_PUT_READERS_ANY;
+  CHECK_STATUS(dlm_wire_write(a, &put, out, sizeof out, &n), DLM_ERR_INVALID_ARGUMENT);
+out:
+  dlm_lease_free(held);
+  dlm_lease_free(leases[0]);
+  dlm_lease_free(leases[1]);
+  close(ca.fd);
+  close(cb.fd);
+  dlm_wire_free(a);
+  dlm_wire_free(b);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s ADDR\n", argv[0]);
@@ -782,6 +909,7 @@ int main(int argc, char **argv) {
 
   failover_checks(argv[1]);
   shaped_checks(argv[1]);
+  multi_and_shared_checks(argv[1]);
 
   dlm_wire_free(a);
   dlm_wire_free(b);
