@@ -261,14 +261,29 @@ impl AcquireAll {
 
     /// Reads the answer to a request of `names` names, received at `now`:
     /// the grant (see [`answer::acquired_all`]), from which
-    /// [`GrantedAll::leases`] makes one lease per name.
+    /// [`GrantedAll::leases`] makes one lease per name. A refused wait is a
+    /// timeout, unless the server refused before the wait could have run
+    /// out (a name the caller holds already is refused at once, with the
+    /// server's words): then it is [`ErrorKind::NotOwner`].
     pub fn handle_response<'a>(
         &self,
         now: Instant,
         r: &Response<'a>,
         names: usize,
     ) -> Result<GrantedAll<'a>, Error<'a>> {
-        let grant = answer::acquired_all(r, names, self.one.wait.is_some())?;
+        let grant = match answer::acquired_all(r, names, self.one.wait.is_some()) {
+            Ok(grant) => grant,
+            Err(mut e) => {
+                if let (ErrorKind::Timeout, Some(wait)) = (e.kind, self.one.wait) {
+                    // Our instants are whole milliseconds: allow one.
+                    let elapsed = now.saturating_since(self.one.sent).as_millis();
+                    if r.error.is_some() || elapsed.saturating_add(1) < wait.as_millis() {
+                        e.kind = ErrorKind::NotOwner;
+                    }
+                }
+                return Err(e);
+            }
+        };
         let granted = match self.one.wait {
             None => self.one.sent,
             Some(_) => Instant::from_millis(
@@ -774,6 +789,30 @@ mod tests {
         Acquire::new(ttl(3000), None, true, at(0))
             .handle_response(at(4), &locked(Some(7), Some(3000)))
             .unwrap()
+    }
+
+    #[test]
+    fn a_lock_all_refused_at_once_despite_its_wait_is_not_owner() {
+        let acq = AcquireAll::new(ttl(3000), Some(ttl(5000)), false, at(100));
+        // Refused at once, with why: a name is held by this ID already.
+        let mut now = Response::new(Status::NotOwner);
+        now.error = Some(crate::protocol::Message::Text(
+            "lock \"a\" is already held by this ID",
+        ));
+        let e = acq.handle_response(at(103), &now, 2).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotOwner);
+        assert!(matches!(e.detail, crate::client::Detail::Server(_)));
+        // The same words at the end of the wait: still the server's refusal.
+        let e = acq.handle_response(at(5200), &now, 2).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotOwner);
+        // The wait ran out: a timeout.
+        let out = Response::new(Status::NotOwner);
+        let e = acq.handle_response(at(5101), &out, 2).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Timeout);
+        // Without a wait: not the owner.
+        let once = AcquireAll::new(ttl(3000), None, false, at(100));
+        let e = once.handle_response(at(103), &out, 2).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotOwner);
     }
 
     #[test]
