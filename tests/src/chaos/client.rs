@@ -10,7 +10,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -33,6 +33,9 @@ pub struct Conn {
     addrs: Vec<SocketAddr>,
     at: usize,
     stream: Option<(BufReader<TcpStream>, TcpStream)>,
+    /// Where the last call's time went: connect, write, read
+    /// (milliseconds) and the number of reads, for an overrun's report.
+    phases: [u64; 4],
 }
 
 impl Conn {
@@ -43,7 +46,14 @@ impl Conn {
             addrs,
             at,
             stream: None,
+            phases: [0; 4],
         }
+    }
+
+    /// Where the last call's time went, for a person reading an overrun.
+    pub fn phases(&self) -> String {
+        let [connect, write, read, reads] = self.phases;
+        format!("connect {connect} ms, write {write} ms, read {read} ms in {reads} reads")
     }
 
     /// The index of the member it talks to (or will next).
@@ -56,8 +66,13 @@ impl Conn {
         self.at = (self.at + 1) % self.addrs.len().max(1);
     }
 
-    /// Sends `request` and waits up to `timeout` for its answer.
+    /// Sends `request` and waits up to `timeout` for its answer: the write
+    /// and every read of it share that one deadline (a connect, if one is
+    /// needed first, takes up to 300 ms more).
     pub fn call(&mut self, request: &Value, timeout: Duration) -> Outcome {
+        let ms = |since: Instant| u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.phases = [0; 4];
+        let started = Instant::now();
         if self.stream.is_none() {
             let Some(addr) = self.addrs.get(self.at).copied() else {
                 return Outcome::Refused("no members".into());
@@ -76,31 +91,33 @@ impl Conn {
                 }
             }
         }
+        self.phases[0] = ms(started);
         let Some((reader, writer)) = self.stream.as_mut() else {
             return Outcome::Refused("not connected".into());
         };
         let mut line = request.to_string();
         line.push('\n');
+        let writing = Instant::now();
+        let deadline = writing + timeout;
         let _ = writer.set_write_timeout(Some(timeout));
-        if let Err(e) = writer.write_all(line.as_bytes()) {
+        let wrote = writer.write_all(line.as_bytes());
+        self.phases[1] = ms(writing);
+        if let Err(e) = wrote {
             // Part of it may have gone out: a whole line could have.
             self.next_member();
             return Outcome::Unknown(format!("write: {e}"));
         }
-        let _ = reader.get_ref().set_read_timeout(Some(timeout));
-        let mut answer = String::new();
-        match reader.read_line(&mut answer) {
-            Ok(n) if n > 0 && answer.ends_with('\n') => {}
-            Ok(_) => {
+        let reading = Instant::now();
+        let read = read_line_by(reader, deadline, &mut self.phases[3]);
+        self.phases[2] = ms(reading);
+        let answer = match read {
+            Ok(answer) => answer,
+            Err(why) => {
                 self.next_member();
-                return Outcome::Unknown("connection closed".into());
+                return Outcome::Unknown(why);
             }
-            Err(e) => {
-                self.next_member();
-                return Outcome::Unknown(format!("read: {e}"));
-            }
-        }
-        match serde_json::from_str::<Value>(&answer) {
+        };
+        match serde_json::from_slice::<Value>(&answer) {
             Ok(v) if v["Status"] == "NO" => {
                 self.next_member();
                 Outcome::Refused(format!("NO: {}", v["Error"]))
@@ -108,9 +125,44 @@ impl Conn {
             Ok(v) => Outcome::Answer(v),
             Err(_) => {
                 self.next_member();
-                Outcome::Unknown(format!("bad answer {answer:?}"))
+                Outcome::Unknown(format!("bad answer {:?}", String::from_utf8_lossy(&answer)))
             }
         }
+    }
+}
+
+/// Reads one line by `deadline`: each read waits only for what is left of
+/// the time, so a slow answer in pieces cannot stretch a call past its
+/// timeout. Counts the reads in `reads`.
+fn read_line_by(
+    reader: &mut BufReader<TcpStream>,
+    deadline: Instant,
+    reads: &mut u64,
+) -> Result<Vec<u8>, String> {
+    let mut line = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("read: timed out".into());
+        }
+        let _ = reader.get_ref().set_read_timeout(Some(left));
+        *reads += 1;
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("read: {e}")),
+        };
+        if buf.is_empty() {
+            return Err("connection closed".into());
+        }
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&buf[..=i]);
+            reader.consume(i + 1);
+            return Ok(line);
+        }
+        let n = buf.len();
+        line.extend_from_slice(buf);
+        reader.consume(n);
     }
 }
 
@@ -140,6 +192,19 @@ impl Shared {
 
     /// Records how far a call overran its timeout, if it did.
     pub fn overrun(&self, call: u64, ret: u64, timeout: Duration, what: &str) {
+        self.overrun_with(call, ret, timeout, what, String::new);
+    }
+
+    /// [`overrun`](Self::overrun), saying where the call's time went
+    /// (`detail`, asked only if it overran).
+    pub fn overrun_with(
+        &self,
+        call: u64,
+        ret: u64,
+        timeout: Duration,
+        what: &str,
+        detail: impl FnOnce() -> String,
+    ) {
         let limit = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         let took = ret.saturating_sub(call);
         // The connect (300 ms) and the write come before the read timeout.
@@ -154,9 +219,12 @@ impl Shared {
                 *o = Some((
                     took - limit,
                     format!(
-                        "{what} (sent at {:.3}s, took {:.3}s)",
+                        "{what} (sent at {:.3}s, took {:.3}s{})",
                         call as f64 / 1e9,
-                        took as f64 / 1e9
+                        took as f64 / 1e9,
+                        Some(detail())
+                            .filter(|d| !d.is_empty())
+                            .map_or_else(String::new, |d| format!(": {d}"))
                     ),
                 ));
             }
@@ -260,7 +328,7 @@ pub fn lock_client(shared: &Shared, client: u64) {
         let via = conn.member();
         let out = conn.call(&req, timeout);
         let ret = shared.clock.now();
-        shared.overrun(call, ret, timeout, "Lock");
+        shared.overrun_with(call, ret, timeout, "Lock", || conn.phases());
         let (token, answer_owner) = match out {
             Outcome::Answer(v) if v["Status"] == "Locked" => (
                 v["Token"].as_u64(),
@@ -326,7 +394,7 @@ pub fn lock_client(shared: &Shared, client: u64) {
                 let c = shared.clock.now();
                 let out = conn.call(&req, timeout);
                 let r = shared.clock.now();
-                shared.overrun(c, r, timeout, "Extend");
+                shared.overrun_with(c, r, timeout, "Extend", || conn.phases());
                 match out {
                     Outcome::Answer(v) if v["Status"] == "Locked" => {
                         if v["Token"].as_u64() == Some(token) {
@@ -377,7 +445,7 @@ pub fn lock_client(shared: &Shared, client: u64) {
         let req = json!({"Action":"Unlock","FileName":name,"ID":owner,"Token":token});
         let timeout = Duration::from_secs(2);
         let out = conn.call(&req, timeout);
-        shared.overrun(c, shared.clock.now(), timeout, "Unlock");
+        shared.overrun_with(c, shared.clock.now(), timeout, "Unlock", || conn.phases());
         drop(out);
     }
 }
@@ -454,7 +522,7 @@ pub fn kv_call(
     let call = shared.clock.now();
     let out = conn.call(&req, timeout);
     let ret = shared.clock.now();
-    shared.overrun(call, ret, timeout, "kv");
+    shared.overrun_with(call, ret, timeout, "kv", || conn.phases());
     let output = match out {
         Outcome::Refused(_) => return None,
         Outcome::Unknown(_) => KvOutput::Unknown,
