@@ -558,7 +558,14 @@ impl Member {
                 }
                 AdminOp::Add(node, addr) => {
                     if self.peers.contains_key(&node) {
-                        refuse(host, "already a member");
+                        refuse(
+                            host,
+                            if self.raw.raft.has_pending_conf() {
+                                "already a member as far as this leader has applied its log (a membership change may still be pending): try again"
+                            } else {
+                                "already a member"
+                            },
+                        );
                         continue;
                     }
                     let mut cc = raft::prelude::ConfChangeSingle::default();
@@ -576,7 +583,17 @@ impl Member {
                 }
                 AdminOp::Remove(node) => {
                     if !self.peers.contains_key(&node) {
-                        refuse(host, "not a member");
+                        // A leader just elected knows the members only up to
+                        // what it has applied: one added in its log's
+                        // unapplied tail is a member already.
+                        refuse(
+                            host,
+                            if self.raw.raft.has_pending_conf() {
+                                "not a member as far as this leader has applied its log (a membership change may still be pending): try again"
+                            } else {
+                                "not a member"
+                            },
+                        );
                         continue;
                     }
                     if self.peers.len() == 1 {
