@@ -268,6 +268,14 @@ class Connection {
     this.pending.push(entry);
     this.unsent += 1;
     if (entry.deadline < this.watchdogAt) this.watch(entry.deadline);
+    if (this.pending.length === 1) {
+      // Nothing else in flight: the server is idle, so this request goes
+      // now and the server works on it while this turn makes the others
+      // (written together at its end). Batching the first too would keep
+      // the two sides taking turns: each idle while the other works.
+      flush(this);
+      return;
+    }
     if (!this.flushQueued) {
       this.flushQueued = true;
       process.nextTick(flush, this);
