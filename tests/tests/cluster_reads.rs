@@ -9,11 +9,12 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dlm_tests::chaos::client::{Conn, Outcome};
 use dlm_tests::chaos::members::{Members, Setup};
 use dlm_tests::chaos::proxy::{Link, Net};
+use dlm_tests::eventually;
 use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -28,17 +29,16 @@ fn get(key: &str) -> Value {
 
 /// Sends `req` to the members at `addrs` until one answers `Done`.
 fn done(addrs: &[SocketAddr], req: &Value) -> Value {
-    let deadline = Instant::now() + LONG;
     let mut conn = Conn::new(addrs.to_vec(), 0);
-    loop {
-        if let Outcome::Answer(v) = conn.call(req, Duration::from_secs(5))
-            && v["Status"] == "Done"
-        {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "never Done: {req}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut answer = None;
+    eventually(LONG, &format!("never Done: {req}"), || {
+        answer = match conn.call(req, Duration::from_secs(5)) {
+            Outcome::Answer(v) if v["Status"] == "Done" => Some(v),
+            _ => None,
+        };
+        answer.is_some()
+    });
+    answer.unwrap_or_default()
 }
 
 fn start(what: &str) -> (Members, Arc<Net>, std::path::PathBuf) {
@@ -56,15 +56,12 @@ fn start(what: &str) -> (Members, Arc<Net>, std::path::PathBuf) {
 }
 
 fn wait_leader(members: &Members, not: u64) -> u64 {
-    let deadline = Instant::now() + LONG;
-    loop {
-        let l = members.leader();
-        if l != 0 && l != not {
-            return l;
-        }
-        assert!(Instant::now() < deadline, "no leader other than {not}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut l = 0;
+    eventually(LONG, &format!("no leader other than {not}"), || {
+        l = members.leader();
+        l != 0 && l != not
+    });
+    l
 }
 
 /// The leader is stopped (SIGSTOP) with a client connected; the others

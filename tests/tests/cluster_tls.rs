@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dlm_tests::cluster::{Cluster, field};
 use dlm_tests::{Conn, Server, binary, eventually, http_get, metric, scratch_dir};
@@ -116,16 +116,14 @@ impl TlsConn {
 /// The `Cluster` answer through member `id` over TLS, retried while a
 /// leader change closes relayed connections.
 fn status(c: &Cluster, id: u64, config: &Arc<ClientConfig>) -> String {
-    let deadline = Instant::now() + LONG;
-    loop {
-        if let Ok(answer) =
-            TlsConn::open(c.member(id).addr(), config).and_then(|mut t| t.call(STATUS))
-        {
-            return answer;
-        }
-        assert!(Instant::now() < deadline, "member {id} never answered");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut answer = None;
+    eventually(LONG, &format!("member {id} never answered"), || {
+        answer = TlsConn::open(c.member(id).addr(), config)
+            .and_then(|mut t| t.call(STATUS))
+            .ok();
+        answer.is_some()
+    });
+    answer.unwrap_or_default()
 }
 
 /// The leader every running member (of `ids`) agrees on, over TLS.
