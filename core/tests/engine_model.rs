@@ -684,9 +684,17 @@ impl<S: Storage> Driver<S> {
     }
 
     /// Runs one command at `now`; `tag` goes with a waiter it queues.
-    fn step(&mut self, now: u64, cmd: &Cmd, tag: u64) -> (Out, Vec<(Ev, Reply)>) {
+    /// Also says how many of the events came from time advancing to `now`
+    /// (the engine's `handle` advances first itself; doing it here as a
+    /// separate call tells those events apart from the command's own).
+    fn step(&mut self, now: u64, cmd: &Cmd, tag: u64) -> (Out, Vec<(Ev, Reply)>, usize) {
         let now = Instant::from_millis(now);
         let mut evs = Vec::new();
+        let mut sink = |e: Event<'_>| evs.push(ev(&e));
+        if !matches!(cmd, Cmd::Cancel(_)) {
+            self.e.advance(now, &mut sink);
+        }
+        let before = evs.len();
         let mut sink = |e: Event<'_>| evs.push(ev(&e));
         let (principal, command) = match *cmd {
             Cmd::Lock {
@@ -760,15 +768,14 @@ impl<S: Storage> Driver<S> {
             ),
             Cmd::Cancel(i) => {
                 let done = i.is_some_and(|i| self.e.cancel(self.waiters[i]));
-                return (Out::Bool(done), evs);
+                return (Out::Bool(done), evs, before);
             }
             Cmd::Revoke { name, token } => {
                 let done = self.e.orphaned(now, NAMES[name], Token(token), &mut sink);
-                return (Out::Bool(done), evs);
+                return (Out::Bool(done), evs, before);
             }
             Cmd::Advance => {
-                self.e.advance(now, &mut sink);
-                return (Out::None, evs);
+                return (Out::None, evs, before);
             }
             Cmd::Stats => (0, Command::Stats),
             Cmd::Version => (0, Command::Version),
@@ -791,7 +798,7 @@ impl<S: Storage> Driver<S> {
                 Out::Queued(id.get())
             }
         };
-        (out, evs)
+        (out, evs, before)
     }
 }
 
@@ -985,39 +992,21 @@ impl Holders {
         }
     }
 
-    /// Observes one step's answer and its events, in the engine's order.
-    /// Events from time advancing come before the command's effect; a
-    /// release by the command comes after the events that granted the
-    /// releaser its lock (the hand-over it causes comes after it).
-    fn observe(&mut self, now: u64, cmd: &Cmd, out: &Out, evs: &[(Ev, Reply)]) {
+    /// Observes one step's answer and its events, in the engine's order:
+    /// the first `before` came from time advancing, before the command
+    /// took effect; the rest from the command (a release by the command
+    /// comes before the hand-over it causes).
+    fn observe(&mut self, now: u64, cmd: &Cmd, out: &Out, evs: &[(Ev, Reply)], before: usize) {
         if let (Cmd::Lock { who, .. }, Out::Queued(id)) = (cmd, out) {
             self.queued.insert(*id, *who);
         }
-        // The lock the command released, and whether an event granted
-        // that very grant (to the releaser, or with the revoked token).
+        // The lock the command released, if any.
         let released = match (cmd, out) {
-            (
-                &Cmd::Unlock {
-                    name, owner, who, ..
-                },
-                Out::Reply(r),
-            ) if r.id.is_some() => Some((name, Some((owner, who)), 0)),
-            (&Cmd::Revoke { name, token }, Out::Bool(true)) => Some((name, None, token)),
+            (&Cmd::Unlock { name, .. }, Out::Reply(r)) if r.id.is_some() => Some(name),
+            (&Cmd::Revoke { name, .. }, Out::Bool(true)) => Some(name),
             _ => None,
         };
-        let split = released.map_or(0, |(name, holder, token)| {
-            evs.iter()
-                .rposition(|(e, r)| {
-                    let that_grant = match holder {
-                        Some((owner, who)) => {
-                            r.id.as_deref() == Some(OWNERS[owner]) && self.queued[&e.waiter] == who
-                        }
-                        None => r.token == Some(token),
-                    };
-                    e.name == NAMES[name] && r.status == Status::Locked && that_grant
-                })
-                .map_or(0, |i| i + 1)
-        });
+        let split = before;
         let grant = |h: &mut Self, (e, r): &(Ev, Reply)| {
             if r.status == Status::Locked {
                 let who = h.queued[&e.waiter];
@@ -1027,7 +1016,7 @@ impl Holders {
         for e in &evs[..split] {
             grant(self, e);
         }
-        if let Some((name, _, _)) = released {
+        if let Some(name) = released {
             self.released(now, NAMES[name]);
         }
         for e in &evs[split..] {
@@ -1095,9 +1084,9 @@ fn agree<S: Storage>(ops: &[(u64, Op)], capacity: Option<usize>) {
         let cmd = resolve(op, &holders.tokens, d.waiters.len(), &m);
         let tag = i as u64 * 10 + 3;
         let ids: Vec<u64> = d.waiters.iter().map(|w| w.get()).collect();
-        let (out, evs) = d.step(now, &cmd, tag);
+        let (out, evs, before) = d.step(now, &cmd, tag);
         let (mout, mevs) = model_step(&mut m, now, &cmd, tag, &ids);
-        holders.observe(now, &cmd, &out, &evs);
+        holders.observe(now, &cmd, &out, &evs, before);
         let evs = sorted(evs);
         let mevs = sorted(mevs);
         assert_eq!(out, mout, "step {i} at {now}: {cmd:?}");
@@ -1140,10 +1129,10 @@ fn restored_behaves_the_same<S: Storage>(prefix: &[(u64, Op)], rest: &[(u64, Op)
         let cmd = resolve(op, &holders.tokens, a.waiters.len(), &m);
         let ids: Vec<u64> = a.waiters.iter().map(|w| w.get()).collect();
         let tag = i as u64 * 10 + 3;
-        let (out, evs) = a.step(now, &cmd, tag);
+        let (out, evs, before) = a.step(now, &cmd, tag);
         // The model only serves to resolve revisions; keep it in step.
         model_step(&mut m, now, &cmd, tag, &ids);
-        holders.observe(now, &cmd, &out, &evs);
+        holders.observe(now, &cmd, &out, &evs, before);
     }
     // The engine's own instant is the last it saw (cancel moves nothing).
     let bytes = a.e.snapshot_to_vec();
@@ -1162,10 +1151,10 @@ fn restored_behaves_the_same<S: Storage>(prefix: &[(u64, Op)], rest: &[(u64, Op)
         let cmd = resolve(op, &holders.tokens, a.waiters.len(), &m);
         let ids: Vec<u64> = a.waiters.iter().map(|w| w.get()).collect();
         let tag = (prefix.len() + i) as u64 * 10 + 3;
-        let (out_a, evs_a) = a.step(now, &cmd, tag);
-        let (out_b, evs_b) = b.step(now, &cmd, tag);
+        let (out_a, evs_a, before) = a.step(now, &cmd, tag);
+        let (out_b, evs_b, _) = b.step(now, &cmd, tag);
         model_step(&mut m, now, &cmd, tag, &ids);
-        holders.observe(now, &cmd, &out_a, &evs_a);
+        holders.observe(now, &cmd, &out_a, &evs_a, before);
         assert_eq!(out_a, out_b, "step {i} after restore at {now}: {cmd:?}");
         assert_eq!(
             sorted(evs_a),
