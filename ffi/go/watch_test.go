@@ -284,7 +284,7 @@ func TestWatchDecodesWithTheClientsEncoder(t *testing.T) {
 // In a cluster: a watch sees a session-bound lock granted on the leader,
 // and released when the session's connection dies; a follower's watch
 // sees the same changes with the same revisions, and a watch resumed
-// from the grant's revision sees the release.
+// from the grant's revision, on any member, sees the release.
 func TestClusterWatchAndSession(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster")
@@ -307,7 +307,6 @@ func TestClusterWatchAndSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	// A member keeps history from its first watch on.
 	fw, err := f.WatchName(ctx, name, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -345,5 +344,19 @@ func TestClusterWatchAndSession(t *testing.T) {
 	defer w2.Close()
 	if ev := next(t, w2); ev.Revision != released.Revision || ev.Type != dlm.EventReleased {
 		t.Fatalf("resumed: %+v, the first time %+v", ev, released)
+	}
+	// On every member, including one nobody watched before: each keeps
+	// the history from its start, so a watch resumes wherever its
+	// client lands after a failover.
+	for node, m := range cl.members {
+		mc := dialAt(t, m.addr, dlm.WithIOTimeout(long))
+		mw, err := mc.WatchName(ctx, name, granted.Revision)
+		if err != nil {
+			t.Fatalf("resumed on member %d: %v", node, err)
+		}
+		if ev := next(t, mw); ev.Revision != released.Revision || ev.Type != dlm.EventReleased {
+			t.Fatalf("resumed on member %d: %+v, the first time %+v", node, ev, released)
+		}
+		mw.Close()
 	}
 }

@@ -99,7 +99,8 @@ pub(crate) struct Watches {
     limits: WatchLimits,
     /// By connection slot.
     watchers: BTreeMap<usize, Watcher>,
-    /// Whether anybody ever watched here (the engine's feed is on).
+    /// Whether anybody ever watched here, or this is a cluster member
+    /// (the engine's feed is on).
     wanted: bool,
     /// Changes kept for resuming, oldest first.
     history: VecDeque<Arc<Change>>,
@@ -348,6 +349,16 @@ impl Host {
     /// other request).
     pub(crate) fn is_watching(&self, slot: usize, generation: u32) -> bool {
         self.watches.watching(slot, generation)
+    }
+
+    /// Keeps the history of changes from now on, watched or not (a
+    /// cluster member's, so that a watch can resume on any member).
+    pub(crate) fn keep_watch_history(&mut self) {
+        if !self.watches.wanted {
+            self.watches.wanted = true;
+            self.watches.complete_after = self.engine.revision();
+            self.engine.set_feed(true);
+        }
     }
 
     /// Takes the engine's changes into the history and to every watcher

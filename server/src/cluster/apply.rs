@@ -20,9 +20,13 @@ use crate::host::{Host, Peers};
 
 impl Host {
     /// Makes this host a cluster member's: its engine is fed by
-    /// [`apply_entry`](Self::apply_entry) only.
+    /// [`apply_entry`](Self::apply_entry) only. A member keeps the watch
+    /// history from the start, not from its first watch: a client whose
+    /// member failed resumes its watch on whichever member it reaches
+    /// next, which must hold the revisions it missed.
     pub fn replicate(&mut self, node: u64) {
         self.replica = Some(super::Replica::new(node));
+        self.keep_watch_history();
     }
 
     /// The cluster state of a member's host.
