@@ -769,6 +769,7 @@ impl EventLoop {
                 self.begin_shutdown();
             }
             self.flush_dirty();
+            self.flush_links();
             if let Some((started, before, deferred_before)) = turn {
                 let deferred = self.deferred_total().saturating_sub(deferred_before);
                 let n = self
