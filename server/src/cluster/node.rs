@@ -116,6 +116,22 @@ impl ClusterClock {
     }
 }
 
+/// What is left of a turn's `Ready` after
+/// [`Member::drive_begin`]: its write, and the role change seen.
+pub struct DriveStep {
+    ready: Option<raft::Ready>,
+    change: Option<RoleChange>,
+    syncs: bool,
+}
+
+impl DriveStep {
+    /// Whether finishing it syncs a write to disk (so the answers made
+    /// so far are best sent before).
+    pub fn syncs(&self) -> bool {
+        self.syncs
+    }
+}
+
 /// This member's Raft.
 pub struct Member {
     raw: RawNode<LogStore>,
@@ -648,14 +664,8 @@ impl Member {
     /// Handles raft-rs's `Ready`: messages out, entries persisted (in
     /// memory here), committed entries applied to `host`. Returns a change
     /// of role, if any, after applying (the caller closes connections on
-    /// a lost leadership).
-    ///
-    /// When this turn's write must be synced to disk, the messages raft-rs
-    /// allows to go before it (a leader's appends, heartbeats, a
-    /// follower's answers to heartbeats) are handed to `send_now` first,
-    /// to be on the wire during the fsync: followers persist while the
-    /// leader does (as etcd does), and a read index round is not held
-    /// behind a member's fsync.
+    /// a lost leadership). [`drive_begin`](Self::drive_begin) and
+    /// [`drive_finish`](Self::drive_finish) in one go.
     pub fn drive(
         &mut self,
         host: &mut Host,
@@ -663,13 +673,44 @@ impl Member {
         out: &mut Outbound,
         send_now: &mut dyn FnMut(Vec<Message>),
     ) -> io::Result<Option<RoleChange>> {
+        let step = self.drive_begin(host, peers, out, send_now)?;
+        self.drive_finish(host, peers, out, send_now, step)
+    }
+
+    /// The first half of a turn's `Ready`: messages out, confirmed read
+    /// indexes noted, a snapshot installed, and the entries already
+    /// committed applied to `host` (their answers made). What is left
+    /// (this turn's write, synced when it must be) is in the returned
+    /// [`DriveStep`] for [`drive_finish`](Self::drive_finish).
+    ///
+    /// When this turn's write must be synced to disk, the messages raft-rs
+    /// allows to go before it (a leader's appends, heartbeats, a
+    /// follower's answers to heartbeats) are handed to `send_now` first,
+    /// to be on the wire during the fsync: followers persist while the
+    /// leader does (as etcd does), and a read index round is not held
+    /// behind a member's fsync. For the same reason the caller may send
+    /// the answers of the applied entries before finishing: they are
+    /// committed (on a majority's disks), so they do not wait for this
+    /// turn's own fsync, which is for entries still uncommitted.
+    pub fn drive_begin(
+        &mut self,
+        host: &mut Host,
+        peers: &dyn Peers,
+        out: &mut Outbound,
+        send_now: &mut dyn FnMut(Vec<Message>),
+    ) -> io::Result<DriveStep> {
         let change = self.role_change(host);
         if !self.raw.has_ready() {
-            return Ok(change);
+            return Ok(DriveStep {
+                ready: None,
+                change,
+                syncs: false,
+            });
         }
         let mut rd = self.raw.ready();
+        let syncs = rd.must_sync() && self.raw.store().is_durable();
         // Messages first: followers persist while this member does.
-        if rd.must_sync() && self.raw.store().is_durable() {
+        if syncs {
             send_now(rd.take_messages());
         } else {
             out.messages.extend(rd.take_messages());
@@ -685,6 +726,29 @@ impl Member {
             self.install(host, rd.snapshot().clone())?;
         }
         self.apply(host, peers, rd.take_committed_entries())?;
+        Ok(DriveStep {
+            ready: Some(rd),
+            change,
+            syncs,
+        })
+    }
+
+    /// The second half: this turn's entries and state written (synced
+    /// when raft-rs needs it: votes, terms, entries; nothing that depends
+    /// on it is answered before), the messages that had to wait for it,
+    /// and what that committed applied.
+    pub fn drive_finish(
+        &mut self,
+        host: &mut Host,
+        peers: &dyn Peers,
+        out: &mut Outbound,
+        send_now: &mut dyn FnMut(Vec<Message>),
+        step: DriveStep,
+    ) -> io::Result<Option<RoleChange>> {
+        let DriveStep { ready, change, .. } = step;
+        let Some(rd) = ready else {
+            return Ok(change);
+        };
         let store = self.raw.mut_store().clone();
         if !rd.entries().is_empty() {
             store.append(rd.entries())?;
@@ -692,9 +756,9 @@ impl Member {
         if let Some(hs) = rd.hs() {
             store.set_hard_state(hs.clone());
         }
-        // One write per turn, synced when raft-rs needs it (votes, terms,
-        // entries): nothing that depends on it is answered before.
+        // One write per turn, synced when raft-rs needs it.
         store.persist(rd.must_sync())?;
+        let mut rd = rd;
         out.messages.extend(rd.take_persisted_messages());
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {

@@ -1553,42 +1553,31 @@ impl EventLoop {
         // Messages that may go before this turn's fsync go now: written to
         // each link at once (what does not fit stays for the flush below;
         // a failed link is dropped there).
-        let links = &mut c.links;
         let mut backed_up = Vec::new();
-        let mut send_now = |messages: Vec<raft::prelude::Message>| {
-            for m in &messages {
-                let Some(link) = links.get_mut(&m.to) else {
-                    continue;
-                };
-                if link.out.len() - link.written > LINK_BUFFER {
-                    backed_up.push(m.to);
-                    continue;
-                }
-                match m.write_to_bytes() {
-                    Ok(bytes) => transport::encode(&mut link.out, Frame::Raft(&bytes)),
-                    Err(e) => warn!("cannot encode a raft message: {e}"),
-                }
-            }
-            for link in links.values_mut() {
-                if let Some(s) = link.stream.as_mut().filter(|_| link.connected) {
-                    while link.written < link.out.len() {
-                        match s.write(&link.out[link.written..]) {
-                            // Full (or TLS holding what it took): the
-                            // flush at the end of the turn goes on.
-                            Ok(0) => break,
-                            Ok(n) => link.written += n,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(_) => break,
-                        }
-                    }
-                    // A failure shows again, and is handled, there.
-                    let _ = s.flush();
-                }
-            }
-        };
-        let change = c
+        let step = c
             .member
-            .drive(&mut self.host, &self.sockets, &mut out, &mut send_now)?;
+            .drive_begin(&mut self.host, &self.sockets, &mut out, &mut |m| {
+                send_now(&mut c.links, &mut backed_up, &m);
+            })?;
+        if step.syncs() {
+            // The answers of what is already committed go out before this
+            // turn's fsync, which is for entries still uncommitted.
+            self.apply_actions();
+            self.flush_dirty();
+            self.flush_links();
+        }
+        let Some(c) = &mut self.cluster else {
+            return Ok(());
+        };
+        let change = c.member.drive_finish(
+            &mut self.host,
+            &self.sockets,
+            &mut out,
+            &mut |m| {
+                send_now(&mut c.links, &mut backed_up, &m);
+            },
+            step,
+        )?;
         for node in backed_up {
             c.drop_if_backed_up(node);
         }
@@ -1926,6 +1915,45 @@ const RELAY_READ: usize = 64 * 1024;
 const LINK_PAUSE: usize = 4 << 20;
 
 /// Reads a plaintext relayed client: `Err` if the connection failed.
+/// Writes raft messages that may go before this turn's fsync to their
+/// links at once (what does not fit stays for the flush at the end of the
+/// turn; a link past [`LINK_BUFFER`] is noted in `backed_up`, to drop).
+fn send_now(
+    links: &mut BTreeMap<u64, Link>,
+    backed_up: &mut Vec<u64>,
+    messages: &[raft::prelude::Message],
+) {
+    for m in messages {
+        let Some(link) = links.get_mut(&m.to) else {
+            continue;
+        };
+        if link.out.len() - link.written > LINK_BUFFER {
+            backed_up.push(m.to);
+            continue;
+        }
+        match m.write_to_bytes() {
+            Ok(bytes) => transport::encode(&mut link.out, Frame::Raft(&bytes)),
+            Err(e) => warn!("cannot encode a raft message: {e}"),
+        }
+    }
+    for link in links.values_mut() {
+        if let Some(s) = link.stream.as_mut().filter(|_| link.connected) {
+            while link.written < link.out.len() {
+                match s.write(&link.out[link.written..]) {
+                    // Full (or TLS holding what it took): the flush at
+                    // the end of the turn goes on.
+                    Ok(0) => break,
+                    Ok(n) => link.written += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            // A failure shows again, and is handled, there.
+            let _ = s.flush();
+        }
+    }
+}
+
 fn read_plain(
     stream: &mut TcpStream,
     chunk: &mut [u8],
