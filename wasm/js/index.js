@@ -157,6 +157,16 @@ const TIMED_OUT = 3;
 /** `Link.readDiscovery`: use the new connection (else close it and ask
  * `pollConnect` again). */
 const USE = 0;
+/** The numbers a `Failover` leaves in WebAssembly memory besides a call's
+ * result (`Failover.outAddress`): the deadline of the call the last
+ * request started, and what became of the last answer given to a fused
+ * reader (`Link.answer*`): READ, REFUSED or GAVE_UP. */
+const OUT_DEADLINE = 0;
+const OUT_ANSWER = 1;
+const OUT_LEN = 2;
+const REFUSED = 1;
+const GAVE_UP = 2;
+const memory = wasm.wasmMemory();
 
 /**
  * One request on its way: its call in the client's `Failover` (a number),
@@ -164,9 +174,13 @@ const USE = 0;
  * wherever the failover says until it is answered or given up.
  */
 class Entry {
-  constructor(read, resolve, reject) {
+  constructor(read, resolve, reject, fused) {
     this.call = -1;
+    /** `read(link)` after `Link.answered`, or, if `fused`, `read(link,
+     * fo, entry, epoch, now)`: a `Link.answer*` reader that asks the
+     * failover and reads in one call. */
     this.read = read;
+    this.fused = fused;
     this.resolve = resolve;
     this.reject = reject;
     this.settled = false;
@@ -261,10 +275,11 @@ class Connection {
     return !this.closed && !this.retiring && this.epoch === this.session.epoch;
   }
 
-  /** Adds an entry whose request was just appended to the link. */
-  push(entry) {
+  /** Adds an entry whose request was just appended to the link; its call
+   * must be over by `deadline`. */
+  push(entry, deadline) {
     entry.sent = false;
-    entry.deadline = this.session.fo.deadlineMs(entry.call);
+    entry.deadline = deadline;
     this.pending.push(entry);
     this.unsent += 1;
     if (entry.deadline < this.watchdogAt) this.watch(entry.deadline);
@@ -288,7 +303,7 @@ class Connection {
   discover(entry) {
     return new Promise((resolve, reject) => {
       this.link.cluster();
-      const question = new Entry(undefined, resolve, reject);
+      const question = new Entry(undefined, resolve, reject, false);
       question.discovery = true;
       question.call = entry.call;
       question.deadline = this.session.fo.deadlineMs(entry.call);
@@ -343,6 +358,30 @@ class Connection {
       if (entry.settled) {
         // Cancelled meanwhile: its answer is nobody's.
         link.skip();
+        continue;
+      }
+      if (entry.fused) {
+        // The fast path: the failover's verdict and the reading in one
+        // call; what became of the answer is in the failover's numbers.
+        let value;
+        try {
+          value = entry.read(link, fo, entry, this.epoch, now);
+        } catch (err) {
+          if (session.out()[OUT_ANSWER] === GAVE_UP) {
+            session.epoch = fo.epoch;
+            entry.fail(session.why(err, entry));
+          } else {
+            entry.fail(err);
+          }
+          continue;
+        }
+        if (session.out()[OUT_ANSWER] === REFUSED) {
+          session.epoch = fo.epoch;
+          this.retire();
+          session.retry([entry]);
+          continue;
+        }
+        entry.done(value);
         continue;
       }
       let mine;
@@ -553,6 +592,9 @@ class Shared {
     this.tls = options.tls;
     /** @type {import('./pkg/dlm_wasm').Failover} */
     this.fo = options.failover;
+    this.outAddress = this.fo.outAddress();
+    /** A view of the failover's numbers (see `out()`). */
+    this.outView = new Float64Array(memory.buffer, this.outAddress, OUT_LEN);
     /** The failover's epoch, read after every call that may change it. */
     this.epoch = this.fo.epoch;
     /** The pipelined connection. */
@@ -583,6 +625,18 @@ class Shared {
     if (this.closed) throw new UnavailableError('the client is closed');
   }
 
+  /** The numbers the failover's last call left (OUT_DEADLINE,
+   * OUT_ANSWER): read from WebAssembly memory, no call. A grown memory
+   * detaches the old view (its length drops to 0): made again then. */
+  out() {
+    let view = this.outView;
+    if (view.length === 0) {
+      view = new Float64Array(memory.buffer, this.outAddress, OUT_LEN);
+      this.outView = view;
+    }
+    return view;
+  }
+
   /** The error a call gives up with: the failover's, with the last
    * failure of the operating system and the server in use. */
   why(err, entry) {
@@ -596,24 +650,27 @@ class Shared {
 
   /**
    * Sends a request on the pipelined connection: `write(link, fo, now)`
-   * appends it and starts its call (returning the call), `read(link)`
-   * reads its answer. Made while connected, it is appended at once, so
-   * calls made one after another are sent (and answered) in that order.
+   * appends it and starts its call (returning the call), `read` reads
+   * its answer (see `Entry`; `fused` says which kind of reader it is).
+   * Made while connected, it is appended at once, so calls made one after
+   * another are sent (and answered) in that order.
    */
-  request(write, read) {
-    if (this.legacy) return this.exclusive(write, read);
+  request(write, read, fused = false) {
+    if (this.legacy) return this.exclusive(write, read, undefined, fused);
     return new Promise((resolve, reject) => {
       if (this.closed) {
         reject(new UnavailableError('the client is closed'));
         return;
       }
-      const entry = new Entry(read, resolve, reject);
+      const entry = new Entry(read, resolve, reject, fused);
       const conn = this.main;
       const now = performance.now();
       try {
         if (conn !== undefined && conn.usable()) {
+          // The fast path: one call writes the request and starts its
+          // call; its deadline is read from memory.
           entry.call = write(conn.link, this.fo, now);
-          conn.push(entry);
+          conn.push(entry, this.out()[OUT_DEADLINE]);
           return;
         }
         entry.call = write(this.staging, this.fo, now);
@@ -630,7 +687,7 @@ class Shared {
 
   /** Sends a request on a connection of its own (a waiting or abortable
    * lock, or any request in legacy framing); `signal` aborts it. */
-  exclusive(write, read, signal) {
+  exclusive(write, read, signal, fused = false) {
     return new Promise((resolve, reject) => {
       if (this.closed) {
         reject(new UnavailableError('the client is closed'));
@@ -640,7 +697,7 @@ class Shared {
         reject(cancelled(signal));
         return;
       }
-      const entry = new Entry(read, resolve, reject);
+      const entry = new Entry(read, resolve, reject, fused);
       entry.exclusive = true;
       try {
         entry.call = write(this.staging, this.fo, performance.now());
@@ -696,7 +753,7 @@ class Shared {
         reject(e);
       };
       conn.link.resend(this.fo, entry.call, performance.now());
-      conn.push(entry);
+      conn.push(entry, this.fo.deadlineMs(entry.call));
     } catch (err) {
       entry.fail(err);
     }
@@ -762,7 +819,7 @@ class Shared {
         entry.fail(err);
         continue;
       }
-      conn.push(entry);
+      conn.push(entry, this.fo.deadlineMs(entry.call));
     }
   }
 
@@ -833,7 +890,7 @@ class Shared {
     if (this.legacy) {
       throw new InvalidArgumentError("sessions and watches need dlm's own framing (legacy: false)");
     }
-    const entry = new Entry(undefined, () => {}, () => {});
+    const entry = new Entry(undefined, () => {}, () => {}, false);
     entry.call = this.fo.startConnect(performance.now());
     try {
       const conn = await this.connectFor(entry);
@@ -1035,20 +1092,32 @@ class Lock {
    * resolve. */
   unlock() {
     if (this.#releasing) return this.#releasing;
-    this.#releasing = this.#release().finally(() => {
-      this.#releasing = undefined;
-    });
-    return this.#releasing;
+    // Plain promise reactions rather than async functions and `finally`:
+    // a release is half of every lock's life, and each promise costs.
+    const releasing = this.#busy ? this.#idle().then(() => this.#release()) : this.#release();
+    this.#releasing = releasing;
+    const over = () => {
+      if (this.#releasing === releasing) this.#releasing = undefined;
+    };
+    releasing.then(over, over);
+    return releasing;
   }
 
-  async #release() {
-    if (this.#busy) await this.#idle();
-    this.#tick();
-    if (!this.#leases.release(this.#handle, performance.now())) return;
+  /** Sends the release (nothing in flight); resolves once answered. */
+  #release() {
     try {
-      await this.#exchange();
-    } finally {
-      if (this.#leases.released(this.#handle)) this.#forget();
+      const now = performance.now();
+      this.#tick(now);
+      if (!this.#leases.release(this.#handle, now)) return Promise.resolve();
+      const forget = () => {
+        if (this.#leases.released(this.#handle)) this.#forget();
+      };
+      return this.#exchange().then(forget, (err) => {
+        forget();
+        throw err;
+      });
+    } catch (err) {
+      return Promise.reject(err);
     }
   }
 
@@ -1076,8 +1145,8 @@ class Lock {
   }
 
   /** Advances the lease to now and reports what happened. */
-  #tick() {
-    this.#leases.handleTimeout(this.#handle, performance.now());
+  #tick(now = performance.now()) {
+    this.#leases.handleTimeout(this.#handle, now);
     this.#events();
   }
 
@@ -1130,32 +1199,7 @@ class Lock {
     const leases = this.#leases;
     const handle = this.#handle;
     const name = this.#name;
-    const run = async () => {
-      let written = false;
-      try {
-        await this.#session.request(
-          (link, fo, now) => {
-            const call = link.leaseRequest(fo, leases, handle, now, name);
-            if (call === undefined) {
-              // An extension asked for after the deadline passed.
-              throw new LockLostError('the lock was lost');
-            }
-            written = true;
-            return call;
-          },
-          (link) => link.readLease(leases, handle, performance.now()),
-        );
-      } catch (err) {
-        // No answer, or no connection to send it on: a renewal is retried
-        // until the deadline, a release waits to be asked again. After an
-        // answer the lease has nothing in flight and this does nothing.
-        if (written) leases.handleFailure(handle, performance.now());
-        else leases.handleUnsent(handle, performance.now());
-        throw err;
-      }
-    };
-    const busy = run();
-    this.#busy = busy;
+    let written = false;
     const settle = (err) => {
       if (this.#busy === busy) this.#busy = undefined;
       this.#events(err);
@@ -1163,7 +1207,35 @@ class Lock {
       // Something left to send (a grant to give back)?
       if (!this.#busy && leases.hasRequest(handle)) this.#wake();
     };
-    busy.then(() => settle(), settle);
+    // One reaction settles the lease before anyone awaiting `busy` runs.
+    const busy = this.#session
+      .request(
+        (link, fo, now) => {
+          const call = link.leaseRequest(fo, leases, handle, now, name);
+          if (call === undefined) {
+            // An extension asked for after the deadline passed.
+            throw new LockLostError('the lock was lost');
+          }
+          written = true;
+          return call;
+        },
+        (link, fo, entry, epoch, now) => link.answerLease(fo, entry.call, epoch, now, leases, handle),
+        true,
+      )
+      .then(
+        () => settle(),
+        (err) => {
+          // No answer, or no connection to send it on: a renewal is
+          // retried until the deadline, a release waits to be asked again.
+          // After an answer the lease has nothing in flight and this does
+          // nothing.
+          if (written) leases.handleFailure(handle, performance.now());
+          else leases.handleUnsent(handle, performance.now());
+          settle(err);
+          throw err;
+        },
+      );
+    this.#busy = busy;
     return busy;
   }
 }
@@ -1956,11 +2028,14 @@ class Client {
       sentMs = now;
       return link.lock(fo, now, name, ttlMs, waitMs, shape);
     };
-    const read = (link) => link.readGrant(session.leases, ttlMs, waitMs, renew, sentMs, performance.now(), shape);
+    const read = (link, fo, entry, epoch, now) =>
+      link.answerGrant(fo, entry.call, epoch, now, session.leases, ttlMs, waitMs, renew, sentMs, shape);
     // A wait (or one that may be aborted) takes a connection of its own:
     // it holds up nobody, and closing it takes the waiter off the queue.
     const handle =
-      waitMs > 0 || signal ? await session.exclusive(write, read, signal) : await session.request(write, read);
+      waitMs > 0 || signal
+        ? await session.exclusive(write, read, signal, true)
+        : await session.request(write, read, true);
     return new Lock(session, name, handle);
   }
 
@@ -2123,7 +2198,11 @@ class Client {
       write = (link, fo, now) => link.put(fo, now, name, ttlMs, encoded, expected, readers);
     }
     const compared = expected !== undefined;
-    return session.request(write, (link) => link.readStored(compared));
+    return session.request(
+      write,
+      (link, fo, entry, epoch, now) => link.answerStored(fo, entry.call, epoch, now, compared),
+      true,
+    );
   }
 
   /** Reads `name`: `{ value, revision, ttlMs, owner? }` (`owner`: the
@@ -2135,10 +2214,20 @@ class Client {
     session.checkOpen();
     const encoder = session.encoder;
     const write = (link, fo, now) => link.get(fo, now, name);
-    if (encoder === tableEncoder || sealers.has(encoder)) {
+    if (encoder === tableEncoder) {
+      return session.request(
+        write,
+        (link, fo, entry, epoch, now) => {
+          const value = link.answerFetchedTable(fo, entry.call, epoch, now);
+          return value === undefined ? null : withOwner({ value, revision: link.revision, ttlMs: link.ttlMs ?? 0 }, link);
+        },
+        true,
+      );
+    }
+    if (sealers.has(encoder)) {
       const sealer = sealers.get(encoder);
       return session.request(write, (link) => {
-        const value = sealer ? link.readFetchedSealed(sealer, name) : link.readFetchedTable();
+        const value = link.readFetchedSealed(sealer, name);
         return value === undefined ? null : withOwner({ value, revision: link.revision, ttlMs: link.ttlMs ?? 0 }, link);
       });
     }

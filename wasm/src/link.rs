@@ -25,7 +25,7 @@ use dlm_core::client::ErrorKind;
 use dlm_core::time::Ttl;
 
 use crate::error::Error;
-use crate::failover::Failover;
+use crate::failover::{Failover, answer};
 use crate::wire::{
     self, Acquisition, AcquisitionAll, Decode, Fetched, Lease, LockState, Sealer, Writer,
 };
@@ -375,6 +375,30 @@ impl Link {
             self.skip()?;
         }
         Ok(answered)
+    }
+
+    /// The fast path of an answer: [`answered`](Self::answered) and, if
+    /// the answer is the call's, `read` of it, in one call from the
+    /// package. `Ok(None)` if a member refused it (skipped: send the call
+    /// again). What became of it is left in `fo`'s
+    /// [`out::ANSWER`](crate::failover::out::ANSWER), so the package tells
+    /// the call's giving up (the failover's error) from the reader's error
+    /// without asking.
+    pub fn answer<T>(
+        &mut self,
+        fo: &mut Failover,
+        handle: f64,
+        epoch: u64,
+        now_ms: f64,
+        read: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
+        fo.set_answer(answer::GAVE_UP);
+        if !self.answered(fo, handle, epoch, now_ms)? {
+            fo.set_answer(answer::REFUSED);
+            return Ok(None);
+        }
+        fo.set_answer(answer::READ);
+        read(self).map(Some)
     }
 
     /// Reads the answer to the discovery question for call `handle` on a
