@@ -64,6 +64,13 @@ const MAX_IDLE = 4;
 const CONNECT_ATTEMPTS = 3;
 /** The longest delay setTimeout takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The bounds of a connection's score of early writes (`Connection.push`):
+ * they are made while it is above EARLY_OFF. */
+const EARLY_MAX = 3;
+const EARLY_OFF = -2;
+/** While early writes are off, every this many chances one is tried
+ * anyway, to see whether the server has become quick to answer again. */
+const EARLY_PROBE = 32;
 
 const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const U64_MAX = (1n << 64n) - 1n;
@@ -260,6 +267,13 @@ class Connection {
     this.flushQueued = false;
     this.watchdog = undefined;
     this.watchdogAt = Infinity;
+    /** Whether writing a lone request at once pays (see `push`): up when
+     * its answer came back by itself, down when it came with the rest of
+     * the turn's. */
+    this.early = 0;
+    /** The entry last written early, until its answer arrives. */
+    this.earlyEntry = undefined;
+    this.earlyChances = 0;
     socket.setNoDelay(true);
     socket.on('data', (chunk) => this.onData(chunk));
     socket.on('error', (err) => {
@@ -283,11 +297,15 @@ class Connection {
     this.pending.push(entry);
     this.unsent += 1;
     if (entry.deadline < this.watchdogAt) this.watch(entry.deadline);
-    if (this.pending.length === 1) {
+    if (this.pending.length === 1 && (this.early > EARLY_OFF || ++this.earlyChances % EARLY_PROBE === 0)) {
       // Nothing else in flight: the server is idle, so this request goes
       // now and the server works on it while this turn makes the others
       // (written together at its end). Batching the first too would keep
-      // the two sides taking turns: each idle while the other works.
+      // the two sides taking turns: each idle while the other works on a
+      // quiet machine. On a busy one the server may not get to it before
+      // the turn ends: then its answer comes back with the others', and
+      // the write only cost a system call; `onData` keeps the score.
+      this.earlyEntry = entry;
       flush(this);
       return;
     }
@@ -339,11 +357,18 @@ class Connection {
       this.fail(err);
       return;
     }
+    const chunkAnswers = answers;
     for (; answers > 0 && !this.closed; answers -= 1) {
       const entry = this.pending.shift();
       if (!entry) {
         this.fail(new ProtocolError('an answer to no request'));
         return;
+      }
+      if (entry === this.earlyEntry) {
+        // Written early: did its answer beat the rest of its turn's?
+        this.earlyEntry = undefined;
+        this.early =
+          chunkAnswers === 1 ? Math.min(this.early + 1, EARLY_MAX) : Math.max(this.early - 1, EARLY_OFF);
       }
       const now = performance.now();
       if (entry.discovery) {
