@@ -2007,7 +2007,9 @@ class Client {
    * another owner holds it); with it, queue in the server's fair queue up
    * to that long (TimeoutError when it runs out). `signal` aborts the wait
    * at once (CancelledError). */
-  async lock(name, options = {}) {
+  lock(name, options = {}) {
+    // Not async: `#acquire` is (what it throws rejects), and another
+    // promise around its own would only cost.
     return this.#acquire(name, 0, options);
   }
 
@@ -2026,13 +2028,13 @@ class Client {
   /** Acquires the shared (read) side of the read/write lock `name`:
    * held beside other readers, never beside a writer; a writer that waits
    * goes before readers that come after it. Options as `lock()`. */
-  async readLock(name, options = {}) {
+  readLock(name, options = {}) {
     return this.#acquire(name, -1, options);
   }
 
   /** Acquires the exclusive (write) side of the read/write lock `name`.
    * Options as `lock()`. */
-  async writeLock(name, options = {}) {
+  writeLock(name, options = {}) {
     return this.#acquire(name, -2, options);
   }
 
@@ -2201,7 +2203,18 @@ class Client {
    * every `put` without it makes the value private again), `'any'` every
    * client, or an array of identity names (clients authenticated as one
    * of them). Resolves with the new revision. */
-  async put(name, value, options = {}) {
+  put(name, value, options = {}) {
+    // Not async: the request's own promise is returned, without another
+    // wrapped around it (each costs a few promise jobs); what is thrown
+    // is returned as a rejection all the same.
+    try {
+      return this.#put(name, value, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #put(name, value, options) {
     const session = this.#session;
     session.checkOpen();
     const { ttlMs, revision } = options;
@@ -2234,7 +2247,16 @@ class Client {
    * owner's ID, when the server says it: this client's own, or the ID of
    * whoever shared the value), or null if there is none. NotOwnerError
    * for a value not shared with this client. */
-  async get(name) {
+  get(name) {
+    // Not async, as `put`.
+    try {
+      return this.#get(name);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #get(name) {
     const session = this.#session;
     session.checkOpen();
     const encoder = session.encoder;
@@ -2256,13 +2278,16 @@ class Client {
         return value === undefined ? null : withOwner({ value, revision: link.revision, ttlMs: link.ttlMs ?? 0 }, link);
       });
     }
-    const fetched = await session.request(write, (link) => {
-      const raw = link.readFetched();
-      return raw === undefined ? null : withOwner({ raw, revision: link.revision, ttlMs: link.ttlMs ?? 0 }, link);
-    });
-    if (fetched === null) return null;
-    const { raw, ...rest } = fetched;
-    return { value: decodeWith(encoder, name, textDecoder.decode(raw)), ...rest };
+    return session
+      .request(write, (link) => {
+        const raw = link.readFetched();
+        return raw === undefined ? null : withOwner({ raw, revision: link.revision, ttlMs: link.ttlMs ?? 0 }, link);
+      })
+      .then((fetched) => {
+        if (fetched === null) return null;
+        const { raw, ...rest } = fetched;
+        return { value: decodeWith(encoder, name, textDecoder.decode(raw)), ...rest };
+      });
   }
 
   /** Deletes `name`; whether there was an entry. */
