@@ -489,7 +489,15 @@ function flush(conn) {
   const { pending } = conn;
   for (let i = pending.length - conn.unsent; i < pending.length; i += 1) pending[i].sent = true;
   conn.unsent = 0;
-  conn.socket.write(conn.link.takeOutput());
+  // Copied straight out of WebAssembly memory into a Buffer (from Node's
+  // pool when small): `takeOutput`'s new Uint8Array cost more than the
+  // copy, and the socket would have made it a Buffer anyway.
+  const link = conn.link;
+  const length = link.outputLength();
+  const bytes = Buffer.allocUnsafe(length);
+  bytes.set(new Uint8Array(memory.buffer, link.outputAddress(), length));
+  link.clearOutput();
+  conn.socket.write(bytes);
 }
 
 /** A request is overdue: fail the connection (answers come in order, so

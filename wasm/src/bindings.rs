@@ -418,6 +418,22 @@ impl Link {
         out
     }
 
+    /// Where the requests appended since the output was last taken or
+    /// cleared start in WebAssembly memory (`wasmMemory()`): with
+    /// `outputLength`, for the package to copy them out itself (into a
+    /// pooled `Buffer`, cheaper than `takeOutput`'s new `Uint8Array`)
+    /// before `clearOutput`. Valid until the next call that appends.
+    #[wasm_bindgen(js_name = outputAddress)]
+    pub fn output_address(&self) -> usize {
+        self.0.output().as_ptr().addr()
+    }
+
+    /// How many bytes of requests wait at `outputAddress`.
+    #[wasm_bindgen(js_name = outputLength)]
+    pub fn output_length(&self) -> usize {
+        self.0.output().len()
+    }
+
     /// Appends bytes received; returns how many more complete answers
     /// there are to read. Throws `Protocol` for an answer longer than
     /// 64 MiB.
