@@ -358,6 +358,8 @@ class Connection {
       return;
     }
     const chunkAnswers = answers;
+    // Every answer in the chunk arrived now.
+    const now = performance.now();
     for (; answers > 0 && !this.closed; answers -= 1) {
       const entry = this.pending.shift();
       if (!entry) {
@@ -370,7 +372,6 @@ class Connection {
         this.early =
           chunkAnswers === 1 ? Math.min(this.early + 1, EARLY_MAX) : Math.max(this.early - 1, EARLY_OFF);
       }
-      const now = performance.now();
       if (entry.discovery) {
         try {
           entry.resolve(link.readDiscovery(fo, entry.call, this.epoch, now));
