@@ -6,7 +6,7 @@
 // (node:tls), matches answers to requests, keeps time, and reports.
 //
 //   client.put() ─▶ link.putTable(fo, ..) ─▶ link's output ─(once per turn)─▶ socket.write
-//   resolve(revision) ◀─ link.readStored() ◀─ link.answered(fo, call) ◀─ FIFO ◀─ link.feed(chunk) ◀─ socket
+//   resolve(revision) ◀─ link.answerStored(fo, call) (the failover's verdict and the read) ◀─ FIFO ◀─ link.feed(chunk) ◀─ socket
 //   connection failed ─▶ fo.handle(call, outcome) ─▶ send again (link.resend) where fo.pollConnect says, or reject
 //
 // Each connection has a WebAssembly `Link` holding its bytes both ways, so

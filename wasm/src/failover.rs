@@ -7,12 +7,15 @@
 //!   index.js                              Failover (one per client)
 //!   ────────                              ─────────────────────────
 //!   link.put(fo, now, ..) ──────────────▶ start: classify, RequestID, deadline ─▶ call handle
-//!                                          (the line as sent is kept for a resend)
+//!                                          (the line as sent is kept for a resend;
+//!                                          the deadline left in `out` for the package)
 //!   fo.pollConnect(call, now) ──────────▶ -1: connect to fo.address (fo.connectEpoch,
 //!                                          within fo.withinMs) | instant to sleep until | throws
 //!   fo.connected(epoch) ────────────────▶ ask the new connection for the cluster first?
 //!   link.readDiscovery(fo, call, ..) ───▶ discovered(view): use it, or go to the leader
 //!   link.answered(fo, call, epoch, now) ▶ Answered (read it) | Refused (send again) | throws
+//!   link.answerGrant(fo, call, ..) ─────▶ the same and the read in one call; which it
+//!                                          was is left in `out` (the fast path)
 //!   fo.handle(call, epoch, outcome, now) ▶ NotSent / Closed / TimedOut / ConnectFailed:
 //!                                          true: send again (link.resend) | throws
 //! ```
