@@ -64,13 +64,6 @@ const MAX_IDLE = 4;
 const CONNECT_ATTEMPTS = 3;
 /** The longest delay setTimeout takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-/** The bounds of a connection's score of early writes (`Connection.push`):
- * they are made while it is above EARLY_OFF. */
-const EARLY_MAX = 3;
-const EARLY_OFF = -2;
-/** While early writes are off, every this many chances one is tried
- * anyway, to see whether the server has become quick to answer again. */
-const EARLY_PROBE = 32;
 
 const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const U64_MAX = (1n << 64n) - 1n;
@@ -231,10 +224,11 @@ class Entry {
  * One socket to a server, its WebAssembly `Link` (the request and answer
  * buffers) and a FIFO of entries awaiting answers.
  *
- * A request is appended to the link's output at once, and everything
- * appended in one turn of the event loop is written with one
- * `socket.write` at its end (a `process.nextTick`, after the promise jobs
- * that made the requests). Every chunk received is fed to the link, which
+ * A request is appended to the link's output at once, and written once
+ * as many wait to go as are in flight (see `push`), the rest of a turn of
+ * the event loop with one `socket.write` at its end (a
+ * `process.nextTick`, after the promise jobs that made the requests).
+ * Every chunk received is fed to the link, which
  * says how many complete answers it holds; each is the oldest entry's:
  * the failover says whether it is the call's to read (`Link.answered`) or
  * a member's refusal to send again. One timer per connection watches the
@@ -267,13 +261,6 @@ class Connection {
     this.flushQueued = false;
     this.watchdog = undefined;
     this.watchdogAt = Infinity;
-    /** Whether writing a lone request at once pays (see `push`): up when
-     * its answer came back by itself, down when it came with the rest of
-     * the turn's. */
-    this.early = 0;
-    /** The entry last written early, until its answer arrives. */
-    this.earlyEntry = undefined;
-    this.earlyChances = 0;
     socket.setNoDelay(true);
     socket.on('data', (chunk) => this.onData(chunk));
     socket.on('error', (err) => {
@@ -297,15 +284,15 @@ class Connection {
     this.pending.push(entry);
     this.unsent += 1;
     if (entry.deadline < this.watchdogAt) this.watch(entry.deadline);
-    if (this.pending.length === 1 && (this.early > EARLY_OFF || ++this.earlyChances % EARLY_PROBE === 0)) {
-      // Nothing else in flight: the server is idle, so this request goes
-      // now and the server works on it while this turn makes the others
-      // (written together at its end). Batching the first too would keep
-      // the two sides taking turns: each idle while the other works on a
-      // quiet machine. On a busy one the server may not get to it before
-      // the turn ends: then its answer comes back with the others', and
-      // the write only cost a system call; `onData` keeps the score.
-      this.earlyEntry = entry;
+    if (this.unsent >= this.pending.length - this.unsent) {
+      // As many waiting to go as the server has in hand: they go now, so
+      // the server works on them while this turn makes the rest. With
+      // nothing in flight the first request goes alone, then 1, 2, 4, ...:
+      // the server always has work, in a few writes a turn (the rest
+      // follow together at its end). Batching a whole turn kept the two
+      // sides taking turns, each idle while the other worked, each
+      // waking the other once a turn: 0.7-0.8x ioredis at 16 concurrent
+      // calls on a quiet machine, 1.0-1.2x this way.
       flush(this);
       return;
     }
@@ -357,7 +344,6 @@ class Connection {
       this.fail(err);
       return;
     }
-    const chunkAnswers = answers;
     // Every answer in the chunk arrived now.
     const now = performance.now();
     for (; answers > 0 && !this.closed; answers -= 1) {
@@ -365,12 +351,6 @@ class Connection {
       if (!entry) {
         this.fail(new ProtocolError('an answer to no request'));
         return;
-      }
-      if (entry === this.earlyEntry) {
-        // Written early: did its answer beat the rest of its turn's?
-        this.earlyEntry = undefined;
-        this.early =
-          chunkAnswers === 1 ? Math.min(this.early + 1, EARLY_MAX) : Math.max(this.early - 1, EARLY_OFF);
       }
       if (entry.discovery) {
         try {
@@ -486,7 +466,8 @@ class Connection {
 /** Writes what the requests of this turn appended, in one write. */
 function flush(conn) {
   conn.flushQueued = false;
-  if (conn.closed) return;
+  // Nothing left for the end of the turn: all went early.
+  if (conn.closed || conn.unsent === 0) return;
   const { pending } = conn;
   for (let i = pending.length - conn.unsent; i < pending.length; i += 1) pending[i].sent = true;
   conn.unsent = 0;

@@ -649,7 +649,7 @@ describe('client against other servers', () => {
     }
   });
 
-  it('the requests of one turn leave in one write; answers may come in any pieces', async () => {
+  it('the requests of one turn leave in a few writes, the first at once; answers may come in any pieces', async () => {
     const linesPerRead = [];
     const server = net.createServer((socket) => {
       socket.setNoDelay(true);
@@ -669,9 +669,27 @@ describe('client against other servers', () => {
     await new Promise((r) => server.listen(0, '127.0.0.1', r));
     try {
       const c = await dlm.connect({ port: server.address().port });
-      const answers = await Promise.all(Array.from({ length: 50 }, () => c.version()));
-      assert.deepEqual(new Set(answers), new Set(['JackrabbitDLM/fake']));
-      assert.deepEqual(linesPerRead, [50], 'fifty requests, one write');
+      // The client's writes, counted on the socket's prototype meanwhile.
+      let writes = 0;
+      const write = net.Socket.prototype.write;
+      net.Socket.prototype.write = function (...args) {
+        writes += 1;
+        return write.apply(this, args);
+      };
+      let answers;
+      try {
+        answers = Promise.all(Array.from({ length: 50 }, () => c.version()));
+        // The turn's end, where the rest goes.
+        await new Promise((resolve) => process.nextTick(resolve));
+      } finally {
+        net.Socket.prototype.write = write;
+      }
+      // Each write as large as what is in flight: 1, 1, 2, 4, 8, 16, and
+      // the rest at the end of the turn.
+      assert.equal(writes, 7, 'fifty requests, seven writes');
+      assert.deepEqual(new Set(await answers), new Set(['JackrabbitDLM/fake']));
+      // This server (in this process) reads once the turn is over.
+      assert.deepEqual(linesPerRead, [50], 'fifty requests, one read');
       // Calls awaited one by one: one write each.
       assert.equal(await c.version(), 'JackrabbitDLM/fake');
       assert.equal(await c.version(), 'JackrabbitDLM/fake');
