@@ -5,14 +5,14 @@
 // client and failover machine. This file only moves bytes with node:net
 // (node:tls), matches answers to requests, keeps time, and reports.
 //
-//   client.put() ─▶ link.putTable(fo, ..) ─▶ link's output ─(once per turn)─▶ socket.write
+//   client.put() ─▶ link.putTable(fo, ..) ─▶ link's output ─(a few writes a turn)─▶ socket.write
 //   resolve(revision) ◀─ link.answerStored(fo, call) (the failover's verdict and the read) ◀─ FIFO ◀─ link.feed(chunk) ◀─ socket
 //   connection failed ─▶ fo.handle(call, outcome) ─▶ send again (link.resend) where fo.pollConnect says, or reject
 //
 // Each connection has a WebAssembly `Link` holding its bytes both ways, so
 // an answer crosses into JavaScript as the few numbers or bytes its caller
 // wants (a Get's value arrives decoded), never as an object built field by
-// field, and a turn's requests leave in one write.
+// field, and a turn's requests leave in a few writes (see `Connection.push`).
 //
 // One connection carries every ordinary request, pipelined: answers come
 // back in request order, so each one settles the oldest pending promise.
@@ -463,7 +463,7 @@ class Connection {
   }
 }
 
-/** Writes what the requests of this turn appended, in one write. */
+/** Writes what the requests appended since the last write, in one write. */
 function flush(conn) {
   conn.flushQueued = false;
   // Nothing left for the end of the turn: all went early.

@@ -60,7 +60,8 @@ pub fn error_kinds() -> js_sys::Array {
 
 /// One connection's requests and answers for one owner (see
 /// [`crate::link`]): requests are appended to an output buffer the
-/// package takes once per turn (`takeOutput`); answers are fed in as they
+/// package takes a few times a turn (`takeOutput`, or `outputAddress` and
+/// `outputLength`, then `clearOutput`); answers are fed in as they
 /// arrive (`feed` says how many complete lines there are) and each
 /// `read*` reads the oldest line as the answer to its kind of request.
 /// What an answer says besides its result (`revision`, `token`, `ttlMs`)

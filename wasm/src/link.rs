@@ -3,15 +3,16 @@
 //!
 //! ```text
 //!  requests: link.put(..) ─┐
-//!            link.get(..) ─┼─▶ out ──takeOutput(), once per turn──▶ socket.write
+//!            link.get(..) ─┼─▶ out ──a few times a turn──▶ socket.write
 //!      link.lease_request ─┘
 //!  answers:  socket 'data' ──feed(chunk): n complete lines──▶ input
 //!            input ──read_stored() / read_fetched() / read_grant() ..., one line each──▶ plain values
 //! ```
 //!
 //! Requests are appended to one output buffer, which the package takes
-//! and writes once per turn of the event loop (one system call for every
-//! request made in that turn). Answers are fed in as chunks arrive; `feed`
+//! and writes a few times a turn of the event loop (one system call for
+//! many requests: once as many wait as are in flight, and at the turn's
+//! end). Answers are fed in as chunks arrive; `feed`
 //! says how many complete lines there are, and each `read_*` reads the
 //! oldest one as the answer to its kind of request, in place, returning
 //! the result as numbers or bytes (a `Get`'s value already decoded) and
