@@ -60,7 +60,8 @@ pub fn error_kinds() -> js_sys::Array {
 
 /// One connection's requests and answers for one owner (see
 /// [`crate::link`]): requests are appended to an output buffer the
-/// package takes once per turn (`takeOutput`); answers are fed in as they
+/// package takes a few times a turn (`takeOutput`, or `outputAddress` and
+/// `outputLength`, then `clearOutput`); answers are fed in as they
 /// arrive (`feed` says how many complete lines there are) and each
 /// `read*` reads the oldest line as the answer to its kind of request.
 /// What an answer says besides its result (`revision`, `token`, `ttlMs`)
@@ -303,6 +304,97 @@ impl Link {
         self.0.skip()
     }
 
+    // The fast path of answers: `answered` and the call's reader in one
+    // call. What became of the answer is in the failover's `out` numbers
+    // (`Failover.outAddress`): 0 read (the result, or the reader's error
+    // thrown), 1 a member refused it (skipped: send the call again; the
+    // result means nothing), 2 the call gave up (the error thrown is the
+    // failover's).
+
+    /// `answered`, then `readGrant`: the lease's handle.
+    #[wasm_bindgen(js_name = answerGrant)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn answer_grant(
+        &mut self,
+        fo: &mut Failover,
+        call: f64,
+        epoch: f64,
+        now_ms: f64,
+        leases: &mut Leases,
+        ttl_ms: f64,
+        wait_ms: f64,
+        auto_renew: bool,
+        sent_ms: f64,
+        shape: f64,
+    ) -> Result<f64, Error> {
+        let granted = self
+            .0
+            .answer(&mut fo.0, call, epoch_of(epoch), now_ms, |l| {
+                l.read_grant(ttl_ms, wait_ms, auto_renew, sent_ms, now_ms, shape)
+            })?;
+        match granted {
+            Some(lease) => leases.0.insert(lease),
+            None => Ok(-1.0),
+        }
+    }
+
+    /// `answered`, then `readLease` of the lease `handle`.
+    #[wasm_bindgen(js_name = answerLease)]
+    pub fn answer_lease(
+        &mut self,
+        fo: &mut Failover,
+        call: f64,
+        epoch: f64,
+        now_ms: f64,
+        leases: &mut Leases,
+        handle: f64,
+    ) -> Result<(), Error> {
+        self.0
+            .answer(&mut fo.0, call, epoch_of(epoch), now_ms, |l| {
+                match leases.0.get_mut(handle) {
+                    Some(lease) => l.read_lease(lease, now_ms),
+                    None => {
+                        l.skip()?;
+                        Err(WireLeases::released())
+                    }
+                }
+            })
+            .map(|_| ())
+    }
+
+    /// `answered`, then `readStored(compared)`: the new revision.
+    #[wasm_bindgen(js_name = answerStored)]
+    pub fn answer_stored(
+        &mut self,
+        fo: &mut Failover,
+        call: f64,
+        epoch: f64,
+        now_ms: f64,
+        compared: bool,
+    ) -> Result<u64, Error> {
+        self.0
+            .answer(&mut fo.0, call, epoch_of(epoch), now_ms, |l| {
+                l.read_stored(compared)
+            })
+            .map(Option::unwrap_or_default)
+    }
+
+    /// `answered`, then `readFetchedTable`: the value, or `undefined`.
+    #[wasm_bindgen(js_name = answerFetchedTable)]
+    pub fn answer_fetched_table(
+        &mut self,
+        fo: &mut Failover,
+        call: f64,
+        epoch: f64,
+        now_ms: f64,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        self.0
+            .answer(&mut fo.0, call, epoch_of(epoch), now_ms, |l| {
+                l.read_fetched(Decode::Table)
+            })
+            .map(Option::flatten)
+    }
+
     /// Reads the answer to `cluster()` for call `call` on a connection of
     /// `epoch`: 0 to use the connection, 1 to close it and ask
     /// `pollConnect` again. Throws if the call gives up.
@@ -325,6 +417,22 @@ impl Link {
         let out = Uint8Array::new_from_slice(self.0.output());
         self.0.clear_output();
         out
+    }
+
+    /// Where the requests appended since the output was last taken or
+    /// cleared start in WebAssembly memory (`wasmMemory()`): with
+    /// `outputLength`, for the package to copy them out itself (into a
+    /// pooled `Buffer`, cheaper than `takeOutput`'s new `Uint8Array`)
+    /// before `clearOutput`. Valid until the next call that appends.
+    #[wasm_bindgen(js_name = outputAddress)]
+    pub fn output_address(&self) -> usize {
+        self.0.output().as_ptr().addr()
+    }
+
+    /// How many bytes of requests wait at `outputAddress`.
+    #[wasm_bindgen(js_name = outputLength)]
+    pub fn output_length(&self) -> usize {
+        self.0.output().len()
     }
 
     /// Appends bytes received; returns how many more complete answers
@@ -737,6 +845,17 @@ impl Failover {
         self.0.handle(call, epoch_of(epoch), outcome, now_ms)
     }
 
+    /// Where in WebAssembly memory (`wasmMemory()`) the numbers the last
+    /// call left besides its result are, for a `Float64Array` view of
+    /// them: \[0\] the deadline of the call the last request started
+    /// (what `deadlineMs` says), \[1\] what became of the last answer
+    /// given to an `answer*` reader. The address never changes; the
+    /// view must be made again when the memory grows.
+    #[wasm_bindgen(js_name = outAddress)]
+    pub fn out_address(&self) -> usize {
+        self.0.out().as_ptr().addr()
+    }
+
     /// When call `call` must be over (`performance.now()` milliseconds).
     #[wasm_bindgen(js_name = deadlineMs)]
     pub fn deadline_ms(&self, call: f64) -> f64 {
@@ -874,6 +993,13 @@ impl Default for Leases {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The module's memory (a `WebAssembly.Memory`), for views of numbers it
+/// leaves there (`Failover.outAddress`).
+#[wasm_bindgen(js_name = wasmMemory)]
+pub fn wasm_memory() -> JsValue {
+    wasm_bindgen::memory()
 }
 
 /// The table codec: bytes to stored text.

@@ -7,12 +7,15 @@
 //!   index.js                              Failover (one per client)
 //!   ────────                              ─────────────────────────
 //!   link.put(fo, now, ..) ──────────────▶ start: classify, RequestID, deadline ─▶ call handle
-//!                                          (the line as sent is kept for a resend)
+//!                                          (the line as sent is kept for a resend;
+//!                                          the deadline left in `out` for the package)
 //!   fo.pollConnect(call, now) ──────────▶ -1: connect to fo.address (fo.connectEpoch,
 //!                                          within fo.withinMs) | instant to sleep until | throws
 //!   fo.connected(epoch) ────────────────▶ ask the new connection for the cluster first?
 //!   link.readDiscovery(fo, call, ..) ───▶ discovered(view): use it, or go to the leader
 //!   link.answered(fo, call, epoch, now) ▶ Answered (read it) | Refused (send again) | throws
+//!   link.answerGrant(fo, call, ..) ─────▶ the same and the read in one call; which it
+//!                                          was is left in `out` (the fast path)
 //!   fo.handle(call, epoch, outcome, now) ▶ NotSent / Closed / TimedOut / ConnectFailed:
 //!                                          true: send again (link.resend) | throws
 //! ```
@@ -74,6 +77,31 @@ pub mod discovery {
     pub const AGAIN: u8 = 1;
 }
 
+/// What the package reads of the last call besides its result, from
+/// [`Failover::out`]: numbers that would otherwise cost a call each.
+pub mod out {
+    /// The deadline of the call the last request started
+    /// (`performance.now()` milliseconds): what `deadlineMs` would say.
+    pub const DEADLINE: usize = 0;
+    /// What became of the last answer a fused reader was given
+    /// (`Link::answer_*`): one of [`super::answer`].
+    pub const ANSWER: usize = 1;
+    /// How many numbers there are.
+    pub const LEN: usize = 2;
+}
+
+/// What became of an answer given to a fused reader, in
+/// [`out::ANSWER`].
+pub mod answer {
+    /// It was the call's, and was read (the result, or the reader's error).
+    pub const READ: f64 = 0.0;
+    /// A member refused it: skipped, the call is to be sent again.
+    pub const REFUSED: f64 = 1.0;
+    /// The call gave up (the error is the failover's), or there was no
+    /// answer to give it.
+    pub const GAVE_UP: f64 = 2.0;
+}
+
 /// One call in flight: the machine's state of it, and its line as sent.
 #[derive(Debug)]
 struct Entry {
@@ -93,6 +121,9 @@ pub struct Failover {
     address: String,
     connect_epoch: u64,
     within: Ttl,
+    /// See [`out`]; boxed, so its address stays put for the package's
+    /// view of it.
+    out: Box<[f64; out::LEN]>,
 }
 
 impl Failover {
@@ -127,7 +158,20 @@ impl Failover {
             address: String::new(),
             connect_epoch: 0,
             within: Ttl::ZERO,
+            out: Box::new([0.0; out::LEN]),
         })
+    }
+
+    /// The numbers the last call left besides its result (see [`out`]).
+    /// They stay at this address for the failover's life, so the package
+    /// reads them through a view of WebAssembly memory, with no call.
+    pub fn out(&self) -> &[f64; out::LEN] {
+        &self.out
+    }
+
+    /// Says what became of the answer a fused reader was given.
+    pub(crate) fn set_answer(&mut self, what: f64) {
+        self.out[out::ANSWER] = what;
     }
 
     /// The server in use (`host:port`), for logs.
@@ -174,8 +218,12 @@ impl Failover {
         wire::write(&call.request(*req, now), out);
         let mut line = self.spare.pop().unwrap_or_default();
         line.extend_from_slice(out.get(start..).unwrap_or_default());
+        let deadline = to_js_instant(call.deadline());
         match self.calls.insert(Entry { call, line }) {
-            Ok(handle) => Ok(handle),
+            Ok(handle) => {
+                self.out[out::DEADLINE] = deadline;
+                Ok(handle)
+            }
             Err(e) => {
                 out.truncate(start);
                 Err(e)
@@ -463,6 +511,54 @@ mod tests {
         assert_eq!(err.code(), "Unavailable");
         assert_eq!(fo.calls(), 0);
         assert!(Failover::new("nonsense", 1.0, 1, true, &[0; 16]).is_err());
+    }
+
+    #[test]
+    fn the_fast_path_leaves_the_deadline_and_what_became_of_the_answer() {
+        let mut fo = failover("127.0.0.1:1,127.0.0.1:2");
+        let mut link = Link::new(Writer::new("me".into(), false, None).unwrap());
+        let get = link.get(&mut fo, 100.0, "K").unwrap();
+        assert_eq!(fo.out()[out::DEADLINE], fo.deadline_ms(get));
+        assert_eq!(fo.out()[out::DEADLINE], 1100.0);
+        let lock = link.lock(&mut fo, 200.0, "L", 5000.0, 2000.0, 0.0).unwrap();
+        assert_eq!(fo.out()[out::DEADLINE], fo.deadline_ms(lock));
+        assert_eq!(fo.poll_connect(get, 200.0), Ok(-1.0));
+        let epoch = fo.connect_epoch();
+
+        // A member's refusal: skipped, not read, the call goes on.
+        link.feed(b"{\"Status\":\"NO\",\"Error\":\"no leader\"}\n{\"Status\":\"Done\"}\n")
+            .unwrap();
+        let read = link.answer(&mut fo, get, epoch, 300.0, |_| Ok(7));
+        assert_eq!(read, Ok(None));
+        assert_eq!(fo.out()[out::ANSWER], answer::REFUSED);
+        assert_eq!(fo.calls(), 2);
+        // The call's answer: read, the call over.
+        let read = link.answer(&mut fo, get, epoch, 400.0, |l| {
+            l.next_line().map(|l| l.len())
+        });
+        assert_eq!(read, Ok(Some(17)));
+        assert_eq!(fo.out()[out::ANSWER], answer::READ);
+        assert_eq!(fo.calls(), 1);
+        // No answer to give it, or a call that is over: the failover's error.
+        let err = link
+            .answer(&mut fo, lock, epoch, 500.0, |_| Ok(()))
+            .unwrap_err();
+        assert_eq!(err.code(), "Protocol");
+        assert_eq!(fo.out()[out::ANSWER], answer::GAVE_UP);
+        link.feed(b"{\"Status\":\"Done\"}\n").unwrap();
+        let err = link
+            .answer(&mut fo, get, epoch, 500.0, |_| Ok(()))
+            .unwrap_err();
+        assert_eq!(err.code(), "Protocol");
+        assert_eq!(fo.out()[out::ANSWER], answer::GAVE_UP);
+        // The reader's own error is the reader's.
+        let err = link
+            .answer(&mut fo, lock, epoch, 600.0, |_| -> Result<(), Error> {
+                Err(Error::invalid("no"))
+            })
+            .unwrap_err();
+        assert_eq!(err.code(), "InvalidArgument");
+        assert_eq!(fo.out()[out::ANSWER], answer::READ);
     }
 
     #[test]

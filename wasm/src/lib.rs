@@ -6,13 +6,13 @@
 //! results; the package's JavaScript moves the bytes with `node:net`.
 //!
 //! ```text
-//!  index.js: client.lock(..) ──▶ Link.lock() ──▶ link's output ──(one write per turn)──▶ net.Socket ──▶ dlm-server
+//!  index.js: client.lock(..) ──▶ Link.lock() ──▶ link's output ──(a few writes a turn)──▶ net.Socket ──▶ dlm-server
 //!  index.js: Lock { handle } ◀── Link.readGrant() ◀── Link.feed(chunk) ◀── net.Socket ◀── dlm-server
 //! ```
 //!
 //! A [`Link`](bindings::Link) per connection keeps both directions'
 //! bytes in WebAssembly memory ([`link`]): the package takes the output
-//! once per turn of the event loop and feeds every chunk received, and an
+//! a few times a turn of the event loop and feeds every chunk received, and an
 //! answer crosses back as the number, bigint or bytes its caller wants,
 //! never as an object built field by field. Held locks' leases live in one
 //! table per client, [`Leases`](bindings::Leases), under number handles

@@ -3,15 +3,16 @@
 //!
 //! ```text
 //!  requests: link.put(..) ─┐
-//!            link.get(..) ─┼─▶ out ──takeOutput(), once per turn──▶ socket.write
+//!            link.get(..) ─┼─▶ out ──a few times a turn──▶ socket.write
 //!      link.lease_request ─┘
 //!  answers:  socket 'data' ──feed(chunk): n complete lines──▶ input
 //!            input ──read_stored() / read_fetched() / read_grant() ..., one line each──▶ plain values
 //! ```
 //!
 //! Requests are appended to one output buffer, which the package takes
-//! and writes once per turn of the event loop (one system call for every
-//! request made in that turn). Answers are fed in as chunks arrive; `feed`
+//! and writes a few times a turn of the event loop (one system call for
+//! many requests: once as many wait as are in flight, and at the turn's
+//! end). Answers are fed in as chunks arrive; `feed`
 //! says how many complete lines there are, and each `read_*` reads the
 //! oldest one as the answer to its kind of request, in place, returning
 //! the result as numbers or bytes (a `Get`'s value already decoded) and
@@ -25,7 +26,7 @@ use dlm_core::client::ErrorKind;
 use dlm_core::time::Ttl;
 
 use crate::error::Error;
-use crate::failover::Failover;
+use crate::failover::{Failover, answer};
 use crate::wire::{
     self, Acquisition, AcquisitionAll, Decode, Fetched, Lease, LockState, Sealer, Writer,
 };
@@ -375,6 +376,30 @@ impl Link {
             self.skip()?;
         }
         Ok(answered)
+    }
+
+    /// The fast path of an answer: [`answered`](Self::answered) and, if
+    /// the answer is the call's, `read` of it, in one call from the
+    /// package. `Ok(None)` if a member refused it (skipped: send the call
+    /// again). What became of it is left in `fo`'s
+    /// [`out::ANSWER`](crate::failover::out::ANSWER), so the package tells
+    /// the call's giving up (the failover's error) from the reader's error
+    /// without asking.
+    pub fn answer<T>(
+        &mut self,
+        fo: &mut Failover,
+        handle: f64,
+        epoch: u64,
+        now_ms: f64,
+        read: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
+        fo.set_answer(answer::GAVE_UP);
+        if !self.answered(fo, handle, epoch, now_ms)? {
+            fo.set_answer(answer::REFUSED);
+            return Ok(None);
+        }
+        fo.set_answer(answer::READ);
+        read(self).map(Some)
     }
 
     /// Reads the answer to the discovery question for call `handle` on a

@@ -649,7 +649,7 @@ describe('client against other servers', () => {
     }
   });
 
-  it('the requests of one turn leave in one write; answers may come in any pieces', async () => {
+  it('the requests of one turn leave in a few writes, the first at once; answers may come in any pieces', async () => {
     const linesPerRead = [];
     const server = net.createServer((socket) => {
       socket.setNoDelay(true);
@@ -669,9 +669,27 @@ describe('client against other servers', () => {
     await new Promise((r) => server.listen(0, '127.0.0.1', r));
     try {
       const c = await dlm.connect({ port: server.address().port });
-      const answers = await Promise.all(Array.from({ length: 50 }, () => c.version()));
-      assert.deepEqual(new Set(answers), new Set(['JackrabbitDLM/fake']));
-      assert.deepEqual(linesPerRead, [50], 'fifty requests, one write');
+      // The client's writes, counted on the socket's prototype meanwhile.
+      let writes = 0;
+      const write = net.Socket.prototype.write;
+      net.Socket.prototype.write = function (...args) {
+        writes += 1;
+        return write.apply(this, args);
+      };
+      let answers;
+      try {
+        answers = Promise.all(Array.from({ length: 50 }, () => c.version()));
+        // The turn's end, where the rest goes.
+        await new Promise((resolve) => process.nextTick(resolve));
+      } finally {
+        net.Socket.prototype.write = write;
+      }
+      // Each write as large as what is in flight: 1, 1, 2, 4, 8, 16, and
+      // the rest at the end of the turn.
+      assert.equal(writes, 7, 'fifty requests, seven writes');
+      assert.deepEqual(new Set(await answers), new Set(['JackrabbitDLM/fake']));
+      // This server (in this process) reads once the turn is over.
+      assert.deepEqual(linesPerRead, [50], 'fifty requests, one read');
       // Calls awaited one by one: one write each.
       assert.equal(await c.version(), 'JackrabbitDLM/fake');
       assert.equal(await c.version(), 'JackrabbitDLM/fake');
@@ -750,6 +768,116 @@ describe('client against other servers', () => {
       await c.close();
     } finally {
       await fake.close();
+    }
+  });
+});
+
+/** A proxy on a free port in front of the server at `port`, passing each
+ * request line on unless `hook(line)` says otherwise: 'refuse' answers it
+ * as a cluster member without a leader does, 'drop' closes the client's
+ * connection with it unanswered, 'swallow' never answers it. `lines` has
+ * every request line received (the question about the cluster aside). */
+async function proxy(port, hook) {
+  const lines = [];
+  const sockets = new Set();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    const upstream = net.connect({ host: '127.0.0.1', port });
+    upstream.on('data', (d) => socket.write(d));
+    upstream.on('error', () => socket.destroy());
+    upstream.on('close', () => socket.destroy());
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      sockets.delete(socket);
+      upstream.destroy();
+    });
+    let buf = '';
+    socket.on('data', (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) !== -1) {
+        const line = buf.slice(0, i + 1);
+        buf = buf.slice(i + 1);
+        const what = isClusterQuestion(line) ? 'pass' : (lines.push(line.trim()), hook(line));
+        if (what === 'refuse') socket.write('{"Status":"NO","Error":"no leader"}\n');
+        else if (what === 'drop') socket.destroy();
+        else if (what !== 'swallow') upstream.write(line);
+      }
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: server.address().port,
+    lines,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(r));
+    },
+  };
+}
+
+// Locks, their releases, puts and gets take the fast path on a usable
+// connection (one call to write and start, one to judge and read the
+// answer): the failover's rules apply to them all the same.
+describe('the fast path through the failover', () => {
+  let server;
+  before(async () => {
+    server = await startServer();
+  });
+  after(() => server?.stop());
+
+  it('a refusal sends the request again; a closed connection sends again what may be; silence times out', async () => {
+    // Each kind of request is refused the first time it is seen.
+    const seen = new Set();
+    let drop = false;
+    let swallow = false;
+    const front = await proxy(server.port, (line) => {
+      const action = /"Action":"(\w+)"/.exec(line)?.[1];
+      if (swallow) return 'swallow';
+      if (drop && action === 'Put') {
+        drop = false;
+        return 'drop';
+      }
+      if (seen.has(action)) return 'pass';
+      seen.add(action);
+      return 'refuse';
+    });
+    try {
+      const c = await dlm.connect({ port: front.port, timeoutMs: 1000 });
+      const count = (action) => front.lines.filter((l) => l.includes(`"Action":"${action}"`));
+
+      const revision = await c.put('fast/k', 'one', { ttlMs: 60_000 });
+      assert.ok(revision > 0n);
+      const puts = count('Put');
+      assert.equal(puts.length, 2, 'refused, then sent again');
+      assert.equal(puts[0], puts[1], 'the same request, the same RequestID: applied once');
+      const got = await c.get('fast/k');
+      assert.equal(td.decode(got.value), 'one');
+      assert.equal(got.revision, revision);
+      assert.equal(count('Get').length, 2);
+
+      const lock = await c.lock('fast/l', { ttlMs: 30_000 });
+      assert.ok(lock.token > 0n);
+      assert.equal(count('Lock').length, 2);
+      await lock.unlock();
+      assert.equal(count('Unlock').length, 2, 'the release too');
+      assert.equal((await c.testLock('fast/l')).state, 'free');
+
+      // The connection dies with a Put in flight: sent again on a new one.
+      drop = true;
+      const again = await c.put('fast/k', 'two', { ttlMs: 60_000, revision });
+      assert.ok(again > revision);
+      assert.equal(td.decode((await c.get('fast/k')).value), 'two');
+
+      // Nothing answers: Unavailable once the call's time is up.
+      swallow = true;
+      const start = performance.now();
+      await rejectsWith(c.get('fast/k'), dlm.UnavailableError, 'Unavailable');
+      const took = performance.now() - start;
+      assert.ok(took >= 990 && took < 10_000, `${took} ms`);
+      await c.close();
+    } finally {
+      await front.close();
     }
   });
 });
