@@ -49,6 +49,14 @@ pub fn free_port() -> u16 {
 /// elections that must not be starved by the other tests' load.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// This test's turn to run cluster members: a test that starts members
+/// without a [`Cluster`] holds it while they run.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A cluster of `dlm-server` processes.
 pub struct Cluster {
     /// Member ID to peer port.
@@ -74,10 +82,11 @@ impl Cluster {
     /// A cluster of `n` members with `extra` arguments each, none started
     /// yet: the test boots them ([`boot`](Self::boot)) when it wants.
     pub fn prepare(n: u64, extra: &[&str]) -> Self {
+        // The turn first, then the ports: ports picked while waiting for
+        // the turn could be taken by the cluster that has it before this
+        // one binds them.
+        let turn = one_at_a_time();
         let peers: BTreeMap<u64, u16> = (1..=n).map(|id| (id, free_port())).collect();
-        let turn = ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Self {
             peers,
             members: BTreeMap::new(),

@@ -537,6 +537,7 @@ fn a_torn_log_tail_is_cut_and_reported() {
 /// that the cluster has a leader once a majority is up.
 #[test]
 fn a_member_waits_for_its_peers_and_says_so() {
+    let _turn = dlm_tests::cluster::one_at_a_time();
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let peers = ports
         .iter()
