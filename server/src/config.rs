@@ -128,7 +128,8 @@ pub struct ServeArgs {
     pub max_ttl: Option<Duration>,
     /// Most open connections; when full, the connection idle longest
     /// (and at least the idle timeout) makes room, or the newcomer is
-    /// refused with an error line [default: 4096].
+    /// refused with an error line (a cluster follower counts the clients
+    /// it relays to the leader too, and refuses past it) [default: 4096].
     #[arg(long, env = "DLM_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Close a connection that stalls this long in the middle of a line,

@@ -309,6 +309,11 @@ impl Host {
         self.active
     }
 
+    /// Most open connections (`--max-connections`).
+    pub fn max_connections(&self) -> usize {
+        self.config.max_connections
+    }
+
     /// Bytes all connections hold, as charged to the connection budget.
     pub fn connection_memory(&self) -> usize {
         self.conn_bytes

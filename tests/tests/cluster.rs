@@ -909,3 +909,40 @@ fn a_client_that_reads_nothing_through_a_follower_is_bounded_then_closed() {
     assert_eq!(served(&c, f, &me.test_lock("x")), Status::Unlocked);
     drop(conn);
 }
+
+/// Relayed clients count against `--max-connections` on the follower
+/// that holds them: past it, a newcomer gets the "server full" line at
+/// once (before it sends anything, so from the follower itself), the
+/// relayed clients already in keep being served, and a place freed lets
+/// the next one in.
+#[test]
+fn a_full_follower_refuses_relayed_connections() {
+    let c = Cluster::start(3, &["--max-connections", "3"]);
+    let leader = c.leader();
+    let follower = c.followers(leader)[0];
+    let w = Client::new("w");
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut conn = c.member(follower).connect();
+        // Answered: relayed to the leader and back.
+        let r = conn.call(&w.put(&format!("full{i}"), TTL, "v", None));
+        assert_eq!(r.status, Status::Done, "{r:?}");
+        held.push(conn);
+    }
+    let mut extra = c.member(follower).connect();
+    let line = extra.recv_line().expect("a line saying why");
+    let text = String::from_utf8_lossy(&line).into_owned();
+    assert!(text.contains("server full"), "{text}");
+    drop(extra);
+    for (i, conn) in held.iter_mut().enumerate() {
+        let r = conn.call(&w.get(&format!("full{i}")));
+        assert_eq!(r.data.as_deref(), Some("v"), "{r:?}");
+    }
+    drop(held.pop());
+    dlm_tests::eventually(LONG, "a freed place lets a newcomer in", || {
+        let mut n = c.member(follower).connect();
+        n.send(&w.get("full0"));
+        n.recv_line()
+            .is_some_and(|l| Reply::parse(&l).data.as_deref() == Some("v"))
+    });
+}

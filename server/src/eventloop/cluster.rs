@@ -534,6 +534,19 @@ impl EventLoop {
         if c.member.is_leader() {
             return Some(stream);
         }
+        // Relayed clients count against --max-connections with this
+        // member's own (watchers): a flood of connections to a follower
+        // is refused as the leader would refuse it, before it holds a
+        // descriptor or a buffer here.
+        let relayed = c.relays.iter().filter(|r| r.is_some()).count();
+        if relayed + self.host.active() >= self.host.max_connections() {
+            self.host.engine_mut().stats_mut().incr(Stat::ConnRefused);
+            debug!("relayed connection refused: this member is full");
+            let mut stream = stream;
+            // Best effort: the client learns why instead of a reset.
+            let _ = stream.write(crate::host::FULL);
+            return None;
+        }
         let i = c
             .relays
             .iter()
