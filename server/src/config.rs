@@ -151,7 +151,10 @@ pub struct ServeArgs {
     #[arg(long, env = "DLM_WATCH_BUDGET", value_parser = parse_size)]
     pub watch_budget: Option<u64>,
     /// Most changes kept for watchers that resume from a revision (and at
-    /// most 16 MiB of them) [default: 10000].
+    /// most 16 MiB of them). A cluster member keeps them from its start,
+    /// watched or not, which costs it a copy of every change; 0 keeps
+    /// none (a watch then starts only from the current revision)
+    /// [default: 10000].
     #[arg(long, env = "DLM_WATCH_HISTORY")]
     pub watch_history: Option<usize>,
     /// Directory of `<Name>.cfg` identity files.

@@ -352,9 +352,10 @@ impl Host {
     }
 
     /// Keeps the history of changes from now on, watched or not (a
-    /// cluster member's, so that a watch can resume on any member).
+    /// cluster member's, so that a watch can resume on any member),
+    /// unless `--watch-history 0` says to keep none.
     pub(crate) fn keep_watch_history(&mut self) {
-        if !self.watches.wanted {
+        if !self.watches.wanted && self.watches.limits.history_events > 0 {
             self.watches.wanted = true;
             self.watches.complete_after = self.engine.revision();
             self.engine.set_feed(true);

@@ -118,3 +118,47 @@ fn a_follower_serves_watches_with_the_leaders_revisions() {
     let from_leader = events(&mut on_leader, 1);
     assert_eq!(from_leader, next);
 }
+
+/// `--watch-history 0`: members keep no history (and copy no change for
+/// it), so a watch resumes only from the current revision; a live watch
+/// still sees every change.
+#[test]
+fn without_history_a_member_watches_only_from_now() {
+    let c = Cluster::start(3, &["--watch-history", "0"]);
+    let leader = c.leader();
+    let follower = c.followers(leader)[0];
+    let watcher = Client::new("w");
+    let me = Client::new("me");
+    let mut a = c.member(leader).connect();
+    assert_eq!(a.call(&me.lock("nh/1", TTL)).status, Status::Locked);
+    // From an earlier revision: refused, with the current one to start at.
+    let mut now = None;
+    eventually(LONG, "the follower answers the resume", || {
+        let mut w = c.member(follower).connect();
+        let r = w.call(&watcher.watch(WatchScope::Prefix("nh/"), Some(Revision(1))));
+        match r.status {
+            Status::Conflict => {
+                now = r.revision;
+                true
+            }
+            // Not applied the cluster's first entry yet.
+            Status::No => false,
+            other => panic!("{other:?}: {r:?}"),
+        }
+    });
+    let now = now.unwrap();
+    assert!(now > 1);
+    // From the current revision: served, and live changes come.
+    let mut w = c.member(follower).connect();
+    let r = w.call(&watcher.watch(WatchScope::Prefix("nh/"), Some(Revision(now))));
+    assert_eq!(r.status, Status::Done, "{r:?}");
+    assert_eq!(a.call(&me.unlock("nh/1", None)).status, Status::Unlocked);
+    // (The grant too, if the follower had not applied it when it
+    // answered the resume.)
+    let mut got = events(&mut w, 1);
+    if got[0].1 == "Granted" {
+        got = events(&mut w, 1);
+    }
+    assert_eq!((got[0].1.as_str(), got[0].2.as_str()), ("Released", "nh/1"));
+    assert!(got[0].0 > now);
+}
