@@ -58,6 +58,23 @@ pub fn error_kinds() -> js_sys::Array {
         .collect()
 }
 
+/// Reads the answer to the request the lease `handle` has in flight; an
+/// answer for a lease already released is skipped and `LockLost` thrown.
+fn read_lease_answer(
+    l: &mut link::Link,
+    leases: &mut WireLeases,
+    handle: f64,
+    now_ms: f64,
+) -> Result<(), Error> {
+    match leases.get_mut(handle) {
+        Some(lease) => l.read_lease(lease, now_ms),
+        None => {
+            l.skip()?;
+            Err(WireLeases::released())
+        }
+    }
+}
+
 /// One connection's requests and answers for one owner (see
 /// [`crate::link`]): requests are appended to an output buffer the
 /// package takes a few times a turn (`takeOutput`, or `outputAddress` and
@@ -351,13 +368,7 @@ impl Link {
     ) -> Result<(), Error> {
         self.0
             .answer(&mut fo.0, call, epoch_of(epoch), now_ms, |l| {
-                match leases.0.get_mut(handle) {
-                    Some(lease) => l.read_lease(lease, now_ms),
-                    None => {
-                        l.skip()?;
-                        Err(WireLeases::released())
-                    }
-                }
+                read_lease_answer(l, &mut leases.0, handle, now_ms)
             })
             .map(|_| ())
     }
@@ -514,13 +525,7 @@ impl Link {
         handle: f64,
         now_ms: f64,
     ) -> Result<(), Error> {
-        match leases.0.get_mut(handle) {
-            Some(lease) => self.0.read_lease(lease, now_ms),
-            None => {
-                self.0.skip()?;
-                Err(WireLeases::released())
-            }
-        }
+        read_lease_answer(&mut self.0, &mut leases.0, handle, now_ms)
     }
 
     /// Reads the answer to `unlock`: whether a lock was released.
