@@ -348,6 +348,71 @@ fn a_crash_image_opens_whole_and_a_torn_write_in_it_is_reported() {
     assert_eq!(all_entries(&store), entries);
 }
 
+/// Writes handed to the store's writer thread without waiting (what a
+/// durable member does every turn) complete in the order they were handed
+/// over, even when a later one replaces a suffix of an earlier one that is
+/// still queued; the tickets say when each is on disk, the loop is woken
+/// for it, and a reopen finds exactly the log the turns left.
+#[test]
+fn writes_handed_to_the_writer_thread_land_in_order() {
+    let dir = TempDir::new("async-writes");
+    let wakes = Arc::new(AtomicU64::new(0));
+    let mut expected: Vec<Entry> = Vec::new();
+    let mut last_hs = HardState::default();
+    {
+        let (store, _) = LogStore::open(Some(dir.path())).expect("open");
+        let counter = Arc::clone(&wakes);
+        store.set_notify(Arc::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+        let mut tickets = Vec::new();
+        let mut next = 1u64;
+        for turn in 0..300u64 {
+            // Every fifth turn a new term replaces the last three entries
+            // (a conflicting suffix), possibly while they are still queued.
+            let (from, term) = if turn % 5 == 4 && next > 4 {
+                (next - 3, 2 + turn)
+            } else {
+                (next, 1)
+            };
+            let batch: Vec<Entry> = (from..from + 4)
+                .map(|i| Entry { term, ..entry(i) })
+                .collect();
+            store.append(&batch).expect("append");
+            expected.truncate(usize::try_from(from - 1).expect("index"));
+            expected.extend(batch);
+            next = from + 4;
+            last_hs = HardState {
+                term: 2 + turn,
+                ..hard_state(from)
+            };
+            store.set_hard_state(last_hs.clone());
+            let ticket = store
+                .persist_async(turn % 3 == 0)
+                .expect("handed over")
+                .expect("a durable store gives tickets");
+            tickets.push(ticket);
+        }
+        assert!(tickets.windows(2).all(|w| w[1] > w[0]), "tickets only grow");
+        let last = *tickets.last().expect("tickets");
+        store.wait(last).expect("written");
+        assert!(store.written().expect("no failure") >= last);
+        assert!(wakes.load(Ordering::Relaxed) > 0, "the loop is woken");
+        assert_eq!(all_entries(&store), expected);
+    }
+    let (store, recovered) = LogStore::open(Some(dir.path())).expect("reopen");
+    assert_eq!(all_entries(&store), expected, "{recovered}");
+    assert_eq!(recovered.hard_state, last_hs);
+
+    let (memory, _) = LogStore::open(None).expect("memory");
+    memory.append(&[entry(1)]).expect("append");
+    assert_eq!(
+        memory.persist_async(true).expect("memory"),
+        None,
+        "in memory nothing waits"
+    );
+}
+
 /// Environment variable that turns `write_errors_surface_as_err` into the
 /// child process that runs with a small file-size limit.
 const CHILD: &str = "DLM_CLUSTER_LOG_WRITE_ERROR_CHILD";

@@ -31,7 +31,9 @@
 //!
 //! The store is used from one thread (the event loop). raft-rs holds one
 //! handle inside `RawNode`, the loop another; the mutex between them is never
-//! contended. raft-engine itself starts a metrics thread per open store and,
+//! contended. Its writes to raft-engine are made by its writer thread
+//! ([`super::persister`]), in the order they were handed over, so that the
+//! loop goes on during an fsync ([`LogStore::persist_async`]). raft-engine itself starts a metrics thread per open store and,
 //! while recovering, rayon's global pool; neither touches the store.
 //!
 //! raft-engine logs through the `log` crate. `tracing_subscriber`'s `init()`
@@ -58,6 +60,7 @@ use raft_engine::{
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use super::persister::{Notify, Persister};
 use super::snapfile::{self, DamagedSnapshot};
 
 /// raft-engine's "region": dlm has one Raft group per node.
@@ -101,7 +104,9 @@ impl MessageExt for EntryExt {
 /// [`install_snapshot`](Self::install_snapshot) or
 /// [`compact`](Self::compact)) stage their changes and update the cache at
 /// once; [`persist`](Self::persist) then writes everything staged in one
-/// raft-engine batch, synced if asked (group commit).
+/// raft-engine batch, synced if asked (group commit), or
+/// [`persist_async`](Self::persist_async) hands it to the writer thread
+/// and returns a ticket to wait for.
 ///
 /// A new member bootstraps by setting its initial `ConfState` (and
 /// persisting it) before creating its `RawNode`; a restarted one creates its
@@ -168,11 +173,11 @@ struct Inner {
 
 /// The durable side of a store opened with a data directory.
 struct Durable {
-    engine: Engine,
+    engine: Arc<Engine>,
     /// Everything staged since the last persist.
     batch: LogBatch,
-    /// A write went out without a sync since the last synced one.
-    unsynced: bool,
+    /// The thread that writes and syncs it.
+    writer: Persister,
     /// `DIR/snap/`.
     snap_dir: PathBuf,
 }
@@ -301,7 +306,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs a raft-engine call that may panic on an I/O error (its `write`
 /// panics when fdatasync fails) and turns the panic into an error.
-fn guarded<T>(context: &str, f: impl FnOnce() -> raft_engine::Result<T>) -> io::Result<T> {
+pub(super) fn guarded<T>(
+    context: &str,
+    f: impl FnOnce() -> raft_engine::Result<T>,
+) -> io::Result<T> {
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result.map_err(|e| engine_error(context, e)),
         Err(payload) => Err(io::Error::other(format!(
@@ -519,6 +527,28 @@ impl LogStore {
     /// nothing more, and the node must stop without acknowledging anything
     /// it staged. Memory mode: always `Ok`.
     pub fn persist(&self, sync: bool) -> io::Result<()> {
+        match self.persist_async(sync)? {
+            Some(ticket) => self.wait(ticket),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until the write of `ticket` (from
+    /// [`persist_async`](Self::persist_async)) is on disk.
+    pub fn wait(&self, ticket: u64) -> io::Result<()> {
+        let waited = match &self.lock().durable {
+            Some(d) => d.writer.wait(ticket),
+            None => Ok(ticket),
+        };
+        waited.map(|_| ()).map_err(|e| self.lock().fail(e))
+    }
+
+    /// [`persist`](Self::persist) without waiting: everything staged is
+    /// handed to the store's writer thread, and the returned ticket says
+    /// when it is on disk (see [`written`](Self::written)); the node must
+    /// not send what depends on it before. `None` in memory mode (nothing
+    /// to wait for). Writes complete in the order they were handed over.
+    pub fn persist_async(&self, sync: bool) -> io::Result<Option<u64>> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         inner.check_healthy()?;
@@ -526,7 +556,7 @@ impl LogStore {
             inner.hard_state_dirty = false;
             inner.conf_state_dirty = false;
             inner.compacted = false;
-            return Ok(());
+            return Ok(None);
         };
         let staged = (|| {
             if inner.hard_state_dirty {
@@ -539,36 +569,44 @@ impl LogStore {
             }
             Ok(())
         })();
-        let written = staged
+        let submitted = staged
             .map_err(|e| engine_error("staging the raft state", e))
             .and_then(|()| {
-                if !d.batch.is_empty() {
-                    guarded("writing the raft log", || {
-                        d.engine.write(&mut d.batch, sync)
-                    })?;
-                    d.unsynced = !sync;
-                } else if sync && d.unsynced {
-                    guarded("syncing the raft log", || d.engine.sync())?;
-                    d.unsynced = false;
-                }
-                Ok(())
+                let batch = std::mem::take(&mut d.batch);
+                d.writer.submit(batch, sync, inner.compacted)
             });
-        if let Err(e) = written {
-            return Err(inner.fail(e));
-        }
-        inner.hard_state_dirty = false;
-        inner.conf_state_dirty = false;
-        let purge = std::mem::take(&mut inner.compacted);
-        if let (true, Some(d)) = (purge, &inner.durable) {
-            // Deleting files whose entries are all compacted: a failure here
-            // loses nothing, so it is reported, not fatal.
-            if let Err(e) = guarded("purging old raft log files", || {
-                d.engine.purge_expired_files()
-            }) {
-                warn!("{e}");
+        match submitted {
+            Ok(ticket) => {
+                inner.hard_state_dirty = false;
+                inner.conf_state_dirty = false;
+                inner.compacted = false;
+                Ok(Some(ticket))
             }
+            Err(e) => Err(inner.fail(e)),
         }
-        Ok(())
+    }
+
+    /// The highest ticket of [`persist_async`](Self::persist_async) whose
+    /// write is on disk (every earlier one too); 0 in memory mode. An
+    /// `Err` is a failed write: final, as for [`persist`](Self::persist).
+    pub fn written(&self) -> io::Result<u64> {
+        let mut inner = self.lock();
+        inner.check_healthy()?;
+        let Some(d) = &inner.durable else {
+            return Ok(0);
+        };
+        match d.writer.done() {
+            Ok(done) => Ok(done),
+            Err(e) => Err(inner.fail(e)),
+        }
+    }
+
+    /// Sets what the writer thread calls when a write completes (it wakes
+    /// the event loop, which then calls [`written`](Self::written)).
+    pub fn set_notify(&self, notify: Notify) {
+        if let Some(d) = &self.lock().durable {
+            d.writer.set_notify(notify);
+        }
     }
 
     /// Installs a snapshot received from the leader (`Ready::snapshot`): the
@@ -977,6 +1015,7 @@ fn open_dir(dir: &Path) -> io::Result<(LogStore, Recovered)> {
     }
     info!("{recovered}");
 
+    let engine = Arc::new(engine);
     let inner = Inner {
         hard_state,
         conf_state,
@@ -984,9 +1023,9 @@ fn open_dir(dir: &Path) -> io::Result<(LogStore, Recovered)> {
         entries,
         compacted: compact_to.is_some(),
         ..Inner::new(Some(Durable {
+            writer: Persister::start(Arc::clone(&engine))?,
             engine,
             batch: LogBatch::default(),
-            unsynced: false,
             snap_dir,
         }))
     };

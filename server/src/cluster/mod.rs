@@ -20,6 +20,7 @@ pub mod apply;
 pub mod entry;
 pub mod log;
 pub mod node;
+pub mod persister;
 pub mod snapfile;
 pub mod snapshot;
 pub mod transport;

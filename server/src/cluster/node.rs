@@ -5,9 +5,12 @@
 //! Never applies anything itself: committed entries go to
 //! [`Host::apply_entry`](crate::host::Host::apply_entry), in order, after
 //! the entries they follow are persisted (raft-rs's Ready contract: send
-//! `messages`, persist, send `persisted_messages`, apply, advance).
+//! `messages`, persist, send `persisted_messages`, apply, advance; with a
+//! data directory its asynchronous form: the write goes to the store's
+//! writer thread, and `persisted_messages` wait until it reports the write
+//! on disk).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -118,18 +121,22 @@ impl ClusterClock {
 
 /// What is left of a turn's `Ready` after
 /// [`Member::drive_begin`]: its write, and the role change seen.
-pub struct DriveStep {
+struct DriveStep {
     ready: Option<raft::Ready>,
     change: Option<RoleChange>,
-    syncs: bool,
+    /// The `Ready` was handled whole (its write handed to the writer
+    /// thread): only the turn's end is left.
+    handed_over: bool,
 }
 
-impl DriveStep {
-    /// Whether finishing it syncs a write to disk (so the answers made
-    /// so far are best sent before).
-    pub fn syncs(&self) -> bool {
-        self.syncs
-    }
+/// A `Ready` whose write the store's writer thread has not finished.
+struct Unwritten {
+    /// The store's ticket for it.
+    ticket: u64,
+    /// raft-rs's number of the `Ready`.
+    number: u64,
+    /// What may be sent only once it is on disk (acknowledgements, votes).
+    messages: Vec<Message>,
 }
 
 /// This member's Raft.
@@ -170,6 +177,9 @@ pub struct Member {
     /// that the new leader relays it before closing the old leader's
     /// sessions.
     transfer_next: Option<u64>,
+    /// Writes handed to the store's writer thread and not yet on disk
+    /// (a member with a data directory): what waits for each.
+    unwritten: VecDeque<Unwritten>,
     /// Where members serve clients (this one's `--advertise`, the others'
     /// from their `Hello`), for `Cluster` answers: clients find the leader
     /// with it.
@@ -308,8 +318,15 @@ impl Member {
             fresh,
             led_term: 0,
             transfer_next: None,
+            unwritten: VecDeque::new(),
             clients: BTreeMap::new(),
         })
+    }
+
+    /// Sets what the store's writer thread calls when a write completes
+    /// (a durable member): it must wake the loop that drives this member.
+    pub fn set_notify(&self, notify: super::persister::Notify) {
+        self.raw.store().set_notify(notify);
     }
 
     /// Records where member `id` serves clients (`None`: it cannot say).
@@ -662,10 +679,14 @@ impl Member {
     }
 
     /// Handles raft-rs's `Ready`: messages out, entries persisted (in
-    /// memory here), committed entries applied to `host`. Returns a change
-    /// of role, if any, after applying (the caller closes connections on
-    /// a lost leadership). [`drive_begin`](Self::drive_begin) and
-    /// [`drive_finish`](Self::drive_finish) in one go.
+    /// memory, or handed to the store's writer thread), committed entries
+    /// applied to `host`. Returns a change of role, if any, after
+    /// applying (the caller closes connections on a lost leadership).
+    ///
+    /// A durable member's messages that may go before its write (a
+    /// leader's appends, heartbeats, a follower's answers to heartbeats)
+    /// go to `send_now` at once, to be on the wire during the fsync, as do
+    /// those that waited for a write now on disk; the rest go to `out`.
     pub fn drive(
         &mut self,
         host: &mut Host,
@@ -677,22 +698,21 @@ impl Member {
         self.drive_finish(host, peers, out, send_now, step)
     }
 
-    /// The first half of a turn's `Ready`: messages out, confirmed read
-    /// indexes noted, a snapshot installed, and the entries already
-    /// committed applied to `host` (their answers made). What is left
-    /// (this turn's write, synced when it must be) is in the returned
-    /// [`DriveStep`] for [`drive_finish`](Self::drive_finish).
+    /// The first half of a turn's `Ready`: what a durable member's writer
+    /// thread finished noted (raft-rs told, the messages that waited for
+    /// it sent), messages out, confirmed read indexes noted, a snapshot
+    /// installed, and the entries already committed applied to `host`
+    /// (their answers made). A durable member then hands the write over
+    /// to its writer thread and is done; in memory, what is left (the
+    /// write and what it commits) is in the returned [`DriveStep`] for
+    /// [`drive_finish`](Self::drive_finish).
     ///
-    /// When this turn's write must be synced to disk, the messages raft-rs
-    /// allows to go before it (a leader's appends, heartbeats, a
-    /// follower's answers to heartbeats) are handed to `send_now` first,
-    /// to be on the wire during the fsync: followers persist while the
-    /// leader does (as etcd does), and a read index round is not held
-    /// behind a member's fsync. For the same reason the caller may send
-    /// the answers of the applied entries before finishing: they are
-    /// committed (on a majority's disks), so they do not wait for this
-    /// turn's own fsync, which is for entries still uncommitted.
-    pub fn drive_begin(
+    /// A durable member's messages that may go before its write (a
+    /// leader's appends, heartbeats, a follower's answers to heartbeats)
+    /// are handed to `send_now`, to be on the wire during the fsync:
+    /// followers persist while the leader does (as etcd does), and a read
+    /// index round is not held behind a member's fsync.
+    fn drive_begin(
         &mut self,
         host: &mut Host,
         peers: &dyn Peers,
@@ -700,17 +720,20 @@ impl Member {
         send_now: &mut dyn FnMut(Vec<Message>),
     ) -> io::Result<DriveStep> {
         let change = self.role_change(host);
+        let durable = self.raw.store().is_durable();
+        if durable {
+            self.note_written(send_now)?;
+        }
         if !self.raw.has_ready() {
             return Ok(DriveStep {
                 ready: None,
                 change,
-                syncs: false,
+                handed_over: false,
             });
         }
         let mut rd = self.raw.ready();
-        let syncs = rd.must_sync() && self.raw.store().is_durable();
         // Messages first: followers persist while this member does.
-        if syncs {
+        if durable {
             send_now(rd.take_messages());
         } else {
             out.messages.extend(rd.take_messages());
@@ -723,32 +746,41 @@ impl Member {
             }
         }
         if !rd.snapshot().is_empty() {
+            if durable {
+                // The snapshot's files follow every write before them.
+                self.wait_written(send_now)?;
+            }
             self.install(host, rd.snapshot().clone())?;
         }
         self.apply(host, peers, rd.take_committed_entries())?;
+        if durable {
+            self.hand_over(rd, send_now)?;
+            return Ok(DriveStep {
+                ready: None,
+                change,
+                handed_over: true,
+            });
+        }
         Ok(DriveStep {
             ready: Some(rd),
             change,
-            syncs,
+            handed_over: false,
         })
     }
 
-    /// The second half: this turn's entries and state written (synced
-    /// when raft-rs needs it: votes, terms, entries; nothing that depends
-    /// on it is answered before), the messages that had to wait for it,
-    /// and what that committed applied.
-    pub fn drive_finish(
+    /// A durable member's write of `rd` (entries, hard state), handed to
+    /// the store's writer thread: the loop goes on during the fsync, and
+    /// what must wait for the write (`persisted_messages`: a follower's
+    /// acknowledgements, votes) is kept until
+    /// [`note_written`](Self::note_written) sees it on disk. raft-rs does
+    /// not count this member's new entries as stored (for its commit
+    /// index) before then either, and hands out committed entries only
+    /// once they are on this member's disk too.
+    fn hand_over(
         &mut self,
-        host: &mut Host,
-        peers: &dyn Peers,
-        out: &mut Outbound,
+        mut rd: raft::Ready,
         send_now: &mut dyn FnMut(Vec<Message>),
-        step: DriveStep,
-    ) -> io::Result<Option<RoleChange>> {
-        let DriveStep { ready, change, .. } = step;
-        let Some(rd) = ready else {
-            return Ok(change);
-        };
+    ) -> io::Result<()> {
         let store = self.raw.mut_store().clone();
         if !rd.entries().is_empty() {
             store.append(rd.entries())?;
@@ -756,17 +788,105 @@ impl Member {
         if let Some(hs) = rd.hs() {
             store.set_hard_state(hs.clone());
         }
-        // One write per turn, synced when raft-rs needs it.
-        store.persist(rd.must_sync())?;
-        let mut rd = rd;
-        out.messages.extend(rd.take_persisted_messages());
-        let mut light = self.raw.advance(rd);
-        if let Some(commit) = light.commit_index() {
-            store.set_commit(commit);
+        let messages = rd.take_persisted_messages();
+        let number = rd.number();
+        let snapshot = !rd.snapshot().is_empty();
+        let ticket = store.persist_async(rd.must_sync())?;
+        self.raw.advance_append_async(rd);
+        if let Some(ticket) = ticket {
+            self.unwritten.push_back(Unwritten {
+                ticket,
+                number,
+                messages,
+            });
+            if snapshot {
+                // raft-rs counts an installed snapshot as applied only
+                // once it is stored: this one write is waited for.
+                store.wait(ticket)?;
+                self.release(ticket, send_now);
+            }
         }
-        out.messages.extend(light.take_messages());
-        self.apply(host, peers, light.take_committed_entries())?;
         self.raw.advance_apply();
+        Ok(())
+    }
+
+    /// Tells raft-rs which `Ready`s the writer thread has put on disk, and
+    /// sends what waited for them.
+    fn note_written(&mut self, send_now: &mut dyn FnMut(Vec<Message>)) -> io::Result<()> {
+        let written = self.raw.store().written()?;
+        self.release(written, send_now);
+        Ok(())
+    }
+
+    /// Waits until every `Ready` handed over is on disk.
+    fn wait_written(&mut self, send_now: &mut dyn FnMut(Vec<Message>)) -> io::Result<()> {
+        // An empty write queued behind the others: done when they are.
+        let store = self.raw.store().clone();
+        if let Some(ticket) = store.persist_async(false)? {
+            store.wait(ticket)?;
+            self.release(ticket, send_now);
+        }
+        Ok(())
+    }
+
+    /// Hands raft-rs every `Ready` written up to ticket `written`, and
+    /// sends what waited for them, in order.
+    fn release(&mut self, written: u64, send_now: &mut dyn FnMut(Vec<Message>)) {
+        let mut number = None;
+        while let Some(u) = self.unwritten.front_mut() {
+            if u.ticket > written {
+                break;
+            }
+            number = Some(u.number);
+            let messages = std::mem::take(&mut u.messages);
+            self.unwritten.pop_front();
+            if !messages.is_empty() {
+                send_now(messages);
+            }
+        }
+        if let Some(number) = number {
+            self.raw.on_persist_ready(number);
+        }
+    }
+
+    /// The second half: in memory, this turn's entries and state written,
+    /// the messages that had to wait for it, and what that committed
+    /// applied; then, for every member, the turn's end (reads answered, a
+    /// snapshot taken when due, the role and status noted).
+    fn drive_finish(
+        &mut self,
+        host: &mut Host,
+        peers: &dyn Peers,
+        out: &mut Outbound,
+        send_now: &mut dyn FnMut(Vec<Message>),
+        step: DriveStep,
+    ) -> io::Result<Option<RoleChange>> {
+        let DriveStep {
+            ready,
+            change,
+            handed_over,
+        } = step;
+        if let Some(mut rd) = ready {
+            // In memory: written at once.
+            let store = self.raw.mut_store().clone();
+            if !rd.entries().is_empty() {
+                store.append(rd.entries())?;
+            }
+            if let Some(hs) = rd.hs() {
+                store.set_hard_state(hs.clone());
+            }
+            store.persist(rd.must_sync())?;
+            out.messages.extend(rd.take_persisted_messages());
+            let mut light = self.raw.advance(rd);
+            if let Some(commit) = light.commit_index() {
+                store.set_commit(commit);
+            }
+            out.messages.extend(light.take_messages());
+            self.apply(host, peers, light.take_committed_entries())?;
+            self.raw.advance_apply();
+        } else if !handed_over {
+            return Ok(change);
+        }
         host.answer_reads(self.raw.raft.raft_log.applied);
         self.maybe_snapshot(host)?;
         let change = change.or_else(|| self.role_change(host));

@@ -1567,30 +1567,11 @@ impl EventLoop {
         // each link at once (what does not fit stays for the flush below;
         // a failed link is dropped there).
         let mut backed_up = Vec::new();
-        let step = c
+        let change = c
             .member
-            .drive_begin(&mut self.host, &self.sockets, &mut out, &mut |m| {
+            .drive(&mut self.host, &self.sockets, &mut out, &mut |m| {
                 send_now(&mut c.links, &mut backed_up, &m);
             })?;
-        if step.syncs() {
-            // The answers of what is already committed go out before this
-            // turn's fsync, which is for entries still uncommitted.
-            self.apply_actions();
-            self.flush_dirty();
-            self.flush_links();
-        }
-        let Some(c) = &mut self.cluster else {
-            return Ok(());
-        };
-        let change = c.member.drive_finish(
-            &mut self.host,
-            &self.sockets,
-            &mut out,
-            &mut |m| {
-                send_now(&mut c.links, &mut backed_up, &m);
-            },
-            step,
-        )?;
         for node in backed_up {
             c.drop_if_backed_up(node);
         }

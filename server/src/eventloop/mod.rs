@@ -422,6 +422,12 @@ impl EventLoop {
                 );
                 let mut member = member;
                 member.snapshot_every = cs.snapshot_every;
+                // The raft log's writer thread wakes this loop when a
+                // write is on disk.
+                let waker = std::sync::Arc::clone(&handle.waker);
+                member.set_notify(std::sync::Arc::new(move || {
+                    let _ = waker.wake();
+                }));
                 // Where clients reach this member, for `Cluster` answers.
                 let advertise = match &cs.advertise {
                     Some(a) => Some(a.clone()),
