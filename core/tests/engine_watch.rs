@@ -359,3 +359,80 @@ fn feed_off_costs_no_copies_and_keeps_numbering() {
     );
     let _ = Token(0);
 }
+
+fn what_of(i: u8) -> What {
+    [
+        What::Granted,
+        What::Released,
+        What::Expired,
+        What::Put,
+        What::Erased,
+    ][usize::from(i % 5)]
+}
+
+fn subject_of(i: u8, n: u32) -> Subject {
+    match i % 4 {
+        0 => Subject::Lock,
+        1 => Subject::Semaphore(n),
+        2 => Subject::ReadWrite { write: n % 2 == 1 },
+        _ => Subject::Data,
+    }
+}
+
+proptest! {
+    /// A change's record (what the engine copies out and a host keeps in
+    /// its history) gives back exactly that change, one after another in
+    /// a buffer of many; a cut buffer ends the changes early and never
+    /// panics.
+    #[test]
+    fn change_records_round_trip(
+        changes in proptest::collection::vec(
+            (
+                any::<u64>(), any::<u8>(), any::<u8>(), any::<u32>(),
+                "[a-z/é]{0,12}", "[a-zA-Z0-9]{0,12}", any::<bool>(),
+                proptest::option::of(any::<u64>()), proptest::option::of(".{0,40}"),
+                proptest::option::of(any::<u64>()), 0u8..2,
+            ),
+            1..8,
+        ),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        use dlm_core::engine::{ChangeRecords, ChangeRef, encode_change};
+        use dlm_core::protocol::Readers;
+        let mut e = Engine::new(Config::default());
+        let id = e.register_identity("alice", 1024).expect("room");
+        let owned: Vec<Change> = changes
+            .iter()
+            .map(|(rev, w, s, n, name, owner, ident, token, value, data_rev, readers)| {
+                ChangeRef {
+                    revision: *rev,
+                    what: what_of(*w),
+                    subject: subject_of(*s, *n),
+                    name,
+                    owner,
+                    identity: ident.then_some(id),
+                    token: *token,
+                    value: value.as_deref(),
+                    data_revision: *data_rev,
+                    readers: if *readers == 1 { Readers::Any } else { Readers::Owner },
+                }
+                .to_owned()
+            })
+            .collect();
+        let mut buf = Vec::new();
+        let mut ends = Vec::new();
+        for c in &owned {
+            let len = encode_change(&c.as_ref(), &mut buf);
+            ends.push(buf.len());
+            prop_assert_eq!(len, buf.len() - ends.len().checked_sub(2).map_or(0, |i| ends[i]));
+        }
+        let back: Vec<Change> = ChangeRecords::new(&buf).map(|(c, _)| c.to_owned()).collect();
+        prop_assert_eq!(&back, &owned);
+        // A buffer cut anywhere: the whole records before the cut, then
+        // nothing.
+        let at = cut.index(buf.len() + 1);
+        let whole = ends.iter().filter(|&&e| e <= at).count();
+        let partial: Vec<Change> = ChangeRecords::new(&buf[..at]).map(|(c, _)| c.to_owned()).collect();
+        prop_assert_eq!(&partial[..], &owned[..whole]);
+    }
+}

@@ -84,8 +84,8 @@ pub use snapshot::SnapshotError;
 pub use store::Heap;
 pub use store::{Fixed, Storage};
 #[cfg(feature = "alloc")]
-pub use watch::{Change, OwnedReaders};
-pub use watch::{Subject, What, may_read};
+pub use watch::{Change, OwnedReaders, encode_change};
+pub use watch::{ChangeRecords, ChangeRef, Subject, What, decode_change, may_read};
 
 use self::data::DataSlot;
 use self::dedup::DedupSlot;
