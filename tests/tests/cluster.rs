@@ -946,3 +946,76 @@ fn a_full_follower_refuses_relayed_connections() {
             .is_some_and(|l| Reply::parse(&l).data.as_deref() == Some("v"))
     });
 }
+
+/// Peak resident memory of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Ten clients of a follower each pipeline 1,000 `Get`s of a value whose
+/// answer is 98 KB (53 KB of requests, 98 MB of answers) and read nothing.
+/// The leader answered each batch of reads whole once its read index was
+/// applied, past every backlog, and sent the answers to the follower as
+/// fast as it made them: it grew to 1 GB, the Raft messages to that
+/// follower queued behind the answers, and the follower took the
+/// leadership. Now reads are answered as their connection reads (its
+/// backlog, as on a single server) and a leader stops answering a
+/// follower's clients while its link to that follower is backed up: the
+/// leader stays small, keeps its term, and serves a client that reads.
+#[test]
+fn clients_of_a_follower_that_read_nothing_cannot_swamp_the_leader() {
+    const ATTACKERS: usize = 10;
+    let c = Cluster::start(3, &["--idle-timeout", "60s"]);
+    let leader = c.leader();
+    let term = field(&c.status(leader), "\"Term\":");
+    let follower = c.followers(leader)[0];
+    let me = Client::new("attacker");
+    let escapes = "\u{1}".repeat(16 * 1024);
+    let mut setup = c.member(leader).connect();
+    assert_eq!(
+        setup.call(&me.put("v", TTL, &escapes, None)).status,
+        Status::Done
+    );
+    let mut get = Vec::new();
+    me.get("v").write(&mut get).expect("encode");
+    let batch = get.repeat(1000);
+    let pid = c.member(leader).pid();
+    let before = peak_rss_kib(pid);
+    let mut attackers: Vec<TcpStream> = (0..ATTACKERS)
+        .map(|_| TcpStream::connect(c.member(follower).addr()).expect("connect"))
+        .collect();
+    for a in &mut attackers {
+        a.set_nonblocking(true).expect("nonblocking");
+        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while sent < batch.len() && Instant::now() < deadline {
+            match a.write(&batch[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(2));
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    // While they hold their answers unread, a client that reads is served
+    // through the same follower, and by the same leader.
+    let mut reader = c.member(follower).connect();
+    for _ in 0..20 {
+        let r = reader.call(&Client::new("reader").lock("free", TTL));
+        assert!(matches!(r.status, Status::Locked | Status::Done), "{r:?}");
+    }
+    let grown_mib = (peak_rss_kib(pid) - before) / 1024;
+    assert!(
+        grown_mib <= 64,
+        "the leader grew {grown_mib} MiB for 10 x 98 MB of unread answers"
+    );
+    assert_eq!(c.leader(), leader, "the leadership moved");
+    assert_eq!(field(&c.status(leader), "\"Term\":"), term, "a new term");
+    drop(attackers);
+}

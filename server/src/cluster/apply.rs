@@ -8,6 +8,7 @@
 //! results into answers and grants into deliveries; the others only keep
 //! their engines.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use dlm_core::engine::{Config, Engine, Outcome, Principal, WaiterId};
@@ -151,9 +152,50 @@ impl Host {
         if !replica.reads_waiting() {
             return;
         }
-        for r in replica.ready_reads(applied) {
+        let fresh = replica.ready_reads(applied);
+        replica.ready.extend(fresh);
+        self.answer_ready_reads();
+    }
+
+    /// Answers the reads that may be answered, in order, each while its
+    /// connection's unread answers are under its backlog (one answer may
+    /// cross it, as a line does on a single server); the rest wait for
+    /// their connection to read (the loop calls this every turn).
+    pub fn answer_ready_reads(&mut self) {
+        let Some(replica) = self.replica.as_mut() else {
+            return;
+        };
+        if replica.ready.is_empty() {
+            return;
+        }
+        let ready = std::mem::take(&mut replica.ready);
+        let mut kept = VecDeque::new();
+        // Connections whose reads wait: their later reads wait behind.
+        let mut waiting: Vec<u64> = Vec::new();
+        for r in ready {
+            if waiting.contains(&r.tag) || self.backlogged_tag(r.tag) {
+                if !waiting.contains(&r.tag) {
+                    waiting.push(r.tag);
+                }
+                kept.push_back(r);
+                continue;
+            }
             self.answer_read(&r);
         }
+        if let Some(replica) = self.replica.as_mut() {
+            replica.ready = kept;
+        }
+    }
+
+    /// Whether the connection of waiter tag `tag` has a full backlog of
+    /// unread answers.
+    fn backlogged_tag(&self, tag: u64) -> bool {
+        let (slot, generation, _) = untag(tag);
+        self.conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .filter(|c| c.generation == generation)
+            .is_some_and(|c| c.backlog_bytes() >= crate::host::MAX_BACKLOG)
     }
 
     fn answer_read(&mut self, r: &super::Queued) {

@@ -126,6 +126,13 @@ pub struct Replica {
     read_ctx: u64,
     /// Per connection (waiter tag): its reads not answered yet.
     reading: HashMap<u64, u32>,
+    /// Reads that may be answered (their index is applied) but whose
+    /// connection has its backlog of unread answers: answered, in order,
+    /// as it reads (a read answered later still sees everything committed
+    /// before it was asked). Without this, a connection that pipelined
+    /// 1,000 `Get`s of a large value and read nothing had them all
+    /// answered in one go, past every budget (1 GB on a leader, in a test).
+    pub(crate) ready: VecDeque<Queued>,
     /// Requests for the log held back behind their connection's
     /// unanswered reads, in the order received: a connection's requests
     /// take effect in order, so no read may see a later request of its
@@ -271,6 +278,7 @@ impl Replica {
             read_batches: VecDeque::new(),
             read_ctx: 0,
             reading: HashMap::new(),
+            ready: VecDeque::new(),
             deferred: VecDeque::new(),
         }
     }
@@ -380,9 +388,10 @@ impl Replica {
             .any(|d| !self.reading.contains_key(&d.tag))
     }
 
-    /// Whether reads wait for their index to be confirmed or applied.
+    /// Whether reads wait for their index to be confirmed or applied, or
+    /// for their connection to read its answers.
     pub fn reads_waiting(&self) -> bool {
-        !self.read_batches.is_empty()
+        !self.read_batches.is_empty() || !self.ready.is_empty()
     }
 
     /// The reads that can be answered now that `applied` is applied; the
@@ -567,6 +576,7 @@ impl Replica {
         self.reads.clear();
         self.read_batches.clear();
         self.reading.clear();
+        self.ready.clear();
         self.deferred.clear();
     }
 }
