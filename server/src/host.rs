@@ -895,6 +895,24 @@ impl Host {
         }
     }
 
+    /// Charges memory held outside the host's own connections (a cluster
+    /// follower's relayed clients) to the connection budget: what was
+    /// charged for it, `before`, is now `after`.
+    pub(crate) fn recharge(&mut self, before: usize, after: usize) {
+        self.conn_bytes = self.conn_bytes.saturating_sub(before) + after;
+        self.engine
+            .stats_mut()
+            .set(Stat::ConnMemory, self.conn_bytes as u64);
+        if after < before {
+            self.wake_starved();
+        }
+    }
+
+    /// Whether every connection together holds more than the budget.
+    pub(crate) fn connection_memory_spent(&self) -> bool {
+        self.conn_bytes > self.config.connection_memory
+    }
+
     /// Lets connections that waited for memory read again, once there is
     /// some.
     fn wake_starved(&mut self) {

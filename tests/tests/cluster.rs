@@ -967,13 +967,48 @@ fn peak_rss_kib(pid: u32) -> i64 {
 /// backlog, as on a single server) and a leader stops answering a
 /// follower's clients while its link to that follower is backed up: the
 /// leader stays small, keeps its term, and serves a client that reads.
+/// The follower charges its relayed clients to its `--connection-memory`
+/// (they were outside it: 8 MiB of unread answers each, 110 MB here) and
+/// past it cuts off those with a full backlog.
 #[test]
-fn clients_of_a_follower_that_read_nothing_cannot_swamp_the_leader() {
+fn clients_of_a_follower_that_read_nothing_cannot_swamp_the_cluster() {
     const ATTACKERS: usize = 10;
-    let c = Cluster::start(3, &["--idle-timeout", "60s"]);
+    const BUDGET_MIB: i64 = 4;
+    let c = Cluster::start(
+        3,
+        &[
+            "--idle-timeout",
+            "60s",
+            "--connection-memory",
+            "4MiB",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
     let leader = c.leader();
     let term = field(&c.status(leader), "\"Term\":");
     let follower = c.followers(leader)[0];
+    // Relayed clients are charged on the follower (its own metric: a
+    // `Stats` request would be relayed to the leader).
+    let charged = || {
+        let text = dlm_tests::http_get(c.member(follower).http_addr(), "/metrics", "").body;
+        dlm_tests::metric(&text, "dlm_connection_memory_bytes").unwrap_or(0.0)
+    };
+    let idle: Vec<_> = (0..ATTACKERS)
+        .map(|i| {
+            let mut conn = c.member(follower).connect();
+            let r = conn.call(&Client::new("idle").put(&format!("idle{i}"), TTL, "v", None));
+            assert_eq!(r.status, Status::Done, "{r:?}");
+            conn
+        })
+        .collect();
+    // The metrics are published every second.
+    let mut idle_charge = 0.0;
+    dlm_tests::eventually(LONG, "10 relayed clients charged on the follower", || {
+        idle_charge = charged();
+        idle_charge >= 10.0 * 200.0
+    });
+    drop(idle);
     let me = Client::new("attacker");
     let escapes = "\u{1}".repeat(16 * 1024);
     let mut setup = c.member(leader).connect();
@@ -986,6 +1021,8 @@ fn clients_of_a_follower_that_read_nothing_cannot_swamp_the_leader() {
     let batch = get.repeat(1000);
     let pid = c.member(leader).pid();
     let before = peak_rss_kib(pid);
+    let follower_pid = c.member(follower).pid();
+    let follower_before = peak_rss_kib(follower_pid);
     let mut attackers: Vec<TcpStream> = (0..ATTACKERS)
         .map(|_| TcpStream::connect(c.member(follower).addr()).expect("connect"))
         .collect();
@@ -1017,5 +1054,16 @@ fn clients_of_a_follower_that_read_nothing_cannot_swamp_the_leader() {
     );
     assert_eq!(c.leader(), leader, "the leadership moved");
     assert_eq!(field(&c.status(leader), "\"Term\":"), term, "a new term");
+    // The follower: its budget, each client's base and backlog and one
+    // answer past it, the link's buffers, allocator slack.
+    let follower_grown = (peak_rss_kib(follower_pid) - follower_before) / 1024;
+    let bound = BUDGET_MIB + 10 * (32 + 256 + 100) / 1024 + 12;
+    assert!(
+        follower_grown <= bound,
+        "the follower grew {follower_grown} MiB (bound {bound})"
+    );
     drop(attackers);
+    dlm_tests::eventually(LONG, "the follower's charge is given back", || {
+        charged() < idle_charge * 2.0
+    });
 }

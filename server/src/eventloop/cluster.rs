@@ -168,6 +168,35 @@ struct Relay {
     linger: Option<(Instant, usize)>,
     /// Whether its first line said what it is yet.
     opening: Opening,
+    /// What it is charged to the connection budget (its buffers).
+    charged: usize,
+    /// Not read while the connection budget is spent.
+    starved: bool,
+}
+
+impl Relay {
+    /// Bytes it holds, as charged to the connection budget
+    /// (`--connection-memory`), as one of the host's own connections is.
+    fn charge(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.pending.capacity()
+            + self.out.capacity()
+            + if self.tls.is_some() {
+                crate::tls::CONN_CHARGE
+            } else {
+                0
+            }
+    }
+}
+
+/// Brings what relay `r` is charged to the host's connection budget up to
+/// date.
+fn recharge(host: &mut crate::host::Host, r: &mut Relay) {
+    let now = r.charge();
+    if now != r.charged {
+        host.recharge(r.charged, now);
+        r.charged = now;
+    }
 }
 
 /// Most bytes of answers a relayed client may leave unread before the
@@ -258,6 +287,8 @@ pub(super) struct Cluster {
     reading: Vec<usize>,
     /// Relayed clients not read while their leader's link is backed up.
     link_waiters: Vec<usize>,
+    /// Relayed clients not read while the connection budget is spent.
+    starved_relays: Vec<usize>,
     /// Relayed sessions (on the leader) not fed while the link to their
     /// follower is backed up.
     session_waiters: Vec<usize>,
@@ -331,6 +362,7 @@ impl Cluster {
             feeding: Vec::new(),
             reading: Vec::new(),
             link_waiters: Vec::new(),
+            starved_relays: Vec::new(),
             session_waiters: Vec::new(),
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
         })
@@ -603,7 +635,11 @@ impl EventLoop {
             blocked_since: None,
             linger: None,
             opening: Opening::Unknown,
+            charged: 0,
+            starved: false,
         };
+        let mut relay = relay;
+        recharge(&mut self.host, &mut relay);
         if i == c.relays.len() {
             c.relays.push(Some(relay));
         } else {
@@ -1098,6 +1134,15 @@ impl EventLoop {
             }
             return;
         }
+        if r.charged > crate::host::CONN_BASE && self.host.connection_memory_spent() {
+            // Read again when there is memory (`cluster_turn`), as the host
+            // does with its own connections.
+            if !r.starved {
+                r.starved = true;
+                c.starved_relays.push(i);
+            }
+            return;
+        }
         let chunk = &mut c.scratch;
         let mut got = Vec::new();
         // Whether it failed (and closes), and what to count.
@@ -1316,11 +1361,17 @@ impl EventLoop {
         if blocked && r.blocked_since.is_none() {
             r.blocked_since = Some(Instant::now());
         }
-        if r.out.len() - r.written > RELAY_OUT_MAX {
+        if r.out.len() - r.written > RELAY_OUT_MAX
+            || (r.out.len() - r.written > RELAY_BACKLOG && self.host.connection_memory_spent())
+        {
+            // Its answers come from the leader whether it reads or not:
+            // one that leaves this many unread goes (sooner once the
+            // connection budget is spent).
             debug!("relayed client cut off: it leaves too many answers unread");
             self.close_relay(i);
             return;
         }
+        recharge(&mut self.host, r);
         let resume = r.read_paused && r.out.len() - r.written < RELAY_BACKLOG;
         if blocked != r.writable_interest {
             r.writable_interest = blocked;
@@ -1346,6 +1397,7 @@ impl EventLoop {
             return;
         };
         if let Some(mut r) = c.relays.get_mut(i).and_then(Option::take) {
+            self.host.recharge(r.charged, 0);
             if let Some(t) = r.tls.as_deref_mut()
                 && t.handshaken
                 && r.linger.is_none()
@@ -1570,6 +1622,14 @@ impl EventLoop {
             c.link_waiters = still;
             go
         };
+        if !c.starved_relays.is_empty() && !self.host.connection_memory_spent() {
+            for i in std::mem::take(&mut c.starved_relays) {
+                if let Some(r) = c.relays.get_mut(i).and_then(Option::as_mut) {
+                    r.starved = false;
+                    c.reading.push(i);
+                }
+            }
+        }
         // Relayed sessions whose follower's link has drained send their
         // answers and are fed again.
         let fed_again: Vec<usize> = {
@@ -1820,6 +1880,7 @@ impl EventLoop {
                 if r.eof {
                     sends.push(OwnedFrame::Eof { session: r.session });
                 }
+                recharge(&mut self.host, r);
             }
         }
         for f in &sends {
@@ -1836,6 +1897,7 @@ impl EventLoop {
         let Some(mut r) = c.relays.get_mut(i).and_then(Option::take) else {
             return;
         };
+        self.host.recharge(r.charged, 0);
         let _ = self.poll.registry().deregister(&mut r.stream);
         let now = self.now();
         let slot = match self.host.admit(now) {
