@@ -598,6 +598,9 @@ impl Host {
     /// should wait until its socket is writable), or `None` if it is gone.
     pub fn flushed(&mut self, slot: usize, now: Duration) -> Option<bool> {
         let over_budget = self.conn_bytes > self.config.connection_memory;
+        let gets_full = self
+            .conn(slot)
+            .is_some_and(|c| self.gets_full(slot, c.generation));
         let conn = self.conn_mut(slot)?;
         let blocked = conn.pending_output();
         let arm = blocked && conn.blocked_since.is_none();
@@ -613,8 +616,11 @@ impl Host {
             }
         }
         let closing = conn.closing;
-        let resume =
-            !blocked && closing == Closing::No && conn.paused && !backlogged(conn, over_budget);
+        let resume = !blocked
+            && closing == Closing::No
+            && conn.paused
+            && !backlogged(conn, over_budget)
+            && !gets_full;
         if resume {
             conn.paused = false;
         }
@@ -662,13 +668,14 @@ impl Host {
         let mut overrun = false;
         loop {
             let over_budget = self.over_budget(slot);
+            let gets_full = self.gets_full(slot, generation);
             let Some(conn) = self.conn_mut(slot) else {
                 return;
             };
             if conn.closing != Closing::No {
                 break;
             }
-            if backlogged(conn, over_budget) {
+            if backlogged(conn, over_budget) || gets_full {
                 // Leave the rest for when the answers have gone out.
                 conn.paused = true;
                 break;
@@ -911,6 +918,37 @@ impl Host {
     /// Whether every connection together holds more than the budget.
     pub(crate) fn connection_memory_spent(&self) -> bool {
         self.conn_bytes > self.config.connection_memory
+    }
+
+    /// Whether connection `slot` of `generation` (on a cluster leader) has
+    /// as many `Get`s in the log as it may.
+    fn gets_full(&self, slot: usize, generation: u32) -> bool {
+        self.replica
+            .as_ref()
+            .is_some_and(|r| r.gets_full(slot, generation))
+    }
+
+    /// Lets connection `slot` read again if only its `Get`s in the log
+    /// held it (one of them applied), and nothing else does.
+    pub(crate) fn resume_after_gets(&mut self, slot: usize) {
+        let over_budget = self.conn_bytes > self.config.connection_memory;
+        let Some(generation) = self.conn(slot).map(|c| c.generation) else {
+            return;
+        };
+        if self.gets_full(slot, generation) {
+            return;
+        }
+        let Some(conn) = self.conn_mut(slot) else {
+            return;
+        };
+        if conn.paused
+            && conn.closing == Closing::No
+            && !conn.pending_output()
+            && !backlogged(conn, over_budget)
+        {
+            conn.paused = false;
+            self.actions.read.push(slot);
+        }
     }
 
     /// Lets connections that waited for memory read again, once there is

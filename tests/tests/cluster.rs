@@ -1067,3 +1067,73 @@ fn clients_of_a_follower_that_read_nothing_cannot_swamp_the_cluster() {
         charged() < idle_charge * 2.0
     });
 }
+
+/// A connection with a session reads through the log (its requests keep
+/// the session alive), and a logged `Get` is answered when it applies,
+/// whether the client reads or not: ten such connections pipelining 1,000
+/// `Get`s of a value whose answer is 98 KB, reading nothing, made a leader
+/// hold 650 MB (here: four with 300 each). Now a connection stops being
+/// read while 16 of its `Get`s are in the log: the leader stays small, and
+/// each connection, once it reads, gets every answer in order.
+#[test]
+fn session_connections_that_read_nothing_cannot_swamp_the_leader() {
+    const ATTACKERS: usize = 4;
+    const GETS: usize = 300;
+    let c = Cluster::start(3, &["--idle-timeout", "60s"]);
+    let leader = c.leader();
+    let me = Client::new("attacker");
+    let escapes = "\u{1}".repeat(16 * 1024);
+    let mut setup = c.member(leader).connect();
+    assert_eq!(
+        setup.call(&me.put("v", TTL, &escapes, None)).status,
+        Status::Done
+    );
+    let mut get = Vec::new();
+    me.get("v").write(&mut get).expect("encode");
+    let batch = get.repeat(GETS);
+    let pid = c.member(leader).pid();
+    let before = peak_rss_kib(pid);
+    let mut attackers: Vec<Conn> = (0..ATTACKERS)
+        .map(|_| {
+            let mut conn = c.member(leader).connect();
+            let r = conn.call(&me.session(TTL));
+            assert_eq!(r.status, Status::Done, "{r:?}");
+            conn
+        })
+        .collect();
+    for a in &mut attackers {
+        let mut s = a.stream();
+        s.set_nonblocking(true).expect("nonblocking");
+        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while sent < batch.len() && Instant::now() < deadline {
+            match s.write(&batch[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        s.set_nonblocking(false).expect("blocking");
+        assert_eq!(sent, batch.len(), "the leader stopped reading for good");
+    }
+    let mut other = c.member(leader).connect();
+    let r = other.call(&Client::new("other").lock("free", TTL));
+    assert_eq!(r.status, Status::Locked, "{r:?}");
+    let grown_mib = (peak_rss_kib(pid) - before) / 1024;
+    assert!(
+        grown_mib <= 48,
+        "the leader grew {grown_mib} MiB for 4 x 29 MB of unread answers"
+    );
+    // Each reads now: every answer, in order.
+    for a in &mut attackers {
+        for i in 0..GETS {
+            let line = a
+                .recv_line()
+                .unwrap_or_else(|| panic!("answer {i} missing"));
+            let r = Reply::parse(&line);
+            assert_eq!(r.data.as_deref(), Some(escapes.as_str()), "answer {i}");
+        }
+    }
+}

@@ -354,6 +354,7 @@ impl Host {
         if ours {
             self.actions.write.push(slot);
             self.account(slot);
+            self.resume_after_gets(slot);
         }
     }
 }

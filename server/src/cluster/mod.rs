@@ -133,11 +133,30 @@ pub struct Replica {
     /// 1,000 `Get`s of a large value and read nothing had them all
     /// answered in one go, past every budget (1 GB on a leader, in a test).
     pub(crate) ready: VecDeque<Queued>,
+    /// Per connection (see [`conn_key`]): its `Get`s sent to the log (a
+    /// connection with a session reads through the log) and not applied
+    /// yet. Their answers are made when they apply, whether the client
+    /// reads or not, so a connection stops being read at
+    /// [`MAX_LOGGED_GETS`] (1,000 pipelined `Get`s of a large value made
+    /// a leader hold 650 MB, in a test).
+    gets_logged: HashMap<u64, u32>,
+    /// Those `Get`s in log order: (seq, connection).
+    gets_order: VecDeque<(u64, u64)>,
     /// Requests for the log held back behind their connection's
     /// unanswered reads, in the order received: a connection's requests
     /// take effect in order, so no read may see a later request of its
     /// own connection.
     deferred: VecDeque<Queued>,
+}
+
+/// Most `Get`s of one connection in the log and not applied yet (see
+/// `Replica::gets_logged`): their answers, up to this many of the largest
+/// value, are what such a connection can make a member hold at once.
+pub const MAX_LOGGED_GETS: usize = 16;
+
+/// A connection's key in per-connection maps: its slot and generation.
+fn conn_key(slot: usize, generation: u32) -> u64 {
+    (slot as u64) << 32 | u64::from(generation)
 }
 
 /// A request waiting for its read index, or held back from the log behind
@@ -279,6 +298,8 @@ impl Replica {
             read_ctx: 0,
             reading: HashMap::new(),
             ready: VecDeque::new(),
+            gets_logged: HashMap::new(),
+            gets_order: VecDeque::new(),
             deferred: VecDeque::new(),
         }
     }
@@ -388,6 +409,14 @@ impl Replica {
             .any(|d| !self.reading.contains_key(&d.tag))
     }
 
+    /// Whether connection `slot` of `generation` has as many `Get`s in the
+    /// log, unapplied, as it may: it is not read meanwhile.
+    pub(crate) fn gets_full(&self, slot: usize, generation: u32) -> bool {
+        self.gets_logged
+            .get(&conn_key(slot, generation))
+            .is_some_and(|&n| n as usize >= MAX_LOGGED_GETS)
+    }
+
     /// Whether reads wait for their index to be confirmed or applied, or
     /// for their connection to read its answers.
     pub fn reads_waiting(&self) -> bool {
@@ -440,6 +469,12 @@ impl Replica {
             self.sessions.insert(tag & !1);
         }
         self.seq += 1;
+        if matches!(req.command, dlm_core::protocol::Command::Get { .. }) {
+            let (slot, generation, _) = crate::dispatch::untag(tag);
+            let key = conn_key(slot, generation);
+            *self.gets_logged.entry(key).or_insert(0) += 1;
+            self.gets_order.push_back((self.seq, key));
+        }
         self.batch.push(&Logged {
             node: self.node,
             tag,
@@ -464,6 +499,18 @@ impl Replica {
     /// Logged request `seq` applied: when it was read, if this member
     /// logged it (earlier ones that never applied are forgotten).
     pub(crate) fn applied(&mut self, seq: u64) -> Option<Duration> {
+        while let Some(&(s, key)) = self.gets_order.front() {
+            if s > seq {
+                break;
+            }
+            self.gets_order.pop_front();
+            if let Some(n) = self.gets_logged.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.gets_logged.remove(&key);
+                }
+            }
+        }
         while let Some(&(s, at)) = self.logged_at.front() {
             if s > seq {
                 break;
@@ -577,6 +624,8 @@ impl Replica {
         self.read_batches.clear();
         self.reading.clear();
         self.ready.clear();
+        self.gets_logged.clear();
+        self.gets_order.clear();
         self.deferred.clear();
     }
 }
