@@ -152,8 +152,9 @@ impl Host {
         if !replica.reads_waiting() {
             return;
         }
-        let fresh = replica.ready_reads(applied);
-        replica.ready.extend(fresh);
+        for r in replica.ready_reads(applied) {
+            replica.ready.entry(r.tag).or_default().push_back(r);
+        }
         self.answer_ready_reads();
     }
 
@@ -168,22 +169,24 @@ impl Host {
         if replica.ready.is_empty() {
             return;
         }
-        let ready = std::mem::take(&mut replica.ready);
-        let mut kept = VecDeque::new();
-        // Connections whose reads wait: their later reads wait behind.
-        let mut waiting: Vec<u64> = Vec::new();
-        for r in ready {
-            if waiting.contains(&r.tag) || self.backlogged_tag(r.tag) {
-                if !waiting.contains(&r.tag) {
-                    waiting.push(r.tag);
-                }
-                kept.push_back(r);
-                continue;
+        let tags: Vec<u64> = replica.ready.keys().copied().collect();
+        for tag in tags {
+            while !self.backlogged_tag(tag) {
+                let Some(r) = self
+                    .replica
+                    .as_mut()
+                    .and_then(|rep| rep.ready.get_mut(&tag))
+                    .and_then(VecDeque::pop_front)
+                else {
+                    break;
+                };
+                self.answer_read(&r);
             }
-            self.answer_read(&r);
-        }
-        if let Some(replica) = self.replica.as_mut() {
-            replica.ready = kept;
+            if let Some(rep) = self.replica.as_mut()
+                && rep.ready.get(&tag).is_some_and(VecDeque::is_empty)
+            {
+                rep.ready.remove(&tag);
+            }
         }
     }
 

@@ -132,7 +132,8 @@ pub struct Replica {
     /// before it was asked). Without this, a connection that pipelined
     /// 1,000 `Get`s of a large value and read nothing had them all
     /// answered in one go, past every budget (1 GB on a leader, in a test).
-    pub(crate) ready: VecDeque<Queued>,
+    /// By connection (waiter tag), in the order asked.
+    pub(crate) ready: HashMap<u64, VecDeque<Queued>>,
     /// Per connection (see [`conn_key`]): its `Get`s sent to the log (a
     /// connection with a session reads through the log) and not applied
     /// yet. Their answers are made when they apply, whether the client
@@ -297,7 +298,7 @@ impl Replica {
             read_batches: VecDeque::new(),
             read_ctx: 0,
             reading: HashMap::new(),
-            ready: VecDeque::new(),
+            ready: HashMap::new(),
             gets_logged: HashMap::new(),
             gets_order: VecDeque::new(),
             deferred: VecDeque::new(),

@@ -15,7 +15,7 @@
 //! (`--peer-tls-*`, required then), telling the leader first what the
 //! client's certificate stands for ([`Frame::Session`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read as _, Write as _};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -291,7 +291,7 @@ pub(super) struct Cluster {
     starved_relays: Vec<usize>,
     /// Relayed sessions (on the leader) not fed while the link to their
     /// follower is backed up.
-    session_waiters: Vec<usize>,
+    session_waiters: BTreeSet<usize>,
     /// Where sockets are read into, kept between reads (a zeroed 64 KiB
     /// per read was a tenth of a follower's CPU when relaying).
     scratch: Box<[u8]>,
@@ -363,7 +363,7 @@ impl Cluster {
             reading: Vec::new(),
             link_waiters: Vec::new(),
             starved_relays: Vec::new(),
-            session_waiters: Vec::new(),
+            session_waiters: BTreeSet::new(),
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
         })
     }
@@ -1000,9 +1000,7 @@ impl EventLoop {
                 // taken yet (and ahead of the Raft messages to it): fed
                 // again once the link has drained (`cluster_turn`), as the
                 // host stops reading a client that does not read.
-                if !c.session_waiters.contains(&slot) {
-                    c.session_waiters.push(slot);
-                }
+                c.session_waiters.insert(slot);
                 return;
             }
             if s.fed_turn != turn {
@@ -1067,9 +1065,7 @@ impl EventLoop {
             // with the session, which counts them as unread (so the host
             // stops answering its next lines past its backlog, as for a
             // client that does not read), until the link drains.
-            if !c.session_waiters.contains(&slot) {
-                c.session_waiters.push(slot);
-            }
+            c.session_waiters.insert(slot);
             return;
         }
         let out = self.host.output(slot);
@@ -1634,13 +1630,21 @@ impl EventLoop {
         // answers and are fed again.
         let fed_again: Vec<usize> = {
             let waiting = std::mem::take(&mut c.session_waiters);
-            let (still, go): (Vec<usize>, Vec<usize>) = waiting.into_iter().partition(|&slot| {
-                self.sockets
+            let mut still = BTreeSet::new();
+            let mut go = Vec::new();
+            for slot in waiting {
+                let backed_up = self
+                    .sockets
                     .session_mut(slot)
                     .map(|s| s.node)
                     .and_then(|node| c.links.get(&node))
-                    .is_some_and(|l| l.out.len() - l.written > LINK_PAUSE)
-            });
+                    .is_some_and(|l| l.out.len() - l.written > LINK_PAUSE);
+                if backed_up {
+                    still.insert(slot);
+                } else {
+                    go.push(slot);
+                }
+            }
             c.session_waiters = still;
             go
         };
