@@ -24,10 +24,11 @@ import asyncio
 import concurrent.futures
 import functools
 import threading
+import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import _native
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, UnavailableError
 
 __all__ = ["Client", "Lock", "MultiLock", "Session", "SessionLock", "Watch", "connect"]
 
@@ -58,6 +59,9 @@ class Client:
         self._owned = True
         self._connecting: Optional[asyncio.Lock] = None
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dlm-aio")
+        # The sessions and watches it made: closing the client closes them.
+        self._children: "weakref.WeakSet[Union[Session, Watch]]" = weakref.WeakSet()
+        self._closed = False
 
     @classmethod
     def wrap(cls, client: _native.Client, *, workers: int = 8) -> "Client":
@@ -69,6 +73,8 @@ class Client:
         return c
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise UnavailableError("the client is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
 
@@ -101,8 +107,15 @@ class Client:
         return self._native
 
     async def close(self) -> None:
-        """Closes the connections (unless the client was wrapped) and the
-        worker threads."""
+        """Closes the sessions (the server releases their locks) and the
+        watches made through it, then the connections (unless the client
+        was wrapped) and the worker threads; later calls raise
+        ``UnavailableError``."""
+        if self._closed:
+            return
+        for child in list(self._children):
+            await child.close()
+        self._closed = True
         if self._native is not None and self._owned:
             self._native.close()
         self._pool.shutdown(wait=False)
@@ -186,8 +199,10 @@ class Client:
     def session(self, ttl: float = 10.0) -> "Session":
         """A server session of ``ttl`` seconds on a connection of its own,
         opened by ``async with`` (or ``await``): its ``lock()``s end with
-        it. As ``dlm.Client.session``."""
-        return Session(self, ttl)
+        it. As ``dlm.Client.session``. Closing the client closes it."""
+        session = Session(self, ttl)
+        self._children.add(session)
+        return session
 
     def watch(
         self, prefix: Optional[str] = None, *, name: Optional[str] = None, since: Optional[int] = None
@@ -196,8 +211,10 @@ class Client:
         one ``name``) as an async iterator of ``dlm.Event``: ``async for
         event in client.watch(prefix="jobs/")``. ``since``: resume after that
         revision. It starts at the first ``__anext__`` (or ``async with``);
-        see ``Watch``."""
-        return Watch(self, prefix, name, since)
+        see ``Watch``. Closing the client closes it."""
+        watch = Watch(self, prefix, name, since)
+        self._children.add(watch)
+        return watch
 
     def __repr__(self) -> str:
         where = self._server if self._server is not None else "DLM_SERVER"

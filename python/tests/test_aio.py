@@ -138,6 +138,37 @@ def test_unreachable_server_raises_on_connect(fresh_server):
     asyncio.run(main())
 
 
+def test_closing_the_client_closes_its_sessions_and_watches(server, name):
+    other = dlm.Client(server.addr)
+
+    async def main():
+        client = await dlm.aio.connect(server.addr)
+        session = await client.session(ttl=30)
+        held = await session.lock(name, ttl=600).acquire()
+        assert held.held
+        watch = client.watch(prefix=name)
+        await watch.start()
+        events = []
+
+        async def follow():
+            async for event in watch:
+                events.append(event)
+
+        follower = asyncio.create_task(follow())
+        assert other.test_lock(name).state == "taken"
+        await client.close()
+        # The session ended: the server released its lock.
+        assert session.closed
+        assert other.test_lock(name).state == "free"
+        # The watch ended: the iteration stops by itself.
+        await asyncio.wait_for(follower, timeout=10)
+        with pytest.raises(dlm.UnavailableError):
+            await client.get(name)
+        await client.close()  # a second close does nothing
+
+    asyncio.run(main())
+
+
 async def _true(value: bool) -> bool:
     return value
 
