@@ -947,6 +947,24 @@ fn a_full_follower_refuses_relayed_connections() {
     });
 }
 
+/// Writes `bytes` to `s` until they are all written, or the peer takes
+/// nothing for half a second (it stopped reading), or the connection
+/// fails; how many were written.
+fn write_until_stalled(s: &TcpStream, bytes: &[u8]) -> usize {
+    s.set_write_timeout(Some(Duration::from_millis(500)))
+        .expect("write timeout");
+    let mut w = s;
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match w.write(&bytes[sent..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => sent += n,
+        }
+    }
+    s.set_write_timeout(None).expect("write timeout");
+    sent
+}
+
 /// Peak resident memory of process `pid`, in KiB.
 fn peak_rss_kib(pid: u32) -> i64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -1023,22 +1041,11 @@ fn clients_of_a_follower_that_read_nothing_cannot_swamp_the_cluster() {
     let before = peak_rss_kib(pid);
     let follower_pid = c.member(follower).pid();
     let follower_before = peak_rss_kib(follower_pid);
-    let mut attackers: Vec<TcpStream> = (0..ATTACKERS)
+    let attackers: Vec<TcpStream> = (0..ATTACKERS)
         .map(|_| TcpStream::connect(c.member(follower).addr()).expect("connect"))
         .collect();
-    for a in &mut attackers {
-        a.set_nonblocking(true).expect("nonblocking");
-        let mut sent = 0;
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while sent < batch.len() && Instant::now() < deadline {
-            match a.write(&batch[sent..]) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    thread::sleep(Duration::from_millis(2));
-                }
-                Err(_) => break,
-            }
-        }
+    for a in &attackers {
+        write_until_stalled(a, &batch);
     }
     // While they hold their answers unread, a client that reads is served
     // through the same follower, and by the same leader.
@@ -1101,21 +1108,8 @@ fn session_connections_that_read_nothing_cannot_swamp_the_leader() {
             conn
         })
         .collect();
-    for a in &mut attackers {
-        let mut s = a.stream();
-        s.set_nonblocking(true).expect("nonblocking");
-        let mut sent = 0;
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while sent < batch.len() && Instant::now() < deadline {
-            match s.write(&batch[sent..]) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) => panic!("write: {e}"),
-            }
-        }
-        s.set_nonblocking(false).expect("blocking");
+    for a in &attackers {
+        let sent = write_until_stalled(a.stream(), &batch);
         assert_eq!(sent, batch.len(), "the leader stopped reading for good");
     }
     let mut other = c.member(leader).connect();
