@@ -97,7 +97,18 @@ impl Persister {
             .name("dlm-raft-log".into())
             .spawn({
                 let shared = Arc::clone(&shared);
-                move || write_loop(&engine, &rx, &shared)
+                move || {
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        write_loop(&engine, &rx, &shared);
+                    }));
+                    if run.is_err() {
+                        // Never leave the loop waiting for a write that
+                        // will not come: the failure is final, as any.
+                        shared.progress().failed =
+                            Some("the raft log's writer thread panicked".into());
+                        shared.tell();
+                    }
+                }
             })?;
         Ok(Persister {
             jobs: Some(tx),
