@@ -13,6 +13,7 @@
 
 use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -285,6 +286,14 @@ pub(crate) struct Shared {
     pool: Mutex<Vec<Conn>>,
     /// TLS for every connection (`None`: plaintext).
     tls: Option<crate::tls::TlsConfig>,
+    /// The last failure of the operating system a call gave up with (its
+    /// kind and text), kept until a call is answered: a call that gives up
+    /// without an attempt of its own (its time spent in the pause earlier
+    /// failures set) says why too.
+    last_failure: Mutex<Option<(io::ErrorKind, String)>>,
+    /// `last_failure` holds one (read on every answer, so that the
+    /// answer path takes no lock).
+    failed: AtomicBool,
 }
 
 /// A client of a dlm server, or of a dlm cluster's members. Cheap to clone;
@@ -422,6 +431,8 @@ impl Client {
                 failover: Mutex::new(Failover::new(servers, config, seed)),
                 pool: Mutex::new(Vec::new()),
                 tls: options.tls.as_ref().map(crate::Tls::config).transpose()?,
+                last_failure: Mutex::new(None),
+                failed: AtomicBool::new(false),
             }),
         };
         let shared = &client.shared;
@@ -776,12 +787,38 @@ impl Shared {
     fn give_up(&self, e: &core_client::Error<'static>, last: Option<io::Error>) -> Error {
         let server = self.failover().server().to_owned();
         let why = e.detail.to_string();
+        let mut kept = self
+            .last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let last = match last {
+            Some(io) => {
+                *kept = Some((io.kind(), io.to_string()));
+                self.failed.store(true, Ordering::Relaxed);
+                Some(io)
+            }
+            None => kept
+                .as_ref()
+                .map(|(kind, text)| io::Error::new(*kind, text.clone())),
+        };
+        drop(kept);
         match last {
             Some(io) => Error::Unavailable(io::Error::new(
                 io.kind(),
                 format!("{why} (last: {io}; server {server})"),
             )),
             None => Error::Unavailable(io::Error::other(format!("{why} (server {server})"))),
+        }
+    }
+
+    /// A call was answered: earlier failures no longer say why a call
+    /// fails.
+    fn answered(&self) {
+        if self.failed.load(Ordering::Relaxed) && self.failed.swap(false, Ordering::Relaxed) {
+            *self
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
         }
     }
 
@@ -1047,6 +1084,7 @@ impl Shared {
                     Read::Done(result) => {
                         self.failover()
                             .handle(&mut call, epoch, Outcome::Answered, now);
+                        self.answered();
                         // Reuse the connection unless a cancel may have
                         // shut it down: once the registration is gone, a
                         // later cancel no longer reaches it.

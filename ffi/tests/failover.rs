@@ -313,3 +313,26 @@ fn a_release_is_resent_with_its_grants_id_a_tools_unlock_with_its_own() {
     assert_ne!(id, "u.77");
     drop(lock);
 }
+
+/// A call that gives up without an attempt of its own (its time spent in
+/// the pause that earlier failures set) still says why the server could
+/// not be reached: the last failure of the operating system a call of
+/// this client gave up with ("no server could be connected to (server
+/// ...)" alone before, which a C test under `AddressSanitizer` met).
+#[test]
+fn a_call_given_up_in_the_backoff_says_why_the_last_one_failed() {
+    let server = dlm_tests::Server::start();
+    let options = Options::default().io_timeout(Duration::from_millis(300));
+    let c = Client::connect_with(server.addr().to_string(), options).unwrap();
+    c.put("x", b"1", Duration::from_secs(60)).unwrap();
+    drop(server);
+    // The pause doubles with each failure: it soon outlasts a call.
+    for i in 0..20 {
+        match c.get("x") {
+            Err(Error::Unavailable(e)) => {
+                assert!(e.to_string().contains("refused"), "call {i}: {e}");
+            }
+            r => panic!("call {i}: {r:?}"),
+        }
+    }
+}
