@@ -38,27 +38,47 @@ func freePort(t *testing.T) int {
 }
 
 // startCluster starts n members (their peer ports free, client ports 0).
+//
+// A peer port is picked free and bound by its member a moment later: a
+// test of another package (go test runs packages side by side) may take
+// it in between, and that member then exits before it listens. The
+// cluster is then started again on new ports (a fresh run met this once).
 func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
 	bin, err := serverBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
+	for attempt := 1; ; attempt++ {
+		c, err := tryCluster(t, bin, n)
+		if err == nil {
+			t.Cleanup(c.stop)
+			return c
+		}
+		if attempt == 5 {
+			t.Fatal(err)
+		}
+		t.Logf("cluster start %d failed (%v): again on new ports", attempt, err)
+	}
+}
+
+// tryCluster starts n members once; on a failure, it stops those started.
+func tryCluster(t *testing.T, bin string, n int) (*cluster, error) {
 	var peers []string
 	for node := 1; node <= n; node++ {
 		peers = append(peers, fmt.Sprintf("%d=127.0.0.1:%d", node, freePort(t)))
 	}
 	c := &cluster{t: t, members: map[int]*server{}}
-	t.Cleanup(c.stop)
 	for node := 1; node <= n; node++ {
 		s, err := startProcess("dlm-server", exec.Command(bin, "127.0.0.1", "0",
 			"--node", strconv.Itoa(node), "--peers", strings.Join(peers, ",")))
 		if err != nil {
-			t.Fatal(err)
+			c.stop()
+			return nil, err
 		}
 		c.members[node] = s
 	}
-	return c
+	return c, nil
 }
 
 func (c *cluster) stop() {
