@@ -947,6 +947,22 @@ fn a_full_follower_refuses_relayed_connections() {
     });
 }
 
+/// Puts value "v" of owner "attacker" (16 Ki control characters: its
+/// answer, escaped, is 98 KB) through `leader`; returns it and `n`
+/// pipelined `Get`s of it.
+fn large_answer_gets(c: &Cluster, leader: u64, n: usize) -> (String, Vec<u8>) {
+    let me = Client::new("attacker");
+    let value = "\u{1}".repeat(16 * 1024);
+    let mut setup = c.member(leader).connect();
+    assert_eq!(
+        setup.call(&me.put("v", TTL, &value, None)).status,
+        Status::Done
+    );
+    let mut get = Vec::new();
+    me.get("v").write(&mut get).expect("encode");
+    (value, get.repeat(n))
+}
+
 /// Writes `bytes` to `s` until they are all written, or the peer takes
 /// nothing for half a second (it stopped reading), or the connection
 /// fails; how many were written.
@@ -1027,16 +1043,7 @@ fn clients_of_a_follower_that_read_nothing_cannot_swamp_the_cluster() {
         idle_charge >= 10.0 * 200.0
     });
     drop(idle);
-    let me = Client::new("attacker");
-    let escapes = "\u{1}".repeat(16 * 1024);
-    let mut setup = c.member(leader).connect();
-    assert_eq!(
-        setup.call(&me.put("v", TTL, &escapes, None)).status,
-        Status::Done
-    );
-    let mut get = Vec::new();
-    me.get("v").write(&mut get).expect("encode");
-    let batch = get.repeat(1000);
+    let (_, batch) = large_answer_gets(&c, leader, 1000);
     let pid = c.member(leader).pid();
     let before = peak_rss_kib(pid);
     let follower_pid = c.member(follower).pid();
@@ -1089,15 +1096,7 @@ fn session_connections_that_read_nothing_cannot_swamp_the_leader() {
     let c = Cluster::start(3, &["--idle-timeout", "60s"]);
     let leader = c.leader();
     let me = Client::new("attacker");
-    let escapes = "\u{1}".repeat(16 * 1024);
-    let mut setup = c.member(leader).connect();
-    assert_eq!(
-        setup.call(&me.put("v", TTL, &escapes, None)).status,
-        Status::Done
-    );
-    let mut get = Vec::new();
-    me.get("v").write(&mut get).expect("encode");
-    let batch = get.repeat(GETS);
+    let (escapes, batch) = large_answer_gets(&c, leader, GETS);
     let pid = c.member(leader).pid();
     let before = peak_rss_kib(pid);
     let mut attackers: Vec<Conn> = (0..ATTACKERS)
