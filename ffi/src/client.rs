@@ -13,7 +13,6 @@
 
 use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -28,6 +27,7 @@ use dlm_core::time::{Instant, MonotonicClock, Ttl};
 use crate::cancel::CancelToken;
 use crate::encoder::{Encoder, TableEncoder};
 use crate::error::{Error, Result};
+use crate::failure::LastFailure;
 use crate::lock::{LockBuilder, LockState};
 
 /// Longest response line accepted from a server.
@@ -286,14 +286,9 @@ pub(crate) struct Shared {
     pool: Mutex<Vec<Conn>>,
     /// TLS for every connection (`None`: plaintext).
     tls: Option<crate::tls::TlsConfig>,
-    /// The last failure of the operating system a call gave up with (its
-    /// kind and text), kept until a call is answered: a call that gives up
-    /// without an attempt of its own (its time spent in the pause earlier
-    /// failures set) says why too.
-    last_failure: Mutex<Option<(io::ErrorKind, String)>>,
-    /// `last_failure` holds one (read on every answer, so that the
-    /// answer path takes no lock).
-    failed: AtomicBool,
+    /// Why calls gave up, for a call that gives up without an attempt of
+    /// its own.
+    last_failure: LastFailure,
 }
 
 /// A client of a dlm server, or of a dlm cluster's members. Cheap to clone;
@@ -431,8 +426,7 @@ impl Client {
                 failover: Mutex::new(Failover::new(servers, config, seed)),
                 pool: Mutex::new(Vec::new()),
                 tls: options.tls.as_ref().map(crate::Tls::config).transpose()?,
-                last_failure: Mutex::new(None),
-                failed: AtomicBool::new(false),
+                last_failure: LastFailure::new(),
             }),
         };
         let shared = &client.shared;
@@ -786,40 +780,8 @@ impl Shared {
     /// failure of the operating system and the server it concerned.
     fn give_up(&self, e: &core_client::Error<'static>, last: Option<io::Error>) -> Error {
         let server = self.failover().server().to_owned();
-        let why = e.detail.to_string();
-        let mut kept = self
-            .last_failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let last = match last {
-            Some(io) => {
-                *kept = Some((io.kind(), io.to_string()));
-                self.failed.store(true, Ordering::Relaxed);
-                Some(io)
-            }
-            None => kept
-                .as_ref()
-                .map(|(kind, text)| io::Error::new(*kind, text.clone())),
-        };
-        drop(kept);
-        match last {
-            Some(io) => Error::Unavailable(io::Error::new(
-                io.kind(),
-                format!("{why} (last: {io}; server {server})"),
-            )),
-            None => Error::Unavailable(io::Error::other(format!("{why} (server {server})"))),
-        }
-    }
-
-    /// A call was answered: earlier failures no longer say why a call
-    /// fails.
-    fn answered(&self) {
-        if self.failed.load(Ordering::Relaxed) && self.failed.swap(false, Ordering::Relaxed) {
-            *self
-                .last_failure
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = None;
-        }
+        self.last_failure
+            .give_up(&e.detail.to_string(), &server, last)
     }
 
     /// Sleeps until `at`, in slices, as long as `cancel` is not set.
@@ -1084,7 +1046,7 @@ impl Shared {
                     Read::Done(result) => {
                         self.failover()
                             .handle(&mut call, epoch, Outcome::Answered, now);
-                        self.answered();
+                        self.last_failure.answered();
                         // Reuse the connection unless a cancel may have
                         // shut it down: once the registration is gone, a
                         // later cancel no longer reaches it.

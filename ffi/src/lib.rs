@@ -42,6 +42,7 @@ mod cancel;
 mod client;
 mod encoder;
 mod error;
+pub mod failure;
 mod lock;
 mod put;
 mod session;

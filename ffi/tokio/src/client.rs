@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use dlm::ToServers;
+use dlm::failure::LastFailure;
 use dlm_core::client::failover::{
     self, Call, ClusterView, Failover, Outcome, Refusal, Step, Verdict,
 };
@@ -211,6 +212,7 @@ impl Builder {
             io_timeout: self.io_timeout,
             failover: Mutex::new(Failover::new(servers, config, seed)),
             tls,
+            last_failure: LastFailure::new(),
             slots,
             next: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
@@ -278,6 +280,9 @@ pub(crate) struct Shared {
     failover: Mutex<Failover>,
     /// TLS for every connection (`None`: plaintext).
     tls: Option<stream::Tls>,
+    /// Why calls gave up, for a call that gives up without an attempt of
+    /// its own (the blocking client's rule).
+    last_failure: LastFailure,
     slots: Box<[Slot]>,
     next: AtomicUsize,
     /// Connections kept for waits.
@@ -363,15 +368,8 @@ impl Shared {
     /// The error a call gives up with: the failover's, with the last
     /// failure of the operating system and the server it concerned.
     fn give_up(&self, e: &core_client::Error<'static>, last: Option<io::Error>) -> Error {
-        let server = self.server();
-        let why = e.detail.to_string();
-        match last {
-            Some(io) => Error::Unavailable(io::Error::new(
-                io.kind(),
-                format!("{why} (last: {io}; server {server})"),
-            )),
-            None => Error::Unavailable(io::Error::other(format!("{why} (server {server})"))),
-        }
+        self.last_failure
+            .give_up(&e.detail.to_string(), &self.server(), last)
     }
 
     /// Reports a failed attempt: `Ok` to try again, the error to give up
@@ -669,6 +667,7 @@ impl Shared {
                     }
                     self.failover()
                         .handle(&mut call, epoch, Outcome::Answered, self.clock.now());
+                    self.last_failure.answered();
                     if let Via::Own(slot) = &mut via
                         && let Some(conn) = slot.take()
                     {

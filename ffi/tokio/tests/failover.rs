@@ -339,3 +339,23 @@ async fn a_release_is_resent_with_its_grants_id_a_tools_unlock_with_its_own() {
             .all(|u| text_field(u, "RequestID") == Some(id))
     );
 }
+
+/// A call that gives up in the pause earlier failures set (no attempt of
+/// its own) still says why no server could be reached: the last failure
+/// this client gave up with, as the blocking client does.
+#[tokio::test]
+async fn a_call_given_up_in_the_backoff_says_why_the_last_one_failed() {
+    let server = dlm_tests::Server::start();
+    let c = client(&server.addr().to_string(), Duration::from_millis(300)).await;
+    c.put("x", b"1", Duration::from_secs(60)).await.unwrap();
+    drop(server);
+    // The pause doubles with each failure: it soon outlasts a call.
+    for i in 0..20 {
+        match c.get("x").await {
+            Err(Error::Unavailable(e)) => {
+                assert!(e.to_string().contains("refused"), "call {i}: {e}");
+            }
+            r => panic!("call {i}: {r:?}"),
+        }
+    }
+}
