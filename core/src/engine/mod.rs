@@ -387,6 +387,8 @@ impl<S: Storage> Engine<S> {
     /// and nobody, its owner included, may take, extend or release it
     /// until the delay has passed.
     #[inline]
+    // Without `alloc` there are no sessions, and `self` is not read.
+    #[cfg_attr(not(feature = "alloc"), allow(clippy::unused_self))]
     fn closed(&self, token: u64) -> bool {
         #[cfg(feature = "alloc")]
         return self.sessions.closed.contains_key(&token);
@@ -405,6 +407,8 @@ fn as_str(bytes: &[u8]) -> &str {
 
 impl<S: Storage> Engine<S> {
     /// An empty engine with storage `S`.
+    // Without `alloc` the feed has no field but its revision.
+    #[cfg_attr(not(feature = "alloc"), allow(clippy::needless_update))]
     pub fn with_storage(config: Config) -> Self {
         Self {
             limits: config.limits.clamped(),

@@ -358,6 +358,8 @@ impl<S: Storage> Engine<S> {
     }
 
     #[cfg(not(feature = "alloc"))]
+    // The same signature as the build with `alloc`, which reads `self`.
+    #[allow(clippy::unused_self)]
     fn snapshot_multi<O: Out + ?Sized>(
         &self,
         w: &mut Writer<'_, O>,
@@ -369,6 +371,8 @@ impl<S: Storage> Engine<S> {
     }
 
     #[cfg(not(feature = "alloc"))]
+    // The same signature as the build with `alloc`, which reads `self`.
+    #[allow(clippy::unused_self)]
     fn snapshot_sessions<O: Out + ?Sized>(
         &self,
         w: &mut Writer<'_, O>,
@@ -380,6 +384,8 @@ impl<S: Storage> Engine<S> {
     }
 
     #[cfg(not(feature = "alloc"))]
+    // The same signature as the build with `alloc`, which reads `self`.
+    #[allow(clippy::unused_self)]
     fn snapshot_groups<O: Out + ?Sized>(
         &self,
         w: &mut Writer<'_, O>,
@@ -859,6 +865,8 @@ impl<S: Storage> Engine<S> {
     }
 
     #[cfg(not(feature = "alloc"))]
+    // The same signature as the build with `alloc`, which reads `self`.
+    #[allow(clippy::unused_self)]
     fn restore_sessions(
         &mut self,
         r: &mut Reader<'_>,
@@ -966,6 +974,8 @@ impl<S: Storage> Engine<S> {
     }
 
     #[cfg(not(feature = "alloc"))]
+    // The same signature as the build with `alloc`, which reads `self`.
+    #[allow(clippy::unused_self)]
     fn restore_multi(
         &mut self,
         r: &mut Reader<'_>,
@@ -981,6 +991,8 @@ impl<S: Storage> Engine<S> {
     }
 
     #[cfg(not(feature = "alloc"))]
+    // The same signature as the build with `alloc`, which reads `self`.
+    #[allow(clippy::unused_self)]
     fn restore_groups(
         &mut self,
         r: &mut Reader<'_>,
