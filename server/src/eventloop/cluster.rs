@@ -539,11 +539,11 @@ impl EventLoop {
                 self.flush_link(node);
             }
         } else if (INBOUND_BASE..RELAY_BASE).contains(&t) {
-            self.read_inbound(t - INBOUND_BASE);
+            self.read_inbound(t - INBOUND_BASE, ev.is_read_closed() || ev.is_error());
         } else if (RELAY_BASE..usize::MAX - 16).contains(&t) {
             let i = t - RELAY_BASE;
             if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                self.read_relay(i);
+                self.read_relay(i, ev.is_read_closed() || ev.is_error());
             }
             if ev.is_writable() {
                 self.flush_relay(i);
@@ -733,7 +733,9 @@ impl EventLoop {
         }
     }
 
-    fn read_inbound(&mut self, i: usize) {
+    /// Reads an inbound peer connection (`hung_up`: epoll said it closed
+    /// its end, so it is read to that end).
+    fn read_inbound(&mut self, i: usize, hung_up: bool) {
         let closed;
         let mut refuse = None;
         {
@@ -745,7 +747,7 @@ impl EventLoop {
                 return;
             };
             let was_handshaken = conn.stream.handshaken();
-            match conn.stream.read_into(&mut conn.reader, chunk) {
+            match conn.stream.read_into(&mut conn.reader, chunk, hung_up) {
                 ReadEnd::Open => closed = false,
                 ReadEnd::Closed => closed = true,
                 ReadEnd::Refused(why) => {
@@ -1085,7 +1087,7 @@ impl EventLoop {
         let _ = self.host.flushed(slot, now);
     }
 
-    fn read_relay(&mut self, i: usize) {
+    fn read_relay(&mut self, i: usize, hung_up: bool) {
         let Some(c) = &mut self.cluster else {
             return;
         };
@@ -1161,7 +1163,7 @@ impl EventLoop {
         }
         if failed.is_ok() {
             failed = match r.tls.as_deref_mut() {
-                None => read_plain(&mut r.stream, chunk, &mut got, &mut r.eof),
+                None => read_plain(&mut r.stream, chunk, &mut got, &mut r.eof, hung_up),
                 Some(tls) => read_tls(tls, &mut r.stream, chunk, &mut got, &mut r.eof),
             };
         }
@@ -1342,7 +1344,7 @@ impl EventLoop {
                     }
                     let _ = r.stream.shutdown(std::net::Shutdown::Write);
                     r.linger = Some((Instant::now() + crate::host::LINGER, 0));
-                    self.read_relay(i);
+                    self.read_relay(i, true);
                 }
                 return;
             }
@@ -1384,7 +1386,7 @@ impl EventLoop {
         if resume {
             r.read_paused = false;
             // Edge-triggered: what came meanwhile is read now.
-            self.read_relay(i);
+            self.read_relay(i, true);
         }
     }
 
@@ -1506,7 +1508,7 @@ impl EventLoop {
         let Some(s) = link.stream.as_mut() else {
             return false;
         };
-        let end = s.read_into(&mut link.reader, chunk);
+        let end = s.read_into(&mut link.reader, chunk, true);
         // Frames never come this way: whatever decrypted is dropped.
         link.reader = FrameReader::default();
         match end {
@@ -1660,7 +1662,7 @@ impl EventLoop {
             self.feed_session(slot);
         }
         for i in again.into_iter().chain(drained) {
-            self.read_relay(i);
+            self.read_relay(i, true);
         }
         self.apply_actions();
         let Some(c) = &mut self.cluster else {
@@ -2093,6 +2095,7 @@ fn read_plain(
     chunk: &mut [u8],
     got: &mut Vec<u8>,
     eof: &mut bool,
+    hung_up: bool,
 ) -> Result<(), Option<Stat>> {
     loop {
         match stream.read(chunk) {
@@ -2102,7 +2105,10 @@ fn read_plain(
             }
             Ok(n) => {
                 got.extend_from_slice(&chunk[..n]);
-                if got.len() > RELAY_READ {
+                // A short read drained the socket: edge-triggered epoll
+                // says when more arrives (one read a turn, not two; a
+                // client that closed its end is read to that end).
+                if got.len() > RELAY_READ || (n < chunk.len() && !hung_up) {
                     return Ok(());
                 }
             }

@@ -150,8 +150,16 @@ impl PeerStream {
         }
     }
 
-    /// Reads what arrived, decrypted if TLS, into `into`.
-    pub(super) fn read_into(&mut self, into: &mut FrameReader, chunk: &mut [u8]) -> ReadEnd {
+    /// Reads what arrived, decrypted if TLS, into `into`. Without TLS a
+    /// short read ends it (the socket is drained; edge-triggered epoll
+    /// says when more arrives) unless `hung_up` (epoll said the other end
+    /// closed: read to that end).
+    pub(super) fn read_into(
+        &mut self,
+        into: &mut FrameReader,
+        chunk: &mut [u8],
+        hung_up: bool,
+    ) -> ReadEnd {
         if let Some(refused) = self.check_first() {
             return refused;
         }
@@ -159,7 +167,12 @@ impl PeerStream {
             loop {
                 match self.stream.read(chunk) {
                     Ok(0) => return ReadEnd::Closed,
-                    Ok(n) => into.push(&chunk[..n]),
+                    Ok(n) => {
+                        into.push(&chunk[..n]);
+                        if n < chunk.len() && !hung_up {
+                            return ReadEnd::Open;
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadEnd::Open,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => return ReadEnd::Closed,
