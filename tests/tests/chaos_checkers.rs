@@ -321,3 +321,56 @@ fn the_shim_records_synced_lengths_and_shifts_the_wall_clock() {
     assert!((shifted - now - 86_400).abs() < 60, "{shifted} vs {now}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The nemesis's membership changes: a retry refused as already done
+/// counts as done only after a try whose answer was lost (a leader that
+/// removed itself stopped before answering, say); otherwise the refusal is
+/// the nemesis being wrong about the membership, reported as a failure.
+#[test]
+fn a_membership_change_refused_as_done_counts_only_after_a_lost_answer() {
+    use dlm_tests::chaos::members::{Change, Settled, answer_lost, settled};
+    let lost = "dlm: server unavailable: the connection failed after the request was sent: \
+                it may have been applied, and without a request ID it is not sent again"
+        .to_owned();
+    let timeout = "dlm: server unavailable: no answer within the timeout".to_owned();
+    let refused = "dlm: bad request: another membership change is in progress".to_owned();
+    assert!(answer_lost(&lost) && answer_lost(&timeout) && !answer_lost(&refused));
+    let not_member = "dlm: bad request: not a member";
+    let already = "dlm: bad request: already a member";
+    assert_eq!(settled(Change::Remove, true, "", &[]), Settled::Done);
+    // The first try's answer lost: a retry refused as done says it applied.
+    assert_eq!(
+        settled(
+            Change::Remove,
+            false,
+            not_member,
+            std::slice::from_ref(&lost)
+        ),
+        Settled::AppliedEarlier
+    );
+    assert_eq!(
+        settled(Change::Add, false, already, &[refused.clone(), timeout]),
+        Settled::AppliedEarlier
+    );
+    // Without a lost answer before it, the refusal is a failure.
+    assert_eq!(
+        settled(Change::Remove, false, not_member, &[]),
+        Settled::Failed
+    );
+    assert_eq!(
+        settled(Change::Remove, false, not_member, &[refused]),
+        Settled::Failed
+    );
+    // The wrong refusal for the change, or a leader's "not applied yet"
+    // variant, is no proof either.
+    assert_eq!(
+        settled(Change::Add, false, not_member, std::slice::from_ref(&lost)),
+        Settled::Failed
+    );
+    let pending = "dlm: bad request: not a member as far as this leader has applied its log \
+                   (a membership change may still be pending): try again";
+    assert_eq!(
+        settled(Change::Remove, false, pending, &[lost]),
+        Settled::Failed
+    );
+}

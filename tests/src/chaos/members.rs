@@ -287,6 +287,15 @@ impl Members {
     /// What was done, for the fault record; an error if a step failed
     /// (the member is left as that step left it; the caller brings every
     /// member back at the end).
+    ///
+    /// Each `dlm` command is tried up to five times. A try whose answer was
+    /// lost (the connection closed after the request went out, or no
+    /// answer in time) may have been applied: a later try refused as
+    /// already done ("not a member" to a removal, "already a member" to an
+    /// addition) says it was, and the step counts as done
+    /// ([`Settled::AppliedEarlier`]). A leader asked to remove itself, for
+    /// one, often stops before it answers: a follower that applied the
+    /// removal first tells it goodbye.
     pub fn remove_and_add(&mut self, id: u64, cli: &Path) -> Result<String, String> {
         let servers = self
             .client_addrs()
@@ -299,8 +308,8 @@ impl Members {
             .get(&id)
             .map(|m| format!("127.0.0.1:{}", m.peer_port))
             .ok_or("no such member")?;
-        let dlm = |args: &[&str]| -> Result<(), String> {
-            let mut last = String::new();
+        let dlm = |op: Change, args: &[&str]| -> Result<String, String> {
+            let mut errors = Vec::new();
             for _ in 0..5 {
                 let out = Command::new(cli)
                     .args(["--server", &servers, "--timeout", "5"])
@@ -308,17 +317,30 @@ impl Members {
                     .stdin(Stdio::null())
                     .output()
                     .map_err(|e| format!("cannot run {}: {e}", cli.display()))?;
-                if out.status.success() {
-                    return Ok(());
+                let err = if out.status.success() {
+                    String::new()
+                } else {
+                    String::from_utf8_lossy(&out.stderr).trim().to_owned()
+                };
+                match settled(op, out.status.success(), &err, &errors) {
+                    Settled::Done => {
+                        return Ok(format!("dlm {}{}", args.join(" "), tries(&errors)));
+                    }
+                    Settled::AppliedEarlier => {
+                        errors.push(err);
+                        return Ok(format!(
+                            "dlm {}{}: an earlier try applied",
+                            args.join(" "),
+                            tries(&errors)
+                        ));
+                    }
+                    Settled::Failed => errors.push(err),
                 }
-                String::from_utf8_lossy(&out.stderr)
-                    .trim()
-                    .clone_into(&mut last);
                 std::thread::sleep(Duration::from_millis(300));
             }
-            Err(format!("dlm {}: {last}", args.join(" ")))
+            Err(format!("dlm {}{}", args.join(" "), tries(&errors)))
         };
-        dlm(&["cluster", "remove", &id.to_string()])?;
+        let removed = dlm(Change::Remove, &["cluster", "remove", &id.to_string()])?;
         // A removed member stops by itself once it applies its removal (or
         // after a grace, if it never hears of it); then it is gone anyway.
         let m = self.members.get_mut(&id).ok_or("no such member")?;
@@ -339,11 +361,10 @@ impl Members {
         std::fs::create_dir_all(&m.data_dir).map_err(|e| e.to_string())?;
         let _ = std::fs::write(super::shim::sync_log(&m.data_dir), b"");
         m.join = true;
-        dlm(&["cluster", "add", &id.to_string(), &peer])?;
+        let added = dlm(Change::Add, &["cluster", "add", &id.to_string(), &peer])?;
         self.boot(id).map_err(|e| e.to_string())?;
         Ok(format!(
-            "dlm cluster remove {id} (it {}), data directory emptied, dlm cluster add {id} {peer}, \
-             started with --join",
+            "{removed} (it {}), data directory emptied, {added}, started with --join",
             if stopped_itself {
                 "stopped by itself"
             } else {
@@ -356,6 +377,71 @@ impl Members {
     pub fn data_dir(&self, id: u64) -> Option<&Path> {
         self.members.get(&id).map(|m| m.data_dir.as_path())
     }
+}
+
+/// A membership change the nemesis makes through the `dlm` command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// `dlm cluster remove ID`.
+    Remove,
+    /// `dlm cluster add ID PEER`.
+    Add,
+}
+
+/// What one try of a [`Change`] settles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// It was answered done.
+    Done,
+    /// It was refused as already done, after a try whose answer was lost:
+    /// that try was applied.
+    AppliedEarlier,
+    /// Not done (yet): try again, or give up.
+    Failed,
+}
+
+/// Whether the `dlm` command's error `err` leaves open whether the change
+/// was applied: the request went out and no answer came back (the
+/// member's connection closed, or the timeout ran out).
+pub fn answer_lost(err: &str) -> bool {
+    err.contains("may have been applied")
+        || err.contains("the connection closed before the answer")
+        || err.contains("no answer within the timeout")
+}
+
+/// What a try of `change` settles: whether the command succeeded, its
+/// error `err` otherwise, and the errors of the tries before it. A refusal
+/// as already done ("not a member" to a removal, "already a member" to an
+/// addition, not the variants a leader gives while a change of its log is
+/// still unapplied) counts as done only after a try whose answer was lost;
+/// without one, the nemesis would be wrong about the membership, and that
+/// is a failure to report.
+pub fn settled(change: Change, ok: bool, err: &str, before: &[String]) -> Settled {
+    if ok {
+        return Settled::Done;
+    }
+    let already = match change {
+        Change::Remove => "not a member",
+        Change::Add => "already a member",
+    };
+    if err.trim_end().ends_with(already) && before.iter().any(|e| answer_lost(e)) {
+        Settled::AppliedEarlier
+    } else {
+        Settled::Failed
+    }
+}
+
+/// The failed tries of a command, for the fault record: empty if none.
+fn tries(errors: &[String]) -> String {
+    if errors.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = errors
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("try {}: {e}", i + 1))
+        .collect();
+    format!(" ({})", list.join("; "))
 }
 
 impl Drop for Members {
