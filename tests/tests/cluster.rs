@@ -195,6 +195,71 @@ fn members_can_be_added_and_removed() {
     assert_eq!(c.status(leader).matches("\"ID\":").count(), 3);
 }
 
+/// A durable leader asked to remove itself (its writes go to disk on a
+/// thread of their own, and clients keep it writing): the removal applies,
+/// and the old leader stops cleanly (raft-rs would panic on a leader that
+/// is no longer a member when one of its writes completes), having
+/// answered or closed the asking connection; the others go on without it.
+#[test]
+fn a_durable_leader_that_removes_itself_stops_cleanly() {
+    let dir = dlm_tests::scratch_dir("self-removal");
+    let data = format!("{}/{{id}}", dir.display());
+    let mut c = Cluster::start(3, &["--data-dir", &data]);
+    let leader = c.leader();
+    // Writes in flight when the removal applies, and after.
+    let addr = c.member(leader).addr();
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = std::sync::Arc::clone(&written);
+    let writer = thread::spawn(move || {
+        let w = Client::new("w");
+        let mut conn = Conn::open(addr);
+        let mut done = 0u64;
+        while done < 100_000 {
+            let mut line = Vec::new();
+            let key = format!("k{}", done % 50);
+            let put = w.put(&key, TTL, "v", None);
+            if put.write(&mut line).is_err() || conn.try_send_raw(&line).is_err() {
+                break;
+            }
+            match conn.recv_line() {
+                Some(l) if Reply::parse(&l).status == Status::Done => {
+                    done += 1;
+                    count.store(done, std::sync::atomic::Ordering::Relaxed);
+                }
+                _ => break,
+            }
+        }
+        done
+    });
+    dlm_tests::eventually(LONG, "writes through the leader", || {
+        written.load(std::sync::atomic::Ordering::Relaxed) >= 100
+    });
+    let remove = format!("{{\"Action\":\"Cluster\",\"Op\":\"remove\",\"Node\":{leader}}}\n");
+    let mut admin = c.member(leader).connect();
+    admin.send_raw(remove.as_bytes());
+    // Done, or the connection closed (the member stopped on a follower's
+    // goodbye before it applied the removal itself).
+    if let Some(line) = admin.recv_line() {
+        assert!(
+            line.starts_with(b"{\"Status\":\"Done\""),
+            "{}",
+            String::from_utf8_lossy(&line)
+        );
+    }
+    let mut old = c.members.remove(&leader).unwrap();
+    let status = old.wait_exit(LONG).expect("a removed leader stops");
+    let _ = writer.join();
+    assert!(
+        status.success() && !old.log().contains("panicked"),
+        "{status:?}\n{}",
+        old.log()
+    );
+    let next = c.leader();
+    assert_ne!(next, leader);
+    assert_eq!(c.status(next).matches("\"ID\":").count(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn garbage_on_the_peer_port_changes_nothing() {
     let c = Cluster::start(3, &[]);

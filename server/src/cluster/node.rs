@@ -845,7 +845,26 @@ impl Member {
             }
         }
         if let Some(number) = number {
+            self.step_down_if_removed();
             self.raw.on_persist_ready(number);
+        }
+    }
+
+    /// A leader that applied its own removal steps down before raft-rs
+    /// hears of a stored write: raft-rs (0.7) then updates the leader's own
+    /// progress, which a removed leader no longer has, and panics (in the
+    /// chaos suite, a leader asked to remove itself while its writes were
+    /// on their way to disk). Removed, it could not lead for long anyway:
+    /// it stops by itself ([`REMOVED_GRACE_TICKS`]) and the others elect a
+    /// leader among themselves.
+    fn step_down_if_removed(&mut self) {
+        if self.raw.raft.state == StateRole::Leader && self.raw.raft.prs().get(self.id).is_none() {
+            let term = self.raw.raft.term;
+            self.raw.raft.become_follower(term, raft::INVALID_ID);
+            info!(
+                node = self.id,
+                term, "no longer a member: stepping down as the leader"
+            );
         }
     }
 
@@ -869,7 +888,8 @@ impl Member {
         if let Some(mut rd) = ready {
             // In memory: written at once.
             let store = self.raw.mut_store().clone();
-            if !rd.entries().is_empty() {
+            let appends = !rd.entries().is_empty();
+            if appends {
                 store.append(rd.entries())?;
             }
             if let Some(hs) = rd.hs() {
@@ -877,6 +897,11 @@ impl Member {
             }
             store.persist(rd.must_sync())?;
             out.messages.extend(rd.take_persisted_messages());
+            if appends {
+                // Not otherwise: the step down closes this turn's
+                // connections, and with them the answer to the removal.
+                self.step_down_if_removed();
+            }
             let mut light = self.raw.advance(rd);
             if let Some(commit) = light.commit_index() {
                 store.set_commit(commit);
@@ -1177,6 +1202,144 @@ fn restore(host: &mut Host, data: &[u8], peers: &mut BTreeMap<u64, SocketAddr>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::HostConfig;
+    use crate::identity::Identities;
+    use dlm_core::engine::Engine;
+
+    struct Open;
+
+    impl Peers for Open {
+        fn closed(&self, _: usize) -> bool {
+            false
+        }
+    }
+
+    /// Members of one cluster (in memory, or each with a data directory
+    /// under `dir`), their hosts, and the messages between them, driven by
+    /// hand.
+    struct Sim {
+        members: BTreeMap<u64, (Member, Host)>,
+        wire: Vec<Message>,
+    }
+
+    impl Sim {
+        fn new(n: u64, dir: Option<&std::path::Path>) -> Self {
+            let peers: BTreeMap<u64, SocketAddr> = (1..=n)
+                .map(|id| {
+                    (
+                        id,
+                        SocketAddr::from(([127, 0, 0, 1], 7000 + u16::try_from(id).unwrap())),
+                    )
+                })
+                .collect();
+            let config = HostConfig::default();
+            let bootstrap = Bootstrap {
+                cluster_id: 0x5eed,
+                hash_key: config.hash_key,
+                first_token: config.first_token,
+                limits: config.limits,
+                memory_budget: config.memory_budget as u64,
+                deadline_slack_ms: deadline_slack_ms(),
+            };
+            let members = (1..=n)
+                .map(|id| {
+                    let config = HostConfig::default();
+                    let engine = Engine::new(Host::engine_config(&config));
+                    let mut host = Host::new(config, engine, Identities::none());
+                    host.replicate(id);
+                    let data = dir.map(|d| d.join(id.to_string()));
+                    let m = Member::new(
+                        id,
+                        peers.clone(),
+                        bootstrap,
+                        Vec::new(),
+                        false,
+                        data.as_deref(),
+                        &mut host,
+                    )
+                    .unwrap();
+                    (id, (m, host))
+                })
+                .collect();
+            Self {
+                members,
+                wire: Vec::new(),
+            }
+        }
+
+        /// One turn of every member, then every message sent delivered.
+        fn turn(&mut self) {
+            for (m, host) in self.members.values_mut() {
+                m.admin_from(host);
+                m.propose_from(host);
+                let mut out = Outbound::default();
+                let mut now = Vec::new();
+                m.drive(host, &Open, &mut out, &mut |msgs| now.extend(msgs))
+                    .unwrap();
+                // A durable member's writes are on disk by the turn's end
+                // (raft-rs told at once): the next turn sees them done.
+                m.wait_written(&mut |msgs| now.extend(msgs)).unwrap();
+                self.wire.extend(now);
+                self.wire.extend(out.messages);
+            }
+            for msg in std::mem::take(&mut self.wire) {
+                if let Some((m, _)) = self.members.get_mut(&msg.to) {
+                    m.step(msg).unwrap();
+                }
+            }
+        }
+
+        fn member(&mut self, id: u64) -> &mut Member {
+            &mut self.members.get_mut(&id).unwrap().0
+        }
+    }
+
+    /// The scenario of [`a_leader_that_applied_its_own_removal_steps_down`]
+    /// in a cluster of three, in memory or durable (`dir`).
+    fn leader_removes_itself(dir: Option<&std::path::Path>) {
+        let mut sim = Sim::new(3, dir);
+        assert_eq!(sim.member(1).raw.store().is_durable(), dir.is_some());
+        sim.member(1).raw.campaign().unwrap();
+        for _ in 0..20 {
+            sim.turn();
+        }
+        assert!(sim.member(1).is_leader());
+        let (_, host) = sim.members.get_mut(&1).unwrap();
+        host.replica_mut().unwrap().admin.push_back(Admin {
+            op: AdminOp::Remove(1),
+            tag: 0,
+            seq: 0,
+        });
+        // Entries go on being proposed (an idle leader stamps the time):
+        // one is stored after the removal applies.
+        let mut applied = false;
+        for _ in 0..40 {
+            let m = sim.member(1);
+            if m.is_leader() {
+                let data = entry::encode(0, &Logged::DropWaiters);
+                let _ = m.raw.propose(Vec::new(), data);
+            }
+            sim.turn();
+            applied |= !sim.member(1).peers().contains_key(&1);
+        }
+        assert!(applied, "the removal never applied");
+        assert!(!sim.member(1).is_leader());
+        for id in [2, 3] {
+            assert!(!sim.member(id).peers().contains_key(&1));
+        }
+    }
+
+    /// raft-rs unwraps a leader's own progress when one of its writes is
+    /// stored; a leader that applied its own removal has none. It steps
+    /// down first: no panic, and the others go on.
+    #[test]
+    fn a_leader_that_applied_its_own_removal_steps_down() {
+        leader_removes_itself(None);
+        let dir = std::env::temp_dir().join(format!("dlm-self-removal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        leader_removes_itself(Some(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn the_cluster_clock_follows_the_leader_in_bounded_steps() {
