@@ -459,7 +459,7 @@ impl Host {
     /// [`Actions::read`].
     pub fn read_space(&mut self, slot: usize) -> Option<&mut [u8]> {
         let limit = self.limits.max_line;
-        let over_budget = self.conn_bytes > self.config.connection_memory;
+        let over_budget = self.connection_memory_spent();
         let budget_left = self
             .config
             .connection_memory
@@ -597,7 +597,7 @@ impl Host {
     /// Returns whether the connection still has output (so the driver
     /// should wait until its socket is writable), or `None` if it is gone.
     pub fn flushed(&mut self, slot: usize, now: Duration) -> Option<bool> {
-        let over_budget = self.conn_bytes > self.config.connection_memory;
+        let over_budget = self.connection_memory_spent();
         let gets_full = self
             .conn(slot)
             .is_some_and(|c| self.gets_full(slot, c.generation));
@@ -616,11 +616,7 @@ impl Host {
             }
         }
         let closing = conn.closing;
-        let resume = !blocked
-            && closing == Closing::No
-            && conn.paused
-            && !backlogged(conn, over_budget)
-            && !gets_full;
+        let resume = may_resume(conn, over_budget) && !gets_full;
         if resume {
             conn.paused = false;
         }
@@ -931,7 +927,7 @@ impl Host {
     /// Lets connection `slot` read again if only its `Get`s in the log
     /// held it (one of them applied), and nothing else does.
     pub(crate) fn resume_after_gets(&mut self, slot: usize) {
-        let over_budget = self.conn_bytes > self.config.connection_memory;
+        let over_budget = self.connection_memory_spent();
         let Some(generation) = self.conn(slot).map(|c| c.generation) else {
             return;
         };
@@ -941,11 +937,7 @@ impl Host {
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
-        if conn.paused
-            && conn.closing == Closing::No
-            && !conn.pending_output()
-            && !backlogged(conn, over_budget)
-        {
+        if may_resume(conn, over_budget) {
             conn.paused = false;
             self.actions.read.push(slot);
         }
@@ -1099,6 +1091,15 @@ impl Host {
             self.close(slot, false);
         }
     }
+}
+
+/// Whether paused connection `conn` may read again: it is not closing,
+/// its answers have all been written, and it is not backlogged.
+fn may_resume(conn: &Conn, over_budget: bool) -> bool {
+    conn.paused
+        && conn.closing == Closing::No
+        && !conn.pending_output()
+        && !backlogged(conn, over_budget)
 }
 
 /// Whether enough answers wait (unsent, or held behind a waiter) that

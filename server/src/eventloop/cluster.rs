@@ -115,6 +115,15 @@ struct Link {
     next_dial: Instant,
 }
 
+impl Link {
+    /// More than [`LINK_PAUSE`] waits to be written: what would queue
+    /// behind it (relayed clients' requests, relayed sessions' answers)
+    /// waits until it drains.
+    fn backed_up(&self) -> bool {
+        self.out.len() - self.written > LINK_PAUSE
+    }
+}
+
 /// An accepted peer connection.
 struct Inbound {
     stream: PeerStream,
@@ -994,9 +1003,7 @@ impl EventLoop {
                 return;
             };
             if let Some(c) = &mut self.cluster
-                && c.links
-                    .get(&s.node)
-                    .is_some_and(|l| l.out.len() - l.written > LINK_PAUSE)
+                && c.links.get(&s.node).is_some_and(Link::backed_up)
             {
                 // Its answers would queue behind what its follower has not
                 // taken yet (and ahead of the Raft messages to it): fed
@@ -1059,9 +1066,7 @@ impl EventLoop {
         };
         let (node, session) = (s.node, s.session);
         if let Some(c) = &mut self.cluster
-            && c.links
-                .get(&node)
-                .is_some_and(|l| l.out.len() - l.written > LINK_PAUSE)
+            && c.links.get(&node).is_some_and(Link::backed_up)
         {
             // The follower has not taken what was sent: the answers stay
             // with the session, which counts them as unread (so the host
@@ -1124,7 +1129,7 @@ impl EventLoop {
             return;
         }
         if let Some(link) = r.bound.and_then(|l| c.links.get(&l))
-            && link.out.len() - link.written > LINK_PAUSE
+            && link.backed_up()
         {
             // Read again when the link has drained (`cluster_turn`).
             if !c.link_waiters.contains(&i) {
@@ -1613,7 +1618,7 @@ impl EventLoop {
                     .and_then(Option::as_ref)
                     .and_then(|r| r.bound);
                 to.and_then(|l| c.links.get(&l))
-                    .is_some_and(|l| l.out.len() - l.written > LINK_PAUSE)
+                    .is_some_and(Link::backed_up)
             };
             let (still, go): (Vec<usize>, Vec<usize>) =
                 waiting.drain(..).partition(|&i| backed_up(c, i));
@@ -1640,7 +1645,7 @@ impl EventLoop {
                     .session_mut(slot)
                     .map(|s| s.node)
                     .and_then(|node| c.links.get(&node))
-                    .is_some_and(|l| l.out.len() - l.written > LINK_PAUSE);
+                    .is_some_and(Link::backed_up);
                 if backed_up {
                     still.insert(slot);
                 } else {
